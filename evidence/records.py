@@ -1,0 +1,296 @@
+"""Evidence records and the dossier: the public data model.
+
+These pydantic models are the single definition of what a dossier contains.
+``schemas/*.schema.json`` are generated from them (``interp-dossier schema``)
+and committed; auditors and other tools rely on the field names, so extend
+this model, never rename a field.
+
+Every model is frozen, rejects unknown keys and rejects NaN / Inf: a malformed
+record cannot exist as an object.
+"""
+
+from __future__ import annotations
+
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
+
+__all__ = [
+    "DEVELOPMENT_KEY_NOTICE",
+    "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
+    "Baseline",
+    "ClauseRef",
+    "ConfidenceInterval",
+    "DataRef",
+    "ErrorInfo",
+    "Dossier",
+    "Environment",
+    "EvidenceRecord",
+    "MeasurementSpec",
+    "Metric",
+    "ModelIdentity",
+    "Producer",
+    "SignerInfo",
+    "Table",
+    "Verdict",
+    "WeightFile",
+]
+
+#: The dossier format version written by this release.
+SCHEMA_VERSION = "1.0"
+#: Versions this release can read and verify; anything else is refused.
+SUPPORTED_SCHEMA_VERSIONS: frozenset[str] = frozenset({SCHEMA_VERSION})
+
+#: The notice every artifact signed with a development key carries.
+DEVELOPMENT_KEY_NOTICE = "development key \u2014 not for filing"
+
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+MeasurementId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
+SemVer = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]*(/[^/\s]+)*(@[^\s]+)?$")]
+# Finite numbers only: non-finite values are not representable in signed JSON.
+Number = Annotated[float, Field(allow_inf_nan=False)] | int
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=False)
+
+
+class ConfidenceInterval(_Frozen):
+    """An interval estimate: how the uncertainty of a metric was quantified."""
+
+    lower: Number
+    upper: Number
+    level: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(description="coverage, e.g. 0.95")
+    method: Name = Field(description='e.g. "percentile bootstrap", "wilson"')
+    n: Annotated[int, Field(ge=1)] = Field(description="number of independent units (prompts, sequences)")
+    resamples: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="bootstrap resamples, when the method resamples"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ConfidenceInterval:
+        if self.lower > self.upper:
+            raise ValueError(f"CI lower bound {self.lower} exceeds upper bound {self.upper}")
+        return self
+
+
+class Baseline(_Frozen):
+    """What a metric is compared against (random direction, untrained twin, ...)."""
+
+    name: Name
+    value: Number
+    ci: ConfidenceInterval | None = None
+    description: str = ""
+
+
+class Metric(_Frozen):
+    """One number a measurement reports, with its uncertainty and its baseline."""
+
+    name: Name
+    value: Number
+    unit: Name = Field(description='e.g. "score", "nats", "fraction", "layer index"')
+    ci: ConfidenceInterval | None = None
+    baseline: Baseline | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _value_in_ci(self) -> Metric:
+        # A point estimate outside its own interval signals a bug in the estimator.
+        if self.ci is not None and not (self.ci.lower - 1e-9 <= self.value <= self.ci.upper + 1e-9):
+            raise ValueError(
+                f"metric {self.name!r}: value {self.value} lies outside its CI "
+                f"[{self.ci.lower}, {self.ci.upper}]"
+            )
+        return self
+
+
+class Table(_Frozen):
+    """A small table of results (per-head scores, per-layer curves)."""
+
+    name: Name
+    columns: list[Name] = Field(min_length=1)
+    rows: list[list[str | Number | None]]
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _rectangular(self) -> Table:
+        for i, row in enumerate(self.rows):
+            if len(row) != len(self.columns):
+                raise ValueError(
+                    f"table {self.name!r}: row {i} has {len(row)} cells, expected {len(self.columns)}"
+                )
+        return self
+
+
+class MeasurementSpec(_Frozen):
+    """What was run, so that it can be re-run: id, version and parameters verbatim."""
+
+    id: MeasurementId
+    version: SemVer
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class DataRef(_Frozen):
+    """An input a measurement used, identified by content digest."""
+
+    name: Name
+    sha256: Sha256Hex
+    count: Annotated[int, Field(ge=0)] = Field(description="number of items (prompts, sequences)")
+    description: str = ""
+
+
+class ClauseRef(_Frozen):
+    """A documentation requirement that a record provides evidence for."""
+
+    id: ClauseId
+    strength: Literal["direct", "partial", "supporting"]
+    rationale: Annotated[str, StringConstraints(min_length=1, max_length=400)]
+
+
+class ErrorInfo(_Frozen):
+    """Why a measurement failed."""
+
+    type: Name
+    message: Annotated[str, StringConstraints(min_length=1)]
+
+
+class EvidenceRecord(_Frozen):
+    """The result of one measurement on one model: evidence, never judgement."""
+
+    record_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")]
+    measurement: MeasurementSpec
+    subject: Name = Field(description="the model the measurement was run on")
+    status: Literal["ok", "error"]
+    error: ErrorInfo | None = None
+    seeds: dict[str, int] = Field(default_factory=dict)
+    metrics: list[Metric] = Field(default_factory=list)
+    tables: list[Table] = Field(default_factory=list)
+    data: list[DataRef] = Field(default_factory=list)
+    clauses: list[ClauseRef] = Field(default_factory=list)
+    experimental: bool = False
+    summary: str = Field(default="", description="one paragraph, plain language")
+    duration_s: Annotated[float, Field(ge=0.0)] | None = None
+
+    @model_validator(mode="after")
+    def _status_consistent(self) -> EvidenceRecord:
+        if self.status == "error" and self.error is None:
+            raise ValueError(f"record {self.record_id!r}: status 'error' requires an 'error' object")
+        if self.status == "ok" and self.error is not None:
+            raise ValueError(f"record {self.record_id!r}: status 'ok' must not carry an 'error'")
+        names = [m.name for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"record {self.record_id!r}: duplicate metric names {dupes}")
+        return self
+
+    def metric(self, name: str) -> Metric:
+        """The metric called ``name``; KeyError if there is none."""
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+class Verdict(_Frozen):
+    """A judgement of evidence against a declared threshold."""
+
+    verdict_id: Name
+    verdict: Literal["pass", "fail", "inconclusive", "n/a"]
+    metric: Name
+    record_digest: Sha256Hex = Field(description="sha256 of the canonical JSON of the record judged")
+    threshold: Number
+    comparator: Literal[">=", ">", "<=", "<"]
+    rule: Name
+    rationale: str = ""
+
+
+class Producer(_Frozen):
+    """The tool that produced the dossier."""
+
+    name: Literal["interp-dossier"] = "interp-dossier"
+    version: Name
+
+
+class WeightFile(_Frozen):
+    """One file of model weights, by digest."""
+
+    name: Name
+    sha256: Sha256Hex
+    bytes: Annotated[int, Field(ge=0)]
+
+
+class ModelIdentity(_Frozen):
+    """Which model was measured, exactly, and how its weights were processed."""
+
+    name: Name
+    source: Literal["organism", "huggingface"]
+    path: str | None = Field(default=None, description="local directory, for user models")
+    architecture: dict[str, JsonValue] = Field(description="the configuration the model was built from")
+    weights_sha256: Sha256Hex = Field(description="sha256 over the weight files, see weight_files")
+    weight_files: list[WeightFile] = Field(min_length=1)
+    tokenizer_sha256: Sha256Hex | None = None
+    n_parameters: Annotated[int, Field(ge=0)]
+    processing: dict[str, JsonValue] = Field(
+        description="every weight-processing flag (LayerNorm folding, centring, dtype, ...)"
+    )
+
+
+class Environment(_Frozen):
+    """Where the measurements ran."""
+
+    python: Name
+    torch: Name | None
+    transformer_lens: Name | None
+    platform: Name
+    seeds: dict[str, int]
+    deterministic_algorithms: bool
+    threads: Annotated[int, Field(ge=1)]
+
+
+class SignerInfo(_Frozen):
+    """Who signs the bundle; filled in before rendering so that the PDF can say it."""
+
+    subject: Name
+    certificate_sha256: Sha256Hex
+    development_key: bool
+    notice: str | None = Field(default=None, description="printed on every artifact, e.g. for dev keys")
+
+    @model_validator(mode="after")
+    def _dev_key_marked(self) -> SignerInfo:
+        if self.development_key and self.notice != DEVELOPMENT_KEY_NOTICE:
+            raise ValueError(f"a development key must carry the notice {DEVELOPMENT_KEY_NOTICE!r}")
+        return self
+
+
+class Dossier(_Frozen):
+    """The machine-readable dossier: everything the PDF says, as data."""
+
+    schema_version: Literal["1.0"]
+    dossier_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    created_at: AwareDatetime
+    producer: Producer
+    model: ModelIdentity
+    environment: Environment
+    signer: SignerInfo | None = None
+    records: list[EvidenceRecord]
+    verdicts: list[Verdict] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_record_ids(self) -> Dossier:
+        ids = [r.record_id for r in self.records]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate record ids {dupes}")
+        return self
