@@ -1,0 +1,221 @@
+"""The `interp-dossier` command line.
+
+A thin layer: parse arguments, call the library, print. Every error the
+library raises becomes one line on stderr and an exit code here, and nowhere
+else; no traceback reaches the user.
+
+Exit codes: 0 success; 1 verification failed, a measurement failed or the
+deployment gate failed; 2 usage error or unreadable input; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from evidence.errors import EvidenceError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _progress() -> Callable[[str], None]:
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+
+    def say(message: str) -> None:
+        console.print(f"[dim]\u2026[/dim] {message}")
+
+    return say
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from evidence.run import run
+    from evidence.runspec import default_runspec_path, load_runspec
+
+    overrides: dict[str, Path] = {}
+    for item in args.data or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise _usage(f"--data expects NAME=FILE, got {item!r}")
+        overrides[name] = Path(value)
+    spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
+    if args.model:
+        spec = spec.with_model(args.model)
+    outcome = run(spec, Path(args.out), key=Path(args.key) if args.key else None, sign=not args.no_sign,
+                  progress=_progress())
+
+    print(f"bundle:  {outcome.out_dir}")
+    print(f"pdf:     {outcome.pdf_path}")
+    print(f"dossier.json sha256: {outcome.dossier_sha256}")
+    signer = outcome.dossier.signer
+    if signer is None:
+        print("unsigned (--no-sign): this bundle cannot be verified")
+    elif signer.development_key:
+        print(f"signed with a {signer.notice}")
+    failed = outcome.failed_records
+    for record in failed:
+        assert record.error is not None
+        print(f"measurement failed: {record.record_id}: {record.error.type}: {record.error.message}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from signing.verify import verify_bundle
+
+    report = verify_bundle(Path(args.bundle), [Path(t) for t in args.trust or []])
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        for step in report.steps:
+            mark = "PASS" if step.passed else "FAIL"
+            print(f"[{mark}] ({step.number}) {step.title}: {step.detail}")
+        if report.development_key:
+            print("note: signed with a development key \u2014 not for filing")
+        if report.bottom_line:
+            print(f"OK: {args.bundle} verified ({len(report.steps)} steps passed)")
+        else:
+            first = next(s for s in report.steps if not s.passed)
+            print(f"FAILED: {args.bundle} did not verify, first failure at step ({first.number}) {first.title}")
+    return EXIT_OK if report.bottom_line else EXIT_FAILED
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from signing.keys import keygen, passphrase_from_env_or_prompt
+
+    key_path, cert_path = keygen(Path(args.out), passphrase_from_env_or_prompt(confirm=True))
+    print(f"key:         {key_path} (PKCS#12, mode 0600; keep it private)")
+    print(f"certificate: {cert_path} (give this to auditors as the trust anchor)")
+    return EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from evidence.resources import resource_dir
+    from evidence.schema import check_schemas, write_schemas
+
+    directory = Path(args.dir) if args.dir else Path(str(resource_dir("schemas")))
+    if args.check:
+        drift = check_schemas(directory)
+        if drift:
+            print(f"schema drift in {directory}: {', '.join(drift)} (run `interp-dossier schema` and commit)")
+            return EXIT_FAILED
+        print(f"OK: schemas in {directory} match the models")
+        return EXIT_OK
+    for path in write_schemas(directory):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _cmd_organisms_train(args: argparse.Namespace) -> int:
+    from evidence.organisms import ORGANISM_NAMES, train
+
+    names = args.names or list(ORGANISM_NAMES)
+    unknown = [n for n in names if n not in ORGANISM_NAMES]
+    if unknown:
+        raise _usage(f"unknown organism(s) {', '.join(unknown)}; known: {', '.join(ORGANISM_NAMES)}")
+    say = _progress()
+    for name in names:
+        say(f"training {name}")
+        result = train(name)
+        print(f"{name}  sha256 {result.weights_sha256}  final loss {result.final_loss:.4f}")
+    return EXIT_OK
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; exposed for documentation and tests."""
+    from evidence import __version__
+
+    parser = _Parser(prog="interp-dossier", description="Signed, verifiable interpretability evidence.")
+    parser.add_argument("--version", action="version", version=f"interp-dossier {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", help="measure, gate, build, render and sign a dossier bundle")
+    p.add_argument("runspec", nargs="?", help="run spec (TOML); default: the bundled reference organisms")
+    p.add_argument("--model", help="a local Hugging Face directory or an organism name (overrides the spec)")
+    p.add_argument("--data", action="append", metavar="NAME=FILE", help="override a dataset of the spec")
+    p.add_argument("--out", default="out", help="bundle directory to write (default: out)")
+    p.add_argument("--key", help="signing key (PKCS#12); default: a development key, not for filing")
+    p.add_argument("--no-sign", action="store_true", help="write an unsigned draft bundle")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("verify", help="verify a bundle offline (the auditor's check)")
+    p.add_argument("bundle", help="bundle directory")
+    p.add_argument("--trust", action="append", metavar="CERT.pem", help="trust anchor (repeatable; required)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("keygen", help="make a self-signed development certificate and key")
+    p.add_argument("--out", required=True, help="directory for signer.p12 and signer.pem")
+    p.set_defaults(func=_cmd_keygen)
+
+    p = sub.add_parser("schema", help="regenerate the JSON Schemas from the models")
+    p.add_argument("--check", action="store_true", help="fail if the committed schemas differ from the models")
+    p.add_argument("--dir", help="schema directory (default: the package's schemas/)")
+    p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser("organisms", help="the bundled reference organisms")
+    osub = p.add_subparsers(dest="organisms_command", required=True, parser_class=_Parser)
+    t = osub.add_parser("train", help="retrain organisms from their seeds and print their sha256")
+    t.add_argument("names", nargs="*", metavar="NAME")
+    t.set_defaults(func=_cmd_organisms_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    from signing.errors import SigningError
+
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.func(args)
+        return code
+    except _UsageError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except (EvidenceError, SigningError) as exc:
+        _err(exc.one_line())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted; nothing was written")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if os.environ.get("INTERP_DOSSIER_DEBUG"):
+            raise
+        _err(f"internal error: {type(exc).__name__}: {exc} (set INTERP_DOSSIER_DEBUG=1 for details)")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Assemble a dossier from records, and turn it into (and back from) its canonical bytes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import jsonschema
+from pydantic import ValidationError
+
+from evidence import __version__
+from evidence.canonical import canonical_bytes, sha256_hex
+from evidence.errors import RecordError, UnsupportedVersionError
+from evidence.records import (
+    SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
+    Dossier,
+    Environment,
+    EvidenceRecord,
+    ModelIdentity,
+    Producer,
+    SignerInfo,
+    Verdict,
+)
+
+__all__ = ["build_dossier", "dossier_bytes", "parse_dossier", "record_digest"]
+
+
+def build_dossier(
+    *,
+    model: ModelIdentity,
+    environment: Environment,
+    records: Sequence[EvidenceRecord],
+    verdicts: Sequence[Verdict] = (),
+    signer: SignerInfo | None = None,
+    created_at: datetime | None = None,
+    dossier_id: str | None = None,
+) -> Dossier:
+    """A new dossier with a fresh id and a timezone-aware creation time."""
+    try:
+        return Dossier(
+            schema_version=SCHEMA_VERSION,
+            dossier_id=dossier_id or str(uuid.uuid4()),
+            created_at=created_at or datetime.now(UTC),
+            producer=Producer(version=__version__),
+            model=model,
+            environment=environment,
+            signer=signer,
+            records=list(records),
+            verdicts=list(verdicts),
+        )
+    except ValidationError as exc:
+        raise RecordError(f"the dossier would be invalid: {exc.errors()[0]['msg']}") from None
+
+
+def dossier_bytes(dossier: Dossier) -> bytes:
+    """The exact bytes of dossier.json: RFC 8785, checked against the committed schema."""
+    from evidence.schema import load_schema
+
+    data = canonical_bytes(dossier)
+    try:
+        jsonschema.Draft202012Validator(load_schema()).validate(json.loads(data))
+    except jsonschema.ValidationError as exc:
+        raise RecordError(
+            f"dossier.json does not validate against the committed schema: {exc.message}",
+            hint="regenerate schemas/ with `interp-dossier schema` if the models changed",
+        ) from None
+    return data
+
+
+def parse_dossier(data: bytes) -> Dossier:
+    """Parse dossier.json bytes; a schema version this release does not know is refused."""
+    try:
+        raw = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(f"dossier.json is not valid JSON: {exc}") from None
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise UnsupportedVersionError(
+            f"dossier.json has schema_version {version!r}; this release supports "
+            f"{', '.join(sorted(SUPPORTED_SCHEMA_VERSIONS))}",
+            hint="upgrade interp-dossier to read newer dossiers",
+        )
+    try:
+        return Dossier.model_validate(raw)
+    except ValidationError as exc:
+        raise RecordError(f"dossier.json is invalid: {exc.errors()[0]['msg']}") from None
+
+
+def record_digest(record: EvidenceRecord) -> str:
+    """sha256 of a record's canonical JSON: how verdicts point at evidence."""
+    return sha256_hex(canonical_bytes(record))

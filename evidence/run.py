@@ -1,0 +1,147 @@
+"""The main job: measure a model, build the dossier, render it, sign it, write the bundle.
+
+Work is done in this order so that mistakes surface before minutes of
+measurement: output location, key and passphrase, run spec, model; then the
+measurements; then bytes. The bundle appears in its final place only when
+every file of it exists (it is written to a temporary directory first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evidence.errors import ConfigError
+from evidence.records import Dossier, EvidenceRecord, SignerInfo
+from evidence.runspec import RunSpec
+
+if TYPE_CHECKING:
+    from signing.keys import FileSigner
+
+__all__ = ["RunOutcome", "check_output_dir", "run"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run produced."""
+
+    out_dir: Path
+    dossier: Dossier
+    dossier_sha256: str
+    signed: bool
+
+    @property
+    def pdf_path(self) -> Path:
+        """Where the PDF of the bundle is."""
+        return self.out_dir / "dossier.pdf"
+
+    @property
+    def failed_records(self) -> list[EvidenceRecord]:
+        """Records whose measurement failed."""
+        return [r for r in self.dossier.records if r.status == "error"]
+
+
+def check_output_dir(out_dir: Path) -> Path:
+    """Refuse, before any work, an output location that cannot be written."""
+    out_dir = out_dir.expanduser().absolute()
+    parent = out_dir.parent
+    if not parent.is_dir():
+        raise ConfigError(
+            f"the output directory's parent {parent} does not exist",
+            hint="create it first, or choose another --out",
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} exists and is not a directory", hint="choose another --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "dossier.json").exists():
+        raise ConfigError(
+            f"--out {out_dir} is a non-empty directory that holds no dossier bundle",
+            hint="choose an empty or new directory; only a previous bundle is replaced",
+        )
+    return out_dir
+
+
+def _signer_for(key: Path | None) -> FileSigner:
+    from signing.keys import ensure_development_signer, load_signer, passphrase_from_env_or_prompt
+
+    if key is None:
+        return ensure_development_signer()
+    return load_signer(key, passphrase_from_env_or_prompt(confirm=False))
+
+
+def run(
+    spec: RunSpec,
+    out_dir: Path,
+    *,
+    key: Path | None = None,
+    sign: bool = True,
+    progress: Progress | None = None,
+) -> RunOutcome:
+    """Measure, build, render, sign and write the bundle to ``out_dir``."""
+    say = progress or (lambda _msg: None)
+    out_dir = check_output_dir(out_dir)
+
+    signer = _signer_for(key) if sign else None
+    signer_info = None
+    if signer is not None:
+        from signing.keys import describe_signer
+
+        signer_info = SignerInfo(**describe_signer(signer))
+
+    # Measurement (torch, TransformerLens) is imported only now.
+    from evidence.measure import Task, run_task
+    from evidence.measure.runtime import capture_environment, configure_determinism
+    from evidence.model import ModelSpec, load_model
+
+    configure_determinism(spec.seed)
+    model_spec = ModelSpec(organism=spec.model_organism, path=spec.model_path)
+    say(f"loading model {model_spec.describe()}")
+    model = load_model(model_spec)
+
+    records: list[EvidenceRecord] = []
+    total = len(spec.measurements)
+    for i, (measurement_id, params) in enumerate(spec.measurements.items(), start=1):
+        say(f"[{i}/{total}] measuring {measurement_id}")
+        task = Task(measurement_id=measurement_id, params=params, seed=spec.seed, subject=model_spec)
+        records.append(run_task(task, model))
+
+    from evidence.dossier import build_dossier, dossier_bytes
+
+    dossier = build_dossier(
+        model=model.identity,
+        environment=capture_environment({"run": spec.seed}),
+        records=records,
+        signer=signer_info,
+    )
+    data = dossier_bytes(dossier)
+
+    say("rendering the PDF")
+    from evidence.render import render_pdf
+
+    pdf = render_pdf(dossier, data)
+
+    from signing.bundle import seal, write_bundle_atomically
+
+    if signer is not None:
+        say("signing")
+        files = seal(data, pdf, signer, _predicate(dossier))
+    else:
+        files = {"dossier.json": data, "dossier.pdf": pdf}
+    write_bundle_atomically(files, out_dir)
+
+    from evidence.canonical import sha256_hex
+
+    return RunOutcome(out_dir=out_dir, dossier=dossier, dossier_sha256=sha256_hex(data), signed=signer is not None)
+
+
+def _predicate(dossier: Dossier) -> dict[str, object]:
+    return {
+        "dossier_id": dossier.dossier_id,
+        "schema_version": dossier.schema_version,
+        "created_at": dossier.created_at.isoformat(),
+        "model": {"name": dossier.model.name, "weights_sha256": dossier.model.weights_sha256},
+        "development_key": bool(dossier.signer and dossier.signer.development_key),
+    }

@@ -1,0 +1,234 @@
+"""The run spec: one TOML file naming the model, the datasets, the markers and the measurements.
+
+Parsing turns every mistake into a :class:`~evidence.errors.ConfigError` that
+names the file and the offending key or line; a spec object that exists is valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+
+from evidence.errors import ConfigError
+
+__all__ = [
+    "DATASET_LABELS",
+    "Dataset",
+    "Prompt",
+    "RunSpec",
+    "default_runspec_path",
+    "load_runspec",
+]
+
+#: Known dataset names and the labels each one accepts.
+DATASET_LABELS: dict[str, frozenset[str]] = {
+    "refusal.harmful": frozenset({"harmful"}),
+    "refusal.harmless": frozenset({"harmless"}),
+    "deception.train": frozenset({"deceptive", "honest"}),
+    "deception.eval": frozenset({"positive", "negative"}),
+    "deception.control": frozenset({"negative"}),
+    "goal.aligned": frozenset({"aligned"}),
+    "goal.decorrelated": frozenset({"decorrelated"}),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _ModelSection(_Strict):
+    path: str | None = None
+    organism: str | None = None
+
+
+class _RunSection(_Strict):
+    seed: Annotated[int, Field(ge=0, lt=2**31)] = 0
+    measurements: list[str] | None = None
+    calibration_organisms: list[str] = Field(default_factory=list)
+
+
+class _Message(_Strict):
+    role: Literal["system", "user"]
+    content: str
+
+
+class Prompt(_Strict):
+    """One line of a dataset: an exact prompt string or chat messages, with a label."""
+
+    id: Annotated[str, StringConstraints(min_length=1)]
+    label: str
+    text: str | None = None
+    messages: list[_Message] | None = None
+
+
+class _SpecFile(_Strict):
+    run: _RunSection = Field(default_factory=_RunSection)
+    model: _ModelSection
+    datasets: dict[str, str] = Field(default_factory=dict)
+    markers: dict[str, list[Annotated[str, StringConstraints(min_length=1)]]] = Field(default_factory=dict)
+    measurements: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded prompt set, identified by the sha256 of its file."""
+
+    name: str
+    path: Path
+    sha256: str
+    prompts: tuple[Prompt, ...]
+
+    @property
+    def count(self) -> int:
+        """Number of prompts."""
+        return len(self.prompts)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A parsed, validated run spec."""
+
+    source: Path | None
+    sha256: str
+    seed: int
+    model_path: Path | None
+    model_organism: str | None
+    measurements: dict[str, dict[str, Any]]
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    markers: dict[str, list[str]] = field(default_factory=dict)
+    calibration_organisms: tuple[str, ...] = ()
+
+    def with_model(self, model: str) -> RunSpec:
+        """A copy that measures ``model`` (a local directory, or an organism name) instead."""
+        path = Path(model)
+        if path.exists() or "/" in model or model.startswith("."):
+            return replace(self, model_path=path.resolve(), model_organism=None)
+        return replace(self, model_path=None, model_organism=model)
+
+
+def default_runspec_path() -> Path:
+    """The run spec `interp-dossier run` uses when given none."""
+    return Path(str(resources.files("evidence") / "specs" / "default.toml"))
+
+
+def _where(err: Mapping[str, Any]) -> str:
+    return ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+
+
+def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None) -> RunSpec:
+    """Read and validate a run spec file; datasets are loaded and digested."""
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"run spec {path} does not exist", hint="check the path") from None
+    except OSError as exc:
+        raise ConfigError(f"run spec {path} cannot be read: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"run spec {path} is not valid TOML: {exc}", hint="fix the syntax") from None
+    try:
+        parsed = _SpecFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(
+            f"run spec {path}: {_where(first)}: {first['msg']}",
+            hint="see the run spec section of the README for the accepted keys",
+        ) from None
+
+    model = parsed.model
+    if (model.path is None) == (model.organism is None):
+        raise ConfigError(
+            f"run spec {path}: [model] needs exactly one of 'path' or 'organism'",
+            hint='e.g. organism = "induction" or path = "checkpoints/my-model"',
+        )
+    base = path.parent
+    model_path = (base / model.path).resolve() if model.path is not None else None
+
+    dataset_paths = {name: base / rel for name, rel in parsed.datasets.items()}
+    for name, override in (data_overrides or {}).items():
+        dataset_paths[name] = override
+    datasets = {name: load_dataset(name, p) for name, p in sorted(dataset_paths.items())}
+
+    measurements = dict(parsed.measurements)
+    if parsed.run.measurements is not None:
+        unknown_params = sorted(set(measurements) - set(parsed.run.measurements))
+        if unknown_params:
+            raise ConfigError(
+                f"run spec {path}: parameters given for {unknown_params}, "
+                "which [run].measurements does not select",
+                hint="add them to [run].measurements or remove their tables",
+            )
+        measurements = {m: dict(measurements.get(m, {})) for m in parsed.run.measurements}
+    if not measurements:
+        raise ConfigError(
+            f"run spec {path} selects no measurement",
+            hint="list them in [run].measurements or give [measurements.\"ID\"] tables",
+        )
+
+    return RunSpec(
+        source=path.resolve(),
+        sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        seed=parsed.run.seed,
+        model_path=model_path,
+        model_organism=model.organism,
+        measurements=measurements,
+        datasets=datasets,
+        markers={k: list(v) for k, v in parsed.markers.items()},
+        calibration_organisms=tuple(parsed.run.calibration_organisms),
+    )
+
+
+def load_dataset(name: str, path: Path) -> Dataset:
+    """Load a JSONL prompt set; any problem names the file and the line."""
+    allowed = DATASET_LABELS.get(name)
+    if allowed is None:
+        raise ConfigError(
+            f"unknown dataset name {name!r}",
+            hint=f"known datasets: {', '.join(sorted(DATASET_LABELS))}",
+        )
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"dataset {name!r}: file {path} does not exist", hint="check the path") from None
+    except OSError as exc:
+        raise ConfigError(f"dataset {name!r}: file {path} cannot be read: {exc.strerror}") from None
+    prompts: list[Prompt] = []
+    seen: set[str] = set()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"dataset {name!r}: file {path} is not UTF-8 (byte {exc.start})") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            prompt = Prompt.model_validate(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"dataset {name!r}, {where}: not valid JSON ({exc.msg})") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ConfigError(f"dataset {name!r}, {where}: {_where(first)}: {first['msg']}") from None
+        if (prompt.text is None) == (prompt.messages is None):
+            raise ConfigError(f"dataset {name!r}, {where}: give exactly one of 'text' or 'messages'")
+        if prompt.label not in allowed:
+            raise ConfigError(
+                f"dataset {name!r}, {where}: unknown label {prompt.label!r}",
+                hint=f"allowed labels: {', '.join(sorted(allowed))}",
+            )
+        if prompt.id in seen:
+            raise ConfigError(f"dataset {name!r}, {where}: duplicate id {prompt.id!r}")
+        seen.add(prompt.id)
+        prompts.append(prompt)
+    if not prompts:
+        raise ConfigError(f"dataset {name!r}: file {path} holds no prompts", hint="an empty set measures nothing")
+    return Dataset(name=name, path=path, sha256=hashlib.sha256(raw).hexdigest(), prompts=tuple(prompts))

@@ -1,0 +1,28 @@
+"""Shared fixtures: an isolated key home, and one real bundle built by the whole pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_key_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Development keys go to a temporary home, never to the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INTERP_DOSSIER_HOME", str(tmp_path_factory.mktemp("interp-dossier-home")))
+    mp.delenv("INTERP_DOSSIER_KEY_PASSPHRASE", raising=False)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def pipeline_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle written by `interp-dossier run` on the bundled default (built once per session)."""
+    from evidence.cli import main
+
+    out = tmp_path_factory.mktemp("pipeline") / "out"
+    code = main(["run", "--out", str(out)])
+    assert code == 0, f"run exited {code}"
+    return out

@@ -1,0 +1,63 @@
+"""Small, valid data-model objects for tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from evidence.dossier import build_dossier
+from evidence.records import (
+    ClauseRef,
+    ConfidenceInterval,
+    Dossier,
+    Environment,
+    EvidenceRecord,
+    MeasurementSpec,
+    Metric,
+    ModelIdentity,
+    WeightFile,
+)
+
+
+def make_record(record_id: str = "heads.inventory:toy", **changes: Any) -> EvidenceRecord:
+    fields: dict[str, Any] = {
+        "record_id": record_id,
+        "measurement": MeasurementSpec(id="heads.inventory", version="1.0.0", params={"n_sequences": 8}),
+        "subject": "toy",
+        "status": "ok",
+        "seeds": {"measurement": 0},
+        "metrics": [
+            Metric(
+                name="induction_score_max",
+                value=0.9,
+                unit="score",
+                ci=ConfidenceInterval(lower=0.85, upper=0.95, level=0.95, method="percentile bootstrap",
+                                      n=8, resamples=100),
+            )
+        ],
+        "clauses": [ClauseRef(id="EU-AIA/AnnexIV/2/b@OJ-2024-07-12", strength="supporting", rationale="r")],
+    }
+    fields.update(changes)
+    return EvidenceRecord(**fields)
+
+
+def make_dossier(**changes: Any) -> Dossier:
+    fields: dict[str, Any] = {
+        "model": ModelIdentity(
+            name="toy",
+            source="organism",
+            architecture={"n_layers": 2},
+            weights_sha256="a" * 64,
+            weight_files=[WeightFile(name="toy.safetensors", sha256="a" * 64, bytes=10)],
+            n_parameters=10,
+            processing={"fold_ln": False},
+        ),
+        "environment": Environment(
+            python="3.11.7", torch="2.13.0", transformer_lens="4.3.0", platform="Linux",
+            seeds={"run": 0}, deterministic_algorithms=True, threads=2,
+        ),
+        "records": [make_record()],
+        "created_at": datetime(2026, 11, 24, 12, 0, tzinfo=UTC),
+    }
+    fields.update(changes)
+    return build_dossier(**fields)

@@ -1,0 +1,141 @@
+"""The CLI end to end, in-process: the happy path, and bad input as one line with a remedy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evidence.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_run_then_verify_passes(pipeline_bundle: Path, capsys):
+    assert sorted(p.name for p in pipeline_bundle.iterdir()) == [
+        "dossier.dsse.json", "dossier.json", "dossier.pdf", "signer.pem",
+    ]
+    assert b"PRIVATE KEY" not in (pipeline_bundle / "signer.pem").read_bytes()
+    code, out, _ = run_cli(capsys, "verify", str(pipeline_bundle), "--trust", str(pipeline_bundle / "signer.pem"))
+    assert code == 0, out
+    assert "OK:" in out.splitlines()[-1]
+    assert "development key" in out
+    for n in range(1, 7):
+        assert f"[PASS] ({n})" in out
+
+
+def test_verify_json_report(pipeline_bundle: Path, capsys):
+    code, out, _ = run_cli(capsys, "verify", str(pipeline_bundle), "--trust",
+                           str(pipeline_bundle / "signer.pem"), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["bottom_line"] is True
+    assert [s["number"] for s in report["steps"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_dossier_is_marked_development_key(pipeline_bundle: Path):
+    dossier = json.loads((pipeline_bundle / "dossier.json").read_bytes())
+    assert dossier["signer"]["development_key"] is True
+    assert dossier["signer"]["notice"] == "development key \u2014 not for filing"
+    assert [r["status"] for r in dossier["records"]] == ["ok"] * len(dossier["records"])
+
+
+def test_tampered_dossier_fails_at_step_3(pipeline_bundle: Path, tmp_path: Path, capsys):
+    bundle = tmp_path / "b"
+    shutil.copytree(pipeline_bundle, bundle)
+    data = bytearray((bundle / "dossier.json").read_bytes())
+    data[data.index(b'"subject"') + 1] ^= 0x01
+    (bundle / "dossier.json").write_bytes(bytes(data))
+    code, out, _ = run_cli(capsys, "verify", str(bundle), "--trust", str(pipeline_bundle / "signer.pem"))
+    assert code == 1
+    assert "[FAIL] (3)" in out and "first failure at step (3)" in out
+
+
+def test_verify_without_trust_anchor_is_an_error(pipeline_bundle: Path, capsys):
+    code, _, err = run_cli(capsys, "verify", str(pipeline_bundle))
+    assert code == 2
+    assert_one_line_error(err, "--trust")
+
+
+def test_verify_missing_bundle(tmp_path: Path, capsys):
+    code, _, err = run_cli(capsys, "verify", str(tmp_path / "nope"), "--trust", str(tmp_path / "x.pem"))
+    assert code == 2
+    assert_one_line_error(err)
+
+
+def test_run_refuses_missing_output_parent(tmp_path: Path, capsys):
+    code, _, err = run_cli(capsys, "run", "--out", str(tmp_path / "missing" / "out"))
+    assert code == 2
+    assert_one_line_error(err, "does not exist", "create it first")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_run_refuses_unreadable_key(tmp_path: Path, capsys):
+    code, _, err = run_cli(capsys, "run", "--out", str(tmp_path / "out"), "--key", str(tmp_path / "no.p12"))
+    assert code == 2
+    assert_one_line_error(err, "no.p12")
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_refuses_wrong_passphrase(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setenv("INTERP_DOSSIER_KEY_PASSPHRASE", "correct horse")
+    code, _, _ = run_cli(capsys, "keygen", "--out", str(tmp_path / "keys"))
+    assert code == 0
+    monkeypatch.setenv("INTERP_DOSSIER_KEY_PASSPHRASE", "wrong")
+    code, _, err = run_cli(capsys, "run", "--out", str(tmp_path / "out"), "--key",
+                           str(tmp_path / "keys" / "signer.p12"))
+    assert code == 2
+    assert_one_line_error(err, "passphrase")
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_refuses_malformed_runspec(tmp_path: Path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text("[model]\norganism = 'induction'\nwat = 1\n")
+    code, _, err = run_cli(capsys, "run", str(spec), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert_one_line_error(err, "spec.toml", "model.wat")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    code, _, err = run_cli(capsys, "frobnicate")
+    assert code == 2
+    assert_one_line_error(err, "--help")
+
+
+def test_schema_check_passes_on_committed_schemas(capsys):
+    code, out, _ = run_cli(capsys, "schema", "--check")
+    assert code == 0 and out.startswith("OK:")
+
+
+def test_schema_check_detects_drift(tmp_path: Path, capsys):
+    from evidence.resources import resource_dir
+
+    copy = tmp_path / "schemas"
+    shutil.copytree(Path(str(resource_dir("schemas"))), copy)
+    path = copy / "record.schema.json"
+    path.write_text(path.read_text().replace('"additionalProperties": false', '"additionalProperties": true', 1))
+    code, out, _ = run_cli(capsys, "schema", "--check", "--dir", str(copy))
+    assert code == 1 and "record.schema.json" in out
+
+
+@pytest.mark.parametrize("argv", [["run", "--data", "oops"], ["keygen"]])
+def test_bad_arguments_are_usage_errors(argv, capsys, tmp_path):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(err)
