@@ -71,9 +71,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"signed with a {signer.notice}")
     failed = outcome.failed_records
     for record in failed:
-        assert record.error is not None
-        print(f"measurement failed: {record.record_id}: {record.error.type}: {record.error.message}")
-    return EXIT_FAILED if failed else EXIT_OK
+        error = record.error
+        print(f"measurement failed: {record.record_id}: {error.type if error else 'error'}: "
+              f"{error.message if error else ''}")
+    gate = outcome.dossier.gate
+    if gate is None:
+        print("gate: no policy applied")
+    else:
+        print(f"gate: {gate.decision.upper()}")
+        if gate.decision != "pass":
+            for reason in gate.reasons:
+                print(f"  - {reason}")
+    return EXIT_FAILED if failed or not outcome.gate_passed else EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

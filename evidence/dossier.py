@@ -19,7 +19,9 @@ from evidence.records import (
     Dossier,
     Environment,
     EvidenceRecord,
+    Gate,
     ModelIdentity,
+    Policy,
     Producer,
     SignerInfo,
     Verdict,
@@ -33,12 +35,17 @@ def build_dossier(
     model: ModelIdentity,
     environment: Environment,
     records: Sequence[EvidenceRecord],
+    policy: Policy | None = None,
     verdicts: Sequence[Verdict] = (),
+    gate: Gate | None = None,
     signer: SignerInfo | None = None,
     created_at: datetime | None = None,
     dossier_id: str | None = None,
 ) -> Dossier:
     """A new dossier with a fresh id and a timezone-aware creation time."""
+    from evidence.clauses import build_clause_index, load_catalog
+
+    catalog = load_catalog()
     try:
         return Dossier(
             schema_version=SCHEMA_VERSION,
@@ -49,7 +56,9 @@ def build_dossier(
             environment=environment,
             signer=signer,
             records=list(records),
+            policy=policy,
             verdicts=list(verdicts),
+            gate=gate,
         )
     except ValidationError as exc:
         raise RecordError(f"the dossier would be invalid: {exc.errors()[0]['msg']}") from None

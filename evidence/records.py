@@ -29,19 +29,23 @@ __all__ = [
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
     "Baseline",
+    "ClauseIndexEntry",
     "ClauseRef",
     "ConfidenceInterval",
     "DataRef",
-    "ErrorInfo",
     "Dossier",
     "Environment",
+    "ErrorInfo",
     "EvidenceRecord",
+    "Gate",
     "MeasurementSpec",
     "Metric",
     "ModelIdentity",
+    "Policy",
     "Producer",
     "SignerInfo",
     "Table",
+    "Threshold",
     "Verdict",
     "WeightFile",
 ]
@@ -58,7 +62,7 @@ Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 MeasurementId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
 SemVer = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]*(/[^/\s]+)*(@[^\s]+)?$")]
+ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9.:-]*(/[^/\s@]+)*(@[^\s/@]+)?$")]
 # Finite numbers only: non-finite values are not representable in signed JSON.
 Number = Annotated[float, Field(allow_inf_nan=False)] | int
 
@@ -203,17 +207,98 @@ class EvidenceRecord(_Frozen):
         raise KeyError(name)
 
 
-class Verdict(_Frozen):
-    """A judgement of evidence against a declared threshold."""
+Comparator = Literal[">=", ">", "<=", "<"]
+DecisionRule = Literal["ci-bound", "point"]
 
-    verdict_id: Name
-    verdict: Literal["pass", "fail", "inconclusive", "n/a"]
+
+class Threshold(_Frozen):
+    """A declared threshold on one metric of one measurement, and how uncertainty is treated.
+
+    ``ci-bound``: PASS only if the whole confidence interval clears the threshold by the
+    safety margin; FAIL if the whole interval lies on the wrong side of the threshold;
+    INCONCLUSIVE otherwise (and when the metric carries no interval).
+    ``point``: the point value alone is compared; for exact quantities only.
+    """
+
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+    measurement: MeasurementId
     metric: Name
-    record_digest: Sha256Hex = Field(description="sha256 of the canonical JSON of the record judged")
+    comparator: Comparator
     threshold: Number
-    comparator: Literal[">=", ">", "<=", "<"]
-    rule: Name
+    rule: DecisionRule = "ci-bound"
+    margin: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
+    rationale: Annotated[str, StringConstraints(min_length=1)]
+    clauses: list[ClauseRef] = Field(default_factory=list)
+
+
+class Policy(_Frozen):
+    """The thresholds a deployment decision is gated on, with who set them and when."""
+
+    name: Name
+    version: Name
+    set_by: Name
+    set_at: AwareDatetime
+    sha256: Sha256Hex = Field(description="sha256 of the policy file as read")
+    thresholds: list[Threshold] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Policy:
+        ids = [t.id for t in self.thresholds]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate threshold ids {dupes}")
+        return self
+
+
+class Verdict(_Frozen):
+    """A judgement of evidence against a declared threshold; points at the evidence by digest."""
+
+    verdict_id: Name = Field(description="the id of the threshold judged")
+    verdict: Literal["pass", "fail", "inconclusive", "n/a"]
+    measurement: MeasurementId
+    metric: Name
+    record_id: str | None = Field(default=None, description="the record judged; null when none applies")
+    record_digest: Sha256Hex | None = Field(
+        default=None, description="sha256 of the canonical JSON of the record judged"
+    )
+    observed: Number | None = None
+    ci: ConfidenceInterval | None = None
+    threshold: Number
+    comparator: Comparator
+    rule: DecisionRule
+    margin: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+    reason: Annotated[str, StringConstraints(min_length=1)] = Field(description="why, in one sentence")
     rationale: str = ""
+    set_by: Name
+    set_at: AwareDatetime
+    clauses: list[ClauseRef] = Field(default_factory=list)
+
+
+class Gate(_Frozen):
+    """The roll-up of all verdicts into one deployment decision."""
+
+    decision: Literal["pass", "fail", "inconclusive"]
+    counts: dict[str, int]
+    reasons: list[str] = Field(description="the verdicts that decided it, one sentence each")
+
+
+class ClauseIndexEntry(_Frozen):
+    """One clause of the catalog and the evidence in this dossier that bears on it."""
+
+    clause_id: ClauseId
+    paraphrase: Name
+    text_version: str
+    status: Literal["evidenced", "not evidenced by this dossier"]
+    strongest: Literal["direct", "partial", "supporting"] | None = None
+    records: list[str] = Field(default_factory=list, description="record ids")
+    verdicts: list[str] = Field(default_factory=list, description="verdict ids")
+
+    @model_validator(mode="after")
+    def _status_matches(self) -> ClauseIndexEntry:
+        evidenced = bool(self.records or self.verdicts)
+        if evidenced != (self.status == "evidenced"):
+            raise ValueError(f"clause {self.clause_id}: status {self.status!r} contradicts its evidence")
+        return self
 
 
 class Producer(_Frozen):
@@ -285,7 +370,11 @@ class Dossier(_Frozen):
     environment: Environment
     signer: SignerInfo | None = None
     records: list[EvidenceRecord]
+    policy: Policy | None = None
     verdicts: list[Verdict] = Field(default_factory=list)
+    gate: Gate | None = None
+    clause_catalog_version: Name | None = None
+    clause_index: list[ClauseIndexEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_record_ids(self) -> Dossier:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evidence.errors import ConfigError
+from evidence.policy import evaluate, load_policy, roll_up
 from evidence.records import Dossier, EvidenceRecord, SignerInfo
 from evidence.runspec import RunSpec
 
@@ -38,6 +40,11 @@ class RunOutcome:
     def pdf_path(self) -> Path:
         """Where the PDF of the bundle is."""
         return self.out_dir / "dossier.pdf"
+
+    @property
+    def gate_passed(self) -> bool:
+        """True when no policy was applied or the gate decided PASS."""
+        return self.dossier.gate is None or self.dossier.gate.decision == "pass"
 
     @property
     def failed_records(self) -> list[EvidenceRecord]:
@@ -84,6 +91,8 @@ def run(
     say = progress or (lambda _msg: None)
     out_dir = check_output_dir(out_dir)
 
+    started = datetime.now(UTC)
+    policy = load_policy(spec.policy_path, run_started=started) if spec.policy_path is not None else None
     signer = _signer_for(key) if sign else None
     signer_info = None
     if signer is not None:
@@ -110,10 +119,17 @@ def run(
 
     from evidence.dossier import build_dossier, dossier_bytes
 
+    verdicts, gate = [], None
+    if policy is not None:
+        verdicts = evaluate(policy, records, subject=model.identity.name)
+        gate = roll_up(verdicts)
     dossier = build_dossier(
         model=model.identity,
         environment=capture_environment({"run": spec.seed}),
         records=records,
+        policy=policy,
+        verdicts=verdicts,
+        gate=gate,
         signer=signer_info,
     )
     data = dossier_bytes(dossier)

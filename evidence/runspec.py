@@ -52,6 +52,7 @@ class _ModelSection(_Strict):
 class _RunSection(_Strict):
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 0
     measurements: list[str] | None = None
+    policy: str | None = None
     calibration_organisms: list[str] = Field(default_factory=list)
 
 
@@ -105,6 +106,7 @@ class RunSpec:
     datasets: dict[str, Dataset] = field(default_factory=dict)
     markers: dict[str, list[str]] = field(default_factory=dict)
     calibration_organisms: tuple[str, ...] = ()
+    policy_path: Path | None = None
 
     def with_model(self, model: str) -> RunSpec:
         """A copy that measures ``model`` (a local directory, or an organism name) instead."""
@@ -184,6 +186,7 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
         datasets=datasets,
         markers={k: list(v) for k, v in parsed.markers.items()},
         calibration_organisms=tuple(parsed.run.calibration_organisms),
+        policy_path=(base / parsed.run.policy) if parsed.run.policy is not None else None,
     )
 
 
