@@ -58,8 +58,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
-    outcome = run(spec, Path(args.out), key=Path(args.key) if args.key else None, sign=not args.no_sign,
-                  progress=_progress())
+    outcome = run(
+        spec,
+        Path(args.out),
+        key=Path(args.key) if args.key else None,
+        sign=not args.no_sign,
+        predecessor=Path(args.predecessor) if args.predecessor else None,
+        progress=_progress(),
+    )
 
     print(f"bundle:  {outcome.out_dir}")
     print(f"pdf:     {outcome.pdf_path}")
@@ -177,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="bundle directory to write (default: out)")
     p.add_argument("--key", help="signing key (PKCS#12); default: a development key, not for filing")
     p.add_argument("--no-sign", action="store_true", help="write an unsigned draft bundle")
+    p.add_argument("--predecessor", metavar="BUNDLE", help="the dossier this one supersedes (adds a changelog)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("verify", help="verify a bundle offline (the auditor's check)")

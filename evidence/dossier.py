@@ -14,6 +14,7 @@ from evidence import __version__
 from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.errors import RecordError, UnsupportedVersionError
 from evidence.records import (
+    ChangeEntry,
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
     Dossier,
@@ -22,6 +23,7 @@ from evidence.records import (
     Gate,
     ModelIdentity,
     Policy,
+    Predecessor,
     Producer,
     SignerInfo,
     Verdict,
@@ -38,6 +40,8 @@ def build_dossier(
     policy: Policy | None = None,
     verdicts: Sequence[Verdict] = (),
     gate: Gate | None = None,
+    predecessor: Predecessor | None = None,
+    changelog: Sequence[ChangeEntry] = (),
     signer: SignerInfo | None = None,
     created_at: datetime | None = None,
     dossier_id: str | None = None,
@@ -59,6 +63,10 @@ def build_dossier(
             policy=policy,
             verdicts=list(verdicts),
             gate=gate,
+            predecessor=predecessor,
+            changelog=list(changelog),
+            clause_catalog_version=catalog.version,
+            clause_index=build_clause_index(records, verdicts, catalog),
         )
     except ValidationError as exc:
         raise RecordError(f"the dossier would be invalid: {exc.errors()[0]['msg']}") from None

@@ -29,6 +29,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
     "Baseline",
+    "ChangeEntry",
     "ClauseIndexEntry",
     "ClauseRef",
     "ConfidenceInterval",
@@ -42,6 +43,7 @@ __all__ = [
     "Metric",
     "ModelIdentity",
     "Policy",
+    "Predecessor",
     "Producer",
     "SignerInfo",
     "Table",
@@ -301,6 +303,23 @@ class ClauseIndexEntry(_Frozen):
         return self
 
 
+class Predecessor(_Frozen):
+    """The dossier this one supersedes."""
+
+    dossier_id: Name
+    sha256: Sha256Hex = Field(description="sha256 of the predecessor's dossier.json")
+    created_at: AwareDatetime
+
+
+class ChangeEntry(_Frozen):
+    """One difference from the predecessor."""
+
+    area: Literal["model", "suite", "policy", "verdicts"]
+    item: Name
+    before: str | None = None
+    after: str | None = None
+
+
 class Producer(_Frozen):
     """The tool that produced the dossier."""
 
@@ -373,8 +392,16 @@ class Dossier(_Frozen):
     policy: Policy | None = None
     verdicts: list[Verdict] = Field(default_factory=list)
     gate: Gate | None = None
+    predecessor: Predecessor | None = None
+    changelog: list[ChangeEntry] = Field(default_factory=list)
     clause_catalog_version: Name | None = None
     clause_index: list[ClauseIndexEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _changelog_needs_predecessor(self) -> Dossier:
+        if self.changelog and self.predecessor is None:
+            raise ValueError("a changelog requires a predecessor")
+        return self
 
     @model_validator(mode="after")
     def _unique_record_ids(self) -> Dossier:

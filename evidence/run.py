@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evidence.changelog import diff_dossiers, load_predecessor
 from evidence.errors import ConfigError
 from evidence.policy import evaluate, load_policy, roll_up
 from evidence.records import Dossier, EvidenceRecord, SignerInfo
@@ -85,6 +86,7 @@ def run(
     *,
     key: Path | None = None,
     sign: bool = True,
+    predecessor: Path | None = None,
     progress: Progress | None = None,
 ) -> RunOutcome:
     """Measure, build, render, sign and write the bundle to ``out_dir``."""
@@ -93,6 +95,7 @@ def run(
 
     started = datetime.now(UTC)
     policy = load_policy(spec.policy_path, run_started=started) if spec.policy_path is not None else None
+    previous = load_predecessor(predecessor) if predecessor is not None else None
     signer = _signer_for(key) if sign else None
     signer_info = None
     if signer is not None:
@@ -132,6 +135,14 @@ def run(
         gate=gate,
         signer=signer_info,
     )
+    if previous is not None:
+        old, link = previous
+        dossier = build_dossier(
+            model=dossier.model, environment=dossier.environment, records=dossier.records,
+            policy=dossier.policy, verdicts=dossier.verdicts, gate=dossier.gate, signer=dossier.signer,
+            created_at=dossier.created_at, dossier_id=dossier.dossier_id,
+            predecessor=link, changelog=diff_dossiers(old, dossier),
+        )
     data = dossier_bytes(dossier)
 
     say("rendering the PDF")
