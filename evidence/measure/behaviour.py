@@ -1,0 +1,161 @@
+"""Reading behaviour from a model's own output: prompts in, refusal / defection rates out.
+
+Shared by every measurement that scores behaviour. Prompts are batched by
+length, so no batch carries padding (padding effects are measured separately,
+by ``model.batch_invariance``). Interventions are not applied here: callers
+wrap these functions in :func:`evidence.measure.hooks.scoped_hooks`.
+
+Two scorings of the same behaviour, both from the model's output:
+
+* **log-odds** of the marker's first token at the first response position:
+  ``log p(marker) - log(1 - p(marker))``, summed over the marker set's first tokens;
+* **generated text**: greedy decoding of a few tokens, matched against the marker
+  phrases (whitespace-normalised, case-insensitive prefix match).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from evidence.errors import ConfigError, MeasurementError
+from evidence.runspec import Prompt
+
+__all__ = [
+    "Markers",
+    "batches_by_length",
+    "first_token_ids",
+    "greedy_generate",
+    "last_position_logits",
+    "marker_log_odds",
+    "matches_marker",
+    "prompt_ids",
+]
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Markers:
+    """How behaviour is read from output: phrases that open a refusal, a defection, a helpful answer."""
+
+    refusal: tuple[str, ...] = ()
+    defection: tuple[str, ...] = ()
+    helpful: tuple[str, ...] = ()
+
+    @classmethod
+    def from_spec(cls, markers: Mapping[str, Sequence[str]]) -> Markers:
+        """From a run spec's ``[markers]`` table; unknown kinds are refused."""
+        unknown = sorted(set(markers) - {"refusal", "defection", "helpful"})
+        if unknown:
+            raise ConfigError(f"unknown marker kinds {unknown}", hint="use refusal, defection, helpful")
+        return cls(**{k: tuple(v) for k, v in markers.items()})
+
+    def require(self, kind: str) -> tuple[str, ...]:
+        """The phrases of ``kind``; a clear error if the run spec gave none."""
+        phrases: tuple[str, ...] = getattr(self, kind)
+        if not phrases:
+            raise ConfigError(
+                f"this measurement needs [markers].{kind} in the run spec",
+                hint=f'e.g. {kind} = ["I cannot"]',
+            )
+        return phrases
+
+
+def prompt_ids(tokenizer: object, prompt: Prompt) -> list[int]:
+    """Token ids of a prompt: the exact text, or messages through the model's chat template."""
+    if tokenizer is None:
+        raise ConfigError("this model has no tokenizer, so text prompts cannot be encoded")
+    if prompt.text is not None:
+        ids = tokenizer(prompt.text)["input_ids"]  # type: ignore[operator]
+    else:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(
+                f"prompt {prompt.id!r} uses messages but the tokenizer has no chat template",
+                hint='give the prompt as "text" instead',
+            )
+        messages = [m.model_dump() for m in prompt.messages or []]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)  # type: ignore[attr-defined]
+    return [int(i) for i in ids]
+
+
+def first_token_ids(tokenizer: object, phrases: Sequence[str]) -> list[int]:
+    """The first token of each phrase, as it follows a prompt (no special tokens)."""
+    ids = []
+    for phrase in phrases:
+        encoded = tokenizer(phrase, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+        if not encoded:
+            raise ConfigError(f"marker {phrase!r} encodes to no token")
+        ids.append(int(encoded[0]))
+    return sorted(set(ids))
+
+
+def batches_by_length(seqs: Sequence[Sequence[int]], batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Groups of equal-length sequences (original indices, token tensor); no padding anywhere."""
+    by_len: dict[int, list[int]] = {}
+    for i, s in enumerate(seqs):
+        by_len.setdefault(len(s), []).append(i)
+    for length in sorted(by_len):
+        idx = by_len[length]
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start : start + batch_size]
+            yield chunk, torch.tensor([list(seqs[i]) for i in chunk], dtype=torch.long)
+
+
+def _check_finite(t: torch.Tensor, what: str) -> torch.Tensor:
+    if not torch.isfinite(t).all():
+        raise MeasurementError(f"the model produced non-finite {what}", hint="check the weights and dtype")
+    return t
+
+
+@torch.no_grad()
+def last_position_logits(forward: Forward, seqs: Sequence[Sequence[int]], batch_size: int = 32) -> torch.Tensor:
+    """Logits at the last position of every sequence, shape [N, vocab], in input order."""
+    out: list[torch.Tensor | None] = [None] * len(seqs)
+    for idx, tokens in batches_by_length(seqs, batch_size):
+        logits = _check_finite(forward(tokens)[:, -1, :].float(), "logits")
+        for row, i in enumerate(idx):
+            out[i] = logits[row]
+    return torch.stack([t for t in out if t is not None])
+
+
+def marker_log_odds(logits: torch.Tensor, marker_ids: Sequence[int]) -> torch.Tensor:
+    """Log p(any marker first token) - log(1 - p), per row."""
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    hit = torch.logsumexp(logp[:, list(marker_ids)], dim=-1)
+    miss = torch.log1p(-torch.exp(hit).clamp(max=1 - 1e-15))
+    return (hit - miss).float()
+
+
+@torch.no_grad()
+def greedy_generate(
+    forward: Forward, seqs: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int = 32
+) -> list[list[int]]:
+    """The greedy continuation of each sequence (new tokens only), in input order."""
+    out: list[list[int]] = [[] for _ in seqs]
+    for idx, tokens in batches_by_length(seqs, batch_size):
+        current = tokens
+        for _ in range(max_new_tokens):
+            nxt = _check_finite(forward(current)[:, -1, :], "logits").argmax(dim=-1, keepdim=True)
+            current = torch.cat([current, nxt], dim=1)
+        new = current[:, tokens.shape[1] :].tolist()
+        for row, i in enumerate(idx):
+            out[i] = new[row]
+    return out
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def matches_marker(tokenizer: object, generated: Sequence[Sequence[int]], phrases: Sequence[str]) -> np.ndarray:
+    """Whether each generated continuation opens with one of the phrases."""
+    wanted = [_normalise(p) for p in phrases]
+    flags = []
+    for ids in generated:
+        text = _normalise(tokenizer.decode(list(ids), skip_special_tokens=True))  # type: ignore[attr-defined]
+        flags.append(any(text.startswith(w) for w in wanted))
+    return np.asarray(flags, dtype=bool)
