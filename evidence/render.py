@@ -1,0 +1,397 @@
+"""Render a dossier as a PDF/A-3b document with dossier.json embedded.
+
+The PDF is the human-readable face of the dossier. It carries, on its first
+page, the sha256 of the exact ``dossier.json`` bytes, and it embeds those bytes
+as a PDF/A-3 associated file (``/AFRelationship /Data``), so that an auditor
+can check that the document and the machine-readable dossier are one.
+
+This is the only module that imports WeasyPrint, and it does so inside
+:func:`render_pdf`: importing ``evidence.render`` stays cheap. The layout is
+data: ``templates/dossier.html.j2`` (Jinja2, autoescaped) and
+``templates/dossier.css``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import mimetypes
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from evidence.canonical import sha256_hex
+from evidence.errors import EvidenceError, RenderError
+from evidence.records import Dossier, Table
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+    import jinja2
+
+__all__ = ["render_pdf"]
+
+#: The page template and the stylesheet, inside ``templates/``.
+TEMPLATE = "dossier.html.j2"
+STYLESHEET = "dossier.css"
+#: The name under which the dossier is embedded in the PDF.
+DOSSIER_JSON = "dossier.json"
+
+_VERDICT_ORDER = ("pass", "fail", "inconclusive", "n/a")
+_REINSTALL_HINT = "reinstall interp-dossier; the package must ship templates/"
+_EXTRA_HINT = "install the rendering extra: pip install 'interp-dossier[render]'"
+
+
+def render_pdf(
+    dossier: Dossier,
+    dossier_json: bytes,
+    *,
+    attachments: Mapping[str, bytes] | None = None,
+) -> bytes:
+    """Render ``dossier`` as PDF/A-3b bytes with ``dossier_json`` embedded.
+
+    ``dossier_json`` must be the exact bytes of dossier.json (they are
+    embedded verbatim and their sha256 is printed on page 1); they must
+    encode ``dossier``. ``attachments`` (file name -> bytes) are embedded
+    beside it, also as associated files with relationship ``Data``.
+
+    Raises :class:`~evidence.errors.RenderError` when the inputs disagree,
+    the templates are missing or broken, or WeasyPrint cannot produce a
+    valid PDF/A file.
+    """
+    extra = _checked_attachments(attachments)
+    _check_json_encodes(dossier, dossier_json)
+    digest = sha256_hex(dossier_json)
+    html = _render_html(dossier, digest)
+    css = _read_template(STYLESHEET)
+    files = {DOSSIER_JSON: dossier_json, **extra}
+    return _write_pdf(html, css, files, dossier.created_at)
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+
+def _checked_attachments(attachments: Mapping[str, bytes] | None) -> dict[str, bytes]:
+    checked: dict[str, bytes] = {}
+    for name, data in (attachments or {}).items():
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+            raise RenderError(
+                f"invalid attachment name {name!r}",
+                hint="use a plain file name such as 'dossier.cdx.json'",
+            )
+        if name == DOSSIER_JSON:
+            raise RenderError(
+                f"{DOSSIER_JSON} is embedded from dossier_json and cannot be an extra attachment",
+                hint="pass the dossier bytes as dossier_json only",
+            )
+        if not isinstance(data, bytes):
+            raise RenderError(
+                f"attachment {name!r} must be bytes, not {type(data).__name__}",
+                hint="read the file in binary mode",
+            )
+        checked[name] = data
+    return checked
+
+
+def _check_json_encodes(dossier: Dossier, dossier_json: bytes) -> None:
+    # The PDF prints the digest of these bytes next to the dossier's content:
+    # both must describe the same dossier.
+    if not isinstance(dossier_json, bytes):
+        raise RenderError(
+            f"dossier_json must be bytes, not {type(dossier_json).__name__}",
+            hint="pass the exact bytes written to dossier.json",
+        )
+    try:
+        parsed = Dossier.model_validate_json(dossier_json)
+    except ValueError as exc:
+        raise RenderError(
+            "dossier_json is not a valid dossier",
+            hint="pass the exact bytes written to dossier.json",
+        ) from exc
+    if parsed != dossier:
+        raise RenderError(
+            "dossier_json does not encode the dossier being rendered",
+            hint="render from the same dossier that was serialised to dossier.json",
+        )
+
+
+# -- number and text formatting (Jinja filters) -------------------------------------------
+
+
+def _format_number(value: Any) -> str:
+    """A number for a table cell: integers exactly, floats to 4 significant digits."""
+    if value is None:
+        return "\u2014"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, float):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0.0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1e6 or magnitude < 1e-3:
+        mantissa, exponent = f"{value:.3e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    if magnitude >= 1e3:
+        return f"{value:.0f}"
+    return f"{value:.4g}"
+
+
+def _format_interval(lower: Any, upper: Any) -> str:
+    """``[lower, upper]`` with both bounds formatted as numbers."""
+    return f"[{_format_number(lower)}, {_format_number(upper)}]"
+
+
+def _format_json(value: Any) -> str:
+    """Compact JSON, keys in recorded order, non-ASCII kept."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _format_short_hash(value: str, length: int = 16) -> str:
+    """The first ``length`` hex digits of a digest, followed by an ellipsis."""
+    return value if len(value) <= length else value[:length] + "\u2026"
+
+
+def _format_utc(value: datetime) -> str:
+    """An aware datetime as ``YYYY-MM-DD HH:MM:SS UTC``."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _format_percent(value: float) -> str:
+    """A fraction as a percentage: ``0.95`` -> ``95%``."""
+    return f"{value * 100:.4g}%"
+
+
+def _format_grouped(value: int) -> str:
+    """An integer with thin-space thousands separators, e.g. ``1 048 576``."""
+    return f"{value:,}".replace(",", "\u2009")
+
+
+def _format_bytes(value: int) -> str:
+    """A size in bytes, e.g. ``1 048 576 B``."""
+    return _format_grouped(value) + " B"
+
+
+def _numeric_columns(table: Table) -> list[bool]:
+    """For each column of ``table``, whether it holds numbers only (and at least one)."""
+    columns = list(zip(*table.rows, strict=True)) if table.rows else [()] * len(table.columns)
+    return [
+        any(cell is not None for cell in column)
+        and all(cell is None or isinstance(cell, int | float) for cell in column)
+        for column in columns
+    ]
+
+
+_FILTERS: dict[str, Callable[..., str]] = {
+    "num": _format_number,
+    "interval": _format_interval,
+    "json": _format_json,
+    "short_hash": _format_short_hash,
+    "utc": _format_utc,
+    "percent": _format_percent,
+    "grouped": _format_grouped,
+    "size": _format_bytes,
+}
+
+
+# -- HTML ---------------------------------------------------------------------------------
+
+
+def _templates() -> Traversable:
+    from evidence.resources import resource_dir
+
+    try:
+        return resource_dir("templates")
+    except EvidenceError as exc:
+        raise RenderError(f"cannot find the PDF templates: {exc}", hint=exc.hint) from exc
+
+
+def _read_template(name: str) -> str:
+    path = _templates() / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RenderError(
+            f"cannot read the PDF template {name!r} from {_templates()}", hint=_REINSTALL_HINT
+        ) from exc
+
+
+def _jinja2() -> Any:
+    try:
+        import jinja2
+    except ImportError as exc:
+        raise RenderError("Jinja2 is not installed", hint=_EXTRA_HINT) from exc
+    return jinja2
+
+
+def _environment() -> jinja2.Environment:
+    j2 = _jinja2()
+
+    def load(name: str) -> str | None:
+        try:
+            return _read_template(name)
+        except RenderError:
+            return None  # Jinja turns this into TemplateNotFound
+
+    env: jinja2.Environment = j2.Environment(
+        loader=j2.FunctionLoader(load),
+        autoescape=True,
+        undefined=j2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(_FILTERS)
+    env.globals["numeric_columns"] = _numeric_columns
+    return env
+
+
+def _context(dossier: Dossier, digest: str) -> dict[str, Any]:
+    counts = {v: 0 for v in _VERDICT_ORDER}
+    for verdict in dossier.verdicts:
+        counts[verdict.verdict] += 1
+    # Verdicts point at records by digest; show which record that is.
+    from evidence.dossier import record_digest
+
+    by_digest = {record_digest(r): r.record_id for r in dossier.records}
+    return {
+        "dossier": dossier,
+        "title": f"Interpretability evidence dossier \u2014 {dossier.model.name}",
+        "producer": f"{dossier.producer.name} {dossier.producer.version}",
+        "created_w3c": dossier.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "json_sha256": digest,
+        "json_name": DOSSIER_JSON,
+        "verdict_counts": counts,
+        "record_for_digest": by_digest,
+    }
+
+
+def _render_html(dossier: Dossier, digest: str) -> str:
+    j2 = _jinja2()
+    env = _environment()
+    try:
+        html: str = env.get_template(TEMPLATE).render(_context(dossier, digest))
+    except j2.TemplateNotFound as exc:
+        raise RenderError(
+            f"the PDF template {exc.name!r} is missing from {_templates()}", hint=_REINSTALL_HINT
+        ) from exc
+    except RenderError:
+        raise
+    except Exception as exc:  # a broken template: syntax, undefined names, bad filter input
+        raise RenderError(
+            f"the PDF template cannot be rendered: {type(exc).__name__}: {exc}",
+            hint=_REINSTALL_HINT,
+        ) from exc
+    return html
+
+
+# -- PDF ----------------------------------------------------------------------------------
+
+
+class _MissingGlyphsError(Exception):
+    def __init__(self, codepoints: list[int]) -> None:
+        super().__init__(codepoints)
+        self.codepoints = codepoints
+
+
+class _LogCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _finish(document: Any, pdf: Any) -> None:
+    """WeasyPrint finisher: refuse .notdef glyphs, list each associated file once."""
+    # PDF/A forbids .notdef; WeasyPrint draws it (and records the code point)
+    # for characters that no installed font covers.
+    missing = sorted({cp for font in document.fonts.values() for cp in font.missing})
+    if missing:
+        raise _MissingGlyphsError(missing)
+    # WeasyPrint lists every file spec twice in the catalog's /AF.
+    af = pdf.catalog.get("AF")
+    if af is not None:
+        af[:] = list(dict.fromkeys(af))
+
+
+def _mime_type(name: str) -> str:
+    # Python's own table only, not the host's: the same name gives the same type everywhere.
+    guessed = mimetypes.MimeTypes().guess_type(name, strict=False)[0]
+    return guessed or "application/octet-stream"
+
+
+def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetime) -> bytes:
+    try:
+        import weasyprint
+        from weasyprint.urls import URLFetcher
+    except ImportError as exc:
+        raise RenderError("WeasyPrint is not installed", hint=_EXTRA_HINT) from exc
+    except OSError as exc:  # its system libraries (Pango, HarfBuzz) are missing
+        raise RenderError(
+            f"WeasyPrint cannot load its system libraries: {exc}",
+            hint="install Pango 1.44 or later and HarfBuzz (e.g. apt-get install libpango-1.0-0)",
+        ) from exc
+
+    # The document needs nothing from outside: refuse every fetch. The
+    # attachments come in as data: URLs so that their MIME type is explicit.
+    no_fetch = URLFetcher(allowed_protocols=())
+    data_only = URLFetcher(allowed_protocols=("data",))
+    when = created.astimezone(UTC)
+    pdf_attachments = [
+        weasyprint.Attachment(
+            url=f"data:{_mime_type(name)};base64,{base64.b64encode(data).decode('ascii')}",
+            url_fetcher=data_only,
+            name=name,
+            description=(
+                "The machine-readable dossier (canonical JSON) this document renders"
+                if name == DOSSIER_JSON
+                else None
+            ),
+            created=when,
+            modified=when,
+            relationship="Data",
+        )
+        for name, data in files.items()
+    ]
+
+    collector = _LogCollector()
+    logger = logging.getLogger("weasyprint")
+    logger.addHandler(collector)
+    try:
+        pdf: bytes = weasyprint.HTML(string=html, url_fetcher=no_fetch).write_pdf(
+            stylesheets=[weasyprint.CSS(string=css, url_fetcher=no_fetch)],
+            pdf_variant="pdf/a-3b",
+            attachments=pdf_attachments,
+            finisher=_finish,
+        )
+    except _MissingGlyphsError as exc:
+        chars = ", ".join(f"U+{cp:04X} {chr(cp)!r}" for cp in exc.codepoints[:8])
+        raise RenderError(
+            f"the dossier contains characters no installed font can draw ({chars}); "
+            "PDF/A forbids missing glyphs",
+            hint="keep names and summaries to Latin script, or install a font covering them",
+        ) from None
+    except Exception as exc:  # WeasyPrint has no exception hierarchy of its own
+        raise RenderError(
+            f"WeasyPrint failed to render the dossier: {type(exc).__name__}: {exc}",
+            hint="check the templates; rerun with a fresh install of interp-dossier[render]",
+        ) from exc
+    finally:
+        logger.removeHandler(collector)
+
+    errors = [r for r in collector.records if r.levelno >= logging.ERROR]
+    if errors:
+        raise RenderError(
+            f"WeasyPrint reported an error while rendering: {errors[0].getMessage()}",
+            hint="the templates must not refer to external resources",
+        )
+    return pdf
+
