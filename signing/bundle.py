@@ -1,0 +1,127 @@
+"""Seal a dossier into the four-file bundle, and write a bundle without leaving half of one.
+
+::
+
+    OUT/dossier.json        canonical JSON (the caller's bytes, unchanged)
+    OUT/dossier.pdf         the rendered PDF with a PAdES signature
+    OUT/dossier.dsse.json   DSSE envelope over an in-toto statement naming the two files above
+    OUT/signer.pem          the signer's certificate chain (public material only)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from signing.dsse import build_statement, sign_envelope
+from signing.errors import BundleError
+from signing.keys import Signer, certificate_chain_pem
+from signing.pades import sign_pdf
+
+__all__ = [
+    "BUNDLE_FILES",
+    "DOSSIER_JSON",
+    "DOSSIER_PDF",
+    "DSSE_ENVELOPE",
+    "SIGNER_PEM",
+    "seal",
+    "write_bundle_atomically",
+]
+
+DOSSIER_JSON = "dossier.json"
+DOSSIER_PDF = "dossier.pdf"
+DSSE_ENVELOPE = "dossier.dsse.json"
+SIGNER_PEM = "signer.pem"
+#: Every file of a signed bundle, in the order they are written.
+BUNDLE_FILES = (DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM)
+
+
+def seal(
+    dossier_json: bytes, pdf: bytes, signer: Signer, predicate: Mapping[str, Any]
+) -> dict[str, bytes]:
+    """The bundle's files (name -> bytes): the PDF PAdES-signed, both files attested by DSSE."""
+    signed_pdf = sign_pdf(pdf, signer)
+    statement = build_statement({DOSSIER_JSON: dossier_json, DOSSIER_PDF: signed_pdf}, predicate)
+    return {
+        DOSSIER_JSON: dossier_json,
+        DOSSIER_PDF: signed_pdf,
+        DSSE_ENVELOPE: sign_envelope(statement, signer),
+        SIGNER_PEM: certificate_chain_pem(signer),
+    }
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    path.chmod(0o644)
+
+
+def _check_target(out_dir: Path) -> None:
+    parent = out_dir.parent
+    if not parent.is_dir():
+        raise BundleError(
+            f"cannot write the bundle to {out_dir}: directory {parent} does not exist",
+            hint="create the parent directory first or choose another --out",
+        )
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise BundleError(
+            f"cannot write the bundle to {out_dir}: it exists and is not a directory",
+            hint="choose another --out",
+        )
+    if any(out_dir.iterdir()) and not (out_dir / DOSSIER_JSON).is_file():
+        raise BundleError(
+            f"refusing to replace {out_dir}: it is not empty and does not look like a "
+            f"dossier bundle (no {DOSSIER_JSON})",
+            hint="choose a new or empty --out directory",
+        )
+
+
+def write_bundle_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:
+    """Write ``files`` into ``out_dir`` all at once, or not at all.
+
+    The files go into a temporary directory next to ``out_dir`` which is then
+    renamed into place. An existing ``out_dir`` is replaced only if it is empty
+    or holds a previous bundle (a ``dossier.json``). On any failure nothing is
+    left behind and a previous bundle is kept.
+    """
+    out_dir = Path(out_dir)
+    for name in files:
+        if not name or name in (".", "..") or "/" in name or os.sep in name:
+            raise BundleError(f"invalid bundle file name {name!r}")
+    _check_target(out_dir)
+    parent = out_dir.parent
+    staging: Path | None = None
+    previous: Path | None = None
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+        for name, data in files.items():
+            _write_file(staging / name, data)
+        staging.chmod(0o755)
+        if out_dir.exists():
+            previous = Path(
+                tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent)
+            )
+            os.replace(out_dir, previous)
+        os.replace(staging, out_dir)
+        staging = None
+    except OSError as exc:
+        raise BundleError(
+            f"cannot write the bundle to {out_dir}: {exc.strerror or exc}",
+            hint="check the directory's permissions and free space",
+        ) from exc
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            if previous is not None and not out_dir.exists():
+                os.replace(previous, out_dir)  # put the previous bundle back
+                previous = None
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)

@@ -1,0 +1,488 @@
+"""The auditor's check of a bundle: numbered steps, one bottom line.
+
+The step numbers are those of the verification procedure in the README and in
+DESIGN.md, and appear as ``# (N)`` below in the order they run:
+
+1. the envelope parses, carries exactly one signature, the signer's certificate
+   chains to a trust anchor the auditor supplied, and the signature over the
+   DSSE PAE is valid (with a keyid naming that certificate);
+2. payloadType is in-toto, the statement is v1, the predicateType is ours;
+3. the subject digests equal sha256 of the bundle's dossier.json and dossier.pdf;
+4. dossier.json has a supported schema_version and validates against the schema;
+5. the PDF's one signature is intact, valid, trusted and covers the entire
+   file, and was made with the DSSE signer's certificate;
+6. the PDF embeds a byte-identical dossier.json and prints its digest on page 1.
+
+Verification never raises for a bundle that fails a check: it returns a
+:class:`VerificationReport`. A step that depends on a failed step is reported
+as failed and skipped, never as passed. Exceptions are only for material that
+cannot be evaluated at all (:class:`BundleError`, :class:`TrustError`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pypdf
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import SignatureCoverageLevel, async_validate_pdf_signature
+from pyhanko.sign.validation.settings import KeyUsageConstraints
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import ValidationError as CertValidationError
+
+from evidence.canonical import sha256_hex
+from evidence.records import DEVELOPMENT_KEY_NOTICE, SUPPORTED_SCHEMA_VERSIONS
+from evidence.schema import load_schema
+from signing._aio import run_sync
+from signing._json import parse_object
+from signing.bundle import BUNDLE_FILES, DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM
+from signing.dsse import (
+    PAYLOAD_TYPE,
+    PREDICATE_TYPE,
+    STATEMENT_TYPE,
+    Envelope,
+    parse_envelope,
+    parse_statement,
+    statement_subjects,
+    verify_envelope_signature,
+)
+from signing.errors import BundleError, TrustError, VerificationError
+from signing.keys import certificate_sha256, is_development_certificate
+
+__all__ = ["STEP_TITLES", "StepResult", "VerificationReport", "load_trust_anchors", "verify_bundle"]
+
+STEP_TITLES: dict[int, str] = {
+    1: "envelope signed by a trusted signer",
+    2: "in-toto statement v1 with the dossier predicate",
+    3: "subject digests match dossier.json and dossier.pdf",
+    4: "dossier.json has a supported schema version and validates",
+    5: "PDF signature intact, trusted and covering the entire file",
+    6: "PDF embeds this dossier.json and prints its digest",
+}
+#: step -> the steps whose results it relies on.
+_DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (), 5: (1,), 6: (5,)}
+_PADES_SUBFILTER = "/ETSI.CAdES.detached"
+_KEY_USAGE = "digital_signature"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The outcome of one numbered verification step."""
+
+    number: int
+    title: str
+    passed: bool
+    detail: str
+    skipped: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data."""
+        return {
+            "number": self.number,
+            "title": self.title,
+            "passed": self.passed,
+            "skipped": self.skipped,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """Every step's result and one bottom line: true only if every step passed."""
+
+    steps: list[StepResult]
+    bottom_line: bool
+    development_key: bool
+    signer_subject: str | None = None
+    notice: str | None = field(default=None)
+
+    def first_failure(self) -> StepResult | None:
+        """The lowest-numbered step that did not pass, if any."""
+        return next((s for s in self.steps if not s.passed), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data, for ``verify --json``."""
+        return {
+            "bottom_line": self.bottom_line,
+            "development_key": self.development_key,
+            "notice": self.notice,
+            "signer_subject": self.signer_subject,
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+    def raise_for_failure(self) -> None:
+        """Raise :class:`VerificationError` naming the first failed step, if any failed."""
+        failed = self.first_failure()
+        if failed is not None:
+            raise VerificationError(
+                f"verification failed at step ({failed.number}) {failed.title}: {failed.detail}"
+            )
+        if not self.bottom_line:  # pragma: no cover - bottom_line is all(steps passed)
+            raise VerificationError("verification failed")
+
+
+class _Failed(Exception):
+    """A step's check did not hold; the message is the report's detail."""
+
+
+@dataclass
+class _State:
+    """What earlier steps established, for later ones."""
+
+    files: dict[str, bytes]
+    anchors: list[asn1_x509.Certificate]
+    chain: list[x509.Certificate] = field(default_factory=list)
+    envelope: Envelope | None = None
+    statement: dict[str, Any] | None = None
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def load_trust_anchors(paths: Sequence[Path]) -> list[x509.Certificate]:
+    """Read the auditor's trust anchors (PEM, possibly several per file, or DER)."""
+    if not paths:
+        raise TrustError(
+            "no trust anchor given: pass --trust CERT.pem (the signer's certificate "
+            "or the CA you trust); verification never trusts a bundle's own certificate",
+            hint="for a development bundle, --trust BUNDLE/signer.pem after checking "
+            "that it is the certificate you expect",
+        )
+    anchors: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise TrustError(
+                f"cannot read trust anchor {path}: {exc.strerror or exc}",
+                hint="pass a readable PEM or DER certificate file",
+            ) from exc
+        certs = _parse_certificates(data)
+        if not certs:
+            raise TrustError(
+                f"trust anchor {path} holds no X.509 certificate",
+                hint="pass a PEM or DER certificate file",
+            )
+        anchors.extend(certs)
+    return anchors
+
+
+def _parse_certificates(data: bytes) -> list[x509.Certificate]:
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificates(data)
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        return []
+
+
+def _read_bundle(bundle_dir: Path) -> dict[str, bytes]:
+    bundle_dir = Path(bundle_dir)
+    if not bundle_dir.is_dir():
+        raise BundleError(
+            f"bundle directory {bundle_dir} does not exist",
+            hint="pass the directory that `interp-dossier run` wrote",
+        )
+    missing = [name for name in BUNDLE_FILES if not (bundle_dir / name).is_file()]
+    if missing:
+        raise BundleError(
+            f"bundle {bundle_dir} is incomplete: missing {', '.join(missing)}",
+            hint="a signed bundle has dossier.json, dossier.pdf, dossier.dsse.json and signer.pem",
+        )
+    files = {}
+    for name in BUNDLE_FILES:
+        try:
+            files[name] = (bundle_dir / name).read_bytes()
+        except OSError as exc:
+            raise BundleError(
+                f"cannot read {bundle_dir / name}: {exc.strerror or exc}",
+                hint="check the file's permissions",
+            ) from exc
+    return files
+
+
+def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+@contextmanager
+def _quiet_pyhanko() -> Iterator[None]:
+    """Keep pyHanko's own error logging (tracebacks of hostile input) off stderr."""
+    logger = logging.getLogger("pyhanko")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+# --- the steps ------------------------------------------------------------------------------
+
+
+# (1)
+def _step1_envelope_signature(st: _State) -> str:
+    try:
+        envelope = parse_envelope(st.files[DSSE_ENVELOPE])
+    except ValueError as exc:
+        raise _Failed(f"{DSSE_ENVELOPE} is not a valid DSSE envelope: {exc}") from None
+    chain = _parse_certificates(st.files[SIGNER_PEM])
+    if not chain:
+        raise _Failed(f"{SIGNER_PEM} holds no readable certificate")
+    st.chain = chain
+    leaf = chain[0]
+    subject = leaf.subject.rfc4514_string()
+    context = ValidationContext(
+        trust_roots=st.anchors, other_certs=[_asn1(c) for c in chain[1:]], allow_fetching=False
+    )
+    validator = CertificateValidator(_asn1(leaf), validation_context=context)
+
+    async def _validate() -> None:
+        try:
+            await validator.async_validate_path()
+        finally:
+            await context.aclose()  # type: ignore[no-untyped-call]
+
+    try:
+        run_sync(_validate)
+    except CertValidationError as exc:
+        raise _Failed(
+            f"the signer certificate ({subject}) does not chain to a supplied trust anchor: {exc}"
+        ) from None
+    usage = _key_usage(leaf)
+    if usage is not None and not usage.digital_signature:
+        raise _Failed(f"the signer certificate ({subject}) is not valid for digitalSignature")
+    if not verify_envelope_signature(envelope, leaf):
+        raise _Failed("the DSSE signature over the statement does not verify with the signer's key")
+    if envelope.keyid != certificate_sha256(leaf):
+        raise _Failed("the signature's keyid does not name the signer certificate")
+    st.envelope = envelope
+    return f"signed by {subject}"
+
+
+def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+# (2)
+def _step2_statement_type(st: _State) -> str:
+    if st.envelope is None:
+        raise _Failed("no verified envelope")
+    if st.envelope.payload_type != PAYLOAD_TYPE:
+        raise _Failed(f"payloadType is {st.envelope.payload_type!r}, expected {PAYLOAD_TYPE!r}")
+    try:
+        statement = parse_statement(st.envelope.payload)
+    except ValueError as exc:
+        raise _Failed(str(exc)) from None
+    if statement["_type"] != STATEMENT_TYPE:
+        raise _Failed(f"statement _type is {statement['_type']!r}, expected {STATEMENT_TYPE!r}")
+    if statement["predicateType"] != PREDICATE_TYPE:
+        raise _Failed(
+            f"predicateType is {statement['predicateType']!r}, expected {PREDICATE_TYPE!r}"
+        )
+    st.statement = statement
+    return "in-toto Statement v1, interp-dossier predicate v1"
+
+
+# (3)
+def _step3_subject_digests(st: _State) -> str:
+    if st.statement is None:
+        raise _Failed("no verified statement")
+    try:
+        signed = statement_subjects(st.statement)
+    except ValueError as exc:
+        raise _Failed(str(exc)) from None
+    actual = {name: sha256_hex(st.files[name]) for name in (DOSSIER_JSON, DOSSIER_PDF)}
+    if set(signed) != set(actual):
+        raise _Failed(f"the statement's subjects are {sorted(signed)}, expected {sorted(actual)}")
+    for name in sorted(actual):
+        if signed[name] != actual[name]:
+            raise _Failed(
+                f"sha256 of {name} is {actual[name]}, but the signed statement says {signed[name]}"
+            )
+    return f"sha256 of {DOSSIER_JSON} = {actual[DOSSIER_JSON]}"
+
+
+# (4)
+def _step4_schema(st: _State) -> str:
+    try:
+        doc = parse_object(st.files[DOSSIER_JSON], DOSSIER_JSON)
+    except ValueError as exc:
+        raise _Failed(str(exc)) from None
+    version = doc.get("schema_version")
+    supported = ", ".join(sorted(SUPPORTED_SCHEMA_VERSIONS))
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise _Failed(
+            f"{DOSSIER_JSON} has schema_version {version!r}; this release supports {supported} "
+            "only (upgrade interp-dossier to verify newer dossiers)"
+        )
+    validator = jsonschema.Draft202012Validator(load_schema("dossier.schema.json"))
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        where = "/".join(map(str, errors[0].absolute_path)) or "(root)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise _Failed(f"{DOSSIER_JSON} does not validate at {where}: {errors[0].message}{more}")
+    return f"schema_version {version}, valid against dossier.schema.json"
+
+
+# (5)
+def _step5_pdf_signature(st: _State) -> str:
+    reader = PdfFileReader(io.BytesIO(st.files[DOSSIER_PDF]))
+    signatures = reader.embedded_signatures
+    if len(signatures) != 1:
+        raise _Failed(f"the PDF carries {len(signatures)} signatures; exactly one is expected")
+    embedded = signatures[0]
+    subfilter = embedded.sig_object.get("/SubFilter")
+    if subfilter != _PADES_SUBFILTER:
+        raise _Failed(f"the PDF signature's SubFilter is {subfilter}, expected {_PADES_SUBFILTER}")
+    context = ValidationContext(trust_roots=st.anchors, allow_fetching=False)
+
+    async def _validate() -> Any:
+        try:
+            return await async_validate_pdf_signature(
+                embedded,
+                signer_validation_context=context,
+                key_usage_settings=KeyUsageConstraints(key_usage={_KEY_USAGE}),
+            )
+        finally:
+            await context.aclose()  # type: ignore[no-untyped-call]
+
+    status = run_sync(_validate)
+    if not status.intact:
+        raise _Failed("the signed bytes of the PDF have changed (digest mismatch)")
+    if not status.valid:
+        raise _Failed("the PDF's CMS signature is not valid")
+    if not status.trusted:
+        raise _Failed("the PDF signer's certificate does not chain to a supplied trust anchor")
+    if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
+        coverage = status.coverage.name if status.coverage is not None else "unknown"
+        raise _Failed(
+            f"the PDF signature does not cover the entire file (coverage {coverage}): "
+            "bytes or an incremental update were added after signing"
+        )
+    pdf_cert = embedded.signer_cert.dump()
+    if not st.chain or pdf_cert != st.chain[0].public_bytes(serialization.Encoding.DER):
+        raise _Failed("the PDF was signed with a different certificate than the DSSE envelope")
+    return "PAdES signature intact, valid, trusted, covering the entire file"
+
+
+# (6)
+def _step6_embedded_dossier(st: _State) -> str:
+    reader = pypdf.PdfReader(io.BytesIO(st.files[DOSSIER_PDF]))
+    copies = list(_embedded_files(reader, DOSSIER_JSON))
+    if not copies:
+        raise _Failed(f"the PDF embeds no file named {DOSSIER_JSON}")
+    if any(copy != st.files[DOSSIER_JSON] for copy in copies):
+        raise _Failed(f"the {DOSSIER_JSON} embedded in the PDF differs from the bundle's")
+    digest = sha256_hex(st.files[DOSSIER_JSON])
+    text = re.sub(r"\s+", "", reader.pages[0].extract_text() or "")
+    if digest not in text:
+        raise _Failed(f"page 1 of the PDF does not print the sha256 of {DOSSIER_JSON} ({digest})")
+    return f"embedded {DOSSIER_JSON} identical; page 1 prints {digest}"
+
+
+def _embedded_files(reader: Any, wanted: str) -> Iterator[bytes]:
+    """The contents of every embedded file called ``wanted``, via /AF and /EmbeddedFiles."""
+    root = reader.trailer["/Root"].get_object()
+    filespecs: list[Any] = []
+    af = root.get("/AF")
+    if af is not None:
+        filespecs.extend(af.get_object())
+    names = root.get("/Names")
+    if names is not None and "/EmbeddedFiles" in names.get_object():
+        _walk_name_tree(names.get_object()["/EmbeddedFiles"].get_object(), filespecs, 0)
+    for spec in filespecs:
+        spec = spec.get_object()
+        name = spec.get("/UF", spec.get("/F"))
+        if name is None or str(name) != wanted:
+            continue
+        streams = spec.get("/EF")
+        if streams is None:
+            continue
+        for key in ("/F", "/UF"):
+            if key in streams.get_object():
+                yield bytes(streams.get_object()[key].get_object().get_data())
+
+
+def _walk_name_tree(node: Any, out: list[Any], depth: int) -> None:
+    if depth > 32:
+        raise _Failed("the PDF's embedded-file name tree is nested too deeply")
+    entries = node.get("/Names")
+    if entries is not None:
+        entries = entries.get_object()
+        out.extend(entries[i + 1] for i in range(0, len(entries) - 1, 2))
+    for kid in node.get("/Kids", []) or []:
+        _walk_name_tree(kid.get_object(), out, depth + 1)
+
+
+# --- the procedure --------------------------------------------------------------------------
+
+
+def verify_bundle(bundle_dir: Path, trust_anchors: Sequence[Path]) -> VerificationReport:
+    """Check the bundle in ``bundle_dir`` against the auditor's trust anchors, step by step."""
+    anchors = load_trust_anchors(trust_anchors)
+    state = _State(files=_read_bundle(bundle_dir), anchors=[_asn1(a) for a in anchors])
+    results: dict[int, StepResult] = {}
+
+    def run(number: int, check: Callable[[_State], str]) -> None:
+        results[number] = _run_step(number, check, state, results)
+
+    with _quiet_pyhanko():
+        # (1) envelope parses, one signature, signer chains to an anchor, signature over the PAE
+        run(1, _step1_envelope_signature)
+        # (2) payloadType in-toto, Statement v1, our predicateType
+        run(2, _step2_statement_type)
+        # (3) subject digests equal sha256 of dossier.json and dossier.pdf
+        run(3, _step3_subject_digests)
+        # (4) supported schema_version, then JSON Schema validation
+        run(4, _step4_schema)
+        # (5) one PDF signature: intact, valid, trusted, ENTIRE_FILE, same signer as (1)
+        run(5, _step5_pdf_signature)
+        # (6) embedded dossier.json byte-identical; its digest printed on page 1
+        run(6, _step6_embedded_dossier)
+    steps = [results[n] for n in sorted(results)]
+    leaf = state.chain[0] if state.chain else None
+    development = leaf is not None and is_development_certificate(leaf)
+    return VerificationReport(
+        steps=steps,
+        bottom_line=bool(steps) and all(s.passed for s in steps),
+        development_key=development,
+        signer_subject=leaf.subject.rfc4514_string() if leaf is not None else None,
+        notice=DEVELOPMENT_KEY_NOTICE if development else None,
+    )
+
+
+def _run_step(
+    number: int,
+    check: Callable[[_State], str],
+    state: _State,
+    results: dict[int, StepResult],
+) -> StepResult:
+    title = STEP_TITLES[number]
+    blocked = [d for d in _DEPENDS_ON[number] if not results[d].passed]
+    if blocked:
+        return StepResult(
+            number, title, False, f"not checked: step ({blocked[0]}) failed", skipped=True
+        )
+    try:
+        return StepResult(number, title, True, check(state))
+    except _Failed as exc:
+        return StepResult(number, title, False, str(exc))
+    except Exception as exc:  # hostile input may break a parser: that is a failure, not a crash
+        return StepResult(
+            number, title, False, f"could not be evaluated: {type(exc).__name__}: {exc}"
+        )

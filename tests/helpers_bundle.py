@@ -1,0 +1,133 @@
+"""Build small signed bundles for tests, without the measuring and rendering pipeline.
+
+The dossier is a minimal schema-valid :class:`evidence.records.Dossier`; the
+PDF is a one-page PDF/A-3b made with WeasyPrint directly, embedding
+dossier.json (AFRelationship /Data) and printing its sha256 on page 1, as the
+real renderer does. The hostile mutations are named after the attack.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+from typing import Any
+
+from evidence.canonical import canonical_bytes, sha256_hex
+from evidence.records import SCHEMA_VERSION, SignerInfo
+from signing import FileSigner, describe_signer, generate_development_identity, seal
+from signing.bundle import DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE
+from signing.dsse import build_statement, sign_envelope
+from tests.factories import make_dossier, make_record
+
+
+@functools.cache
+def signer_for(name: str = "test signer") -> FileSigner:
+    """A development signer, generated once per test session and name."""
+    key, cert = generate_development_identity(f"interp-dossier {name}")
+    return FileSigner(key, [cert])
+
+
+def dossier_data(signer: FileSigner, *, n_records: int = 2) -> dict[str, Any]:
+    """A small schema-valid dossier signed for ``signer``, as plain JSON data."""
+    dossier = make_dossier(
+        records=[make_record(f"heads.inventory:toy-{i}") for i in range(n_records)],
+        signer=SignerInfo.model_validate(describe_signer(signer)),
+        dossier_id="0f8fad5b-d9cb-469f-a165-70867728950e",
+    )
+    data: dict[str, Any] = dossier.model_dump(mode="json")
+    return data
+
+
+def dossier_bytes(data: dict[str, Any]) -> bytes:
+    """Canonical bytes of dossier JSON data (which need not be a valid model)."""
+    return canonical_bytes(data)
+
+
+def render_pdf(dossier_json: bytes) -> bytes:
+    """A one-page PDF/A-3b embedding ``dossier_json`` and printing its sha256."""
+    from weasyprint import HTML, Attachment
+
+    digest = sha256_hex(dossier_json)
+    html = (
+        "<html><head><title>Test dossier</title></head><body>"
+        "<h1>Interpretability evidence dossier</h1>"
+        f"<p>dossier.json sha256</p><p style='font-family: monospace; font-size: 8pt'>{digest}</p>"
+        "</body></html>"
+    )
+    attachment = Attachment(string=dossier_json, name=DOSSIER_JSON, relationship="Data")
+    pdf: bytes = HTML(string=html).write_pdf(pdf_variant="pdf/a-3b", attachments=[attachment])
+    return pdf
+
+
+def predicate_for(dossier_json: bytes) -> dict[str, Any]:
+    return {"dossier_sha256": sha256_hex(dossier_json), "schema_version": SCHEMA_VERSION}
+
+
+def make_bundle(signer: FileSigner, dossier_json: bytes) -> dict[str, bytes]:
+    """The four files of a bundle sealed by ``signer``."""
+    return seal(dossier_json, render_pdf(dossier_json), signer, predicate_for(dossier_json))
+
+
+def reseal_envelope(files: dict[str, bytes], signer: FileSigner) -> dict[str, bytes]:
+    """``files`` with a fresh, correctly signed envelope over their current bytes."""
+    statement = build_statement(
+        {DOSSIER_JSON: files[DOSSIER_JSON], DOSSIER_PDF: files[DOSSIER_PDF]},
+        predicate_for(files[DOSSIER_JSON]),
+    )
+    return {**files, DSSE_ENVELOPE: sign_envelope(statement, signer)}
+
+
+def write_files(files: dict[str, bytes], directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    return directory
+
+
+# --- hostile PDF mutations, named after the attack ------------------------------------------
+
+
+def pdf_byte_flipped_in_signed_range(pdf: bytes) -> bytes:
+    """One bit flipped inside the first content stream (covered by the signature)."""
+    at = pdf.index(b"stream\n") + 30
+    flipped = bytearray(pdf)
+    flipped[at] ^= 0x01
+    return bytes(flipped)
+
+
+def pdf_incremental_update_title(pdf: bytes) -> bytes:
+    """An incremental update after the signature that only changes the Info title."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    info = writer.trailer.raw_get("/Info").get_object()
+    info["/Title"] = generic.TextStringObject("Amended dossier")
+    writer.update_container(info)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def pdf_embedded_file_swapped_in_update(pdf: bytes, replacement: bytes) -> bytes:
+    """An incremental update after the signature replacing the embedded dossier.json."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    names = writer.root["/Names"]["/EmbeddedFiles"]["/Names"]
+    filespec = names[names.index(DOSSIER_JSON) + 1].get_object()
+    ref = filespec["/EF"].raw_get("/F")
+    stream = ref.get_object()
+    stream.strip_filters()
+    stream._data = replacement  # noqa: SLF001 - pyHanko has no public setter for stream data
+    stream._encoded_data = None  # noqa: SLF001
+    writer.mark_update(ref)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def pdf_appended_junk(pdf: bytes) -> bytes:
+    """Bytes appended after the final %%EOF."""
+    return pdf + b"\n% appended after signing\n"

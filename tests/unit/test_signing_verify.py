@@ -1,0 +1,318 @@
+"""The auditor's verification: the happy path, and one test per attack, by failing step."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from evidence.canonical import canonical_bytes
+from signing import (
+    BundleError,
+    TrustError,
+    VerificationError,
+    VerificationReport,
+    sign_pdf,
+    verify_bundle,
+)
+from signing.bundle import DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM
+from signing.dsse import PAYLOAD_TYPE, pae, sign_envelope
+from tests.helpers_bundle import (
+    dossier_bytes,
+    dossier_data,
+    make_bundle,
+    pdf_appended_junk,
+    pdf_byte_flipped_in_signed_range,
+    pdf_embedded_file_swapped_in_update,
+    pdf_incremental_update_title,
+    render_pdf,
+    reseal_envelope,
+    signer_for,
+    write_files,
+)
+
+STEPS = [1, 2, 3, 4, 5, 6]
+_PEM = Encoding.PEM
+
+
+@pytest.fixture(scope="module")
+def signer():
+    return signer_for()
+
+
+@pytest.fixture(scope="module")
+def dossier_json(signer) -> bytes:
+    return dossier_bytes(dossier_data(signer))
+
+
+@pytest.fixture(scope="module")
+def files(signer, dossier_json) -> dict[str, bytes]:
+    return make_bundle(signer, dossier_json)
+
+
+@pytest.fixture(scope="module")
+def anchor(tmp_path_factory, files) -> Path:
+    path = tmp_path_factory.mktemp("anchor") / "trusted.pem"
+    path.write_bytes(files[SIGNER_PEM])
+    return path
+
+
+def verify(tmp_path: Path, files: dict[str, bytes], anchor: Path) -> VerificationReport:
+    return verify_bundle(write_files(files, tmp_path / "bundle"), [anchor])
+
+
+def first_failure(report: VerificationReport) -> int:
+    failed = report.first_failure()
+    assert failed is not None, "expected a failing step"
+    return failed.number
+
+
+def assert_fails_first_at(report: VerificationReport, number: int) -> None:
+    assert not report.bottom_line
+    assert first_failure(report) == number
+    assert all(s.passed for s in report.steps if s.number < number)
+
+
+def step(report: VerificationReport, number: int):
+    return next(s for s in report.steps if s.number == number)
+
+
+def test_happy_path_all_steps_pass(tmp_path, files, anchor):
+    report = verify(tmp_path, files, anchor)
+    assert [s.number for s in report.steps] == STEPS
+    assert all(s.passed and not s.skipped for s in report.steps)
+    assert report.bottom_line
+    assert report.development_key
+    assert report.notice == "development key \u2014 not for filing"
+    report.raise_for_failure()
+
+
+def test_steps_7_and_8_are_not_reported(tmp_path, files, anchor):
+    numbers = [s["number"] for s in verify(tmp_path, files, anchor).to_json()["steps"]]
+    assert 7 not in numbers and 8 not in numbers
+
+
+def test_report_to_json(tmp_path, files, anchor):
+    data = verify(tmp_path, files, anchor).to_json()
+    json.dumps(data)
+    assert data["bottom_line"] is True
+    assert set(data["steps"][0]) == {"number", "title", "passed", "skipped", "detail"}
+
+
+def test_verification_works_inside_a_running_event_loop(tmp_path, files, anchor):
+    bundle = write_files(files, tmp_path / "bundle")
+
+    async def inside() -> VerificationReport:
+        return verify_bundle(bundle, [anchor])
+
+    assert asyncio.run(inside()).bottom_line
+
+
+# --- tampering with the files ---------------------------------------------------------------
+
+
+def test_pdf_byte_flipped_in_signed_range(tmp_path, files, anchor):
+    tampered = {**files, DOSSIER_PDF: pdf_byte_flipped_in_signed_range(files[DOSSIER_PDF])}
+    report = verify(tmp_path, tampered, anchor)
+    assert_fails_first_at(report, 3)
+    assert not step(report, 5).passed and not step(report, 5).skipped
+    assert "changed" in step(report, 5).detail
+
+
+def test_pdf_byte_flipped_in_signed_range_with_resealed_envelope(tmp_path, signer, files, anchor):
+    tampered = {**files, DOSSIER_PDF: pdf_byte_flipped_in_signed_range(files[DOSSIER_PDF])}
+    report = verify(tmp_path, reseal_envelope(tampered, signer), anchor)
+    assert_fails_first_at(report, 5)
+
+
+def test_pdf_incremental_update_title(tmp_path, files, anchor):
+    tampered = {**files, DOSSIER_PDF: pdf_incremental_update_title(files[DOSSIER_PDF])}
+    report = verify(tmp_path, tampered, anchor)
+    assert_fails_first_at(report, 3)
+    assert not step(report, 5).passed
+
+
+def test_pdf_incremental_update_title_with_resealed_envelope(tmp_path, signer, files, anchor):
+    tampered = {**files, DOSSIER_PDF: pdf_incremental_update_title(files[DOSSIER_PDF])}
+    report = verify(tmp_path, reseal_envelope(tampered, signer), anchor)
+    assert_fails_first_at(report, 5)
+    assert "ENTIRE_REVISION" in step(report, 5).detail
+    assert step(report, 6).skipped and not step(report, 6).passed
+
+
+def test_pdf_embedded_file_swapped_in_update(tmp_path, signer, files, anchor):
+    forged = files[DOSSIER_JSON].replace(b'"toy"', b'"toz"', 1)
+    pdf = pdf_embedded_file_swapped_in_update(files[DOSSIER_PDF], forged)
+    tampered = {**files, DOSSIER_JSON: forged, DOSSIER_PDF: pdf}
+    assert_fails_first_at(verify(tmp_path / "a", tampered, anchor), 3)
+    report = verify(tmp_path / "b", reseal_envelope(tampered, signer), anchor)
+    assert_fails_first_at(report, 5)
+    assert "does not cover the entire file" in step(report, 5).detail
+
+
+def test_pdf_appended_junk(tmp_path, signer, files, anchor):
+    tampered = {**files, DOSSIER_PDF: pdf_appended_junk(files[DOSSIER_PDF])}
+    assert_fails_first_at(verify(tmp_path / "a", tampered, anchor), 3)
+    report = verify(tmp_path / "b", reseal_envelope(tampered, signer), anchor)
+    assert_fails_first_at(report, 5)
+    assert "ENTIRE_REVISION" in step(report, 5).detail
+
+
+def test_dossier_json_byte_changed(tmp_path, files, anchor):
+    tampered = {**files, DOSSIER_JSON: files[DOSSIER_JSON].replace(b'"toy"', b'"toz"', 1)}
+    assert tampered[DOSSIER_JSON] != files[DOSSIER_JSON]
+    report = verify(tmp_path, tampered, anchor)
+    assert_fails_first_at(report, 3)
+    assert "dossier.json" in step(report, 3).detail
+    assert not step(report, 6).passed  # the PDF still embeds the original
+
+
+def test_record_removed_and_resigned_by_other_key(tmp_path, signer, anchor):
+    attacker = signer_for("attacker")
+    fewer = dossier_bytes(dossier_data(signer, n_records=1))
+    report = verify(tmp_path, make_bundle(attacker, fewer), anchor)
+    assert_fails_first_at(report, 1)
+    assert "does not chain" in step(report, 1).detail
+    for later in (2, 3, 5, 6):
+        assert not step(report, later).passed
+
+
+def test_pdf_signed_by_other_trusted_key(tmp_path, signer, dossier_json, files, anchor):
+    other = signer_for("second trusted signer")
+    other_anchor = tmp_path / "other.pem"
+    other_anchor.write_bytes(other.certificate.public_bytes(_PEM))
+    pdf = sign_pdf(render_pdf(dossier_json), other)
+    tampered = reseal_envelope({**files, DOSSIER_PDF: pdf}, signer)
+    report = verify_bundle(write_files(tampered, tmp_path / "bundle"), [anchor, other_anchor])
+    assert_fails_first_at(report, 5)
+    assert "different certificate" in step(report, 5).detail
+
+
+def _altered_statement(files: dict[str, bytes]) -> bytes:
+    envelope = json.loads(files[DSSE_ENVELOPE])
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    for subject in statement["subject"]:
+        if subject["name"] == DOSSIER_JSON:
+            subject["digest"]["sha256"] = "0" * 64
+    return canonical_bytes(statement)
+
+
+def test_subject_digest_altered(tmp_path, files, anchor):
+    envelope = json.loads(files[DSSE_ENVELOPE])
+    envelope["payload"] = base64.b64encode(_altered_statement(files)).decode()
+    tampered = {**files, DSSE_ENVELOPE: canonical_bytes(envelope)}
+    report = verify(tmp_path, tampered, anchor)
+    assert_fails_first_at(report, 1)
+    assert "does not verify" in step(report, 1).detail
+    assert step(report, 2).skipped and step(report, 3).skipped
+
+
+def test_subject_digest_altered_and_resigned_with_right_key(tmp_path, signer, files, anchor):
+    tampered = {**files, DSSE_ENVELOPE: sign_envelope(_altered_statement(files), signer)}
+    report = verify(tmp_path, tampered, anchor)
+    assert_fails_first_at(report, 3)
+
+
+def test_schema_version_from_future(tmp_path, signer, anchor):
+    data = dossier_data(signer)
+    data["schema_version"] = "2.0"
+    future = dossier_bytes(data)
+    report = verify(tmp_path, make_bundle(signer, future), anchor)
+    assert_fails_first_at(report, 4)
+    assert "'2.0'" in step(report, 4).detail and "1.0" in step(report, 4).detail
+    assert step(report, 5).passed and step(report, 6).passed
+
+
+def test_dossier_json_not_valid_against_schema(tmp_path, signer, anchor):
+    data = dossier_data(signer)
+    data["unexpected_field"] = 1
+    report = verify(tmp_path, make_bundle(signer, dossier_bytes(data)), anchor)
+    assert_fails_first_at(report, 4)
+    assert "does not validate" in step(report, 4).detail
+
+
+def test_wrong_trust_anchor(tmp_path, files):
+    stranger = tmp_path / "stranger.pem"
+    stranger.write_bytes(signer_for("stranger").certificate.public_bytes(_PEM))
+    report = verify(tmp_path, files, stranger)
+    assert_fails_first_at(report, 1)
+    assert not any(s.passed for s in report.steps if s.number in (2, 3, 5, 6))
+
+
+@pytest.mark.parametrize(
+    ("attack", "mutate", "message"),
+    [
+        ("envelope_two_signatures", lambda e: e["signatures"].append(e["signatures"][0]), "exactly one"),
+        ("envelope_no_signature", lambda e: e["signatures"].clear(), "exactly one"),
+        ("envelope_unknown_key", lambda e: e.update(extra=1), "unknown keys"),
+        ("envelope_bad_base64", lambda e: e.update(payload=e["payload"] + "!"), "base64"),
+        ("envelope_keyid_other", lambda e: e["signatures"][0].update(keyid="0" * 64), "keyid"),
+    ],
+)
+def test_malformed_envelope_fails_step_1(tmp_path, files, anchor, attack, mutate, message):
+    envelope = json.loads(files[DSSE_ENVELOPE])
+    mutate(envelope)
+    report = verify(tmp_path, {**files, DSSE_ENVELOPE: canonical_bytes(envelope)}, anchor)
+    assert_fails_first_at(report, 1)
+    assert message in step(report, 1).detail, attack
+
+
+def test_wrong_payload_type_fails_step_2(tmp_path, signer, files, anchor):
+    envelope = json.loads(files[DSSE_ENVELOPE])
+    statement = base64.b64decode(envelope["payload"])
+    envelope["payloadType"] = "application/json"
+    signature = signer.sign(pae("application/json", statement))
+    envelope["signatures"][0]["sig"] = base64.b64encode(signature).decode()
+    report = verify(tmp_path, {**files, DSSE_ENVELOPE: canonical_bytes(envelope)}, anchor)
+    assert_fails_first_at(report, 2)
+    assert PAYLOAD_TYPE in step(report, 2).detail
+
+
+def test_signer_pem_garbage_fails_step_1(tmp_path, files, anchor):
+    report = verify(tmp_path, {**files, SIGNER_PEM: b"not a certificate"}, anchor)
+    assert_fails_first_at(report, 1)
+
+
+# --- material that cannot be evaluated ------------------------------------------------------
+
+
+def test_no_trust_anchor(tmp_path, files):
+    bundle = write_files(files, tmp_path / "bundle")
+    with pytest.raises(TrustError, match="no trust anchor given: pass --trust CERT.pem") as info:
+        verify_bundle(bundle, [])
+    assert info.value.exit_code == 2
+
+
+def test_unreadable_trust_anchor(tmp_path, files):
+    bundle = write_files(files, tmp_path / "bundle")
+    with pytest.raises(TrustError, match="cannot read trust anchor"):
+        verify_bundle(bundle, [tmp_path / "missing.pem"])
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"hello")
+    with pytest.raises(TrustError, match="holds no X.509 certificate"):
+        verify_bundle(bundle, [garbage])
+
+
+@pytest.mark.parametrize("missing", [DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM])
+def test_missing_file_is_a_bundle_error(tmp_path, files, anchor, missing):
+    bundle = write_files({k: v for k, v in files.items() if k != missing}, tmp_path / "bundle")
+    with pytest.raises(BundleError, match=f"missing {missing}") as info:
+        verify_bundle(bundle, [anchor])
+    assert info.value.exit_code == 2
+
+
+def test_missing_bundle_directory(tmp_path, anchor):
+    with pytest.raises(BundleError, match="does not exist"):
+        verify_bundle(tmp_path / "nowhere", [anchor])
+
+
+def test_raise_for_failure_names_the_step(tmp_path, files, anchor):
+    tampered = {**files, DOSSIER_JSON: files[DOSSIER_JSON].replace(b'"toy"', b'"toz"', 1)}
+    report = verify(tmp_path, tampered, anchor)
+    with pytest.raises(VerificationError, match=r"step \(3\)") as info:
+        report.raise_for_failure()
+    assert info.value.exit_code == 1
