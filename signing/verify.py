@@ -11,7 +11,9 @@ DESIGN.md, and appear as ``# (N)`` below in the order they run:
 4. dossier.json has a supported schema_version and validates against the schema;
 5. the PDF's one signature is intact, valid, trusted and covers the entire
    file, and was made with the DSSE signer's certificate;
-6. the PDF embeds a byte-identical dossier.json and prints its digest on page 1.
+6. the PDF embeds a byte-identical dossier.json and prints its digest on page 1;
+7. every verdict, the gate decision and the clause index recompute from the
+   records and the policy recorded in dossier.json.
 
 Verification never raises for a bundle that fails a check: it returns a
 :class:`VerificationReport`. A step that depends on a failed step is reported
@@ -42,6 +44,10 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
 from evidence.canonical import sha256_hex
+from evidence.clauses import build_clause_index
+from evidence.dossier import parse_dossier
+from evidence.errors import EvidenceError
+from evidence.policy import evaluate, roll_up
 from evidence.records import DEVELOPMENT_KEY_NOTICE, SUPPORTED_SCHEMA_VERSIONS
 from evidence.schema import load_schema
 from signing._aio import run_sync
@@ -69,9 +75,10 @@ STEP_TITLES: dict[int, str] = {
     4: "dossier.json has a supported schema version and validates",
     5: "PDF signature intact, trusted and covering the entire file",
     6: "PDF embeds this dossier.json and prints its digest",
+    7: "verdicts, gate and clause index recompute from records and policy",
 }
 #: step -> the steps whose results it relies on.
-_DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (), 5: (1,), 6: (5,)}
+_DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (), 5: (1,), 6: (5,), 7: (4,)}
 _PADES_SUBFILTER = "/ETSI.CAdES.detached"
 _KEY_USAGE = "digital_signature"
 
@@ -395,6 +402,41 @@ def _step6_embedded_dossier(st: _State) -> str:
     return f"embedded {DOSSIER_JSON} identical; page 1 prints {digest}"
 
 
+# (7)
+def _step7_recompute_judgement(st: _State) -> str:
+    try:
+        dossier = parse_dossier(st.files[DOSSIER_JSON])
+    except EvidenceError as exc:
+        raise _Failed(exc.one_line()) from None
+    if dossier.policy is None:
+        if dossier.verdicts or dossier.gate is not None:
+            raise _Failed("verdicts or a gate decision are present, but no policy is recorded")
+        verdicts_note = "no policy recorded, no verdicts"
+    else:
+        recomputed = evaluate(dossier.policy, dossier.records, subject=dossier.model.name)
+        if len(recomputed) != len(dossier.verdicts):
+            raise _Failed(f"the policy yields {len(recomputed)} verdicts, the dossier records {len(dossier.verdicts)}")
+        for mine, theirs in zip(recomputed, dossier.verdicts, strict=True):
+            if mine != theirs:
+                raise _Failed(
+                    f"verdict {theirs.verdict_id!r} is recorded as {theirs.verdict!r}, "
+                    f"but recomputes as {mine.verdict!r}: {mine.reason}"
+                )
+        gate = roll_up(recomputed)
+        if gate != dossier.gate:
+            recorded = dossier.gate.decision if dossier.gate else None
+            raise _Failed(f"the gate is recorded as {recorded!r} but recomputes as {gate.decision!r}")
+        verdicts_note = f"{len(recomputed)} verdicts and gate {gate.decision.upper()} recomputed"
+    if dossier.clause_index:
+        try:
+            index = build_clause_index(dossier.records, dossier.verdicts)
+        except EvidenceError as exc:
+            raise _Failed(exc.one_line()) from None
+        if index != dossier.clause_index:
+            raise _Failed("the clause index does not follow from the records and verdicts")
+    return verdicts_note
+
+
 def _embedded_files(reader: Any, wanted: str) -> Iterator[bytes]:
     """The contents of every embedded file called ``wanted``, via /AF and /EmbeddedFiles."""
     root = reader.trailer["/Root"].get_object()
@@ -454,6 +496,8 @@ def verify_bundle(bundle_dir: Path, trust_anchors: Sequence[Path]) -> Verificati
         run(5, _step5_pdf_signature)
         # (6) embedded dossier.json byte-identical; its digest printed on page 1
         run(6, _step6_embedded_dossier)
+        # (7) verdicts, gate and clause index recompute from the records and the recorded policy
+        run(7, _step7_recompute_judgement)
     steps = [results[n] for n in sorted(results)]
     leaf = state.chain[0] if state.chain else None
     development = leaf is not None and is_development_certificate(leaf)

@@ -15,6 +15,8 @@ from evidence.records import (
     MeasurementSpec,
     Metric,
     ModelIdentity,
+    Policy,
+    Threshold,
     WeightFile,
 )
 
@@ -61,3 +63,23 @@ def make_dossier(**changes: Any) -> Dossier:
     }
     fields.update(changes)
     return build_dossier(**fields)
+
+
+def make_policy(**changes: Any) -> Policy:
+    fields: dict[str, Any] = {
+        "name": "test policy",
+        "version": "1",
+        "set_by": "Risk board",
+        "set_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "sha256": "c" * 64,
+        "thresholds": [
+            Threshold(id="induction-present", measurement="heads.inventory", metric="induction_score_max",
+                      comparator=">=", threshold=0.5, margin=0.05, rationale="the induction head must be found",
+                      clauses=[ClauseRef(id="EU-GPAI-CoP/SS/M4.1@2025-07-10", strength="direct",
+                                         rationale="a measurable acceptance criterion")]),
+            Threshold(id="absent-measurement", measurement="refusal.direction", metric="refusal_rate_ablated",
+                      comparator="<=", threshold=0.5, rationale="not run here: n/a"),
+        ],
+    }
+    fields.update(changes)
+    return Policy(**fields)

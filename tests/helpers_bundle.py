@@ -18,7 +18,8 @@ from evidence.records import SCHEMA_VERSION, SignerInfo
 from signing import FileSigner, describe_signer, generate_development_identity, seal
 from signing.bundle import DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE
 from signing.dsse import build_statement, sign_envelope
-from tests.factories import make_dossier, make_record
+from evidence.policy import evaluate, roll_up
+from tests.factories import make_dossier, make_policy, make_record
 
 
 @functools.cache
@@ -30,8 +31,15 @@ def signer_for(name: str = "test signer") -> FileSigner:
 
 def dossier_data(signer: FileSigner, *, n_records: int = 2) -> dict[str, Any]:
     """A small schema-valid dossier signed for ``signer``, as plain JSON data."""
+    records = [make_record(f"heads.inventory:toy-{i}", subject="toy" if i == 0 else f"toy-{i}")
+               for i in range(n_records)]
+    policy = make_policy()
+    verdicts = evaluate(policy, records, subject="toy")
     dossier = make_dossier(
-        records=[make_record(f"heads.inventory:toy-{i}") for i in range(n_records)],
+        records=records,
+        policy=policy,
+        verdicts=verdicts,
+        gate=roll_up(verdicts),
         signer=SignerInfo.model_validate(describe_signer(signer)),
         dossier_id="0f8fad5b-d9cb-469f-a165-70867728950e",
     )

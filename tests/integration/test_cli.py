@@ -35,7 +35,7 @@ def test_run_then_verify_passes(pipeline_bundle: Path, capsys):
     assert code == 0, out
     assert "OK:" in out.splitlines()[-1]
     assert "development key" in out
-    for n in range(1, 7):
+    for n in range(1, 8):
         assert f"[PASS] ({n})" in out
 
 
@@ -44,7 +44,7 @@ def test_verify_json_report(pipeline_bundle: Path, capsys):
                            str(pipeline_bundle / "signer.pem"), "--json")
     report = json.loads(out)
     assert code == 0 and report["bottom_line"] is True
-    assert [s["number"] for s in report["steps"]] == [1, 2, 3, 4, 5, 6]
+    assert [s["number"] for s in report["steps"]] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_dossier_is_marked_development_key(pipeline_bundle: Path):

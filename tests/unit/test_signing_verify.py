@@ -35,7 +35,7 @@ from tests.helpers_bundle import (
     write_files,
 )
 
-STEPS = [1, 2, 3, 4, 5, 6]
+STEPS = [1, 2, 3, 4, 5, 6, 7]
 _PEM = Encoding.PEM
 
 
@@ -91,9 +91,9 @@ def test_happy_path_all_steps_pass(tmp_path, files, anchor):
     report.raise_for_failure()
 
 
-def test_steps_7_and_8_are_not_reported(tmp_path, files, anchor):
+def test_step_8_is_not_reported_without_timestamps(tmp_path, files, anchor):
     numbers = [s["number"] for s in verify(tmp_path, files, anchor).to_json()["steps"]]
-    assert 7 not in numbers and 8 not in numbers
+    assert 8 not in numbers
 
 
 def test_report_to_json(tmp_path, files, anchor):
@@ -316,3 +316,50 @@ def test_raise_for_failure_names_the_step(tmp_path, files, anchor):
     with pytest.raises(VerificationError, match=r"step \(3\)") as info:
         report.raise_for_failure()
     assert info.value.exit_code == 1
+
+
+# --- (7) judgement recomputes from evidence and policy ---------------------------------------
+
+
+def _resealed_with(signer, dossier_json: bytes, mutate) -> dict[str, bytes]:
+    data = json.loads(dossier_json)
+    mutate(data)
+    return make_bundle(signer, dossier_bytes(data))
+
+
+def test_happy_path_recomputes_verdicts(tmp_path, files, anchor):
+    report = verify(tmp_path, files, anchor)
+    assert step(report, 7).passed and "gate PASS" in step(report, 7).detail
+
+
+def test_verdict_flipped_and_resealed_fails_at_step_7(tmp_path, signer, dossier_json, anchor):
+    def flip(data):
+        data["verdicts"][0]["verdict"] = "fail"
+    report = verify(tmp_path, _resealed_with(signer, dossier_json, flip), anchor)
+    assert_fails_first_at(report, 7)
+    assert "recomputes as 'pass'" in step(report, 7).detail
+
+
+def test_gate_flipped_and_resealed_fails_at_step_7(tmp_path, signer, dossier_json, anchor):
+    def flip(data):
+        data["gate"]["decision"] = "fail"
+    report = verify(tmp_path, _resealed_with(signer, dossier_json, flip), anchor)
+    assert_fails_first_at(report, 7)
+    assert "gate" in step(report, 7).detail
+
+
+def test_metric_changed_without_its_verdict_fails_at_step_7(tmp_path, signer, dossier_json, anchor):
+    def weaken(data):
+        metric = data["records"][0]["metrics"][0]
+        metric["value"], metric["ci"]["lower"], metric["ci"]["upper"] = 0.2, 0.1, 0.3
+    report = verify(tmp_path, _resealed_with(signer, dossier_json, weaken), anchor)
+    assert_fails_first_at(report, 7)
+
+
+def test_clause_index_forged_and_resealed_fails_at_step_7(tmp_path, signer, dossier_json, anchor):
+    def forge(data):
+        entry = next(e for e in data["clause_index"] if e["status"] != "evidenced")
+        entry["status"], entry["records"] = "evidenced", ["heads.inventory:toy-0"]
+    report = verify(tmp_path, _resealed_with(signer, dossier_json, forge), anchor)
+    assert_fails_first_at(report, 7)
+    assert "clause index" in step(report, 7).detail
