@@ -4,8 +4,9 @@
 
     OUT/dossier.json        canonical JSON (the caller's bytes, unchanged)
     OUT/dossier.pdf         the rendered PDF with a PAdES signature
-    OUT/dossier.dsse.json   DSSE envelope over an in-toto statement naming the two files above
+    OUT/dossier.dsse.json   DSSE envelope over an in-toto statement naming every other data file
     OUT/signer.pem          the signer's certificate chain (public material only)
+    OUT/<export>            optional extra data files (e.g. dossier.cdx.json), also statement subjects
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "DOSSIER_PDF",
     "DSSE_ENVELOPE",
     "SIGNER_PEM",
+    "UNSIGNED_FILES",
     "seal",
     "write_bundle_atomically",
 ]
@@ -36,19 +38,33 @@ DOSSIER_JSON = "dossier.json"
 DOSSIER_PDF = "dossier.pdf"
 DSSE_ENVELOPE = "dossier.dsse.json"
 SIGNER_PEM = "signer.pem"
-#: Every file of a signed bundle, in the order they are written.
+#: The files every signed bundle has, in the order they are written.
 BUNDLE_FILES = (DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM)
+#: Files of a bundle that are not statement subjects (the signature and the public chain).
+UNSIGNED_FILES = (DSSE_ENVELOPE, SIGNER_PEM)
 
 
 def seal(
-    dossier_json: bytes, pdf: bytes, signer: Signer, predicate: Mapping[str, Any]
+    dossier_json: bytes,
+    pdf: bytes,
+    signer: Signer,
+    predicate: Mapping[str, Any],
+    extra: Mapping[str, bytes] | None = None,
 ) -> dict[str, bytes]:
-    """The bundle's files (name -> bytes): the PDF PAdES-signed, both files attested by DSSE."""
+    """The bundle's files (name -> bytes): the PDF PAdES-signed, every data file attested by DSSE.
+
+    ``extra`` files (exports such as ``dossier.cdx.json``) join the bundle and the statement's
+    subjects; they cannot take the name of a core file.
+    """
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(BUNDLE_FILES))
+    if clash:
+        raise BundleError(f"extra bundle files may not be named {', '.join(clash)}")
     signed_pdf = sign_pdf(pdf, signer)
-    statement = build_statement({DOSSIER_JSON: dossier_json, DOSSIER_PDF: signed_pdf}, predicate)
+    subjects = {DOSSIER_JSON: dossier_json, DOSSIER_PDF: signed_pdf, **extra}
+    statement = build_statement(subjects, predicate)
     return {
-        DOSSIER_JSON: dossier_json,
-        DOSSIER_PDF: signed_pdf,
+        **subjects,
         DSSE_ENVELOPE: sign_envelope(statement, signer),
         SIGNER_PEM: certificate_chain_pem(signer),
     }

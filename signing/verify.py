@@ -52,7 +52,7 @@ from evidence.records import DEVELOPMENT_KEY_NOTICE, SUPPORTED_SCHEMA_VERSIONS
 from evidence.schema import load_schema
 from signing._aio import run_sync
 from signing._json import parse_object
-from signing.bundle import BUNDLE_FILES, DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM
+from signing.bundle import BUNDLE_FILES, DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM, UNSIGNED_FILES
 from signing.dsse import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
@@ -195,6 +195,7 @@ def _parse_certificates(data: bytes) -> list[x509.Certificate]:
 
 
 def _read_bundle(bundle_dir: Path) -> dict[str, bytes]:
+    """Every regular file of the bundle (hidden files aside), by name."""
     bundle_dir = Path(bundle_dir)
     if not bundle_dir.is_dir():
         raise BundleError(
@@ -208,12 +209,14 @@ def _read_bundle(bundle_dir: Path) -> dict[str, bytes]:
             hint="a signed bundle has dossier.json, dossier.pdf, dossier.dsse.json and signer.pem",
         )
     files = {}
-    for name in BUNDLE_FILES:
+    for path in sorted(bundle_dir.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
         try:
-            files[name] = (bundle_dir / name).read_bytes()
+            files[path.name] = path.read_bytes()
         except OSError as exc:
             raise BundleError(
-                f"cannot read {bundle_dir / name}: {exc.strerror or exc}",
+                f"cannot read {path}: {exc.strerror or exc}",
                 hint="check the file's permissions",
             ) from exc
     return files
@@ -313,15 +316,20 @@ def _step3_subject_digests(st: _State) -> str:
         signed = statement_subjects(st.statement)
     except ValueError as exc:
         raise _Failed(str(exc)) from None
-    actual = {name: sha256_hex(st.files[name]) for name in (DOSSIER_JSON, DOSSIER_PDF)}
-    if set(signed) != set(actual):
-        raise _Failed(f"the statement's subjects are {sorted(signed)}, expected {sorted(actual)}")
+    actual = {name: sha256_hex(data) for name, data in st.files.items() if name not in UNSIGNED_FILES}
+    unsigned = sorted(set(actual) - set(signed))
+    if unsigned:
+        raise _Failed(f"bundle file(s) {', '.join(unsigned)} are not covered by the signed statement")
+    absent = sorted(set(signed) - set(actual))
+    if absent:
+        raise _Failed(f"the signed statement names {', '.join(absent)}, which the bundle lacks")
     for name in sorted(actual):
         if signed[name] != actual[name]:
             raise _Failed(
                 f"sha256 of {name} is {actual[name]}, but the signed statement says {signed[name]}"
             )
-    return f"sha256 of {DOSSIER_JSON} = {actual[DOSSIER_JSON]}"
+    others = sorted(set(actual) - {DOSSIER_JSON})
+    return f"sha256 of {DOSSIER_JSON} = {actual[DOSSIER_JSON]}; also {', '.join(others)}"
 
 
 # (4)
@@ -395,11 +403,19 @@ def _step6_embedded_dossier(st: _State) -> str:
         raise _Failed(f"the PDF embeds no file named {DOSSIER_JSON}")
     if any(copy != st.files[DOSSIER_JSON] for copy in copies):
         raise _Failed(f"the {DOSSIER_JSON} embedded in the PDF differs from the bundle's")
+    exports = sorted(set(st.files) - {DOSSIER_JSON, DOSSIER_PDF, *UNSIGNED_FILES})
+    for name in exports:
+        embedded = list(_embedded_files(reader, name))
+        if not embedded:
+            raise _Failed(f"the PDF does not embed the bundle's {name}")
+        if any(copy != st.files[name] for copy in embedded):
+            raise _Failed(f"the {name} embedded in the PDF differs from the bundle's")
     digest = sha256_hex(st.files[DOSSIER_JSON])
     text = re.sub(r"\s+", "", reader.pages[0].extract_text() or "")
     if digest not in text:
         raise _Failed(f"page 1 of the PDF does not print the sha256 of {DOSSIER_JSON} ({digest})")
-    return f"embedded {DOSSIER_JSON} identical; page 1 prints {digest}"
+    also = f" (and {', '.join(exports)})" if exports else ""
+    return f"embedded {DOSSIER_JSON}{also} identical; page 1 prints {digest}"
 
 
 # (7)

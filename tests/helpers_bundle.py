@@ -52,8 +52,8 @@ def dossier_bytes(data: dict[str, Any]) -> bytes:
     return canonical_bytes(data)
 
 
-def render_pdf(dossier_json: bytes) -> bytes:
-    """A one-page PDF/A-3b embedding ``dossier_json`` and printing its sha256."""
+def render_pdf(dossier_json: bytes, extra: dict[str, bytes] | None = None) -> bytes:
+    """A one-page PDF/A-3b embedding ``dossier_json`` (and ``extra`` files) and printing its sha256."""
     from weasyprint import HTML, Attachment
 
     digest = sha256_hex(dossier_json)
@@ -63,8 +63,9 @@ def render_pdf(dossier_json: bytes) -> bytes:
         f"<p>dossier.json sha256</p><p style='font-family: monospace; font-size: 8pt'>{digest}</p>"
         "</body></html>"
     )
-    attachment = Attachment(string=dossier_json, name=DOSSIER_JSON, relationship="Data")
-    pdf: bytes = HTML(string=html).write_pdf(pdf_variant="pdf/a-3b", attachments=[attachment])
+    attachments = [Attachment(string=dossier_json, name=DOSSIER_JSON, relationship="Data")]
+    attachments += [Attachment(string=data, name=name, relationship="Data") for name, data in (extra or {}).items()]
+    pdf: bytes = HTML(string=html).write_pdf(pdf_variant="pdf/a-3b", attachments=attachments)
     return pdf
 
 

@@ -363,3 +363,49 @@ def test_clause_index_forged_and_resealed_fails_at_step_7(tmp_path, signer, doss
     report = verify(tmp_path, _resealed_with(signer, dossier_json, forge), anchor)
     assert_fails_first_at(report, 7)
     assert "clause index" in step(report, 7).detail
+
+
+# --- export files: signed, embedded, nothing unsigned ----------------------------------------
+
+EXPORT = {"dossier.cdx.json": b'{"bomFormat":"CycloneDX"}'}
+
+
+def _bundle_with_export(signer, dossier_json, *, embed=True):
+    from signing.bundle import seal
+    from tests.helpers_bundle import predicate_for
+
+    pdf = render_pdf(dossier_json, EXPORT if embed else None)
+    return seal(dossier_json, pdf, signer, predicate_for(dossier_json), extra=EXPORT)
+
+
+def test_bundle_with_export_verifies(tmp_path, signer, dossier_json, anchor):
+    report = verify(tmp_path, _bundle_with_export(signer, dossier_json), anchor)
+    assert report.bottom_line, report.first_failure()
+    assert "dossier.cdx.json" in step(report, 3).detail and "dossier.cdx.json" in step(report, 6).detail
+
+
+def test_unsigned_file_added_to_bundle_fails_at_step_3(tmp_path, files, anchor):
+    report = verify(tmp_path, {**files, "notes.txt": b"trust me"}, anchor)
+    assert_fails_first_at(report, 3)
+    assert "notes.txt" in step(report, 3).detail
+
+
+def test_signed_export_removed_from_bundle_fails_at_step_3(tmp_path, signer, dossier_json, anchor):
+    files = _bundle_with_export(signer, dossier_json)
+    del files["dossier.cdx.json"]
+    report = verify(tmp_path, files, anchor)
+    assert_fails_first_at(report, 3)
+    assert "lacks" in step(report, 3).detail
+
+
+def test_export_not_embedded_in_pdf_fails_at_step_6(tmp_path, signer, dossier_json, anchor):
+    report = verify(tmp_path, _bundle_with_export(signer, dossier_json, embed=False), anchor)
+    assert_fails_first_at(report, 6)
+
+
+def test_export_may_not_shadow_a_core_file(signer, dossier_json):
+    from signing.bundle import seal
+    from signing.errors import BundleError
+
+    with pytest.raises(BundleError, match="may not be named"):
+        seal(dossier_json, render_pdf(dossier_json), signer, {}, extra={"signer.pem": b"x"})
