@@ -91,6 +91,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed or not outcome.gate_passed else EXIT_OK
 
 
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from evidence.run import sign_draft
+
+    outcome = sign_draft(Path(args.draft), Path(args.out), key=Path(args.key) if args.key else None,
+                         progress=_progress())
+    print(f"bundle:  {outcome.out_dir}")
+    print(f"dossier.json sha256: {outcome.dossier_sha256}")
+    signer = outcome.dossier.signer
+    if signer is not None and signer.development_key:
+        print(f"signed with a {signer.notice}")
+    return EXIT_OK
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from evidence.dossier import parse_dossier
+    from evidence.render import render_pdf
+
+    source = Path(args.dossier)
+    try:
+        data = source.read_bytes()
+    except OSError:
+        raise _usage(f"{source} cannot be read") from None
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise _usage(f"the directory of --out {out} does not exist")
+    pdf = render_pdf(parse_dossier(data), data)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(pdf)
+    tmp.replace(out)
+    print(f"pdf: {out} (unsigned; use `interp-dossier sign` on a draft bundle to seal)")
+    return EXIT_OK
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from signing.verify import verify_bundle
 
@@ -185,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sign", action="store_true", help="write an unsigned draft bundle")
     p.add_argument("--predecessor", metavar="BUNDLE", help="the dossier this one supersedes (adds a changelog)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("sign", help="sign an unsigned draft bundle (run --no-sign) into a new bundle")
+    p.add_argument("draft", help="the draft bundle directory")
+    p.add_argument("--out", required=True, help="signed bundle directory to write")
+    p.add_argument("--key", help="signing key (PKCS#12); default: a development key, not for filing")
+    p.set_defaults(func=_cmd_sign)
+
+    p = sub.add_parser("render", help="render a dossier.json to PDF/A-3b (unsigned)")
+    p.add_argument("dossier", help="dossier.json")
+    p.add_argument("--out", required=True, help="PDF file to write")
+    p.set_defaults(func=_cmd_render)
 
     p = sub.add_parser("verify", help="verify a bundle offline (the auditor's check)")
     p.add_argument("bundle", help="bundle directory")

@@ -14,9 +14,9 @@ from evidence import __version__
 from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.errors import RecordError, UnsupportedVersionError
 from evidence.records import (
-    ChangeEntry,
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
+    ChangeEntry,
     Dossier,
     Environment,
     EvidenceRecord,
@@ -29,7 +29,7 @@ from evidence.records import (
     Verdict,
 )
 
-__all__ = ["build_dossier", "dossier_bytes", "parse_dossier", "record_digest"]
+__all__ = ["build_dossier", "dossier_bytes", "parse_dossier", "record_digest", "with_fields"]
 
 
 def build_dossier(
@@ -109,3 +109,13 @@ def parse_dossier(data: bytes) -> Dossier:
 def record_digest(record: EvidenceRecord) -> str:
     """sha256 of a record's canonical JSON: how verdicts point at evidence."""
     return sha256_hex(canonical_bytes(record))
+
+
+def with_fields(dossier: Dossier, **changes: object) -> Dossier:
+    """A copy of ``dossier`` with some top-level fields replaced, validated like a new one."""
+    data = dossier.model_dump()
+    data.update(changes)
+    try:
+        return Dossier.model_validate(data)
+    except ValidationError as exc:
+        raise RecordError(f"the dossier would be invalid: {exc.errors()[0]['msg']}") from None

@@ -14,16 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evidence.canonical import sha256_hex
 from evidence.changelog import diff_dossiers, load_predecessor
+from evidence.dossier import build_dossier, dossier_bytes, parse_dossier, with_fields
 from evidence.errors import ConfigError
 from evidence.policy import evaluate, load_policy, roll_up
-from evidence.records import Dossier, EvidenceRecord, SignerInfo
+from evidence.records import Dossier, EvidenceRecord, SignerInfo, Verdict
 from evidence.runspec import RunSpec
 
 if TYPE_CHECKING:
     from signing.keys import FileSigner
 
-__all__ = ["RunOutcome", "check_output_dir", "run"]
+__all__ = ["RunOutcome", "check_output_dir", "publish", "run", "sign_draft"]
 
 Progress = Callable[[str], None]
 
@@ -97,11 +99,6 @@ def run(
     policy = load_policy(spec.policy_path, run_started=started) if spec.policy_path is not None else None
     previous = load_predecessor(predecessor) if predecessor is not None else None
     signer = _signer_for(key) if sign else None
-    signer_info = None
-    if signer is not None:
-        from signing.keys import describe_signer
-
-        signer_info = SignerInfo(**describe_signer(signer))
 
     # Measurement (torch, TransformerLens) is imported only now.
     from evidence.measure import Task, run_task
@@ -120,9 +117,8 @@ def run(
         task = Task(measurement_id=measurement_id, params=params, seed=spec.seed, subject=model_spec)
         records.append(run_task(task, model))
 
-    from evidence.dossier import build_dossier, dossier_bytes
-
-    verdicts, gate = [], None
+    verdicts: list[Verdict] = []
+    gate = None
     if policy is not None:
         verdicts = evaluate(policy, records, subject=model.identity.name)
         gate = roll_up(verdicts)
@@ -133,16 +129,22 @@ def run(
         policy=policy,
         verdicts=verdicts,
         gate=gate,
-        signer=signer_info,
     )
     if previous is not None:
         old, link = previous
-        dossier = build_dossier(
-            model=dossier.model, environment=dossier.environment, records=dossier.records,
-            policy=dossier.policy, verdicts=dossier.verdicts, gate=dossier.gate, signer=dossier.signer,
-            created_at=dossier.created_at, dossier_id=dossier.dossier_id,
-            predecessor=link, changelog=diff_dossiers(old, dossier),
-        )
+        dossier = with_fields(dossier, predecessor=link, changelog=diff_dossiers(old, dossier))
+    return publish(dossier, out_dir, signer=signer, progress=say)
+
+
+def publish(
+    dossier: Dossier, out_dir: Path, *, signer: FileSigner | None, progress: Progress | None = None
+) -> RunOutcome:
+    """Name the signer, serialise, render, sign and write the bundle atomically."""
+    say = progress or (lambda _msg: None)
+    if signer is not None:
+        from signing.keys import describe_signer
+
+        dossier = with_fields(dossier, signer=SignerInfo(**describe_signer(signer)))
     data = dossier_bytes(dossier)
 
     say("rendering the PDF")
@@ -158,10 +160,24 @@ def run(
     else:
         files = {"dossier.json": data, "dossier.pdf": pdf}
     write_bundle_atomically(files, out_dir)
-
-    from evidence.canonical import sha256_hex
-
     return RunOutcome(out_dir=out_dir, dossier=dossier, dossier_sha256=sha256_hex(data), signed=signer is not None)
+
+
+def sign_draft(draft_dir: Path, out_dir: Path, *, key: Path | None, progress: Progress | None = None) -> RunOutcome:
+    """Sign an unsigned draft bundle (``run --no-sign``) into a new, signed bundle."""
+    out_dir = check_output_dir(out_dir)
+    source = draft_dir / "dossier.json"
+    try:
+        data = source.read_bytes()
+    except OSError:
+        raise ConfigError(f"{source} cannot be read", hint="pass the directory `run --no-sign` wrote") from None
+    dossier = parse_dossier(data)
+    if dossier.signer is not None:
+        raise ConfigError(
+            f"{source} is already signed by {dossier.signer.subject}",
+            hint="sign the unsigned draft, or run again with --key",
+        )
+    return publish(dossier, out_dir, signer=_signer_for(key), progress=progress)
 
 
 def _predicate(dossier: Dossier) -> dict[str, object]:

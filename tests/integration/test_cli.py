@@ -139,3 +139,30 @@ def test_bad_arguments_are_usage_errors(argv, capsys, tmp_path):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
     assert_one_line_error(err)
+
+
+def test_draft_then_sign_then_verify(tmp_path: Path, capsys):
+    draft = tmp_path / "draft"
+    code, out, _ = run_cli(capsys, "run", "--no-sign", "--out", str(draft))
+    assert code == 0, out
+    assert sorted(p.name for p in draft.iterdir()) == ["dossier.json", "dossier.pdf"]
+    assert json.loads((draft / "dossier.json").read_bytes())["signer"] is None
+
+    code, _, err = run_cli(capsys, "verify", str(draft), "--trust", str(tmp_path / "none.pem"))
+    assert code == 2  # no anchor file, and an unsigned draft cannot be verified anyway
+
+    signed = tmp_path / "signed"
+    code, out, _ = run_cli(capsys, "sign", str(draft), "--out", str(signed))
+    assert code == 0, out
+    code, out, _ = run_cli(capsys, "verify", str(signed), "--trust", str(signed / "signer.pem"))
+    assert code == 0, out
+
+    code, _, err = run_cli(capsys, "sign", str(signed), "--out", str(tmp_path / "again"))
+    assert code == 2
+    assert_one_line_error(err, "already signed")
+
+
+def test_render_stage_writes_a_pdf(pipeline_bundle: Path, tmp_path: Path, capsys):
+    out = tmp_path / "copy.pdf"
+    code, _, _ = run_cli(capsys, "render", str(pipeline_bundle / "dossier.json"), "--out", str(out))
+    assert code == 0 and out.read_bytes().startswith(b"%PDF-1.7")
