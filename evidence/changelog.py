@@ -19,7 +19,9 @@ def load_predecessor(path: Path) -> tuple[Dossier, Predecessor]:
     try:
         data = file.read_bytes()
     except OSError:
-        raise ConfigError(f"predecessor {file} cannot be read", hint="pass a bundle directory or its dossier.json") from None
+        raise ConfigError(
+            f"predecessor {file} cannot be read", hint="pass a bundle directory or its dossier.json"
+        ) from None
     dossier = parse_dossier(data)
     return dossier, Predecessor(dossier_id=dossier.dossier_id, sha256=sha256_hex(data), created_at=dossier.created_at)
 

@@ -58,6 +58,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
+    if args.external_evals:
+        spec = spec.with_external_evals([Path(p) for p in args.external_evals])
     outcome = run(
         spec,
         Path(args.out),
@@ -70,6 +72,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"bundle:  {outcome.out_dir}")
     print(f"pdf:     {outcome.pdf_path}")
     print(f"dossier.json sha256: {outcome.dossier_sha256}")
+    flagged = [x for x in outcome.dossier.cross_references if x.flagged]
+    for x in flagged:
+        print(f"cross-reference disagreement: {x.explanation}")
     signer = outcome.dossier.signer
     if signer is None:
         print("unsigned (--no-sign): this bundle cannot be verified")
@@ -216,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out", help="bundle directory to write (default: out)")
     p.add_argument("--key", help="signing key (PKCS#12); default: a development key, not for filing")
     p.add_argument("--no-sign", action="store_true", help="write an unsigned draft bundle")
+    p.add_argument("--external-evals", nargs="+", metavar="FILE",
+                   help="behavioural evaluation results to cross-reference (Inspect logs, lm-eval results)")
     p.add_argument("--predecessor", metavar="BUNDLE", help="the dossier this one supersedes (adds a changelog)")
     p.set_defaults(func=_cmd_run)
 

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 
 from evidence import __version__
 from evidence.canonical import canonical_bytes, sha256_hex
+from evidence.crossref import CrossReference
 from evidence.errors import RecordError, UnsupportedVersionError
+from evidence.external import ExternalEval
 from evidence.records import (
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
@@ -40,6 +42,8 @@ def build_dossier(
     policy: Policy | None = None,
     verdicts: Sequence[Verdict] = (),
     gate: Gate | None = None,
+    external_evals: Sequence[ExternalEval] = (),
+    cross_references: Sequence[CrossReference] = (),
     predecessor: Predecessor | None = None,
     changelog: Sequence[ChangeEntry] = (),
     signer: SignerInfo | None = None,
@@ -63,6 +67,8 @@ def build_dossier(
             policy=policy,
             verdicts=list(verdicts),
             gate=gate,
+            external_evals=list(external_evals),
+            cross_references=list(cross_references),
             predecessor=predecessor,
             changelog=list(changelog),
             clause_catalog_version=catalog.version,

@@ -11,8 +11,7 @@ record cannot exist as an object.
 
 from __future__ import annotations
 
-
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -23,6 +22,10 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+
+if TYPE_CHECKING:  # defined in their own modules, which build on this one; see evidence/__init__.py
+    from evidence.crossref import CrossReference
+    from evidence.external import ExternalEval
 
 __all__ = [
     "DEVELOPMENT_KEY_NOTICE",
@@ -65,6 +68,7 @@ MeasurementId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a
 SemVer = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9.:-]*(/[^/\s@]+)*(@[^\s/@]+)?$")]
+_UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # Finite numbers only: non-finite values are not representable in signed JSON.
 Number = Annotated[float, Field(allow_inf_nan=False)] | int
 
@@ -382,7 +386,7 @@ class Dossier(_Frozen):
     """The machine-readable dossier: everything the PDF says, as data."""
 
     schema_version: Literal["1.0"]
-    dossier_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    dossier_id: Annotated[str, StringConstraints(pattern=_UUID_PATTERN)]
     created_at: AwareDatetime
     producer: Producer
     model: ModelIdentity
@@ -392,6 +396,12 @@ class Dossier(_Frozen):
     policy: Policy | None = None
     verdicts: list[Verdict] = Field(default_factory=list)
     gate: Gate | None = None
+    external_evals: list[ExternalEval] = Field(
+        default_factory=list, description="behavioural evaluation results ingested for cross-reference"
+    )
+    cross_references: list[CrossReference] = Field(
+        default_factory=list, description="interpretability findings set against the external evaluations"
+    )
     predecessor: Predecessor | None = None
     changelog: list[ChangeEntry] = Field(default_factory=list)
     clause_catalog_version: Name | None = None

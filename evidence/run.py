@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING
 
 from evidence.canonical import sha256_hex
 from evidence.changelog import diff_dossiers, load_predecessor
+from evidence.crossref import cross_reference
 from evidence.dossier import build_dossier, dossier_bytes, parse_dossier, with_fields
 from evidence.errors import ConfigError
+from evidence.export import build_exports
+from evidence.external import load_external_evals
 from evidence.policy import evaluate, load_policy, roll_up
 from evidence.records import Dossier, EvidenceRecord, SignerInfo, Verdict
 from evidence.runspec import RunSpec
@@ -98,6 +101,11 @@ def run(
     started = datetime.now(UTC)
     policy = load_policy(spec.policy_path, run_started=started) if spec.policy_path is not None else None
     previous = load_predecessor(predecessor) if predecessor is not None else None
+    external = (
+        load_external_evals(spec.external_eval_paths, spec.external_declarations)
+        if spec.external_eval_paths
+        else []
+    )
     signer = _signer_for(key) if sign else None
 
     # Measurement (torch, TransformerLens) is imported only now.
@@ -129,6 +137,8 @@ def run(
         policy=policy,
         verdicts=verdicts,
         gate=gate,
+        external_evals=external,
+        cross_references=cross_reference(records, external, subject=model.identity.name),
     )
     if previous is not None:
         old, link = previous
@@ -146,19 +156,20 @@ def publish(
 
         dossier = with_fields(dossier, signer=SignerInfo(**describe_signer(signer)))
     data = dossier_bytes(dossier)
+    exports = build_exports(dossier)
 
     say("rendering the PDF")
     from evidence.render import render_pdf
 
-    pdf = render_pdf(dossier, data)
+    pdf = render_pdf(dossier, data, attachments=exports)
 
     from signing.bundle import seal, write_bundle_atomically
 
     if signer is not None:
         say("signing")
-        files = seal(data, pdf, signer, _predicate(dossier))
+        files = seal(data, pdf, signer, _predicate(dossier), extra=exports)
     else:
-        files = {"dossier.json": data, "dossier.pdf": pdf}
+        files = {"dossier.json": data, "dossier.pdf": pdf, **exports}
     write_bundle_atomically(files, out_dir)
     return RunOutcome(out_dir=out_dir, dossier=dossier, dossier_sha256=sha256_hex(data), signed=signer is not None)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
 from evidence.errors import ConfigError
+from evidence.external import parse_declarations
 
 __all__ = [
     "DATASET_LABELS",
@@ -53,6 +54,7 @@ class _RunSection(_Strict):
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 0
     measurements: list[str] | None = None
     policy: str | None = None
+    external_evals: list[str] = Field(default_factory=list)
     calibration_organisms: list[str] = Field(default_factory=list)
 
 
@@ -76,6 +78,7 @@ class _SpecFile(_Strict):
     datasets: dict[str, str] = Field(default_factory=dict)
     markers: dict[str, list[Annotated[str, StringConstraints(min_length=1)]]] = Field(default_factory=dict)
     measurements: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
+    external: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,12 @@ class RunSpec:
     markers: dict[str, list[str]] = field(default_factory=dict)
     calibration_organisms: tuple[str, ...] = ()
     policy_path: Path | None = None
+    external_eval_paths: tuple[Path, ...] = ()
+    external_declarations: dict[str, Any] = field(default_factory=dict)
+
+    def with_external_evals(self, paths: Sequence[Path]) -> RunSpec:
+        """A copy that also cross-references these evaluation logs."""
+        return replace(self, external_eval_paths=(*self.external_eval_paths, *paths))
 
     def with_model(self, model: str) -> RunSpec:
         """A copy that measures ``model`` (a local directory, or an organism name) instead."""
@@ -187,6 +196,8 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
         markers={k: list(v) for k, v in parsed.markers.items()},
         calibration_organisms=tuple(parsed.run.calibration_organisms),
         policy_path=(base / parsed.run.policy) if parsed.run.policy is not None else None,
+        external_eval_paths=tuple(base / p for p in parsed.run.external_evals),
+        external_declarations=parse_declarations(parsed.external, source=str(path)),
     )
 
 

@@ -83,3 +83,72 @@ def make_policy(**changes: Any) -> Policy:
     }
     fields.update(changes)
     return Policy(**fields)
+
+
+from evidence.external import ExternalEval, ExternalScore  # noqa: E402
+
+
+def make_metric_record(
+    record_id: str,
+    measurement: str,
+    metrics: dict[str, tuple[float, float, float]],
+    *,
+    subject: str = "toy",
+    **changes: Any,
+) -> EvidenceRecord:
+    """A record of ``measurement`` whose metrics are name -> (value, CI lower, CI upper), fractions."""
+    fields: dict[str, Any] = {
+        "measurement": MeasurementSpec(id=measurement, version="1.0.0", params={}),
+        "subject": subject,
+        "metrics": [
+            Metric(
+                name=name,
+                value=value,
+                unit="fraction",
+                ci=ConfidenceInterval(lower=lo, upper=hi, level=0.95, method="percentile bootstrap",
+                                      n=100, resamples=1000),
+            )
+            for name, (value, lo, hi) in metrics.items()
+        ],
+    }
+    fields.update(changes)
+    return make_record(record_id, **fields)
+
+
+def make_external_eval(
+    task: str,
+    construct: str,
+    value: float,
+    *,
+    stderr: float | None = None,
+    n: int | None = 100,
+    construct_source: str = "declared",
+    extra_scores: dict[str, float] | None = None,
+    construct_score: str | None = "score/accuracy",
+) -> ExternalEval:
+    """An Inspect-style external evaluation with one score (plus ``extra_scores``)."""
+    scores = [ExternalScore.model_validate({
+        "name": "score/accuracy", "value": value, "stderr": stderr,
+        "ci": None if stderr is None or n is None else {
+            "lower": value - 1.959963984540054 * stderr, "upper": value + 1.959963984540054 * stderr,
+            "level": 0.95, "method": "normal approximation from reported stderr", "n": n,
+        },
+    })]
+    scores += [ExternalScore(name=k, value=v) for k, v in (extra_scores or {}).items()]
+    return ExternalEval.model_validate({
+        "eval_id": f"eval-{task}",
+        "tool": "inspect_ai",
+        "tool_version": "0.3.285",
+        "log_format": "inspect-json",
+        "task": task,
+        "model": "hf/toy",
+        "source_file": f"{task}.json",
+        "sha256": "b" * 64,
+        "created_at": datetime(2026, 11, 20, 9, 0, tzinfo=UTC),
+        "n_samples": n,
+        "construct": construct,
+        "construct_source": construct_source,
+        "construct_score": construct_score,
+        "construct_score_source": None if construct_score is None else "declared",
+        "scores": scores,
+    })

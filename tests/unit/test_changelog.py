@@ -6,7 +6,6 @@ from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.changelog import diff_dossiers, load_predecessor
 from evidence.errors import ConfigError, UnsupportedVersionError
 from evidence.records import MeasurementSpec
-
 from tests.factories import make_dossier, make_record
 
 

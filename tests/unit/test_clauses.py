@@ -3,7 +3,6 @@ import pytest
 from evidence.clauses import build_clause_index, load_catalog
 from evidence.errors import ConfigError
 from evidence.records import ClauseRef
-
 from tests.factories import make_record
 
 REQUIRED = [

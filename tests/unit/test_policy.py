@@ -5,7 +5,6 @@ import pytest
 from evidence.errors import ConfigError
 from evidence.policy import evaluate, judge, load_policy, roll_up
 from evidence.records import ConfidenceInterval, Metric, Threshold
-
 from tests.factories import make_record
 
 POLICY = """

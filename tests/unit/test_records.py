@@ -16,7 +16,6 @@ from evidence.records import (
     SignerInfo,
     Table,
 )
-
 from tests.factories import make_dossier, make_record
 
 
