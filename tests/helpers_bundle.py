@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from evidence.canonical import canonical_bytes, sha256_hex
+from evidence.policy import evaluate, roll_up
 from evidence.records import SCHEMA_VERSION, SignerInfo
 from signing import FileSigner, describe_signer, generate_development_identity, seal
 from signing.bundle import DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE
 from signing.dsse import build_statement, sign_envelope
-from evidence.policy import evaluate, roll_up
 from tests.factories import make_dossier, make_policy, make_record
 
 
