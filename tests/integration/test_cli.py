@@ -166,3 +166,27 @@ def test_render_stage_writes_a_pdf(pipeline_bundle: Path, tmp_path: Path, capsys
     out = tmp_path / "copy.pdf"
     code, _, _ = run_cli(capsys, "render", str(pipeline_bundle / "dossier.json"), "--out", str(out))
     assert code == 0 and out.read_bytes().startswith(b"%PDF-1.7")
+
+
+def test_failing_gate_exits_1_and_still_writes_a_verified_bundle_with_changelog(
+    pipeline_bundle: Path, tmp_path: Path, capsys
+):
+    from evidence.runspec import default_runspec_path
+
+    default = default_runspec_path()
+    policy = (default.parent / "policy-organisms.toml").read_text()
+    (tmp_path / "strict.toml").write_text(policy.replace("threshold = 0.5\n", "threshold = 0.99\n"))
+    spec = tmp_path / "spec.toml"
+    spec.write_text(default.read_text().replace("policy-organisms.toml", "strict.toml"))
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(capsys, "run", str(spec), "--out", str(out), "--predecessor", str(pipeline_bundle))
+    assert code == 1
+    assert "gate: FAIL" in stdout and "induction-circuit-present" in stdout
+    code, _, _ = run_cli(capsys, "verify", str(out), "--trust", str(out / "signer.pem"))
+    assert code == 0
+    dossier = json.loads((out / "dossier.json").read_bytes())
+    previous = json.loads((pipeline_bundle / "dossier.json").read_bytes())
+    assert dossier["predecessor"]["dossier_id"] == previous["dossier_id"]
+    changes = {(c["area"], c["item"]): (c["before"], c["after"]) for c in dossier["changelog"]}
+    assert changes[("verdicts", "gate")] == ("pass", "fail")
+    assert ("policy", "sha256") in changes
