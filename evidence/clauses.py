@@ -98,7 +98,8 @@ def load_catalog() -> Catalog:
     return Catalog(version=parsed.catalog_version, texts=dict(parsed.texts), clauses=clauses)
 
 
-_STRENGTH_ORDER = {"direct": 0, "partial": 1, "supporting": 2}
+Strength = Literal["direct", "partial", "supporting"]
+_STRENGTH_ORDER: dict[Strength, int] = {"direct": 0, "partial": 1, "supporting": 2}
 
 
 def build_clause_index(
@@ -110,7 +111,7 @@ def build_clause_index(
     catalog is an error: mappings must be to known clauses.
     """
     catalog = catalog or load_catalog()
-    found: dict[str, tuple[list[str], list[str], list[str]]] = {cid: ([], [], []) for cid in catalog.clauses}
+    found: dict[str, tuple[list[str], list[str], list[Strength]]] = {cid: ([], [], []) for cid in catalog.clauses}
     for record in records:
         for ref in record.clauses:
             catalog.get(ref.id)
@@ -126,13 +127,14 @@ def build_clause_index(
     entries = []
     for cid, clause in catalog.clauses.items():
         rec_ids, ver_ids, strengths = found[cid]
+        strongest: Strength | None = min(strengths, key=lambda s: _STRENGTH_ORDER[s]) if strengths else None
         entries.append(
             ClauseIndexEntry(
                 clause_id=cid,
                 paraphrase=clause.paraphrase,
                 text_version=catalog.text_version(cid),
                 status="evidenced" if rec_ids or ver_ids else "not evidenced by this dossier",
-                strongest=min(strengths, key=_STRENGTH_ORDER.__getitem__) if strengths else None,
+                strongest=strongest,
                 records=sorted(set(rec_ids)),
                 verdicts=sorted(set(ver_ids)),
             )

@@ -96,28 +96,32 @@ def evaluate(policy: Policy, records: Sequence[EvidenceRecord], *, subject: str)
     verdicts = []
     for t in policy.thresholds:
         record = by_measurement.get(t.measurement)
-        fields = {
+        fields: dict[str, object] = {
             "verdict_id": t.id, "measurement": t.measurement, "metric": t.metric,
             "threshold": t.threshold, "comparator": t.comparator, "rule": t.rule, "margin": t.margin,
             "rationale": t.rationale, "set_by": policy.set_by, "set_at": policy.set_at, "clauses": t.clauses,
         }
         if record is None:
-            verdicts.append(Verdict(verdict="n/a", reason=f"{t.measurement} was not run on {subject}", **fields))
+            verdicts.append(_verdict(fields, "n/a", f"{t.measurement} was not run on {subject}"))
             continue
         fields |= {"record_id": record.record_id, "record_digest": sha256_hex(canonical_bytes(record))}
         if record.status == "error":
             reason = f"{t.measurement} failed, so {t.metric} could not be judged"
-            verdicts.append(Verdict(verdict="inconclusive", reason=reason, **fields))
+            verdicts.append(_verdict(fields, "inconclusive", reason))
             continue
         try:
             metric = record.metric(t.metric)
         except KeyError:
             reason = f"{record.record_id} has no metric {t.metric!r}"
-            verdicts.append(Verdict(verdict="inconclusive", reason=reason, **fields))
+            verdicts.append(_verdict(fields, "inconclusive", reason))
             continue
         verdict, reason = judge(t, metric)
-        verdicts.append(Verdict(verdict=verdict, reason=reason, observed=metric.value, ci=metric.ci, **fields))
+        verdicts.append(_verdict(fields | {"observed": metric.value, "ci": metric.ci}, verdict, reason))
     return verdicts
+
+
+def _verdict(fields: dict[str, object], verdict: str, reason: str) -> Verdict:
+    return Verdict.model_validate({**fields, "verdict": verdict, "reason": reason})
 
 
 def roll_up(verdicts: Sequence[Verdict]) -> Gate:
@@ -134,4 +138,4 @@ def roll_up(verdicts: Sequence[Verdict]) -> Gate:
     else:
         decision, reasons = "pass", [f"all {counts['pass']} applicable thresholds passed"]
     full = {k: counts.get(k, 0) for k in ("pass", "fail", "inconclusive", "n/a")}
-    return Gate(decision=decision, counts=full, reasons=reasons)
+    return Gate.model_validate({"decision": decision, "counts": full, "reasons": reasons})

@@ -11,7 +11,7 @@ record cannot exist as an object.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 #: The dossier format version written by this release.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION: Final = "1.0"
 #: Versions this release can read and verify; anything else is refused.
 SUPPORTED_SCHEMA_VERSIONS: frozenset[str] = frozenset({SCHEMA_VERSION})
 

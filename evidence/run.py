@@ -154,7 +154,7 @@ def publish(
     if signer is not None:
         from signing.keys import describe_signer
 
-        dossier = with_fields(dossier, signer=SignerInfo(**describe_signer(signer)))
+        dossier = with_fields(dossier, signer=SignerInfo.model_validate(describe_signer(signer)))
     data = dossier_bytes(dossier)
     exports = build_exports(dossier)
 
