@@ -1,0 +1,107 @@
+"""Scoped, checked hooks: the one way measurements read or edit activations.
+
+Every intervention and every activation capture goes through
+:func:`scoped_hooks`. It attaches hook functions through the bridge's own
+``hooks()`` context manager (TransformerLens 4.3), counts how often each one
+runs, removes them when the block ends (also after an exception), and raises
+:class:`evidence.errors.MeasurementError` when a hook never ran: an edit that
+silently does nothing would produce a plausible but false result.
+
+Hook names are TransformerLens names; the classic aliases resolve to the
+bridge's canonical points (``blocks.L.attn.hook_z`` is reported by the hook
+as ``blocks.L.attn.o.hook_in`` and carries ``[batch, pos, head, d_head]``;
+``blocks.L.attn.hook_pattern`` carries ``[batch, head, query, key]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from evidence.errors import MeasurementError
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+__all__ = ["HookFn", "capture", "scoped_hooks"]
+
+#: ``fn(activation, hook) -> replacement or None`` (None keeps the activation).
+HookFn = Callable[[torch.Tensor, Any], "torch.Tensor | None"]
+
+
+def _attached_count(bridge: TransformerBridge) -> int:
+    return sum(len(point.fwd_hooks) + len(point.bwd_hooks) for point in bridge.hook_points())
+
+
+def _counting(index: int, fn: HookFn, counts: list[int]) -> HookFn:
+    def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor | None:
+        counts[index] += 1
+        return fn(activation, hook)
+
+    return hook
+
+
+@contextmanager
+def scoped_hooks(bridge: TransformerBridge, hooks: Sequence[tuple[str, HookFn]]) -> Iterator[dict[str, int]]:
+    """Attach forward ``hooks`` for the duration of the block; check that each one ran.
+
+    Yields a live mapping hook name -> number of calls so far. On leaving the
+    block the hooks are removed; if the block completed and some hook was
+    never called, :class:`MeasurementError` names it. An unknown or disabled
+    hook point is refused before anything runs.
+    """
+    names = [name for name, _ in hooks]
+    counts = [0] * len(hooks)
+    wrapped = [(name, _counting(i, fn, counts)) for i, (name, fn) in enumerate(hooks)]
+    live: dict[str, int] = dict.fromkeys(names, 0)
+    before = _attached_count(bridge)
+    try:
+        context = bridge.hooks(fwd_hooks=wrapped)
+        context.__enter__()
+    except (KeyError, ValueError, AttributeError, NotImplementedError) as exc:
+        raise MeasurementError(
+            f"cannot attach hooks {names}: {exc}",
+            hint="use hook names that exist on this model (see bridge.hook_dict)",
+        ) from exc
+    completed = False
+    try:
+        yield live
+        completed = True
+    finally:
+        context.__exit__(None, None, None)
+        for name in names:
+            live[name] = sum(c for n, c in zip(names, counts, strict=True) if n == name)
+        leaked = _attached_count(bridge) - before
+        if completed:
+            if leaked:
+                raise MeasurementError(f"{leaked} hook(s) were still attached after the block ended")
+            silent = [name for name, count in zip(names, counts, strict=True) if count == 0]
+            if silent:
+                raise MeasurementError(
+                    f"hook(s) {silent} never ran",
+                    hint="the forward pass did not reach these points; an intervention there would be a no-op",
+                )
+
+
+def capture(bridge: TransformerBridge, names: Sequence[str], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run ``tokens`` through the model and return the activations at ``names`` (detached).
+
+    Goes through :func:`scoped_hooks`, so a point that never fires is an error
+    rather than a missing key.
+    """
+    stored: dict[str, torch.Tensor] = {}
+
+    def store(name: str) -> HookFn:
+        def fn(activation: torch.Tensor, hook: Any) -> None:
+            if name in stored:
+                raise MeasurementError(f"hook point {name!r} fired more than once in one forward pass")
+            stored[name] = activation.detach().clone()
+
+        return fn
+
+    with torch.no_grad(), scoped_hooks(bridge, [(name, store(name)) for name in names]):
+        bridge(tokens)
+    return stored

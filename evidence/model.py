@@ -1,0 +1,459 @@
+"""Load the model under measurement and pin down exactly which model it is.
+
+Two kinds of subject, one result type:
+
+* a bundled reference organism (``ModelSpec(organism="induction")``): a
+  TransformerLens-native model built with ``TransformerBridge.boot_native``
+  (``transformer_lens.model_bridge.sources.boot_native``)
+  from the configuration in the organism registry, with the committed
+  safetensors weights loaded strictly after their sha256 has been checked
+  against the committed manifest;
+* a local Hugging Face directory (``ModelSpec(path=Path(...))``): loaded with
+  ``TransformerBridge.boot_transformers`` with the hub switched off, the
+  tokenizer read from the same directory.
+
+Weights are used raw: no LayerNorm folding, no centring, no compatibility
+mode. :class:`evidence.records.ModelIdentity` records each of those choices
+explicitly, so two dossiers can be compared knowing what was measured.
+
+The weights digest (``ModelIdentity.weights_sha256``) covers every weight file:
+it is the sha256 of the concatenation, over the files sorted by name, of the
+lines ``<file name> NUL <sha256 of the file> LF`` (UTF-8, no spaces). Each file and its own
+digest are listed in ``ModelIdentity.weight_files``; the tokenizer digest is
+built the same way over the tokenizer files.
+
+torch, transformers and TransformerLens are imported when a model is loaded,
+not when this module is imported, so specs can be handled without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evidence.errors import ConfigError, ModelLoadError
+from evidence.records import ModelIdentity, WeightFile
+
+if TYPE_CHECKING:
+    import torch
+    from transformer_lens.model_bridge import TransformerBridge
+
+__all__ = [
+    "LoadedModel",
+    "ModelSpec",
+    "PROCESSING",
+    "load_model",
+    "random_twin",
+    "weights_digest",
+]
+
+#: How the weights are processed before measuring: not at all. Recorded verbatim
+#: in every ModelIdentity (with the dtype and device added).
+PROCESSING: Mapping[str, bool] = {
+    "fold_ln": False,
+    "center_writing_weights": False,
+    "center_unembed": False,
+    "fold_value_biases": False,
+    "refactor_factored_attn_matrices": False,
+    "compatibility_mode": False,
+}
+
+_DTYPE = "float32"
+_DEVICE = "cpu"
+_CHUNK = 1 << 20
+
+# Tokenizer files that transformers may read from a model directory.
+_TOKENIZER_FILES = (
+    "added_tokens.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "spiece.model",
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "vocab.json",
+    "vocab.txt",
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to measure: exactly one of a bundled organism or a local directory."""
+
+    organism: str | None = None
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.organism is None) == (self.path is None):
+            raise ConfigError(
+                "a model is named either by organism or by path, not both and not neither",
+                hint='use [model] organism = "induction" or [model] path = "DIR" in the run spec',
+            )
+        if self.organism is not None and not self.organism:
+            raise ConfigError("the organism name is empty", hint="name one of the bundled organisms")
+        if self.path is not None and not isinstance(self.path, Path):
+            object.__setattr__(self, "path", Path(self.path))
+
+    def describe(self) -> str:
+        """A short human description, e.g. ``organism 'induction'``."""
+        if self.organism is not None:
+            return f"organism {self.organism!r}"
+        return f"Hugging Face directory {str(self.path)!r}"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to measure: the bridge, who it is, and its tokenizer (if any)."""
+
+    bridge: TransformerBridge
+    identity: ModelIdentity
+    tokenizer: Any | None
+    spec: ModelSpec
+
+    @property
+    def n_layers(self) -> int:
+        """Number of transformer blocks."""
+        return int(self.bridge.cfg.n_layers)
+
+    @property
+    def n_heads(self) -> int:
+        """Attention heads per block."""
+        return int(self.bridge.cfg.n_heads)
+
+    @property
+    def d_vocab(self) -> int:
+        """Vocabulary size (rows of the embedding)."""
+        return int(self.bridge.cfg.d_vocab)
+
+    @property
+    def n_ctx(self) -> int:
+        """Maximum context length."""
+        return int(self.bridge.cfg.n_ctx)
+
+
+def load_model(spec: ModelSpec, *, organisms_dir: Path | None = None) -> LoadedModel:
+    """Load ``spec`` on the CPU in float32, raw weights, evaluation mode.
+
+    ``organisms_dir`` overrides where organism weights and their manifest are
+    read from (default: :func:`evidence.organisms.weights_dir`).
+    """
+    try:
+        if spec.organism is not None:
+            return _load_organism(spec, organisms_dir)
+        return _load_huggingface(spec)
+    except MemoryError as exc:
+        raise ModelLoadError(
+            f"out of memory while loading {spec.describe()}",
+            hint="free memory or measure a smaller model",
+        ) from exc
+
+
+def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
+    """A randomly initialised model of the same architecture (the untrained baseline).
+
+    Organisms are rebuilt with ``boot_native`` and the library's own
+    initialisation seeded with ``seed``; Hugging Face models with
+    ``boot_transformers(load_weights=False)`` under ``torch.manual_seed(seed)``.
+    """
+    import torch
+
+    if model.spec.organism is not None:
+        from transformer_lens.config import TransformerBridgeConfig
+        from transformer_lens.model_bridge.sources import boot_native
+
+        architecture: dict[str, Any] = dict(model.identity.architecture)
+        config = TransformerBridgeConfig(**architecture, seed=seed, device=_DEVICE)
+        bridge = boot_native(config, tokenizer=model.tokenizer)
+    else:
+        from transformer_lens.model_bridge import TransformerBridge
+
+        directory = model.spec.path
+        if directory is None:  # unreachable: a ModelSpec names an organism or a path
+            raise ConfigError(f"{model.spec.describe()} names no directory")
+        with _offline(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            bridge = TransformerBridge.boot_transformers(
+                str(directory),
+                device=_DEVICE,
+                dtype=torch.float32,
+                tokenizer=model.tokenizer,
+                load_weights=False,
+            )
+    bridge.eval()
+    digest, size = _state_digest(bridge.state_dict())  # type: ignore[no-untyped-call]
+    name = f"{model.identity.name}-random-init-{seed}"
+    identity = ModelIdentity(
+        name=name[:200],
+        source=model.identity.source,
+        path=model.identity.path,
+        architecture=model.identity.architecture,
+        weights_sha256=weights_digest({"random-init (in memory)": digest}),
+        weight_files=[WeightFile(name="random-init (in memory)", sha256=digest, bytes=size)],
+        tokenizer_sha256=model.identity.tokenizer_sha256,
+        n_parameters=int(bridge.n_params_total),
+        processing={**model.identity.processing, "random_init_seed": seed},
+    )
+    return LoadedModel(bridge=bridge, identity=identity, tokenizer=model.tokenizer, spec=model.spec)
+
+
+def weights_digest(file_digests: Mapping[str, str]) -> str:
+    """The aggregate digest over weight files: sha256 of the sorted lines ``name NUL sha256 LF``."""
+    lines = "".join(f"{name}\0{digest}\n" for name, digest in sorted(file_digests.items()))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _state_digest(state: Mapping[str, torch.Tensor]) -> tuple[str, int]:
+    """sha256 over an in-memory state dict: per sorted key, a header line, then the raw bytes."""
+    import torch
+
+    h = hashlib.sha256()
+    size = 0
+    for key in sorted(state):
+        tensor = state[key].detach().to("cpu").contiguous()
+        data = tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        h.update(f"{key}\0{tensor.dtype}\0{list(tensor.shape)}\n".encode())
+        h.update(data)
+        size += len(data)
+    return h.hexdigest(), size
+
+
+def _processing() -> dict[str, Any]:
+    return {**PROCESSING, "dtype": _DTYPE, "device": _DEVICE}
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:
+    import torch
+
+    bad = sorted(
+        name for name, tensor in state.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    )
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ModelLoadError(
+            f"{what} has non-finite weights (NaN or Inf) in {shown}",
+            hint="the checkpoint is corrupt or diverged in training; measure a healthy checkpoint",
+        )
+
+
+def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
+    import torch
+    from safetensors.torch import load_file
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge.sources import boot_native
+
+    from evidence import organisms
+
+    name = spec.organism
+    if name is None:  # unreachable: the caller dispatches on spec.organism
+        raise ConfigError(f"{spec.describe()} is not an organism")
+    organism = organisms.get_spec(name)
+    directory = organisms_dir if organisms_dir is not None else organisms.weights_dir()
+    remedy = f"interp-dossier organisms train {name}"
+    entry = organisms.read_manifest(directory).get(name)
+    if entry is None:
+        raise ModelLoadError(
+            f"organism {name!r} has no entry in {directory / organisms.MANIFEST_NAME}",
+            hint=remedy,
+        )
+    if entry.get("config") != dict(organism.architecture) or entry.get("seed") != organism.seed:
+        raise ModelLoadError(
+            f"the weights of organism {name!r} were trained for a different configuration "
+            "than the registry now declares",
+            hint=remedy,
+        )
+    weights = directory / str(entry["weights_file"])
+    if not weights.is_file():
+        raise ModelLoadError(f"organism weights file {weights} is missing", hint=remedy)
+    expected = str(entry["weights_sha256"])
+    actual = _sha256_file(weights)
+    if actual != expected:
+        raise ModelLoadError(
+            f"organism weights file {weights} has sha256 {actual}, but the manifest expects {expected}",
+            hint=remedy,
+        )
+
+    tokenizer = None
+    tokenizer_sha: str | None = None
+    if entry.get("tokenizer_file"):
+        tokenizer_path = directory / str(entry["tokenizer_file"])
+        if not tokenizer_path.is_file():
+            raise ModelLoadError(f"organism tokenizer file {tokenizer_path} is missing", hint=remedy)
+        file_sha = _sha256_file(tokenizer_path)
+        if file_sha != entry.get("tokenizer_sha256"):
+            raise ModelLoadError(
+                f"organism tokenizer file {tokenizer_path} has sha256 {file_sha}, but the "
+                f"manifest expects {entry.get('tokenizer_sha256')}",
+                hint=remedy,
+            )
+        try:
+            tokenizer = organism.load_tokenizer(tokenizer_path)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot read organism tokenizer {tokenizer_path}: {exc}", hint=remedy) from exc
+        tokenizer_sha = weights_digest({tokenizer_path.name: file_sha})
+
+    try:
+        state = load_file(str(weights), device=_DEVICE)
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelLoadError(f"cannot read organism weights {weights}: {exc}", hint=remedy) from exc
+    _check_finite(state, f"organism {name!r}")
+    config = TransformerBridgeConfig(**organism.architecture, seed=organism.seed, device=_DEVICE)
+    with torch.random.fork_rng(devices=[]):
+        bridge = boot_native(config, tokenizer=tokenizer)
+    try:
+        bridge.load_state_dict(state, strict=True)  # type: ignore[no-untyped-call]
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"organism weights {weights} do not fit the architecture of {name!r}: {exc}",
+            hint=remedy,
+        ) from exc
+    bridge.eval()
+    identity = ModelIdentity(
+        name=name,
+        source="organism",
+        path=None,
+        architecture=dict(organism.architecture),
+        weights_sha256=weights_digest({weights.name: actual}),
+        weight_files=[WeightFile(name=weights.name, sha256=actual, bytes=weights.stat().st_size)],
+        tokenizer_sha256=tokenizer_sha,
+        n_parameters=int(bridge.n_params_total),
+        processing=_processing(),
+    )
+    return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
+
+
+@contextmanager
+def _offline() -> Iterator[None]:
+    """Switch the Hugging Face hub off for the duration of a load."""
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    saved = {key: os.environ.get(key) for key in keys}
+    for key in keys:
+        os.environ[key] = "1"
+    import huggingface_hub.constants as hub_constants
+
+    saved_flag = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = saved_flag
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _weight_files(directory: Path) -> list[Path]:
+    safetensors = sorted(p for p in directory.glob("*.safetensors") if p.is_file())
+    if safetensors:
+        return safetensors
+    return sorted(p for p in directory.glob("pytorch_model*.bin") if p.is_file())
+
+
+def _load_huggingface(spec: ModelSpec) -> LoadedModel:
+    directory = spec.path
+    if directory is None:  # unreachable: the caller dispatches on spec.organism
+        raise ConfigError(f"{spec.describe()} names no directory")
+    if not directory.exists():
+        raise ModelLoadError(
+            f"there is no model directory at {directory}",
+            hint="point [model] path (or --model) at a local Hugging Face model directory",
+        )
+    if not directory.is_dir():
+        raise ModelLoadError(
+            f"{directory} is a file, not a model directory",
+            hint="point [model] path (or --model) at the directory that holds config.json",
+        )
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise ModelLoadError(
+            f"{directory} has no config.json, so it is not a Hugging Face model directory",
+            hint="save the model with model.save_pretrained(DIR) and point at DIR",
+        )
+    try:
+        architecture = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(
+            f"{config_path} is not readable JSON: {exc}",
+            hint="save the model again with model.save_pretrained(DIR)",
+        ) from exc
+    if not isinstance(architecture, dict):
+        raise ModelLoadError(f"{config_path} does not hold a JSON object", hint="save the model again")
+    weight_paths = _weight_files(directory)
+    if not weight_paths:
+        raise ModelLoadError(
+            f"{directory} has no weight files (*.safetensors or pytorch_model*.bin)",
+            hint="save the weights with model.save_pretrained(DIR)",
+        )
+    tokenizer_paths = sorted(p for p in (directory / n for n in _TOKENIZER_FILES) if p.is_file())
+    if not tokenizer_paths:
+        raise ModelLoadError(
+            f"{directory} has no tokenizer files (e.g. tokenizer.json)",
+            hint="save the tokenizer next to the model with tokenizer.save_pretrained(DIR)",
+        )
+
+    file_digests = {p.name: _sha256_file(p) for p in weight_paths}
+    weight_files = [WeightFile(name=p.name, sha256=file_digests[p.name], bytes=p.stat().st_size) for p in weight_paths]
+    tokenizer_sha = weights_digest({p.name: _sha256_file(p) for p in tokenizer_paths})
+
+    with _offline():
+        import torch
+        from transformer_lens.model_bridge import TransformerBridge
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot load the tokenizer from {directory}: {exc}",
+                hint="save the tokenizer next to the model with tokenizer.save_pretrained(DIR)",
+            ) from exc
+        try:
+            bridge = TransformerBridge.boot_transformers(
+                str(directory), device=_DEVICE, dtype=torch.float32, tokenizer=tokenizer
+            )
+        except MemoryError:
+            raise
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower() or "can't allocate" in str(exc).lower():
+                raise ModelLoadError(
+                    f"out of memory while loading {directory}",
+                    hint="free memory or measure a smaller model",
+                ) from exc
+            raise ModelLoadError(
+                f"TransformerLens cannot load {directory}: {exc}",
+                hint="check that the directory holds a complete checkpoint of a supported architecture",
+            ) from exc
+        except Exception as exc:
+            raise ModelLoadError(
+                f"TransformerLens cannot load {directory}: {exc}",
+                hint="check that the directory holds a complete checkpoint of a supported architecture",
+            ) from exc
+    bridge.eval()
+    _check_finite(bridge.original_model.state_dict(), f"the model in {directory}")
+    identity = ModelIdentity(
+        name=directory.resolve().name or "model",
+        source="huggingface",
+        path=str(directory),
+        architecture=architecture,
+        weights_sha256=weights_digest(file_digests),
+        weight_files=weight_files,
+        tokenizer_sha256=tokenizer_sha,
+        n_parameters=int(bridge.n_params_total),
+        processing={**_processing(), "attn_implementation": "eager"},
+    )
+    return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)

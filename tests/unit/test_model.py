@@ -1,0 +1,96 @@
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+import evidence.model as model_module
+from evidence.errors import ConfigError, ModelLoadError
+from evidence.model import ModelSpec, load_model, weights_digest
+
+
+def test_public_api_is_pinned():
+    assert model_module.__all__ == [
+        "LoadedModel",
+        "ModelSpec",
+        "PROCESSING",
+        "load_model",
+        "random_twin",
+        "weights_digest",
+    ]
+
+
+def test_spec_names_exactly_one_model():
+    with pytest.raises(ConfigError):
+        ModelSpec()
+    with pytest.raises(ConfigError):
+        ModelSpec(organism="induction", path=Path("x"))
+    with pytest.raises(ConfigError):
+        ModelSpec(organism="")
+
+
+def test_spec_describes_itself_and_normalises_paths():
+    assert ModelSpec(organism="induction").describe() == "organism 'induction'"
+    spec = ModelSpec(path="models/m")  # type: ignore[arg-type]
+    assert spec.path == Path("models/m")
+    assert spec.describe() == "Hugging Face directory 'models/m'"
+    assert spec == ModelSpec(path=Path("models/m"))
+
+
+def test_weights_digest_is_over_sorted_name_and_digest_lines():
+    files = {"b.safetensors": "2" * 64, "a.safetensors": "1" * 64}
+    expected = hashlib.sha256(
+        ("a.safetensors\0" + "1" * 64 + "\n" + "b.safetensors\0" + "2" * 64 + "\n").encode()
+    ).hexdigest()
+    assert weights_digest(files) == expected
+
+
+def test_processing_flags_are_all_off():
+    assert dict(model_module.PROCESSING) == {
+        "fold_ln": False,
+        "center_writing_weights": False,
+        "center_unembed": False,
+        "fold_value_biases": False,
+        "refactor_factored_attn_matrices": False,
+        "compatibility_mode": False,
+    }
+
+
+def test_unknown_organism_is_a_config_error():
+    with pytest.raises(ConfigError, match="no organism called 'nope'") as info:
+        load_model(ModelSpec(organism="nope"))
+    assert "induction" in (info.value.hint or "")
+
+
+def write(path: Path, text: str = "{}") -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("setup", "message", "hint"),
+    [
+        (lambda d: d / "missing", "there is no model directory", "Hugging Face model directory"),
+        (lambda d: write(d / "file.bin"), "is a file, not a model directory", "config.json"),
+        (lambda d: d, "has no config.json", "save_pretrained"),
+        (lambda d: write(d / "config.json", "{not json").parent, "not readable JSON", "save"),
+        (lambda d: write(d / "config.json").parent, "has no weight files", "save_pretrained"),
+        (
+            lambda d: (write(d / "config.json"), write(d / "model.safetensors", "x"))[0].parent,
+            "has no tokenizer files",
+            "tokenizer.save_pretrained",
+        ),
+    ],
+    ids=["missing", "file", "no-config", "bad-config", "no-weights", "no-tokenizer"],
+)
+def test_unusable_directories_are_refused_with_a_remedy(tmp_path, setup, message, hint):
+    with pytest.raises(ModelLoadError, match=message) as info:
+        load_model(ModelSpec(path=setup(tmp_path)))
+    assert hint in (info.value.hint or "")
+
+
+def test_missing_organism_manifest_entry_names_the_training_command(tmp_path):
+    write(tmp_path / "manifest.json", json.dumps({"format": 1, "organisms": {}}))
+    with pytest.raises(ModelLoadError, match="no entry") as info:
+        load_model(ModelSpec(organism="induction"), organisms_dir=tmp_path)
+    assert info.value.hint == "interp-dossier organisms train induction"
