@@ -109,20 +109,27 @@ def run(
     signer = _signer_for(key) if sign else None
 
     # Measurement (torch, TransformerLens) is imported only now.
-    from evidence.measure import Task, run_task
+    from evidence.measure import Task, check_task, run_task
     from evidence.measure.runtime import capture_environment, configure_determinism
     from evidence.model import ModelSpec, load_model
 
-    configure_determinism(spec.seed)
     model_spec = ModelSpec(organism=spec.model_organism, path=spec.model_path)
+    markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
+    tasks = [
+        Task(measurement_id=mid, params=params, seed=spec.seed, subject=model_spec,
+             datasets=spec.datasets, markers=markers)
+        for mid, params in spec.measurements.items()
+    ]
+    for task in tasks:  # every task is checked before the first minute of work
+        check_task(task)
+
+    configure_determinism(spec.seed)
     say(f"loading model {model_spec.describe()}")
     model = load_model(model_spec)
 
     records: list[EvidenceRecord] = []
-    total = len(spec.measurements)
-    for i, (measurement_id, params) in enumerate(spec.measurements.items(), start=1):
-        say(f"[{i}/{total}] measuring {measurement_id}")
-        task = Task(measurement_id=measurement_id, params=params, seed=spec.seed, subject=model_spec)
+    for i, task in enumerate(tasks, start=1):
+        say(f"[{i}/{len(tasks)}] measuring {task.measurement_id}")
         records.append(run_task(task, model))
 
     verdicts: list[Verdict] = []

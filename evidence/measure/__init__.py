@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.model import LoadedModel, ModelSpec
+from evidence.runspec import Dataset
 from evidence.records import (
     ClauseRef,
     DataRef,
@@ -64,6 +65,7 @@ __all__ = [
     "MeasurementResult",
     "ProgressFn",
     "Task",
+    "check_task",
     "measurement",
     "registered",
     "run_task",
@@ -103,10 +105,37 @@ class MeasurementResult:
 
 @dataclass(frozen=True)
 class MeasureContext:
-    """Per-task context: the seed, generators derived from it, and progress reporting."""
+    """Per-task context: the seed, generators derived from it, inputs, and progress reporting."""
 
     seed: int
     progress: ProgressFn = _no_progress
+    datasets: Mapping[str, Dataset] = field(default_factory=dict)
+    markers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def dataset(self, name: str) -> Dataset:
+        """The prompt set ``name`` of the run spec."""
+        try:
+            return self.datasets[name]
+        except KeyError:
+            raise ConfigError(
+                f"this measurement needs the dataset {name!r}",
+                hint=f'add "{name}" = "FILE.jsonl" to [datasets] in the run spec',
+            ) from None
+
+    def data_ref(self, name: str, description: str = "") -> DataRef:
+        """How a record names the prompt set ``name`` it used: by sha256 and count."""
+        ds = self.dataset(name)
+        return DataRef(name=name, sha256=ds.sha256, count=ds.count, description=description)
+
+    def marker_phrases(self, kind: str) -> tuple[str, ...]:
+        """The run spec's ``[markers]`` phrases of ``kind`` (refusal, defection, helpful)."""
+        phrases = self.markers.get(kind, ())
+        if not phrases:
+            raise ConfigError(
+                f"this measurement needs [markers].{kind} in the run spec",
+                hint=f'e.g. {kind} = ["I cannot"]',
+            )
+        return tuple(phrases)
 
     def derive_seed(self, label: str) -> int:
         """A stable 31-bit seed for one use (``label``) of this task's seed."""
@@ -141,6 +170,8 @@ class MeasurementDef:
     clauses: tuple[ClauseRef, ...]
     experimental: bool
     fn: MeasurementFn
+    datasets: tuple[str, ...] = ()
+    markers: tuple[str, ...] = ()
 
     def validate_params(self, raw: Mapping[str, Any]) -> BaseModel:
         """Parse ``raw`` into the parameter model; ConfigError names the offending key."""
@@ -174,8 +205,14 @@ def measurement(
     params: type[BaseModel],
     clauses: Sequence[ClauseRef] = (),
     experimental: bool = False,
+    datasets: Sequence[str] = (),
+    markers: Sequence[str] = (),
 ) -> Callable[[F], F]:
-    """Register ``fn(model, params, ctx) -> MeasurementResult`` under ``id`` and ``version``."""
+    """Register ``fn(model, params, ctx) -> MeasurementResult`` under ``id`` and ``version``.
+
+    ``datasets`` and ``markers`` name the run-spec inputs the measurement cannot run without;
+    a task lacking one is refused before any work starts.
+    """
     if not _ID_PATTERN.match(id):
         raise ValueError(f"measurement id {id!r} must look like 'family.name' (lower case)")
     if not _VERSION_PATTERN.match(version):
@@ -201,6 +238,8 @@ def measurement(
             clauses=tuple(clauses),
             experimental=experimental,
             fn=fn,
+            datasets=tuple(datasets),
+            markers=tuple(markers),
         )
         return fn
 
@@ -225,6 +264,8 @@ class Task:
     params: dict[str, Any]
     seed: int
     subject: ModelSpec
+    datasets: Mapping[str, Dataset] = field(default_factory=dict)
+    markers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # A private copy: a task never shares mutable state with its creator.
@@ -245,8 +286,8 @@ def _record_id(measurement_id: str, subject: str) -> str:
     return f"{measurement_id}:{_RECORD_ID_UNSAFE.sub('-', subject)}"
 
 
-def run_task(task: Task, model: LoadedModel, *, progress: ProgressFn | None = None) -> EvidenceRecord:
-    """Run ``task`` on ``model`` and return its record (``status="error"`` on any failure inside)."""
+def check_task(task: Task) -> tuple[MeasurementDef, BaseModel]:
+    """Refuse, before any work, a task that cannot run: unknown id, bad parameters, missing inputs."""
     defs = registered()
     definition = defs.get(task.measurement_id)
     if definition is None:
@@ -254,12 +295,30 @@ def run_task(task: Task, model: LoadedModel, *, progress: ProgressFn | None = No
             f"unknown measurement {task.measurement_id!r}",
             hint="registered measurements: " + ", ".join(sorted(defs)),
         )
+    params = definition.validate_params(task.params)
+    for name in definition.datasets:
+        if name not in task.datasets:
+            raise ConfigError(
+                f"measurement {definition.id!r} needs the dataset {name!r}",
+                hint=f'add "{name}" = "FILE.jsonl" to [datasets] in the run spec',
+            )
+    for kind in definition.markers:
+        if not task.markers.get(kind):
+            raise ConfigError(
+                f"measurement {definition.id!r} needs [markers].{kind} in the run spec",
+                hint=f'e.g. {kind} = ["I cannot"]',
+            )
+    return definition, params
+
+
+def run_task(task: Task, model: LoadedModel, *, progress: ProgressFn | None = None) -> EvidenceRecord:
+    """Run ``task`` on ``model`` and return its record (``status="error"`` on any failure inside)."""
+    definition, params = check_task(task)
     if model.spec != task.subject:
         raise ConfigError(
             f"task for {task.subject.describe()} was given {model.spec.describe()}",
             hint="load the task's subject model before running it",
         )
-    params = definition.validate_params(task.params)
     spec = MeasurementSpec(id=definition.id, version=definition.version, params=params.model_dump(mode="json"))
     subject = model.identity.name
     common: dict[str, Any] = {
@@ -269,7 +328,9 @@ def run_task(task: Task, model: LoadedModel, *, progress: ProgressFn | None = No
         "clauses": list(definition.clauses),
         "experimental": definition.experimental,
     }
-    ctx = MeasureContext(seed=task.seed, progress=progress or _no_progress)
+    ctx = MeasureContext(
+        seed=task.seed, progress=progress or _no_progress, datasets=task.datasets, markers=task.markers
+    )
     start = time.perf_counter()
     try:
         _seed_everything(task.seed)

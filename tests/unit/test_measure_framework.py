@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 from collections.abc import Iterator
 
 import numpy as np
@@ -80,6 +81,7 @@ def test_public_api_is_pinned():
         "MeasurementResult",
         "ProgressFn",
         "Task",
+        "check_task",
         "measurement",
         "registered",
         "run_task",
@@ -220,3 +222,35 @@ def test_context_seeds_are_stable_and_label_specific():
     a = torch.rand(3, generator=ctx.torch_generator("t"))
     b = torch.rand(3, generator=ctx.torch_generator("t"))
     assert torch.equal(a, b)
+
+
+
+def test_required_inputs_are_checked_before_any_work():
+    from pydantic import BaseModel, ConfigDict
+
+    from evidence.measure import Task, check_task, measurement
+    from evidence.model import ModelSpec
+    from evidence.runspec import Dataset, Prompt
+
+    class NoParams(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ran = []
+
+    @measurement("toy.needs_inputs", version="1.0.0", params=NoParams,
+                 datasets=["refusal.harmful"], markers=["refusal"])
+    def needs_inputs(model, params, ctx):
+        ran.append(ctx.data_ref("refusal.harmful"))
+        raise AssertionError("not reached in this test")
+
+    spec = ModelSpec(organism="induction")
+    with pytest.raises(ConfigError, match="needs the dataset 'refusal.harmful'"):
+        check_task(Task(measurement_id="toy.needs_inputs", params={}, seed=0, subject=spec))
+    ds = Dataset(name="refusal.harmful", path=Path("x.jsonl"), sha256="0" * 64,
+                 prompts=(Prompt(id="a", label="harmful", text="x"),))
+    with pytest.raises(ConfigError, match=r"needs \[markers\]\.refusal"):
+        check_task(Task(measurement_id="toy.needs_inputs", params={}, seed=0, subject=spec,
+                        datasets={"refusal.harmful": ds}))
+    check_task(Task(measurement_id="toy.needs_inputs", params={}, seed=0, subject=spec,
+                    datasets={"refusal.harmful": ds}, markers={"refusal": ("I cannot",)}))
+    assert ran == []
