@@ -32,6 +32,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
     "Baseline",
+    "CalibrationCheck",
     "ChangeEntry",
     "ClauseIndexEntry",
     "ClauseRef",
@@ -169,6 +170,20 @@ class ClauseRef(_Frozen):
     rationale: Annotated[str, StringConstraints(min_length=1, max_length=400)]
 
 
+class CalibrationCheck(_Frozen):
+    """One check of the suite against planted ground truth: did the instrument see what is there?"""
+
+    measurement: MeasurementId
+    organism: Name
+    planted: bool = Field(description="true: the behaviour is planted; false: a control without it")
+    metric: Name
+    value: Number | None = Field(description="null when the measurement failed on this organism")
+    ci: ConfidenceInterval | None = None
+    criterion: Name = Field(description="what the value must satisfy, in words and numbers")
+    passed: bool
+    record_digest: Sha256Hex | None = Field(default=None, description="the calibration run's record")
+
+
 class ErrorInfo(_Frozen):
     """Why a measurement failed."""
 
@@ -187,6 +202,7 @@ class EvidenceRecord(_Frozen):
     seeds: dict[str, int] = Field(default_factory=dict)
     metrics: list[Metric] = Field(default_factory=list)
     tables: list[Table] = Field(default_factory=list)
+    checks: list[CalibrationCheck] = Field(default_factory=list)
     data: list[DataRef] = Field(default_factory=list)
     clauses: list[ClauseRef] = Field(default_factory=list)
     experimental: bool = False

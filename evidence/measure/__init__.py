@@ -45,6 +45,7 @@ from evidence.errors import ConfigError, MeasurementError
 from evidence.model import LoadedModel, ModelSpec
 from evidence.runspec import Dataset
 from evidence.records import (
+    CalibrationCheck,
     ClauseRef,
     DataRef,
     ErrorInfo,
@@ -100,6 +101,7 @@ class MeasurementResult:
     tables: list[Table] = field(default_factory=list)
     data: list[DataRef] = field(default_factory=list)
     summary: str = ""
+    checks: list[CalibrationCheck] = field(default_factory=list)
     seeds: dict[str, int] = field(default_factory=dict)
 
 
@@ -345,6 +347,7 @@ def run_task(task: Task, model: LoadedModel, *, progress: ProgressFn | None = No
             seeds={"task": task.seed, **result.seeds},
             metrics=list(result.metrics),
             tables=list(result.tables),
+            checks=list(result.checks),
             data=list(result.data),
             summary=result.summary,
             duration_s=time.perf_counter() - start,
