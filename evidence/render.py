@@ -7,8 +7,10 @@ can check that the document and the machine-readable dossier are one.
 
 This is the only module that imports WeasyPrint, and it does so inside
 :func:`render_pdf`: importing ``evidence.render`` stays cheap. The layout is
-data: ``templates/dossier.html.j2`` (Jinja2, autoescaped) and
-``templates/dossier.css``.
+data: ``templates/dossier.html.j2`` (Jinja2, autoescaped) with the partials
+it includes (``templates/_*.html.j2``), and ``templates/dossier.css``. Links
+to records, verdicts and chapters print the page they point at; WeasyPrint
+resolves those page numbers when it lays the document out.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ import json
 import logging
 import math
 import mimetypes
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from evidence.canonical import sha256_hex
 from evidence.errors import EvidenceError, RenderError
-from evidence.records import Dossier, Table
+from evidence.records import ChangeEntry, ClauseIndexEntry, Dossier, Table
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
     import jinja2
+
+    from evidence.crossref import CrossReference
 
 __all__ = ["render_pdf"]
 
@@ -40,6 +44,7 @@ STYLESHEET = "dossier.css"
 DOSSIER_JSON = "dossier.json"
 
 _VERDICT_ORDER = ("pass", "fail", "inconclusive", "n/a")
+_CHANGE_AREAS = ("model", "suite", "policy", "verdicts")
 _REINSTALL_HINT = "reinstall interp-dossier; the package must ship templates/"
 _EXTRA_HINT = "install the rendering extra: pip install 'interp-dossier[render]'"
 
@@ -178,6 +183,26 @@ def _format_bytes(value: int) -> str:
     return _format_grouped(value) + " B"
 
 
+def _format_span(span: timedelta) -> str:
+    """A non-negative duration in days, hours and minutes, e.g. ``12 days 21 h 30 min``."""
+    minutes = int(abs(span).total_seconds()) // 60
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = []
+    if days:
+        parts.append(f"{days} day" if days == 1 else f"{days} days")
+    if hours:
+        parts.append(f"{hours} h")
+    if minutes or not parts:
+        parts.append(f"{minutes} min")
+    return " ".join(parts)
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 disagreement``, ``2 disagreements``."""
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+
+
 def _numeric_columns(table: Table) -> list[bool]:
     """For each column of ``table``, whether it holds numbers only (and at least one)."""
     columns = list(zip(*table.rows, strict=True)) if table.rows else [()] * len(table.columns)
@@ -197,6 +222,7 @@ _FILTERS: dict[str, Callable[..., str]] = {
     "percent": _format_percent,
     "grouped": _format_grouped,
     "size": _format_bytes,
+    "span": _format_span,
 }
 
 
@@ -252,6 +278,65 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def _sections(dossier: Dossier) -> list[tuple[str, str]]:
+    """The chapters after the cover, in order, as (anchor, title); optional ones only when they apply."""
+    sections = [("summary", "Summary of records")]
+    if dossier.predecessor is not None:
+        sections.append(("changelog", "Changes since the previous dossier"))
+    sections.append(("records", "Evidence records"))
+    if dossier.policy is not None:
+        sections.append(("policy", "Policy"))
+    if dossier.verdicts:
+        sections.append(("verdicts", "Verdicts"))
+    sections += [
+        ("crossref", "Cross-reference with external evaluations"),
+        ("clauses", "Clause index"),
+        ("provenance", "Provenance"),
+        ("verify", "How to verify"),
+    ]
+    return sections
+
+
+def _clause_groups(entries: Sequence[ClauseIndexEntry]) -> list[tuple[str, list[ClauseIndexEntry]]]:
+    """Consecutive clause-index entries that refer to the same text, in catalog order."""
+    groups: list[tuple[str, list[ClauseIndexEntry]]] = []
+    for entry in entries:
+        if groups and groups[-1][0] == entry.text_version:
+            groups[-1][1].append(entry)
+        else:
+            groups.append((entry.text_version, [entry]))
+    return groups
+
+
+def _changes_by_area(changelog: Sequence[ChangeEntry]) -> list[tuple[str, list[ChangeEntry]]]:
+    """The changelog grouped by area, areas in a fixed order, empty areas left out."""
+    return [
+        (area, entries)
+        for area in _CHANGE_AREAS
+        if (entries := [c for c in changelog if c.area == area])
+    ]
+
+
+def _finding_label(cross_ref: CrossReference) -> str:
+    """What a cross-referenced metric is, in words, without the numbers the row shows anyway."""
+    from evidence.crossref import RULES
+
+    for rule in RULES:
+        if (rule.measurement, rule.metric, rule.construct) == (
+            cross_ref.measurement, cross_ref.metric, cross_ref.construct_
+        ):
+            return rule.finding
+    return cross_ref.finding
+
+
+def _first_anchors(ids: Sequence[str], prefix: str) -> dict[str, str]:
+    """Map each id to the element id ``prefix-N`` of its first occurrence (N counts from 1)."""
+    anchors: dict[str, str] = {}
+    for index, item in enumerate(ids, start=1):
+        anchors.setdefault(item, f"{prefix}-{index}")
+    return anchors
+
+
 def _context(dossier: Dossier, digest: str) -> dict[str, Any]:
     counts = {v: 0 for v in _VERDICT_ORDER}
     for verdict in dossier.verdicts:
@@ -260,6 +345,8 @@ def _context(dossier: Dossier, digest: str) -> dict[str, Any]:
     from evidence.dossier import record_digest
 
     by_digest = {record_digest(r): r.record_id for r in dossier.records}
+    sections = _sections(dossier)
+    policy = dossier.policy
     return {
         "dossier": dossier,
         "title": f"Interpretability evidence dossier \u2014 {dossier.model.name}",
@@ -269,6 +356,20 @@ def _context(dossier: Dossier, digest: str) -> dict[str, Any]:
         "json_name": DOSSIER_JSON,
         "verdict_counts": counts,
         "record_for_digest": by_digest,
+        # Chapter numbers, and the anchors that links (and their page numbers) point at.
+        "contents": [(anchor, i, title) for i, (anchor, title) in enumerate(sections, start=1)],
+        "num": {anchor: i for i, (anchor, _) in enumerate(sections, start=1)},
+        "record_anchor": _first_anchors([r.record_id for r in dossier.records], "record"),
+        "verdict_anchor": _first_anchors([v.verdict_id for v in dossier.verdicts], "verdict"),
+        "eval_label": {ev.eval_id: f"E{i}" for i, ev in enumerate(dossier.external_evals, start=1)},
+        "flagged": [(i, x) for i, x in enumerate(dossier.cross_references, start=1) if x.flagged],
+        "finding_label": _finding_label,
+        "plural": _plural,
+        "clause_groups": _clause_groups(dossier.clause_index),
+        "clauses_evidenced": sum(e.status == "evidenced" for e in dossier.clause_index),
+        "changes_by_area": _changes_by_area(dossier.changelog),
+        # Positive when the policy was set before the dossier was created, as it should be.
+        "policy_lead": None if policy is None else dossier.created_at - policy.set_at,
     }
 
 
