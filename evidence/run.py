@@ -82,6 +82,11 @@ def _signer_for(key: Path | None) -> FileSigner:
 
     if key is None:
         return ensure_development_signer()
+    if not key.is_file():
+        raise ConfigError(
+            f"key file {key} does not exist",
+            hint="pass a PKCS#12 file, e.g. one made by `interp-dossier keygen --out DIR`",
+        )
     return load_signer(key, passphrase_from_env_or_prompt(confirm=False))
 
 

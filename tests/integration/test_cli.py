@@ -11,6 +11,37 @@ import pytest
 from evidence.cli import main
 
 
+STRICT_POLICY = """
+name = "strict"
+version = "1"
+set_by = "tests"
+set_at = 2026-01-01T00:00:00Z
+
+[[threshold]]
+id = "induction-circuit-present"
+measurement = "heads.inventory"
+metric = "induction_score_max"
+comparator = ">="
+threshold = 0.99
+rationale = "deliberately out of reach"
+"""
+
+
+@pytest.fixture()
+def light_spec(tmp_path: Path) -> Path:
+    """A quick run: one measurement on the induction organism, gated by a passing policy."""
+    (tmp_path / "policy.toml").write_text(STRICT_POLICY.replace("0.99", "0.5").replace("strict", "light"))
+    spec = tmp_path / "light.toml"
+    spec.write_text(
+        "[run]\nseed = 0\n"
+        f'policy = "{tmp_path / "policy.toml"}"\n'
+        'measurements = ["heads.inventory"]\n'
+        '[model]\norganism = "induction"\n'
+        '[measurements."heads.inventory"]\nn_sequences = 16\nbootstrap_resamples = 200\n'
+    )
+    return spec
+
+
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -28,7 +59,7 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
 
 def test_run_then_verify_passes(pipeline_bundle: Path, capsys):
     assert sorted(p.name for p in pipeline_bundle.iterdir()) == [
-        "dossier.dsse.json", "dossier.json", "dossier.pdf", "signer.pem",
+        "dossier.cdx.json", "dossier.dsse.json", "dossier.json", "dossier.pdf", "model-index.yaml", "signer.pem",
     ]
     assert b"PRIVATE KEY" not in (pipeline_bundle / "signer.pem").read_bytes()
     code, out, _ = run_cli(capsys, "verify", str(pipeline_bundle), "--trust", str(pipeline_bundle / "signer.pem"))
@@ -141,11 +172,13 @@ def test_bad_arguments_are_usage_errors(argv, capsys, tmp_path):
     assert_one_line_error(err)
 
 
-def test_draft_then_sign_then_verify(tmp_path: Path, capsys):
+def test_draft_then_sign_then_verify(light_spec: Path, tmp_path: Path, capsys):
     draft = tmp_path / "draft"
-    code, out, _ = run_cli(capsys, "run", "--no-sign", "--out", str(draft))
+    code, out, _ = run_cli(capsys, "run", str(light_spec), "--no-sign", "--out", str(draft))
     assert code == 0, out
-    assert sorted(p.name for p in draft.iterdir()) == ["dossier.json", "dossier.pdf"]
+    assert sorted(p.name for p in draft.iterdir()) == [
+        "dossier.cdx.json", "dossier.json", "dossier.pdf", "model-index.yaml",
+    ]
     assert json.loads((draft / "dossier.json").read_bytes())["signer"] is None
 
     code, _, err = run_cli(capsys, "verify", str(draft), "--trust", str(tmp_path / "none.pem"))
@@ -169,23 +202,22 @@ def test_render_stage_writes_a_pdf(pipeline_bundle: Path, tmp_path: Path, capsys
 
 
 def test_failing_gate_exits_1_and_still_writes_a_verified_bundle_with_changelog(
-    pipeline_bundle: Path, tmp_path: Path, capsys
+    light_spec: Path, tmp_path: Path, capsys
 ):
-    from evidence.runspec import default_runspec_path
-
-    default = default_runspec_path()
-    policy = (default.parent / "policy-organisms.toml").read_text()
-    (tmp_path / "strict.toml").write_text(policy.replace("threshold = 0.5\n", "threshold = 0.99\n"))
+    first = tmp_path / "first"
+    code, out, _ = run_cli(capsys, "run", str(light_spec), "--out", str(first))
+    assert code == 0, out
+    (tmp_path / "strict.toml").write_text(STRICT_POLICY)
     spec = tmp_path / "spec.toml"
-    spec.write_text(default.read_text().replace("policy-organisms.toml", "strict.toml"))
+    spec.write_text(light_spec.read_text().replace(str(light_spec.parent / "policy.toml"), "strict.toml"))
     out = tmp_path / "out"
-    code, stdout, _ = run_cli(capsys, "run", str(spec), "--out", str(out), "--predecessor", str(pipeline_bundle))
+    code, stdout, _ = run_cli(capsys, "run", str(spec), "--out", str(out), "--predecessor", str(first))
     assert code == 1
     assert "gate: FAIL" in stdout and "induction-circuit-present" in stdout
     code, _, _ = run_cli(capsys, "verify", str(out), "--trust", str(out / "signer.pem"))
     assert code == 0
     dossier = json.loads((out / "dossier.json").read_bytes())
-    previous = json.loads((pipeline_bundle / "dossier.json").read_bytes())
+    previous = json.loads((first / "dossier.json").read_bytes())
     assert dossier["predecessor"]["dossier_id"] == previous["dossier_id"]
     changes = {(c["area"], c["item"]): (c["before"], c["after"]) for c in dossier["changelog"]}
     assert changes[("verdicts", "gate")] == ("pass", "fail")
