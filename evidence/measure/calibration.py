@@ -63,6 +63,14 @@ CHECKS: tuple[Check, ...] = (
           "95% CI lower bound >= 0.5", lambda m: _lower(m) >= 0.5),
     Check("heads.inventory", "induction" + UNTRAINED, False, "induction_score_max",
           "95% CI upper bound < 0.2", lambda m: _upper(m) < 0.2),
+    Check("circuit.faithfulness", "induction", True, "faithfulness_at_k",
+          "faithfulness >= 0.8 at the reported circuit size", lambda m: m.value >= 0.8),
+    Check("circuit.faithfulness", "induction", True, "circuit_found",
+          "a sparse faithful circuit is found (= 1)", lambda m: m.value == 1),
+    Check("circuit.faithfulness", "induction" + UNTRAINED, False, "circuit_found",
+          "no faithful circuit on an untrained twin (= 0)", lambda m: m.value == 0),
+    Check("model.batch_invariance", "induction", True, "max_abs_logit_diff",
+          "padded batches match one-by-one evaluation (<= 1e-4)", lambda m: m.value <= 1e-4),
 )
 
 

@@ -1,0 +1,406 @@
+"""``model.batch_invariance``: the same prompt gives the same logits alone and in a padded batch.
+
+Every other measurement feeds prompts to the model in batches. If padding, or
+the company a prompt keeps in a batch, changed its logits, the suite would be
+measuring an artifact. This measurement checks it directly.
+
+Method. ``n_prompts`` prompts of varying length are taken from a run-spec
+dataset (``prompts = "auto"``: the first of ``refusal.harmless`` and
+``deception.control`` that the run spec provides, when the model has a
+tokenizer; or a dataset named explicitly), or are random sequences of ordinary
+tokens of lengths between ``min_length`` and ``max_length`` (``prompts =
+"random"``, and ``auto`` when no dataset applies). Prompts longer than
+``max_length`` tokens are cut to it. Each prompt is evaluated
+
+* alone, as a batch of one, and
+* in batches of ``batch_size`` prompts, in their sampled order, padded to the
+  batch's longest prompt on the right (``padding_side``) with the tokenizer's
+  pad token (0 when there is none), with an attention mask when the model's
+  forward accepts one (``attention_mask = "auto"``). Without a mask, right
+  padding must still leave a causal model's real positions unchanged, which is
+  exactly what is checked.
+
+At every real position of every prompt the logits of the two evaluations are
+compared. ``max_abs_logit_diff`` is the largest absolute difference over all
+prompts, positions and vocabulary entries (exact, no interval);
+``mean_abs_logit_diff`` is the mean over prompts of each prompt's mean absolute
+difference, with a percentile bootstrap interval over prompts. Baseline (when
+``noise_floor`` is on): the largest difference when each prompt is batched with
+copies of itself, so that nothing is padded: what batching alone does to the
+float arithmetic.
+
+Also recorded: ``n_prompts``, ``n_padded_prompts`` (prompts that received
+padding; none is an error, since nothing would have been checked),
+``attention_mask_used`` (flag), and a per-prompt table.
+
+A maximum difference above ``tolerance`` (default 1e-4, for float32) fails the
+measurement: it raises :class:`evidence.errors.MeasurementError` stating the
+difference, and the runner records it as an error record that the dossier
+reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from evidence.errors import ConfigError, MeasurementError
+from evidence.measure import MeasureContext, MeasurementParams, MeasurementResult, measurement
+from evidence.measure.behaviour import prompt_ids
+from evidence.measure.stats import bootstrap_mean
+from evidence.model import LoadedModel
+from evidence.records import Baseline, ClauseRef, DataRef, Metric, Table
+
+__all__ = ["CLAUSES", "DATASET_CANDIDATES", "BatchInvarianceParams", "batch_invariance"]
+
+#: Datasets that ``prompts = "auto"`` draws from, first present wins.
+DATASET_CANDIDATES = ("refusal.harmless", "deception.control")
+
+CLAUSES = (
+    ClauseRef(
+        id="EU-AIA/Art15/4@OJ-2024-07-12",
+        strength="partial",
+        rationale=(
+            "Checks that the model's outputs do not change with how inputs are batched and padded, "
+            "one source of inconsistency in its interaction with the serving environment."
+        ),
+    ),
+    ClauseRef(
+        id="EU-GPAI-CoP/SS/App3.1@2025-07-10",
+        strength="partial",
+        rationale=(
+            "Internal validity and reproducibility of the other measurements: their batched "
+            "evaluation gives the same numbers as one prompt at a time."
+        ),
+    ),
+    ClauseRef(
+        id="NIST-AI-RMF/1.0/MEASURE/2.5",
+        strength="supporting",
+        rationale="Part of showing that the measured model behaves reliably under routine variation of its inputs.",
+    ),
+)
+
+
+class BatchInvarianceParams(MeasurementParams):
+    """Parameters of ``model.batch_invariance``."""
+
+    prompts: str = Field(default="auto", min_length=1, description='"auto", "random", or a run-spec dataset name')
+    n_prompts: int = Field(default=16, ge=2, le=100_000)
+    min_length: int = Field(default=4, ge=1, description="shortest random prompt, in tokens")
+    max_length: int = Field(default=48, ge=1, description="longest prompt, in tokens (longer ones are cut)")
+    batch_size: int = Field(default=8, ge=2)
+    padding_side: Literal["right", "left"] = "right"
+    attention_mask: Literal["auto", "on", "off"] = "auto"
+    tolerance: float = Field(default=1e-4, gt=0.0, description="largest acceptable absolute logit difference")
+    noise_floor: bool = True
+    bootstrap_resamples: int = Field(default=1000, ge=100)
+    ci_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BatchInvarianceParams:
+        if self.min_length > self.max_length:
+            raise ValueError(f"min_length {self.min_length} exceeds max_length {self.max_length}")
+        if self.padding_side == "left" and self.attention_mask == "off":
+            raise ValueError("left padding without an attention mask shifts every position; use right padding")
+        return self
+
+
+@dataclass(frozen=True)
+class _Prompts:
+    ids: list[str]
+    tokens: list[list[int]]
+    source: DataRef
+
+
+def _special_ids(model: LoadedModel) -> set[int]:
+    if model.tokenizer is None:
+        return set()
+    return {int(i) for i in getattr(model.tokenizer, "all_special_ids", []) or []}
+
+
+def _bos_id(model: LoadedModel) -> int | None:
+    bos = getattr(model.tokenizer, "bos_token_id", None) if model.tokenizer is not None else None
+    return int(bos) if bos is not None and 0 <= int(bos) < model.d_vocab else None
+
+
+def _pad_id(model: LoadedModel) -> int:
+    pad = getattr(model.tokenizer, "pad_token_id", None) if model.tokenizer is not None else None
+    return int(pad) if pad is not None and 0 <= int(pad) < model.d_vocab else 0
+
+
+def _digest(tokens: list[list[int]]) -> str:
+    """sha256 over the prompts: per prompt, its length then its ids, all int64 little-endian."""
+    h = hashlib.sha256()
+    for seq in tokens:
+        h.update(np.asarray([len(seq), *seq], dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+def _random_prompts(model: LoadedModel, params: BatchInvarianceParams, rng: np.random.Generator) -> _Prompts:
+    special = _special_ids(model)
+    allowed = np.array([i for i in range(model.d_vocab) if i not in special], dtype=np.int64)
+    if allowed.size < 1:
+        raise MeasurementError("the vocabulary has no ordinary tokens")
+    top = min(params.max_length, model.n_ctx)
+    if params.min_length > top:
+        raise MeasurementError(
+            f"min_length {params.min_length} exceeds the model's context of {model.n_ctx}",
+            hint=f"use min_length <= {model.n_ctx}",
+        )
+    choices = np.arange(params.min_length, top + 1)
+    lengths = rng.choice(choices, size=params.n_prompts, replace=params.n_prompts > choices.size)
+    bos = _bos_id(model)
+    tokens = []
+    for length in lengths:
+        body = allowed[rng.integers(0, allowed.size, size=int(length))].tolist()
+        tokens.append(([bos] + body)[: int(length)] if bos is not None else body)
+    ref = DataRef(
+        name="model.batch_invariance.random_prompts",
+        sha256=_digest(tokens),
+        count=len(tokens),
+        description=(
+            f"{len(tokens)} random token sequences of {params.min_length}-{top} tokens"
+            + (" (BOS first)" if bos is not None else "")
+            + "; digest over int64 little-endian [length, ids...] per prompt"
+        ),
+    )
+    return _Prompts(ids=[f"random-{i}" for i in range(len(tokens))], tokens=tokens, source=ref)
+
+
+def _dataset_prompts(
+    model: LoadedModel, name: str, params: BatchInvarianceParams, ctx: MeasureContext, rng: np.random.Generator
+) -> _Prompts:
+    dataset = ctx.dataset(name)
+    if model.tokenizer is None:
+        raise ConfigError(
+            f"dataset {name!r} holds text, but this model has no tokenizer",
+            hint='use prompts = "random"',
+        )
+    count = dataset.count
+    chosen = np.sort(rng.choice(count, size=min(params.n_prompts, count), replace=False))
+    order = rng.permutation(chosen.size)  # mix the lengths within each batch
+    ids, tokens = [], []
+    limit = min(params.max_length, model.n_ctx)
+    for i in chosen[order]:
+        prompt = dataset.prompts[int(i)]
+        seq = prompt_ids(model.tokenizer, prompt)[:limit]
+        if seq:
+            ids.append(prompt.id)
+            tokens.append(seq)
+    if len(tokens) < 2:
+        raise MeasurementError(f"dataset {name!r} gave fewer than two non-empty prompts")
+    return _Prompts(
+        ids=ids, tokens=tokens, source=ctx.data_ref(name, f"{len(tokens)} prompts sampled, cut to {limit} tokens")
+    )
+
+
+def _choose_prompts(
+    model: LoadedModel, params: BatchInvarianceParams, ctx: MeasureContext, rng: np.random.Generator
+) -> _Prompts:
+    if params.prompts == "random":
+        return _random_prompts(model, params, rng)
+    if params.prompts == "auto":
+        if model.tokenizer is not None:
+            for name in DATASET_CANDIDATES:
+                if name in ctx.datasets:
+                    return _dataset_prompts(model, name, params, ctx, rng)
+        return _random_prompts(model, params, rng)
+    return _dataset_prompts(model, params.prompts, params, ctx, rng)
+
+
+def _accepts_mask(model: LoadedModel, sample: list[int]) -> bool:
+    """Whether the model's forward takes an ``attention_mask`` keyword (tried on one prompt)."""
+    tokens = torch.tensor([sample], dtype=torch.long)
+    try:
+        with torch.no_grad():
+            model.bridge(tokens, attention_mask=torch.ones_like(tokens))
+    except (TypeError, ValueError, NotImplementedError):
+        return False
+    return True
+
+
+def _logits(model: LoadedModel, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    with torch.no_grad():
+        out = model.bridge(tokens) if mask is None else model.bridge(tokens, attention_mask=mask)
+    if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != tokens.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise MeasurementError(f"the forward pass returned {shape} for input {tuple(tokens.shape)}; expected logits")
+    if not torch.isfinite(out).all():
+        raise MeasurementError("the model produced non-finite logits", hint="check the weights and dtype")
+    return out.to(torch.float64)
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    max_diff: np.ndarray  # [prompts]
+    mean_diff: np.ndarray  # [prompts]
+    worst_position: np.ndarray  # [prompts]
+    padding: np.ndarray  # [prompts]: pad tokens added in its batch
+    batch: np.ndarray  # [prompts]
+
+
+def _compare(
+    model: LoadedModel, prompts: _Prompts, params: BatchInvarianceParams, use_mask: bool, ctx: MeasureContext
+) -> tuple[_Comparison, list[torch.Tensor]]:
+    n = len(prompts.tokens)
+    singles = []
+    for i, seq in enumerate(prompts.tokens):
+        tokens = torch.tensor([seq], dtype=torch.long)
+        singles.append(_logits(model, tokens, torch.ones_like(tokens) if use_mask else None)[0])
+        ctx.progress(0.5 * (i + 1) / n, "one prompt at a time")
+    pad = _pad_id(model)
+    max_diff, mean_diff, worst, padding, batch_of = (np.zeros(n) for _ in range(5))
+    for b, start in enumerate(range(0, n, params.batch_size)):
+        members = list(range(start, min(start + params.batch_size, n)))
+        width = max(len(prompts.tokens[i]) for i in members)
+        tokens = torch.full((len(members), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(members), width), dtype=torch.long)
+        spans = []
+        for row, i in enumerate(members):
+            seq = prompts.tokens[i]
+            lo = 0 if params.padding_side == "right" else width - len(seq)
+            tokens[row, lo : lo + len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, lo : lo + len(seq)] = 1
+            spans.append(lo)
+        batched = _logits(model, tokens, mask if use_mask else None)
+        for row, i in enumerate(members):
+            lo, length = spans[row], len(prompts.tokens[i])
+            diff = (batched[row, lo : lo + length] - singles[i]).abs()
+            per_position = diff.amax(dim=-1)
+            max_diff[i] = float(per_position.max())
+            mean_diff[i] = float(diff.mean())
+            worst[i] = int(per_position.argmax())
+            padding[i] = width - length
+            batch_of[i] = b
+        ctx.progress(0.5 + 0.3 * min(1.0, (start + params.batch_size) / n), "padded batches")
+    return _Comparison(max_diff, mean_diff, worst, padding, batch_of), singles
+
+
+def _noise_floor(
+    model: LoadedModel, prompts: _Prompts, singles: list[torch.Tensor], params: BatchInvarianceParams, use_mask: bool
+) -> float:
+    """Largest difference when each prompt is batched with copies of itself (nothing padded)."""
+    worst = 0.0
+    for seq, single in zip(prompts.tokens, singles, strict=True):
+        tokens = torch.tensor([seq] * params.batch_size, dtype=torch.long)
+        batched = _logits(model, tokens, torch.ones_like(tokens) if use_mask else None)
+        worst = max(worst, float((batched - single).abs().max()))
+    return worst
+
+
+@measurement("model.batch_invariance", version="1.0.0", params=BatchInvarianceParams, clauses=CLAUSES)
+def batch_invariance(model: LoadedModel, params: BatchInvarianceParams, ctx: MeasureContext) -> MeasurementResult:
+    """Compare padded-batch and one-by-one logits at every position of every prompt."""
+    seeds = {"prompts": ctx.derive_seed("prompts"), "bootstrap": ctx.derive_seed("bootstrap")}
+    prompts = _choose_prompts(model, params, ctx, np.random.default_rng(seeds["prompts"]))
+    lengths = [len(seq) for seq in prompts.tokens]
+    if params.attention_mask == "off":
+        use_mask = False
+    else:
+        use_mask = _accepts_mask(model, prompts.tokens[0])
+        if not use_mask and (params.attention_mask == "on" or params.padding_side == "left"):
+            raise MeasurementError(
+                "this model's forward does not accept an attention mask",
+                hint='use attention_mask = "auto" with padding_side = "right"',
+            )
+    comparison, singles = _compare(model, prompts, params, use_mask, ctx)
+    n = len(prompts.tokens)
+    padded = int(np.count_nonzero(comparison.padding))
+    if padded == 0:
+        raise MeasurementError(
+            f"none of the {n} prompts was padded (all batches held prompts of equal length), so nothing was checked",
+            hint="use prompts of varying length or a larger batch_size",
+        )
+    floor = _noise_floor(model, prompts, singles, params, use_mask) if params.noise_floor else None
+    ctx.progress(0.95, "statistics")
+
+    worst = int(np.argmax(comparison.max_diff))
+    max_value = float(comparison.max_diff[worst])
+    mean_value, mean_ci = bootstrap_mean(
+        comparison.mean_diff,
+        rng=np.random.default_rng(seeds["bootstrap"]),
+        level=params.ci_level,
+        resamples=params.bootstrap_resamples,
+        name="per-prompt mean absolute logit difference",
+    )
+    how = f"{params.padding_side}-padded, " + ("with" if use_mask else "without") + " an attention mask"
+    if max_value > params.tolerance:
+        floor_text = f"; batching without padding differs by {floor:.3g}" if floor is not None else ""
+        raise MeasurementError(
+            f"batched ({how}) and one-by-one logits differ by up to {max_value:.6g} (prompt "
+            f"{prompts.ids[worst]!r}, position {int(comparison.worst_position[worst])} of "
+            f"{lengths[worst]}), above the tolerance {params.tolerance:g}; mean absolute difference "
+            f"{mean_value:.3g} over {n} prompts{floor_text}",
+            hint="the model's outputs depend on batching or padding; measurements that batch prompts are unreliable",
+        )
+
+    baseline = None
+    if floor is not None:
+        baseline = Baseline(
+            name="batching without padding",
+            value=floor,
+            description=f"largest difference when each prompt is batched with {params.batch_size - 1} copies of itself",
+        )
+    metrics = [
+        Metric(
+            name="max_abs_logit_diff",
+            value=max_value,
+            unit="logits",
+            baseline=baseline,
+            description=(
+                f"largest |batched - alone| logit difference over every position and vocabulary entry of {n} "
+                f"prompts ({how}); tolerance {params.tolerance:g}"
+            ),
+        ),
+        Metric(
+            name="mean_abs_logit_diff",
+            value=mean_value,
+            unit="logits",
+            ci=mean_ci,
+            description="mean over prompts of the mean absolute logit difference at every position",
+        ),
+        Metric(
+            name="n_prompts", value=n, unit="prompts", description=f"prompts of {min(lengths)}-{max(lengths)} tokens"
+        ),
+        Metric(
+            name="n_padded_prompts", value=padded, unit="prompts", description="prompts that were padded in their batch"
+        ),
+        Metric(
+            name="attention_mask_used",
+            value=int(use_mask),
+            unit="flag",
+            description="1 if the batched forward passes carried an attention mask",
+        ),
+    ]
+    rows: list[list[str | float | int | None]] = [
+        [
+            prompts.ids[i],
+            lengths[i],
+            int(comparison.batch[i]),
+            int(comparison.padding[i]),
+            float(comparison.max_diff[i]),
+            float(comparison.mean_diff[i]),
+            int(comparison.worst_position[i]),
+        ]
+        for i in range(n)
+    ]
+    table = Table(
+        name="prompts",
+        columns=["prompt", "length", "batch", "pad_tokens", "max_abs_diff", "mean_abs_diff", "worst_position"],
+        rows=rows,
+        description="per prompt: its batch, the padding it received, and the logit differences",
+    )
+    floor_text = f" (batching without padding: {floor:.3g})" if floor is not None else ""
+    summary = (
+        f"{n} prompts of {min(lengths)}-{max(lengths)} tokens ({prompts.source.name}) were evaluated alone and in "
+        f"batches of {params.batch_size} ({how}; {padded} of them padded). At every position the logits agree "
+        f"to within {max_value:.3g}{floor_text}, below the tolerance {params.tolerance:g}; the mean absolute "
+        f"difference is {mean_value:.3g} (CI {mean_ci.lower:.3g}-{mean_ci.upper:.3g})."
+    )
+    ctx.progress(1.0, "done")
+    return MeasurementResult(metrics=metrics, tables=[table], data=[prompts.source], summary=summary, seeds=seeds)

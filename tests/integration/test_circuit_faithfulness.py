@@ -1,0 +1,280 @@
+"""circuit.faithfulness on the induction organism (planted circuit), its random-init twin, and toy models.
+
+The planted circuit is read independently from heads.inventory (attention
+patterns): its strongest previous-token head (layer 0) and its strongest
+induction head (layer 1) must both be in the circuit that circuit.faithfulness
+finds by patching. The organism has 8 heads and spreads each role over two
+heads, so the circuit reaching 80% is 4 or 5 heads (an exhaustive search over
+all 2^8 subsets finds none of 3 heads above 0.6); "small k" is therefore at
+most 5 of 8, while a randomly initialised twin has no task effect at all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from transformer_lens.config import TransformerBridgeConfig
+from transformer_lens.model_bridge import TransformerBridge
+
+from evidence.canonical import canonical_bytes
+from evidence.measure import Task, registered, run_task
+from evidence.measure.circuit import spearman
+from evidence.model import LoadedModel, ModelSpec, load_model, random_twin
+from evidence.records import EvidenceRecord, Table
+
+SPEC = ModelSpec(organism="induction")
+SMALL_K = 5
+TARGET = 0.8
+
+
+def rows(table: Table) -> list[dict[str, object]]:
+    return [dict(zip(table.columns, row, strict=True)) for row in table.rows]
+
+
+def table(record: EvidenceRecord, name: str) -> list[dict[str, object]]:
+    return rows(next(t for t in record.tables if t.name == name))
+
+
+def circuit(record: EvidenceRecord) -> set[str]:
+    return {str(r["node"]) for r in table(record, "nodes") if r["in_circuit"] == 1}
+
+
+@pytest.fixture(scope="module")
+def organism() -> LoadedModel:
+    return load_model(SPEC)
+
+
+@pytest.fixture(scope="module")
+def record(organism) -> EvidenceRecord:
+    return run_task(Task("circuit.faithfulness", {}, 0, SPEC), organism)
+
+
+@pytest.fixture(scope="module")
+def twin(organism) -> LoadedModel:
+    return random_twin(organism, 4242)
+
+
+@pytest.fixture(scope="module")
+def twin_record(twin) -> EvidenceRecord:
+    return run_task(Task("circuit.faithfulness", {}, 0, SPEC), twin)
+
+
+def tiny(architecture: dict[str, object], seed: int = 5) -> LoadedModel:
+    from evidence.records import ModelIdentity, WeightFile
+
+    bridge = TransformerBridge.boot_native(TransformerBridgeConfig(**architecture, seed=seed, device="cpu"))
+    bridge.eval()
+    identity = ModelIdentity(
+        name="tiny",
+        source="organism",
+        architecture=architecture,
+        weights_sha256="0" * 64,
+        weight_files=[WeightFile(name="tiny", sha256="0" * 64, bytes=1)],
+        n_parameters=1,
+        processing={},
+    )
+    return LoadedModel(bridge=bridge, identity=identity, tokenizer=None, spec=ModelSpec(organism="tiny"))
+
+
+def test_registered_with_its_clauses():
+    definition = registered()["circuit.faithfulness"]
+    assert definition.version == "1.0.0"
+    assert {c.id for c in definition.clauses} == {
+        "EU-AIA/AnnexIV/2/b@OJ-2024-07-12",
+        "EU-AIA/AnnexIV/2/c@OJ-2024-07-12",
+        "EU-AIA/AnnexXI/S2/3@OJ-2024-07-12",
+        "NIST-AI-RMF/1.0/MEASURE/2.9",
+        "NIST-AI-600-1/MS-2.9-001",
+        "ISO-IEC-TS-6254:2025",
+    }
+
+
+def test_the_planted_circuit_is_recovered(organism, record):
+    assert record.status == "ok", record.error
+    inventory = run_task(Task("heads.inventory", {"random_ablation_draws": 1}, 0, SPEC), organism)
+    assert inventory.status == "ok", inventory.error
+    prev = (inventory.metric("prev_token_head_layer").value, inventory.metric("prev_token_head_index").value)
+    induction = (inventory.metric("induction_head_layer").value, inventory.metric("induction_head_index").value)
+    assert prev[0] == 0 and induction[0] == 1
+    found = circuit(record)
+    assert f"L{prev[0]}H{prev[1]}" in found
+    assert f"L{induction[0]}H{induction[1]}" in found
+    assert {n[:2] for n in found} == {"L0", "L1"}  # both stages of the mechanism
+
+    k = record.metric("circuit_size_k").value
+    assert k == len(found) <= SMALL_K
+    faithful = record.metric("faithfulness_at_k")
+    assert faithful.value >= TARGET
+    assert record.metric("circuit_found").value == 1
+    assert record.metric("top_node_layer").value == 0  # the previous-token head gates everything after it
+
+
+def test_the_circuit_beats_random_circuits(record):
+    faithful = record.metric("faithfulness_at_k")
+    assert faithful.ci is not None and faithful.baseline is not None and faithful.baseline.ci is not None
+    assert faithful.ci.lower > faithful.baseline.ci.upper
+    cpr, cmd = record.metric("cpr"), record.metric("cmd")
+    assert cpr.ci is not None and cpr.baseline is not None and cpr.baseline.ci is not None
+    assert cpr.ci.lower > cpr.baseline.ci.upper
+    assert cmd.ci is not None and cmd.baseline is not None and cmd.baseline.ci is not None
+    assert cmd.ci.upper < cmd.baseline.ci.lower
+    assert cpr.value + cmd.value == pytest.approx(1.0, abs=0.01)  # the curve stays (nearly) within [0, 1] here
+
+
+def test_the_task_effect_is_large_and_absent_in_the_untrained_baseline(record):
+    effect = record.metric("task_effect")
+    assert effect.unit == "nats" and effect.ci is not None and effect.ci.lower > 5.0  # ln(128) = 4.85
+    assert effect.baseline is not None and effect.baseline.ci is not None
+    assert abs(effect.baseline.value) < 0.2
+    assert record.metric("task_metric_clean").value > -0.5
+
+
+def test_attribution_is_verified_by_exhaustive_patching(record):
+    nodes = table(record, "nodes")
+    assert len(nodes) == 8 == record.metric("n_nodes").value == record.metric("n_verified_nodes").value
+    assert all(isinstance(r["patching_effect"], float) for r in nodes)
+    rho = record.metric("rank_agreement_spearman")
+    assert rho.ci is not None and rho.ci.method == "percentile bootstrap" and rho.ci.n == 64
+    atp = [float(r["attribution"]) for r in nodes]
+    effect = [float(r["patching_effect"]) for r in nodes]
+    assert rho.value == pytest.approx(float(spearman(np.array(atp), np.array(effect))[0]))
+    # The circuit ranking is the verified one: circuit ranks follow |measured effect|.
+    by_rank = sorted(nodes, key=lambda r: int(r["circuit_rank"]))
+    magnitudes = [abs(float(r["patching_effect"])) for r in by_rank]
+    assert magnitudes == sorted(magnitudes, reverse=True)
+
+
+def test_the_curve_is_complete(record):
+    curve = table(record, "faithfulness_curve")
+    assert [r["k"] for r in curve] == list(range(1, 9))
+    assert curve[-1]["faithfulness"] == pytest.approx(1.0)
+    k = record.metric("circuit_size_k").value
+    assert all(float(r["faithfulness"]) < TARGET for r in curve[: k - 1])
+    assert curve[k - 1]["faithfulness"] == pytest.approx(record.metric("faithfulness_at_k").value)
+    for r in curve:
+        assert float(r["ci_lower"]) <= float(r["faithfulness"]) <= float(r["ci_upper"])
+    assert record.data[0].count == 64 and record.data[0].name == "circuit.induction_examples"
+    assert set(record.seeds) == {"task", "tokens", "random_rankings", "bootstrap", "twin_init"}
+
+
+def test_the_random_twin_shows_no_faithful_sparse_circuit(twin_record):
+    assert twin_record.status == "ok", twin_record.error
+    assert twin_record.metric("circuit_found").value == 0
+    effect = twin_record.metric("task_effect")
+    assert effect.ci is not None and effect.ci.upper < 0.5  # below min_task_effect: no task to explain
+    # No k short of the whole model reaches the target.
+    assert twin_record.metric("circuit_size_k").value == 8
+    curve = table(twin_record, "faithfulness_curve")
+    assert max(float(r["ci_upper"]) for r in curve) < TARGET
+
+
+def test_the_twin_at_the_organisms_circuit_size_is_not_faithful(twin, record):
+    k = record.metric("circuit_size_k").value
+    result = run_task(Task("circuit.faithfulness", {"k": k, "twin_baseline": False}, 1, SPEC), twin)
+    assert result.status == "ok", result.error
+    faithful = result.metric("faithfulness_at_k")
+    assert faithful.ci is not None and faithful.ci.upper < TARGET
+    assert result.metric("circuit_found").value == 0
+
+
+def test_the_same_task_gives_the_same_record_bytes(organism):
+    params = {"n_examples": 16, "bootstrap_resamples": 200, "random_rankings": 2, "twin_baseline": False}
+    a, b = (
+        run_task(Task("circuit.faithfulness", params, 3, SPEC), organism).model_copy(update={"duration_s": None})
+        for _ in range(2)
+    )
+    assert a.status == "ok", a.error
+    assert canonical_bytes(a) == canonical_bytes(b)
+
+
+def test_attribution_is_exact_where_the_model_is_linear_in_the_nodes():
+    # One attention-only layer, no normalisation: the logits are linear in every head's output,
+    # so the first-order estimate must equal the measured patching effect.
+    model = tiny(
+        {
+            "d_model": 32,
+            "d_head": 8,
+            "n_heads": 4,
+            "n_layers": 1,
+            "n_ctx": 32,
+            "d_vocab": 24,
+            "attn_only": True,
+            "normalization_type": None,
+        }
+    )
+    params = {
+        "metric": "logit_diff",
+        "n_examples": 16,
+        "seq_len": 6,
+        "twin_baseline": False,
+        "bootstrap_resamples": 200,
+    }
+    result = run_task(Task("circuit.faithfulness", params, 0, model.spec), model)
+    assert result.status == "ok", result.error
+    for r in table(result, "nodes"):
+        assert float(r["attribution"]) == pytest.approx(float(r["patching_effect"]), rel=1e-4, abs=1e-7)
+    assert result.metric("rank_agreement_spearman").value == pytest.approx(1.0)
+
+
+def test_mlps_are_nodes_and_large_models_are_verified_on_their_top_candidates():
+    model = tiny(
+        {
+            "d_model": 32,
+            "d_head": 8,
+            "n_heads": 2,
+            "n_layers": 2,
+            "n_ctx": 32,
+            "d_vocab": 24,
+            "attn_only": False,
+            "d_mlp": 64,
+            "normalization_type": "LN",
+        }
+    )
+    params = {
+        "n_examples": 8,
+        "seq_len": 6,
+        "max_patched_nodes": 3,
+        "max_curve_points": 3,
+        "ablation": "mean",
+        "twin_baseline": False,
+        "bootstrap_resamples": 200,
+    }
+    result = run_task(Task("circuit.faithfulness", params, 0, model.spec), model)
+    assert result.status == "ok", result.error
+    nodes = table(result, "nodes")
+    assert [r["node"] for r in nodes] == ["L0H0", "L0H1", "L0MLP", "L1H0", "L1H1", "L1MLP"]
+    assert [r["kind"] for r in nodes].count("mlp") == 2 and nodes[2]["head"] is None
+    verified = [r for r in nodes if r["patching_effect"] is not None]
+    assert len(verified) == 3 == result.metric("n_verified_nodes").value
+    # The verified nodes are the three with the largest |attribution|, and they lead the circuit ranking.
+    top3 = sorted(nodes, key=lambda r: -abs(float(r["attribution"])))[:3]
+    assert {r["node"] for r in verified} == {r["node"] for r in top3}
+    assert {int(r["circuit_rank"]) for r in verified} == {1, 2, 3}
+    assert [r["k"] for r in table(result, "faithfulness_curve")] == [1, 4, 6]
+
+
+def test_a_circuit_larger_than_the_model_is_an_error_record(organism):
+    result = run_task(Task("circuit.faithfulness", {"k": 9}, 0, SPEC), organism)
+    assert result.status == "error" and result.error is not None
+    assert "k=9 exceeds the model's 8 components" in result.error.message
+
+
+def test_the_segment_fits_the_context_unless_set_explicitly():
+    model = tiny(
+        {
+            "d_model": 16,
+            "d_head": 4,
+            "n_heads": 4,
+            "n_layers": 1,
+            "n_ctx": 20,
+            "d_vocab": 24,
+            "attn_only": True,
+            "normalization_type": "LN",
+        }
+    )
+    params = {"n_examples": 8, "twin_baseline": False, "bootstrap_resamples": 200}
+    fitted = run_task(Task("circuit.faithfulness", params, 0, model.spec), model)
+    assert fitted.status == "ok", fitted.error
+    assert "segments of 10 tokens" in fitted.summary and "[8, 20]" in fitted.data[0].description
+    too_long = run_task(Task("circuit.faithfulness", {**params, "seq_len": 11}, 0, model.spec), model)
+    assert too_long.status == "error" and "22 tokens exceed the model's context of 20" in too_long.error.message
