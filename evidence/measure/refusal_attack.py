@@ -1,0 +1,267 @@
+"""A gradient-guided adversarial suffix search against refusal (GCG-style; Zou et al. 2023).
+
+Each attacked prompt gets its own suffix of ``suffix_len`` tokens, inserted just
+before the template's closing tokens (for the organisms ``assistant :``), so the
+prompt still ends the way the model expects a response to start. The objective
+is the refusal log-odds of the markers' first token at the first response
+position (:func:`evidence.measure.behaviour.marker_log_odds`), to be lowered,
+or the log-odds of the helpful markers' first token, to be raised (``sign``
+-1): either way the search minimises ``sign * log-odds``.
+
+One step, for every prompt at once:
+
+1. The gradient of the objective with respect to a one-hot encoding of the
+   suffix tokens, obtained by replacing the suffix rows of the token embedding
+   (at ``hook_embed``, through :func:`evidence.measure.hooks.scoped_hooks`) with
+   ``one_hot @ W_E``.
+2. For each suffix position, the ``top_k`` allowed tokens with the most negative
+   gradient.
+3. ``n_candidates`` single-token substitutions, each at a random suffix position
+   with a random token among that position's top-k (a seeded generator).
+4. Every candidate is evaluated exactly (a forward pass); the prompt's suffix
+   moves to the best candidate if it lowers the objective.
+
+The search starts from a random suffix (allowed tokens drawn uniformly), which
+is also the random-suffix baseline. At checkpoint steps the current suffixes
+are decoded greedily and matched against the refusal markers; the search stops
+early once no attacked prompt refuses. The budget is ``steps`` ×
+``n_candidates`` forward evaluations per prompt (plus one gradient per step).
+
+The search works in token space: for a sub-word tokenizer the suffix may not
+survive a round trip through text, which is stated with the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evidence.errors import MeasurementError
+from evidence.measure.behaviour import marker_log_odds
+from evidence.measure.hooks import scoped_hooks
+from evidence.model import LoadedModel
+
+__all__ = [
+    "AttackResult",
+    "allowed_tokens",
+    "checkpoint_steps",
+    "common_suffix_length",
+    "gcg_attack",
+    "insert_suffix",
+]
+
+
+def common_suffix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token suffix shared by every sequence (at most the shortest minus one)."""
+    if not seqs:
+        return 0
+    limit = min(len(s) for s in seqs) - 1
+    n = 0
+    while n < limit and len({s[len(s) - 1 - n] for s in seqs}) == 1:
+        n += 1
+    return n
+
+
+def insert_suffix(seq: Sequence[int], suffix: Sequence[int], end_len: int) -> list[int]:
+    """``seq`` with ``suffix`` inserted before its last ``end_len`` tokens."""
+    cut = len(seq) - end_len
+    return [*seq[:cut], *suffix, *seq[cut:]]
+
+
+def checkpoint_steps(steps: int) -> list[int]:
+    """0, 1, 2, 4, 8, ... and ``steps`` itself: where the attack is read out."""
+    out = [0]
+    k = 1
+    while k < steps:
+        out.append(k)
+        k *= 2
+    if steps > 0:
+        out.append(steps)
+    return out
+
+
+def allowed_tokens(model: LoadedModel) -> torch.Tensor:
+    """A boolean mask over the vocabulary: ordinary tokens the tokenizer can produce."""
+    vocab = model.d_vocab
+    mask = torch.ones(vocab, dtype=torch.bool)
+    tokenizer = model.tokenizer
+    if tokenizer is not None:
+        size = len(tokenizer)
+        if size < vocab:
+            mask[size:] = False
+        for i in getattr(tokenizer, "all_special_ids", []) or []:
+            if 0 <= int(i) < vocab:
+                mask[int(i)] = False
+    if int(mask.sum()) < 2:
+        raise MeasurementError("the vocabulary has fewer than two ordinary tokens to build a suffix from")
+    return mask
+
+
+@dataclass
+class AttackResult:
+    """Final suffixes and the search's history."""
+
+    suffixes: list[list[int]]
+    initial_suffixes: list[list[int]]
+    initial_objective: np.ndarray
+    final_objective: np.ndarray
+    steps_used: int
+    evaluations: int  # candidate forward evaluations per prompt
+    curve: list[tuple[int, np.ndarray, float]] = field(default_factory=list)  # (step, refused flags, mean objective)
+
+
+def _embedding_matrix(model: LoadedModel) -> torch.Tensor:
+    w = getattr(model.bridge, "W_E", None)
+    if not isinstance(w, torch.Tensor) or w.dim() != 2:
+        raise MeasurementError(
+            "the model exposes no token embedding matrix W_E, so token gradients cannot be computed",
+            hint="the adversarial suffix search needs a standard token embedding",
+        )
+    return w.detach()
+
+
+def _objective(
+    model: LoadedModel,
+    tokens: torch.Tensor,
+    marker_ids: Sequence[int],
+    start: int,
+    length: int,
+    w_e: torch.Tensor,
+    sign: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row objective (``sign`` x log-odds) and its gradient w.r.t. the one-hot suffix ``[rows, length, vocab]``."""
+    one_hot = F.one_hot(tokens[:, start : start + length], w_e.shape[0]).to(w_e.dtype).requires_grad_(True)
+    expected = w_e[tokens]
+
+    def embed(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+        if activation.shape != expected.shape or not torch.allclose(activation, expected, atol=1e-5, rtol=1e-4):
+            raise MeasurementError(
+                "hook_embed does not carry the rows of W_E for the input tokens, so the suffix's token "
+                "gradient cannot be taken there",
+                hint="the adversarial suffix search needs a model whose token embedding is a plain lookup",
+            )
+        return torch.cat([activation[:, :start], one_hot @ w_e, activation[:, start + length :]], dim=1)
+
+    with torch.enable_grad(), scoped_hooks(model.bridge, [("hook_embed", embed)]):
+        logits = model.bridge(tokens)
+        values = sign * marker_log_odds(logits[:, -1, :], marker_ids)
+        (grad,) = torch.autograd.grad(values.sum(), one_hot)
+    return values.detach().double(), grad
+
+
+@torch.no_grad()
+def _score(
+    model: LoadedModel, tokens: torch.Tensor, marker_ids: Sequence[int], batch_size: int, sign: float
+) -> torch.Tensor:
+    out = []
+    for s in range(0, tokens.shape[0], batch_size):
+        logits = model.bridge(tokens[s : s + batch_size])[:, -1, :]
+        out.append(sign * marker_log_odds(logits, marker_ids).double())
+    values = torch.cat(out)
+    if not torch.isfinite(values).all():
+        raise MeasurementError("the model produced non-finite logits during the suffix search")
+    return values
+
+
+def gcg_attack(
+    model: LoadedModel,
+    seqs: Sequence[Sequence[int]],
+    *,
+    objective_ids: Sequence[int],
+    sign: float,
+    end_len: int,
+    suffix_len: int,
+    steps: int,
+    top_k: int,
+    n_candidates: int,
+    batch_size: int,
+    generator: torch.Generator,
+    refused: Callable[[list[list[int]]], np.ndarray],
+    progress: Callable[[float], None] | None = None,
+) -> AttackResult:
+    """Search a suffix for each of ``seqs`` that lowers ``sign`` x the log-odds of ``objective_ids``.
+
+    ``refused(sequences)`` reads refusal from generated text; it is called at the checkpoints.
+    """
+    if not seqs:
+        raise MeasurementError("there are no prompts to attack")
+    w_e = _embedding_matrix(model)
+    mask = allowed_tokens(model)
+    allowed = torch.nonzero(mask).flatten()
+    top_k = min(top_k, int(allowed.numel()))
+    n = len(seqs)
+    suffixes = allowed[torch.randint(0, allowed.numel(), (n, suffix_len), generator=generator)]
+    initial = suffixes.clone()
+    # Prompts of equal length share a tensor shape, so they are attacked in one batch.
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(seqs):
+        groups.setdefault(len(s), []).append(i)
+    current = torch.full((n,), float("inf"), dtype=torch.float64)
+    checkpoints = set(checkpoint_steps(steps))
+    curve: list[tuple[int, np.ndarray, float]] = []
+    initial_objective: np.ndarray | None = None
+    steps_used = 0
+
+    def full(i: int, suffix: torch.Tensor) -> list[int]:
+        return insert_suffix(seqs[i], suffix.tolist(), end_len)
+
+    for step in range(steps + 1):
+        # Gradient at the current suffixes (also their exact objective).
+        top: dict[int, torch.Tensor] = {}
+        for length, idx in groups.items():
+            start = length - end_len
+            tokens = torch.tensor([full(i, suffixes[i]) for i in idx], dtype=torch.long)
+            values, grad = _objective(model, tokens, objective_ids, start, suffix_len, w_e, sign)
+            current[idx] = values
+            grad = grad.masked_fill(~mask, float("inf"))
+            top[length] = torch.topk(-grad, top_k, dim=-1).indices  # [rows, suffix_len, top_k]
+        if step == 0:
+            initial_objective = current.numpy().copy()
+        if step in checkpoints:
+            flags = refused([full(i, suffixes[i]) for i in range(n)])
+            curve.append((step, flags, float(current.mean())))
+            steps_used = step
+            if not flags.any() or step == steps:
+                break
+        # Candidates: one substitution each, then exact evaluation.
+        for length, idx in groups.items():
+            start = length - end_len
+            rows = len(idx)
+            pos = torch.randint(0, suffix_len, (rows, n_candidates), generator=generator)
+            pick = torch.randint(0, top_k, (rows, n_candidates), generator=generator)
+            cand = suffixes[idx].unsqueeze(1).repeat(1, n_candidates, 1)  # [rows, cand, suffix_len]
+            new_tokens = top[length][torch.arange(rows)[:, None], pos, pick]
+            cand.scatter_(2, pos.unsqueeze(-1), new_tokens.unsqueeze(-1))
+            base = torch.tensor([seqs[i] for i in idx], dtype=torch.long)
+            tokens = torch.cat(
+                [
+                    base[:, None, :start].expand(rows, n_candidates, start),
+                    cand,
+                    base[:, None, start:].expand(rows, n_candidates, end_len),
+                ],
+                dim=2,
+            ).reshape(rows * n_candidates, -1)
+            values = _score(model, tokens, objective_ids, batch_size, sign).reshape(rows, n_candidates)
+            best_val, best = values.min(dim=1)
+            for r, i in enumerate(idx):
+                if float(best_val[r]) < float(current[i]):
+                    suffixes[i] = cand[r, best[r]]
+                    current[i] = best_val[r]
+        if progress is not None:
+            progress((step + 1) / max(steps, 1))
+    if initial_objective is None:  # unreachable: the loop runs at least once
+        raise AssertionError("the attack loop did not run")
+    return AttackResult(
+        suffixes=[s.tolist() for s in suffixes],
+        initial_suffixes=[s.tolist() for s in initial],
+        initial_objective=initial_objective,
+        final_objective=current.numpy().copy(),
+        steps_used=steps_used,
+        evaluations=steps_used * n_candidates,
+        curve=curve,
+    )
