@@ -128,7 +128,8 @@ def run(
     for task in tasks:  # every task is checked before the first minute of work
         check_task(task)
 
-    configure_determinism(spec.seed)
+    # Reference organisms are tiny: one thread is as fast and is not slowed by a busy machine.
+    configure_determinism(spec.seed, threads=1 if spec.model_organism else None)
     say(f"loading model {model_spec.describe()}")
     model = load_model(model_spec)
 
