@@ -34,7 +34,7 @@ demo: install
 	vrc=0; $(CLI) verify out/ --trust out/signer.pem || vrc=$$?; \
 	echo; echo "PDF: $(CURDIR)/out/dossier.pdf"; \
 	if [ $$vrc -eq 0 ]; then echo "verification: PASSED"; else echo "verification: FAILED"; exit $$vrc; fi; \
-	if [ $$rc -ne 0 ]; then echo "run: finished with findings (exit $$rc), see above"; fi
+	if [ $$rc -ne 0 ]; then echo "deployment gate: NOT PASSED (run exit $$rc) - the reasons are listed under 'gate:' above; the bundle itself is complete and verified"; else echo "deployment gate: PASSED"; fi
 
 test: install
 	@rc=0; $(PY) -m pytest -q || rc=$$?; exit $$rc

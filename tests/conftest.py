@@ -19,10 +19,15 @@ def _isolated_key_home(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def pipeline_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bundle written by `interp-dossier run` on the bundled default (built once per session)."""
+    """A bundle written by `interp-dossier run` on the bundled default (built once per session).
+
+    The default subject carries a planted defection that its policy's gate catches, so the run
+    exits 1 with a complete bundle.
+    """
     from evidence.cli import main
 
     out = tmp_path_factory.mktemp("pipeline") / "out"
     code = main(["run", "--out", str(out)])
-    assert code == 0, f"run exited {code}"
+    assert code == 1, f"run exited {code}, expected 1 (gate failed on the planted defection)"
+    assert (out / "dossier.json").is_file()
     return out

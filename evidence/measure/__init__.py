@@ -43,7 +43,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.model import LoadedModel, ModelSpec
-from evidence.runspec import Dataset
 from evidence.records import (
     CalibrationCheck,
     ClauseRef,
@@ -54,6 +53,7 @@ from evidence.records import (
     Metric,
     Table,
 )
+from evidence.runspec import Dataset
 
 if TYPE_CHECKING:
     import torch
@@ -76,7 +76,18 @@ __all__ = [
 ProgressFn = Callable[[float, str], None]
 
 # Modules that hold the built-in measurements; importing one registers it.
-_BUILTIN_MODULES: tuple[str, ...] = ("evidence.measure.heads",)
+_BUILTIN_MODULES: tuple[str, ...] = (
+    "evidence.measure.heads",
+    "evidence.measure.circuit",
+    "evidence.measure.batch",
+    "evidence.measure.refusal_direction",
+    "evidence.measure.refusal_stability",
+    "evidence.measure.deception",
+    "evidence.measure.probe_causality",
+    "evidence.measure.deception_robustness",
+    "evidence.measure.goal",
+    "evidence.measure.calibration",
+)
 
 _ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
