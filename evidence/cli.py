@@ -42,6 +42,25 @@ def _progress() -> Callable[[str], None]:
     return say
 
 
+def _detail(min_interval: float = 2.0) -> Callable[[float, str], None]:
+    """Progress within a long measurement: a line when the activity changes, at most every few seconds."""
+    import time
+
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+    last = {"message": "", "at": 0.0}
+
+    def report(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if message == last["message"] or now - float(last["at"]) < min_interval:
+            return
+        last["message"], last["at"] = message, now
+        console.print(f"[dim]    {fraction:4.0%}  {message}[/dim]")
+
+    return report
+
+
 # --- commands -----------------------------------------------------------------------------
 
 
@@ -67,6 +86,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sign=not args.no_sign,
         predecessor=Path(args.predecessor) if args.predecessor else None,
         progress=_progress(),
+        detail=_detail(),
     )
 
     print(f"bundle:  {outcome.out_dir}")

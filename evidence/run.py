@@ -98,8 +98,13 @@ def run(
     sign: bool = True,
     predecessor: Path | None = None,
     progress: Progress | None = None,
+    detail: Callable[[float, str], None] | None = None,
 ) -> RunOutcome:
-    """Measure, build, render, sign and write the bundle to ``out_dir``."""
+    """Measure, build, render, sign and write the bundle to ``out_dir``.
+
+    ``progress`` receives one line per stage; ``detail`` the measurements' own
+    ``(fraction, message)`` reports within a stage.
+    """
     say = progress or (lambda _msg: None)
     out_dir = check_output_dir(out_dir)
 
@@ -136,7 +141,7 @@ def run(
     records: list[EvidenceRecord] = []
     for i, task in enumerate(tasks, start=1):
         say(f"[{i}/{len(tasks)}] measuring {task.measurement_id}")
-        records.append(run_task(task, model))
+        records.append(run_task(task, model, progress=detail))
 
     verdicts: list[Verdict] = []
     gate = None

@@ -77,3 +77,29 @@ def test_failed_records_are_not_evidence():
     record = make_record(status="error", metrics=[], error={"type": "X", "message": "boom"})
     index = {e.clause_id: e for e in build_clause_index([record], [])}
     assert index[record.clauses[0].id].status == "not evidenced by this dossier"
+
+
+def test_every_registered_measurement_maps_onto_catalog_clauses():
+    from evidence.measure import registered
+
+    catalog = load_catalog()
+    suite = {mid: d for mid, d in registered().items() if not mid.startswith("toy.")}
+    assert len(suite) >= 10
+    for mid, definition in suite.items():
+        assert definition.clauses, f"{mid} declares no clause mapping"
+        for ref in definition.clauses:
+            assert ref.id in catalog, f"{mid} maps onto unknown clause {ref.id}"
+            assert ref.rationale.strip()
+
+
+def test_default_policy_maps_onto_catalog_clauses():
+    from evidence.policy import load_policy
+    from evidence.runspec import default_runspec_path, load_runspec
+
+    spec = load_runspec(default_runspec_path())
+    policy = load_policy(spec.policy_path)
+    catalog = load_catalog()
+    for threshold in policy.thresholds:
+        assert threshold.measurement in spec.measurements, threshold.id
+        for ref in threshold.clauses:
+            assert ref.id in catalog, f"{threshold.id} maps onto unknown clause {ref.id}"
