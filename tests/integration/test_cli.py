@@ -280,3 +280,15 @@ def test_external_evaluations_are_cross_referenced_signed_and_exported(tmp_path:
     assert code == 0, stdout
     cdx = json.loads((out / "dossier.cdx.json").read_bytes())
     assert cdx["specVersion"] == "1.6"
+
+
+def test_default_dossier_addresses_annex_xi_section_2_and_annex_iv_2g(pipeline_bundle: Path):
+    dossier = json.loads((pipeline_bundle / "dossier.json").read_bytes())
+    index = {e["clause_id"]: e for e in dossier["clause_index"]}
+    for clause in ("EU-AIA/AnnexXI/S2/1@OJ-2024-07-12", "EU-AIA/AnnexXI/S2/2@OJ-2024-07-12",
+                   "EU-AIA/AnnexXI/S2/3@OJ-2024-07-12", "EU-AIA/AnnexIV/2/g@OJ-2024-07-12"):
+        entry = index[clause]
+        assert entry["status"] in ("evidenced", "not evidenced by this dossier")
+        if entry["status"] == "evidenced":
+            assert entry["records"] or entry["verdicts"]
+    assert index["EU-AIA/AnnexXI/S2/1@OJ-2024-07-12"]["status"] == "evidenced"

