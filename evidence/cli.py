@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from evidence.errors import EvidenceError
+from evidence.errors import UserFacingError
 
 __all__ = ["main"]
 
@@ -282,8 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    from signing.errors import SigningError
-
     try:
         args = build_parser().parse_args(argv)
         code: int = args.func(args)
@@ -291,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         _err(str(exc))
         return EXIT_USAGE
-    except (EvidenceError, SigningError) as exc:
+    except UserFacingError as exc:
         _err(exc.one_line())
         return exc.exit_code
     except KeyboardInterrupt:

@@ -1,21 +1,20 @@
-"""Exceptions raised by the producing side of interp-dossier.
+"""Exceptions raised by interp-dossier, written for a person.
 
-Every error is written for a person: ``str(err)`` is one sentence saying what
-went wrong, and ``err.hint`` says what to do about it. The CLI turns any
-:class:`EvidenceError` into one line and an exit code; nothing else in the code
-base prints errors.
+``str(err)`` is one sentence saying what went wrong, and ``err.hint`` says what
+to do about it. The CLI turns any :class:`UserFacingError` into one line and an
+exit code; nothing else in the code base prints errors.
 
 Tree::
 
-    EvidenceError
-    ├── ConfigError              bad run spec, option, dataset or path
-    ├── ModelLoadError           model directory or weights cannot be loaded / do not match
-    ├── MeasurementError         a measurement cannot produce a valid result (recorded, not raised, by the runner)
-    ├── RecordError              a record or dossier would be invalid
-    ├── UnsupportedVersionError  a format version this release does not know
-    └── RenderError              the PDF cannot be rendered
-
-Signing and verification have their own root, :class:`signing.errors.SigningError`.
+    UserFacingError
+    ├── EvidenceError                producing a dossier
+    │   ├── ConfigError              bad run spec, option, dataset or path
+    │   ├── ModelLoadError           model directory or weights cannot be loaded / do not match
+    │   ├── MeasurementError         a measurement cannot produce a valid result (recorded by the runner)
+    │   ├── RecordError              a record or dossier would be invalid
+    │   ├── UnsupportedVersionError  a format version this release does not know
+    │   └── RenderError              the PDF cannot be rendered
+    └── signing.errors.SigningError  signing and verification (see that module)
 """
 
 from __future__ import annotations
@@ -28,11 +27,12 @@ __all__ = [
     "RecordError",
     "RenderError",
     "UnsupportedVersionError",
+    "UserFacingError",
 ]
 
 
-class EvidenceError(Exception):
-    """Root of all errors raised while producing a dossier."""
+class UserFacingError(Exception):
+    """An error written for a person: a one-sentence message, a remedy, an exit code."""
 
     exit_code = 2
 
@@ -49,6 +49,10 @@ class EvidenceError(Exception):
         if self.hint:
             return f"{self.message} ({self.hint})"
         return self.message
+
+
+class EvidenceError(UserFacingError):
+    """Root of all errors raised while producing a dossier."""
 
 
 class ConfigError(EvidenceError):

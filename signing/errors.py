@@ -21,6 +21,8 @@ Tree::
 
 from __future__ import annotations
 
+from evidence.errors import UserFacingError
+
 __all__ = [
     "BundleError",
     "KeyLoadError",
@@ -31,24 +33,8 @@ __all__ = [
 ]
 
 
-class SigningError(Exception):
+class SigningError(UserFacingError):
     """Root of all errors raised while signing or verifying."""
-
-    exit_code = 2
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return self.message
-
-    def one_line(self) -> str:
-        """The message and its remedy as one line, for the CLI."""
-        if self.hint:
-            return f"{self.message} ({self.hint})"
-        return self.message
 
 
 class KeyLoadError(SigningError):
