@@ -27,7 +27,6 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: install
-	@rm -rf out.partial
 	@rc=0; $(CLI) run --out out/ || rc=$$?; \
 	if [ $$rc -ge 2 ]; then echo "demo: the run failed (exit $$rc); no bundle was written"; exit $$rc; fi; \
 	echo; echo "== verifying the bundle as an auditor would =="; \
