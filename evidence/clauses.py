@@ -102,6 +102,12 @@ Strength = Literal["direct", "partial", "supporting"]
 _STRENGTH_ORDER: dict[Strength, int] = {"direct": 0, "partial": 1, "supporting": 2}
 
 
+def _strongest(strengths: list[Strength]) -> Strength | None:
+    if not strengths:
+        return None
+    return sorted(strengths, key=_STRENGTH_ORDER.__getitem__)[0]
+
+
 def build_clause_index(
     records: Iterable[EvidenceRecord], verdicts: Iterable[Verdict], catalog: Catalog | None = None
 ) -> list[ClauseIndexEntry]:
@@ -127,7 +133,7 @@ def build_clause_index(
     entries = []
     for cid, clause in catalog.clauses.items():
         rec_ids, ver_ids, strengths = found[cid]
-        strongest: Strength | None = min(strengths, key=lambda s: _STRENGTH_ORDER[s]) if strengths else None
+        strongest = _strongest(strengths)
         entries.append(
             ClauseIndexEntry(
                 clause_id=cid,

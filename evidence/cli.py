@@ -49,13 +49,14 @@ def _detail(min_interval: float = 2.0) -> Callable[[float, str], None]:
     from rich.console import Console
 
     console = Console(stderr=True, highlight=False)
-    last = {"message": "", "at": 0.0}
+    last_message = [""]
+    last_at = [0.0]
 
     def report(fraction: float, message: str) -> None:
         now = time.monotonic()
-        if message == last["message"] or now - float(last["at"]) < min_interval:
+        if message == last_message[0] or now - last_at[0] < min_interval:
             return
-        last["message"], last["at"] = message, now
+        last_message[0], last_at[0] = message, now
         console.print(f"[dim]    {fraction:4.0%}  {message}[/dim]")
 
     return report

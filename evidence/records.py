@@ -171,7 +171,7 @@ class ClauseRef(_Frozen):
 
 
 class CalibrationCheck(_Frozen):
-    """One check of the suite against planted ground truth: did the instrument see what is there?"""
+    """One check of the suite against planted ground truth: the instrument must see what is there."""
 
     measurement: MeasurementId
     organism: Name

@@ -10,7 +10,6 @@ import pytest
 
 from evidence.cli import main
 
-
 STRICT_POLICY = """
 name = "strict"
 version = "1"
