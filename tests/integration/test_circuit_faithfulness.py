@@ -78,7 +78,7 @@ def tiny(architecture: dict[str, object], seed: int = 5) -> LoadedModel:
 
 def test_registered_with_its_clauses():
     definition = registered()["circuit.faithfulness"]
-    assert definition.version == "1.0.0"
+    assert definition.version == "1.1.0"
     assert {c.id for c in definition.clauses} == {
         "EU-AIA/AnnexIV/2/b@OJ-2024-07-12",
         "EU-AIA/AnnexIV/2/c@OJ-2024-07-12",
@@ -142,6 +142,41 @@ def test_attribution_is_verified_by_exhaustive_patching(record):
     by_rank = sorted(nodes, key=lambda r: int(r["circuit_rank"]))
     magnitudes = [abs(float(r["patching_effect"])) for r in by_rank]
     assert magnitudes == sorted(magnitudes, reverse=True)
+
+
+def test_plain_attribution_is_the_default_and_is_recorded(record):
+    assert record.measurement.params["attribution"] == "atp"
+    nodes = table(record, "nodes")
+    assert all(r["attribution"] == r["attribution_atp"] for r in nodes)
+    plain = record.metric("rank_agreement_spearman_atp")
+    assert plain.value == record.metric("rank_agreement_spearman").value and plain.ci is not None
+
+
+def test_exact_attention_patterns_improve_agreement_on_the_logit_difference(organism):
+    # With the logit difference as metric, plain AtP's ranking is unrelated to the measured effects
+    # (all its layer-0 scores have the wrong sign); recomputing the layer-1 attention patterns
+    # exactly under each layer-0 patch (AtP*'s QK fix) brings it into agreement.
+    params = {"metric": "logit_diff", "attribution": "atp*", "twin_baseline": False, "bootstrap_resamples": 500}
+    result = run_task(Task("circuit.faithfulness", params, 0, SPEC), organism)
+    assert result.status == "ok", result.error
+    assert result.measurement.params["attribution"] == "atp*"
+    star, plain = result.metric("rank_agreement_spearman"), result.metric("rank_agreement_spearman_atp")
+    assert star.ci is not None and plain.ci is not None
+    assert star.ci.lower > plain.ci.upper
+    nodes = table(result, "nodes")
+    effect = np.array([float(r["patching_effect"]) for r in nodes])
+    for column, metric in (("attribution", star), ("attribution_atp", plain)):
+        scores = np.array([float(r[column]) for r in nodes])
+        assert metric.value == pytest.approx(float(spearman(scores, effect)[0]))
+    for r in nodes:  # no attention after layer 1: the two methods coincide there
+        if r["layer"] == 1:
+            assert float(r["attribution"]) == pytest.approx(float(r["attribution_atp"]))
+    # The two layer-0 heads with the largest measured effects (the previous-token heads) get the
+    # sign of their effect back.
+    layer0 = sorted((r for r in nodes if r["layer"] == 0), key=lambda r: float(r["patching_effect"]))[:2]
+    for r in layer0:
+        assert float(r["patching_effect"]) < 0 < float(r["attribution_atp"])
+        assert float(r["attribution"]) < 0
 
 
 def test_the_curve_is_complete(record):
@@ -214,6 +249,11 @@ def test_attribution_is_exact_where_the_model_is_linear_in_the_nodes():
     for r in table(result, "nodes"):
         assert float(r["attribution"]) == pytest.approx(float(r["patching_effect"]), rel=1e-4, abs=1e-7)
     assert result.metric("rank_agreement_spearman").value == pytest.approx(1.0)
+    # No attention follows any node: the QK fix has nothing to recompute and gives the same scores.
+    star = run_task(Task("circuit.faithfulness", {**params, "attribution": "atp*"}, 0, model.spec), model)
+    assert star.status == "ok", star.error
+    for r, s in zip(table(result, "nodes"), table(star, "nodes"), strict=True):
+        assert float(s["attribution"]) == pytest.approx(float(r["attribution"]), rel=1e-9, abs=1e-12)
 
 
 def test_mlps_are_nodes_and_large_models_are_verified_on_their_top_candidates():
