@@ -203,6 +203,10 @@ def _plural(count: int, singular: str, plural: str | None = None) -> str:
     return f"{count} {singular if count == 1 else (plural or singular + 's')}"
 
 
+#: Rows of a record's table printed in the PDF; longer tables are cut there (with a note), never in the JSON.
+MAX_TABLE_ROWS = 60
+
+
 def _numeric_columns(table: Table) -> list[bool]:
     """For each column of ``table``, whether it holds numbers only (and at least one)."""
     columns = list(zip(*table.rows, strict=True)) if table.rows else [()] * len(table.columns)
@@ -275,6 +279,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(_FILTERS)
     env.globals["numeric_columns"] = _numeric_columns
+    env.globals["max_table_rows"] = MAX_TABLE_ROWS
     return env
 
 

@@ -598,6 +598,20 @@ def test_unsigned_draft_without_verdicts_external_evaluations_or_changes():
         assert _squash(sentence) in body, sentence
 
 
+def test_long_tables_are_cut_in_the_pdf_with_a_note_and_kept_whole_in_the_json():
+    dossier = _dossier().model_copy(update={"signer": None, **NO_POLICY, **LEAN})
+    record = dossier.records[0]
+    n = render.MAX_TABLE_ROWS + 25
+    long = Table(name="edges", columns=["edge", "score"], rows=[[f"edge-{i:03d}", float(i)] for i in range(n)])
+    dossier = dossier.model_copy(update={"records": [record.model_copy(update={"tables": [long]})]})
+    body = _squash("\n".join(page.extract_text() for page in pypdf.PdfReader(
+        io.BytesIO(render.render_pdf(dossier, canonical_bytes(dossier)))).pages))
+    assert f"edge-{render.MAX_TABLE_ROWS - 1:03d}" in body
+    assert f"edge-{render.MAX_TABLE_ROWS:03d}" not in body
+    assert _squash(f"the first {render.MAX_TABLE_ROWS} of {n} rows; every row is in the embedded dossier.json") in body
+    assert len(dossier.records[0].tables[0].rows) == n
+
+
 # -- errors -------------------------------------------------------------------------------
 
 
