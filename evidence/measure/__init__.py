@@ -195,9 +195,11 @@ class MeasurementDef:
         except ValidationError as exc:
             problems = []
             for err in exc.errors():
-                key = ".".join(str(part) for part in err["loc"]) or "(parameters)"
+                key = ".".join(str(part) for part in err["loc"])
                 if err["type"] == "extra_forbidden":
                     problems.append(f"unknown parameter {key!r}")
+                elif not key:  # a rule over several parameters
+                    problems.append(str(err["msg"]).removeprefix("Value error, "))
                 else:
                     problems.append(f"parameter {key!r}: {err['msg']}")
             known = ", ".join(sorted(self.params.model_fields))

@@ -21,48 +21,47 @@ the examples, per position (``ablation = "mean"``).
 
 Method.
 
-1. Attribution patching (AtP, Kramár et al. 2024): one clean forward with a
-   backward pass from ``m`` on the *clean* run, one corrupted forward; for every
-   node at once, ``score = sum over positions and features of
-   (a_corrupt - a_clean) * dm/da``, the first-order estimate of the change in
-   ``m`` when that node alone is patched. Batched over the examples: two
-   forward passes and one backward pass per batch. ``attribution = "atp*"``
-   applies the QK fix of AtP* (same paper) instead: the gradient is taken with
-   every attention pattern held fixed, and for each attention layer after the
-   node the pattern is recomputed exactly with the node patched (one forward
-   pass per node), so that the attention softmax is never linearised; the
-   score is the frozen-pattern first-order term plus ``(P_patched - P_clean) .
-   dm/dP`` summed over those layers. Both agree with the exact effect in the
-   limit of small patches. Plain AtP is always computed and reported beside it.
-   The default stays ``"atp"``: on the ``induction`` organism (logprob,
-   corrupted) the QK fix leaves the agreement at Spearman 0.31: what the
-   linear estimate misses lies less in the layer-1 softmax than after it, in
-   the clean log-probability, which is saturated, so its gradient at the clean
-   run is small (the layer-1 heads, which no attention follows, are
-   underestimated about tenfold too); with ``metric = "logit_diff"`` it raises the agreement
-   from -0.05 to 0.52, with ``ablation = "mean"`` it lowers it to 0.07. On the
-   three-layer ``demo`` organism it raises it from 0.45 to 0.90 (logprob,
-   corrupted), and the circuit that attribution alone ranks first recovers
-   more of the task.
+1. Attribution scores every node at once. ``attribution = "eap-ig"`` (the
+   default; integrated gradients as in EAP-IG, Hanna et al. 2024):
+   ``score = sum over positions and features of (a_corrupt - a_clean) . g``,
+   where ``g`` is the mean over ``ig_steps`` points of the gradient of ``m``
+   with respect to the node's activation, taken on the straight path from the
+   clean to the corrupted token embeddings (midpoint rule; one forward and one
+   backward pass per step and batch). ``attribution = "atp"`` is plain
+   attribution patching (AtP, Kramár et al. 2024): the same product with the
+   gradient of the clean run alone, two forward passes and one backward pass.
+   ``attribution = "atp*"`` applies AtP*'s QK fix instead: the gradient is
+   taken with every attention pattern held fixed, and for each attention layer
+   after the node the pattern is recomputed exactly with the node patched (one
+   forward pass per node); the score adds ``(P_patched - P_clean) . dm/dP``
+   over those layers. Plain AtP is always computed and reported beside the
+   chosen method. Why integrated gradients by default: the clean
+   log-probability of an induction model is saturated, so its gradient at the
+   clean run is nearly flat; plain AtP then underestimates the layer-1 heads of
+   the ``induction`` organism about tenfold, and the QK fix does not help
+   there, because what is lost is in the metric rather than in the softmax. On
+   the three-layer ``demo`` organism (logprob, corrupted; 64 examples) the
+   agreement with exhaustive patching rises from Spearman 0.45 (AtP) to 0.72
+   (EAP-IG); on ``induction`` it stays at 0.31, where single-node patching is
+   itself a poor reference: its four induction heads back each other up, so
+   patching any one alone changes little, while the path integral credits each
+   with its share of the joint effect. ``eap-ig`` needs ``ablation =
+   "corrupted"`` (the path ends at the corrupted input).
 2. Activation patching verifies it: each node is patched alone and the change
    in ``m`` is measured (exhaustively when the model has at most
    ``max_patched_nodes`` nodes; otherwise the nodes with the largest
    ``|score|``). ``rank_agreement_spearman`` is the Spearman correlation between
    the attribution scores (of the chosen method) and the measured effects over
    the verified nodes; ``rank_agreement_spearman_atp`` the same for plain AtP.
-3. The circuit ranking is AtP used the way its authors intend: a cheap screen
-   whose candidates are then verified. Verified nodes are ranked by the
+3. The circuit ranking uses attribution the way its authors intend: a cheap
+   screen whose candidates are then verified. Verified nodes are ranked by the
    magnitude of their measured effect, unverified ones after them by
-   ``|score|``. Where AtP's linear estimate is poor (attention that saturates,
-   heads that act only through later heads' keys, as in an induction circuit),
-   the verified ranking still finds the circuit, and the disagreement shows in
-   ``rank_agreement_spearman`` and in the curve of the AtP-only ranking, which
-   is reported beside it. On the ``induction`` organism, AtP ranks the layer-0
-   previous-token heads low (Spearman 0.31 with the measured effects) and its
-   top four heads recover about half of the task effect; the top four by
-   verified effect (two previous-token heads in layer 0, two induction heads in
-   layer 1) recover 80%, and are the four heads an exhaustive search over all
-   70 four-head subsets picks.
+   ``|score|``. Where the attribution is poor, the verified ranking still finds
+   the circuit, and the disagreement shows in ``rank_agreement_spearman`` and
+   in the curve of the attribution-only ranking, reported beside it. On the
+   ``induction`` organism the top four by verified effect (two previous-token
+   heads in layer 0, two induction heads in layer 1) recover 80%, and are the
+   four heads an exhaustive search over all 70 four-head subsets picks.
 4. Faithfulness curve: for each k, the top-k nodes are kept clean and every
    other node is patched. With ``m(M)`` the clean model and ``m(0)`` every node
    patched, ``faithfulness(k) = (m(C_k) - m(0)) / D`` where ``D = max(m(M) - m(0),
@@ -81,6 +80,25 @@ Method.
    ``min_task_effect`` and the target is reached with at most
    ``max_circuit_fraction`` of the nodes.
 
+6. Edges (``edges = true``, the default; see :mod:`evidence.measure.edges`).
+   The same steps over the edges between components: every writer into the
+   residual stream (the token embeddings, each head, each MLP) to every reader
+   (each head's query, key and value input, each MLP, the logits). Patching an
+   edge feeds one reader the patched writer's output and leaves every other
+   reader, and the stream itself, as in the run. Edge scores use the chosen
+   method's gradients (``atp*`` falls back to plain first order for edges),
+   each edge is verified by patching it alone (all edges when there are at
+   most ``max_patched_edges``), edges are ranked by verified effect, and the
+   curve keeps the top-k edges and patches every other edge. Before anything
+   is scored, the recomputation that edge patching rests on (the stream split
+   into writers, each head's q/k/v from the first layer norm, each MLP) is
+   checked against the model's own activations; a model that computes
+   otherwise gets an error rather than wrong edges. On the ``induction``
+   organism the edge circuit is the planted mechanism: the token into the
+   previous-token heads' values, the previous-token head into the induction
+   heads' keys (K-composition), the token into the induction heads' values,
+   and the induction heads into the logits.
+
 Metrics. ``faithfulness_at_k`` (fraction, CI, baseline: random nodes),
 ``circuit_size_k`` and ``circuit_size_fraction``; ``cpr`` and ``cmd`` (areas,
 CI, baseline: random rankings); ``rank_agreement_spearman`` and
@@ -90,10 +108,14 @@ in its top k); ``faithfulness_at_k_attribution_ranked`` (CI);
 ``task_metric_clean``, ``task_metric_all_patched`` and ``task_effect`` (CI;
 the effect's baseline is the random-init twin); ``circuit_found`` (flag);
 ``n_nodes``, ``n_verified_nodes``; ``top_node_layer`` and ``top_node_head``
-(-1 for an MLP) of the first node of the circuit ranking. Tables: ``nodes``
-(per node: attribution, plain AtP score, measured effect, both ranks,
-membership) and
-``faithfulness_curve``.
+(-1 for an MLP) of the first node of the circuit ranking. With edges:
+``edge_faithfulness_at_k`` (CI, baseline: random edges), ``edge_circuit_size_k``
+and ``edge_circuit_size_fraction``, ``edge_cpr`` and ``edge_cmd`` (CI, baseline),
+``edge_rank_agreement_spearman`` (CI), ``edge_faithfulness_at_k_attribution_ranked``
+(CI), ``edge_circuit_found`` (flag, as ``circuit_found``), ``n_edges`` and
+``edge_recompute_error``. Tables: ``nodes`` (per node: attribution, plain AtP
+score, measured effect, both ranks, membership), ``faithfulness_curve`` and
+``edges`` (per edge, in circuit order).
 
 Uncertainty and baselines. Intervals are percentile bootstraps over examples
 (the same resamples for every quantity, so comparisons are paired); a ratio is
@@ -115,11 +137,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from evidence.errors import MeasurementError
 from evidence.measure import MeasureContext, MeasurementParams, MeasurementResult, measurement
-from evidence.measure.hooks import HookFn, capture, scoped_hooks
+from evidence.measure.edges import EdgeModel
+from evidence.measure.hooks import HookFn, capture, keep_graph, record, scoped_hooks
 from evidence.measure.stats import BOOTSTRAP_METHOD
 from evidence.model import LoadedModel, random_twin
 from evidence.records import Baseline, ClauseRef, ConfidenceInterval, DataRef, Metric, Table
@@ -191,20 +214,39 @@ class CircuitParams(MeasurementParams):
     )
     batch_size: int = Field(default=64, ge=1)
     ablation: Literal["corrupted", "mean"] = "corrupted"
-    attribution: Literal["atp*", "atp"] = Field(
-        default="atp",
-        description="atp: plain first order; atp*: attention patterns after a node recomputed exactly under its patch",
+    attribution: Literal["eap-ig", "atp*", "atp"] = Field(
+        default="eap-ig",
+        description=(
+            "eap-ig: gradients integrated from the clean to the corrupted input; atp: plain first order; "
+            "atp*: attention patterns after a node recomputed exactly under its patch"
+        ),
     )
+    ig_steps: int = Field(default=8, ge=1, le=256, description="integration steps of eap-ig (midpoint rule)")
     k: int | None = Field(default=None, ge=1, description="circuit size; default: smallest k reaching the target")
     target_faithfulness: float = Field(default=0.8, gt=0.0, le=1.0)
     max_circuit_fraction: float = Field(default=0.75, gt=0.0, le=1.0)
     min_task_effect: float = Field(default=0.5, gt=0.0, description="in the metric's units")
     max_patched_nodes: int = Field(default=256, ge=3, description="nodes verified by activation patching")
+    edges: bool = Field(default=True, description="also score, verify and rank the edges between components")
+    max_patched_edges: int = Field(default=512, ge=3, description="edges verified by activation patching")
+    max_edge_curve_points: int = Field(default=32, ge=2)
+    max_edges: int = Field(
+        default=4096, ge=3, description="models with more edges get node scores only (the summary says so)"
+    )
     max_curve_points: int = Field(default=64, ge=2)
     random_rankings: int = Field(default=5, ge=1)
     twin_baseline: bool = True
     bootstrap_resamples: int = Field(default=1000, ge=100)
     ci_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+
+    @model_validator(mode="after")
+    def _integrated_needs_corrupted(self) -> CircuitParams:
+        if self.attribution == "eap-ig" and self.ablation != "corrupted":
+            raise ValueError(
+                "attribution 'eap-ig' integrates from the clean to the corrupted input and needs "
+                "ablation = 'corrupted'; use attribution = 'atp' or 'atp*' with mean ablation"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -411,18 +453,6 @@ class PatchingInputs:
         return self.means
 
 
-def _keep(name: str, stored: dict[str, torch.Tensor]) -> HookFn:
-    """A hook that keeps the activation in the autograd graph and remembers it."""
-
-    def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
-        if not activation.requires_grad:  # nothing upstream needs a gradient: start the graph here
-            activation = activation.detach().requires_grad_(True)
-        stored[name] = activation
-        return activation  # returned, so that the model computes on with this very tensor
-
-    return hook
-
-
 def _freeze(name: str, stored: dict[str, torch.Tensor]) -> HookFn:
     """A hook that cuts the graph at an attention pattern: the pattern becomes a leaf of its own."""
 
@@ -434,18 +464,58 @@ def _freeze(name: str, stored: dict[str, torch.Tensor]) -> HookFn:
     return hook
 
 
-def _record(name: str, stored: dict[str, torch.Tensor]) -> HookFn:
-    def hook(activation: torch.Tensor, hook: Any) -> None:
-        stored[name] = activation.detach()
-
-    return hook
-
-
 def _pattern_hook(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_pattern"
 
 
-def attribution_scores(inputs: PatchingInputs, method: str = "atp") -> tuple[np.ndarray, np.ndarray]:
+_EMBED_HOOK = "hook_embed"
+
+
+def _interpolating(clean: torch.Tensor, corrupted: torch.Tensor, alpha: float) -> HookFn:
+    """A hook on the token embeddings that moves them a fraction ``alpha`` of the way to the corrupted ones."""
+
+    def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+        _check_shape(_EMBED_HOOK, activation, corrupted)
+        return clean + alpha * (corrupted - clean)
+
+    return hook
+
+
+def _path_gradients(
+    inputs: PatchingInputs, clean: torch.Tensor, corrupted: torch.Tensor, steps: int
+) -> dict[str, torch.Tensor]:
+    """Mean gradient of ``m`` at every node hook along the straight path from the clean to the corrupted input.
+
+    The path runs through the token embeddings: at ``alpha = (i + 1/2) / steps``
+    (the midpoint rule) the embeddings are ``e_clean + alpha (e_corrupt -
+    e_clean)``, every node takes the activation the model computes from them, and
+    the gradient of the task metric (on the clean targets) with respect to each
+    node's activation is taken there. One forward and one backward pass per step.
+    """
+    bridge = inputs.model.bridge
+    names = _hook_names(inputs.nodes)
+    embedded = capture(bridge, [_EMBED_HOOK], clean)[_EMBED_HOOK]
+    embedded_corrupt = capture(bridge, [_EMBED_HOOK], corrupted)[_EMBED_HOOK]
+    total: dict[str, torch.Tensor] = {}
+    for i in range(steps):
+        alpha = (i + 0.5) / steps
+        stored: dict[str, torch.Tensor] = {}
+        hooks = [(_EMBED_HOOK, _interpolating(embedded, embedded_corrupt, alpha))]
+        hooks += [(name, keep_graph(name, stored)) for name in names]
+        with torch.enable_grad(), scoped_hooks(bridge, hooks):
+            value = _task_metric(bridge(clean), clean, inputs.task, inputs.metric)
+        grads = torch.autograd.grad(value.sum(), [stored[name] for name in names], allow_unused=True)
+        for name, grad in zip(names, grads, strict=True):
+            if grad is None:
+                continue
+            grad = grad.detach().to(torch.float64)
+            total[name] = total[name] + grad if name in total else grad
+    return {name: grad / steps for name, grad in total.items()}
+
+
+def attribution_scores(
+    inputs: PatchingInputs, method: str = "atp", ig_steps: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-example attribution scores ``[n, nodes]`` and the clean metric ``[n]``.
 
     ``method = "atp"``: ``(a_patched - a_clean) . dm/da`` with the gradient of the
@@ -458,8 +528,14 @@ def attribution_scores(inputs: PatchingInputs, method: str = "atp") -> tuple[np.
     patched, and ``dm/dP`` the gradient with respect to the pattern (the other
     patterns held fixed). The softmax, which saturates, is thus never linearised;
     only the path from each pattern onward is. Nodes with no attention layer after
-    them get the same score under both methods.
+    them get the same score under both methods. ``method = "eap-ig"``: the
+    gradient is the mean of ``ig_steps`` gradients along the path from the clean
+    to the corrupted input (integrated gradients over the token embeddings, as
+    in EAP-IG, Hanna et al. 2024), so a metric that is saturated at the clean
+    run is not judged by its flat gradient there; needs ``ablation = "corrupted"``.
     """
+    if method == "eap-ig" and inputs.ablation != "corrupted":
+        raise MeasurementError("eap-ig integrates from the clean to the corrupted input; it needs corrupted ablation")
     n = inputs.task.clean.shape[0]
     scores = np.zeros((n, len(inputs.nodes)), dtype=np.float64)
     clean_metric = np.zeros(n, dtype=np.float64)
@@ -471,14 +547,19 @@ def attribution_scores(inputs: PatchingInputs, method: str = "atp") -> tuple[np.
     for part, clean, corrupted in inputs.batches():
         stored: dict[str, torch.Tensor] = {}
         patterns: dict[str, torch.Tensor] = {}
-        hooks = [(name, _keep(name, stored)) for name in names]
+        hooks = [(name, keep_graph(name, stored)) for name in names]
         hooks += [(name, _freeze(name, patterns)) for name in pattern_names]
         with torch.enable_grad(), scoped_hooks(bridge, hooks):
             logits = bridge(clean)
             value = _task_metric(logits, clean, inputs.task, inputs.metric)
         wrt = names + pattern_names
         tensors = [stored[name] for name in names] + [patterns[name] for name in pattern_names]
-        grads = dict(zip(wrt, torch.autograd.grad(value.sum(), tensors, allow_unused=True), strict=True))
+        grads: dict[str, torch.Tensor | None] = dict(
+            zip(wrt, torch.autograd.grad(value.sum(), tensors, allow_unused=True), strict=True)
+        )
+        if method == "eap-ig":
+            along = _path_gradients(inputs, clean, corrupted, ig_steps)
+            grads.update({name: along.get(name) for name in names})
         sources = inputs.sources(corrupted)
         for j, node in enumerate(inputs.nodes):
             act = stored[node.hook].detach()
@@ -495,12 +576,14 @@ def attribution_scores(inputs: PatchingInputs, method: str = "atp") -> tuple[np.
             if not later:
                 continue
             patched: dict[str, torch.Tensor] = {}
-            hooks = _patch_hooks(inputs.nodes, [j], sources) + [(name, _record(name, patched)) for name in later]
+            hooks = _patch_hooks(inputs.nodes, [j], sources) + [(name, record(name, patched)) for name in later]
             with torch.no_grad(), scoped_hooks(bridge, hooks):
                 bridge(clean)
             for name in later:
                 change = (patched[name] - patterns[name].detach()).to(torch.float64)
-                through = change * grads[name].to(torch.float64)
+                pattern_grad = grads[name]
+                assert pattern_grad is not None  # filtered above
+                through = change * pattern_grad.to(torch.float64)
                 scores[part, j] += through.reshape(through.shape[0], -1).sum(dim=-1).numpy()
         clean_metric[part] = value.detach().numpy()
     if not np.all(np.isfinite(scores)):
@@ -671,16 +754,33 @@ def _with_zero(values: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Rankings:
-    circuit: list[int]  # verified nodes by |effect|, then the rest by |attribution|
+    circuit: list[int]  # verified components by |effect|, then the rest by |attribution|
     attribution: list[int]  # by |attribution| alone
     random: list[list[int]]
 
+    @staticmethod
+    def of(
+        screen: list[int], verified: list[int], effect_mean: np.ndarray, rng: np.random.Generator, draws: int
+    ) -> _Rankings:
+        """From the attribution order ``screen``, the verified components' mean effects, and random orderings."""
+        verified_set = set(verified)
+        return _Rankings(
+            circuit=[verified[int(i)] for i in np.argsort(-np.abs(effect_mean), kind="stable")]
+            + [j for j in screen if j not in verified_set],
+            attribution=screen,
+            random=[[int(j) for j in rng.permutation(len(screen))] for _ in range(draws)],
+        )
+
 
 def _curve_values(
-    inputs: PatchingInputs, rankings: _Rankings, ks: list[int], ctx: MeasureContext
+    patched_metrics: Callable[[list[frozenset[int]]], np.ndarray], n: int, rankings: _Rankings, ks: list[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Task metric with each ranking's top-k kept clean: ``[len(ks), n]``, ``[len(ks), n]``, ``[R, len(ks), n]``."""
-    everything = frozenset(range(len(inputs.nodes)))
+    """Task metric with each ranking's top-k of ``n`` components kept clean and the rest patched.
+
+    ``[len(ks), examples]`` for the circuit and the attribution rankings, ``[R, len(ks), examples]`` for
+    the random ones; ``patched_metrics`` maps patch sets to metric values ``[sets, examples]``.
+    """
+    everything = frozenset(range(n))
 
     def patched(order: Sequence[int], k: int) -> frozenset[int]:
         return everything - frozenset(order[:k])
@@ -689,12 +789,41 @@ def _curve_values(
     for order in [rankings.circuit, rankings.attribution, *rankings.random]:
         for k in ks:
             wanted.setdefault(patched(order, k), len(wanted))
-    values = _patched_metrics(inputs, list(wanted), lambda f: ctx.progress(0.3 + 0.55 * f, "faithfulness curve"))
+    values = patched_metrics(list(wanted))
 
     def curve(order: Sequence[int]) -> np.ndarray:
         return np.stack([values[wanted[patched(order, k)]] for k in ks])
 
     return curve(rankings.circuit), curve(rankings.attribution), np.stack([curve(o) for o in rankings.random])
+
+
+def _area_metrics(scorer: _Scorer, main: _Curve, rnd: _Curve, prefix: str, random_description: str) -> list[Metric]:
+    """CPR and CMD of the ``main`` curve, each with its CI and the random rankings' value as baseline."""
+    out = []
+    for name, area, better in (("cpr", scorer.cpr, "higher"), ("cmd", scorer.cmd, "lower")):
+        value, draws = area(main)
+        rnd_value, rnd_draws = area(rnd)
+        what = "under" if name == "cpr" else "between"
+        and_one = "" if name == "cpr" else " and 1"
+        out.append(
+            Metric(
+                name=prefix + name,
+                value=value,
+                unit="area",
+                ci=scorer.boot.interval(value, draws),
+                baseline=Baseline(
+                    name="random ranking",
+                    value=rnd_value,
+                    ci=scorer.boot.interval(rnd_value, rnd_draws),
+                    description=random_description,
+                ),
+                description=(
+                    f"area {what} the {prefix.replace('_', ' ')}faithfulness curve{and_one} over the circuit-size "
+                    f"fraction ({better} is better)"
+                ),
+            )
+        )
+    return out
 
 
 def _twin_effect(model: LoadedModel, inputs: PatchingInputs, seed: int, boot: _Boot) -> Baseline:
@@ -803,10 +932,268 @@ def _curve_table(
     )
 
 
-@measurement("circuit.faithfulness", version="1.1.0", params=CircuitParams, clauses=CLAUSES)
+# -- edges -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _EdgeInputs:
+    """Edge patching on the examples of ``inputs``: per batch, the clean tokens and each sender's patch value."""
+
+    graph: EdgeModel
+    inputs: PatchingInputs
+    _mean: torch.Tensor | None = None
+
+    def batches(self) -> Iterable[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(part, clean tokens, corrupted tokens, sender patch values [senders, b or 1, pos, d])``."""
+        for part, clean, corrupted in self.inputs.batches():
+            if self.inputs.ablation == "corrupted":
+                source = self.graph.outputs(corrupted)
+            else:
+                source = self._means()
+            yield part, clean, corrupted, source
+
+    def _means(self) -> torch.Tensor:
+        if self._mean is None:
+            total: torch.Tensor | None = None
+            for _, _, corrupted in self.inputs.batches():
+                part = self.graph.outputs(corrupted).to(torch.float64).sum(dim=1, keepdim=True)
+                total = part if total is None else total + part
+            assert total is not None
+            self._mean = (total / float(self.inputs.task.clean.shape[0])).to(torch.float32)
+        return self._mean
+
+    def metric(self, tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda logits: _task_metric(logits, tokens, self.inputs.task, self.inputs.metric)
+
+
+def edge_attribution_scores(edges: _EdgeInputs, method: str, ig_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example edge scores ``[n, edges]`` and the clean metric ``[n]``.
+
+    ``(a_u(source) - a_u(clean)) . g_v`` for every edge ``u -> v``, with ``g_v``
+    the gradient of ``m`` with respect to what ``v`` reads: at the clean run
+    (``atp``, and ``atp*``, whose QK fix is not applied to edges), or averaged
+    along the path from the clean to the corrupted embeddings (``eap-ig``).
+    """
+    graph, task = edges.graph, edges.inputs.task
+    n = task.clean.shape[0]
+    scores = np.zeros((n, len(graph.edges)), dtype=np.float64)
+    clean_metric = np.zeros(n, dtype=np.float64)
+    bridge = edges.inputs.model.bridge
+    for part, clean, corrupted, source in edges.batches():
+        metric = edges.metric(clean)
+        delta = source - graph.outputs(clean)
+        gradient, value = graph.receiver_gradients(clean, metric, None)
+        clean_metric[part] = value.numpy()
+        if method == "eap-ig":
+            embedded = capture(bridge, [_EMBED_HOOK], clean)[_EMBED_HOOK]
+            embedded_corrupt = capture(bridge, [_EMBED_HOOK], corrupted)[_EMBED_HOOK]
+            gradient = torch.zeros_like(gradient)
+            for i in range(ig_steps):
+                hook = _interpolating(embedded, embedded_corrupt, (i + 0.5) / ig_steps)
+                gradient += graph.receiver_gradients(clean, metric, hook)[0]
+            gradient /= ig_steps
+        scores[part] = graph.scores(delta, gradient)
+    if not np.all(np.isfinite(scores)):
+        raise MeasurementError("edge attribution scores are not finite")
+    return scores, clean_metric
+
+
+def _edge_patched_metrics(
+    edges: _EdgeInputs, patch_sets: Sequence[frozenset[int]], progress: Callable[[float], None]
+) -> np.ndarray:
+    """Task metric ``[sets, n]`` with each set of edges patched (an empty set is the clean run)."""
+    n = edges.inputs.task.clean.shape[0]
+    out = np.zeros((len(patch_sets), n), dtype=np.float64)
+    done, total = 0, max(1, len(patch_sets) * n)
+    for part, clean, _, source in edges.batches():
+        metric = edges.metric(clean)
+        for i, chosen in enumerate(patch_sets):
+            out[i, part] = metric(edges.graph.patched_forward(clean, sorted(chosen), source)).numpy()
+            done += clean.shape[0]
+            progress(done / total)
+    if not np.all(np.isfinite(out)):
+        raise MeasurementError("the task metric is not finite under edge patching")
+    return out
+
+
+@dataclass(frozen=True)
+class _EdgeResult:
+    metrics: list[Metric]
+    table: Table
+    summary: str
+
+
+def _edge_analysis(
+    graph: EdgeModel,
+    inputs: PatchingInputs,
+    params: CircuitParams,
+    boot: _Boot,
+    rng: np.random.Generator,
+    progress: Callable[[float, str], None],
+) -> _EdgeResult:
+    """Edges scored by attribution, verified by patching each alone, ranked, and the edge circuit's faithfulness."""
+    first = torch.from_numpy(inputs.task.clean[:16])  # the check compares what varies between examples
+    recompute_error = graph.check(first)
+    edges = _EdgeInputs(graph, inputs)
+    n_edges = len(graph.edges)
+    method = {"atp": "EAP", "atp*": "EAP", "eap-ig": "EAP-IG"}[params.attribution]
+    progress(0.0, "edge attribution")
+    scores, attribution_clean = edge_attribution_scores(edges, params.attribution, params.ig_steps)
+    score_mean = scores.mean(axis=0)
+    screen = [int(j) for j in np.argsort(-np.abs(score_mean), kind="stable")]
+    verified = sorted(screen[: params.max_patched_edges])
+
+    progress(0.2, "edge patching")
+    everything = frozenset(range(n_edges))
+    sets = [frozenset(), *(frozenset({j}) for j in verified), everything]
+    values = _edge_patched_metrics(edges, sets, lambda f: progress(0.2 + 0.4 * f, "edge patching"))
+    clean, alone, empty = values[0], values[1:-1], values[-1]
+    drift = float(np.abs(clean - attribution_clean).max())
+    if drift > 1e-4 * max(1.0, float(np.abs(clean).max())):
+        raise MeasurementError(f"the clean run differs by {drift:.3g} between edge gradients and edge patching")
+    effects = (alone - clean).T  # [n, verified]
+    effect_mean = effects.mean(axis=0)
+    rankings = _Rankings.of(screen, verified, effect_mean, rng, params.random_rankings)
+
+    progress(0.6, "edge faithfulness curve")
+    ks = _curve_ks(n_edges, params.max_edge_curve_points, None)
+    c_main, c_attribution, c_random = _curve_values(
+        lambda sets: _edge_patched_metrics(edges, sets, lambda f: progress(0.6 + 0.4 * f, "edge faithfulness curve")),
+        n_edges,
+        rankings,
+        ks,
+    )
+    scorer = _Scorer(ks, n_edges, boot, clean, empty, params.min_task_effect)
+    main, by_attribution, rnd = scorer.curve(c_main), scorer.curve(c_attribution), scorer.curve(c_random)
+    reached = [kk for kk, f in zip(ks, main.point, strict=True) if f >= params.target_faithfulness]
+    k = reached[0] if reached else n_edges
+    ki = ks.index(k)
+    f_k, r_k, a_k = float(main.point[ki]), float(rnd.point[ki]), float(by_attribution.point[ki])
+    task_effect = clean - empty
+    effect_ci = boot.interval(float(task_effect.mean()), boot.resample_means(task_effect))
+    found = int(
+        effect_ci.lower > params.min_task_effect
+        and f_k >= params.target_faithfulness
+        and k <= params.max_circuit_fraction * n_edges
+    )
+    verified_scores = scores[:, verified]
+    rho = float(spearman(verified_scores.mean(axis=0), effect_mean)[0])
+    rho_draws = spearman(boot.resample_means(verified_scores.T), boot.resample_means(effects.T))
+    labels = ", ".join(graph.label(graph.edges[j]) for j in rankings.circuit[: min(k, 8)])
+    labels += ", ..." if k > 8 else ""
+    metrics = [
+        Metric(
+            name="edge_faithfulness_at_k",
+            value=f_k,
+            unit="fraction",
+            ci=boot.interval(f_k, main.draws[:, ki]),
+            baseline=Baseline(
+                name="random edges",
+                value=r_k,
+                ci=boot.interval(r_k, rnd.draws[:, ki]),
+                description=f"mean faithfulness of {k} edges chosen at random, over {params.random_rankings} draws",
+            ),
+            description=(
+                f"share of the task effect recovered when only the top {k} edges ({labels}) carry the clean "
+                "run and every other edge is patched"
+            ),
+        ),
+        Metric(name="edge_circuit_size_k", value=k, unit="edges", description="edges kept in the edge circuit"),
+        Metric(
+            name="edge_circuit_size_fraction",
+            value=k / n_edges,
+            unit="fraction",
+            description="edge circuit size over all edges",
+        ),
+        *_area_metrics(scorer, main, rnd, "edge_", f"mean curve of {params.random_rankings} random edge orderings"),
+        Metric(
+            name="edge_rank_agreement_spearman",
+            value=rho,
+            unit="correlation",
+            ci=boot.interval(rho, rho_draws),
+            description=(
+                f"Spearman correlation between {method} edge scores and the effect of patching each edge alone, "
+                f"over {len(verified)} of {n_edges} edges"
+            ),
+        ),
+        Metric(
+            name="edge_faithfulness_at_k_attribution_ranked",
+            value=a_k,
+            unit="fraction",
+            ci=boot.interval(a_k, by_attribution.draws[:, ki]),
+            description=f"faithfulness of the top {k} edges ranked by {method} scores alone",
+        ),
+        Metric(
+            name="edge_circuit_found",
+            value=found,
+            unit="flag",
+            description=(
+                f"1 if the task effect with every edge patched has a CI lower bound above {params.min_task_effect} "
+                f"and faithfulness reaches {params.target_faithfulness} with at most "
+                f"{params.max_circuit_fraction:.0%} of the edges"
+            ),
+        ),
+        Metric(name="n_edges", value=n_edges, unit="edges", description="edges between scored components"),
+        Metric(
+            name="edge_recompute_error",
+            value=recompute_error,
+            unit="relative error",
+            description=(
+                "largest relative difference between the model's own activations and the recomputation edge "
+                "patching uses (split residual stream, q/k/v, MLPs) on the first batch"
+            ),
+        ),
+    ]
+    effect_of = {j: float(effect_mean[i]) for i, j in enumerate(verified)}
+    rank_of = {j: i + 1 for i, j in enumerate(rankings.circuit)}
+    attribution_rank_of = {j: i + 1 for i, j in enumerate(rankings.attribution)}
+    rows: list[list[str | float | int | None]] = []
+    for j in rankings.circuit[: max(k, params.max_patched_edges)]:
+        edge = graph.edges[j]
+        rows.append(
+            [
+                graph.senders[edge.sender].label,
+                graph.receivers[edge.receiver].label,
+                float(score_mean[j]),
+                effect_of.get(j),
+                rank_of[j],
+                attribution_rank_of[j],
+                int(rank_of[j] <= k),
+            ]
+        )
+    unit = "nats" if params.metric == "logprob" else "logits"
+    table = Table(
+        name="edges",
+        columns=[
+            "sender",
+            "receiver",
+            "attribution",
+            "patching_effect",
+            "circuit_rank",
+            "attribution_rank",
+            "in_circuit",
+        ],
+        rows=rows,
+        description=(
+            f"per edge, in circuit order (the first {max(k, params.max_patched_edges)} at most): mean {method} "
+            f"score, mean effect of patching it alone ({unit}; null when not verified), its ranks, and membership "
+            "of the edge circuit; a receiver is a head's q, k or v input, an MLP, or the logits"
+        ),
+    )
+    summary = (
+        f"Over {n_edges} edges, the top {k} ({labels}) recover {f_k:.1%} of the task "
+        f"({k} random edges {r_k:.1%}); {method} edge scores agree with patching each edge alone at "
+        f"Spearman {rho:.2f}."
+    )
+    return _EdgeResult(metrics=metrics, table=table, summary=summary)
+
+
+@measurement("circuit.faithfulness", version="1.2.0", params=CircuitParams, clauses=CLAUSES)
 def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: MeasureContext) -> MeasurementResult:
     """Attribution patching, verified by activation patching; the faithfulness curve of the circuit."""
     seeds = {name: ctx.derive_seed(name) for name in ("tokens", "random_rankings", "bootstrap")}
+    if params.edges:
+        seeds["edge_rankings"] = ctx.derive_seed("edge_rankings")
     if params.twin_baseline:
         seeds["twin_init"] = ctx.derive_seed("twin")
     nodes = model_nodes(model)
@@ -823,9 +1210,12 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
     # 1. Attribution patching: every node from two forward passes and one backward pass.
     ctx.progress(0.0, "attribution patching")
     plain, atp_clean = attribution_scores(inputs, "atp")
-    atp, atp_clean = (plain, atp_clean) if params.attribution == "atp" else attribution_scores(inputs, "atp*")
+    if params.attribution == "atp":
+        atp = plain
+    else:
+        atp, atp_clean = attribution_scores(inputs, params.attribution, params.ig_steps)
     atp_mean = atp.mean(axis=0)
-    method = "AtP*" if params.attribution == "atp*" else "AtP"
+    method = {"atp": "AtP", "atp*": "AtP*", "eap-ig": "EAP-IG"}[params.attribution]
 
     # 2. Activation patching verifies the scores (all nodes, or the top candidates of a large model).
     ctx.progress(0.1, "activation patching")
@@ -839,18 +1229,17 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
 
     # 3. Rankings: the circuit's (verified effects first), attribution alone, and random baselines.
     order_rng = np.random.default_rng(seeds["random_rankings"])
-    verified_set = set(verified)
-    rankings = _Rankings(
-        circuit=[verified[int(i)] for i in np.argsort(-np.abs(effect_mean), kind="stable")]
-        + [j for j in screen if j not in verified_set],
-        attribution=screen,
-        random=[[int(j) for j in order_rng.permutation(n_nodes)] for _ in range(params.random_rankings)],
-    )
+    rankings = _Rankings.of(screen, verified, effect_mean, order_rng, params.random_rankings)
 
     # 4. Faithfulness curves, CPR and CMD, with paired bootstrap draws over examples.
     ctx.progress(0.3, "faithfulness curve")
     ks = _curve_ks(n_nodes, params.max_curve_points, params.k)
-    c_main, c_atp, c_random = _curve_values(inputs, rankings, ks, ctx)
+    c_main, c_atp, c_random = _curve_values(
+        lambda sets: _patched_metrics(inputs, sets, lambda f: ctx.progress(0.3 + 0.3 * f, "faithfulness curve")),
+        n_nodes,
+        rankings,
+        ks,
+    )
     index = np.random.default_rng(seeds["bootstrap"]).integers(
         0, params.n_examples, size=(params.bootstrap_resamples, params.n_examples)
     )
@@ -886,8 +1275,26 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
     effect_ci = boot.interval(effect_point, boot.resample_means(task_effect))
     twin: Baseline | None = None
     if params.twin_baseline:
-        ctx.progress(0.85, "randomly initialised twin")
+        ctx.progress(0.6, "randomly initialised twin")
         twin = _twin_effect(model, inputs, seeds["twin_init"], boot)
+
+    edge_result: _EdgeResult | None = None
+    edges_skipped = ""
+    graph = EdgeModel(model) if params.edges else None
+    if graph is not None and len(graph.edges) > params.max_edges:
+        edges_skipped = (
+            f"Edges were not scored: the model has {len(graph.edges)} edges, more than max_edges = "
+            f"{params.max_edges} (raise max_edges to score them; time and memory grow with the number of edges)."
+        )
+    elif graph is not None:
+        edge_result = _edge_analysis(
+            graph,
+            inputs,
+            params,
+            boot,
+            np.random.default_rng(seeds["edge_rankings"]),
+            lambda f, what: ctx.progress(0.65 + 0.3 * f, what),
+        )
 
     found = int(
         effect_ci.lower > params.min_task_effect
@@ -918,32 +1325,7 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
             unit="fraction",
             description="circuit size over all nodes",
         ),
-        Metric(
-            name="cpr",
-            value=cpr,
-            unit="area",
-            ci=boot.interval(cpr, cpr_draws),
-            baseline=Baseline(
-                name="random ranking",
-                value=rnd_cpr,
-                ci=boot.interval(rnd_cpr, rnd_cpr_draws),
-                description=random_orderings,
-            ),
-            description="area under the faithfulness curve over the circuit-size fraction (higher is better)",
-        ),
-        Metric(
-            name="cmd",
-            value=cmd,
-            unit="area",
-            ci=boot.interval(cmd, cmd_draws),
-            baseline=Baseline(
-                name="random ranking",
-                value=rnd_cmd,
-                ci=boot.interval(rnd_cmd, rnd_cmd_draws),
-                description=random_orderings,
-            ),
-            description="area between the faithfulness curve and 1 over the circuit-size fraction (lower is better)",
-        ),
+        *_area_metrics(scorer, main, rnd, "", random_orderings),
         Metric(
             name="rank_agreement_spearman",
             value=rho,
@@ -1033,6 +1415,9 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
         _node_table(nodes, atp_mean, plain.mean(axis=0), effect_of, rankings, k, unit, method),
         _curve_table(nodes, scorer, rankings, main, by_atp, rnd),
     ]
+    if edge_result is not None:
+        metrics += edge_result.metrics
+        tables.append(edge_result.table)
     data = [
         DataRef(
             name="circuit.induction_examples",
@@ -1055,10 +1440,14 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
         f"{f_k:.1%} of it (CI {f_ci.lower:.1%}-{f_ci.upper:.1%}; {k} random nodes {r_k:.1%}). "
         f"CPR {cpr:.3f} (random {rnd_cpr:.3f}), CMD {cmd:.3f} (random {rnd_cmd:.3f}). "
         f"Attribution patching ({method}) agrees with activation patching at Spearman {rho:.2f}"
-        + (f" (plain AtP {rho_plain:.2f})" if params.attribution == "atp*" else "")
+        + (f" (plain AtP {rho_plain:.2f})" if params.attribution != "atp" else "")
         + "; ranked by attribution alone, "
         f"the top {k} recover {by_atp.point[ki]:.1%}. "
         + ("A sparse faithful circuit was found." if found else "No sparse faithful circuit was found.")
     )
+    if edge_result is not None:
+        summary += " " + edge_result.summary
+    if edges_skipped:
+        summary += " " + edges_skipped
     ctx.progress(1.0, "done")
     return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary, seeds=seeds)

@@ -26,7 +26,7 @@ from evidence.errors import MeasurementError
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-__all__ = ["HookFn", "capture", "scoped_hooks"]
+__all__ = ["HookFn", "capture", "keep_graph", "record", "scoped_hooks"]
 
 #: ``fn(activation, hook) -> replacement or None`` (None keeps the activation).
 HookFn = Callable[[torch.Tensor, Any], "torch.Tensor | None"]
@@ -105,3 +105,29 @@ def capture(bridge: TransformerBridge, names: Sequence[str], tokens: torch.Tenso
     with torch.no_grad(), scoped_hooks(bridge, [(name, store(name)) for name in names]):
         bridge(tokens)
     return stored
+
+
+def keep_graph(key: str, store: dict[str, torch.Tensor]) -> HookFn:
+    """A hook that keeps the activation in the autograd graph and stores it under ``key``.
+
+    An activation that needs no gradient yet (nothing upstream does) becomes a
+    leaf that does, so that gradients with respect to it can be taken; the
+    model computes on with this very tensor.
+    """
+
+    def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+        if not activation.requires_grad:
+            activation = activation.detach().requires_grad_(True)
+        store[key] = activation
+        return activation
+
+    return hook
+
+
+def record(key: str, store: dict[str, torch.Tensor]) -> HookFn:
+    """A hook that stores a detached view of the activation under ``key`` and changes nothing."""
+
+    def hook(activation: torch.Tensor, hook: Any) -> None:
+        store[key] = activation.detach()
+
+    return hook

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from evidence.canonical import canonical_bytes
+from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import Task, registered, run_task
 from evidence.measure.circuit import spearman
+from evidence.measure.edges import EdgeModel
+from evidence.measure.hooks import capture, scoped_hooks
 from evidence.model import LoadedModel, ModelSpec, load_model, random_twin
 from evidence.records import EvidenceRecord, Table
 
@@ -59,6 +63,20 @@ def twin_record(twin) -> EvidenceRecord:
     return run_task(Task("circuit.faithfulness", {}, 0, SPEC), twin)
 
 
+#: A tiny native model with LayerNorm and MLPs.
+TWO_LAYERS_WITH_MLPS: dict[str, object] = {
+    "d_model": 32,
+    "d_head": 8,
+    "n_heads": 2,
+    "n_layers": 2,
+    "n_ctx": 32,
+    "d_vocab": 24,
+    "attn_only": False,
+    "d_mlp": 64,
+    "normalization_type": "LN",
+}
+
+
 def tiny(architecture: dict[str, object], seed: int = 5) -> LoadedModel:
     from evidence.records import ModelIdentity, WeightFile
 
@@ -78,7 +96,7 @@ def tiny(architecture: dict[str, object], seed: int = 5) -> LoadedModel:
 
 def test_registered_with_its_clauses():
     definition = registered()["circuit.faithfulness"]
-    assert definition.version == "1.1.0"
+    assert definition.version == "1.2.0"
     assert {c.id for c in definition.clauses} == {
         "EU-AIA/AnnexIV/2/b@OJ-2024-07-12",
         "EU-AIA/AnnexIV/2/c@OJ-2024-07-12",
@@ -144,12 +162,29 @@ def test_attribution_is_verified_by_exhaustive_patching(record):
     assert magnitudes == sorted(magnitudes, reverse=True)
 
 
-def test_plain_attribution_is_the_default_and_is_recorded(record):
-    assert record.measurement.params["attribution"] == "atp"
+def test_integrated_gradients_are_the_default_and_plain_atp_is_recorded_beside_them(record):
+    assert record.measurement.params["attribution"] == "eap-ig"
+    assert record.measurement.params["ig_steps"] == 8
     nodes = table(record, "nodes")
-    assert all(r["attribution"] == r["attribution_atp"] for r in nodes)
+    assert any(r["attribution"] != pytest.approx(r["attribution_atp"]) for r in nodes)
+    effect = np.array([float(r["patching_effect"]) for r in nodes])
     plain = record.metric("rank_agreement_spearman_atp")
-    assert plain.value == record.metric("rank_agreement_spearman").value and plain.ci is not None
+    atp = np.array([float(r["attribution_atp"]) for r in nodes])
+    assert plain.ci is not None and plain.value == pytest.approx(float(spearman(atp, effect)[0]))
+    # Integrated along the path, the layer-1 heads' scores are no longer judged by the flat gradient of
+    # the saturated clean log-probability: each is far larger than its plain AtP score.
+    for r in nodes:
+        if r["layer"] == 1:
+            assert abs(float(r["attribution"])) > 10 * abs(float(r["attribution_atp"]))
+
+
+def test_integrated_gradients_need_corrupted_inputs():
+    with pytest.raises(ConfigError) as caught:
+        registered()["circuit.faithfulness"].validate_params({"ablation": "mean"})
+    assert str(caught.value).startswith(
+        "measurement 'circuit.faithfulness': attribution 'eap-ig' integrates from the clean to the corrupted input"
+    )
+    registered()["circuit.faithfulness"].validate_params({"ablation": "mean", "attribution": "atp"})
 
 
 def test_exact_attention_patterns_improve_agreement_on_the_logit_difference(organism):
@@ -189,7 +224,7 @@ def test_the_curve_is_complete(record):
     for r in curve:
         assert float(r["ci_lower"]) <= float(r["faithfulness"]) <= float(r["ci_upper"])
     assert record.data[0].count == 64 and record.data[0].name == "circuit.induction_examples"
-    assert set(record.seeds) == {"task", "tokens", "random_rankings", "bootstrap", "twin_init"}
+    assert set(record.seeds) == {"task", "tokens", "random_rankings", "bootstrap", "twin_init", "edge_rankings"}
 
 
 def test_the_random_twin_shows_no_faithful_sparse_circuit(twin_record):
@@ -257,25 +292,14 @@ def test_attribution_is_exact_where_the_model_is_linear_in_the_nodes():
 
 
 def test_mlps_are_nodes_and_large_models_are_verified_on_their_top_candidates():
-    model = tiny(
-        {
-            "d_model": 32,
-            "d_head": 8,
-            "n_heads": 2,
-            "n_layers": 2,
-            "n_ctx": 32,
-            "d_vocab": 24,
-            "attn_only": False,
-            "d_mlp": 64,
-            "normalization_type": "LN",
-        }
-    )
+    model = tiny(TWO_LAYERS_WITH_MLPS)
     params = {
         "n_examples": 8,
         "seq_len": 6,
         "max_patched_nodes": 3,
         "max_curve_points": 3,
         "ablation": "mean",
+        "attribution": "atp",
         "twin_baseline": False,
         "bootstrap_resamples": 200,
     }
@@ -318,3 +342,130 @@ def test_the_segment_fits_the_context_unless_set_explicitly():
     assert "segments of 10 tokens" in fitted.summary and "[8, 20]" in fitted.data[0].description
     too_long = run_task(Task("circuit.faithfulness", {**params, "seq_len": 11}, 0, model.spec), model)
     assert too_long.status == "error" and "22 tokens exceed the model's context of 20" in too_long.error.message
+
+
+# -- edges ---------------------------------------------------------------------------------------
+
+
+def edge_rows(record: EvidenceRecord) -> list[dict[str, object]]:
+    return table(record, "edges")
+
+
+def test_the_planted_edges_are_recovered(organism, record):
+    # The planted mechanism, read from heads.inventory: the previous-token head reads the token
+    # (its value input) and writes into the induction head's key (K-composition); the induction head
+    # reads the token to copy through its value input and writes to the logits.
+    inventory = run_task(Task("heads.inventory", {"random_ablation_draws": 1}, 0, SPEC), organism)
+    prev = f"L0H{inventory.metric('prev_token_head_index').value}"
+    induction = f"L1H{inventory.metric('induction_head_index').value}"
+    rows = edge_rows(record)
+    assert len(rows) == 81 == record.metric("n_edges").value  # 12 layer-0 q/k/v, 12 x 6 layer-1, 9 to the logits
+    assert all(isinstance(r["patching_effect"], float) for r in rows)  # all verified
+    circuit_edges = {f"{r['sender']}->{r['receiver']}" for r in rows if r["in_circuit"] == 1}
+    for edge in (f"input->{prev}.v", f"{prev}->{induction}.k", f"{induction}->logits", f"input->{induction}.v"):
+        assert edge in circuit_edges, edge
+    # Between the two layers the circuit composes through keys, not queries or values.
+    between = [r for r in rows if str(r["sender"]).startswith("L0") and str(r["receiver"]).startswith("L1H")]
+    by_input = {c: sum(abs(float(r["patching_effect"])) for r in between if str(r["receiver"]).endswith(c))
+                for c in (".q", ".k", ".v")}
+    assert by_input[".k"] > 2 * by_input[".q"] and by_input[".k"] > 2 * by_input[".v"]
+    strongest = max(between, key=lambda r: abs(float(r["patching_effect"])))
+    assert strongest["sender"] == prev and str(strongest["receiver"]).endswith(".k")
+
+    faithful = record.metric("edge_faithfulness_at_k")
+    assert faithful.value >= TARGET and faithful.ci is not None and faithful.baseline is not None
+    assert faithful.baseline.ci is not None and faithful.ci.lower > faithful.baseline.ci.upper
+    k = record.metric("edge_circuit_size_k").value
+    assert k == len(circuit_edges) <= 0.4 * 81
+    assert record.metric("edge_circuit_found").value == 1
+    cpr = record.metric("edge_cpr")
+    assert cpr.ci is not None and cpr.baseline is not None and cpr.baseline.ci is not None
+    assert cpr.ci.lower > cpr.baseline.ci.upper
+    cmd = record.metric("edge_cmd")
+    assert cmd.ci is not None and cmd.baseline is not None and cmd.baseline.ci is not None
+    assert cmd.ci.upper < cmd.baseline.ci.lower
+    rho = record.metric("edge_rank_agreement_spearman")
+    scores = np.array([float(r["attribution"]) for r in rows])
+    effects = np.array([float(r["patching_effect"]) for r in rows])
+    assert rho.value == pytest.approx(float(spearman(scores, effects)[0])) and rho.ci is not None
+    assert record.metric("edge_recompute_error").value < 1e-5
+
+
+def test_the_random_twin_has_no_edge_circuit(twin_record):
+    assert twin_record.metric("edge_circuit_found").value == 0
+
+
+@pytest.fixture(scope="module")
+def graph(organism) -> EdgeModel:
+    return EdgeModel(organism)
+
+
+def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    segment, fresh = rng.integers(3, 60, size=(2, 8, 10))
+    clean = np.concatenate([segment, segment], axis=1)
+    corrupted = np.concatenate([fresh, segment], axis=1)
+    return torch.from_numpy(clean), torch.from_numpy(corrupted)
+
+
+def test_patching_no_edge_or_every_edge_gives_the_clean_or_the_corrupted_run(organism, graph):
+    clean, corrupted = _batch()
+    source = graph.outputs(corrupted)
+    with torch.no_grad():
+        want_clean, want_corrupted = organism.bridge(clean), organism.bridge(corrupted)
+    assert torch.allclose(graph.patched_forward(clean, [], source), want_clean, atol=1e-5)
+    everything = list(range(len(graph.edges)))
+    assert torch.allclose(graph.patched_forward(clean, everything, source), want_corrupted, atol=1e-4)
+
+
+def test_patching_the_edges_into_the_logits_feeds_them_the_corrupted_stream(organism, graph):
+    clean, corrupted = _batch(1)
+    source = graph.outputs(corrupted)
+    into_logits = [i for i, e in enumerate(graph.edges) if graph.receivers[e.receiver].kind == "logits"]
+    final = capture(organism.bridge, ["ln_final.hook_in"], corrupted)["ln_final.hook_in"]
+    with torch.no_grad(), scoped_hooks(organism.bridge, [("ln_final.hook_in", lambda a, hook: final)]):
+        want = organism.bridge(clean)
+    assert torch.allclose(graph.patched_forward(clean, into_logits, source), want, atol=1e-4)
+    # ... while patching one head's key input changes that head's attention and no other head's.
+    edge = next(i for i, e in enumerate(graph.edges) if graph.label(e) == "L0H3->L1H1.k")
+    pattern = "blocks.1.attn.hook_pattern"
+    seen: dict[str, torch.Tensor] = {}
+    with scoped_hooks(organism.bridge, [(pattern, lambda a, hook: seen.__setitem__("p", a.detach()))]):
+        graph.patched_forward(clean, [edge], source)
+    before = capture(organism.bridge, [pattern], clean)[pattern]
+    changed = (seen["p"] - before).abs().amax(dim=(0, 2, 3))
+    assert changed[1] > 1e-3 and torch.all(changed[[0, 2, 3]] == 0)
+
+
+def test_edge_attribution_is_the_first_order_effect_of_each_edge():
+    # A small patch (0.01% of the way to the corrupted outputs) on a model with LayerNorm and MLPs:
+    # the plain edge attribution must match the patching effect of every edge to first order.
+    model = tiny(TWO_LAYERS_WITH_MLPS)
+    model.bridge.to(torch.float64)  # so that second-order terms, not rounding, are what is left
+    graph = EdgeModel(model)
+    rng = np.random.default_rng(3)
+    clean = torch.from_numpy(rng.integers(0, 24, size=(6, 12)))
+    corrupted = torch.from_numpy(rng.integers(0, 24, size=(6, 12)))
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(logits[:, :-1].double(), dim=-1).gather(-1, clean[:, 1:, None])[..., 0].mean(-1)
+
+    base = graph.outputs(clean)
+    source = base + 1e-4 * (graph.outputs(corrupted) - base)
+    gradients, value = graph.receiver_gradients(clean, metric, None)
+    scores = graph.scores(source - base, gradients).sum(axis=0)
+    effects = np.array(
+        [float((metric(graph.patched_forward(clean, [i], source)) - value).sum()) for i in range(len(graph.edges))]
+    )
+    assert len(graph.edges) == 46
+    big = np.abs(effects) > 1e-3 * np.abs(effects).max()
+    assert big.sum() > 20
+    assert np.allclose(scores[big], effects[big], rtol=0.01, atol=1e-3 * np.abs(effects).max())
+    assert float(np.corrcoef(scores, effects)[0, 1]) > 0.9999
+
+
+def test_a_model_that_computes_otherwise_is_refused(organism):
+    graph = EdgeModel(organism)
+    graph.weights[1]["W_K"] = graph.weights[1]["W_K"] * 1.5
+    with pytest.raises(MeasurementError, match="cannot reproduce this model's layer 1 k"):
+        graph.check(_batch()[0])

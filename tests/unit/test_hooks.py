@@ -41,7 +41,32 @@ def zero(activation: torch.Tensor, hook: object) -> torch.Tensor:
 
 
 def test_public_api_is_pinned():
-    assert hooks.__all__ == ["HookFn", "capture", "scoped_hooks"]
+    assert hooks.__all__ == ["HookFn", "capture", "keep_graph", "record", "scoped_hooks"]
+
+
+def test_keep_graph_gives_gradients_at_the_kept_points_and_record_changes_nothing(bridge, tokens):
+    kept: dict[str, torch.Tensor] = {}
+    seen: dict[str, torch.Tensor] = {}
+    points = ["blocks.0.attn.hook_z", "blocks.1.attn.hook_z"]
+    with torch.no_grad():
+        want = bridge(tokens)
+    wrap = [(name, hooks.keep_graph(name, kept)) for name in points]
+    wrap.append(("blocks.1.hook_resid_pre", hooks.record("resid", seen)))
+    with torch.enable_grad(), scoped_hooks(bridge, wrap):
+        logits = bridge(tokens)
+    assert torch.allclose(logits, want)  # neither kind of hook changes the computation
+    assert not seen["resid"].requires_grad
+    first, second = torch.autograd.grad(logits[:, -1].sum(), [kept[p] for p in points])
+    assert first.abs().sum() > 0 and second.abs().sum() > 0
+
+
+def test_keep_graph_starts_a_graph_where_nothing_upstream_needs_a_gradient():
+    kept: dict[str, torch.Tensor] = {}
+    hook = hooks.keep_graph("x", kept)
+    plain = torch.ones(2, 3)
+    out = hook(plain, None)
+    assert out is kept["x"] and out.requires_grad and out.is_leaf
+    assert not plain.requires_grad  # the caller's tensor is left alone
 
 
 def test_counts_every_call_and_detaches_on_exit(bridge, tokens):

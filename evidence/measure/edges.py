@@ -1,0 +1,440 @@
+"""Edges of the residual stream for ``circuit.faithfulness``: who writes what each component reads.
+
+The residual stream that a component reads is a sum of what earlier
+components wrote: the token embeddings (the *input*), each attention head's
+output (``z_h W_O[h]``, its bias aside), each MLP's output, plus constant
+biases. An *edge* ``u -> v`` joins a writer (sender) ``u`` to a reader
+(receiver) ``v``, where a receiver is one head's query, key or value input
+(``L1H2.k``), an MLP's input, or the unembedding (``logits``). Senders of a
+layer-``l`` head are the input and everything in layers ``< l``; an MLP also
+reads the heads of its own layer; ``logits`` read everything.
+
+Patching an edge changes what one receiver reads and nothing else: the
+receiver computes from ``resid + sum over its patched senders of (a_u(source)
+- a_u(current run))``, while every other reader, and the residual stream
+itself, see the current run. Patching all edges into a receiver therefore
+feeds it the source run's stream; patching every edge gives the source run.
+The receiver is recomputed from the model's own weights and normalisation
+modules (``LN1(r) W_Q[h] + b_Q[h]`` for a query, ``MLP(LN2(r))`` for an MLP);
+:meth:`EdgeModel.check` verifies, before anything is scored, that this
+recomputation and the split of the stream into writers reproduce the
+model's own activations, so an architecture that computes otherwise is
+refused rather than scored wrongly.
+
+Attribution of an edge is ``(a_u(source) - a_u(clean)) . dm/d(input of v)``
+summed over positions (edge attribution patching, Syed et al. 2023), where
+the gradient with respect to a receiver's own input is obtained by pulling
+the gradient at the receiver's output back through its recomputation; with
+integrated gradients (EAP-IG, Hanna et al. 2024) that gradient is averaged
+along the straight path from the clean to the corrupted token embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from evidence.errors import MeasurementError
+from evidence.measure.hooks import HookFn, capture, keep_graph, record, scoped_hooks
+from evidence.model import LoadedModel
+
+__all__ = ["Edge", "EdgeModel", "Receiver", "Sender"]
+
+_EMBED = "hook_embed"
+_FINAL = "ln_final.hook_in"
+_CHECK_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Sender:
+    """A writer into the residual stream: the input, a head (``head`` set) or an MLP."""
+
+    kind: str  # "input", "head", "mlp"
+    layer: int = -1
+    head: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``input``, ``L0H3`` or ``L0MLP``."""
+        if self.kind == "input":
+            return "input"
+        return f"L{self.layer}MLP" if self.kind == "mlp" else f"L{self.layer}H{self.head}"
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """A reader of the residual stream: a head's q, k or v input, an MLP, or the logits."""
+
+    kind: str  # "q", "k", "v", "mlp", "logits"
+    layer: int = -1
+    head: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``L1H2.k``, ``L1MLP`` or ``logits``."""
+        if self.kind == "logits":
+            return "logits"
+        return f"L{self.layer}MLP" if self.kind == "mlp" else f"L{self.layer}H{self.head}.{self.kind}"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``sender -> receiver``, as indices into :attr:`EdgeModel.senders` and :attr:`EdgeModel.receivers`."""
+
+    sender: int
+    receiver: int
+
+
+class EdgeModel:
+    """The senders, receivers and edges of a model, and the recomputations that patch or differentiate them."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        bridge = model.bridge
+        self.model = model
+        self.n_layers = model.n_layers
+        self.n_heads = model.n_heads
+        self.has_mlp = not bool(getattr(bridge.cfg, "attn_only", False))
+        available = set(getattr(bridge, "hook_dict", {}))
+        needed = [_EMBED, _FINAL]
+        for layer in range(self.n_layers):
+            needed += [f"blocks.{layer}.hook_resid_pre"] + [f"blocks.{layer}.attn.hook_{c}" for c in "qkvz"]
+            if self.has_mlp:
+                needed += [f"blocks.{layer}.hook_resid_mid", f"blocks.{layer}.hook_mlp_out"]
+        missing = [name for name in needed if name not in available]
+        if missing:
+            raise MeasurementError(f"edge scoring needs hook points this model lacks: {missing}")
+        try:
+            self.weights = [
+                {
+                    name: getattr(bridge.blocks[layer].attn, name).detach()
+                    for name in ("W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V", "W_O")
+                }
+                for layer in range(self.n_layers)
+            ]
+            self.ln1 = [_module(bridge.blocks[layer].ln1) for layer in range(self.n_layers)]
+            self.ln2 = [_module(bridge.blocks[layer].ln2) for layer in range(self.n_layers)] if self.has_mlp else []
+            self.mlp = [_module(bridge.blocks[layer].mlp) for layer in range(self.n_layers)] if self.has_mlp else []
+        except (AttributeError, IndexError) as exc:
+            raise MeasurementError(f"edge scoring cannot read the attention weights or modules: {exc}") from exc
+        for layer, w in enumerate(self.weights):
+            shapes = {name: tuple(t.shape) for name, t in w.items()}
+            if shapes["W_Q"] != shapes["W_K"] or shapes["W_Q"][0] != self.n_heads:
+                raise MeasurementError(
+                    f"edge scoring needs one key per query head; layer {layer} has weights {shapes}",
+                    hint="set edges = false for grouped-query attention",
+                )
+
+        self.senders = [Sender("input")]
+        self.receivers: list[Receiver] = []
+        for layer in range(self.n_layers):
+            self.senders += [Sender("head", layer, h) for h in range(self.n_heads)]
+            if self.has_mlp:
+                self.senders.append(Sender("mlp", layer))
+            self.receivers += [Receiver(c, layer, h) for h in range(self.n_heads) for c in "qkv"]
+            if self.has_mlp:
+                self.receivers.append(Receiver("mlp", layer))
+        self.receivers.append(Receiver("logits"))
+        self.edges = [
+            Edge(s, r)
+            for r, receiver in enumerate(self.receivers)
+            for s, sender in enumerate(self.senders)
+            if _reads(receiver, sender, self.n_layers)
+        ]
+
+    def label(self, edge: Edge) -> str:
+        """``L0H3->L1H1.k``."""
+        return f"{self.senders[edge.sender].label}->{self.receivers[edge.receiver].label}"
+
+    # -- the split of the stream into writers -----------------------------------------------------
+
+    def _capture_names(self) -> list[str]:
+        names = [_EMBED] + [f"blocks.{layer}.attn.hook_z" for layer in range(self.n_layers)]
+        if self.has_mlp:
+            names += [f"blocks.{layer}.hook_mlp_out" for layer in range(self.n_layers)]
+        return names
+
+    def _head_outputs(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """``[heads, batch, pos, d_model]``: what each head of ``layer`` writes."""
+        return torch.einsum("bphe,hed->hbpd", z, self.weights[layer]["W_O"].to(z.dtype))
+
+    def _stack(self, embed: torch.Tensor, z: dict[int, torch.Tensor], mlp: dict[int, torch.Tensor]) -> torch.Tensor:
+        parts = [embed[None]]
+        for layer in range(self.n_layers):
+            parts.append(self._head_outputs(layer, z[layer]))
+            if self.has_mlp:
+                parts.append(mlp[layer][None])
+        return torch.cat(parts, dim=0)
+
+    def outputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Every sender's output on ``tokens``: ``[senders, batch, pos, d_model]``."""
+        got = capture(self.model.bridge, self._capture_names(), tokens)
+        z = {layer: got[f"blocks.{layer}.attn.hook_z"] for layer in range(self.n_layers)}
+        mlp = {layer: got[f"blocks.{layer}.hook_mlp_out"] for layer in range(self.n_layers)} if self.has_mlp else {}
+        return self._stack(got[_EMBED], z, mlp)
+
+    # -- recomputing a receiver ---------------------------------------------------------------------
+
+    def head_input(self, layer: int, kind: str, resid: torch.Tensor) -> torch.Tensor:
+        """``LN1(resid) W_c + b_c`` for every head: ``resid [..., d_model]`` -> ``[..., heads, d_head]``.
+
+        ``resid`` may carry a head axis (``[b, p, heads, d_model]``): head ``h`` then reads its own stream.
+        """
+        w = self.weights[layer]
+        normed = self.ln1[layer](resid)
+        weight, bias = w[f"W_{kind.upper()}"].to(normed.dtype), w[f"b_{kind.upper()}"].to(normed.dtype)
+        pattern = "bphd,hde->bphe" if normed.dim() == 4 else "bpd,hde->bphe"
+        out: torch.Tensor = torch.einsum(pattern, normed, weight) + bias
+        return out
+
+    def mlp_output(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        """``MLP(LN2(resid))``."""
+        out: torch.Tensor = self.mlp[layer](self.ln2[layer](resid))
+        return out
+
+    def check(self, tokens: torch.Tensor) -> float:
+        """Largest relative mismatch between the model's activations and their recomputation; raises if large."""
+        names = self._capture_names() + [_FINAL]
+        for layer in range(self.n_layers):
+            names += [f"blocks.{layer}.hook_resid_pre"] + [f"blocks.{layer}.attn.hook_{c}" for c in "qkv"]
+            if self.has_mlp:
+                names.append(f"blocks.{layer}.hook_resid_mid")
+        got = capture(self.model.bridge, sorted(set(names)), tokens)
+        z = {layer: got[f"blocks.{layer}.attn.hook_z"] for layer in range(self.n_layers)}
+        mlp = {layer: got[f"blocks.{layer}.hook_mlp_out"] for layer in range(self.n_layers)} if self.has_mlp else {}
+        stack = self._stack(got[_EMBED], z, mlp)
+        worst = 0.0
+
+        def compare(what: str, ours: torch.Tensor, theirs: torch.Tensor, constant: bool = False) -> None:
+            nonlocal worst
+            diff = ours - theirs
+            if constant:  # biases and position embeddings are the same in every example: compare what varies
+                diff = diff - diff.mean(dim=0, keepdim=True)
+            scale = float(theirs.abs().max()) or 1.0
+            error = float(diff.abs().max()) / scale
+            worst = max(worst, error)
+            if not error <= _CHECK_TOLERANCE:
+                raise MeasurementError(
+                    f"edge scoring cannot reproduce this model's {what} (relative error {error:.2g})",
+                    hint="the model's attention or MLP is not computed the way edge scoring assumes; set edges = false",
+                )
+
+        with torch.no_grad():
+            for layer in range(self.n_layers):
+                resid = got[f"blocks.{layer}.hook_resid_pre"]
+                before = stack[: self._first_sender(layer)].sum(dim=0)
+                compare(f"residual stream at layer {layer}", before, resid, constant=True)
+                for kind in "qkv":
+                    compare(
+                        f"layer {layer} {kind}",
+                        self.head_input(layer, kind, resid),
+                        got[f"blocks.{layer}.attn.hook_{kind}"],
+                    )
+                if self.has_mlp:
+                    compare(
+                        f"layer {layer} MLP",
+                        self.mlp_output(layer, got[f"blocks.{layer}.hook_resid_mid"]),
+                        mlp[layer],
+                    )
+            compare("final residual stream", stack.sum(dim=0), got[_FINAL], constant=True)
+        return worst
+
+    def _first_sender(self, layer: int) -> int:
+        """Index of the first sender of ``layer`` (the senders before it write layer ``layer``'s input)."""
+        return 1 + layer * (self.n_heads + int(self.has_mlp))
+
+    # -- patching -------------------------------------------------------------------------------------
+
+    def patched_forward(
+        self, tokens: torch.Tensor, patched: Sequence[int], source: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits of ``tokens`` with the edges ``patched`` (indices into :attr:`edges`) fed from ``source``.
+
+        ``source`` is every sender's patch value, ``[senders, batch or 1, pos, d_model]``.
+        """
+        by_receiver: dict[int, list[int]] = {}
+        for index in patched:
+            edge = self.edges[index]
+            by_receiver.setdefault(edge.receiver, []).append(edge.sender)
+        current: dict[int, torch.Tensor] = {}  # sender index -> its output in this run
+        resid: dict[str, torch.Tensor] = {}
+
+        def shift(senders: list[int]) -> torch.Tensor:
+            total = None
+            for s in senders:
+                change = source[s] - current[s]
+                total = change if total is None else total + change
+            assert total is not None
+            return total
+
+        hooks: dict[str, HookFn] = {}
+
+        def record_embed(activation: torch.Tensor, hook: Any) -> None:
+            current[0] = activation
+
+        hooks[_EMBED] = record_embed
+        for layer in range(self.n_layers):
+            first = self._first_sender(layer)
+            head_patches = {
+                (r.kind, r.head): by_receiver[i]
+                for i, r in enumerate(self.receivers)
+                if i in by_receiver and r.layer == layer and r.kind in "qkv"
+            }
+            if head_patches:
+                hooks[f"blocks.{layer}.hook_resid_pre"] = record(f"pre{layer}", resid)
+                for kind in "qkv":
+                    wanted = {h: s for (c, h), s in head_patches.items() if c == kind}
+                    if wanted:
+                        hooks[f"blocks.{layer}.attn.hook_{kind}"] = self._replace_heads(
+                            layer, kind, wanted, resid, f"pre{layer}", shift
+                        )
+            hooks[f"blocks.{layer}.attn.hook_z"] = self._record_heads(layer, first, current)
+            if self.has_mlp:
+                mlp_index = self.receivers.index(Receiver("mlp", layer))
+                if mlp_index in by_receiver:
+                    hooks[f"blocks.{layer}.hook_resid_mid"] = record(f"mid{layer}", resid)
+                hooks[f"blocks.{layer}.hook_mlp_out"] = self._mlp_hook(
+                    layer, first + self.n_heads, by_receiver.get(mlp_index), resid, current, shift
+                )
+        logits_index = len(self.receivers) - 1
+        if logits_index in by_receiver:
+            senders = by_receiver[logits_index]
+
+            def final(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+                return activation + shift(senders).to(activation.dtype)
+
+            hooks[_FINAL] = final
+        with torch.no_grad(), scoped_hooks(self.model.bridge, sorted(hooks.items())):
+            logits: torch.Tensor = self.model.bridge(tokens)
+        return logits
+
+    def _record_heads(self, layer: int, first: int, current: dict[int, torch.Tensor]) -> HookFn:
+        def hook(activation: torch.Tensor, hook: Any) -> None:
+            outputs = self._head_outputs(layer, activation)
+            for h in range(self.n_heads):
+                current[first + h] = outputs[h]
+
+        return hook
+
+    def _replace_heads(
+        self,
+        layer: int,
+        kind: str,
+        wanted: dict[int | None, list[int]],
+        resid: dict[str, torch.Tensor],
+        key: str,
+        shift: Callable[[list[int]], torch.Tensor],
+    ) -> HookFn:
+        def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+            out = activation.clone()
+            base = resid[key]
+            for head, senders in wanted.items():
+                assert head is not None
+                recomputed = self.head_input(layer, kind, base + shift(senders).to(base.dtype))
+                out[:, :, head] = recomputed[:, :, head].to(out.dtype)
+            return out
+
+        return hook
+
+    def _mlp_hook(
+        self,
+        layer: int,
+        index: int,
+        senders: list[int] | None,
+        resid: dict[str, torch.Tensor],
+        current: dict[int, torch.Tensor],
+        shift: Callable[[list[int]], torch.Tensor],
+    ) -> HookFn:
+        def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+            if senders is not None:
+                base = resid[f"mid{layer}"]
+                activation = self.mlp_output(layer, base + shift(senders).to(base.dtype)).to(activation.dtype)
+            current[index] = activation
+            return activation
+
+        return hook
+
+    # -- gradients at every receiver's input ---------------------------------------------------------
+
+    def receiver_gradients(
+        self, tokens: torch.Tensor, metric: Callable[[torch.Tensor], torch.Tensor], embed_hook: HookFn | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(d metric / d input of each receiver [receivers, b, p, d_model], metric [b])``.
+
+        The gradient at a receiver's output (its q, k or v, the MLP's output, or
+        the final residual stream) is pulled back through that receiver's own
+        recomputation, so each head's query, key and value get their own
+        gradient with respect to the stream they read. ``embed_hook`` replaces
+        the token embeddings (for integrated gradients).
+        """
+        bridge = self.model.bridge
+        kept: dict[str, torch.Tensor] = {}
+        streams: dict[str, torch.Tensor] = {}
+        hooks: list[tuple[str, HookFn]] = []
+        if embed_hook is not None:
+            hooks.append((_EMBED, embed_hook))
+        outputs = [_FINAL]
+        for layer in range(self.n_layers):
+            hooks.append((f"blocks.{layer}.hook_resid_pre", record(f"blocks.{layer}.hook_resid_pre", streams)))
+            outputs += [f"blocks.{layer}.attn.hook_{c}" for c in "qkv"]
+            if self.has_mlp:
+                hooks.append((f"blocks.{layer}.hook_resid_mid", record(f"blocks.{layer}.hook_resid_mid", streams)))
+                outputs.append(f"blocks.{layer}.hook_mlp_out")
+        hooks += [(name, keep_graph(name, kept)) for name in outputs]
+        with torch.enable_grad(), scoped_hooks(bridge, hooks):
+            value = metric(bridge(tokens))
+        raw = torch.autograd.grad(value.sum(), [kept[name] for name in outputs], allow_unused=True)
+        grads = {name: g for name, g in zip(outputs, raw, strict=True)}
+        shape = kept[_FINAL].shape
+        out = torch.zeros((len(self.receivers), *shape), dtype=torch.float64)
+        index = {r: i for i, r in enumerate(self.receivers)}
+        with torch.enable_grad():
+            for layer in range(self.n_layers):
+                stream = streams[f"blocks.{layer}.hook_resid_pre"]
+                for kind in "qkv":
+                    g = grads[f"blocks.{layer}.attn.hook_{kind}"]
+                    if g is None:
+                        continue
+                    spread = stream[:, :, None, :].expand(-1, -1, self.n_heads, -1).clone().requires_grad_(True)
+                    recomputed = self.head_input(layer, kind, spread)  # [b, p, heads, d_head]
+                    (pulled,) = torch.autograd.grad(recomputed, spread, g.to(recomputed.dtype))
+                    for h in range(self.n_heads):
+                        out[index[Receiver(kind, layer, h)]] = pulled[:, :, h].to(torch.float64)
+                if self.has_mlp:
+                    g = grads[f"blocks.{layer}.hook_mlp_out"]
+                    if g is not None:
+                        mid = streams[f"blocks.{layer}.hook_resid_mid"].clone().requires_grad_(True)
+                        (pulled,) = torch.autograd.grad(self.mlp_output(layer, mid), mid, g.to(mid.dtype))
+                        out[index[Receiver("mlp", layer)]] = pulled.to(torch.float64)
+        final = grads[_FINAL]
+        if final is not None:
+            out[-1] = final.to(torch.float64)
+        return out, value.detach()
+
+    def scores(self, delta: torch.Tensor, gradients: torch.Tensor) -> np.ndarray:
+        """Per-example edge scores ``[batch, edges]`` from sender changes and receiver gradients."""
+        full = torch.einsum("sbpd,rbpd->bsr", delta.to(torch.float64), gradients)
+        senders = torch.tensor([e.sender for e in self.edges])
+        receivers = torch.tensor([e.receiver for e in self.edges])
+        result: np.ndarray = full[:, senders, receivers].numpy()
+        return result
+
+
+def _reads(receiver: Receiver, sender: Sender, n_layers: int) -> bool:
+    if sender.kind == "input" or receiver.kind == "logits":
+        return True
+    if receiver.kind == "mlp":
+        return sender.layer < receiver.layer or (sender.layer == receiver.layer and sender.kind == "head")
+    return sender.layer < receiver.layer
+
+
+def _module(component: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The module a bridge component wraps (calling it does not fire the bridge's hooks)."""
+    inner = getattr(component, "_original_component", None)
+    module = inner if inner is not None else component
+    if not callable(module):
+        raise MeasurementError(f"{type(component).__name__} is not callable")
+    return module  # type: ignore[no-any-return]
