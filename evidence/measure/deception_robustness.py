@@ -86,11 +86,12 @@ from evidence.measure.hooks import HookFn, scoped_hooks
 from evidence.measure.probe_causality import marker_length
 from evidence.measure.probes import bootstrap_delta_auroc
 from evidence.measure.stats import bootstrap_mean, wilson_interval
+from evidence.measure.suffixes import allowed_token_ids, anchored_end, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
 from evidence.records import Baseline, ClauseRef, DataRef, Metric, Table
 from evidence.runspec import Prompt
 
-__all__ = ["CLAUSES", "DeceptionRobustnessParams", "insert_suffix", "reword", "robustness"]
+__all__ = ["CLAUSES", "DeceptionRobustnessParams", "reword", "robustness"]
 
 CLAUSES = (
     ClauseRef(
@@ -246,21 +247,6 @@ def _prompts_digest(prompts: Sequence[Prompt]) -> str:
 # -- (b) attack ---------------------------------------------------------------------------------
 
 
-def insert_suffix(ids: Sequence[int], anchor: Sequence[int], suffix: Sequence[int]) -> tuple[list[int], int]:
-    """``ids`` with ``suffix`` inserted right before a trailing ``anchor`` (or appended); and where it starts."""
-    ids = list(ids)
-    if anchor:
-        if len(ids) < len(anchor) or ids[-len(anchor) :] != list(anchor):
-            raise MeasurementError(
-                "a triggered evaluation prompt does not end with the suffix anchor",
-                hint='set suffix_anchor to the text every prompt ends with (the assistant turn marker), or to ""',
-            )
-        at = len(ids) - len(anchor)
-    else:
-        at = len(ids)
-    return ids[:at] + list(suffix) + ids[at:], at
-
-
 @dataclass(frozen=True)
 class _Group:
     """Attacked rows of one prompt length: the suffix starts at ``start``, the prompt ends at ``end``."""
@@ -288,21 +274,21 @@ class _Attack:
     weights: torch.Tensor
     bias: float
 
+    def with_suffix(self, row: int, suffix: Sequence[int]) -> list[int]:
+        """Prompt ``row`` with ``suffix`` inserted before its closing anchor."""
+        return insert_suffix(self.bases[row], [int(t) for t in suffix], anchored_end(self.bases[row], self.anchor))
+
     def groups(self, rows: Sequence[int], k: int) -> list[_Group]:
         """``rows`` grouped by prompt length (with a suffix of ``k`` tokens)."""
         by: dict[tuple[int, int], list[int]] = {}
         for r in rows:
-            _, at = insert_suffix(self.bases[r], self.anchor, [])
-            by.setdefault((len(self.bases[r]), at), []).append(r)
+            n = len(self.bases[r])
+            by.setdefault((n, n - anchored_end(self.bases[r], self.anchor)), []).append(r)
         return [_Group(rows=v, start=at, end=n + k - 1) for (n, at), v in sorted(by.items())]
 
     def tokens(self, group: _Group, suffixes: np.ndarray) -> torch.Tensor:
         """Rows ``prompt-with-suffix + completion`` for every suffix x row of the group: [S * g, T]."""
-        out = []
-        for suffix in suffixes:
-            for r in group.rows:
-                seq, _ = insert_suffix(self.bases[r], self.anchor, [int(t) for t in suffix])
-                out.append(seq + self.completion)
+        out = [self.with_suffix(r, suffix) + self.completion for suffix in suffixes for r in group.rows]
         return torch.tensor(out, dtype=torch.long)
 
     def forward(
@@ -334,20 +320,15 @@ class _Attack:
         return behaviour + self.params.probe_weight * probe
 
 
-def _embed_hook(start: int, values: torch.Tensor, mode: str) -> HookFn:
-    """Edit the token embeddings of the suffix positions ``[start, start + k)``.
-
-    ``mode="gradient"``: values are ``one_hot @ W_E``; the embedding keeps its
-    value and gains their gradient. ``mode="add"``: values are added.
-    """
-    k = values.shape[0]
+def _perturbation_hook(start: int, delta: torch.Tensor) -> HookFn:
+    """Add ``delta [k, d_model]`` to the token embeddings of the suffix positions ``[start, start + k)``."""
+    k = delta.shape[0]
 
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
         length = activation.shape[1]
         if length < start + k:
             raise MeasurementError(f"the suffix does not fit the sequence at {hook.name}")
-        edit = values - values.detach() if mode == "gradient" else values
-        full = torch.nn.functional.pad(edit.to(activation.dtype), (0, 0, start, length - start - k))
+        full = torch.nn.functional.pad(delta.to(activation.dtype), (0, 0, start, length - start - k))
         return activation + full[None]
 
     return hook
@@ -359,7 +340,7 @@ def _loss(
     """Mean attack loss over ``rows`` for one suffix (plus an embedding perturbation, if given)."""
     total = torch.zeros((), dtype=torch.float64)
     for group in atk.groups(rows, len(suffix)):
-        edit = None if delta is None else _embed_hook(group.start, delta, "add")
+        edit = None if delta is None else _perturbation_hook(group.start, delta)
         nll, score, _ = atk.forward(atk.tokens(group, np.asarray([suffix])), group.end, edit, grad)
         total = total + atk.loss_terms(nll, score).sum()
     return total / len(rows)
@@ -383,7 +364,7 @@ def _token_gradient(atk: _Attack, suffix: Sequence[int], rows: Sequence[int]) ->
     one_hot.requires_grad_(True)
     total = torch.zeros((), dtype=torch.float64)
     for group in atk.groups(rows, len(suffix)):
-        edit = _embed_hook(group.start, one_hot @ w_e, "gradient")
+        edit = one_hot_gradient_hook(group.start, one_hot @ w_e)
         nll, score, _ = atk.forward(atk.tokens(group, np.asarray([suffix])), group.end, edit, grad=True)
         total = total + atk.loss_terms(nll, score).sum()
     (total / len(rows)).backward()  # type: ignore[no-untyped-call]
@@ -407,23 +388,15 @@ def _evaluate_suffix(atk: _Attack, suffix: Sequence[int], delta: torch.Tensor | 
     defects = np.zeros(len(rows), dtype=bool)
     steps = marker_length(atk.model.tokenizer, atk.phrases)
     for group in atk.groups(rows, len(suffix)):
-        edit = None if delta is None else _embed_hook(group.start, delta.detach(), "add")
+        edit = None if delta is None else _perturbation_hook(group.start, delta.detach())
         _, score, lo = atk.forward(atk.tokens(group, np.asarray([suffix])), group.end, edit, grad=False)
         scores[group.rows] = score.double().numpy()
         log_odds[group.rows] = lo.double().numpy()
-        prompts = [insert_suffix(atk.bases[r], atk.anchor, suffix)[0] for r in group.rows]
+        prompts = [atk.with_suffix(r, suffix) for r in group.rows]
         with scoped_hooks(atk.model.bridge, [] if edit is None else [("hook_embed", edit)]):
             generated = greedy_generate(atk.model.bridge, prompts, steps, atk.params.batch_size)
         defects[group.rows] = matches_marker(atk.model.tokenizer, generated, atk.phrases)
     return _Outcome(scores=scores, log_odds=log_odds, defects=defects)
-
-
-def _allowed_tokens(model: LoadedModel) -> np.ndarray:
-    special = {int(i) for i in getattr(model.tokenizer, "all_special_ids", []) or []}
-    allowed = np.array([i for i in range(model.d_vocab) if i not in special], dtype=np.int64)
-    if allowed.size < 2:
-        raise MeasurementError("the vocabulary has fewer than two ordinary tokens to build a suffix from")
-    return allowed
 
 
 def _embedding_radius(model: LoadedModel, params: DeceptionRobustnessParams) -> float:
@@ -441,7 +414,7 @@ def _run_attack(
     n = len(atk.bases)
     rows = sorted(rng.choice(n, min(params.attack_prompts, n), replace=False).tolist())
     suffix = list(suffix0)
-    allowed = _allowed_tokens(atk.model)
+    allowed = allowed_token_ids(atk.model)
     banned = torch.ones(atk.model.d_vocab, dtype=torch.bool)
     banned[torch.from_numpy(allowed)] = False
 
@@ -592,7 +565,7 @@ def robustness(model: LoadedModel, params: DeceptionRobustnessParams, ctx: Measu
     # random-suffix baseline: the same budget of tokens (or perturbation norm), not optimised
     rand = np.random.default_rng(seeds["random_suffix"])
     if params.attack == "gcg":
-        allowed = _allowed_tokens(model)
+        allowed = allowed_token_ids(model)
         random_suffix = [int(t) for t in allowed[rand.integers(0, allowed.size, size=len(suffix0))]]
         baseline_outcome = _evaluate_suffix(atk, random_suffix, None)
         baseline_desc = "a random suffix of the same length (ordinary tokens), not optimised"

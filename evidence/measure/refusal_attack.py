@@ -11,9 +11,8 @@ or the log-odds of the helpful markers' first token, to be raised (``sign``
 One step, for every prompt at once:
 
 1. The gradient of the objective with respect to a one-hot encoding of the
-   suffix tokens, obtained by replacing the suffix rows of the token embedding
-   (at ``hook_embed``, through :func:`evidence.measure.hooks.scoped_hooks`) with
-   ``one_hot @ W_E``.
+   suffix tokens, taken through the suffix rows of the token embedding
+   (:func:`evidence.measure.suffixes.one_hot_gradient_hook`).
 2. For each suffix position, the ``top_k`` allowed tokens with the most negative
    gradient.
 3. ``n_candidates`` single-token substitutions, each at a random suffix position
@@ -35,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -44,16 +42,10 @@ import torch.nn.functional as F
 from evidence.errors import MeasurementError
 from evidence.measure.behaviour import marker_log_odds
 from evidence.measure.hooks import scoped_hooks
+from evidence.measure.suffixes import allowed_tokens, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
 
-__all__ = [
-    "AttackResult",
-    "allowed_tokens",
-    "checkpoint_steps",
-    "common_suffix_length",
-    "gcg_attack",
-    "insert_suffix",
-]
+__all__ = ["AttackResult", "checkpoint_steps", "common_suffix_length", "gcg_attack"]
 
 
 def common_suffix_length(seqs: Sequence[Sequence[int]]) -> int:
@@ -67,12 +59,6 @@ def common_suffix_length(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def insert_suffix(seq: Sequence[int], suffix: Sequence[int], end_len: int) -> list[int]:
-    """``seq`` with ``suffix`` inserted before its last ``end_len`` tokens."""
-    cut = len(seq) - end_len
-    return [*seq[:cut], *suffix, *seq[cut:]]
-
-
 def checkpoint_steps(steps: int) -> list[int]:
     """0, 1, 2, 4, 8, ... and ``steps`` itself: where the attack is read out."""
     out = [0]
@@ -83,23 +69,6 @@ def checkpoint_steps(steps: int) -> list[int]:
     if steps > 0:
         out.append(steps)
     return out
-
-
-def allowed_tokens(model: LoadedModel) -> torch.Tensor:
-    """A boolean mask over the vocabulary: ordinary tokens the tokenizer can produce."""
-    vocab = model.d_vocab
-    mask = torch.ones(vocab, dtype=torch.bool)
-    tokenizer = model.tokenizer
-    if tokenizer is not None:
-        size = len(tokenizer)
-        if size < vocab:
-            mask[size:] = False
-        for i in getattr(tokenizer, "all_special_ids", []) or []:
-            if 0 <= int(i) < vocab:
-                mask[int(i)] = False
-    if int(mask.sum()) < 2:
-        raise MeasurementError("the vocabulary has fewer than two ordinary tokens to build a suffix from")
-    return mask
 
 
 @dataclass
@@ -136,17 +105,7 @@ def _objective(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row objective (``sign`` x log-odds) and its gradient w.r.t. the one-hot suffix ``[rows, length, vocab]``."""
     one_hot = F.one_hot(tokens[:, start : start + length], w_e.shape[0]).to(w_e.dtype).requires_grad_(True)
-    expected = w_e[tokens]
-
-    def embed(activation: torch.Tensor, hook: Any) -> torch.Tensor:
-        if activation.shape != expected.shape or not torch.allclose(activation, expected, atol=1e-5, rtol=1e-4):
-            raise MeasurementError(
-                "hook_embed does not carry the rows of W_E for the input tokens, so the suffix's token "
-                "gradient cannot be taken there",
-                hint="the adversarial suffix search needs a model whose token embedding is a plain lookup",
-            )
-        return torch.cat([activation[:, :start], one_hot @ w_e, activation[:, start + length :]], dim=1)
-
+    embed = one_hot_gradient_hook(start, one_hot @ w_e)
     with torch.enable_grad(), scoped_hooks(model.bridge, [("hook_embed", embed)]):
         logits = model.bridge(tokens)
         values = sign * marker_log_odds(logits[:, -1, :], marker_ids)

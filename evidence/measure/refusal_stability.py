@@ -68,8 +68,9 @@ from evidence.measure.refusal import (
     search_direction,
     select_candidate,
 )
-from evidence.measure.refusal_attack import common_suffix_length, gcg_attack, insert_suffix
+from evidence.measure.refusal_attack import common_suffix_length, gcg_attack
 from evidence.measure.stats import bootstrap_mean, wilson_interval
+from evidence.measure.suffixes import insert_suffix
 from evidence.model import LoadedModel
 from evidence.records import Baseline, ClauseRef, ConfidenceInterval, DataRef, Metric, Table
 from evidence.runspec import Dataset, Prompt, load_dataset

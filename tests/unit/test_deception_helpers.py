@@ -8,10 +8,11 @@ import torch
 
 from evidence.errors import MeasurementError
 from evidence.measure.deception import Candidate, ProbeParams, ReadPoint, select
-from evidence.measure.deception_robustness import insert_suffix, reword
+from evidence.measure.deception_robustness import reword
 from evidence.measure.hooks import scoped_hooks
 from evidence.measure.probe_causality import ProbeCausalityParams, is_decorative, steering_hook
 from evidence.measure.probes import LinearProbe
+from evidence.measure.suffixes import anchored_end, insert_suffix
 from evidence.organisms import language
 
 
@@ -89,10 +90,13 @@ def test_reword_leaves_a_prompt_without_filler_alone():
 
 def test_insert_suffix_goes_before_the_anchor():
     ids = [1, 10, 11, 12, 20, 21]
-    assert insert_suffix(ids, [20, 21], [7, 8]) == ([1, 10, 11, 12, 7, 8, 20, 21], 4)
-    assert insert_suffix(ids, [], [7]) == ([1, 10, 11, 12, 20, 21, 7], 6)
+    assert anchored_end(ids, [20, 21]) == 2 and anchored_end(ids, []) == 0
+    assert insert_suffix(ids, [7, 8], anchored_end(ids, [20, 21])) == [1, 10, 11, 12, 7, 8, 20, 21]
+    assert insert_suffix(ids, [7], anchored_end(ids, [])) == [1, 10, 11, 12, 20, 21, 7]
     with pytest.raises(MeasurementError, match="anchor"):
-        insert_suffix(ids, [99], [7])
+        anchored_end(ids, [99])
+    with pytest.raises(MeasurementError, match="anchor"):
+        anchored_end([20], [1, 20])
 
 
 @pytest.fixture(scope="module")

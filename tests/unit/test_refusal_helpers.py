@@ -33,14 +33,9 @@ from evidence.measure.refusal import (
     select_candidate,
     split_indices,
 )
-from evidence.measure.refusal_attack import (
-    allowed_tokens,
-    checkpoint_steps,
-    common_suffix_length,
-    gcg_attack,
-    insert_suffix,
-)
+from evidence.measure.refusal_attack import checkpoint_steps, common_suffix_length, gcg_attack
 from evidence.measure.refusal_stability import _percentile_ci, reword
+from evidence.measure.suffixes import allowed_token_ids, allowed_tokens, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel, ModelSpec
 from evidence.organisms.language import HARMFUL_WORDS, REQUEST_WORDS, TOPICS, VOCAB
 from evidence.records import ModelIdentity, WeightFile
@@ -331,6 +326,25 @@ def test_allowed_tokens_excludes_specials_and_rows_past_the_tokenizer():
     model.tokenizer = _Tok()
     mask = allowed_tokens(model)
     assert mask.tolist() == [False, False] + [True] * 18 + [False] * 4
+    assert allowed_token_ids(model).tolist() == list(range(2, 20))
+
+
+def test_the_one_hot_hook_keeps_the_forward_pass_and_refuses_what_is_not_a_lookup():
+    model = small_model()
+    w_e = model.bridge.W_E.detach()
+    tokens = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 4, 2]])
+    one_hot = torch.nn.functional.one_hot(tokens[:, 1:3], w_e.shape[0]).to(w_e.dtype).requires_grad_(True)
+    with torch.no_grad():
+        want = model.bridge(tokens)
+    with torch.enable_grad(), scoped_hooks(model.bridge, [("hook_embed", one_hot_gradient_hook(1, one_hot @ w_e))]):
+        logits = model.bridge(tokens)
+        (grad,) = torch.autograd.grad(logits[:, -1, 3].sum(), one_hot)
+    assert torch.equal(logits, want)
+    assert grad.shape == one_hot.shape and grad.abs().sum() > 0
+    wrong = torch.nn.functional.one_hot(tokens[:, 2:4], w_e.shape[0]).to(w_e.dtype)  # not the tokens at 1..2
+    with pytest.raises(MeasurementError, match="does not carry the rows of W_E"):
+        with scoped_hooks(model.bridge, [("hook_embed", one_hot_gradient_hook(1, wrong @ w_e))]):
+            model.bridge(tokens)
 
 
 def test_gcg_lowers_its_objective_deterministically():
