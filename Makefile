@@ -39,7 +39,7 @@ test: install
 	@rc=0; $(PY) -m pytest -q || rc=$$?; exit $$rc
 
 lint: install
-	$(VENV)/bin/ruff check evidence signing tests
+	$(VENV)/bin/ruff check evidence signing tests benchmarks studies
 	$(VENV)/bin/mypy
 
 clean:

@@ -203,10 +203,15 @@ def _cmd_organisms_train(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in ORGANISM_NAMES]
     if unknown:
         raise _usage(f"unknown organism(s) {', '.join(unknown)}; known: {', '.join(ORGANISM_NAMES)}")
+    if args.seed is not None and args.out is None:
+        raise _usage("--seed trains a replicate, which must go to --out DIR (the bundled weights stay as committed)")
+    out = Path(args.out) if args.out is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     say = _progress()
     for name in names:
-        say(f"training {name}")
-        result = train(name)
+        say(f"training {name}" + (f" from seed {args.seed}" if args.seed is not None else ""))
+        result = train(name, weights_dir=out, seed=args.seed)
         print(f"{name}  sha256 {result.weights_sha256}  final loss {result.final_loss:.4f}")
     return EXIT_OK
 
@@ -277,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     osub = p.add_subparsers(dest="organisms_command", required=True, parser_class=_Parser)
     t = osub.add_parser("train", help="retrain organisms from their seeds and print their sha256")
     t.add_argument("names", nargs="*", metavar="NAME")
+    t.add_argument("--seed", type=int, help="train a replicate from this seed instead of the registered one")
+    t.add_argument("--out", metavar="DIR", help="write weights and manifest here (default: the bundled weights)")
     t.set_defaults(func=_cmd_organisms_train)
     return parser
 

@@ -269,7 +269,9 @@ def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
             f"organism {name!r} has no entry in {directory / organisms.MANIFEST_NAME}",
             hint=remedy,
         )
-    if entry.get("config") != dict(organism.architecture) or entry.get("seed") != organism.seed:
+    seed = entry.get("seed")
+    replicate = entry.get("replicate") is True and isinstance(seed, int) and seed != organism.seed
+    if entry.get("config") != dict(organism.architecture) or not (seed == organism.seed or replicate):
         raise ModelLoadError(
             f"the weights of organism {name!r} were trained for a different configuration "
             "than the registry now declares",
@@ -322,7 +324,7 @@ def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
         ) from exc
     bridge.eval()
     identity = ModelIdentity(
-        name=name,
+        name=f"{name} (replicate from seed {seed})" if replicate else name,
         source="organism",
         path=None,
         architecture=dict(organism.architecture),

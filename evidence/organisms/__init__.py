@@ -22,6 +22,7 @@ Importing this package does not import torch.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -244,11 +245,19 @@ def _no_progress(fraction: float, message: str) -> None:
     """Default progress callback: ignore."""
 
 
-def train(name: str, *, weights_dir: Path | None = None, progress: ProgressFn | None = None) -> TrainResult:
-    """Retrain organism ``name`` from its seed; write its weights and its manifest entry."""
+def train(
+    name: str, *, weights_dir: Path | None = None, progress: ProgressFn | None = None, seed: int | None = None
+) -> TrainResult:
+    """Retrain organism ``name`` from its seed; write its weights and its manifest entry.
+
+    ``seed`` trains a replicate from another seed instead (same recipe, data and
+    architecture); its manifest entry records that seed.
+    """
     from evidence.organisms._training import deterministic, finite_state
 
     spec = get_spec(name)
+    if seed is not None:
+        spec = dataclasses.replace(spec, seed=seed)
     directory = weights_dir if weights_dir is not None else _default_weights_dir()
     fn = spec.train_fn()
     started = time.perf_counter()
@@ -286,6 +295,8 @@ def train(name: str, *, weights_dir: Path | None = None, progress: ProgressFn | 
             "transformer_lens": metadata.version("transformer-lens"),
         },
     }
+    if spec.seed != get_spec(name).seed:
+        entry["replicate"] = True  # trained from another seed than the registered one
     # Read-modify-write of this organism's entry only: the others survive.
     organisms = read_manifest(directory)
     organisms[name] = entry

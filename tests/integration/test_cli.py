@@ -291,3 +291,9 @@ def test_default_dossier_addresses_annex_xi_section_2_and_annex_iv_2g(pipeline_b
         if entry["status"] == "evidenced":
             assert entry["records"] or entry["verdicts"]
     assert index["EU-AIA/AnnexXI/S2/1@OJ-2024-07-12"]["status"] == "evidenced"
+
+
+def test_a_replicate_seed_needs_an_output_directory(capsys):
+    code, out, err = run_cli(capsys, "organisms", "train", "induction", "--seed", "5")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "--seed trains a replicate, which must go to --out DIR")

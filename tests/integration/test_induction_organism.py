@@ -197,3 +197,23 @@ def test_non_finite_organism_weights_are_refused(tmp_path):
     (tmp_path / "w" / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(ModelLoadError, match=r"non-finite weights \(NaN or Inf\) in blocks.0.attn.q.weight"):
         load_model(SPEC, organisms_dir=tmp_path / "w")
+
+
+@pytest.mark.slow
+def test_a_replicate_from_another_seed_is_a_different_model_with_the_same_mechanism(tmp_path, capsys):
+    from evidence.cli import main
+
+    assert main(["organisms", "train", "induction", "--seed", "7", "--out", str(tmp_path)]) == 0
+    assert "induction  sha256 " in capsys.readouterr().out
+    entry = read_manifest(tmp_path)["induction"]
+    assert entry["seed"] == 7 and entry["replicate"] is True
+    assert entry["weights_sha256"] != read_manifest()["induction"]["weights_sha256"]
+    replicate = load_model(SPEC, organisms_dir=tmp_path)
+    assert replicate.identity.name == "induction (replicate from seed 7)"
+    # The recipe, not the seed, plants the mechanism: the replicate has an induction head in layer 1 too.
+    record = run_task(Task("heads.inventory", {"random_ablation_draws": 1}, 0, SPEC), replicate)
+    assert record.status == "ok", record.error
+    assert record.metric("induction_head_layer").value == 1 and record.metric("prev_token_head_layer").value == 0
+    score = record.metric("induction_score_max")
+    assert score.ci is not None and score.baseline is not None and score.baseline.ci is not None
+    assert score.ci.lower > 0.3 > score.baseline.ci.upper  # far above its own random-init twin

@@ -94,3 +94,29 @@ def test_missing_organism_manifest_entry_names_the_training_command(tmp_path):
     with pytest.raises(ModelLoadError, match="no entry") as info:
         load_model(ModelSpec(organism="induction"), organisms_dir=tmp_path)
     assert info.value.hint == "interp-dossier organisms train induction"
+
+
+def _copy_of_induction(tmp_path: Path, **changes: object) -> Path:
+    from evidence.organisms import read_manifest, weights_dir
+
+    entry = dict(read_manifest()["induction"], **changes)
+    source = weights_dir() / str(entry["weights_file"])
+    (tmp_path / source.name).write_bytes(source.read_bytes())
+    write(tmp_path / "manifest.json", json.dumps({"format": 1, "organisms": {"induction": entry}}))
+    return tmp_path
+
+
+def test_weights_from_another_seed_are_refused_unless_marked_as_a_replicate(tmp_path):
+    directory = _copy_of_induction(tmp_path, seed=7)
+    with pytest.raises(ModelLoadError, match="different configuration") as info:
+        load_model(ModelSpec(organism="induction"), organisms_dir=directory)
+    assert info.value.hint == "interp-dossier organisms train induction"
+
+
+def test_a_replicate_loads_and_says_so_in_its_identity(tmp_path):
+    directory = _copy_of_induction(tmp_path, seed=7, replicate=True)
+    loaded = load_model(ModelSpec(organism="induction"), organisms_dir=directory)
+    assert loaded.identity.name == "induction (replicate from seed 7)"
+    bundled = load_model(ModelSpec(organism="induction"))
+    assert bundled.identity.name == "induction"
+    assert loaded.identity.weights_sha256 == bundled.identity.weights_sha256  # the same file, here
