@@ -217,7 +217,15 @@ def _numeric_columns(table: Table) -> list[bool]:
     ]
 
 
-_FILTERS: dict[str, Callable[..., str]] = {
+def _breakable(name: str) -> Any:
+    """``name`` HTML-escaped, with a line-break opportunity after each underscore (long column names)."""
+    import markupsafe
+
+    return markupsafe.Markup("_<wbr>").join(markupsafe.escape(part) for part in name.split("_"))
+
+
+_FILTERS: dict[str, Callable[..., Any]] = {
+    "breakable": _breakable,
     "num": _format_number,
     "interval": _format_interval,
     "json": _format_json,

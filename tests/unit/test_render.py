@@ -692,6 +692,8 @@ def test_small_formatters():
     assert render._format_utc(when) == "2025-01-02 03:04:05 UTC"
     assert render._format_percent(0.95) == "95%"
     assert render._format_bytes(1048576) == "1\u2009048\u2009576 B"
+    assert str(render._breakable("faithfulness_random")) == "faithfulness_<wbr>random"
+    assert str(render._breakable("a<b>_c")) == "a&lt;b&gt;_<wbr>c"  # escaped, then made breakable
 
 
 def test_importing_the_renderer_does_not_load_weasyprint():
