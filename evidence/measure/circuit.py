@@ -97,7 +97,13 @@ Method.
    organism the edge circuit is the planted mechanism: the token into the
    previous-token heads' values, the previous-token head into the induction
    heads' keys (K-composition), the token into the induction heads' values,
-   and the induction heads into the logits.
+   and the induction heads into the logits. A replicate of ``induction``
+   trained from another seed (``organisms train induction --seed 7``) learns
+   the task less well (task effect 4.0 nats against 9.2) and spreads it over
+   all eight heads: no sparse node circuit reaches 80% there (it takes 7 of 8
+   heads), but its edges still compose through keys, not queries (summed
+   single-edge effects from layer-0 heads into layer-1 keys 1.39 nats, into
+   queries 0.05, into values 1.18).
 
 Metrics. ``faithfulness_at_k`` (fraction, CI, baseline: random nodes),
 ``circuit_size_k`` and ``circuit_size_fraction``; ``cpr`` and ``cmd`` (areas,
