@@ -149,3 +149,16 @@ def test_a_directory_transformers_cannot_read_is_a_model_load_error(tmp_path):
     (directory / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ModelLoadError, match="cannot load"):
         load_model(ModelSpec(path=directory))
+
+
+def test_edges_are_scored_on_a_transformers_model(loaded):
+    # GPT-2: learned position embeddings, the transformers attention and MLP behind the bridge. The
+    # recomputation edge patching rests on must reproduce them, or the record would be an error.
+    spec = loaded.spec
+    params = {"n_examples": 8, "seq_len": 6, "bootstrap_resamples": 200, "twin_baseline": False}
+    record = run_task(Task("circuit.faithfulness", params, 0, spec), loaded)
+    assert record.status == "ok", record.error
+    assert record.metric("n_edges").value == 46  # into layer-0 q/k/v 6, L0 MLP 3, layer-1 q/k/v 24, L1 MLP 6, logits 7
+    assert record.metric("edge_recompute_error").value < 1e-5
+    rows = next(t for t in record.tables if t.name == "edges").rows
+    assert len(rows) == 46 and all(isinstance(r[3], float) for r in rows)
