@@ -34,13 +34,17 @@ import numpy as np
 import torch
 
 from evidence.measure.circuit import (
+    EdgePatchingInputs,
     PatchingInputs,
     activation_patching_effects,
     attribution_scores,
+    edge_attribution_scores,
+    edge_patched_metrics,
     induction_task,
     model_nodes,
     spearman,
 )
+from evidence.measure.edges import EdgeModel
 from evidence.model import LoadedModel, ModelSpec, load_model
 from evidence.records import ModelIdentity, WeightFile
 
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ig-steps", type=int, default=8)
+    parser.add_argument("--edges", action="store_true", help="also compare edge attribution with edge patching")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -141,7 +146,47 @@ def main(argv: list[str] | None = None) -> int:
         f"EAP-IG {median / statistics.median(ig_times):.1f}x"
     )
     print(f"Spearman with the patching effects: AtP {rho:.3f}, EAP-IG {rho_ig:.3f}")
+    if args.edges:
+        edge_benchmark(inputs, args)
     return 0
+
+
+def edge_benchmark(inputs: PatchingInputs, args: argparse.Namespace) -> None:
+    """The same comparison over the edges between components."""
+    graph = EdgeModel(inputs.model)
+    edges = EdgePatchingInputs(graph, inputs)
+    n = len(graph.edges)
+    scores: dict[str, list[np.ndarray]] = {"atp": [], "eap-ig": []}
+    effects: list[np.ndarray] = []
+    singles = [frozenset(), *(frozenset({j}) for j in range(n))]
+
+    def patch_all() -> None:
+        values = edge_patched_metrics(edges, singles, lambda _: None)
+        effects.append((values[1:] - values[0]).mean(axis=1))
+
+    times = {
+        method: timed(
+            lambda method=method: scores[method].append(
+                edge_attribution_scores(edges, method, args.ig_steps)[0].mean(axis=0)
+            ),
+            args.repeats,
+        )
+        for method in scores
+    }
+    patch_times = timed(patch_all, args.repeats)
+    print(f"\nedges: {n} (every writer into the residual stream to every q/k/v input, MLP and the logits)")
+    print(f"{'method':<34}{'min s':>10}{'median s':>10}")
+    rows = [("edge attribution (EAP)", times["atp"]), (f"EAP-IG ({args.ig_steps} steps)", times["eap-ig"])]
+    rows.append(("edge patching (one at a time)", patch_times))
+    for label, t in rows:
+        print(f"{label:<34}{min(t):>10.3f}{statistics.median(t):>10.3f}")
+    median = statistics.median(patch_times)
+    print(
+        f"speed-up over patching each edge (median ratio): EAP {median / statistics.median(times['atp']):.1f}x, "
+        f"EAP-IG {median / statistics.median(times['eap-ig']):.1f}x"
+    )
+    rho = {m: float(spearman(scores[m][-1], effects[-1])[0]) for m in scores}
+    print(f"Spearman with the single-edge patching effects: EAP {rho['atp']:.3f}, EAP-IG {rho['eap-ig']:.3f}")
 
 
 if __name__ == "__main__":

@@ -35,18 +35,28 @@ Method.
    after the node the pattern is recomputed exactly with the node patched (one
    forward pass per node); the score adds ``(P_patched - P_clean) . dm/dP``
    over those layers. Plain AtP is always computed and reported beside the
-   chosen method. Why integrated gradients by default: the clean
-   log-probability of an induction model is saturated, so its gradient at the
-   clean run is nearly flat; plain AtP then underestimates the layer-1 heads of
-   the ``induction`` organism about tenfold, and the QK fix does not help
-   there, because what is lost is in the metric rather than in the softmax. On
-   the three-layer ``demo`` organism (logprob, corrupted; 64 examples) the
-   agreement with exhaustive patching rises from Spearman 0.45 (AtP) to 0.72
-   (EAP-IG); on ``induction`` it stays at 0.31, where single-node patching is
-   itself a poor reference: its four induction heads back each other up, so
-   patching any one alone changes little, while the path integral credits each
-   with its share of the joint effect. ``eap-ig`` needs ``ablation =
-   "corrupted"`` (the path ends at the corrupted input).
+   chosen method. ``eap-ig`` needs ``ablation = "corrupted"`` (the path ends
+   at the corrupted input).
+
+   Why integrated gradients by default: the clean log-probability of an
+   induction model is saturated, so its gradient at the clean run is nearly
+   flat; plain AtP then underestimates the layer-1 heads of the ``induction``
+   organism about tenfold, and the QK fix does not help there, because what
+   is lost is in the metric rather than in the softmax. Measured on four
+   independent samples of 64 examples (``studies/attribution_methods.py``;
+   logprob, corrupted): the circuit that EAP-IG ranks first is the more
+   faithful one everywhere, with CPR 0.66-0.67 against AtP's 0.36-0.52 on
+   ``demo`` nodes (0.69 for the verified ranking), 0.44-0.47 against
+   0.31-0.44 on ``induction`` nodes (0.58), 0.94 against 0.78-0.87 on
+   ``demo`` edges (0.91-0.93) and 0.81-0.82 against 0.47-0.62 on
+   ``induction`` edges (0.81). Rank agreement with single-component patching
+   tells a mixed story: higher with EAP-IG on ``demo`` nodes (0.67-0.79
+   against 0.30-0.49), about equal on ``induction`` (0.12-0.40 against
+   0.17-0.33; edges 0.42-0.58 against 0.35-0.51), lower on ``demo`` edges
+   (0.37-0.51 against 0.69-0.79). Patching one component alone is a poor
+   reference where components back each other up (the four induction heads
+   do): it changes little, while the path integral credits each with its
+   share of the joint effect.
 2. Activation patching verifies it: each node is patched alone and the change
    in ``m`` is measured (exhaustively when the model has at most
    ``max_patched_nodes`` nodes; otherwise the nodes with the largest
@@ -156,14 +166,18 @@ from evidence.records import Baseline, ClauseRef, ConfidenceInterval, DataRef, M
 __all__ = [
     "CLAUSES",
     "CircuitParams",
+    "EdgePatchingInputs",
     "InductionTask",
     "Node",
     "PatchingInputs",
     "activation_patching_effects",
     "attribution_scores",
+    "edge_attribution_scores",
+    "edge_patched_metrics",
     "faithfulness",
     "induction_task",
     "model_nodes",
+    "patched_metrics",
 ]
 
 CLAUSES = (
@@ -597,7 +611,7 @@ def attribution_scores(
     return scores, clean_metric
 
 
-def _patched_metrics(
+def patched_metrics(
     inputs: PatchingInputs, patch_sets: Sequence[frozenset[int]], progress: Callable[[float], None]
 ) -> np.ndarray:
     """Task metric ``[sets, n]`` with each set of nodes patched (an empty set is the clean run)."""
@@ -623,7 +637,7 @@ def activation_patching_effects(
     """``(effects [n, len(verified)], clean [n], all_patched [n])``: each node patched alone."""
     everything = frozenset(range(len(inputs.nodes)))
     sets = [frozenset(), *(frozenset({j}) for j in verified), everything]
-    values = _patched_metrics(inputs, sets, lambda _: None)
+    values = patched_metrics(inputs, sets, lambda _: None)
     clean, alone, none_clean = values[0], values[1:-1], values[-1]
     return (alone - clean).T, clean, none_clean
 
@@ -836,7 +850,7 @@ def _twin_effect(model: LoadedModel, inputs: PatchingInputs, seed: int, boot: _B
     twin = random_twin(model, seed)
     twin_inputs = PatchingInputs(twin, inputs.nodes, inputs.task, inputs.metric, inputs.ablation, inputs.batch_size)
     everything = frozenset(range(len(inputs.nodes)))
-    values = _patched_metrics(twin_inputs, [frozenset(), everything], lambda _: None)
+    values = patched_metrics(twin_inputs, [frozenset(), everything], lambda _: None)
     effect = values[0] - values[1]
     point = float(effect.mean())
     return Baseline(
@@ -942,7 +956,7 @@ def _curve_table(
 
 
 @dataclass
-class _EdgeInputs:
+class EdgePatchingInputs:
     """Edge patching on the examples of ``inputs``: per batch, the clean tokens and each sender's patch value."""
 
     graph: EdgeModel
@@ -972,7 +986,7 @@ class _EdgeInputs:
         return lambda logits: _task_metric(logits, tokens, self.inputs.task, self.inputs.metric)
 
 
-def edge_attribution_scores(edges: _EdgeInputs, method: str, ig_steps: int) -> tuple[np.ndarray, np.ndarray]:
+def edge_attribution_scores(edges: EdgePatchingInputs, method: str, ig_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-example edge scores ``[n, edges]`` and the clean metric ``[n]``.
 
     ``(a_u(source) - a_u(clean)) . g_v`` for every edge ``u -> v``, with ``g_v``
@@ -1004,8 +1018,8 @@ def edge_attribution_scores(edges: _EdgeInputs, method: str, ig_steps: int) -> t
     return scores, clean_metric
 
 
-def _edge_patched_metrics(
-    edges: _EdgeInputs, patch_sets: Sequence[frozenset[int]], progress: Callable[[float], None]
+def edge_patched_metrics(
+    edges: EdgePatchingInputs, patch_sets: Sequence[frozenset[int]], progress: Callable[[float], None]
 ) -> np.ndarray:
     """Task metric ``[sets, n]`` with each set of edges patched (an empty set is the clean run)."""
     n = edges.inputs.task.clean.shape[0]
@@ -1040,7 +1054,7 @@ def _edge_analysis(
     """Edges scored by attribution, verified by patching each alone, ranked, and the edge circuit's faithfulness."""
     first = torch.from_numpy(inputs.task.clean[:16])  # the check compares what varies between examples
     recompute_error = graph.check(first)
-    edges = _EdgeInputs(graph, inputs)
+    edges = EdgePatchingInputs(graph, inputs)
     n_edges = len(graph.edges)
     method = {"atp": "EAP", "atp*": "EAP", "eap-ig": "EAP-IG"}[params.attribution]
     progress(0.0, "edge attribution")
@@ -1052,7 +1066,7 @@ def _edge_analysis(
     progress(0.2, "edge patching")
     everything = frozenset(range(n_edges))
     sets = [frozenset(), *(frozenset({j}) for j in verified), everything]
-    values = _edge_patched_metrics(edges, sets, lambda f: progress(0.2 + 0.4 * f, "edge patching"))
+    values = edge_patched_metrics(edges, sets, lambda f: progress(0.2 + 0.4 * f, "edge patching"))
     clean, alone, empty = values[0], values[1:-1], values[-1]
     drift = float(np.abs(clean - attribution_clean).max())
     if drift > 1e-4 * max(1.0, float(np.abs(clean).max())):
@@ -1064,7 +1078,7 @@ def _edge_analysis(
     progress(0.6, "edge faithfulness curve")
     ks = _curve_ks(n_edges, params.max_edge_curve_points, None)
     c_main, c_attribution, c_random = _curve_values(
-        lambda sets: _edge_patched_metrics(edges, sets, lambda f: progress(0.6 + 0.4 * f, "edge faithfulness curve")),
+        lambda sets: edge_patched_metrics(edges, sets, lambda f: progress(0.6 + 0.4 * f, "edge faithfulness curve")),
         n_edges,
         rankings,
         ks,
@@ -1241,7 +1255,7 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
     ctx.progress(0.3, "faithfulness curve")
     ks = _curve_ks(n_nodes, params.max_curve_points, params.k)
     c_main, c_atp, c_random = _curve_values(
-        lambda sets: _patched_metrics(inputs, sets, lambda f: ctx.progress(0.3 + 0.3 * f, "faithfulness curve")),
+        lambda sets: patched_metrics(inputs, sets, lambda f: ctx.progress(0.3 + 0.3 * f, "faithfulness curve")),
         n_nodes,
         rankings,
         ks,
