@@ -102,8 +102,10 @@ Method.
    curve keeps the top-k edges and patches every other edge. Before anything
    is scored, the recomputation that edge patching rests on (the stream split
    into writers, each head's q/k/v from the first layer norm, each MLP) is
-   checked against the model's own activations; a model that computes
-   otherwise gets an error rather than wrong edges. On the ``induction``
+   checked against the model's own activations (on 16 examples). A model that
+   computes otherwise, or that has more than ``max_edges`` edges, gets no
+   edge results rather than wrong ones: its node results stand, the summary
+   says why, and ``edges_scored`` is 0. On the ``induction``
    organism the edge circuit is the planted mechanism: the token into the
    previous-token heads' values, the previous-token head into the induction
    heads' keys (K-composition), the token into the induction heads' values,
@@ -129,9 +131,10 @@ the effect's baseline is the random-init twin); ``circuit_found`` (flag);
 and ``edge_circuit_size_fraction``, ``edge_cpr`` and ``edge_cmd`` (CI, baseline),
 ``edge_rank_agreement_spearman`` (CI), ``edge_faithfulness_at_k_attribution_ranked``
 (CI), ``edge_circuit_found`` (flag, as ``circuit_found``), ``n_edges`` and
-``edge_recompute_error``. Tables: ``nodes`` (per node: attribution, plain AtP
-score, measured effect, both ranks, membership), ``faithfulness_curve`` and
-``edges`` (per edge, in circuit order).
+``edge_recompute_error``; always ``edges_scored`` (flag). Tables: ``nodes``
+(per node: attribution, plain AtP score, measured effect, both ranks,
+membership), ``faithfulness_curve`` and ``edges`` (per edge, in circuit
+order).
 
 Uncertainty and baselines. Intervals are percentile bootstraps over examples
 (the same resamples for every quantity, so comparisons are paired); a ratio is
@@ -1043,6 +1046,26 @@ class _EdgeResult:
     summary: str
 
 
+def _edge_graph(model: LoadedModel, task: InductionTask, params: CircuitParams) -> tuple[EdgeModel | None, str]:
+    """The model's edges, or None and why they cannot be scored (the node results stand either way).
+
+    Edges are left out, and the summary says why, when the model has more than
+    ``max_edges`` of them, or when its attention or MLPs are not computed the
+    way edge patching recomputes them (the check on 16 examples fails).
+    """
+    try:
+        graph = EdgeModel(model)
+        if len(graph.edges) > params.max_edges:
+            return None, (
+                f"Edges were not scored: the model has {len(graph.edges)} edges, more than max_edges = "
+                f"{params.max_edges} (raise max_edges to score them; time and memory grow with the number of edges)."
+            )
+        graph.recompute_error = graph.check(torch.from_numpy(task.clean[:16]))
+    except MeasurementError as exc:
+        return None, f"Edges were not scored: {exc.message}" + (f" ({exc.hint})." if exc.hint else ".")
+    return graph, ""
+
+
 def _edge_analysis(
     graph: EdgeModel,
     inputs: PatchingInputs,
@@ -1052,8 +1075,9 @@ def _edge_analysis(
     progress: Callable[[float, str], None],
 ) -> _EdgeResult:
     """Edges scored by attribution, verified by patching each alone, ranked, and the edge circuit's faithfulness."""
-    first = torch.from_numpy(inputs.task.clean[:16])  # the check compares what varies between examples
-    recompute_error = graph.check(first)
+    recompute_error = graph.recompute_error
+    if recompute_error is None:  # not checked yet (the measurement checks before it gets here)
+        recompute_error = graph.check(torch.from_numpy(inputs.task.clean[:16]))
     edges = EdgePatchingInputs(graph, inputs)
     n_edges = len(graph.edges)
     method = {"atp": "EAP", "atp*": "EAP", "eap-ig": "EAP-IG"}[params.attribution]
@@ -1299,14 +1323,8 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
         twin = _twin_effect(model, inputs, seeds["twin_init"], boot)
 
     edge_result: _EdgeResult | None = None
-    edges_skipped = ""
-    graph = EdgeModel(model) if params.edges else None
-    if graph is not None and len(graph.edges) > params.max_edges:
-        edges_skipped = (
-            f"Edges were not scored: the model has {len(graph.edges)} edges, more than max_edges = "
-            f"{params.max_edges} (raise max_edges to score them; time and memory grow with the number of edges)."
-        )
-    elif graph is not None:
+    graph, edges_skipped = _edge_graph(model, task, params) if params.edges else (None, "")
+    if graph is not None:
         edge_result = _edge_analysis(
             graph,
             inputs,
@@ -1438,6 +1456,18 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
     if edge_result is not None:
         metrics += edge_result.metrics
         tables.append(edge_result.table)
+    metrics.append(
+        Metric(
+            name="edges_scored",
+            value=int(edge_result is not None),
+            unit="flag",
+            description=(
+                "1 if the edges between components were scored"
+                if edge_result is not None
+                else ("0: edges were not requested (edges = false)" if not params.edges else "0: " + edges_skipped)
+            ),
+        )
+    )
     data = [
         DataRef(
             name="circuit.induction_examples",

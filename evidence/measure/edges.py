@@ -124,8 +124,7 @@ class EdgeModel:
             shapes = {name: tuple(t.shape) for name, t in w.items()}
             if shapes["W_Q"] != shapes["W_K"] or shapes["W_Q"][0] != self.n_heads:
                 raise MeasurementError(
-                    f"edge scoring needs one key per query head; layer {layer} has weights {shapes}",
-                    hint="set edges = false for grouped-query attention",
+                    f"edge patching needs one key and value head per query head; layer {layer} has weights {shapes}"
                 )
 
         self.senders = [Sender("input")]
@@ -138,6 +137,8 @@ class EdgeModel:
             if self.has_mlp:
                 self.receivers.append(Receiver("mlp", layer))
         self.receivers.append(Receiver("logits"))
+        #: relative error of the last :meth:`check` (None before one has run)
+        self.recompute_error: float | None = None
         self.edges = [
             Edge(s, r)
             for r, receiver in enumerate(self.receivers)
@@ -218,8 +219,8 @@ class EdgeModel:
             worst = max(worst, error)
             if not error <= _CHECK_TOLERANCE:
                 raise MeasurementError(
-                    f"edge scoring cannot reproduce this model's {what} (relative error {error:.2g})",
-                    hint="the model's attention or MLP is not computed the way edge scoring assumes; set edges = false",
+                    f"edge patching cannot reproduce this model's {what} (relative error {error:.2g})",
+                    hint="it recomputes each head's q, k and v as LN1(resid) W + b and each MLP as MLP(LN2(resid))",
                 )
 
         with torch.no_grad():

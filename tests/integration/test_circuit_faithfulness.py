@@ -389,6 +389,7 @@ def test_the_planted_edges_are_recovered(organism, record):
     effects = np.array([float(r["patching_effect"]) for r in rows])
     assert rho.value == pytest.approx(float(spearman(scores, effects)[0])) and rho.ci is not None
     assert record.metric("edge_recompute_error").value < 1e-5
+    assert record.metric("edges_scored").value == 1
 
 
 def test_the_random_twin_has_no_edge_circuit(twin_record):
@@ -469,3 +470,29 @@ def test_a_model_that_computes_otherwise_is_refused(organism):
     graph.weights[1]["W_K"] = graph.weights[1]["W_K"] * 1.5
     with pytest.raises(MeasurementError, match="cannot reproduce this model's layer 1 k"):
         graph.check(_batch()[0])
+
+
+def test_a_model_whose_edges_cannot_be_recomputed_keeps_its_node_results(organism, monkeypatch):
+    def refuse(self: EdgeModel, tokens: torch.Tensor) -> float:
+        raise MeasurementError("edge patching cannot reproduce this model's layer 1 k (relative error 0.5)")
+
+    monkeypatch.setattr(EdgeModel, "check", refuse)
+    params = {"n_examples": 16, "bootstrap_resamples": 200, "twin_baseline": False}
+    result = run_task(Task("circuit.faithfulness", params, 0, SPEC), organism)
+    assert result.status == "ok", result.error
+    names = {m.name for m in result.metrics}
+    assert "faithfulness_at_k" in names and not any(n.startswith("edge_") for n in names)
+    flag = result.metric("edges_scored")
+    assert flag.value == 0 and "cannot reproduce this model's layer 1 k" in (flag.description or "")
+    assert "Edges were not scored: edge patching cannot reproduce" in result.summary
+    assert [t.name for t in result.tables] == ["nodes", "faithfulness_curve"]
+
+
+def test_too_many_edges_are_skipped_with_the_reason(organism):
+    params = {"n_examples": 16, "bootstrap_resamples": 200, "twin_baseline": False, "max_edges": 80}
+    result = run_task(Task("circuit.faithfulness", params, 0, SPEC), organism)
+    assert result.status == "ok", result.error
+    assert result.metric("edges_scored").value == 0
+    assert "the model has 81 edges, more than max_edges = 80" in result.summary
+    off = run_task(Task("circuit.faithfulness", {**params, "edges": False}, 0, SPEC), organism)
+    assert off.metric("edges_scored").value == 0 and "Edges were not scored" not in off.summary
