@@ -16,7 +16,8 @@ neither is a :class:`~evidence.errors.MeasurementError`. ``p1`` means the proxy
 points to the same answer as a true goal.
 
 Method (causal abstraction with interchange interventions, Geiger et al. 2021;
-difference-in-means subspaces rather than a learned DAS rotation).
+one-dimensional subspaces, from differences in means by default or learned as
+in DAS, Geiger et al. 2024, with ``subspace = "das"``).
 
 1. Read the residual stream after every block (``blocks.{L}.hook_resid_post``)
    at the last prompt position, for every prompt of both sets.
@@ -27,8 +28,13 @@ difference-in-means subspaces rather than a learned DAS rotation).
    over the two proxy values; proxy direction: proxy-present minus proxy-absent,
    averaged over the two goal values. Balancing over the other variable keeps
    each direction from absorbing the other (on aligned data alone they would be
-   identical). With ``orthogonalise`` the two unit directions are replaced by the
-   closest orthonormal pair (symmetric, Löwdin), which treats both alike.
+   identical). With ``subspace = "das"`` each direction is then learned,
+   starting from that difference in means: on the fitting fold's own
+   interchange pairs (step 4), Adam (``das_steps``, ``das_lr``) minimises the
+   logistic loss between the swapped logit difference and the answer the
+   variable's hypothesis predicts; only the direction is optimised. With
+   ``orthogonalise`` the two unit directions are replaced by the closest
+   orthonormal pair (symmetric, Löwdin), which treats both alike.
 4. Interchange intervention: every aligned prompt is a *base*. For the goal,
    the source is a random decorrelated prompt of the same fold whose goal is
    flipped and whose proxy is the same; for the proxy, one whose proxy is flipped
@@ -101,6 +107,16 @@ bundled organisms. The ``r0``/``r50`` intervals are far apart everywhere; the
 follow the goal behaviourally, and PRI measures a residual proxy effect), and
 in the first replicate the two intervals touch ([0.004, 0.006] and [0.000,
 0.004]).
+
+Learned directions (``subspace = "das"``, defaults, all blocks) agree on the
+extremes and not on the middle: PRI 1.000 [0.999, 1.000] for ``proxy-r0``,
+0.007 [0.000, 0.017] for ``proxy-r10`` and 0.010 [0.004, 0.016] for
+``proxy-r50``. Learning reaches an interchange accuracy of 1.0 for the goal
+in ``r10`` already after block 0, which moves the selection there. Where the
+proxy carries no information (``r50``) the learned proxy direction stays at
+the random baseline (0.00), so learning manufactured no proxy effect. The
+``r10``/``r50`` ordering therefore rests on the difference-in-means
+subspaces alone; the two organisms also behave alike (0% proxy-following).
 """
 
 from __future__ import annotations
@@ -110,7 +126,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -195,6 +211,12 @@ class GoalProxyParams(MeasurementParams):
         default=None, ge=0, description="block whose output is intervened on; default: scan all and select"
     )
     orthogonalise: bool = Field(default=True, description="make the goal and proxy directions orthonormal (Löwdin)")
+    subspace: Literal["mean-difference", "das"] = Field(
+        default="mean-difference",
+        description="how each variable's direction is found: balanced difference in means, or learned (DAS)",
+    )
+    das_steps: int = Field(default=100, ge=1, le=10_000, description="optimiser steps of a learned direction")
+    das_lr: float = Field(default=0.05, gt=0.0, le=1.0, description="Adam learning rate of a learned direction")
     random_directions: int = Field(default=8, ge=1, le=1000, description="random directions for the baseline")
     answer_goal_true: str = Field(default="same", min_length=1, description="answer when the goal holds")
     answer_goal_false: str = Field(default="different", min_length=1, description="answer when it does not")
@@ -295,6 +317,62 @@ def symmetric_orthonormalise(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, 
     a = 0.5 * (1.0 / np.sqrt(1.0 + c) + 1.0 / np.sqrt(1.0 - c))
     b = 0.5 * (1.0 / np.sqrt(1.0 + c) - 1.0 / np.sqrt(1.0 - c))
     return a * u + b * v, b * u + a * v
+
+
+def learned_direction(
+    model: LoadedModel,
+    layer: int,
+    seqs: Sequence[Sequence[int]],
+    base: np.ndarray,
+    source: np.ndarray,
+    predicted_same: np.ndarray,
+    init: np.ndarray,
+    answers: tuple[int, int],
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+) -> np.ndarray:
+    """A unit direction learned so that interchanging along it gives the answer a hypothesis predicts (DAS).
+
+    ``seqs`` are the base prompts, ``base`` and ``source`` the last-position
+    activations after block ``layer`` of each base and its source, and
+    ``predicted_same`` whether the hypothesis predicts the answer ``same`` after
+    the swap. Starting from ``init``, Adam minimises the logistic loss of the
+    swapped logit difference against that prediction (full batch); only the
+    direction is optimised, the model's weights get no gradient.
+    """
+    u = torch.tensor(init, dtype=torch.float32, requires_grad=True)
+    optimiser = torch.optim.Adam([u], lr=lr)
+    base_t = torch.from_numpy(base).to(torch.float32)
+    source_t = torch.from_numpy(source).to(torch.float32)
+    target = torch.from_numpy(predicted_same.astype(np.float32))
+    name = f"blocks.{layer}.hook_resid_post"
+    groups = list(batches_by_length(seqs, batch_size))
+    for _ in range(steps):
+        total = torch.zeros_like(u)
+        for idx, tokens in groups:
+            with torch.enable_grad():
+                d = u / u.norm()
+                shift = ((source_t[idx] - base_t[idx]) @ d)[:, None] * d[None, :]
+
+                def add(activation: torch.Tensor, hook: Any, shift: torch.Tensor = shift) -> torch.Tensor:
+                    last = activation[:, -1:, :] + shift[:, None, :].to(activation.dtype)
+                    return torch.cat([activation[:, :-1, :], last], dim=1)
+
+                with scoped_hooks(model.bridge, [(name, add)]):
+                    logits = model.bridge(tokens)[:, -1, :].float()
+                ld = logits[:, answers[0]] - logits[:, answers[1]]
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(ld, target[idx], reduction="sum")
+                (grad,) = torch.autograd.grad(loss / len(seqs), [u])
+            total += grad
+        optimiser.zero_grad(set_to_none=True)
+        u.grad = total
+        optimiser.step()
+    out = (u / u.norm()).detach().to(torch.float64).numpy()
+    if not np.all(np.isfinite(out)):
+        raise MeasurementError(f"the learned direction after block {layer} is not finite")
+    return np.asarray(out)
 
 
 def interchange_shift(base: np.ndarray, source: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -545,6 +623,30 @@ def _measure_layer(
     for fold in (0, 1):
         fit = folds != fold
         g_dir, p_dir = balanced_directions(acts[fit], prompts.goal[fit], prompts.proxy[fit])
+        if params.subspace == "das":  # learned on the fitting fold's own pairs, from the mean difference
+            train = folds[pairs.base] != fold
+            seqs = [prompts.seqs[i] for i in pairs.base[train]]
+            learned = []
+            for sources, predicted, init in (
+                (pairs.goal_source[train], prompts.goal, g_dir),
+                (pairs.proxy_source[train], prompts.proxy, p_dir),
+            ):
+                learned.append(
+                    learned_direction(
+                        model,
+                        layer,
+                        seqs,
+                        acts[pairs.base[train]],
+                        acts[sources],
+                        predicted[sources],
+                        init,
+                        answers,
+                        steps=params.das_steps,
+                        lr=params.das_lr,
+                        batch_size=params.batch_size,
+                    )
+                )
+            g_dir, p_dir = learned
         cosines.append(float(np.dot(g_dir, p_dir)))
         if params.orthogonalise:
             g_dir, p_dir = symmetric_orthonormalise(g_dir, p_dir)
@@ -673,7 +775,7 @@ def _pairs_ref(prompts: _Prompts, pairs: _Pairs, folds: np.ndarray) -> DataRef:
 
 @measurement(
     "goal.proxy_reliance",
-    version="1.0.0",
+    version="1.1.0",
     params=GoalProxyParams,
     clauses=CLAUSES,
     datasets=(ALIGNED, DECORRELATED),

@@ -136,3 +136,29 @@ def test_an_untrained_twin_gets_no_index(one_thread):
     record = run_task(Task("goal.proxy_reliance", {}, SEED, spec, datasets), twin)
     assert record.status == "error" and record.error is not None
     assert "does not perform the task" in record.error.message
+
+
+@pytest.fixture(scope="module")
+def learned(one_thread) -> dict[str, EvidenceRecord]:
+    """The same measurement with learned (DAS) directions, after the last block (to keep CI time down)."""
+    datasets = {n: load_dataset(n, data_dir() / DATASET_FILES[n]) for n in ("goal.aligned", "goal.decorrelated")}
+    out = {}
+    for name in ("proxy-r0", "proxy-r50"):
+        spec = ModelSpec(organism=name)
+        model = load_model(spec)
+        params = {"subspace": "das", "layer": model.n_layers - 1}
+        out[name] = run_task(Task("goal.proxy_reliance", params, SEED, spec, datasets), model)
+        assert all(p.grad is None for p in model.bridge.parameters())  # only the direction was optimised
+    return out
+
+
+def test_learned_directions_agree_on_the_planted_extremes_and_find_no_spurious_proxy(learned):
+    r0, r50 = metric(learned["proxy-r0"], "pri"), metric(learned["proxy-r50"], "pri")
+    assert r0.ci is not None and r50.ci is not None
+    assert r0.ci.lower > 0.5 > r50.ci.upper, describe(learned, "pri")
+    assert iia_beats_random(learned["proxy-r0"], "proxy") and iia_beats_random(learned["proxy-r50"], "goal")
+    # A learned subspace can manufacture an effect the model does not have (an interpretability
+    # illusion); where the proxy carries no information it must not.
+    m = metric(learned["proxy-r50"], "iia_proxy")
+    assert not iia_beats_random(learned["proxy-r50"], "proxy"), (m.value, m.ci, m.baseline)
+    assert learned["proxy-r50"].measurement.params["subspace"] == "das"

@@ -203,7 +203,7 @@ def test_a_full_swap_after_the_last_block_gives_the_source_logits(tiny):
 def test_the_measurement_is_registered_as_experimental():
     definition = registered()["goal.proxy_reliance"]
     assert definition.experimental is True
-    assert definition.version == "1.0.0"
+    assert definition.version == "1.1.0"
     assert definition.datasets == ("goal.aligned", "goal.decorrelated")
 
 
