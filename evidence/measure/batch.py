@@ -51,7 +51,7 @@ from pydantic import Field, model_validator
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import MeasureContext, MeasurementParams, MeasurementResult, measurement
-from evidence.measure.behaviour import prompt_ids
+from evidence.measure.behaviour import bos_token_id, ordinary_token_ids, prompt_ids
 from evidence.measure.stats import bootstrap_mean
 from evidence.model import LoadedModel
 from evidence.records import Baseline, ClauseRef, DataRef, Metric, Table
@@ -117,17 +117,6 @@ class _Prompts:
     source: DataRef
 
 
-def _special_ids(model: LoadedModel) -> set[int]:
-    if model.tokenizer is None:
-        return set()
-    return {int(i) for i in getattr(model.tokenizer, "all_special_ids", []) or []}
-
-
-def _bos_id(model: LoadedModel) -> int | None:
-    bos = getattr(model.tokenizer, "bos_token_id", None) if model.tokenizer is not None else None
-    return int(bos) if bos is not None and 0 <= int(bos) < model.d_vocab else None
-
-
 def _pad_id(model: LoadedModel) -> int:
     pad = getattr(model.tokenizer, "pad_token_id", None) if model.tokenizer is not None else None
     return int(pad) if pad is not None and 0 <= int(pad) < model.d_vocab else 0
@@ -142,8 +131,7 @@ def _digest(tokens: list[list[int]]) -> str:
 
 
 def _random_prompts(model: LoadedModel, params: BatchInvarianceParams, rng: np.random.Generator) -> _Prompts:
-    special = _special_ids(model)
-    allowed = np.array([i for i in range(model.d_vocab) if i not in special], dtype=np.int64)
+    allowed = ordinary_token_ids(model)
     if allowed.size < 1:
         raise MeasurementError("the vocabulary has no ordinary tokens")
     top = min(params.max_length, model.n_ctx)
@@ -154,7 +142,7 @@ def _random_prompts(model: LoadedModel, params: BatchInvarianceParams, rng: np.r
         )
     choices = np.arange(params.min_length, top + 1)
     lengths = rng.choice(choices, size=params.n_prompts, replace=params.n_prompts > choices.size)
-    bos = _bos_id(model)
+    bos = bos_token_id(model)
     tokens = []
     for length in lengths:
         body = allowed[rng.integers(0, allowed.size, size=int(length))].tolist()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,18 +25,38 @@ import torch
 from evidence.errors import ConfigError, MeasurementError
 from evidence.runspec import Prompt
 
+if TYPE_CHECKING:
+    from evidence.model import LoadedModel
+
 __all__ = [
     "Markers",
     "batches_by_length",
+    "bos_token_id",
     "first_token_ids",
     "greedy_generate",
     "last_position_logits",
     "marker_log_odds",
     "matches_marker",
+    "ordinary_token_ids",
     "prompt_ids",
 ]
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def bos_token_id(model: LoadedModel) -> int | None:
+    """The tokenizer's BOS id, if it has one inside the model's vocabulary."""
+    tokenizer = model.tokenizer
+    bos = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
+    return int(bos) if bos is not None and 0 <= int(bos) < model.d_vocab else None
+
+
+def ordinary_token_ids(model: LoadedModel) -> np.ndarray:
+    """Every id of the model's vocabulary except the tokenizer's special tokens, ascending (int64)."""
+    special: set[int] = set()
+    if model.tokenizer is not None:
+        special = {int(i) for i in getattr(model.tokenizer, "all_special_ids", []) or []}
+    return np.array([i for i in range(model.d_vocab) if i not in special], dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ from pydantic import Field, model_validator
 
 from evidence.errors import MeasurementError
 from evidence.measure import MeasureContext, MeasurementParams, MeasurementResult, measurement
+from evidence.measure.behaviour import bos_token_id, ordinary_token_ids
 from evidence.measure.edges import EdgeModel
 from evidence.measure.hooks import HookFn, capture, keep_graph, record, scoped_hooks
 from evidence.measure.stats import BOOTSTRAP_METHOD
@@ -327,15 +328,9 @@ class InductionTask:
 # -- inputs and nodes --------------------------------------------------------------------------
 
 
-def _bos_id(model: LoadedModel) -> int | None:
-    tokenizer = model.tokenizer
-    bos = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
-    return int(bos) if bos is not None and 0 <= int(bos) < model.d_vocab else None
-
-
 def _default_seq_len(model: LoadedModel) -> int:
     """16, or the longest segment that fits twice into the context (after a BOS token, if any)."""
-    room = (model.n_ctx - (1 if _bos_id(model) is not None else 0)) // 2
+    room = (model.n_ctx - (1 if bos_token_id(model) is not None else 0)) // 2
     if room < 2:
         raise MeasurementError(f"the model's context of {model.n_ctx} tokens cannot hold a repeated segment")
     return min(16, room)
@@ -343,15 +338,12 @@ def _default_seq_len(model: LoadedModel) -> int:
 
 def induction_task(model: LoadedModel, n_examples: int, seq_len: int, rng: np.random.Generator) -> InductionTask:
     """Repeated random segments and their corrupted twins, drawn from the model's ordinary tokens."""
-    special: set[int] = set()
-    if model.tokenizer is not None:
-        special = {int(i) for i in getattr(model.tokenizer, "all_special_ids", []) or []}
-    allowed = np.array([i for i in range(model.d_vocab) if i not in special], dtype=np.int64)
+    allowed = ordinary_token_ids(model)
     if allowed.size < 2:
         raise MeasurementError("the vocabulary has fewer than two ordinary tokens")
     segment = allowed[rng.integers(0, allowed.size, size=(n_examples, seq_len))]
     fresh = allowed[rng.integers(0, allowed.size, size=(n_examples, seq_len))]
-    bos = _bos_id(model)
+    bos = bos_token_id(model)
     prefix = [np.full((n_examples, 1), bos, dtype=np.int64)] if bos is not None else []
     clean = np.concatenate([*prefix, segment, segment], axis=1)
     corrupted = np.concatenate([*prefix, fresh, segment], axis=1)
@@ -504,6 +496,13 @@ def _interpolating(clean: torch.Tensor, corrupted: torch.Tensor, alpha: float) -
     return hook
 
 
+def _path_hooks(bridge: Any, clean: torch.Tensor, corrupted: torch.Tensor, steps: int) -> list[HookFn]:
+    """One ``hook_embed`` hook per integration step: the embeddings at ``alpha = (i + 1/2) / steps`` of the way."""
+    embedded = capture(bridge, [_EMBED_HOOK], clean)[_EMBED_HOOK]
+    embedded_corrupt = capture(bridge, [_EMBED_HOOK], corrupted)[_EMBED_HOOK]
+    return [_interpolating(embedded, embedded_corrupt, (i + 0.5) / steps) for i in range(steps)]
+
+
 def _path_gradients(
     inputs: PatchingInputs, clean: torch.Tensor, corrupted: torch.Tensor, steps: int
 ) -> dict[str, torch.Tensor]:
@@ -517,14 +516,10 @@ def _path_gradients(
     """
     bridge = inputs.model.bridge
     names = _hook_names(inputs.nodes)
-    embedded = capture(bridge, [_EMBED_HOOK], clean)[_EMBED_HOOK]
-    embedded_corrupt = capture(bridge, [_EMBED_HOOK], corrupted)[_EMBED_HOOK]
     total: dict[str, torch.Tensor] = {}
-    for i in range(steps):
-        alpha = (i + 0.5) / steps
+    for point in _path_hooks(bridge, clean, corrupted, steps):
         stored: dict[str, torch.Tensor] = {}
-        hooks = [(_EMBED_HOOK, _interpolating(embedded, embedded_corrupt, alpha))]
-        hooks += [(name, keep_graph(name, stored)) for name in names]
+        hooks = [(_EMBED_HOOK, point)] + [(name, keep_graph(name, stored)) for name in names]
         with torch.enable_grad(), scoped_hooks(bridge, hooks):
             value = _task_metric(bridge(clean), clean, inputs.task, inputs.metric)
         grads = torch.autograd.grad(value.sum(), [stored[name] for name in names], allow_unused=True)
@@ -849,6 +844,39 @@ def _area_metrics(scorer: _Scorer, main: _Curve, rnd: _Curve, prefix: str, rando
     return out
 
 
+def _baseline_value(metric: Metric) -> float:
+    assert metric.baseline is not None  # the area metrics always carry their random baseline
+    return float(metric.baseline.value)
+
+
+def _same_clean_run(a: np.ndarray, b: np.ndarray, where: str) -> None:
+    """The clean metric must not depend on which pass computed it."""
+    drift = float(np.abs(a - b).max())
+    if drift > 1e-4 * max(1.0, float(np.abs(a).max())):
+        raise MeasurementError(f"the clean run differs by {drift:.3g} between {where}")
+
+
+def _circuit_size(ks: list[int], curve: _Curve, target: float, n: int) -> int:
+    """The smallest evaluated k whose faithfulness reaches ``target`` (all ``n`` components if none does)."""
+    reached = [k for k, f in zip(ks, curve.point, strict=True) if f >= target]
+    return reached[0] if reached else n
+
+
+def _circuit_found(effect_lower: float, faithful: float, k: int, n: int, params: CircuitParams) -> int:
+    """1 if the task effect is real, the target is reached, and with at most ``max_circuit_fraction`` of ``n``."""
+    return int(
+        effect_lower > params.min_task_effect
+        and faithful >= params.target_faithfulness
+        and k <= params.max_circuit_fraction * n
+    )
+
+
+def _rank_agreement(scores: np.ndarray, effects: np.ndarray, boot: _Boot) -> tuple[float, np.ndarray]:
+    """Spearman between mean ``scores`` and mean ``effects`` (both ``[n, components]``) and its bootstrap draws."""
+    point = float(spearman(scores.mean(axis=0), effects.mean(axis=0))[0])
+    return point, spearman(boot.resample_means(scores.T), boot.resample_means(effects.T))
+
+
 def _twin_effect(model: LoadedModel, inputs: PatchingInputs, seed: int, boot: _Boot) -> Baseline:
     twin = random_twin(model, seed)
     twin_inputs = PatchingInputs(twin, inputs.nodes, inputs.task, inputs.metric, inputs.ablation, inputs.batch_size)
@@ -1008,12 +1036,9 @@ def edge_attribution_scores(edges: EdgePatchingInputs, method: str, ig_steps: in
         gradient, value = graph.receiver_gradients(clean, metric, None)
         clean_metric[part] = value.numpy()
         if method == "eap-ig":
-            embedded = capture(bridge, [_EMBED_HOOK], clean)[_EMBED_HOOK]
-            embedded_corrupt = capture(bridge, [_EMBED_HOOK], corrupted)[_EMBED_HOOK]
             gradient = torch.zeros_like(gradient)
-            for i in range(ig_steps):
-                hook = _interpolating(embedded, embedded_corrupt, (i + 0.5) / ig_steps)
-                gradient += graph.receiver_gradients(clean, metric, hook)[0]
+            for point in _path_hooks(bridge, clean, corrupted, ig_steps):
+                gradient += graph.receiver_gradients(clean, metric, point)[0]
             gradient /= ig_steps
         scores[part] = graph.scores(delta, gradient)
     if not np.all(np.isfinite(scores)):
@@ -1092,9 +1117,7 @@ def _edge_analysis(
     sets = [frozenset(), *(frozenset({j}) for j in verified), everything]
     values = edge_patched_metrics(edges, sets, lambda f: progress(0.2 + 0.4 * f, "edge patching"))
     clean, alone, empty = values[0], values[1:-1], values[-1]
-    drift = float(np.abs(clean - attribution_clean).max())
-    if drift > 1e-4 * max(1.0, float(np.abs(clean).max())):
-        raise MeasurementError(f"the clean run differs by {drift:.3g} between edge gradients and edge patching")
+    _same_clean_run(clean, attribution_clean, "edge gradients and edge patching")
     effects = (alone - clean).T  # [n, verified]
     effect_mean = effects.mean(axis=0)
     rankings = _Rankings.of(screen, verified, effect_mean, rng, params.random_rankings)
@@ -1109,20 +1132,13 @@ def _edge_analysis(
     )
     scorer = _Scorer(ks, n_edges, boot, clean, empty, params.min_task_effect)
     main, by_attribution, rnd = scorer.curve(c_main), scorer.curve(c_attribution), scorer.curve(c_random)
-    reached = [kk for kk, f in zip(ks, main.point, strict=True) if f >= params.target_faithfulness]
-    k = reached[0] if reached else n_edges
+    k = _circuit_size(ks, main, params.target_faithfulness, n_edges)
     ki = ks.index(k)
     f_k, r_k, a_k = float(main.point[ki]), float(rnd.point[ki]), float(by_attribution.point[ki])
     task_effect = clean - empty
     effect_ci = boot.interval(float(task_effect.mean()), boot.resample_means(task_effect))
-    found = int(
-        effect_ci.lower > params.min_task_effect
-        and f_k >= params.target_faithfulness
-        and k <= params.max_circuit_fraction * n_edges
-    )
-    verified_scores = scores[:, verified]
-    rho = float(spearman(verified_scores.mean(axis=0), effect_mean)[0])
-    rho_draws = spearman(boot.resample_means(verified_scores.T), boot.resample_means(effects.T))
+    found = _circuit_found(effect_ci.lower, f_k, k, n_edges, params)
+    rho, rho_draws = _rank_agreement(scores[:, verified], effects, boot)
     labels = ", ".join(graph.label(graph.edges[j]) for j in rankings.circuit[: min(k, 8)])
     labels += ", ..." if k > 8 else ""
     metrics = [
@@ -1266,9 +1282,7 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
     screen = [int(j) for j in np.argsort(-np.abs(atp_mean), kind="stable")]
     verified = sorted(screen[: params.max_patched_nodes])
     effects, m_clean, m_empty = activation_patching_effects(inputs, verified)
-    drift = float(np.abs(m_clean - atp_clean).max())
-    if drift > 1e-4 * max(1.0, float(np.abs(m_clean).max())):
-        raise MeasurementError(f"the clean run differs by {drift:.3g} between the gradient pass and the patching pass")
+    _same_clean_run(m_clean, atp_clean, "the gradient pass and the patching pass")
     effect_mean = effects.mean(axis=0)
 
     # 3. Rankings: the circuit's (verified effects first), attribution alone, and random baselines.
@@ -1292,26 +1306,13 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
     main, by_atp, rnd = scorer.curve(c_main), scorer.curve(c_atp), scorer.curve(c_random)
 
     # 5. The circuit size and what it recovers.
-    if params.k is not None:
-        k = params.k
-    else:
-        reached = [kk for kk, f in zip(ks, main.point, strict=True) if f >= params.target_faithfulness]
-        k = reached[0] if reached else n_nodes
+    k = params.k if params.k is not None else _circuit_size(ks, main, params.target_faithfulness, n_nodes)
     ki = ks.index(k)
     f_k = float(main.point[ki])
     f_ci = boot.interval(f_k, main.draws[:, ki])
     r_k = float(rnd.point[ki])
-    cpr, cpr_draws = scorer.cpr(main)
-    cmd, cmd_draws = scorer.cmd(main)
-    rnd_cpr, rnd_cpr_draws = scorer.cpr(rnd)
-    rnd_cmd, rnd_cmd_draws = scorer.cmd(rnd)
-
-    atp_verified = atp[:, verified]
-    rho = float(spearman(atp_verified.mean(axis=0), effect_mean)[0])
-    rho_draws = spearman(boot.resample_means(atp_verified.T), boot.resample_means(effects.T))
-    plain_verified = plain[:, verified]
-    rho_plain = float(spearman(plain_verified.mean(axis=0), effect_mean)[0])
-    rho_plain_draws = spearman(boot.resample_means(plain_verified.T), boot.resample_means(effects.T))
+    rho, rho_draws = _rank_agreement(atp[:, verified], effects, boot)
+    rho_plain, rho_plain_draws = _rank_agreement(plain[:, verified], effects, boot)
     overlap = len(set(rankings.circuit[:k]) & set(rankings.attribution[:k])) / k
 
     task_effect = m_clean - m_empty
@@ -1334,14 +1335,11 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
             lambda f, what: ctx.progress(0.65 + 0.3 * f, what),
         )
 
-    found = int(
-        effect_ci.lower > params.min_task_effect
-        and f_k >= params.target_faithfulness
-        and k <= params.max_circuit_fraction * n_nodes
-    )
+    found = _circuit_found(effect_ci.lower, f_k, k, n_nodes, params)
     top = nodes[rankings.circuit[0]]
     labels = ", ".join(nodes[j].label for j in rankings.circuit[:k])
-    random_orderings = f"mean curve of {params.random_rankings} random node orderings"
+    areas = _area_metrics(scorer, main, rnd, "", f"mean curve of {params.random_rankings} random node orderings")
+    cpr, cmd = areas
     metrics = [
         Metric(
             name="faithfulness_at_k",
@@ -1363,7 +1361,7 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
             unit="fraction",
             description="circuit size over all nodes",
         ),
-        *_area_metrics(scorer, main, rnd, "", random_orderings),
+        *areas,
         Metric(
             name="rank_agreement_spearman",
             value=rho,
@@ -1488,7 +1486,8 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
         f"On {params.n_examples} repeated random segments of {seq_len} tokens: {effect_text}. "
         f"Keeping the top {k} of {n_nodes} components ({labels}) and patching the rest recovers "
         f"{f_k:.1%} of it (CI {f_ci.lower:.1%}-{f_ci.upper:.1%}; {k} random nodes {r_k:.1%}). "
-        f"CPR {cpr:.3f} (random {rnd_cpr:.3f}), CMD {cmd:.3f} (random {rnd_cmd:.3f}). "
+        f"CPR {cpr.value:.3f} (random {_baseline_value(cpr):.3f}), "
+        f"CMD {cmd.value:.3f} (random {_baseline_value(cmd):.3f}). "
         f"Attribution patching ({method}) agrees with activation patching at Spearman {rho:.2f}"
         + (f" (plain AtP {rho_plain:.2f})" if params.attribution != "atp" else "")
         + "; ranked by attribution alone, "

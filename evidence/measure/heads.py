@@ -50,6 +50,7 @@ from evidence.measure import (
     MeasurementResult,
     measurement,
 )
+from evidence.measure.behaviour import bos_token_id, ordinary_token_ids
 from evidence.measure.hooks import HookFn, capture, scoped_hooks
 from evidence.measure.stats import bootstrap_mean
 from evidence.model import LoadedModel, random_twin
@@ -108,25 +109,16 @@ class _Layout:
         return self.offset + 2 * self.seq_len
 
 
-def _bos_id(model: LoadedModel) -> int | None:
-    tokenizer = model.tokenizer
-    bos = getattr(tokenizer, "bos_token_id", None) if tokenizer is not None else None
-    return int(bos) if bos is not None and 0 <= int(bos) < model.d_vocab else None
-
-
 def _repeated_tokens(
     model: LoadedModel, n_sequences: int, seq_len: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, int]:
     """``(tokens, offset)``: int64 ``[n, offset + 2 * seq_len]`` sequences ``[BOS] + s + s``."""
-    special: set[int] = set()
-    if model.tokenizer is not None:
-        special = {int(i) for i in getattr(model.tokenizer, "all_special_ids", []) or []}
-    allowed = np.array([i for i in range(model.d_vocab) if i not in special], dtype=np.int64)
+    allowed = ordinary_token_ids(model)
     if allowed.size < 2:
         raise MeasurementError("the vocabulary has fewer than two ordinary tokens")
     segment = allowed[rng.integers(0, allowed.size, size=(n_sequences, seq_len))]
     parts = [segment, segment]
-    bos = _bos_id(model)
+    bos = bos_token_id(model)
     if bos is not None:
         parts.insert(0, np.full((n_sequences, 1), bos, dtype=np.int64))
     tokens = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.int64)
