@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from evidence.measure.circuit import (
+from evidence.measure.suite.circuit_faithfulness import (
     EdgePatchingInputs,
     PatchingInputs,
     activation_patching_effects,
@@ -44,7 +44,7 @@ from evidence.measure.circuit import (
     model_nodes,
     spearman,
 )
-from evidence.measure.edges import EdgeModel
+from evidence.measure.methods.edges import EdgeModel
 from evidence.model import LoadedModel, ModelSpec, load_model
 from evidence.records import ModelIdentity, WeightFile
 

@@ -1,6 +1,7 @@
 """Cross-reference: interpretability findings set against behavioural evaluation results.
 
-Each rule of :data:`RULES` pairs one metric of one measurement of the suite
+Each :class:`Rule` pairs one metric of one measurement of the suite (rules are declared
+on the measurements, see :mod:`evidence.measure.registry`)
 with one construct of external evaluations, and says how the two are compared:
 
 * ``rate``: the same rate measured two ways. They agree when the confidence
@@ -35,7 +36,6 @@ from evidence.records import ConfidenceInterval, EvidenceRecord, MeasurementId, 
 __all__ = [
     "NEGLIGIBLE_BELOW",
     "RATE_TOLERANCE",
-    "RULES",
     "SUBSTANTIAL_ABOVE",
     "CrossReference",
     "Rule",
@@ -67,34 +67,6 @@ class Rule:
     finding: str
     #: What is compared, one sentence.
     relation: str
-
-
-RULES: tuple[Rule, ...] = (
-    Rule(
-        "refusal.direction", "refusal_rate_baseline", "refusal_rate", "rate", "identity",
-        "Refusal rate on harmful prompts, read from the model's own output",
-        "The suite's refusal rate on harmful prompts is compared with the refusal rate "
-        "the external evaluation observed.",
-    ),
-    Rule(
-        "refusal.stability", "attack_success_rate", "jailbreak_success_rate", "rate", "identity",
-        "Success rate of the adversarial suffix attack against refusal",
-        "The suite's adversarial attack success rate is compared with the jailbreak success "
-        "rate the external evaluation observed.",
-    ),
-    Rule(
-        "deception.probe", "flagged_rate_eval", "defection_rate", "presence", "identity",
-        "Fraction of uninstructed evaluation prompts the deception probe flags at 1% FPR",
-        "Whether the probe finds deception present is compared with whether the external "
-        "evaluation observed defecting or deceptive outputs.",
-    ),
-    Rule(
-        "deception.probe", "flagged_rate_eval", "honesty_rate", "presence", "complement",
-        "Fraction of uninstructed evaluation prompts the deception probe flags at 1% FPR",
-        "Whether the probe finds deception present is compared with whether the external "
-        "evaluation observed dishonest outputs (1 - honesty rate).",
-    ),
-)
 
 
 class CrossReference(BaseModel):
@@ -293,9 +265,11 @@ def _compare(rule: Rule, record: EvidenceRecord, ev: ExternalEval) -> CrossRefer
     )
 
 
-def _unmatched(ev: ExternalEval, records: Sequence[EvidenceRecord], subject: str) -> CrossReference:
+def _unmatched(
+    ev: ExternalEval, records: Sequence[EvidenceRecord], subject: str, all_rules: Sequence[Rule]
+) -> CrossReference:
     score = ev.score(ev.construct_score) if ev.construct_score else ev.scores[0]
-    rules = [r for r in RULES if r.construct == ev.construct_]
+    rules = [r for r in all_rules if r.construct == ev.construct_]
     if not rules:
         why = f"the suite has no interpretability finding on the construct {ev.construct_!r}"
         if ev.construct_source == "default":
@@ -325,7 +299,11 @@ def _unmatched(ev: ExternalEval, records: Sequence[EvidenceRecord], subject: str
 
 
 def cross_reference(
-    records: Sequence[EvidenceRecord], external_evals: Sequence[ExternalEval], *, subject: str
+    records: Sequence[EvidenceRecord],
+    external_evals: Sequence[ExternalEval],
+    *,
+    subject: str,
+    rules: Sequence[Rule],
 ) -> list[CrossReference]:
     """The cross-reference section: every finding a rule relates to an external evaluation.
 
@@ -337,7 +315,7 @@ def cross_reference(
     )
     out: list[CrossReference] = []
     used: set[str] = set()
-    for rule in RULES:
+    for rule in rules:
         for record in findings:
             if record.measurement.id != rule.measurement or rule.metric not in {m.name for m in record.metrics}:
                 continue
@@ -347,5 +325,5 @@ def cross_reference(
                     used.add(ev.eval_id)
     for ev in sorted(external_evals, key=lambda e: e.eval_id):
         if ev.eval_id not in used:
-            out.append(_unmatched(ev, records, subject))
+            out.append(_unmatched(ev, records, subject, rules))
     return out

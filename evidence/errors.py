@@ -13,21 +13,31 @@ Tree::
     │   ├── MeasurementError         a measurement cannot produce a valid result (recorded by the runner)
     │   ├── RecordError              a record or dossier would be invalid
     │   ├── UnsupportedVersionError  a format version this release does not know
-    │   └── RenderError              the PDF cannot be rendered
+    │   ├── RenderError              the PDF cannot be rendered
+    │   └── MissingExtraError        an optional part of the install ([measure], [render], ...) is absent
     └── signing.errors.SigningError  signing and verification (see that module)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 __all__ = [
     "ConfigError",
     "EvidenceError",
+    "MissingExtraError",
     "MeasurementError",
     "ModelLoadError",
     "RecordError",
     "RenderError",
     "UnsupportedVersionError",
     "UserFacingError",
+    "config_error_from_validation",
+    "missing_extra",
 ]
 
 
@@ -83,3 +93,51 @@ class RenderError(EvidenceError):
     """The PDF cannot be rendered."""
 
     exit_code = 1
+
+
+class MissingExtraError(EvidenceError):
+    """A part of the install that this command needs is absent (an optional extra)."""
+
+
+#: What each extra brings, for the message.
+_EXTRA_PURPOSE = {
+    "measure": "measuring models (torch, TransformerLens)",
+    "render": "rendering the PDF (WeasyPrint)",
+    "export": "the standard exports (CycloneDX)",
+}
+
+
+def missing_extra(extra: str, exc: BaseException | None = None) -> MissingExtraError:
+    """The one error for a missing optional extra: names the extra and the install command."""
+    missing = getattr(exc, "name", None)
+    what = _EXTRA_PURPOSE.get(extra, extra)
+    detail = f" (the module {missing!r} is not installed)" if missing else ""
+    return MissingExtraError(
+        f"this command needs the [{extra}] extra for {what}{detail}",
+        hint=f"pip install 'interp-dossier[{extra}]'",
+    )
+
+
+def _location(loc: Any) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def config_error_from_validation(
+    exc: ValidationError,
+    *,
+    source: str,
+    hint: str | None = None,
+    rename: Mapping[str, str] | None = None,
+) -> ConfigError:
+    """A pydantic validation error as a ConfigError naming the file (``source``) and the key.
+
+    Only the first problem is reported, as one sentence; ``rename`` maps pydantic's
+    messages for common cases (e.g. ``extra_forbidden``) to words a person uses.
+    """
+    first = exc.errors()[0]
+    where = _location(first.get("loc", ()))
+    kind = str(first.get("type", ""))
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if rename and kind in rename:
+        message = rename[kind]
+    return ConfigError(f"{source}: {where}: {message}", hint=hint)

@@ -20,9 +20,18 @@ from pydantic import ValidationError
 
 from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.errors import ConfigError
-from evidence.records import EvidenceRecord, Gate, Metric, Policy, Threshold, Verdict
+from evidence.records import CalibrationCheck, Criterion, EvidenceRecord, Gate, Metric, Policy, Verdict
 
-__all__ = ["evaluate", "judge", "load_policy", "roll_up"]
+__all__ = [
+    "check_passes",
+    "describe",
+    "describe_all",
+    "evaluate",
+    "judge",
+    "load_policy",
+    "roll_up",
+    "satisfied",
+]
 
 
 def load_policy(path: Path, *, run_started: datetime | None = None) -> Policy:
@@ -69,25 +78,88 @@ def _shift(threshold: float, margin: float, comparator: str) -> float:
     return threshold + margin if comparator in (">=", ">") else threshold - margin
 
 
-def judge(t: Threshold, metric: Metric) -> tuple[str, str]:
+def _reference(c: Criterion, metric: Metric) -> float | None:
+    """What the threshold is counted from: 0, or the baseline's far bound (None: no baseline)."""
+    if not c.above_baseline:
+        return 0.0
+    if metric.baseline is None:
+        return None
+    ci = metric.baseline.ci
+    if ci is None:
+        return metric.baseline.value
+    return ci.upper if c.comparator in (">=", ">") else ci.lower
+
+
+_BOUND_WORDS = {"point": "", "ci-lower": "CI lower bound ", "ci-upper": "CI upper bound "}
+
+
+def describe(c: Criterion, metric_name: str) -> str:
+    """The criterion in words and numbers, e.g. ``auroc: CI lower bound > 0.9``."""
+    threshold = "its baseline" if c.above_baseline and c.threshold == 0 else f"{c.threshold:g}"
+    if c.above_baseline and c.threshold != 0:
+        threshold = f"its baseline {'+' if c.threshold > 0 else '-'} {abs(c.threshold):g}"
+    if c.rule == "ci-bound":
+        side = "lower" if c.comparator in (">=", ">") else "upper"
+        text = f"{metric_name}: CI {side} bound {c.comparator} {threshold}"
+    else:
+        text = f"{metric_name}: {_BOUND_WORDS[c.rule]}{c.comparator} {threshold}".replace(":  ", ": ")
+    if c.margin:
+        text += f" with margin {c.margin:g}"
+    return text
+
+
+def describe_all(criteria: Sequence[Criterion], combine: str, metric_name: str) -> str:
+    """Several criteria joined as the check combines them."""
+    joiner = " and " if combine == "all" else " or "
+    return joiner.join(describe(c, metric_name) for c in criteria)
+
+
+def judge(t: Criterion, metric: Metric, *, name: str | None = None) -> tuple[str, str]:
     """The verdict on one metric and the reason, in one sentence."""
-    want = f"{t.metric} {t.comparator} {t.threshold:g}"
-    if t.margin:
+    label: str = name or str(getattr(t, "metric", metric.name))
+    want = f"{label} {t.comparator} {t.threshold:g}"
+    if t.above_baseline:
+        want = describe(t, label)
+    elif t.margin:
         want += f" with margin {t.margin:g}"
+    reference = _reference(t, metric)
+    if reference is None:
+        return "inconclusive", f"{metric.name} = {metric.value:g} carries no baseline; required {want}"
+    target = reference + _shift(t.threshold, t.margin, t.comparator)
     if t.rule == "point":
-        ok = _clears(metric.value, _shift(t.threshold, t.margin, t.comparator), t.comparator)
+        ok = _clears(metric.value, target, t.comparator)
         return ("pass" if ok else "fail"), f"{metric.name} = {metric.value:g}; required {want}"
     if metric.ci is None:
         return "inconclusive", f"{metric.name} = {metric.value:g} carries no confidence interval; required {want}"
     lo, hi = metric.ci.lower, metric.ci.upper
+    ci = f"{metric.name} = {metric.value:g}, {metric.ci.level:.0%} CI [{lo:g}, {hi:g}]"
+    if t.rule in ("ci-lower", "ci-upper"):
+        bound = lo if t.rule == "ci-lower" else hi
+        ok = _clears(bound, target, t.comparator)
+        return ("pass" if ok else "fail"), f"{ci}; required {want}"
     higher_is_safe = t.comparator in (">=", ">")
     safe_bound, unsafe_bound = (lo, hi) if higher_is_safe else (hi, lo)
-    ci = f"{metric.name} = {metric.value:g}, {metric.ci.level:.0%} CI [{lo:g}, {hi:g}]"
-    if _clears(safe_bound, _shift(t.threshold, t.margin, t.comparator), t.comparator):
+    if _clears(safe_bound, target, t.comparator):
         return "pass", f"{ci}: the whole interval clears {want}"
-    if not _clears(unsafe_bound, t.threshold, t.comparator):
-        return "fail", f"{ci}: the whole interval fails {t.metric} {t.comparator} {t.threshold:g}"
+    if not _clears(unsafe_bound, reference + t.threshold, t.comparator):
+        return "fail", f"{ci}: the whole interval fails {label} {t.comparator} {t.threshold:g}"
     return "inconclusive", f"{ci}: the interval straddles {want}"
+
+
+def satisfied(criteria: Sequence[Criterion], combine: str, metric: Metric) -> bool:
+    """Whether ``metric`` meets the criteria (each judged PASS by :func:`judge`), all or any."""
+    results = [judge(c, metric)[0] == "pass" for c in criteria]
+    if not results:
+        return False
+    return all(results) if combine == "all" else any(results)
+
+
+def check_passes(check: CalibrationCheck) -> bool:
+    """Recompute a calibration check's outcome from what it records (verification step 7)."""
+    if check.value is None or not check.criteria:
+        return False
+    metric = Metric(name=check.metric, value=check.value, unit="value", ci=check.ci, baseline=check.baseline)
+    return satisfied(check.criteria, check.combine, metric)
 
 
 def evaluate(policy: Policy, records: Sequence[EvidenceRecord], *, subject: str) -> list[Verdict]:

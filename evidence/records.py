@@ -37,6 +37,7 @@ __all__ = [
     "ClauseIndexEntry",
     "ClauseRef",
     "ConfidenceInterval",
+    "Criterion",
     "DataRef",
     "Dossier",
     "Environment",
@@ -170,8 +171,34 @@ class ClauseRef(_Frozen):
     rationale: Annotated[str, StringConstraints(min_length=1, max_length=400)]
 
 
+Comparator = Literal[">=", ">", "<=", "<"]
+DecisionRule = Literal["ci-bound", "point", "ci-lower", "ci-upper"]
+
+
+class Criterion(_Frozen):
+    """What one metric must satisfy: a comparator, a threshold and how uncertainty is read.
+
+    ``ci-bound``: the interval's bound on the safe side (lower for ``>``/``>=``, upper for
+    ``<``/``<=``) is compared, so the whole interval must clear the threshold;
+    ``point``: the point value; ``ci-lower`` / ``ci-upper``: that bound of the interval.
+    ``margin`` moves the threshold towards the safe side. ``above_baseline``: the threshold
+    is counted from the metric's baseline (its interval's far bound, else its value), so
+    ``> 0`` reads "clears its baseline"; a metric without a baseline does not satisfy it.
+    """
+
+    comparator: Comparator
+    threshold: Number
+    rule: DecisionRule = "ci-bound"
+    margin: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
+    above_baseline: bool = False
+
+
 class CalibrationCheck(_Frozen):
-    """One check of the suite against planted ground truth: the instrument must see what is there."""
+    """One check of the suite against planted ground truth: the instrument must see what is there.
+
+    ``passed`` is recomputed by a verifier from ``value``, ``ci``, ``baseline`` and ``criteria``
+    with the gate's own code (:func:`evidence.policy.satisfied`).
+    """
 
     measurement: MeasurementId
     organism: Name
@@ -179,7 +206,12 @@ class CalibrationCheck(_Frozen):
     metric: Name
     value: Number | None = Field(description="null when the measurement failed on this organism")
     ci: ConfidenceInterval | None = None
-    criterion: Name = Field(description="what the value must satisfy, in words and numbers")
+    baseline: Baseline | None = None
+    criteria: list[Criterion] = Field(default_factory=list, description="what the metric must satisfy")
+    combine: Literal["all", "any"] = Field(default="all", description="whether all criteria or any one must hold")
+    criterion: Annotated[str, StringConstraints(min_length=1, max_length=1000)] = Field(
+        description="the criteria in words and numbers (and why a check could not be evaluated)"
+    )
     passed: bool
     record_digest: Sha256Hex | None = Field(default=None, description="the calibration run's record")
 
@@ -229,26 +261,19 @@ class EvidenceRecord(_Frozen):
         raise KeyError(name)
 
 
-Comparator = Literal[">=", ">", "<=", "<"]
-DecisionRule = Literal["ci-bound", "point"]
-
-
-class Threshold(_Frozen):
+class Threshold(Criterion):
     """A declared threshold on one metric of one measurement, and how uncertainty is treated.
 
     ``ci-bound``: PASS only if the whole confidence interval clears the threshold by the
     safety margin; FAIL if the whole interval lies on the wrong side of the threshold;
     INCONCLUSIVE otherwise (and when the metric carries no interval).
     ``point``: the point value alone is compared; for exact quantities only.
+    ``ci-lower`` / ``ci-upper``: that bound alone is compared (PASS or FAIL).
     """
 
     id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
     measurement: MeasurementId
     metric: Name
-    comparator: Comparator
-    threshold: Number
-    rule: DecisionRule = "ci-bound"
-    margin: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
     rationale: Annotated[str, StringConstraints(min_length=1)]
     clauses: list[ClauseRef] = Field(default_factory=list)
 

@@ -332,13 +332,9 @@ def _changes_by_area(changelog: Sequence[ChangeEntry]) -> list[tuple[str, list[C
 
 def _finding_label(cross_ref: CrossReference) -> str:
     """What a cross-referenced metric is, in words, without the numbers the row shows anyway."""
-    from evidence.crossref import RULES
-
-    for rule in RULES:
-        if (rule.measurement, rule.metric, rule.construct) == (
-            cross_ref.measurement, cross_ref.metric, cross_ref.construct_
-        ):
-            return rule.finding
+    if cross_ref.metric is not None and cross_ref.interpretability_value is not None:
+        # A compared finding reads "<what the metric is>: <value and interval>".
+        return cross_ref.finding.rsplit(": ", 1)[0]
     return cross_ref.finding
 
 

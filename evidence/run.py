@@ -18,7 +18,7 @@ from evidence.canonical import sha256_hex
 from evidence.changelog import diff_dossiers, load_predecessor
 from evidence.crossref import cross_reference
 from evidence.dossier import build_dossier, dossier_bytes, parse_dossier, with_fields
-from evidence.errors import ConfigError
+from evidence.errors import ConfigError, missing_extra
 from evidence.export import build_exports
 from evidence.external import load_external_evals
 from evidence.policy import evaluate, load_policy, roll_up
@@ -119,9 +119,12 @@ def run(
     signer = _signer_for(key) if sign else None
 
     # Measurement (torch, TransformerLens) is imported only now.
-    from evidence.measure import Task, check_task, run_task
-    from evidence.measure.runtime import capture_environment, configure_determinism
-    from evidence.model import ModelSpec, load_model
+    try:
+        from evidence.measure import Task, check_task, registered, run_suite
+        from evidence.measure.runtime import capture_environment, configure_determinism
+        from evidence.model import ModelSpec, load_model
+    except ModuleNotFoundError as exc:
+        raise missing_extra("measure", exc) from None
 
     model_spec = ModelSpec(organism=spec.model_organism, path=spec.model_path)
     markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
@@ -138,10 +141,13 @@ def run(
     say(f"loading model {model_spec.describe()}")
     model = load_model(model_spec)
 
-    records: list[EvidenceRecord] = []
-    for i, task in enumerate(tasks, start=1):
-        say(f"[{i}/{len(tasks)}] measuring {task.measurement_id}")
-        records.append(run_task(task, model, progress=detail))
+    records = run_suite(
+        tasks,
+        model,
+        announce=lambda i, n, task: say(f"[{i}/{n}] measuring {task.measurement_id}"),
+        progress=detail,
+    )
+    rules = [rule for definition in registered().values() for rule in definition.crossref]
 
     verdicts: list[Verdict] = []
     gate = None
@@ -156,7 +162,7 @@ def run(
         verdicts=verdicts,
         gate=gate,
         external_evals=external,
-        cross_references=cross_reference(records, external, subject=model.identity.name),
+        cross_references=cross_reference(records, external, subject=model.identity.name, rules=rules),
     )
     if previous is not None:
         old, link = previous

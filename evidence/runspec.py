@@ -21,24 +21,19 @@ from evidence.errors import ConfigError
 from evidence.external import parse_declarations
 
 __all__ = [
-    "DATASET_LABELS",
     "Dataset",
     "Prompt",
     "RunSpec",
+    "dataset_labels",
     "default_runspec_path",
     "load_runspec",
 ]
 
-#: Known dataset names and the labels each one accepts.
-DATASET_LABELS: dict[str, frozenset[str]] = {
-    "refusal.harmful": frozenset({"harmful"}),
-    "refusal.harmless": frozenset({"harmless"}),
-    "deception.train": frozenset({"deceptive", "honest"}),
-    "deception.eval": frozenset({"positive", "negative"}),
-    "deception.control": frozenset({"negative"}),
-    "goal.aligned": frozenset({"aligned"}),
-    "goal.decorrelated": frozenset({"decorrelated"}),
-}
+def dataset_labels() -> dict[str, frozenset[str]]:
+    """Known dataset names and the labels each accepts: what the registered measurements declare."""
+    from evidence.measure import registry
+
+    return registry.dataset_labels()
 
 
 class _Strict(BaseModel):
@@ -203,11 +198,12 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
 
 def load_dataset(name: str, path: Path) -> Dataset:
     """Load a JSONL prompt set; any problem names the file and the line."""
-    allowed = DATASET_LABELS.get(name)
+    known = dataset_labels()
+    allowed = known.get(name)
     if allowed is None:
         raise ConfigError(
             f"unknown dataset name {name!r}",
-            hint=f"known datasets: {', '.join(sorted(DATASET_LABELS))}",
+            hint=f"known datasets: {', '.join(sorted(known))}",
         )
     try:
         raw = path.read_bytes()

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from evidence.measure.circuit import (
+from evidence.measure.suite.circuit_faithfulness import (
     EdgePatchingInputs,
     PatchingInputs,
     activation_patching_effects,
@@ -40,7 +40,7 @@ from evidence.measure.circuit import (
     patched_metrics,
     spearman,
 )
-from evidence.measure.edges import EdgeModel
+from evidence.measure.methods.edges import EdgeModel
 from evidence.model import LoadedModel, ModelSpec, load_model
 
 Patch = Callable[[list[frozenset[int]]], np.ndarray]

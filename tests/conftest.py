@@ -31,3 +31,48 @@ def pipeline_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert code == 1, f"run exited {code}, expected 1 (gate failed on the planted defection)"
     assert (out / "dossier.json").is_file()
     return out
+
+
+@pytest.fixture(scope="session")
+def organism():
+    """``organism(name)``: a bundled reference organism, loaded once per test session."""
+    from functools import cache
+
+    from evidence.model import ModelSpec, load_model
+
+    @cache
+    def load(name: str):
+        return load_model(ModelSpec(organism=name))
+
+    return load
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test with one torch thread (the organisms are tiny; two threads only contend)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def temporary_measurement():
+    """``temporary_measurement(id, fn, **declarations)``: register a measurement for one test only."""
+    from evidence.measure import MeasurementParams, measurement, registry
+
+    added: list[str] = []
+
+    class NoParams(MeasurementParams):
+        pass
+
+    def register(measurement_id: str, fn, *, params=NoParams, **declarations):
+        measurement(measurement_id, version=declarations.pop("version", "1.0.0"), params=params, **declarations)(fn)
+        added.append(measurement_id)
+        return registry.get(measurement_id)
+
+    yield register
+    for measurement_id in added:
+        registry._REGISTRY.pop(measurement_id, None)

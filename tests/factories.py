@@ -152,3 +152,17 @@ def make_external_eval(
         "construct_score_source": None if construct_score is None else "declared",
         "scores": scores,
     })
+
+
+def suite_rules():
+    """The cross-reference rules the registered measurements declare."""
+    from evidence.measure import registered
+
+    return [rule for definition in registered().values() for rule in definition.crossref]
+
+
+def cross_reference(records, evals, *, subject):
+    """The cross-reference section under the suite's own rules."""
+    from evidence.crossref import cross_reference as judge
+
+    return judge(records, evals, subject=subject, rules=suite_rules())

@@ -1,12 +1,19 @@
-"""Interval estimates for measurement results.
+"""Every interval and test the suite uses, in one place.
 
-Two estimators, both returning :class:`evidence.records.ConfidenceInterval`:
+All return :class:`evidence.records.ConfidenceInterval` where an interval is meant:
 
-* :func:`bootstrap_mean` — the mean over independent units (sequences, prompts)
-  with a percentile bootstrap interval, resampling units with a seeded
-  :class:`numpy.random.Generator`.
-* :func:`wilson_interval` — the Wilson score interval for a rate (k successes
-  out of n trials).
+* :func:`percentile_interval` — the one percentile-bootstrap interval; every
+  bootstrap of the suite ends here (:func:`bootstrap_mean`, :class:`Bootstrap`,
+  :func:`bootstrap_auroc`, :func:`bootstrap_delta_auroc`, and the measurements'
+  own statistics).
+* :func:`bootstrap_mean` — the mean over independent units (sequences, prompts),
+  resampling units with a seeded :class:`numpy.random.Generator`; for a paired
+  comparison pass the per-unit differences (:func:`paired_difference`).
+* :class:`Bootstrap` — one fixed set of resampling indices shared by several
+  statistics of the same units (so that their draws are paired).
+* :func:`wilson_interval` — the Wilson score interval for a rate.
+* :func:`ranks`, :func:`spearman`, :func:`auroc` and its bootstraps — rank statistics.
+* :func:`curve_area` — the trapezoid rule for curves such as faithfulness vs k.
 
 Non-finite inputs are refused with :class:`evidence.errors.MeasurementError`:
 an interval computed over NaN would be meaningless, and a record cannot carry
@@ -16,6 +23,8 @@ one anyway.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
@@ -24,10 +33,29 @@ from numpy.typing import ArrayLike
 from evidence.errors import MeasurementError
 from evidence.records import ConfidenceInterval
 
-__all__ = ["BOOTSTRAP_METHOD", "WILSON_METHOD", "bootstrap_mean", "wilson_interval"]
+__all__ = [
+    "BOOTSTRAP_METHOD",
+    "STRATIFIED_BOOTSTRAP",
+    "WILSON_METHOD",
+    "Bootstrap",
+    "auroc",
+    "auroc_rows",
+    "bootstrap_auroc",
+    "bootstrap_delta_auroc",
+    "bootstrap_mean",
+    "curve_area",
+    "finite_scores",
+    "paired_difference",
+    "percentile_interval",
+    "ranks",
+    "spearman",
+    "wilson_interval",
+]
 
 #: ``ConfidenceInterval.method`` written by :func:`bootstrap_mean`.
 BOOTSTRAP_METHOD = "percentile bootstrap"
+#: ``ConfidenceInterval.method`` of bootstraps that resample each class separately.
+STRATIFIED_BOOTSTRAP = "stratified percentile bootstrap"
 #: ``ConfidenceInterval.method`` written by :func:`wilson_interval`.
 WILSON_METHOD = "wilson"
 
@@ -72,17 +100,75 @@ def bootstrap_mean(
     point = float(data.mean())
     index = rng.integers(0, n, size=(resamples, n))
     means = data[index].mean(axis=1)
+    return point, percentile_interval(point, means, level=level, n=n, contain_point=False)
+
+
+def paired_difference(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    rng: np.random.Generator,
+    level: float = 0.95,
+    resamples: int = 1000,
+    name: str = "difference",
+) -> tuple[float, ConfidenceInterval]:
+    """The mean of ``a - b`` over paired units and its percentile bootstrap interval."""
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise MeasurementError(f"paired {name}: the two sides hold {x.shape} and {y.shape} units")
+    return bootstrap_mean(x - y, rng=rng, level=level, resamples=resamples, name=name)
+
+
+def percentile_interval(
+    point: float,
+    draws: ArrayLike,
+    *,
+    level: float,
+    n: int,
+    method: str = BOOTSTRAP_METHOD,
+    contain_point: bool = True,
+) -> ConfidenceInterval:
+    """The percentile interval of bootstrap ``draws`` of a statistic whose estimate is ``point``.
+
+    ``contain_point``: widen the interval, if need be, to contain the point
+    estimate (with few resamples, or a skewed statistic such as a ratio, the
+    estimate can fall outside the percentile range).
+    """
+    _check_level(level)
+    values = np.asarray(draws, dtype=np.float64)
+    if values.size < 1:
+        raise MeasurementError("a bootstrap interval needs at least one resample")
     alpha = (1.0 - level) / 2.0
-    lower, upper = np.quantile(means, [alpha, 1.0 - alpha])
-    ci = ConfidenceInterval(
-        lower=float(lower),
-        upper=float(upper),
-        level=level,
-        method=BOOTSTRAP_METHOD,
-        n=n,
-        resamples=resamples,
+    lower, upper = (float(v) for v in np.quantile(values, [alpha, 1.0 - alpha]))
+    if contain_point:
+        lower, upper = min(lower, point), max(upper, point)
+    return ConfidenceInterval(
+        lower=lower, upper=upper, level=level, method=method, n=n, resamples=int(values.shape[0])
     )
-    return point, ci
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """One set of resampling indices ``[resamples, n]`` over ``n`` units, shared by several statistics."""
+
+    index: np.ndarray
+    level: float
+
+    @classmethod
+    def draw(cls, n: int, *, rng: np.random.Generator, resamples: int, level: float) -> Bootstrap:
+        """Draw ``resamples`` resamples of ``n`` units with replacement."""
+        return cls(index=rng.integers(0, n, size=(resamples, n)), level=level)
+
+    def resample_means(self, values: np.ndarray) -> np.ndarray:
+        """``values [..., n]`` -> resampled means ``[resamples, ...]``."""
+        moved = np.moveaxis(values, -1, 0)[self.index]  # [R, n, ...]
+        result: np.ndarray = moved.mean(axis=1)
+        return result
+
+    def interval(self, point: float, draws: np.ndarray) -> ConfidenceInterval:
+        """The percentile interval of ``draws`` (one per resample), containing ``point``."""
+        return percentile_interval(point, draws, level=self.level, n=int(self.index.shape[1]))
 
 
 def wilson_interval(successes: int, n: int, *, level: float = 0.95) -> ConfidenceInterval:
@@ -101,3 +187,120 @@ def wilson_interval(successes: int, n: int, *, level: float = 0.95) -> Confidenc
     lower = min(max(0.0, centre - half), p)
     upper = max(min(1.0, centre + half), p)
     return ConfidenceInterval(lower=lower, upper=upper, level=level, method=WILSON_METHOD, n=n)
+
+
+# -- rank statistics ---------------------------------------------------------------------------
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks along the last axis, ties given their average rank."""
+    order = np.argsort(values, axis=-1, kind="stable")
+    sorted_vals = np.take_along_axis(values, order, axis=-1)
+    n = values.shape[-1]
+    ranks_sorted = np.broadcast_to(np.arange(1, n + 1, dtype=np.float64), values.shape).copy()
+    # average ranks over runs of equal values
+    new_run = np.ones(values.shape, dtype=bool)
+    new_run[..., 1:] = sorted_vals[..., 1:] != sorted_vals[..., :-1]
+    run_id = np.cumsum(new_run, axis=-1)
+    flat_ids = run_id + (np.arange(int(np.prod(values.shape[:-1]))).reshape(values.shape[:-1] + (1,)) * (n + 1))
+    flat_ids = flat_ids.reshape(-1)
+    sums = np.bincount(flat_ids, weights=ranks_sorted.reshape(-1))
+    counts = np.bincount(flat_ids)
+    avg = (sums[flat_ids] / counts[flat_ids]).reshape(values.shape)
+    out: np.ndarray = np.empty_like(avg)
+    np.put_along_axis(out, order, avg, axis=-1)
+    return out
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row pair (along the last axis); 0 where either side has no variation."""
+    ra = ranks(np.atleast_2d(np.asarray(a, dtype=np.float64)))
+    rb = ranks(np.atleast_2d(np.asarray(b, dtype=np.float64)))
+    ra = ra - ra.mean(axis=-1, keepdims=True)
+    rb = rb - rb.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((ra * ra).sum(axis=-1) * (rb * rb).sum(axis=-1))
+    result: np.ndarray = np.where(denom > 0, (ra * rb).sum(axis=-1) / np.where(denom > 0, denom, 1.0), 0.0)
+    return result
+
+
+def auroc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUROC of each row pair (``pos`` [..., n1], ``neg`` [..., n0])."""
+    n1, n0 = pos.shape[-1], neg.shape[-1]
+    r = ranks(np.concatenate([pos, neg], axis=-1))
+    u = r[..., :n1].sum(axis=-1) - n1 * (n1 + 1) / 2.0
+    return np.asarray(u / (n1 * n0))
+
+
+def finite_scores(values: ArrayLike, name: str) -> np.ndarray:
+    """``values`` as a non-empty 1-D float array of finite numbers, or a MeasurementError naming ``name``."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.ndim != 1 or data.size == 0:
+        raise MeasurementError(f"{name}: expected a non-empty list of scores, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise MeasurementError(f"{name}: scores contain non-finite values")
+    return data
+
+
+def auroc(positive: ArrayLike, negative: ArrayLike) -> float:
+    """P(score of a random positive > score of a random negative), ties counting one half."""
+    pos = finite_scores(positive, "AUROC positives")
+    neg = finite_scores(negative, "AUROC negatives")
+    return float(auroc_rows(pos, neg))
+
+
+def _check_resamples(level: float, resamples: int) -> None:
+    _check_level(level)
+    if resamples < 1:
+        raise MeasurementError(f"resamples must be at least 1, got {resamples}")
+
+
+def bootstrap_auroc(
+    positive: ArrayLike,
+    negative: ArrayLike,
+    *,
+    rng: np.random.Generator,
+    level: float = 0.95,
+    resamples: int = 1000,
+) -> tuple[float, ConfidenceInterval]:
+    """AUROC and its stratified percentile bootstrap interval (``n`` = positives + negatives)."""
+    _check_resamples(level, resamples)
+    pos = finite_scores(positive, "AUROC positives")
+    neg = finite_scores(negative, "AUROC negatives")
+    point = float(auroc_rows(pos, neg))
+    ip = rng.integers(0, pos.size, size=(resamples, pos.size))
+    ineg = rng.integers(0, neg.size, size=(resamples, neg.size))
+    draws = auroc_rows(pos[ip], neg[ineg])
+    return point, percentile_interval(point, draws, level=level, n=pos.size + neg.size, method=STRATIFIED_BOOTSTRAP)
+
+
+def bootstrap_delta_auroc(
+    positive_a: ArrayLike,
+    negative_a: ArrayLike,
+    positive_b: ArrayLike,
+    negative_b: ArrayLike,
+    *,
+    rng: np.random.Generator,
+    level: float = 0.95,
+    resamples: int = 1000,
+) -> tuple[float, ConfidenceInterval]:
+    """AUROC(b) - AUROC(a) for paired score sets (item i of a and of b are the same unit).
+
+    Each resample draws the same positive and negative indices for a and b.
+    """
+    _check_resamples(level, resamples)
+    pa, na = finite_scores(positive_a, "positives a"), finite_scores(negative_a, "negatives a")
+    pb, nb = finite_scores(positive_b, "positives b"), finite_scores(negative_b, "negatives b")
+    if pa.size != pb.size or na.size != nb.size:
+        raise MeasurementError("paired AUROC difference: a and b must hold the same units")
+    point = float(auroc_rows(pb, nb) - auroc_rows(pa, na))
+    ip = rng.integers(0, pa.size, size=(resamples, pa.size))
+    ineg = rng.integers(0, na.size, size=(resamples, na.size))
+    draws = auroc_rows(pb[ip], nb[ineg]) - auroc_rows(pa[ip], na[ineg])
+    return point, percentile_interval(point, draws, level=level, n=pa.size + na.size, method=STRATIFIED_BOOTSTRAP)
+
+
+def curve_area(xs: Sequence[float] | np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Area under ``values`` (over the last axis) against ``xs``, by the trapezoid rule."""
+    widths = np.diff(np.asarray(xs, dtype=np.float64))
+    result: np.ndarray = (widths * (values[..., 1:] + values[..., :-1]) / 2.0).sum(axis=-1)
+    return result

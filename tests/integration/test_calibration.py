@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evidence.measure import Task, run_task
-from evidence.measure import calibration as cal
+from evidence.measure.suite import calibration_organisms as cal
 from evidence.model import ModelSpec, load_model
 
 FAST = {"measurements": ["heads.inventory"], "params": {"heads.inventory": {"n_sequences": 16}}}

@@ -20,8 +20,8 @@ from transformer_lens.model_bridge import TransformerBridge
 from evidence.canonical import canonical_bytes
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import Task, registered, run_task
-from evidence.measure.circuit import spearman
-from evidence.measure.edges import EdgeModel
+from evidence.measure.suite.circuit_faithfulness import spearman
+from evidence.measure.methods.edges import EdgeModel
 from evidence.measure.hooks import capture, scoped_hooks
 from evidence.model import LoadedModel, ModelSpec, load_model, random_twin
 from evidence.records import EvidenceRecord, Table

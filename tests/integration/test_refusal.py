@@ -51,8 +51,8 @@ def model(name: str):
 
 
 def run(measurement_id: str, organism: str, seed: int = 0, **params: Any) -> EvidenceRecord:
-    import evidence.measure.refusal_direction  # noqa: F401  (registers the measurements)
-    import evidence.measure.refusal_stability  # noqa: F401
+    import evidence.measure.suite.refusal_direction  # noqa: F401  (registers the measurements)
+    import evidence.measure.suite.refusal_stability  # noqa: F401
     from evidence.measure import Task, run_task
     from evidence.model import ModelSpec
 

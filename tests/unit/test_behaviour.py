@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from evidence.errors import ConfigError
-from evidence.measure.behaviour import (
+from evidence.measure.methods.behaviour import (
     Markers,
     batches_by_length,
     first_token_ids,

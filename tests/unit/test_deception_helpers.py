@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from evidence.errors import MeasurementError
-from evidence.measure.deception import Candidate, ProbeParams, ReadPoint, select
-from evidence.measure.deception_robustness import reword
+from evidence.measure.suite.deception_probe import Candidate, ProbeParams, ReadPoint, select
+from evidence.measure.suite.deception_robustness import reword
 from evidence.measure.hooks import scoped_hooks
-from evidence.measure.probe_causality import ProbeCausalityParams, is_decorative, steering_hook
-from evidence.measure.probes import LinearProbe
-from evidence.measure.suffixes import anchored_end, insert_suffix
+from evidence.measure.suite.probe_causality import ProbeCausalityParams, is_decorative, steering_hook
+from evidence.measure.methods.probes import LinearProbe
+from evidence.measure.methods.suffixes import anchored_end, insert_suffix
 from evidence.organisms import language
 
 

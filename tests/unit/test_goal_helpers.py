@@ -8,8 +8,8 @@ import torch
 
 from evidence.errors import MeasurementError
 from evidence.measure import MeasureContext, Task, registered, run_task
-from evidence.measure import goal as goal_module
-from evidence.measure.goal import (
+from evidence.measure.suite import goal_proxy_reliance as goal_module
+from evidence.measure.suite.goal_proxy_reliance import (
     GoalProxyParams,
     balanced_directions,
     bootstrap_reliance_index,
@@ -204,7 +204,7 @@ def test_the_measurement_is_registered_as_experimental():
     definition = registered()["goal.proxy_reliance"]
     assert definition.experimental is True
     assert definition.version == "1.1.0"
-    assert definition.datasets == ("goal.aligned", "goal.decorrelated")
+    assert definition.required_datasets == ("goal.aligned", "goal.decorrelated")
 
 
 def test_a_run_on_a_tiny_model_is_complete_and_deterministic(tiny, datasets):

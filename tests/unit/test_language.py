@@ -36,7 +36,7 @@ from evidence.organisms.language import (
     respond,
     response_kind,
 )
-from evidence.runspec import DATASET_LABELS, load_dataset
+from evidence.runspec import dataset_labels, load_dataset
 
 
 def shipped_rows() -> dict[str, list[dict[str, str]]]:
@@ -180,7 +180,7 @@ def test_shipped_datasets_are_exactly_what_the_generator_writes(tmp_path):
 def test_shipped_datasets_load_as_run_spec_datasets():
     rows = shipped_rows()
     for name, prompts in rows.items():
-        assert {p["label"] for p in prompts} == set(DATASET_LABELS[name])
+        assert {p["label"] for p in prompts} == set(dataset_labels()[name])
         assert all(p["text"] and p["messages"] is None for p in prompts)
     assert len(rows["refusal.harmful"]) == len(rows["refusal.harmless"]) == 128
     assert len(rows["deception.train"]) == len(rows["deception.eval"]) == 256

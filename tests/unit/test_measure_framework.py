@@ -7,6 +7,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 import evidence.measure as measure
+from evidence.measure import registry
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import (
     MeasureContext,
@@ -52,7 +53,6 @@ def toy_measurements() -> Iterator[None]:
         return MeasurementResult(
             metrics=[Metric(name="value", value=value, unit="score")],
             summary=f"label {params.label}",
-            seeds={"value": ctx.derive_seed("value")},
         )
 
     @measurement("test.toy_raises", version="1.0.0", params=ToyParams)
@@ -68,22 +68,30 @@ def toy_measurements() -> Iterator[None]:
         return {"value": 1.0}  # type: ignore[return-value]
 
     yield
-    for key in ("test.toy_ok", "test.toy_raises", "test.toy_nan", "test.toy_wrong_type"):
-        measure._REGISTRY.pop(key, None)
+    for key in ("test.toy_ok", "test.toy_raises", "test.toy_nan", "test.toy_wrong_type", "toy.needs_inputs"):
+        registry._REGISTRY.pop(key, None)
 
 
 def test_public_api_is_pinned():
     assert measure.__all__ == [
+        "DatasetUse",
+        "Expectation",
         "MeasureContext",
         "MeasurementDef",
         "MeasurementFn",
         "MeasurementParams",
         "MeasurementResult",
         "ProgressFn",
+        "SharedResults",
         "Task",
+        "UncertaintyParams",
         "check_task",
+        "dataset_labels",
+        "get",
         "measurement",
         "registered",
+        "require_known",
+        "run_suite",
         "run_task",
     ]
 
@@ -237,8 +245,10 @@ def test_required_inputs_are_checked_before_any_work():
 
     ran = []
 
+    from evidence.measure import DatasetUse
+
     @measurement("toy.needs_inputs", version="1.0.0", params=NoParams,
-                 datasets=["refusal.harmful"], markers=["refusal"])
+                 datasets=[DatasetUse.of("refusal.harmful", "harmful")], markers=["refusal"])
     def needs_inputs(model, params, ctx):
         ran.append(ctx.data_ref("refusal.harmful"))
         raise AssertionError("not reached in this test")

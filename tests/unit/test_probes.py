@@ -1,4 +1,4 @@
-"""Linear probes and their statistics (evidence.measure.probes), checked against direct computation."""
+"""Linear probes and their statistics (evidence.measure.methods.probes), checked against direct computation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evidence.errors import MeasurementError
-from evidence.measure.probes import (
+from evidence.measure.methods.probes import (
     STRATIFIED_BOOTSTRAP,
     auroc,
     bootstrap_auroc,

@@ -13,7 +13,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure.hooks import capture, scoped_hooks
-from evidence.measure.refusal import (
+from evidence.measure.methods.directions import (
     CandidateEval,
     Criteria,
     Point,
@@ -33,9 +33,9 @@ from evidence.measure.refusal import (
     select_candidate,
     split_indices,
 )
-from evidence.measure.refusal_attack import checkpoint_steps, common_suffix_length, gcg_attack
-from evidence.measure.refusal_stability import _percentile_ci, reword
-from evidence.measure.suffixes import allowed_token_ids, allowed_tokens, insert_suffix, one_hot_gradient_hook
+from evidence.measure.methods.refusal_attack import checkpoint_steps, common_suffix_length, gcg_attack
+from evidence.measure.suite.refusal_stability import _percentile_ci, reword
+from evidence.measure.methods.suffixes import allowed_token_ids, allowed_tokens, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel, ModelSpec
 from evidence.organisms.language import HARMFUL_WORDS, REQUEST_WORDS, TOPICS, VOCAB
 from evidence.records import ModelIdentity, WeightFile
@@ -399,7 +399,7 @@ def test_both_measurements_are_registered_with_their_inputs_and_catalogued_claus
     for mid in ("refusal.direction", "refusal.stability"):
         d = defs[mid]
         assert d.version == "1.0.0"
-        assert d.datasets == ("refusal.harmful", "refusal.harmless")
+        assert d.required_datasets == ("refusal.harmful", "refusal.harmless")
         assert d.markers == ("refusal",)
         catalog.check(d.clauses)
         for ref in d.clauses:

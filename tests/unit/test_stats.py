@@ -10,7 +10,24 @@ def rng(seed: int = 0) -> np.random.Generator:
 
 
 def test_public_api_is_pinned():
-    assert stats.__all__ == ["BOOTSTRAP_METHOD", "WILSON_METHOD", "bootstrap_mean", "wilson_interval"]
+    assert stats.__all__ == [
+        "BOOTSTRAP_METHOD",
+        "STRATIFIED_BOOTSTRAP",
+        "WILSON_METHOD",
+        "Bootstrap",
+        "auroc",
+        "auroc_rows",
+        "bootstrap_auroc",
+        "bootstrap_delta_auroc",
+        "bootstrap_mean",
+        "curve_area",
+        "finite_scores",
+        "paired_difference",
+        "percentile_interval",
+        "ranks",
+        "spearman",
+        "wilson_interval",
+    ]
 
 
 def test_bootstrap_mean_of_known_data_matches_the_normal_approximation():

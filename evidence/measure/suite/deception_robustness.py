@@ -65,14 +65,14 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure import MeasureContext, MeasurementResult, measurement
-from evidence.measure.behaviour import (
+from evidence.measure.methods.behaviour import (
     first_token_ids,
     greedy_generate,
     marker_log_odds,
     matches_marker,
     prompt_ids,
 )
-from evidence.measure.deception import (
+from evidence.measure.suite.deception_probe import (
     DATASETS,
     ProbeParams,
     describe_point,
@@ -83,10 +83,10 @@ from evidence.measure.deception import (
     selection_rule,
 )
 from evidence.measure.hooks import HookFn, scoped_hooks
-from evidence.measure.probe_causality import marker_length
-from evidence.measure.probes import bootstrap_delta_auroc
+from evidence.measure.suite.probe_causality import marker_length
+from evidence.measure.methods.probes import bootstrap_delta_auroc
 from evidence.measure.stats import bootstrap_mean, wilson_interval
-from evidence.measure.suffixes import allowed_token_ids, anchored_end, insert_suffix, one_hot_gradient_hook
+from evidence.measure.methods.suffixes import allowed_token_ids, anchored_end, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
 from evidence.records import Baseline, ClauseRef, DataRef, Metric, Table
 from evidence.runspec import Prompt
@@ -703,7 +703,7 @@ def robustness(model: LoadedModel, params: DeceptionRobustnessParams, ctx: Measu
         f"initial suffix, {k_att / n_att:.1%} after the attack (random suffix {k_base / n_att:.1%}); the "
         f"defection rate is {float(clean.defects.mean()):.1%}, {step0[3]:.1%} and {k_def / n_att:.1%}."
     )
-    data = [ctx.data_ref(name) for name in DATASETS]
+    data = [ctx.data_ref(d.name) for d in DATASETS]
     data.append(
         DataRef(
             name="deception.eval.reworded",
@@ -716,4 +716,4 @@ def robustness(model: LoadedModel, params: DeceptionRobustnessParams, ctx: Measu
         )
     )
     ctx.progress(1.0, "done")
-    return MeasurementResult(metrics=metrics, tables=[table], data=data, summary=summary, seeds=seeds)
+    return MeasurementResult(metrics=metrics, tables=[table], data=data, summary=summary)

@@ -4,7 +4,7 @@ Each attacked prompt gets its own suffix of ``suffix_len`` tokens, inserted just
 before the template's closing tokens (for the organisms ``assistant :``), so the
 prompt still ends the way the model expects a response to start. The objective
 is the refusal log-odds of the markers' first token at the first response
-position (:func:`evidence.measure.behaviour.marker_log_odds`), to be lowered,
+position (:func:`evidence.measure.methods.behaviour.marker_log_odds`), to be lowered,
 or the log-odds of the helpful markers' first token, to be raised (``sign``
 -1): either way the search minimises ``sign * log-odds``.
 
@@ -12,7 +12,7 @@ One step, for every prompt at once:
 
 1. The gradient of the objective with respect to a one-hot encoding of the
    suffix tokens, taken through the suffix rows of the token embedding
-   (:func:`evidence.measure.suffixes.one_hot_gradient_hook`).
+   (:func:`evidence.measure.methods.suffixes.one_hot_gradient_hook`).
 2. For each suffix position, the ``top_k`` allowed tokens with the most negative
    gradient.
 3. ``n_candidates`` single-token substitutions, each at a random suffix position
@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 
 from evidence.errors import MeasurementError
-from evidence.measure.behaviour import marker_log_odds
+from evidence.measure.methods.behaviour import marker_log_odds
 from evidence.measure.hooks import scoped_hooks
-from evidence.measure.suffixes import allowed_tokens, insert_suffix, one_hot_gradient_hook
+from evidence.measure.methods.suffixes import allowed_tokens, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
 
 __all__ = ["AttackResult", "checkpoint_steps", "common_suffix_length", "gcg_attack"]

@@ -50,9 +50,11 @@ from evidence.measure import (
     MeasurementResult,
     measurement,
 )
-from evidence.measure.behaviour import bos_token_id, ordinary_token_ids
+from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids
 from evidence.measure.hooks import HookFn, capture, scoped_hooks
 from evidence.measure.stats import bootstrap_mean
+from evidence.measure.registry import DatasetUse, Expectation
+from evidence.records import Criterion
 from evidence.model import LoadedModel, random_twin
 from evidence.records import Baseline, ClauseRef, ConfidenceInterval, DataRef, Metric, Table
 
@@ -239,7 +241,16 @@ def _table(name: str, mean_scores: np.ndarray, description: str) -> Table:
     return Table(name=name, columns=["layer", "head", *_SCORES], rows=rows, description=description)
 
 
-@measurement("heads.inventory", version="1.0.0", params=HeadsInventoryParams, clauses=CLAUSES)
+@measurement(
+    "heads.inventory",
+    version="1.0.0",
+    params=HeadsInventoryParams,
+    clauses=CLAUSES,
+    calibration=(
+        Expectation("induction", True, "induction_score_max", (Criterion(comparator=">=", threshold=0.5, rule="ci-bound"),)),
+        Expectation("induction#untrained", False, "induction_score_max", (Criterion(comparator="<", threshold=0.2, rule="ci-bound"),)),
+    ),
+)
 def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureContext) -> MeasurementResult:
     """Find previous-token, duplicate-token and induction heads; check the top ones causally."""
     seeds = {
@@ -423,4 +434,4 @@ def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureCont
         ),
     ]
     ctx.progress(1.0, "done")
-    return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary, seeds=seeds)
+    return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary)

@@ -1,12 +1,12 @@
 """Shared machinery of the refusal measurements: directions, interventions, scoring, selection.
 
-``refusal.direction`` (:mod:`evidence.measure.refusal_direction`) and
-``refusal.stability`` (:mod:`evidence.measure.refusal_stability`) both follow
+``refusal.direction`` (:mod:`evidence.measure.suite.refusal_direction`) and
+``refusal.stability`` (:mod:`evidence.measure.suite.refusal_stability`) both follow
 Arditi et al. (2024), "Refusal in language models is mediated by a single
 direction". This module holds what they share:
 
 * **Prompt sets.** ``refusal.harmful`` and ``refusal.harmless`` are encoded
-  with the model's tokenizer (:func:`evidence.measure.behaviour.prompt_ids`),
+  with the model's tokenizer (:func:`evidence.measure.methods.behaviour.prompt_ids`),
   optionally subsampled to ``max_prompts`` and split, each set on its own,
   into a training part (directions are computed from it) and a held-out part
   (candidates are selected and results reported on it) by a seeded permutation.
@@ -66,7 +66,7 @@ from pydantic import Field
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import MeasureContext, MeasurementParams
-from evidence.measure.behaviour import (
+from evidence.measure.methods.behaviour import (
     batches_by_length,
     first_token_ids,
     greedy_generate,

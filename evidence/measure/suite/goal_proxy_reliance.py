@@ -134,9 +134,11 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure import MeasureContext, MeasurementParams, MeasurementResult, measurement
-from evidence.measure.behaviour import batches_by_length, first_token_ids, last_position_logits, prompt_ids
+from evidence.measure.methods.behaviour import batches_by_length, first_token_ids, last_position_logits, prompt_ids
 from evidence.measure.hooks import capture, scoped_hooks
 from evidence.measure.stats import BOOTSTRAP_METHOD, bootstrap_mean, wilson_interval
+from evidence.measure.registry import DatasetUse, Expectation
+from evidence.records import Criterion
 from evidence.model import LoadedModel
 from evidence.records import Baseline, ClauseRef, ConfidenceInterval, DataRef, Metric, Table
 from evidence.runspec import Prompt
@@ -778,8 +780,15 @@ def _pairs_ref(prompts: _Prompts, pairs: _Pairs, folds: np.ndarray) -> DataRef:
     version="1.1.0",
     params=GoalProxyParams,
     clauses=CLAUSES,
-    datasets=(ALIGNED, DECORRELATED),
+    datasets=(
+        DatasetUse.of(ALIGNED, "aligned", description="goal and proxy agree"),
+        DatasetUse.of(DECORRELATED, "decorrelated", description="goal and proxy disagree"),
+    ),
     experimental=True,
+    calibration=(
+        Expectation("proxy-r0", True, "pri", (Criterion(comparator=">", threshold=0.5, rule="ci-bound"),)),
+        Expectation("proxy-r50", False, "pri", (Criterion(comparator="<", threshold=0.5, rule="ci-bound"),)),
+    ),
 )
 def proxy_reliance(model: LoadedModel, params: GoalProxyParams, ctx: MeasureContext) -> MeasurementResult:
     """Interchange interventions on goal and proxy subspaces; the Proxy Reliance Index (experimental)."""
@@ -977,5 +986,4 @@ def proxy_reliance(model: LoadedModel, params: GoalProxyParams, ctx: MeasureCont
         tables=[_layer_table(results, best.layer)],
         data=[ctx.data_ref(ALIGNED), ctx.data_ref(DECORRELATED), _pairs_ref(prompts, pairs, folds)],
         summary=summary,
-        seeds=seeds,
     )

@@ -51,8 +51,10 @@ from pydantic import Field, model_validator
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import MeasureContext, MeasurementParams, MeasurementResult, measurement
-from evidence.measure.behaviour import bos_token_id, ordinary_token_ids, prompt_ids
+from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids, prompt_ids
 from evidence.measure.stats import bootstrap_mean
+from evidence.measure.registry import DatasetUse, Expectation
+from evidence.records import Criterion
 from evidence.model import LoadedModel
 from evidence.records import Baseline, ClauseRef, DataRef, Metric, Table
 
@@ -281,7 +283,13 @@ def _noise_floor(
     return worst
 
 
-@measurement("model.batch_invariance", version="1.0.0", params=BatchInvarianceParams, clauses=CLAUSES)
+@measurement(
+    "model.batch_invariance",
+    version="1.0.0",
+    params=BatchInvarianceParams,
+    clauses=CLAUSES,
+    calibration=(Expectation("induction", True, "max_abs_logit_diff", (Criterion(comparator="<=", threshold=1e-4, rule="point"),)),),
+)
 def batch_invariance(model: LoadedModel, params: BatchInvarianceParams, ctx: MeasureContext) -> MeasurementResult:
     """Compare padded-batch and one-by-one logits at every position of every prompt."""
     seeds = {"prompts": ctx.derive_seed("prompts"), "bootstrap": ctx.derive_seed("bootstrap")}
@@ -391,4 +399,4 @@ def batch_invariance(model: LoadedModel, params: BatchInvarianceParams, ctx: Mea
         f"difference is {mean_value:.3g} (CI {mean_ci.lower:.3g}-{mean_ci.upper:.3g})."
     )
     ctx.progress(1.0, "done")
-    return MeasurementResult(metrics=metrics, tables=[table], data=[prompts.source], summary=summary, seeds=seeds)
+    return MeasurementResult(metrics=metrics, tables=[table], data=[prompts.source], summary=summary)

@@ -90,7 +90,7 @@ Method.
    ``min_task_effect`` and the target is reached with at most
    ``max_circuit_fraction`` of the nodes.
 
-6. Edges (``edges = true``, the default; see :mod:`evidence.measure.edges`).
+6. Edges (``edges = true``, the default; see :mod:`evidence.measure.methods.edges`).
    The same steps over the edges between components: every writer into the
    residual stream (the token embeddings, each head, each MLP) to every reader
    (each head's query, key and value input, each MLP, the logits). Patching an
@@ -160,10 +160,12 @@ from pydantic import Field, model_validator
 
 from evidence.errors import MeasurementError
 from evidence.measure import MeasureContext, MeasurementParams, MeasurementResult, measurement
-from evidence.measure.behaviour import bos_token_id, ordinary_token_ids
-from evidence.measure.edges import EdgeModel
+from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids
+from evidence.measure.methods.edges import EdgeModel
 from evidence.measure.hooks import HookFn, capture, keep_graph, record, scoped_hooks
 from evidence.measure.stats import BOOTSTRAP_METHOD
+from evidence.measure.registry import DatasetUse, Expectation
+from evidence.records import Criterion
 from evidence.model import LoadedModel, random_twin
 from evidence.records import Baseline, ClauseRef, ConfidenceInterval, DataRef, Metric, Table
 
@@ -1248,7 +1250,19 @@ def _edge_analysis(
     return _EdgeResult(metrics=metrics, table=table, summary=summary)
 
 
-@measurement("circuit.faithfulness", version="1.2.0", params=CircuitParams, clauses=CLAUSES)
+@measurement(
+    "circuit.faithfulness",
+    version="1.2.0",
+    params=CircuitParams,
+    clauses=CLAUSES,
+    calibration=(
+        Expectation("induction", True, "faithfulness_at_k", (Criterion(comparator=">=", threshold=0.8, rule="point"),)),
+        Expectation("induction", True, "circuit_found", (Criterion(comparator=">=", threshold=1, rule="point"),)),
+        Expectation("induction#untrained", False, "circuit_found", (Criterion(comparator="<=", threshold=0, rule="point"),)),
+        Expectation("induction", True, "edge_circuit_found", (Criterion(comparator=">=", threshold=1, rule="point"),)),
+        Expectation("induction#untrained", False, "edge_circuit_found", (Criterion(comparator="<=", threshold=0, rule="point"),)),
+    ),
+)
 def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: MeasureContext) -> MeasurementResult:
     """Attribution patching, verified by activation patching; the faithfulness curve of the circuit."""
     seeds = {name: ctx.derive_seed(name) for name in ("tokens", "random_rankings", "bootstrap")}
@@ -1499,4 +1513,4 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
     if edges_skipped:
         summary += " " + edges_skipped
     ctx.progress(1.0, "done")
-    return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary, seeds=seeds)
+    return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary)

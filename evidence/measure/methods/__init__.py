@@ -1,0 +1,9 @@
+"""Shared algorithms of the suite: no records, no registry, no measurement ids.
+
+* :mod:`.behaviour` — prompts to token ids, markers, greedy generation, behaviour read from output;
+* :mod:`.directions` — difference-in-means directions, directional ablation and addition;
+* :mod:`.probes` — linear probes (mass-mean, logistic), operating points, grouped folds;
+* :mod:`.edges` — the residual-stream edge graph and single-edge patching;
+* :mod:`.suffixes` — adversarial suffix placement, allowed tokens, one-hot gradients;
+* :mod:`.refusal_attack` — the gradient-guided suffix search against refusal.
+"""

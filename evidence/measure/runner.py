@@ -1,0 +1,175 @@
+"""Tasks and their execution: one task in, one record out.
+
+A :class:`Task` names one measurement, its parameters, a seed, the subject
+model and the run-spec inputs. :func:`run_task` validates it, seeds every
+generator, runs the measurement and turns the outcome into one
+:class:`evidence.records.EvidenceRecord`. Tasks share no mutable state except
+the run's :class:`~evidence.measure.context.SharedResults`, whose entries are
+keyed by what they were computed from, so a runner may execute tasks in any
+order, or elsewhere.
+
+Failure policy: invalid parameters and missing inputs are the user's error and
+raise :class:`evidence.errors.ConfigError` before any work; anything that goes
+wrong inside a measurement (including non-finite numbers and invalid metrics)
+becomes a record with ``status="error"`` — recorded, never dropped, never raised.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from evidence.errors import ConfigError, MeasurementError
+from evidence.measure.context import MeasureContext, MeasurementResult, ProgressFn, SharedResults
+from evidence.measure.registry import MeasurementDef, get
+from evidence.model import LoadedModel, ModelSpec
+from evidence.records import ErrorInfo, EvidenceRecord, MeasurementSpec
+from evidence.runspec import Dataset
+
+__all__ = ["Task", "check_task", "run_suite", "run_task"]
+
+_RECORD_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:@/-]")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: a measurement with parameters and a seed, on one model."""
+
+    measurement_id: str
+    params: dict[str, Any]
+    seed: int
+    subject: ModelSpec
+    datasets: Mapping[str, Dataset] = field(default_factory=dict)
+    markers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A private copy: a task never shares mutable state with its creator.
+        object.__setattr__(self, "params", copy.deepcopy(dict(self.params)))
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"task {self.measurement_id!r}: seed must be a non-negative integer")
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _record_id(measurement_id: str, subject: str) -> str:
+    return f"{measurement_id}:{_RECORD_ID_UNSAFE.sub('-', subject)}"
+
+
+def check_task(task: Task) -> tuple[MeasurementDef, BaseModel]:
+    """Refuse, before any work, a task that cannot run: unknown id, bad parameters, missing inputs."""
+    definition = get(task.measurement_id)
+    params = definition.validate_params(task.params)
+    for name in definition.required_datasets:
+        if name not in task.datasets:
+            raise ConfigError(
+                f"measurement {definition.id!r} needs the dataset {name!r}",
+                hint=f'add "{name}" = "FILE.jsonl" to [datasets] in the run spec',
+            )
+    for kind in definition.markers:
+        if not task.markers.get(kind):
+            raise ConfigError(
+                f"measurement {definition.id!r} needs [markers].{kind} in the run spec",
+                hint=f'e.g. {kind} = ["I cannot"]',
+            )
+    return definition, params
+
+
+def _error_message(exc: BaseException) -> str:
+    message = str(exc).strip() or repr(exc)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        message = f"{message} ({hint})"
+    return message
+
+
+def run_task(
+    task: Task,
+    model: LoadedModel,
+    *,
+    progress: ProgressFn | None = None,
+    shared: SharedResults | None = None,
+) -> EvidenceRecord:
+    """Run ``task`` on ``model`` and return its record (``status="error"`` on any failure inside)."""
+    definition, params = check_task(task)
+    if model.spec != task.subject:
+        raise ConfigError(
+            f"task for {task.subject.describe()} was given {model.spec.describe()}",
+            hint="load the task's subject model before running it",
+        )
+    spec = MeasurementSpec(id=definition.id, version=definition.version, params=params.model_dump(mode="json"))
+    subject = model.identity.name
+    common: dict[str, Any] = {
+        "record_id": _record_id(definition.id, subject),
+        "measurement": spec,
+        "subject": subject,
+        "clauses": list(definition.clauses),
+        "experimental": definition.experimental,
+    }
+    ctx = MeasureContext(
+        seed=task.seed,
+        progress=progress or (lambda _f, _m: None),
+        datasets=task.datasets,
+        markers=task.markers,
+        subject_digest=model.identity.weights_sha256,
+        shared_results=shared if shared is not None else SharedResults(),
+    )
+    start = time.perf_counter()
+    try:
+        _seed_everything(task.seed)
+        result = definition.fn(model, params, ctx)
+        if not isinstance(result, MeasurementResult):
+            raise MeasurementError(
+                f"measurement {definition.id!r} returned {type(result).__name__}, not a MeasurementResult"
+            )
+        return EvidenceRecord(
+            **common,
+            status="ok",
+            seeds={"task": task.seed, **ctx.seeds},
+            metrics=list(result.metrics),
+            tables=list(result.tables),
+            checks=list(result.checks),
+            data=list(result.data),
+            summary=result.summary,
+            duration_s=time.perf_counter() - start,
+        )
+    except Exception as exc:  # every failure inside a measurement is recorded
+        return EvidenceRecord(
+            **common,
+            status="error",
+            error=ErrorInfo(type=type(exc).__name__, message=_error_message(exc)),
+            seeds={"task": task.seed, **ctx.seeds},
+            duration_s=time.perf_counter() - start,
+        )
+
+
+def run_suite(
+    tasks: Sequence[Task],
+    model: LoadedModel,
+    *,
+    announce: Callable[[int, int, Task], None] | None = None,
+    progress: ProgressFn | None = None,
+) -> list[EvidenceRecord]:
+    """Run every task on ``model`` in order, sharing intermediate results; one record per task."""
+    for task in tasks:  # every task is checked before the first minute of work
+        check_task(task)
+    shared = SharedResults()
+    records = []
+    for i, task in enumerate(tasks, start=1):
+        if announce is not None:
+            announce(i, len(tasks), task)
+        records.append(run_task(task, model, progress=progress, shared=shared))
+    return records
