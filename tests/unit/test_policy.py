@@ -126,3 +126,59 @@ def test_malformed_policy(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_policy(path)
+
+
+# -- criteria: the rules calibration checks share with the gate ------------------------------
+
+from evidence.policy import check_passes, describe, describe_all, satisfied  # noqa: E402
+from evidence.records import Baseline, CalibrationCheck, Criterion  # noqa: E402
+
+
+def _m(value, lo=None, hi=None, baseline=None):
+    ci = None if lo is None else ConfidenceInterval(lower=lo, upper=hi, level=0.95, method="wilson", n=10)
+    return Metric(name="m", value=value, unit="score", ci=ci, baseline=baseline)
+
+
+@pytest.mark.parametrize(
+    ("rule", "comparator", "threshold", "expected"),
+    [("ci-lower", "<=", 0.5, "pass"), ("ci-lower", ">", 0.45, "fail"),
+     ("ci-upper", "<", 0.7, "fail"), ("ci-upper", "<=", 0.8, "pass"),
+     ("point", ">=", 0.6, "pass"), ("ci-bound", ">=", 0.6, "inconclusive")],
+)
+def test_single_bound_rules(rule, comparator, threshold, expected):
+    metric = _m(0.6, 0.45, 0.75)
+    assert judge(Criterion(comparator=comparator, threshold=threshold, rule=rule), metric)[0] == expected
+
+
+def test_a_threshold_counted_from_the_baseline_uses_the_far_bound():
+    above = Criterion(comparator=">", threshold=0, rule="ci-bound", above_baseline=True)
+    base = Baseline(name="random", value=0.1,
+                    ci=ConfidenceInterval(lower=0.05, upper=0.3, level=0.95, method="wilson", n=8))
+    assert judge(above, _m(0.5, 0.31, 0.6, base))[0] == "pass"
+    assert judge(above, _m(0.5, 0.29, 0.6, base))[0] == "inconclusive"  # reaches the baseline's upper bound
+    assert judge(above, _m(0.2, 0.1, 0.25, base))[0] == "fail"
+    verdict, reason = judge(above, _m(0.5, 0.31, 0.6))  # no baseline: nothing to clear
+    assert verdict == "inconclusive" and "no baseline" in reason
+    assert describe(above, "nie") == "nie: CI lower bound > its baseline"
+
+
+def test_all_or_any_of_several_criteria():
+    near_chance = (Criterion(comparator="<=", threshold=0.5, rule="ci-lower"),
+                   Criterion(comparator="<", threshold=0.7, rule="ci-upper"))
+    assert satisfied(near_chance, "any", _m(0.6, 0.45, 0.75))  # interval reaches chance
+    assert satisfied(near_chance, "any", _m(0.6, 0.55, 0.65))  # bounded below 0.7
+    assert not satisfied(near_chance, "any", _m(0.8, 0.55, 0.9))
+    assert not satisfied(near_chance, "all", _m(0.6, 0.45, 0.75))
+    assert describe_all(near_chance, "any", "auroc") == "auroc: CI lower bound <= 0.5 or auroc: CI upper bound < 0.7"
+    assert not satisfied((), "all", _m(1.0))
+
+
+def test_a_calibration_check_recomputes_from_what_it_records():
+    criteria = [Criterion(comparator=">=", threshold=0.5, rule="ci-bound")]
+    ci = ConfidenceInterval(lower=0.6, upper=0.9, level=0.95, method="wilson", n=10)
+    check = CalibrationCheck(measurement="heads.inventory", organism="induction", planted=True,
+                             metric="induction_score_max", value=0.8, ci=ci, criteria=criteria,
+                             criterion=describe_all(criteria, "all", "induction_score_max"), passed=True)
+    assert check_passes(check)
+    assert not check_passes(check.model_copy(update={"ci": ci.model_copy(update={"lower": 0.4})}))
+    assert not check_passes(check.model_copy(update={"value": None, "ci": None}))  # not evaluated
