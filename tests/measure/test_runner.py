@@ -7,7 +7,6 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 import evidence.measure as measure
-from evidence.measure import registry
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import (
     MeasureContext,
@@ -16,6 +15,7 @@ from evidence.measure import (
     Task,
     measurement,
     registered,
+    registry,
     run_task,
 )
 from evidence.model import LoadedModel, ModelSpec
