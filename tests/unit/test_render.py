@@ -18,7 +18,6 @@ pypdf = pytest.importorskip("pypdf")
 from evidence import render  # noqa: E402
 from evidence.canonical import canonical_bytes  # noqa: E402
 from evidence.clauses import build_clause_index, load_catalog  # noqa: E402
-from tests.factories import cross_reference  # noqa: E402
 from evidence.dossier import record_digest  # noqa: E402
 from evidence.errors import RenderError  # noqa: E402
 from evidence.external import load_external_evals  # noqa: E402
@@ -46,6 +45,7 @@ from evidence.records import (  # noqa: E402
     Verdict,
     WeightFile,
 )
+from tests.factories import cross_reference  # noqa: E402
 
 SET_AT = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)
 CREATED = datetime(2025, 7, 14, 9, 30, 5, tzinfo=UTC)
