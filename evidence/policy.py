@@ -174,7 +174,9 @@ def evaluate(policy: Policy, records: Sequence[EvidenceRecord], *, subject: str)
             "rationale": t.rationale, "set_by": policy.set_by, "set_at": policy.set_at, "clauses": t.clauses,
         }
         if record is None:
-            verdicts.append(_verdict(fields, "n/a", f"{t.measurement} was not run on {subject}"))
+            # A gated measurement that did not run leaves the question open: never a silent n/a.
+            reason = f"{t.measurement} was not run on {subject}, so {t.metric} could not be judged"
+            verdicts.append(_verdict(fields, "inconclusive", reason))
             continue
         fields |= {"record_id": record.record_id, "record_digest": sha256_hex(canonical_bytes(record))}
         if record.status == "error":

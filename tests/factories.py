@@ -78,7 +78,7 @@ def make_policy(**changes: Any) -> Policy:
                       clauses=[ClauseRef(id="EU-GPAI-CoP/SS/M4.1@2025-07-10", strength="direct",
                                          rationale="a measurable acceptance criterion")]),
             Threshold(id="absent-measurement", measurement="refusal.direction", metric="refusal_rate_ablated",
-                      comparator="<=", threshold=0.5, rationale="not run here: n/a"),
+                      comparator="<=", threshold=0.5, rationale="not run here: inconclusive"),
         ],
     }
     fields.update(changes)

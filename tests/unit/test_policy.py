@@ -78,7 +78,9 @@ def test_missing_failed_and_absent_evidence(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(POLICY)
     policy = load_policy(path)
-    assert evaluate(policy, [], subject="toy")[0].verdict == "n/a"
+    (unrun,) = evaluate(policy, [], subject="toy")  # a gated measurement that did not run
+    assert unrun.verdict == "inconclusive" and "was not run on toy" in unrun.reason
+    assert roll_up([unrun]).decision == "inconclusive"
     failed = make_record(status="error", metrics=[], error={"type": "MeasurementError", "message": "boom"})
     assert evaluate(policy, [failed], subject="toy")[0].verdict == "inconclusive"
     other = make_record(metrics=[])
