@@ -68,7 +68,6 @@ class Attack:
     batch_size: int
     bases: list[list[int]]  # triggered prompts, without suffix
     anchor: list[int]
-    k: int
     completion: list[int]  # the first defection marker's tokens, teacher-forced after the prompt
     marker_ids: list[int]
     phrases: tuple[str, ...]

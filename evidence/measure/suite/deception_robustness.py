@@ -332,7 +332,6 @@ def _attack_setup(
         batch_size=params.batch_size,
         bases=bases,
         anchor=anchor,
-        k=len(suffix0),
         completion=_token_ids(tokenizer, phrases[0]),
         marker_ids=first_token_ids(tokenizer, phrases),
         phrases=phrases,
