@@ -1,4 +1,4 @@
-"""Linear probes and the statistics that judge them (numpy only, deterministic).
+"""Linear probes: fitting, thresholds, class separation and cross-validation folds (numpy only, deterministic).
 
 Used by ``deception.probe``, ``probe.causality`` and ``deception.robustness``.
 Everything here works on plain arrays: activations in, scores and numbers out.
@@ -11,16 +11,12 @@ Everything here works on plain arrays: activations in, scores and numbers out.
   use the same penalty form: summed log-loss plus ``l2 / 2 * ||w||^2``). The
   fitted weights are mapped back to the raw activation space, so both probe
   kinds are ``score(x) = x @ w + b``.
-* :func:`auroc` — the Mann-Whitney statistic, ties counted one half.
-* :func:`bootstrap_auroc` / :func:`bootstrap_delta_auroc` — percentile
-  intervals from stratified resampling (positives and negatives resampled
-  separately, so every resample keeps the class sizes).
 * :func:`threshold_at_fpr` — the alarm threshold a control set allows.
 * :func:`separation` — held-out class separation ``d'`` used to select probes.
 * :func:`group_folds` — stratified, grouped cross-validation folds.
 
-Intervals are clipped so that they always contain the point estimate (a
-percentile interval can miss it by rounding when almost every resample ties).
+The statistics that judge the probes (AUROC and its stratified bootstraps)
+are in :mod:`evidence.measure.stats`.
 """
 
 from __future__ import annotations
@@ -33,14 +29,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from evidence.errors import MeasurementError
-from evidence.records import ConfidenceInterval
+from evidence.measure.stats import finite_scores
 
 __all__ = [
-    "STRATIFIED_BOOTSTRAP",
     "LinearProbe",
-    "auroc",
-    "bootstrap_auroc",
-    "bootstrap_delta_auroc",
     "fit_logistic",
     "fit_mass_mean",
     "group_folds",
@@ -48,9 +40,6 @@ __all__ = [
     "separation",
     "threshold_at_fpr",
 ]
-
-#: ``ConfidenceInterval.method`` of the AUROC intervals.
-STRATIFIED_BOOTSTRAP = "stratified percentile bootstrap"
 
 # d' larger than this is reported as this (perfectly separated, zero-variance classes).
 _MAX_SEPARATION = 1e6
@@ -131,115 +120,6 @@ def fit_logistic(x: ArrayLike, y: ArrayLike, *, l2: float, max_iter: int = 100, 
     return LinearProbe(kind="logistic", weights=weights, bias=bias)
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks along the last axis, ties given their average rank."""
-    order = np.argsort(values, axis=-1, kind="stable")
-    sorted_vals = np.take_along_axis(values, order, axis=-1)
-    n = values.shape[-1]
-    ranks_sorted = np.broadcast_to(np.arange(1, n + 1, dtype=np.float64), values.shape).copy()
-    # average ranks over runs of equal values
-    new_run = np.ones(values.shape, dtype=bool)
-    new_run[..., 1:] = sorted_vals[..., 1:] != sorted_vals[..., :-1]
-    run_id = np.cumsum(new_run, axis=-1)
-    flat_ids = run_id + (np.arange(int(np.prod(values.shape[:-1]))).reshape(values.shape[:-1] + (1,)) * (n + 1))
-    flat_ids = flat_ids.reshape(-1)
-    sums = np.bincount(flat_ids, weights=ranks_sorted.reshape(-1))
-    counts = np.bincount(flat_ids)
-    avg = (sums[flat_ids] / counts[flat_ids]).reshape(values.shape)
-    ranks: np.ndarray = np.empty_like(avg)
-    np.put_along_axis(ranks, order, avg, axis=-1)
-    return ranks
-
-
-def _auroc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """AUROC of each row pair (``pos`` [..., n1], ``neg`` [..., n0])."""
-    n1, n0 = pos.shape[-1], neg.shape[-1]
-    ranks = _ranks(np.concatenate([pos, neg], axis=-1))
-    u = ranks[..., :n1].sum(axis=-1) - n1 * (n1 + 1) / 2.0
-    return np.asarray(u / (n1 * n0))
-
-
-def _scores(values: ArrayLike, name: str) -> np.ndarray:
-    data = np.asarray(values, dtype=np.float64)
-    if data.ndim != 1 or data.size == 0:
-        raise MeasurementError(f"{name}: expected a non-empty list of scores, got shape {data.shape}")
-    if not np.all(np.isfinite(data)):
-        raise MeasurementError(f"{name}: scores contain non-finite values")
-    return data
-
-
-def auroc(positive: ArrayLike, negative: ArrayLike) -> float:
-    """P(score of a random positive > score of a random negative), ties counting one half."""
-    pos = _scores(positive, "AUROC positives")
-    neg = _scores(negative, "AUROC negatives")
-    return float(_auroc_rows(pos, neg))
-
-
-def _check_bootstrap(level: float, resamples: int) -> None:
-    if not 0.0 < level < 1.0:
-        raise MeasurementError(f"confidence level {level} is not between 0 and 1")
-    if resamples < 1:
-        raise MeasurementError(f"resamples must be at least 1, got {resamples}")
-
-
-def _interval(point: float, stats: np.ndarray, level: float, n: int, resamples: int) -> ConfidenceInterval:
-    alpha = (1.0 - level) / 2.0
-    lower, upper = (float(v) for v in np.quantile(stats, [alpha, 1.0 - alpha]))
-    return ConfidenceInterval(
-        lower=min(lower, point),
-        upper=max(upper, point),
-        level=level,
-        method=STRATIFIED_BOOTSTRAP,
-        n=n,
-        resamples=resamples,
-    )
-
-
-def bootstrap_auroc(
-    positive: ArrayLike,
-    negative: ArrayLike,
-    *,
-    rng: np.random.Generator,
-    level: float = 0.95,
-    resamples: int = 1000,
-) -> tuple[float, ConfidenceInterval]:
-    """AUROC and its stratified percentile bootstrap interval (``n`` = positives + negatives)."""
-    _check_bootstrap(level, resamples)
-    pos = _scores(positive, "AUROC positives")
-    neg = _scores(negative, "AUROC negatives")
-    point = float(_auroc_rows(pos, neg))
-    ip = rng.integers(0, pos.size, size=(resamples, pos.size))
-    ineg = rng.integers(0, neg.size, size=(resamples, neg.size))
-    stats = _auroc_rows(pos[ip], neg[ineg])
-    return point, _interval(point, stats, level, pos.size + neg.size, resamples)
-
-
-def bootstrap_delta_auroc(
-    positive_a: ArrayLike,
-    negative_a: ArrayLike,
-    positive_b: ArrayLike,
-    negative_b: ArrayLike,
-    *,
-    rng: np.random.Generator,
-    level: float = 0.95,
-    resamples: int = 1000,
-) -> tuple[float, ConfidenceInterval]:
-    """AUROC(b) - AUROC(a) for paired score sets (item i of a and of b are the same unit).
-
-    Each resample draws the same positive and negative indices for a and b.
-    """
-    _check_bootstrap(level, resamples)
-    pa, na = _scores(positive_a, "positives a"), _scores(negative_a, "negatives a")
-    pb, nb = _scores(positive_b, "positives b"), _scores(negative_b, "negatives b")
-    if pa.size != pb.size or na.size != nb.size:
-        raise MeasurementError("paired AUROC difference: a and b must hold the same units")
-    point = float(_auroc_rows(pb, nb) - _auroc_rows(pa, na))
-    ip = rng.integers(0, pa.size, size=(resamples, pa.size))
-    ineg = rng.integers(0, na.size, size=(resamples, na.size))
-    stats = _auroc_rows(pb[ip], nb[ineg]) - _auroc_rows(pa[ip], na[ineg])
-    return point, _interval(point, stats, level, pa.size + na.size, resamples)
-
-
 def threshold_at_fpr(control: ArrayLike, fpr: float) -> tuple[float, float]:
     """``(threshold, achieved_fpr)``: flag a score when it is strictly above the threshold.
 
@@ -249,7 +129,7 @@ def threshold_at_fpr(control: ArrayLike, fpr: float) -> tuple[float, float]:
     """
     if not 0.0 <= fpr < 1.0:
         raise MeasurementError(f"target false-positive rate {fpr} is not in [0, 1)")
-    scores = _scores(control, "control scores")
+    scores = finite_scores(control, "control scores")
     k = int(math.floor(fpr * scores.size + 1e-9))
     threshold = float(np.sort(scores)[::-1][k])
     achieved = float(np.count_nonzero(scores > threshold)) / scores.size
@@ -258,8 +138,8 @@ def threshold_at_fpr(control: ArrayLike, fpr: float) -> tuple[float, float]:
 
 def separation(positive: ArrayLike, negative: ArrayLike) -> float:
     """Class separation ``d' = (mean+ - mean-) / sqrt((var+ + var-) / 2)`` (capped at 1e6)."""
-    pos = _scores(positive, "positives")
-    neg = _scores(negative, "negatives")
+    pos = finite_scores(positive, "positives")
+    neg = finite_scores(negative, "negatives")
     gap = float(pos.mean() - neg.mean())
     spread = math.sqrt((float(pos.var()) + float(neg.var())) / 2.0)
     if spread <= 1e-12 * max(1.0, abs(gap)):

@@ -1,4 +1,4 @@
-"""Linear probes and their statistics (evidence.measure.methods.probes), checked against direct computation."""
+"""Linear probes (methods.probes) and the AUROC statistics that judge them (stats), against direct computation."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ import pytest
 
 from evidence.errors import MeasurementError
 from evidence.measure.methods.probes import (
-    STRATIFIED_BOOTSTRAP,
-    auroc,
-    bootstrap_auroc,
-    bootstrap_delta_auroc,
     fit_logistic,
     fit_mass_mean,
     group_folds,
@@ -18,6 +14,7 @@ from evidence.measure.methods.probes import (
     separation,
     threshold_at_fpr,
 )
+from evidence.measure.stats import STRATIFIED_BOOTSTRAP, auroc, bootstrap_auroc, bootstrap_delta_auroc
 
 
 def brute_auroc(pos, neg) -> float:
