@@ -14,10 +14,18 @@ import argparse
 import json
 import os
 import sys
+import types
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from evidence.errors import UserFacingError
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+
+    from evidence.measure import MeasurementDef
 
 __all__ = ["main"]
 
@@ -216,6 +224,147 @@ def _cmd_organisms_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_measurements(args: argparse.Namespace) -> int:
+    try:
+        from evidence.measure import get, registered
+    except ModuleNotFoundError as exc:
+        from evidence.errors import missing_extra
+
+        raise missing_extra("measure", exc) from None
+
+    definitions = [get(args.id)] if args.id else list(registered().values())
+    described = {d.id: _describe_measurement(d) for d in definitions}
+    if args.json:
+        print(json.dumps(described, indent=2, sort_keys=True))
+    else:
+        print("\n\n".join("\n".join(_measurement_lines(info)) for info in described.values()))
+    return EXIT_OK
+
+
+def _describe_measurement(definition: MeasurementDef) -> dict[str, Any]:
+    """Everything the registry knows about one measurement, as JSON-ready data."""
+    from evidence.methods_docs import doc_path
+    from evidence.policy import describe_all
+
+    return {
+        "id": definition.id,
+        "version": definition.version,
+        "experimental": definition.experimental,
+        "parameters": [_describe_parameter(name, f) for name, f in definition.params.model_fields.items()],
+        "datasets": [
+            {"name": d.name, "labels": sorted(d.labels), "required": d.required, "description": d.description}
+            for d in definition.datasets
+        ],
+        "markers": list(definition.markers),
+        "clauses": [{"id": c.id, "strength": c.strength, "rationale": c.rationale} for c in definition.clauses],
+        "calibration": [
+            {
+                "organism": e.organism,
+                "planted": e.planted,
+                "metric": e.metric,
+                "criteria": describe_all(e.criteria, e.combine, e.metric),
+            }
+            for e in definition.calibration
+        ],
+        "crossref": [
+            {
+                "metric": r.metric,
+                "construct": r.construct,
+                "comparison": r.comparison,
+                "transform": r.transform,
+                "finding": r.finding,
+                "relation": r.relation,
+            }
+            for r in definition.crossref
+        ],
+        "doc_page": doc_path(definition.id),
+    }
+
+
+_CONSTRAINTS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "min length"),
+                ("max_length", "max length"), ("multiple_of", "multiple of"))
+
+
+def _describe_parameter(name: str, info: FieldInfo) -> dict[str, Any]:
+    from pydantic_core import PydanticUndefined, to_jsonable_python
+
+    required = info.is_required()
+    default = None if required else info.get_default(call_default_factory=True)
+    constraints = [
+        f"{words} {value}"
+        for item in info.metadata
+        for attr, words in _CONSTRAINTS
+        if (value := getattr(item, attr, None)) is not None and value is not PydanticUndefined
+    ]
+    return {
+        "name": name,
+        "type": _type_name(info.annotation),
+        "required": required,
+        "default": to_jsonable_python(default),
+        "constraints": constraints,
+        "description": info.description or "",
+    }
+
+
+def _type_name(annotation: Any) -> str:
+    """A parameter's type as a person reads it: ``int``, ``list[str] | None``, ``"auto" | "on"``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(json.dumps(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if annotation is type(None):
+        return "None"
+    if annotation is Ellipsis:
+        return "..."
+    if origin is not None:
+        base = getattr(origin, "__name__", str(origin))
+        return f"{base}[{', '.join(_type_name(a) for a in args)}]" if args else base
+    return str(getattr(annotation, "__name__", annotation))
+
+
+def _measurement_lines(info: dict[str, Any]) -> list[str]:
+    """One measurement as a block of text (from the same data ``--json`` prints)."""
+    head = f"{info['id']} {info['version']}" + ("  [experimental]" if info["experimental"] else "")
+    lines = [head, f"  documentation: {info['doc_page']}"]
+
+    def part(title: str, items: list[str]) -> None:
+        if not items:
+            lines.append(f"  {title}: none")
+            return
+        lines.append(f"  {title}:")
+        lines.extend(f"    {item}" for item in items)
+
+    params = []
+    for p in info["parameters"]:
+        text = f"{p['name']}: {p['type']}" + (" (required)" if p["required"] else f" = {json.dumps(p['default'])}")
+        if p["constraints"]:
+            text += f"  [{', '.join(p['constraints'])}]"
+        if p["description"]:
+            text += f" \u2014 {p['description']}"
+        params.append(text)
+    part("parameters", params)
+    part("datasets", [
+        f"{d['name']} ({'required' if d['required'] else 'optional'}); labels: {', '.join(d['labels'])}"
+        + (f" \u2014 {d['description']}" if d["description"] else "")
+        for d in info["datasets"]
+    ])
+    part("markers", info["markers"])
+    part("clauses", [f"{c['id']} ({c['strength']})" for c in info["clauses"]])
+    part("calibration", [
+        f"{e['organism']} ({'planted' if e['planted'] else 'control'}): {e['criteria']}" for e in info["calibration"]
+    ])
+    part("cross-references", [
+        f"{r['metric']} vs external {r['construct']} ({r['comparison']}"
+        + (", as 1 - value)" if r["transform"] == "complement" else ")")
+        for r in info["crossref"]
+    ])
+    return lines
+
+
 # --- parser -------------------------------------------------------------------------------
 
 
@@ -268,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust", action="append", metavar="CERT.pem", help="trust anchor (repeatable; required)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("measurements", help="list the registered measurements and everything declared about them")
+    p.add_argument("id", nargs="?", help="one measurement id (default: all)")
+    p.add_argument("--json", action="store_true", help="print as a JSON object keyed by id")
+    p.set_defaults(func=_cmd_measurements)
 
     p = sub.add_parser("keygen", help="make a self-signed development certificate and key")
     p.add_argument("--out", required=True, help="directory for signer.p12 and signer.pem")

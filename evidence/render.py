@@ -346,6 +346,22 @@ def _first_anchors(ids: Sequence[str], prefix: str) -> dict[str, str]:
     return anchors
 
 
+def _what_it_measures(dossier: Dossier) -> dict[str, str]:
+    """The summary paragraph of each recorded measurement's method page, by id (none without a page)."""
+    from evidence.errors import ConfigError
+    from evidence.methods_docs import find_doc_page
+
+    summaries: dict[str, str] = {}
+    for measurement_id in sorted({r.measurement.id for r in dossier.records}):
+        try:
+            page = find_doc_page(measurement_id)
+        except ConfigError as exc:
+            raise RenderError(f"the method page of {measurement_id!r} is malformed: {exc}", hint=exc.hint) from exc
+        if page is not None:
+            summaries[measurement_id] = page.summary
+    return summaries
+
+
 def _context(dossier: Dossier, digest: str) -> dict[str, Any]:
     counts = {v: 0 for v in _VERDICT_ORDER}
     for verdict in dossier.verdicts:
@@ -368,6 +384,8 @@ def _context(dossier: Dossier, digest: str) -> dict[str, Any]:
         # Chapter numbers, and the anchors that links (and their page numbers) point at.
         "contents": [(anchor, i, title) for i, (anchor, title) in enumerate(sections, start=1)],
         "num": {anchor: i for i, (anchor, _) in enumerate(sections, start=1)},
+        # "What this measures": from the method page of the record's measurement (docs/methods/<id>.md).
+        "what_it_measures": _what_it_measures(dossier),
         "record_anchor": _first_anchors([r.record_id for r in dossier.records], "record"),
         "verdict_anchor": _first_anchors([v.verdict_id for v in dossier.verdicts], "verdict"),
         "eval_label": {ev.eval_id: f"E{i}" for i, ev in enumerate(dossier.external_evals, start=1)},

@@ -1,4 +1,4 @@
-"""Locate the data directories that ship with the package (schemas/, templates/).
+"""Locate the data directories that ship with the package (schemas/, templates/, docs/methods/).
 
 In a source checkout or an editable install they sit at the top of the
 repository; in a built wheel they are packed under ``evidence/_resources/``.
@@ -17,15 +17,15 @@ from evidence.errors import ConfigError
 __all__ = ["resource_dir"]
 
 
-def resource_dir(name: Literal["schemas", "templates"]) -> Traversable:
-    """The shipped ``schemas`` or ``templates`` directory."""
-    packed = resources.files("evidence") / "_resources" / name
+def resource_dir(name: Literal["schemas", "templates", "docs/methods"]) -> Traversable:
+    """The shipped ``schemas``, ``templates`` or ``docs/methods`` directory."""
+    packed = resources.files("evidence").joinpath("_resources", *name.split("/"))
     if packed.is_dir():
         return packed
-    source = Path(str(resources.files("evidence"))).parent / name
+    source = Path(str(resources.files("evidence"))).parent.joinpath(*name.split("/"))
     if source.is_dir():
         return source
     raise ConfigError(
         f"the installed package has no {name}/ directory",
-        hint="reinstall interp-dossier; the wheel must ship schemas/ and templates/",
+        hint="reinstall interp-dossier; the wheel must ship schemas/, templates/ and docs/methods/",
     )

@@ -120,7 +120,7 @@ def run(
 
     # Measurement (torch, TransformerLens) is imported only now.
     try:
-        from evidence.measure import Task, check_task, registered, run_suite
+        from evidence.measure import Task, check_task, get, registered, run_suite
         from evidence.measure.runtime import capture_environment, configure_determinism
         from evidence.model import ModelSpec, load_model
     except ModuleNotFoundError as exc:
@@ -128,6 +128,9 @@ def run(
 
     model_spec = ModelSpec(organism=spec.model_organism, path=spec.model_path)
     markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
+    if policy is not None:  # a threshold on a measurement that does not exist can never be judged
+        for threshold in policy.thresholds:
+            get(threshold.measurement, where=f"policy {spec.policy_path}: threshold {threshold.id!r}")
     tasks = [
         Task(measurement_id=mid, params=params, seed=spec.seed, subject=model_spec,
              datasets=spec.datasets, markers=markers)

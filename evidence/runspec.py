@@ -156,6 +156,7 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
             f"run spec {path}: [model] needs exactly one of 'path' or 'organism'",
             hint='e.g. organism = "induction" or path = "checkpoints/my-model"',
         )
+    _check_measurement_ids(parsed, path)
     base = path.parent
     model_path = (base / model.path).resolve() if model.path is not None else None
 
@@ -194,6 +195,21 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
         external_eval_paths=tuple(base / p for p in parsed.run.external_evals),
         external_declarations=parse_declarations(parsed.external, source=str(path)),
     )
+
+
+def _check_measurement_ids(parsed: _SpecFile, path: Path) -> None:
+    """Refuse a measurement id that no measurement registers, with the closest registered one."""
+    try:  # the registry imports the suite (torch): only when a spec is read
+        from evidence.measure.registry import require_known
+    except ModuleNotFoundError as exc:
+        from evidence.errors import missing_extra
+
+        raise missing_extra("measure", exc) from None
+
+    if parsed.run.measurements is not None:
+        require_known(parsed.run.measurements, where=f"run spec {path}: [run].measurements")
+    for measurement_id in parsed.measurements:
+        require_known([measurement_id], where=f'run spec {path}: [measurements."{measurement_id}"]')
 
 
 def load_dataset(name: str, path: Path) -> Dataset:

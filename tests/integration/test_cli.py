@@ -297,3 +297,179 @@ def test_a_replicate_seed_needs_an_output_directory(capsys):
     code, out, err = run_cli(capsys, "organisms", "train", "induction", "--seed", "5")
     assert code == 2 and out == ""
     assert_one_line_error(err, "--seed trains a replicate, which must go to --out DIR")
+
+
+# -- interp-dossier measurements ------------------------------------------------------------
+
+CALIBRATION_BLOCK = """\
+calibration.organisms 1.0.0
+  documentation: docs/methods/calibration.organisms.md
+  parameters:
+    measurements: list[str] | None = null \u2014 measurement ids to calibrate
+    params: dict[str, dict[str, JsonValue]] = {} \u2014 parameters per calibrated measurement (default: its defaults)
+  datasets: none
+  markers: none
+  clauses:
+    NIST-AI-RMF/1.0/MEASURE/2.13 (direct)
+    EU-GPAI-CoP/SS/App3.1@2025-07-10 (direct)
+    EU-AIA/AnnexIV/4@OJ-2024-07-12 (partial)
+    EU-AIA/AnnexXI/S2/1@OJ-2024-07-12 (supporting)
+  calibration: none
+  cross-references: none
+"""
+
+
+def test_measurements_prints_one_measurement_exactly(capsys):
+    code, out, err = run_cli(capsys, "measurements", "calibration.organisms")
+    assert (code, err) == (0, "")
+    assert out == CALIBRATION_BLOCK
+
+
+def _declared_everything(temporary_measurement):
+    from typing import Literal
+
+    from pydantic import Field
+
+    from evidence.crossref import Rule
+    from evidence.measure import DatasetUse, Expectation, UncertaintyParams
+    from evidence.records import ClauseRef, Criterion
+
+    class Params(UncertaintyParams):
+        mode: Literal["fast", "slow"] = "fast"
+        layers: tuple[int, ...] | None = Field(default=None, description="blocks to read")
+        name: str = Field(min_length=1)
+
+    temporary_measurement(
+        "test.everything", lambda model, params, ctx: None, params=Params, version="2.1.0", experimental=True,
+        datasets=[DatasetUse.of("refusal.harmful", "harmful", description="what refuses"),
+                  DatasetUse.of("deception.control", "negative", required=False)],
+        markers=["refusal"],
+        clauses=[ClauseRef(id="NIST-AI-RMF/1.0/MEASURE/2.9", strength="direct", rationale="it measures")],
+        calibration=[Expectation("induction", True, "score", (Criterion(comparator=">=", threshold=0.5),)),
+                     Expectation("induction#untrained", False, "score",
+                                 (Criterion(comparator="<", threshold=0.1, rule="point"),
+                                  Criterion(comparator="<", threshold=0.2)), combine="any")],
+        crossref=[Rule("test.everything", "score", "honesty_rate", "presence", "complement", "a score", "compared")],
+    )
+
+
+def test_measurements_shows_everything_a_measurement_declares(capsys, temporary_measurement):
+    _declared_everything(temporary_measurement)
+    code, out, err = run_cli(capsys, "measurements", "test.everything")
+    assert (code, err) == (0, "")
+    assert out == (
+        "test.everything 2.1.0  [experimental]\n"
+        "  documentation: docs/methods/test.everything.md\n"
+        "  parameters:\n"
+        "    bootstrap_resamples: int = 1000  [>= 100] \u2014 bootstrap resamples for every interval\n"
+        "    ci_level: float = 0.95  [> 0.5, < 1.0] \u2014 coverage of every confidence interval\n"
+        '    mode: "fast" | "slow" = "fast"\n'
+        "    layers: tuple[int, ...] | None = null \u2014 blocks to read\n"
+        "    name: str (required)  [min length 1]\n"
+        "  datasets:\n"
+        "    refusal.harmful (required); labels: harmful \u2014 what refuses\n"
+        "    deception.control (optional); labels: negative\n"
+        "  markers:\n"
+        "    refusal\n"
+        "  clauses:\n"
+        "    NIST-AI-RMF/1.0/MEASURE/2.9 (direct)\n"
+        "  calibration:\n"
+        "    induction (planted): score: CI lower bound >= 0.5\n"
+        "    induction#untrained (control): score: < 0.1 or score: CI upper bound < 0.2\n"
+        "  cross-references:\n"
+        "    score vs external honesty_rate (presence, as 1 - value)\n"
+    )
+
+
+def test_measurements_json_is_keyed_by_id_with_sorted_keys(capsys, temporary_measurement):
+    from evidence.measure import registered
+
+    _declared_everything(temporary_measurement)
+    code, out, err = run_cli(capsys, "measurements", "--json")
+    assert (code, err) == (0, "")
+    described = json.loads(out)
+    assert list(described) == sorted(registered())
+    assert out == json.dumps(described, indent=2, sort_keys=True) + "\n"
+    entry = described["test.everything"]
+    assert entry["version"] == "2.1.0" and entry["experimental"] is True
+    assert entry["doc_page"] == "docs/methods/test.everything.md"
+    assert entry["markers"] == ["refusal"]
+    assert entry["parameters"][2] == {
+        "name": "mode", "type": '"fast" | "slow"', "required": False, "default": "fast",
+        "constraints": [], "description": "",
+    }
+    assert entry["parameters"][4]["required"] is True and entry["parameters"][4]["default"] is None
+    assert entry["datasets"][1] == {
+        "name": "deception.control", "labels": ["negative"], "required": False, "description": "",
+    }
+    assert entry["clauses"] == [{"id": "NIST-AI-RMF/1.0/MEASURE/2.9", "strength": "direct", "rationale": "it measures"}]
+    assert entry["calibration"][1] == {
+        "organism": "induction#untrained", "planted": False, "metric": "score",
+        "criteria": "score: < 0.1 or score: CI upper bound < 0.2",
+    }
+    assert entry["crossref"] == [{
+        "metric": "score", "construct": "honesty_rate", "comparison": "presence", "transform": "complement",
+        "finding": "a score", "relation": "compared",
+    }]
+
+
+def test_measurements_lists_every_registered_measurement_in_blocks(capsys):
+    from evidence.measure import registered
+
+    code, out, err = run_cli(capsys, "measurements")
+    assert (code, err) == (0, "")
+    blocks = out.rstrip("\n").split("\n\n")
+    assert [b.split(" ", 1)[0] for b in blocks] == sorted(registered())
+    assert CALIBRATION_BLOCK.rstrip("\n") in blocks
+    assert any(b.startswith("goal.proxy_reliance ") and "[experimental]" in b.splitlines()[0] for b in blocks)
+
+
+def test_measurements_of_one_id_as_json(capsys):
+    code, out, _ = run_cli(capsys, "measurements", "heads.inventory", "--json")
+    assert code == 0
+    described = json.loads(out)
+    assert list(described) == ["heads.inventory"]
+    n_sequences = next(p for p in described["heads.inventory"]["parameters"] if p["name"] == "n_sequences")
+    assert n_sequences["type"] == "int" and n_sequences["default"] == 64
+
+
+def test_measurements_of_an_unknown_id_suggests_the_closest(capsys):
+    code, out, err = run_cli(capsys, "measurements", "heads.inventroy")
+    assert (code, out) == (2, "")
+    assert_one_line_error(err, "unknown measurement 'heads.inventroy'", "did you mean 'heads.inventory'?")
+
+
+def test_measurements_without_the_measure_extra_is_one_line(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    # A light install: torch cannot be imported.
+    code = "import sys; sys.modules['torch'] = None; from evidence.cli import main; sys.exit(main(['measurements']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert result.returncode == 2 and result.stdout == ""
+    assert_one_line_error(result.stderr, "needs the [measure] extra", "pip install 'interp-dossier[measure]'")
+
+
+# -- unknown measurement ids are refused wherever they are named -----------------------------
+
+
+def test_run_refuses_a_misspelled_measurement_in_the_run_spec(tmp_path: Path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[run]\nmeasurements = ["heads.inventroy"]\n[model]\norganism = "induction"\n')
+    code, _, err = run_cli(capsys, "run", str(spec), "--out", str(tmp_path / "out"), "--no-sign")
+    assert code == 2
+    assert_one_line_error(err, "[run].measurements", "unknown measurement 'heads.inventroy'",
+                          "did you mean 'heads.inventory'?")
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_refuses_a_policy_threshold_on_an_unknown_measurement(light_spec: Path, tmp_path: Path, capsys):
+    policy = tmp_path / "policy.toml"
+    policy.write_text(policy.read_text().replace('measurement = "heads.inventory"', 'measurement = "head.inventory"'))
+    code, _, err = run_cli(capsys, "run", str(light_spec), "--out", str(tmp_path / "out"), "--no-sign")
+    assert code == 2
+    assert_one_line_error(err, str(policy), "threshold 'induction-circuit-present'",
+                          "unknown measurement 'head.inventory'", "did you mean 'heads.inventory'?")
+    assert not (tmp_path / "out").exists()

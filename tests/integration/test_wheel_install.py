@@ -41,6 +41,7 @@ def test_wheel_contains_data_directories(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "evidence/_resources/schemas/dossier.schema.json" in names
     assert any(n.startswith("evidence/_resources/templates/") for n in names)
+    assert "evidence/_resources/docs/methods/refusal.direction.md" in names
     assert any(n.startswith("evidence/organisms/weights/") and n.endswith(".safetensors") for n in names)
     assert "evidence/specs/default.toml" in names
 
@@ -61,13 +62,14 @@ def test_installed_package_finds_its_schemas_and_templates(installed):
         "from pathlib import Path;"
         "schemas = Path(str(r.resource_dir('schemas'))); templates = Path(str(r.resource_dir('templates')));"
         "print(json.dumps({'module': evidence.__file__, 'schemas': str(schemas), 'templates': str(templates),"
-        " 'drift': s.check_schemas(schemas), 'n_templates': len(list(templates.iterdir()))}))"
+        " 'drift': s.check_schemas(schemas), 'n_templates': len(list(templates.iterdir())),"
+        " 'docs': str(r.resource_dir('docs/methods'))}))"
     )
     env = {**os.environ, "PYTHONPATH": str(installed)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=env, cwd=installed)
     found = json.loads(out.stdout)
-    for key in ("module", "schemas", "templates"):
+    for key in ("module", "schemas", "templates", "docs"):
         assert found[key].startswith(str(installed)), (key, found[key])
     assert found["drift"] == []
     assert found["n_templates"] >= 1

@@ -613,6 +613,35 @@ def test_long_tables_are_cut_in_the_pdf_with_a_note_and_kept_whole_in_the_json()
     assert len(dossier.records[0].tables[0].rows) == n
 
 
+def _method_page(measurement_id: str, summary: str) -> str:
+    from evidence.methods_docs import SECTIONS
+
+    return f"# {measurement_id}\n\n{summary}\n\n" + "".join(f"## {name}\n\nText.\n\n" for name in SECTIONS)
+
+
+def test_a_record_shows_what_its_measurement_measures_from_the_method_page(monkeypatch, tmp_path: Path):
+    dossier = _dossier().model_copy(update={"signer": None, **NO_POLICY, **LEAN})
+    first, second = dossier.records[0], dossier.records[1]
+    assert first.measurement.id != second.measurement.id
+    summary = "Whether refusals run through one direction of the residual stream, tested <by> ablation."
+    (tmp_path / f"{first.measurement.id}.md").write_text(_method_page(first.measurement.id, summary))
+    monkeypatch.setattr("evidence.methods_docs._directory", lambda: tmp_path)
+    html = render._render_html(dossier, "0" * 64)
+    assert html.count("What this measures.") == sum(r.measurement.id == first.measurement.id for r in dossier.records)
+    assert "tested &lt;by&gt; ablation" in html  # escaped like every other text
+    pdf = render.render_pdf(dossier, canonical_bytes(dossier))
+    body = _squash("\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages))
+    assert _squash(f"What this measures. {summary}") in body
+
+
+def test_a_malformed_method_page_is_one_render_error(monkeypatch, tmp_path: Path):
+    dossier = _dossier()
+    (tmp_path / f"{dossier.records[0].measurement.id}.md").write_text("no title\n")
+    monkeypatch.setattr("evidence.methods_docs._directory", lambda: tmp_path)
+    with pytest.raises(RenderError, match="method page .* is malformed"):
+        render.render_pdf(dossier, canonical_bytes(dossier))
+
+
 # -- errors -------------------------------------------------------------------------------
 
 

@@ -106,3 +106,36 @@ def test_with_model_overrides(tmp_path):
     assert spec.with_model("demo").model_organism == "demo"
     local = spec.with_model(str(tmp_path))
     assert local.model_path == tmp_path.resolve() and local.model_organism is None
+
+
+def test_a_misspelled_selected_measurement_is_refused_with_the_closest_id(tmp_path):
+    path = write(tmp_path, MINIMAL.replace("heads.inventory", "heads.inventroy"))
+    with pytest.raises(ConfigError) as info:
+        load_runspec(path)
+    message = info.value.one_line()
+    assert f"run spec {path}: [run].measurements: unknown measurement 'heads.inventroy'" in message
+    assert "did you mean 'heads.inventory'?" in message
+
+
+def test_a_parameter_table_for_an_unknown_measurement_is_refused(tmp_path):
+    text = '[model]\norganism = "induction"\n[measurements."refusal.directoin"]\nbatch_size = 8\n'
+    with pytest.raises(ConfigError) as info:
+        load_runspec(write(tmp_path, text))
+    message = info.value.one_line()
+    assert '[measurements."refusal.directoin"]: unknown measurement' in message
+    assert "did you mean 'refusal.direction'?" in message
+
+
+def test_an_unknown_id_is_named_before_the_selection_is_checked(tmp_path):
+    text = MINIMAL + '[measurements."heads.inventroy"]\nn_sequences = 8\n'
+    with pytest.raises(ConfigError, match=r"\[measurements\.\"heads\.inventroy\"\]: unknown measurement") as info:
+        load_runspec(write(tmp_path, text))
+    assert "did you mean 'heads.inventory'?" in info.value.one_line()
+
+
+def test_importing_runspec_does_not_import_the_registry():
+    import subprocess
+    import sys
+
+    code = "import sys, evidence.runspec; print('evidence.measure' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
