@@ -26,14 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from evidence.canonical import sha256_hex
 from evidence.errors import EvidenceError, RenderError
-from evidence.records import ChangeEntry, ClauseIndexEntry, Dossier, Table
+from evidence.records import ChangeEntry, ClauseIndexEntry, CrossReference, Dossier, Table
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
     import jinja2
-
-    from evidence.crossref import CrossReference
 
 __all__ = ["render_pdf"]
 
