@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
-from evidence.errors import ConfigError
+from evidence.errors import ConfigError, config_error_from_validation
 from evidence.external import parse_declarations
 
 __all__ = [
@@ -125,10 +125,6 @@ def default_runspec_path() -> Path:
     return Path(str(resources.files("evidence") / "specs" / "default.toml"))
 
 
-def _where(err: Mapping[str, Any]) -> str:
-    return ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
-
-
 def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None) -> RunSpec:
     """Read and validate a run spec file; datasets are loaded and digested."""
     try:
@@ -144,10 +140,8 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
     try:
         parsed = _SpecFile.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(
-            f"run spec {path}: {_where(first)}: {first['msg']}",
-            hint="see the run spec section of the README for the accepted keys",
+        raise config_error_from_validation(
+            exc, source=f"run spec {path}", hint="see the run spec section of the README for the accepted keys"
         ) from None
 
     model = parsed.model
@@ -226,8 +220,7 @@ def load_dataset(name: str, path: Path) -> Dataset:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"dataset {name!r}, {where}: not valid JSON ({exc.msg})") from None
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ConfigError(f"dataset {name!r}, {where}: {_where(first)}: {first['msg']}") from None
+            raise config_error_from_validation(exc, source=f"dataset {name!r}, {where}") from None
         if (prompt.text is None) == (prompt.messages is None):
             raise ConfigError(f"dataset {name!r}, {where}: give exactly one of 'text' or 'messages'")
         if prompt.label not in allowed:

@@ -27,7 +27,6 @@ import hashlib
 import importlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evidence.errors import ConfigError, ModelLoadError
+from evidence.files import write_file_atomically
 
 if TYPE_CHECKING:
     import torch
@@ -230,15 +230,7 @@ def read_manifest(directory: Path | None = None) -> dict[str, dict[str, Any]]:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are package data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file_atomically(path, data)  # mode 0644: these files are package data
 
 
 def _no_progress(fraction: float, message: str) -> None:
