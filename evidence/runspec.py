@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
-from evidence.errors import ConfigError, config_error_from_validation
+from evidence.errors import ConfigError, config_error_from_validation, missing_extra
 from evidence.external import parse_declarations
 
 __all__ = [
@@ -30,9 +30,14 @@ __all__ = [
 ]
 
 def dataset_labels() -> dict[str, frozenset[str]]:
-    """Known dataset names and the labels each accepts: what the registered measurements declare."""
-    from evidence.measure import registry
+    """Known dataset names and the labels each accepts: what the registered measurements declare.
 
+    The registry is part of the [measure] extra; without it this raises the one missing-extra error.
+    """
+    try:
+        from evidence.measure import registry
+    except ModuleNotFoundError as exc:
+        raise missing_extra("measure", exc) from None
     return registry.dataset_labels()
 
 
