@@ -27,7 +27,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare source tr
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "SCHEMA_VERSION",
     "ConfigError",
     "Dossier",
     "EvidenceError",
@@ -37,6 +36,7 @@ __all__ = [
     "ModelLoadError",
     "RecordError",
     "RenderError",
+    "SCHEMA_VERSION",
     "UnsupportedVersionError",
     "Verdict",
     "__version__",
