@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 
 from evidence.crossref import RATE_TOLERANCE
-from tests.factories import cross_reference, suite_rules
+from evidence.external import load_external_evals
+from evidence.records import CrossReference, ErrorInfo
+from tests.factories import cross_reference, make_external_eval, make_metric_record, suite_rules
 
 # The rules are declared on the measurements.
 RULES = suite_rules()
-from evidence.external import load_external_evals
-from evidence.records import CrossReference, ErrorInfo
-from tests.factories import make_external_eval, make_metric_record
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "external"
 
