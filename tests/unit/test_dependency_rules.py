@@ -119,7 +119,7 @@ def _type_checking_only(node: ast.If) -> bool:
 def project_imports(module: str, path: Path, modules: dict[str, Path], *, type_checking: bool) -> set[str]:
     """The project modules ``module`` imports, at any depth of its code (functions too).
 
-    ``from a import b`` counts as importing ``a.b`` when that is a module, else ``a``. Imports
+    ``from a import b`` counts as importing ``a`` and also ``a.b`` when that is a module. Imports
     under ``if TYPE_CHECKING:`` count only when ``type_checking`` (they never run).
     """
     is_package = path.name == "__init__.py"
@@ -149,11 +149,10 @@ def project_imports(module: str, path: Path, modules: dict[str, Path], *, type_c
                 source = ".".join([*base, *([node.module] if node.module else [])])
             else:
                 source = node.module or ""
-            for alias in node.names:
-                target = f"{source}.{alias.name}"
-                resolved = target if target in modules else resolve(source)
-                if resolved:
-                    found.add(resolved)
+            # ``from a import b`` runs ``a`` (a package's __init__) and, when b is a module, ``a.b``.
+            if origin := resolve(source):
+                found.add(origin)
+            found.update(f"{source}.{alias.name}" for alias in node.names if f"{source}.{alias.name}" in modules)
         visit(node)
 
     visit(ast.parse(path.read_text(), filename=str(path)))
@@ -236,4 +235,4 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import(tmp_path
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from pkg import other\n")
     modules = {"pkg.m": source, "pkg.other": source, "pkg": source}
-    assert project_imports("pkg.m", source, modules, type_checking=False) == {"pkg.other"}
+    assert project_imports("pkg.m", source, modules, type_checking=False) == {"pkg", "pkg.other"}
