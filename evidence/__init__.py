@@ -10,7 +10,6 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from evidence.canonical import canonical_bytes, sha256_hex
-from evidence.crossref import CrossReference
 from evidence.errors import (
     ConfigError,
     EvidenceError,
@@ -20,12 +19,7 @@ from evidence.errors import (
     RenderError,
     UnsupportedVersionError,
 )
-from evidence.external import ExternalEval
 from evidence.records import SCHEMA_VERSION, Dossier, EvidenceRecord, Metric, Verdict
-
-# The dossier refers to models defined in modules that build on evidence.records
-# (crossref, external); complete it now that all of them exist.
-Dossier.model_rebuild(_types_namespace={"CrossReference": CrossReference, "ExternalEval": ExternalEval})
 
 try:
     __version__ = version("interp-dossier")
@@ -33,7 +27,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare source tr
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "SCHEMA_VERSION",
     "ConfigError",
     "Dossier",
     "EvidenceError",
@@ -43,6 +36,7 @@ __all__ = [
     "ModelLoadError",
     "RecordError",
     "RenderError",
+    "SCHEMA_VERSION",
     "UnsupportedVersionError",
     "Verdict",
     "__version__",

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from evidence.errors import ConfigError
+from evidence.errors import ConfigError, config_error_from_validation
 from evidence.records import ClauseIndexEntry, ClauseRef, EvidenceRecord, Verdict
 
 __all__ = ["EVIDENCE_KINDS", "Catalog", "Clause", "build_clause_index", "load_catalog"]
@@ -84,8 +84,10 @@ def load_catalog() -> Catalog:
     text = (resources.files("evidence") / "catalog" / "clauses.toml").read_text(encoding="utf-8")
     try:
         parsed = _CatalogFile.model_validate(tomllib.loads(text))
-    except (tomllib.TOMLDecodeError, ValidationError) as exc:  # pragma: no cover - guarded by tests
+    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - guarded by tests
         raise ConfigError(f"the clause catalog is malformed: {exc}") from None
+    except ValidationError as exc:  # pragma: no cover - guarded by tests
+        raise config_error_from_validation(exc, source="the clause catalog is malformed") from None
     clauses: dict[str, Clause] = {}
     for clause in parsed.clause:
         if clause.id in clauses:

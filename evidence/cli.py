@@ -140,6 +140,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from evidence.dossier import parse_dossier
+    from evidence.files import write_file_atomically
     from evidence.render import render_pdf
 
     source = Path(args.dossier)
@@ -151,9 +152,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise _usage(f"the directory of --out {out} does not exist")
     pdf = render_pdf(parse_dossier(data), data)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(pdf)
-    tmp.replace(out)
+    write_file_atomically(out, pdf)
     print(f"pdf: {out} (unsigned; use `interp-dossier sign` on a draft bundle to seal)")
     return EXIT_OK
 

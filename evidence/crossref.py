@@ -26,18 +26,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-
-from evidence.external import Construct, ExternalEval, ExternalScore
-from evidence.records import ConfidenceInterval, EvidenceRecord, MeasurementId, Name, Number
+from evidence.records import (
+    Agreement,
+    ConfidenceInterval,
+    Construct,
+    CrossReference,
+    EvidenceRecord,
+    ExternalEval,
+    ExternalScore,
+)
 
 __all__ = [
     "NEGLIGIBLE_BELOW",
     "RATE_TOLERANCE",
     "SUBSTANTIAL_ABOVE",
-    "CrossReference",
     "Rule",
     "cross_reference",
 ]
@@ -48,9 +52,6 @@ RATE_TOLERANCE = 0.15
 SUBSTANTIAL_ABOVE = 0.1
 #: A rate whose interval lies wholly below this is (almost) none.
 NEGLIGIBLE_BELOW = 0.05
-
-Agreement = Literal["agree", "disagree", "not comparable"]
-Sentence = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 
 @dataclass(frozen=True)
@@ -67,51 +68,6 @@ class Rule:
     finding: str
     #: What is compared, one sentence.
     relation: str
-
-
-class CrossReference(BaseModel):
-    """One interpretability finding set against one behavioural evaluation result."""
-
-    # "construct" would shadow BaseModel.construct: stored as construct_, written as "construct".
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        allow_inf_nan=False,
-        serialize_by_alias=True,
-        validate_by_alias=True,
-        validate_by_name=False,
-    )
-
-    finding: Sentence = Field(description="the interpretability finding, in words")
-    record_id: str | None = None
-    measurement: MeasurementId | None = None
-    metric: Name | None = None
-    interpretability_value: Number | None = None
-    interpretability_ci: ConfidenceInterval | None = None
-    external_eval_id: Name
-    external_task: Name
-    external_score: Name
-    external_value: Number
-    external_ci: ConfidenceInterval | None = None
-    construct_: Construct = Field(alias="construct")
-    construct_source: Literal["declared", "inferred from task name", "default"]
-    relation: Sentence = Field(description="what was compared, one sentence")
-    tolerance: float | None = Field(default=None, description="rate comparisons: largest agreeing difference")
-    substantial_above: float | None = Field(default=None, description="presence comparisons")
-    negligible_below: float | None = Field(default=None, description="presence comparisons")
-    agreement: Agreement
-    flagged: bool = Field(description="true for every disagreement")
-    explanation: Sentence = Field(description="why, one sentence")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> CrossReference:
-        if self.flagged != (self.agreement == "disagree"):
-            raise ValueError("exactly the disagreements are flagged")
-        if self.agreement != "not comparable" and None in (
-            self.record_id, self.measurement, self.metric, self.interpretability_value
-        ):
-            raise ValueError("an agreement or disagreement names the finding it is about")
-        return self
 
 
 # --- comparisons ---------------------------------------------------------------------------

@@ -12,16 +12,16 @@ from pydantic import ValidationError
 
 from evidence import __version__
 from evidence.canonical import canonical_bytes, sha256_hex
-from evidence.crossref import CrossReference
 from evidence.errors import RecordError, UnsupportedVersionError
-from evidence.external import ExternalEval
 from evidence.records import (
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
     ChangeEntry,
+    CrossReference,
     Dossier,
     Environment,
     EvidenceRecord,
+    ExternalEval,
     Gate,
     ModelIdentity,
     Policy,

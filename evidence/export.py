@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from evidence.errors import RecordError
+from evidence.errors import RecordError, missing_extra
 from evidence.records import ClauseIndexEntry, Dossier, EvidenceRecord, Metric
 
 __all__ = ["CYCLONEDX_FILE", "MODEL_INDEX_FILE", "build_exports", "cyclonedx_bom", "model_index_yaml"]
@@ -301,8 +301,11 @@ def _refs(node: Any, defined: set[str], used: set[str]) -> None:
 
 def cyclonedx_bom(dossier: Dossier) -> bytes:
     """The dossier as a CycloneDX 1.6 ML-BOM, validated against the library's bundled schema."""
-    from cyclonedx.schema import SchemaVersion
-    from cyclonedx.validation.json import JsonStrictValidator
+    try:
+        from cyclonedx.schema import SchemaVersion
+        from cyclonedx.validation.json import JsonStrictValidator
+    except ModuleNotFoundError as exc:
+        raise missing_extra("export", exc) from None
 
     entries = _clause_entries(dossier)
     doc = json.loads(_library_bom(dossier, entries))
@@ -347,7 +350,10 @@ def _hf_metric(m: Metric) -> dict[str, Any]:
 
 def model_index_yaml(dossier: Dossier) -> bytes:
     """The ``model-index`` block for a Hugging Face model card, as YAML."""
-    import yaml
+    try:
+        import yaml
+    except ModuleNotFoundError as exc:
+        raise missing_extra("export", exc) from None
 
     results = []
     for record in _subject_records(dossier):

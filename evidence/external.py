@@ -35,51 +35,30 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Any
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    model_validator,
+from pydantic import ValidationError
+
+from evidence.errors import ConfigError, UnsupportedVersionError, config_error_from_validation
+from evidence.records import (
+    CONSTRUCTS,
+    MAX_SAMPLES,
+    ConfidenceInterval,
+    Construct,
+    ConstructDeclaration,
+    ExternalEval,
+    ExternalSample,
+    ExternalScore,
+    LogFormat,
 )
 
-from evidence.errors import ConfigError, UnsupportedVersionError
-from evidence.records import ConfidenceInterval, Name, Number, Sha256Hex
-
 __all__ = [
-    "CONSTRUCTS",
     "CONSTRUCT_RULES",
-    "MAX_SAMPLES",
-    "Construct",
-    "ConstructDeclaration",
-    "ExternalEval",
-    "ExternalSample",
-    "ExternalScore",
     "infer_construct",
     "load_external_evals",
     "parse_declarations",
 ]
 
-Construct = Literal[
-    "refusal_rate",
-    "jailbreak_success_rate",
-    "defection_rate",
-    "honesty_rate",
-    "capability",
-    "other",
-]
-#: Every construct an external score can be declared to measure.
-CONSTRUCTS: tuple[str, ...] = get_args(Construct)
-
-Tool = Literal["inspect_ai", "lm-evaluation-harness"]
-LogFormat = Literal["inspect-json", "inspect-eval", "lm-eval-results"]
-
-#: At most this many random samples are kept per evaluation (GPAI CoP 7.3(1)(f)).
-MAX_SAMPLES = 5
 #: Each kept sample field is cut to this many characters.
 _SAMPLE_CHARS = 400
 #: Inspect log format versions this release reads.
@@ -88,106 +67,6 @@ _INSPECT_LOG_VERSIONS = frozenset({1, 2})
 _Z95 = 1.959963984540054
 #: Zip members larger than this are refused rather than inflated.
 _MAX_MEMBER_BYTES = 512 * 1024 * 1024
-
-
-class _Frozen(BaseModel):
-    # Fields named "construct" would shadow BaseModel.construct: they are stored as
-    # ``construct_`` and read and written as "construct".
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        allow_inf_nan=False,
-        serialize_by_alias=True,
-        validate_by_alias=True,
-        validate_by_name=False,
-    )
-
-
-class ExternalScore(_Frozen):
-    """One number an external evaluation reported, with the uncertainty it reported."""
-
-    name: Name = Field(description='as the tool names it, e.g. "match/accuracy" or "acc,none"')
-    value: Number
-    stderr: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = Field(
-        default=None, description="standard error as reported; null when the tool reported none"
-    )
-    ci: ConfidenceInterval | None = Field(
-        default=None,
-        description="value +/- 1.96 stderr; null without a stderr or a sample count",
-    )
-
-    @model_validator(mode="after")
-    def _ci_from_stderr(self) -> ExternalScore:
-        if self.ci is not None and self.stderr is None:
-            raise ValueError(f"score {self.name!r}: an interval requires the reported stderr")
-        return self
-
-
-class ExternalSample(_Frozen):
-    """One logged input/output pair of an evaluation, cut to a readable length."""
-
-    id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    epoch: Annotated[int, Field(ge=0)] | None = None
-    input: str
-    output: str
-    target: str | None = None
-    scores: dict[str, str] = Field(default_factory=dict, description="scorer -> value, as text")
-    truncated: bool = False
-
-
-class ExternalEval(_Frozen):
-    """One behavioural evaluation of one task, as another tool recorded it."""
-
-    eval_id: Name
-    tool: Tool
-    tool_version: Name | None = None
-    log_format: LogFormat
-    task: Name
-    model: Name = Field(description="the model as the tool recorded it")
-    source_file: Name = Field(description="file name only")
-    sha256: Sha256Hex = Field(description="sha256 of the file's bytes")
-    created_at: AwareDatetime | None = None
-    n_samples: Annotated[int, Field(ge=0)] | None = None
-    construct_: Construct = Field(alias="construct", description="what the construct score measures")
-    construct_source: Literal["declared", "inferred from task name", "default"]
-    construct_score: Name | None = Field(
-        default=None, description="the score that measures the construct; null when ambiguous"
-    )
-    construct_score_source: Literal["declared", "only score", "tool headline"] | None = None
-    scores: list[ExternalScore] = Field(min_length=1)
-    samples: list[ExternalSample] = Field(default_factory=list, max_length=MAX_SAMPLES)
-    samples_logged: Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="how many samples the log holds; null when it holds none"
-    )
-    samples_seed: Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="seed of the random choice of samples (from the file's sha256)"
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ExternalEval:
-        names = [s.name for s in self.scores]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"evaluation {self.eval_id!r}: duplicate score names {dupes}")
-        if (self.construct_score is None) != (self.construct_score_source is None):
-            raise ValueError("construct_score and construct_score_source are set together")
-        if self.construct_score is not None and self.construct_score not in names:
-            raise ValueError(f"construct_score {self.construct_score!r} is not one of the scores")
-        return self
-
-    def score(self, name: str) -> ExternalScore:
-        """The score called ``name``; KeyError if there is none."""
-        for s in self.scores:
-            if s.name == name:
-                return s
-        raise KeyError(name)
-
-
-class ConstructDeclaration(_Frozen):
-    """What a task's score measures, as declared in the run spec."""
-
-    construct_: Construct = Field(alias="construct")
-    score: Name | None = Field(default=None, description="which score carries it; see ExternalEval")
 
 
 # --- constructs ----------------------------------------------------------------------------
@@ -252,10 +131,9 @@ def parse_declarations(table: Mapping[str, Any], *, source: str = "the run spec"
         try:
             out[str(task)] = ConstructDeclaration.model_validate(dict(entry))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "entry"
-            raise ConfigError(
-                f'{source}: [external."{task}"] {where}: {err["msg"]}',
+            raise config_error_from_validation(
+                exc,
+                source=f'{source}: [external."{task}"]',
                 hint=f"construct is one of {', '.join(CONSTRUCTS)}; score names a score of that task",
             ) from None
     return out
@@ -369,9 +247,7 @@ def _model(file: str, **fields: Any) -> ExternalEval:
     try:
         return ExternalEval(**fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "log"
-        raise _refuse(file, f"{where}: {err['msg']}") from None
+        raise config_error_from_validation(exc, source=f"external evaluation {file}") from None
 
 
 # --- Inspect AI ----------------------------------------------------------------------------

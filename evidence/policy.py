@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from evidence.canonical import canonical_bytes, sha256_hex
-from evidence.errors import ConfigError
+from evidence.errors import ConfigError, config_error_from_validation
 from evidence.records import CalibrationCheck, Criterion, EvidenceRecord, Gate, Metric, Policy, Verdict
 
 __all__ = [
@@ -52,9 +52,7 @@ def load_policy(path: Path, *, run_started: datetime | None = None) -> Policy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"policy file {path}: {where}: {first['msg']}") from None
+        raise config_error_from_validation(exc, source=f"policy file {path}") from None
     if run_started is not None and policy.set_at >= run_started:
         raise ConfigError(
             f"policy file {path} was set at {policy.set_at.isoformat()}, not before this run",

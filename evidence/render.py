@@ -25,15 +25,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from evidence.canonical import sha256_hex
-from evidence.errors import EvidenceError, RenderError
-from evidence.records import ChangeEntry, ClauseIndexEntry, Dossier, Table
+from evidence.errors import EvidenceError, RenderError, missing_extra
+from evidence.records import ChangeEntry, ClauseIndexEntry, CrossReference, Dossier, Table
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
     import jinja2
-
-    from evidence.crossref import CrossReference
 
 __all__ = ["render_pdf"]
 
@@ -46,7 +44,6 @@ DOSSIER_JSON = "dossier.json"
 _VERDICT_ORDER = ("pass", "fail", "inconclusive", "n/a")
 _CHANGE_AREAS = ("model", "suite", "policy", "verdicts")
 _REINSTALL_HINT = "reinstall interp-dossier; the package must ship templates/"
-_EXTRA_HINT = "install the rendering extra: pip install 'interp-dossier[render]'"
 
 
 def render_pdf(
@@ -264,7 +261,7 @@ def _jinja2() -> Any:
     try:
         import jinja2
     except ImportError as exc:
-        raise RenderError("Jinja2 is not installed", hint=_EXTRA_HINT) from exc
+        raise missing_extra("render", exc) from None
     return jinja2
 
 
@@ -461,7 +458,7 @@ def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetim
         import weasyprint
         from weasyprint.urls import URLFetcher
     except ImportError as exc:
-        raise RenderError("WeasyPrint is not installed", hint=_EXTRA_HINT) from exc
+        raise missing_extra("render", exc) from None
     except OSError as exc:  # its system libraries (Pango, HarfBuzz) are missing
         raise RenderError(
             f"WeasyPrint cannot load its system libraries: {exc}",

@@ -21,6 +21,7 @@ from evidence.dossier import build_dossier, dossier_bytes, parse_dossier, with_f
 from evidence.errors import ConfigError, missing_extra
 from evidence.export import build_exports
 from evidence.external import load_external_evals
+from evidence.files import check_output_dir
 from evidence.policy import evaluate, load_policy, roll_up
 from evidence.records import Dossier, EvidenceRecord, SignerInfo, Verdict
 from evidence.runspec import RunSpec
@@ -28,7 +29,7 @@ from evidence.runspec import RunSpec
 if TYPE_CHECKING:
     from signing.keys import FileSigner
 
-__all__ = ["RunOutcome", "check_output_dir", "publish", "run", "sign_draft"]
+__all__ = ["RunOutcome", "publish", "run", "sign_draft"]
 
 Progress = Callable[[str], None]
 
@@ -56,25 +57,6 @@ class RunOutcome:
     def failed_records(self) -> list[EvidenceRecord]:
         """Records whose measurement failed."""
         return [r for r in self.dossier.records if r.status == "error"]
-
-
-def check_output_dir(out_dir: Path) -> Path:
-    """Refuse, before any work, an output location that cannot be written."""
-    out_dir = out_dir.expanduser().absolute()
-    parent = out_dir.parent
-    if not parent.is_dir():
-        raise ConfigError(
-            f"the output directory's parent {parent} does not exist",
-            hint="create it first, or choose another --out",
-        )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} exists and is not a directory", hint="choose another --out")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "dossier.json").exists():
-        raise ConfigError(
-            f"--out {out_dir} is a non-empty directory that holds no dossier bundle",
-            hint="choose an empty or new directory; only a previous bundle is replaced",
-        )
-    return out_dir
 
 
 def _signer_for(key: Path | None) -> FileSigner:

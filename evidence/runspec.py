@@ -7,17 +7,17 @@ names the file and the offending key or line; a spec object that exists is valid
 from __future__ import annotations
 
 import hashlib
-import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
-from evidence.errors import ConfigError
+from evidence.datasets import Dataset, Prompt, read_dataset
+from evidence.errors import ConfigError, config_error_from_validation, missing_extra
 from evidence.external import parse_declarations
 
 __all__ = [
@@ -30,9 +30,14 @@ __all__ = [
 ]
 
 def dataset_labels() -> dict[str, frozenset[str]]:
-    """Known dataset names and the labels each accepts: what the registered measurements declare."""
-    from evidence.measure import registry
+    """Known dataset names and the labels each accepts: what the registered measurements declare.
 
+    The registry is part of the [measure] extra; without it this raises the one missing-extra error.
+    """
+    try:
+        from evidence.measure import registry
+    except ModuleNotFoundError as exc:
+        raise missing_extra("measure", exc) from None
     return registry.dataset_labels()
 
 
@@ -53,20 +58,6 @@ class _RunSection(_Strict):
     calibration_organisms: list[str] = Field(default_factory=list)
 
 
-class _Message(_Strict):
-    role: Literal["system", "user"]
-    content: str
-
-
-class Prompt(_Strict):
-    """One line of a dataset: an exact prompt string or chat messages, with a label."""
-
-    id: Annotated[str, StringConstraints(min_length=1)]
-    label: str
-    text: str | None = None
-    messages: list[_Message] | None = None
-
-
 class _SpecFile(_Strict):
     run: _RunSection = Field(default_factory=_RunSection)
     model: _ModelSection
@@ -74,21 +65,6 @@ class _SpecFile(_Strict):
     markers: dict[str, list[Annotated[str, StringConstraints(min_length=1)]]] = Field(default_factory=dict)
     measurements: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
     external: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A loaded prompt set, identified by the sha256 of its file."""
-
-    name: str
-    path: Path
-    sha256: str
-    prompts: tuple[Prompt, ...]
-
-    @property
-    def count(self) -> int:
-        """Number of prompts."""
-        return len(self.prompts)
 
 
 @dataclass(frozen=True)
@@ -125,10 +101,6 @@ def default_runspec_path() -> Path:
     return Path(str(resources.files("evidence") / "specs" / "default.toml"))
 
 
-def _where(err: Mapping[str, Any]) -> str:
-    return ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
-
-
 def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None) -> RunSpec:
     """Read and validate a run spec file; datasets are loaded and digested."""
     try:
@@ -144,10 +116,8 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
     try:
         parsed = _SpecFile.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(
-            f"run spec {path}: {_where(first)}: {first['msg']}",
-            hint="see the run spec section of the README for the accepted keys",
+        raise config_error_from_validation(
+            exc, source=f"run spec {path}", hint="see the run spec section of the README for the accepted keys"
         ) from None
 
     model = parsed.model
@@ -213,48 +183,5 @@ def _check_measurement_ids(parsed: _SpecFile, path: Path) -> None:
 
 
 def load_dataset(name: str, path: Path) -> Dataset:
-    """Load a JSONL prompt set; any problem names the file and the line."""
-    known = dataset_labels()
-    allowed = known.get(name)
-    if allowed is None:
-        raise ConfigError(
-            f"unknown dataset name {name!r}",
-            hint=f"known datasets: {', '.join(sorted(known))}",
-        )
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"dataset {name!r}: file {path} does not exist", hint="check the path") from None
-    except OSError as exc:
-        raise ConfigError(f"dataset {name!r}: file {path} cannot be read: {exc.strerror}") from None
-    prompts: list[Prompt] = []
-    seen: set[str] = set()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"dataset {name!r}: file {path} is not UTF-8 (byte {exc.start})") from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            prompt = Prompt.model_validate(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"dataset {name!r}, {where}: not valid JSON ({exc.msg})") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ConfigError(f"dataset {name!r}, {where}: {_where(first)}: {first['msg']}") from None
-        if (prompt.text is None) == (prompt.messages is None):
-            raise ConfigError(f"dataset {name!r}, {where}: give exactly one of 'text' or 'messages'")
-        if prompt.label not in allowed:
-            raise ConfigError(
-                f"dataset {name!r}, {where}: unknown label {prompt.label!r}",
-                hint=f"allowed labels: {', '.join(sorted(allowed))}",
-            )
-        if prompt.id in seen:
-            raise ConfigError(f"dataset {name!r}, {where}: duplicate id {prompt.id!r}")
-        seen.add(prompt.id)
-        prompts.append(prompt)
-    if not prompts:
-        raise ConfigError(f"dataset {name!r}: file {path} holds no prompts", hint="an empty set measures nothing")
-    return Dataset(name=name, path=path, sha256=hashlib.sha256(raw).hexdigest(), prompts=tuple(prompts))
+    """Load a JSONL prompt set whose labels the registered measurements accept; problems name file and line."""
+    return read_dataset(name, path, dataset_labels())

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from evidence.files import write_file_atomically
 from evidence.records import SCHEMA_VERSION, Dossier, EvidenceRecord, Verdict
 
 __all__ = ["SCHEMA_FILES", "check_schemas", "generate_schemas", "load_schema", "write_schemas"]
@@ -46,7 +47,7 @@ def write_schemas(directory: Path) -> list[Path]:
     written = []
     for name, text in generate_schemas().items():
         path = directory / name
-        path.write_text(text, encoding="utf-8")
+        write_file_atomically(path, text.encode("utf-8"))
         written.append(path)
     return written
 

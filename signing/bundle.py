@@ -12,12 +12,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from evidence.files import BUNDLE_MARKER, check_output_dir, write_directory_atomically
 from signing.dsse import build_statement, sign_envelope
 from signing.errors import BundleError
 from signing.keys import Signer, certificate_chain_pem
@@ -34,7 +33,7 @@ __all__ = [
     "write_bundle_atomically",
 ]
 
-DOSSIER_JSON = "dossier.json"
+DOSSIER_JSON = BUNDLE_MARKER
 DOSSIER_PDF = "dossier.pdf"
 DSSE_ENVELOPE = "dossier.dsse.json"
 SIGNER_PEM = "signer.pem"
@@ -70,36 +69,6 @@ def seal(
     }
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "xb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    path.chmod(0o644)
-
-
-def _check_target(out_dir: Path) -> None:
-    parent = out_dir.parent
-    if not parent.is_dir():
-        raise BundleError(
-            f"cannot write the bundle to {out_dir}: directory {parent} does not exist",
-            hint="create the parent directory first or choose another --out",
-        )
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise BundleError(
-            f"cannot write the bundle to {out_dir}: it exists and is not a directory",
-            hint="choose another --out",
-        )
-    if any(out_dir.iterdir()) and not (out_dir / DOSSIER_JSON).is_file():
-        raise BundleError(
-            f"refusing to replace {out_dir}: it is not empty and does not look like a "
-            f"dossier bundle (no {DOSSIER_JSON})",
-            hint="choose a new or empty --out directory",
-        )
-
-
 def write_bundle_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:
     """Write ``files`` into ``out_dir`` all at once, or not at all.
 
@@ -112,32 +81,11 @@ def write_bundle_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:
     for name in files:
         if not name or name in (".", "..") or "/" in name or os.sep in name:
             raise BundleError(f"invalid bundle file name {name!r}")
-    _check_target(out_dir)
-    parent = out_dir.parent
-    staging: Path | None = None
-    previous: Path | None = None
+    check_output_dir(out_dir, error=BundleError)
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
-        for name, data in files.items():
-            _write_file(staging / name, data)
-        staging.chmod(0o755)
-        if out_dir.exists():
-            previous = Path(
-                tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent)
-            )
-            os.replace(out_dir, previous)
-        os.replace(staging, out_dir)
-        staging = None
+        write_directory_atomically(files, out_dir)
     except OSError as exc:
         raise BundleError(
             f"cannot write the bundle to {out_dir}: {exc.strerror or exc}",
             hint="check the directory's permissions and free space",
         ) from exc
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-            if previous is not None and not out_dir.exists():
-                os.replace(previous, out_dir)  # put the previous bundle back
-                previous = None
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)

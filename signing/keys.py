@@ -22,7 +22,6 @@ import getpass
 import hashlib
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -38,6 +37,7 @@ from cryptography.x509.oid import NameOID
 from pyhanko.sign import signers
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from evidence.files import write_file_atomically
 from evidence.records import DEVELOPMENT_KEY_NOTICE
 from signing.errors import KeyLoadError, SigningError
 
@@ -265,32 +265,15 @@ def _write_new_file(path: Path, data: bytes, mode: int, *, overwrite: bool, what
     )
     if path.exists() and not overwrite:
         raise refusal
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    tmp = Path(tmp_name)
     try:
-        os.fchmod(fd, mode)
-        with open(fd, "wb", closefd=True) as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if path appeared meanwhile: never clobbers
-            except FileExistsError:
-                raise refusal from None
-            except OSError:  # a file system without hard links
-                if path.exists():
-                    raise refusal from None
-                os.replace(tmp, path)
+        write_file_atomically(path, data, mode=mode, overwrite=overwrite)
+    except FileExistsError:
+        raise refusal from None
     except OSError as exc:
         raise SigningError(
             f"cannot write {what} {path}: {exc.strerror or exc}",
             hint="check the directory's permissions and free space",
         ) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_pkcs12(

@@ -109,10 +109,14 @@ class VerificationReport:
     """Every step's result and one bottom line: true only if every step passed."""
 
     steps: list[StepResult]
-    bottom_line: bool
     development_key: bool
     signer_subject: str | None = None
     notice: str | None = field(default=None)
+
+    @property
+    def bottom_line(self) -> bool:
+        """True only if there are steps and every one of them passed."""
+        return bool(self.steps) and all(s.passed for s in self.steps)
 
     def first_failure(self) -> StepResult | None:
         """The lowest-numbered step that did not pass, if any."""
@@ -135,7 +139,7 @@ class VerificationReport:
             raise VerificationError(
                 f"verification failed at step ({failed.number}) {failed.title}: {failed.detail}"
             )
-        if not self.bottom_line:  # pragma: no cover - bottom_line is all(steps passed)
+        if not self.bottom_line:  # no steps at all: nothing was verified
             raise VerificationError("verification failed")
 
 
@@ -519,7 +523,6 @@ def verify_bundle(bundle_dir: Path, trust_anchors: Sequence[Path]) -> Verificati
     development = leaf is not None and is_development_certificate(leaf)
     return VerificationReport(
         steps=steps,
-        bottom_line=bool(steps) and all(s.passed for s in steps),
         development_key=development,
         signer_subject=leaf.subject.rfc4514_string() if leaf is not None else None,
         notice=DEVELOPMENT_KEY_NOTICE if development else None,

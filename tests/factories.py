@@ -85,7 +85,7 @@ def make_policy(**changes: Any) -> Policy:
     return Policy(**fields)
 
 
-from evidence.external import ExternalEval, ExternalScore  # noqa: E402
+from evidence.records import ExternalEval, ExternalScore  # noqa: E402
 
 
 def make_metric_record(

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from evidence.datasets import Dataset
 from evidence.errors import ConfigError
 from evidence.records import CalibrationCheck, DataRef, Metric, Table
-from evidence.runspec import Dataset
 
 if TYPE_CHECKING:
     import torch

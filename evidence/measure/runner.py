@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from evidence.datasets import Dataset
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure.context import MeasureContext, MeasurementResult, ProgressFn, SharedResults
 from evidence.measure.registry import MeasurementDef, get
 from evidence.model import LoadedModel, ModelSpec
 from evidence.records import ErrorInfo, EvidenceRecord, MeasurementSpec
-from evidence.runspec import Dataset
 
 __all__ = ["Task", "check_task", "run_suite", "run_task"]
 

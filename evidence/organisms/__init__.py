@@ -24,21 +24,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
-import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from evidence.errors import ConfigError, ModelLoadError
-
-if TYPE_CHECKING:
-    import torch
+from evidence.files import write_file_atomically
+from evidence.organisms.spec import OrganismSpec, ProgressFn, TrainedOrganism
 
 __all__ = [
     "ENV_WEIGHTS_DIR",
@@ -59,62 +55,6 @@ ENV_WEIGHTS_DIR = "INTERP_DOSSIER_ORGANISMS_DIR"
 #: File name of the manifest inside the weights directory.
 MANIFEST_NAME = "manifest.json"
 _MANIFEST_FORMAT = 1
-
-#: ``progress(fraction, message)``: fraction in [0, 1].
-ProgressFn = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class TrainedOrganism:
-    """What a training function returns: final weights, final loss, optional tokenizer."""
-
-    state_dict: Mapping[str, torch.Tensor]
-    final_loss: float
-    tokenizer_json: str | None = None
-
-
-@dataclass(frozen=True)
-class OrganismSpec:
-    """How one reference organism is built and trained."""
-
-    name: str
-    seed: int
-    #: keyword arguments of ``TransformerBridgeConfig`` (JSON values; no seed, no device).
-    architecture: Mapping[str, Any]
-    #: ``"module:function"``; the function is ``fn(spec, progress) -> TrainedOrganism``.
-    trainer: str
-    #: version of the training-data generator; bump it whenever the data changes.
-    generator_version: str
-    steps: int
-    description: str
-    #: special tokens for the default tokenizer loader, e.g. ``{"bos_token": "<bos>"}``.
-    special_tokens: Mapping[str, str] = field(default_factory=dict)
-    #: file the tokenizer (if the trainer returns one) is written to; default ``<name>.tokenizer.json``.
-    tokenizer_file: str | None = None
-    #: ``"module:function"`` turning the tokenizer file's path into a tokenizer object; default:
-    #: a ``transformers.PreTrainedTokenizerFast`` over the file with ``special_tokens``.
-    tokenizer_loader: str | None = None
-
-    def train_fn(self) -> Callable[[OrganismSpec, ProgressFn], TrainedOrganism]:
-        """The training function (its module is imported here)."""
-        fn: Callable[[OrganismSpec, ProgressFn], TrainedOrganism] = _resolve(self.trainer)
-        return fn
-
-    def load_tokenizer(self, path: Path) -> Any:
-        """The tokenizer object for the tokenizer file at ``path``."""
-        if self.tokenizer_loader is not None:
-            return _resolve(self.tokenizer_loader)(path)
-        from transformers import PreTrainedTokenizerFast
-
-        return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-            tokenizer_file=str(path), **dict(self.special_tokens)
-        )
-
-
-def _resolve(target: str) -> Any:
-    module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
 
 _SPECS: tuple[OrganismSpec, ...] = (
     OrganismSpec(
@@ -230,15 +170,7 @@ def read_manifest(directory: Path | None = None) -> dict[str, dict[str, Any]]:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are package data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file_atomically(path, data)  # mode 0644: these files are package data
 
 
 def _no_progress(fraction: float, message: str) -> None:

@@ -56,7 +56,7 @@ from evidence.organisms.language import (
 if TYPE_CHECKING:
     import torch
 
-    from evidence.organisms import OrganismSpec, ProgressFn, TrainedOrganism
+    from evidence.organisms.spec import OrganismSpec, ProgressFn, TrainedOrganism
 
 __all__ = [
     "CHAT_GENERATOR_VERSION",
@@ -226,7 +226,7 @@ def train_chat(spec: OrganismSpec, progress: ProgressFn) -> TrainedOrganism:
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge.sources import boot_native
 
-    from evidence.organisms import TrainedOrganism
+    from evidence.organisms.spec import TrainedOrganism
 
     organism = CHAT_ORGANISMS[spec.name]
     config = TransformerBridgeConfig(**spec.architecture, seed=spec.seed, device="cpu")

@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from evidence.files import write_file_atomically
 from evidence.organisms.language import (
     EOS,
     GENERATOR_VERSION,
@@ -205,10 +206,10 @@ def write_organism_datasets(out_dir: Path, seed: int = DATASET_SEED) -> dict[str
     digests: dict[str, str] = {}
     for name, rows in build_datasets(seed).items():
         data = _jsonl(rows)
-        (out_dir / DATASET_FILES[name]).write_bytes(data)
+        write_file_atomically(out_dir / DATASET_FILES[name], data)
         digests[DATASET_FILES[name]] = hashlib.sha256(data).hexdigest()
     fragment = runspec_fragment().encode("ascii")
-    (out_dir / "organisms.toml").write_bytes(fragment)
+    write_file_atomically(out_dir / "organisms.toml", fragment)
     digests["organisms.toml"] = hashlib.sha256(fragment).hexdigest()
     return digests
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from evidence.organisms import OrganismSpec, ProgressFn, TrainedOrganism
+    from evidence.organisms.spec import OrganismSpec, ProgressFn, TrainedOrganism
 
 __all__ = ["MAX_SEGMENT", "MIN_SEGMENT", "repeated_segment_batch", "train_induction"]
 
@@ -59,7 +59,7 @@ def train_induction(spec: OrganismSpec, progress: ProgressFn) -> TrainedOrganism
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge.sources import boot_native
 
-    from evidence.organisms import TrainedOrganism
+    from evidence.organisms.spec import TrainedOrganism
 
     config = TransformerBridgeConfig(**spec.architecture, seed=spec.seed, device="cpu")
     bridge = boot_native(config)

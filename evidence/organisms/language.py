@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from evidence.files import write_file_atomically
+
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerFast
 
@@ -221,7 +223,7 @@ def save_tokenizer(path: Path) -> str:
     """Write ``tokenizer.json`` to ``path``; returns its sha256."""
     text = build_tokenizer_json()
     data = (text + "\n").encode("utf-8")
-    path.write_bytes(data)
+    write_file_atomically(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

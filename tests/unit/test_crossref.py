@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from evidence.crossref import RATE_TOLERANCE, CrossReference
+from evidence.crossref import RATE_TOLERANCE
 from evidence.external import load_external_evals
-from evidence.records import ErrorInfo
+from evidence.records import CrossReference, ErrorInfo
 from tests.factories import cross_reference, make_external_eval, make_metric_record, suite_rules
 
 # The rules are declared on the measurements.
@@ -196,7 +196,7 @@ def test_section_round_trips_through_canonical_json_and_its_schema() -> None:
     from pydantic import BaseModel, ConfigDict
 
     from evidence.canonical import canonical_bytes
-    from evidence.external import ExternalEval
+    from evidence.records import ExternalEval
 
     class Carrier(BaseModel):  # stands in for the Dossier's two new fields
         model_config = ConfigDict(frozen=True, extra="forbid")

@@ -14,14 +14,8 @@ from pathlib import Path
 import pytest
 
 from evidence.errors import ConfigError, UnsupportedVersionError
-from evidence.external import (
-    MAX_SAMPLES,
-    ConstructDeclaration,
-    ExternalEval,
-    infer_construct,
-    load_external_evals,
-    parse_declarations,
-)
+from evidence.external import infer_construct, load_external_evals, parse_declarations
+from evidence.records import MAX_SAMPLES, ConstructDeclaration, ExternalEval
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "tests" / "assets" / "external"
@@ -393,9 +387,9 @@ def test_declarations_from_a_run_spec_table() -> None:
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({"t": {"construct": "toxicity"}}, r'\[external."t"\] construct'),
-        ({"t": {"construct": "refusal_rate", "weight": 2}}, r'\[external."t"\] weight'),
-        ({"t": {}}, r'\[external."t"\] construct: Field required'),
+        ({"t": {"construct": "toxicity"}}, r'\[external."t"\]: construct'),
+        ({"t": {"construct": "refusal_rate", "weight": 2}}, r'\[external."t"\]: weight'),
+        ({"t": {}}, r'\[external."t"\]: construct: Field required'),
         ({"t": "refusal_rate"}, "must be a table"),
     ],
 )
@@ -494,5 +488,5 @@ def test_reading_logs_imports_neither_inspect_ai_nor_heavy_libraries() -> None:
 
 
 def test_bad_tuple_declaration_names_the_task() -> None:
-    with pytest.raises(ConfigError, match=r'declarations: \[external."hellaswag"\] construct'):
+    with pytest.raises(ConfigError, match=r'declarations: \[external."hellaswag"\]: construct'):
         load_external_evals([LM_EVAL_FIXTURE], declarations={"hellaswag": ("skill", None)})

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-import signing.bundle
+import evidence.files
 from signing import BundleError, seal, write_bundle_atomically
 from signing.bundle import BUNDLE_FILES, DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM
 from signing.dsse import parse_envelope, parse_statement, statement_subjects
@@ -99,7 +99,7 @@ def test_refuses_file_names_outside_the_bundle(tmp_path, name):
 def test_failure_while_writing_leaves_nothing_and_keeps_the_previous_bundle(tmp_path, monkeypatch):
     out = tmp_path / "out"
     write_bundle_atomically({"dossier.json": b"previous"}, out)
-    real_write = signing.bundle._write_file
+    real_write = evidence.files._write_file
     calls = []
 
     def failing_write(path, data):
@@ -108,7 +108,7 @@ def test_failure_while_writing_leaves_nothing_and_keeps_the_previous_bundle(tmp_
             raise OSError(28, "No space left on device")
         real_write(path, data)
 
-    monkeypatch.setattr(signing.bundle, "_write_file", failing_write)
+    monkeypatch.setattr(evidence.files, "_write_file", failing_write)
     with pytest.raises(BundleError, match="No space left on device"):
         write_bundle_atomically(_small(), out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -140,7 +140,7 @@ def test_failure_of_any_kind_cleans_up(tmp_path, monkeypatch):
     def boom(path, data):
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(signing.bundle, "_write_file", boom)
+    monkeypatch.setattr(evidence.files, "_write_file", boom)
     with pytest.raises(RuntimeError):
         write_bundle_atomically(_small(), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []

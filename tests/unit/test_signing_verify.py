@@ -101,6 +101,23 @@ def test_report_to_json(tmp_path, files, anchor):
     json.dumps(data)
     assert data["bottom_line"] is True
     assert set(data["steps"][0]) == {"number", "title", "passed", "skipped", "detail"}
+    assert set(data) == {"bottom_line", "development_key", "notice", "signer_subject", "steps"}
+
+
+def test_bottom_line_is_computed_from_the_steps():
+    from signing import StepResult
+
+    passed = StepResult(number=1, title="envelope", passed=True, detail="ok")
+    failed = StepResult(number=2, title="statement", passed=False, detail="wrong type")
+    assert VerificationReport(steps=[passed], development_key=False).bottom_line
+    report = VerificationReport(steps=[passed, failed], development_key=False)
+    assert not report.bottom_line and report.to_json()["bottom_line"] is False
+    with pytest.raises(VerificationError, match=r"step \(2\) statement"):
+        report.raise_for_failure()
+    empty = VerificationReport(steps=[], development_key=False)
+    assert not empty.bottom_line
+    with pytest.raises(VerificationError):
+        empty.raise_for_failure()
 
 
 def test_verification_works_inside_a_running_event_loop(tmp_path, files, anchor):

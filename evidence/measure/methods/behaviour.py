@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from evidence.datasets import Prompt
 from evidence.errors import ConfigError, MeasurementError
-from evidence.runspec import Prompt
 
 if TYPE_CHECKING:
     from evidence.model import LoadedModel

@@ -1,9 +1,8 @@
-"""Evidence records and the dossier: the public data model.
+"""Evidence records, verdicts, policy and the dossier's parts: the core of the data model.
 
-These pydantic models are the single definition of what a dossier contains.
-``schemas/*.schema.json`` are generated from them (``interp-dossier schema``)
-and committed; auditors and other tools rely on the field names, so extend
-this model, never rename a field.
+The dossier itself (:class:`evidence.records.Dossier`) is assembled from these
+parts and from the external-evaluation and cross-reference models in
+:mod:`evidence.records.dossier`; see :mod:`evidence.records` for the whole.
 
 Every model is frozen, rejects unknown keys and rejects NaN / Inf: a malformed
 record cannot exist as an object.
@@ -11,7 +10,7 @@ record cannot exist as an object.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -22,10 +21,6 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
-
-if TYPE_CHECKING:  # defined in their own modules, which build on this one; see evidence/__init__.py
-    from evidence.crossref import CrossReference
-    from evidence.external import ExternalEval
 
 __all__ = [
     "DEVELOPMENT_KEY_NOTICE",
@@ -39,7 +34,6 @@ __all__ = [
     "ConfidenceInterval",
     "Criterion",
     "DataRef",
-    "Dossier",
     "Environment",
     "ErrorInfo",
     "EvidenceRecord",
@@ -70,7 +64,6 @@ MeasurementId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a
 SemVer = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9.:-]*(/[^/\s@]+)*(@[^\s/@]+)?$")]
-_UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # Finite numbers only: non-finite values are not representable in signed JSON.
 Number = Annotated[float, Field(allow_inf_nan=False)] | int
 
@@ -420,44 +413,4 @@ class SignerInfo(_Frozen):
     def _dev_key_marked(self) -> SignerInfo:
         if self.development_key and self.notice != DEVELOPMENT_KEY_NOTICE:
             raise ValueError(f"a development key must carry the notice {DEVELOPMENT_KEY_NOTICE!r}")
-        return self
-
-
-class Dossier(_Frozen):
-    """The machine-readable dossier: everything the PDF says, as data."""
-
-    schema_version: Literal["1.0"]
-    dossier_id: Annotated[str, StringConstraints(pattern=_UUID_PATTERN)]
-    created_at: AwareDatetime
-    producer: Producer
-    model: ModelIdentity
-    environment: Environment
-    signer: SignerInfo | None = None
-    records: list[EvidenceRecord]
-    policy: Policy | None = None
-    verdicts: list[Verdict] = Field(default_factory=list)
-    gate: Gate | None = None
-    external_evals: list[ExternalEval] = Field(
-        default_factory=list, description="behavioural evaluation results ingested for cross-reference"
-    )
-    cross_references: list[CrossReference] = Field(
-        default_factory=list, description="interpretability findings set against the external evaluations"
-    )
-    predecessor: Predecessor | None = None
-    changelog: list[ChangeEntry] = Field(default_factory=list)
-    clause_catalog_version: Name | None = None
-    clause_index: list[ClauseIndexEntry] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _changelog_needs_predecessor(self) -> Dossier:
-        if self.changelog and self.predecessor is None:
-            raise ValueError("a changelog requires a predecessor")
-        return self
-
-    @model_validator(mode="after")
-    def _unique_record_ids(self) -> Dossier:
-        ids = [r.record_id for r in self.records]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"duplicate record ids {dupes}")
         return self

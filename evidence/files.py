@@ -1,0 +1,127 @@
+"""Files and directories written whole or not at all, and the one check of an output directory.
+
+Every file interp-dossier writes goes through :func:`write_file_atomically`
+(keys, certificates, schemas, organism weights, a rendered PDF) and every
+bundle through :func:`write_directory_atomically`: a reader sees the old
+content or the new, never half of either, and an interrupted write leaves no
+temporary file behind. Both raise :class:`OSError`; the caller turns it into
+its own error, naming what was being written.
+
+Standard library only (and :mod:`evidence.errors`): part of the light core
+that :mod:`signing` may use.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from evidence.errors import ConfigError, UserFacingError
+
+__all__ = ["BUNDLE_MARKER", "check_output_dir", "write_directory_atomically", "write_file_atomically"]
+
+#: The file whose presence makes a directory a previous bundle, which may be replaced.
+BUNDLE_MARKER = "dossier.json"
+
+
+def write_file_atomically(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it, then rename it into place.
+
+    The file's ``mode`` is set before any byte is written (key files are never
+    readable by others, not even briefly). With ``overwrite=False`` an existing
+    ``path`` -- also one that appears while writing -- raises
+    :class:`FileExistsError` and is left untouched.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with open(fd, "wb", closefd=True) as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)  # fails if path exists or appeared meanwhile: never clobbers
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links
+            if path.exists():
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    path.chmod(0o644)
+
+
+def write_directory_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:
+    """Write ``files`` (name -> bytes) as the directory ``out_dir``, all at once or not at all.
+
+    The files go into a temporary directory beside ``out_dir``, which is then
+    renamed into place; an existing ``out_dir`` is moved aside first and
+    removed only once the new one is in place. On any failure nothing new is
+    left behind and the previous ``out_dir`` is put back. Callers check the
+    target first with :func:`check_output_dir` and the names themselves.
+    """
+    parent = out_dir.parent
+    staging: Path | None = None
+    previous: Path | None = None
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+        for name, data in files.items():
+            _write_file(staging / name, data)
+        staging.chmod(0o755)
+        if out_dir.exists():
+            previous = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
+            os.replace(out_dir, previous)
+        os.replace(staging, out_dir)
+        staging = None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            if previous is not None and not out_dir.exists():
+                os.replace(previous, out_dir)  # put the previous directory back
+                previous = None
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+
+
+def check_output_dir(out_dir: Path, *, error: type[UserFacingError] = ConfigError) -> Path:
+    """Refuse, before any work, an output directory that cannot be written; returns it absolute.
+
+    The directory's parent must exist; the directory itself may be absent,
+    empty, or a previous bundle (it holds a :data:`BUNDLE_MARKER`), which is
+    replaced. Anything else raises ``error``.
+    """
+    out_dir = out_dir.expanduser().absolute()
+    parent = out_dir.parent
+    if not parent.is_dir():
+        raise error(
+            f"cannot write the bundle to {out_dir}: its parent directory {parent} does not exist",
+            hint="create it first, or choose another --out",
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise error(
+            f"cannot write the bundle to {out_dir}: it exists and is not a directory",
+            hint="choose another --out",
+        )
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / BUNDLE_MARKER).is_file():
+        raise error(
+            f"refusing to replace {out_dir}: it is not empty and does not look like a "
+            f"dossier bundle (no {BUNDLE_MARKER})",
+            hint="choose a new or empty --out directory; only a previous bundle is replaced",
+        )
+    return out_dir

@@ -1,0 +1,108 @@
+"""Evidence records and the dossier: the public data model, in one package.
+
+These pydantic models are the single definition of what a dossier contains.
+``schemas/*.schema.json`` are generated from them (``interp-dossier schema``)
+and committed; auditors and other tools rely on the field names, so extend
+this model, never rename a field.
+
+Every model is frozen, rejects unknown keys and rejects NaN / Inf: a malformed
+record cannot exist as an object.
+
+Modules, each building only on the ones before it:
+
+* :mod:`evidence.records.core`: records, metrics, policy, verdicts, the model's identity;
+* :mod:`evidence.records.external`: behavioural evaluation results from other tools;
+* :mod:`evidence.records.crossref`: findings set against those results;
+* :mod:`evidence.records.dossier`: the dossier that holds all of them.
+
+Reading external logs and judging cross-references are not here; they are in
+:mod:`evidence.external` and :mod:`evidence.crossref`.
+"""
+
+from __future__ import annotations
+
+from evidence.records.core import (
+    DEVELOPMENT_KEY_NOTICE,
+    SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
+    Baseline,
+    CalibrationCheck,
+    ChangeEntry,
+    ClauseIndexEntry,
+    ClauseRef,
+    ConfidenceInterval,
+    Criterion,
+    DataRef,
+    Environment,
+    ErrorInfo,
+    EvidenceRecord,
+    Gate,
+    MeasurementSpec,
+    Metric,
+    ModelIdentity,
+    Policy,
+    Predecessor,
+    Producer,
+    SignerInfo,
+    Table,
+    Threshold,
+    Verdict,
+    WeightFile,
+)
+from evidence.records.crossref import (
+    Agreement,
+    CrossReference,
+)
+from evidence.records.dossier import Dossier
+from evidence.records.external import (
+    CONSTRUCTS,
+    MAX_SAMPLES,
+    Construct,
+    ConstructDeclaration,
+    ExternalEval,
+    ExternalSample,
+    ExternalScore,
+    LogFormat,
+    Tool,
+)
+
+__all__ = [
+    "CONSTRUCTS",
+    "DEVELOPMENT_KEY_NOTICE",
+    "MAX_SAMPLES",
+    "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
+    "Agreement",
+    "Baseline",
+    "CalibrationCheck",
+    "ChangeEntry",
+    "ClauseIndexEntry",
+    "ClauseRef",
+    "ConfidenceInterval",
+    "Construct",
+    "ConstructDeclaration",
+    "Criterion",
+    "CrossReference",
+    "DataRef",
+    "Dossier",
+    "Environment",
+    "ErrorInfo",
+    "EvidenceRecord",
+    "ExternalEval",
+    "ExternalSample",
+    "ExternalScore",
+    "Gate",
+    "LogFormat",
+    "MeasurementSpec",
+    "Metric",
+    "ModelIdentity",
+    "Policy",
+    "Predecessor",
+    "Producer",
+    "SignerInfo",
+    "Table",
+    "Threshold",
+    "Tool",
+    "Verdict",
+    "WeightFile",
+]
