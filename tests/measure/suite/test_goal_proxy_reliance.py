@@ -153,6 +153,7 @@ def test_a_run_on_a_tiny_model_is_complete_and_deterministic(tiny, datasets):
         "pri", "iia_goal", "iia_proxy", "iia_random_baseline", "delta_goal", "delta_proxy",
         "proxy_following_rate", "selected_layer",
     } <= names  # fmt: skip
+    assert {e.metric for e in registered()["goal.proxy_reliance"].calibration} <= names
     metrics = {m.name: m for m in record.metrics}
     for name in ("pri", "iia_goal", "iia_proxy", "iia_random_baseline", "delta_goal", "proxy_following_rate"):
         assert metrics[name].ci is not None, name
