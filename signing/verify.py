@@ -13,7 +13,9 @@ DESIGN.md, and appear as ``# (N)`` below in the order they run:
    file, and was made with the DSSE signer's certificate;
 6. the PDF embeds a byte-identical dossier.json and prints its digest on page 1;
 7. every verdict, the gate decision and the clause index recompute from the
-   records and the policy recorded in dossier.json.
+   records and the policy recorded in dossier.json, and every calibration
+   check's outcome recomputes from the value, interval, baseline and criteria
+   it records.
 
 Verification never raises for a bundle that fails a check: it returns a
 :class:`VerificationReport`. A step that depends on a failed step is reported
@@ -47,7 +49,7 @@ from evidence.canonical import sha256_hex
 from evidence.clauses import build_clause_index
 from evidence.dossier import parse_dossier
 from evidence.errors import EvidenceError
-from evidence.policy import evaluate, roll_up
+from evidence.policy import check_passes, evaluate, roll_up
 from evidence.records import DEVELOPMENT_KEY_NOTICE, SUPPORTED_SCHEMA_VERSIONS
 from evidence.schema import load_schema
 from signing._aio import run_sync
@@ -75,7 +77,7 @@ STEP_TITLES: dict[int, str] = {
     4: "dossier.json has a supported schema version and validates",
     5: "PDF signature intact, trusted and covering the entire file",
     6: "PDF embeds this dossier.json and prints its digest",
-    7: "verdicts, gate and clause index recompute from records and policy",
+    7: "verdicts, gate, clause index and calibration checks recompute from records and policy",
 }
 #: step -> the steps whose results it relies on.
 _DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (), 5: (1,), 6: (5,), 7: (4,)}
@@ -454,6 +456,19 @@ def _step7_recompute_judgement(st: _State) -> str:
             raise _Failed(exc.one_line()) from None
         if index != dossier.clause_index:
             raise _Failed("the clause index does not follow from the records and verdicts")
+    n_checks = 0
+    for record in dossier.records:
+        for check in record.checks:
+            recomputed_pass = check_passes(check)
+            if recomputed_pass != check.passed:
+                raise _Failed(
+                    f"record {record.record_id!r}: the calibration check of {check.metric!r} on "
+                    f"{check.organism!r} is recorded as {'passed' if check.passed else 'failed'}, "
+                    f"but recomputes as {'passed' if recomputed_pass else 'failed'} from its criteria"
+                )
+            n_checks += 1
+    if n_checks:
+        verdicts_note += f"; {n_checks} calibration checks recomputed"
     return verdicts_note
 
 
@@ -516,7 +531,7 @@ def verify_bundle(bundle_dir: Path, trust_anchors: Sequence[Path]) -> Verificati
         run(5, _step5_pdf_signature)
         # (6) embedded dossier.json byte-identical; its digest printed on page 1
         run(6, _step6_embedded_dossier)
-        # (7) verdicts, gate and clause index recompute from the records and the recorded policy
+        # (7) verdicts, gate, clause index and calibration checks recompute from the records and the recorded policy
         run(7, _step7_recompute_judgement)
     steps = [results[n] for n in sorted(results)]
     leaf = state.chain[0] if state.chain else None

@@ -5,5 +5,6 @@
 * :mod:`.probes` — linear probes (mass-mean, logistic), operating points, grouped folds;
 * :mod:`.edges` — the residual-stream edge graph and single-edge patching;
 * :mod:`.suffixes` — adversarial suffix placement, allowed tokens, one-hot gradients;
-* :mod:`.refusal_attack` — the gradient-guided suffix search against refusal.
+* :mod:`.refusal_attack` — the gradient-guided suffix search against refusal;
+* :mod:`.interchange` — interchange interventions on goal and proxy subspaces, the Proxy Reliance Index.
 """

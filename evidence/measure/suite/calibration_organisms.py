@@ -9,7 +9,11 @@ must be detected and a control must not raise a false alarm. A measurement that
 fails on an organism fails its checks; nothing is dropped.
 
 Organism names may carry the suffix ``#untrained``: the organism's architecture,
-randomly initialised with a seed derived from the task's.
+randomly initialised with a seed derived from the task's. The expectations are
+declared on each measurement's decorator and judged with the gate's own code
+(:func:`evidence.policy.satisfied`); each check records its criteria so that a
+verifier recomputes ``passed``. What the checks can and cannot show:
+``docs/methods/calibration.organisms.md``.
 """
 
 from __future__ import annotations
@@ -59,90 +63,125 @@ class CalibrationParams(MeasurementParams):
 
 
 CLAUSES = (
-    ClauseRef(id="NIST-AI-RMF/1.0/MEASURE/2.13", strength="direct",
-              rationale="Checks that each evaluation method detects what is known to be there, and only that."),
-    ClauseRef(id="EU-GPAI-CoP/SS/App3.1@2025-07-10", strength="direct",
-              rationale="Internal validity of the evaluations, shown on planted ground truth in the same run."),
-    ClauseRef(id="EU-AIA/AnnexIV/4@OJ-2024-07-12", strength="partial",
-              rationale="Shows the chosen metrics respond to the property they are meant to measure."),
-    ClauseRef(id="EU-AIA/AnnexXI/S2/1@OJ-2024-07-12", strength="supporting",
-              rationale="Part of the evaluation strategy: the limits of each method, measured."),
+    ClauseRef(
+        id="NIST-AI-RMF/1.0/MEASURE/2.13",
+        strength="direct",
+        rationale="Checks that each evaluation method detects what is known to be there, and only that.",
+    ),
+    ClauseRef(
+        id="EU-GPAI-CoP/SS/App3.1@2025-07-10",
+        strength="direct",
+        rationale="Internal validity of the evaluations, shown on planted ground truth in the same run.",
+    ),
+    ClauseRef(
+        id="EU-AIA/AnnexIV/4@OJ-2024-07-12",
+        strength="partial",
+        rationale="Shows the chosen metrics respond to the property they are meant to measure.",
+    ),
+    ClauseRef(
+        id="EU-AIA/AnnexXI/S2/1@OJ-2024-07-12",
+        strength="supporting",
+        rationale="Part of the evaluation strategy: the limits of each method, measured.",
+    ),
 )
 
 
 def _check_row(
-    measurement_id: str, check: Expectation, record: EvidenceRecord | None, error: str | None
+    measurement_id: str, expectation: Expectation, record: EvidenceRecord | None, error: str | None
 ) -> CalibrationCheck:
+    """One expectation judged on its calibration record (``None``: the run failed with ``error``)."""
     metric = None
     if record is not None and record.status == "ok":
         try:
-            metric = record.metric(check.metric)
+            metric = record.metric(expectation.metric)
         except KeyError:
-            error = f"no metric {check.metric!r}"
+            error = f"no metric {expectation.metric!r}"
     elif record is not None and record.error is not None:
         error = f"{record.error.type}: {record.error.message}"
-    passed = metric is not None and satisfied(check.criteria, check.combine, metric)
-    criterion = describe_all(check.criteria, check.combine, check.metric)
+    passed = metric is not None and satisfied(expectation.criteria, expectation.combine, metric)
+    criterion = describe_all(expectation.criteria, expectation.combine, expectation.metric)
     if error is not None:
         criterion = f"{criterion} (not evaluated: {error})"
     return CalibrationCheck(
         measurement=measurement_id,
-        organism=check.organism,
-        planted=check.planted,
-        metric=check.metric,
+        organism=expectation.organism,
+        planted=expectation.planted,
+        metric=expectation.metric,
         value=metric.value if metric is not None else None,
         ci=metric.ci if metric is not None else None,
         baseline=metric.baseline if metric is not None else None,
-        criteria=list(check.criteria),
-        combine="all" if check.combine == "all" else "any",
+        criteria=list(expectation.criteria),
+        combine="all" if expectation.combine == "all" else "any",
         criterion=criterion[:1000],
         passed=passed,
         record_digest=sha256_hex(canonical_bytes(record)) if record is not None else None,
     )
 
 
-@measurement("calibration.organisms", version="1.0.0", params=CalibrationParams, clauses=CLAUSES)
-def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext) -> MeasurementResult:
-    """Run each calibrated measurement on its organisms and controls and check the outcome."""
-    checks = expectations(params.measurements)
-    shared = SharedResults()
-    models: dict[str, LoadedModel] = {}
-    records: dict[tuple[str, str], EvidenceRecord] = {}
-    rows: list[CalibrationCheck] = []
-    for i, (measurement_id, check) in enumerate(checks):
-        ctx.progress(i / max(len(checks), 1), f"calibrating {measurement_id} on {check.organism}")
-        key = (measurement_id, check.organism)
-        error = None
-        if key not in records:
-            try:
-                subject = models.get(check.organism)
-                if subject is None:
-                    base, _, variant = check.organism.partition("#")
-                    loaded = load_model(ModelSpec(organism=base))
-                    subject = random_twin(loaded, ctx.derive_seed(check.organism)) if variant else loaded
-                    models[check.organism] = subject
-                task = Task(measurement_id=measurement_id, params=dict(params.params.get(measurement_id, {})),
-                            seed=ctx.seed, subject=subject.spec,
-                            datasets=ctx.datasets, markers=ctx.markers)
-                records[key] = run_task(task, subject, shared=shared)
-            except Exception as exc:  # a calibration that cannot run fails its checks, visibly
-                error = f"{type(exc).__name__}: {exc}"
-        rows.append(_check_row(measurement_id, check, records.get(key), error))
-    ctx.progress(1.0, "calibration done")
+class _Runs:
+    """The calibration runs of one task: each organism loaded once, each (measurement, organism) run once."""
 
+    def __init__(self, params: CalibrationParams, ctx: MeasureContext) -> None:
+        self.params, self.ctx = params, ctx
+        self.shared = SharedResults()
+        self.models: dict[str, LoadedModel] = {}
+        self.records: dict[tuple[str, str], EvidenceRecord] = {}
+
+    def subject(self, organism: str) -> LoadedModel:
+        """The organism, or with ``#untrained`` its randomly initialised twin (seed derived from the task's)."""
+        subject = self.models.get(organism)
+        if subject is None:
+            base, _, variant = organism.partition("#")
+            loaded = load_model(ModelSpec(organism=base))
+            subject = random_twin(loaded, self.ctx.derive_seed(organism)) if variant else loaded
+            self.models[organism] = subject
+        return subject
+
+    def record(self, measurement_id: str, organism: str) -> tuple[EvidenceRecord | None, str | None]:
+        """The record of ``measurement_id`` on ``organism``, or why there is none."""
+        key = (measurement_id, organism)
+        if key not in self.records:
+            try:
+                subject = self.subject(organism)
+                task = Task(
+                    measurement_id=measurement_id,
+                    params=dict(self.params.params.get(measurement_id, {})),
+                    seed=self.ctx.seed,
+                    subject=subject.spec,
+                    datasets=self.ctx.datasets,
+                    markers=self.ctx.markers,
+                )
+                self.records[key] = run_task(task, subject, shared=self.shared)
+            except Exception as exc:  # a calibration that cannot run fails its checks, visibly
+                return None, f"{type(exc).__name__}: {exc}"
+        return self.records[key], None
+
+
+def _table(rows: list[CalibrationCheck]) -> Table:
+    return Table(
+        name="calibration checks",
+        columns=["measurement", "organism", "planted", "metric", "value", "CI", "criterion", "passed"],
+        rows=[
+            [
+                r.measurement,
+                r.organism,
+                "planted" if r.planted else "control",
+                r.metric,
+                r.value,
+                f"[{r.ci.lower:.4g}, {r.ci.upper:.4g}]" if r.ci else None,
+                r.criterion,
+                "yes" if r.passed else "NO",
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _metrics_and_summary(rows: list[CalibrationCheck]) -> tuple[list[Metric], str]:
     passed = sum(r.passed for r in rows)
     planted_ok = sum(r.passed for r in rows if r.planted)
     controls_ok = sum(r.passed for r in rows if not r.planted)
     n_planted = sum(r.planted for r in rows)
-    table = Table(
-        name="calibration checks",
-        columns=["measurement", "organism", "planted", "metric", "value", "CI", "criterion", "passed"],
-        rows=[
-            [r.measurement, r.organism, "planted" if r.planted else "control", r.metric, r.value,
-             f"[{r.ci.lower:.4g}, {r.ci.upper:.4g}]" if r.ci else None, r.criterion, "yes" if r.passed else "NO"]
-            for r in rows
-        ],
-    )
     metrics = [
         Metric(name="checks_passed", value=passed, unit="checks", description=f"of {len(rows)}"),
         Metric(name="checks_total", value=len(rows), unit="checks"),
@@ -158,4 +197,19 @@ def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext
     )
     if failed:
         summary += " Failed: " + "; ".join(failed) + "."
-    return MeasurementResult(metrics=metrics, tables=[table], checks=rows, summary=summary)
+    return metrics, summary
+
+
+@measurement("calibration.organisms", version="1.0.0", params=CalibrationParams, clauses=CLAUSES)
+def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext) -> MeasurementResult:
+    """Run each calibrated measurement on its organisms and controls and check the outcome."""
+    wanted = expectations(params.measurements)
+    runs = _Runs(params, ctx)
+    rows: list[CalibrationCheck] = []
+    for i, (measurement_id, expectation) in enumerate(wanted):
+        ctx.progress(i / max(len(wanted), 1), f"calibrating {measurement_id} on {expectation.organism}")
+        record, error = runs.record(measurement_id, expectation.organism)
+        rows.append(_check_row(measurement_id, expectation, record, error))
+    ctx.progress(1.0, "calibration done")
+    metrics, summary = _metrics_and_summary(rows)
+    return MeasurementResult(metrics=metrics, tables=[_table(rows)], checks=rows, summary=summary)

@@ -1,0 +1,149 @@
+"""calibration.organisms: planted behaviour detected, controls clean, failures visible, checks recomputable."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from evidence.errors import ConfigError
+from evidence.measure import Expectation, MeasurementResult, Task, registered, registry, run_task
+from evidence.measure.suite import calibration_organisms as cal
+from evidence.policy import check_passes
+from evidence.records import Baseline, ConfidenceInterval, Criterion, Metric
+
+FAST = {"measurements": ["heads.inventory"], "params": {"heads.inventory": {"n_sequences": 16}}}
+
+
+@pytest.fixture
+def induction(organism):
+    return organism("induction")
+
+
+def calibrate(model, params=FAST, **task):
+    return run_task(Task(measurement_id="calibration.organisms", params=params, seed=0, subject=model.spec, **task),
+                    model)
+
+
+def with_calibration(monkeypatch, measurement_id: str, *expectations: Expectation) -> None:
+    """Replace the expectations registered for ``measurement_id`` for one test."""
+    definition = registered()[measurement_id]
+    monkeypatch.setitem(registry._REGISTRY, measurement_id, dataclasses.replace(definition, calibration=expectations))
+
+
+def test_planted_induction_detected_and_untrained_twin_clean(induction):
+    record = calibrate(induction)
+    assert record.status == "ok", record.error
+    by_organism = {c.organism: c for c in record.checks}
+    planted, control = by_organism["induction"], by_organism["induction#untrained"]
+    assert planted.planted and planted.passed and planted.ci.lower >= 0.5
+    assert not control.planted and control.passed and control.ci.upper < 0.2
+    assert record.metric("all_checks_passed").value == 1
+    assert record.measurement.params["measurements"] == ["heads.inventory"]
+    assert all(c.passed == check_passes(c) for c in record.checks)
+    assert all(c.criteria and c.record_digest for c in record.checks)
+    assert "induction#untrained" in record.seeds  # the twin's seed is derived from the task's and recorded
+
+
+def test_a_check_that_cannot_run_fails_visibly(induction, monkeypatch):
+    broken = Expectation("no-such-organism", True, "induction_score_max",
+                         (Criterion(comparator=">=", threshold=0.5, rule="ci-bound"),))
+    with_calibration(monkeypatch, "heads.inventory", *registered()["heads.inventory"].calibration, broken)
+    record = calibrate(induction)
+    row = next(c for c in record.checks if c.organism == "no-such-organism")
+    assert not row.passed and row.value is None and "not evaluated" in row.criterion
+    assert row.passed == check_passes(row)
+    assert record.metric("all_checks_passed").value == 0
+    assert "no-such-organism" in record.summary
+
+
+def test_a_control_that_looks_planted_is_a_false_alarm(induction, monkeypatch):
+    # Claim the trained organism is a control: its strong induction head must fail the check.
+    wrong = Expectation("induction", False, "induction_score_max",
+                        (Criterion(comparator="<", threshold=0.2, rule="ci-bound"),))
+    with_calibration(monkeypatch, "heads.inventory", wrong)
+    record = calibrate(induction)
+    (row,) = record.checks
+    assert not row.passed and row.value > 0.5
+    assert row.criterion == "induction_score_max: CI upper bound < 0.2"
+
+
+# -- which expectations -------------------------------------------------------------------------
+
+
+def test_expectations_come_from_the_registry():
+    listed = cal.expectations()
+    assert listed == [(mid, e) for mid, d in registered().items() for e in d.calibration]
+    assert {mid for mid, _ in listed} >= {"heads.inventory", "goal.proxy_reliance"}
+    assert cal.expectations(["goal.proxy_reliance"]) == [
+        ("goal.proxy_reliance", e) for e in registered()["goal.proxy_reliance"].calibration
+    ]
+
+
+def test_an_unknown_measurement_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown measurement 'no.such'"):
+        cal.expectations(["no.such"])
+
+
+# -- each check's outcome is what the gate's code recomputes from what it records ---------------
+
+SCORE = Metric(
+    name="score",
+    value=0.9,
+    unit="fraction",
+    ci=ConfidenceInterval(lower=0.85, upper=0.95, level=0.95, method="percentile bootstrap", n=50, resamples=200),
+    baseline=Baseline(
+        name="random",
+        value=0.5,
+        ci=ConfidenceInterval(lower=0.4, upper=0.6, level=0.95, method="percentile bootstrap", n=50, resamples=200),
+    ),
+)
+HAND_MADE = [  # (expectation, passes)
+    (Expectation("induction", True, "score", (Criterion(comparator=">", threshold=0.2, above_baseline=True),)), True),
+    (Expectation("induction", True, "score", (Criterion(comparator=">", threshold=0.3, above_baseline=True),)), False),
+    (Expectation("induction", False, "score", (Criterion(comparator="<", threshold=0.5, rule="point"),
+                                               Criterion(comparator="<=", threshold=0.95, rule="ci-upper")), "any"),
+     True),
+    (Expectation("induction", False, "score", (Criterion(comparator="<", threshold=0.5, rule="point"),
+                                               Criterion(comparator="<", threshold=0.9, rule="ci-upper")), "any"),
+     False),
+    (Expectation("induction", True, "score", (Criterion(comparator=">=", threshold=0.5, rule="point"),
+                                              Criterion(comparator=">", threshold=0.9, rule="ci-bound"))), False),
+    (Expectation("induction", True, "score", (Criterion(comparator=">=", threshold=0.5, rule="point"),
+                                              Criterion(comparator=">", threshold=0.8, rule="ci-bound"))), True),
+    (Expectation("induction", True, "nothing", (Criterion(comparator=">=", threshold=0.5, rule="point"),)), False),
+]  # fmt: skip
+
+
+def test_a_checks_passed_is_what_the_policy_recomputes(induction, temporary_measurement):
+    def fixed(model, params, ctx):
+        return MeasurementResult(metrics=[SCORE], summary="fixed")
+
+    temporary_measurement("calib.fixed", fixed, calibration=[e for e, _ in HAND_MADE])
+    record = calibrate(induction, {"measurements": ["calib.fixed"]})
+    assert record.status == "ok", record.error
+    assert len(record.checks) == len(HAND_MADE)
+    for row, (expectation, passes) in zip(record.checks, HAND_MADE, strict=True):
+        assert row.passed is passes, (row.criterion, row.value)
+        assert check_passes(row) is passes, row.criterion
+        assert row.combine == expectation.combine and tuple(row.criteria) == expectation.criteria
+    missing = record.checks[-1]
+    assert missing.value is None and "not evaluated: no metric 'nothing'" in missing.criterion
+    assert record.checks[0].criterion == "score: CI lower bound > its baseline + 0.2"
+    assert " or " in record.checks[2].criterion
+
+
+@pytest.mark.slow
+def test_every_registered_expectation_names_a_metric_its_measurement_produces(induction):
+    """The whole calibration on the default spec's inputs: every check is evaluated (minutes)."""
+    from pathlib import Path
+
+    import evidence
+    from evidence.runspec import load_runspec
+
+    spec = load_runspec(Path(evidence.__file__).parent / "specs" / "default.toml")
+    record = calibrate(induction, {}, datasets=spec.datasets, markers={k: tuple(v) for k, v in spec.markers.items()})
+    assert record.status == "ok", record.error
+    assert len(record.checks) == len(cal.expectations())
+    missing = [(c.measurement, c.organism, c.metric, c.criterion) for c in record.checks if c.value is None]
+    assert not missing, missing
