@@ -2,9 +2,11 @@
 
 * :mod:`.behaviour` — prompts to token ids, markers, greedy generation, behaviour read from output;
 * :mod:`.directions` — difference-in-means directions, directional ablation and addition;
+* :mod:`.refusal_search` — the refusal direction search (prompt sets, read-out, candidates, selection);
+* :mod:`.rewording` — rewording prompts of the organisms' language;
 * :mod:`.probes` — linear probes (mass-mean, logistic), operating points, grouped folds;
 * :mod:`.edges` — the residual-stream edge graph and single-edge patching;
 * :mod:`.suffixes` — adversarial suffix placement, allowed tokens, one-hot gradients;
-* :mod:`.refusal_attack` — the gradient-guided suffix search against refusal;
+* :mod:`.suffix_attack` — the gradient-guided suffix search against refusal;
 * :mod:`.interchange` — interchange interventions on goal and proxy subspaces, the Proxy Reliance Index.
 """

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from evidence.measure import Task, run_task
-from evidence.measure.methods.refusal_attack import gcg_attack
+from evidence.measure.methods.suffix_attack import gcg_attack
 from evidence.model import ModelSpec, load_model
 from evidence.runspec import load_dataset
 

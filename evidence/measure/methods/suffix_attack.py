@@ -1,4 +1,6 @@
-"""A gradient-guided adversarial suffix search against refusal (GCG-style; Zou et al. 2023).
+"""The gradient-guided adversarial suffix search against refusal (GCG-style; Zou et al. 2023).
+
+Used by ``refusal.stability``; method and budget: ``docs/methods/refusal.stability.md``.
 
 Each attacked prompt gets its own suffix of ``suffix_len`` tokens, inserted just
 before the template's closing tokens (for the organisms ``assistant :``), so the
@@ -39,13 +41,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evidence.errors import MeasurementError
-from evidence.measure.methods.behaviour import marker_log_odds
+from evidence.errors import ConfigError, MeasurementError
 from evidence.measure.hooks import scoped_hooks
+from evidence.measure.methods.behaviour import marker_log_odds
 from evidence.measure.methods.suffixes import allowed_tokens, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
 
-__all__ = ["AttackResult", "checkpoint_steps", "common_suffix_length", "gcg_attack"]
+__all__ = [
+    "AttackResult",
+    "checkpoint_steps",
+    "common_suffix_length",
+    "gcg_attack",
+    "resolve_objective",
+    "template_end",
+]
 
 
 def common_suffix_length(seqs: Sequence[Sequence[int]]) -> int:
@@ -57,6 +66,31 @@ def common_suffix_length(seqs: Sequence[Sequence[int]]) -> int:
     while n < limit and len({s[len(s) - 1 - n] for s in seqs}) == 1:
         n += 1
     return n
+
+
+def template_end(seqs: Sequence[Sequence[int]], template_end_tokens: int | None) -> int:
+    """Closing template tokens the suffix goes before: ``template_end_tokens``, or the prompts' common suffix.
+
+    Refused (ConfigError) when it leaves no room for a suffix in the shortest prompt.
+    """
+    end_len = template_end_tokens if template_end_tokens is not None else common_suffix_length(seqs)
+    if end_len >= min(len(s) for s in seqs):
+        raise ConfigError(
+            f"template_end_tokens={end_len} leaves no room for a suffix in the shortest harmful prompt",
+            hint="lower template_end_tokens",
+        )
+    return end_len
+
+
+def resolve_objective(objective: str, helpful: Sequence[str]) -> str:
+    """The markers the search optimises: ``auto`` is ``helpful`` when helpful markers are given, else ``refusal``."""
+    if objective == "auto":
+        objective = "helpful" if helpful else "refusal"
+    if objective == "helpful" and not helpful:
+        raise ConfigError(
+            "attack_objective = 'helpful' needs [markers].helpful in the run spec", hint='e.g. helpful = ["Sure"]'
+        )
+    return objective
 
 
 def checkpoint_steps(steps: int) -> list[int]:
