@@ -1,4 +1,4 @@
-"""Suffix placement pieces shared by the suffix attacks: where a suffix goes, allowed tokens, the one-hot gradient hook."""
+"""Suffix pieces shared by the suffix attacks: where a suffix goes, allowed tokens, the one-hot gradient hook."""
 
 from __future__ import annotations
 
