@@ -51,6 +51,7 @@ __all__ = [
     "Receiver",
     "Sender",
     "edge_attribution_scores",
+    "edge_model",
     "edge_patched_metrics",
 ]
 
@@ -452,6 +453,26 @@ def _module(component: Any) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 # -- edge patching on the induction task -------------------------------------------------------
+
+
+def edge_model(model: LoadedModel, tokens: torch.Tensor, max_edges: int) -> tuple[EdgeModel | None, str]:
+    """The model's checked edge graph, or None and why its edges cannot be scored (one sentence).
+
+    Edges are left out when the model has more than ``max_edges`` of them, or
+    when its attention or MLPs are not computed the way edge patching
+    recomputes them (:meth:`EdgeModel.check` on ``tokens`` fails).
+    """
+    try:
+        graph = EdgeModel(model)
+        if len(graph.edges) > max_edges:
+            return None, (
+                f"Edges were not scored: the model has {len(graph.edges)} edges, more than max_edges = "
+                f"{max_edges} (raise max_edges to score them; time and memory grow with the number of edges)."
+            )
+        graph.recompute_error = graph.check(tokens)
+    except MeasurementError as exc:
+        return None, f"Edges were not scored: {exc.message}" + (f" ({exc.hint})." if exc.hint else ".")
+    return graph, ""
 
 
 @dataclass

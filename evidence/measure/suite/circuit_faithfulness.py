@@ -12,7 +12,7 @@ and the validation numbers are in docs/methods/circuit.faithfulness.md.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,13 +21,18 @@ from pydantic import Field, model_validator
 from evidence.errors import MeasurementError
 from evidence.measure import MeasureContext, MeasurementResult, UncertaintyParams, measurement
 from evidence.measure.methods.attribution import attribution_scores
-from evidence.measure.methods.edges import EdgeModel, EdgePatchingInputs, edge_attribution_scores, edge_patched_metrics
+from evidence.measure.methods.edges import (
+    EdgeModel,
+    EdgePatchingInputs,
+    edge_attribution_scores,
+    edge_model,
+    edge_patched_metrics,
+)
 from evidence.measure.methods.faithfulness import (
     Circuit,
     CircuitSearch,
     Curve,
     CurveScorer,
-    Rankings,
     find_circuit,
     rank_agreement,
 )
@@ -170,11 +175,19 @@ def _search(params: CircuitParams, max_patched: int, max_points: int, k: int | N
     )
 
 
+def _edge_graph(model: LoadedModel, task: InductionTask, params: CircuitParams) -> tuple[EdgeModel | None, str]:
+    """The model's checked edges (checked on 16 examples), or None and why not (the node results stand)."""
+    if not params.edges:
+        return None, ""
+    return edge_model(model, torch.from_numpy(task.clean[:16]), params.max_edges)
+
+
 def _edge_circuit(
-    edges: EdgePatchingInputs, params: CircuitParams, boot: Bootstrap, rng: np.random.Generator, ctx: MeasureContext
+    graph: EdgeModel, inputs: PatchingInputs, params: CircuitParams, boot: Bootstrap, seed: int, ctx: MeasureContext
 ) -> Circuit:
     """Edges scored by attribution, verified by patching each alone, ranked, and the edge circuit's curve."""
     ctx.progress(0.65, "edge attribution")
+    edges = EdgePatchingInputs(graph, inputs)
     scores, attribution_clean = edge_attribution_scores(edges, params.attribution, params.ig_steps)
     return find_circuit(
         scores,
@@ -182,7 +195,7 @@ def _edge_circuit(
         lambda sets, progress: edge_patched_metrics(edges, sets, progress),
         search=_search(params, params.max_patched_edges, params.max_edge_curve_points, None),
         boot=boot,
-        rng=rng,
+        rng=np.random.default_rng(seed),
         stages=("edge patching", "edge faithfulness curve", "edge gradients and edge patching"),
         progress=lambda f, what: ctx.progress(0.7 + 0.25 * f, what),
     )
@@ -193,26 +206,6 @@ def _check_size(n_nodes: int, params: CircuitParams) -> None:
         raise MeasurementError(f"the model has only {n_nodes} components; a circuit needs at least 3")
     if params.k is not None and params.k > n_nodes:
         raise MeasurementError(f"k={params.k} exceeds the model's {n_nodes} components", hint=f"use k <= {n_nodes}")
-
-
-def _edge_graph(model: LoadedModel, task: InductionTask, params: CircuitParams) -> tuple[EdgeModel | None, str]:
-    """The model's edges, or None and why they cannot be scored (the node results stand either way).
-
-    Edges are left out, and the summary says why, when the model has more than
-    ``max_edges`` of them, or when its attention or MLPs are not computed the
-    way edge patching recomputes them (the check on 16 examples fails).
-    """
-    try:
-        graph = EdgeModel(model)
-        if len(graph.edges) > params.max_edges:
-            return None, (
-                f"Edges were not scored: the model has {len(graph.edges)} edges, more than max_edges = "
-                f"{params.max_edges} (raise max_edges to score them; time and memory grow with the number of edges)."
-            )
-        graph.recompute_error = graph.check(torch.from_numpy(task.clean[:16]))
-    except MeasurementError as exc:
-        return None, f"Edges were not scored: {exc.message}" + (f" ({exc.hint})." if exc.hint else ".")
-    return graph, ""
 
 
 def _twin_effect(model: LoadedModel, inputs: PatchingInputs, seed: int, boot: Bootstrap) -> Baseline:
@@ -279,17 +272,10 @@ def _baseline_value(metric: Metric) -> float:
     return float(metric.baseline.value)
 
 
-def _node_table(
-    nodes: list[Node],
-    score_mean: np.ndarray,
-    plain_atp_mean: np.ndarray,
-    effect_of: dict[int, float],
-    rankings: Rankings,
-    k: int,
-    unit: str,
-    method: str,
-) -> Table:
+def _node_table(nodes: list[Node], circuit: Circuit, plain_atp: np.ndarray, params: CircuitParams) -> Table:
     """The ``nodes`` table: per node its scores, measured effect, ranks and membership."""
+    rankings, k, unit, method = circuit.rankings, circuit.k, _unit(params), _NODE_METHOD[params.attribution]
+    score_mean, plain_atp_mean, effect_of = circuit.scores.mean(axis=0), plain_atp.mean(axis=0), circuit.effect_of()
     rank_of = {j: i + 1 for i, j in enumerate(rankings.circuit)}
     attribution_rank_of = {j: i + 1 for i, j in enumerate(rankings.attribution)}
     rows: list[list[str | float | int | None]] = [
@@ -311,10 +297,11 @@ def _node_table(
     )
 
 
-def _curve_table(
-    nodes: list[Node], scorer: CurveScorer, rankings: Rankings, main: Curve, by_attribution: Curve, rnd: Curve
-) -> Table:
+def _curve_table(nodes: list[Node], circuit: Circuit) -> Table:
     """The ``faithfulness_curve`` table: the circuit, attribution-only and random curves at every k."""
+    scorer, rankings, main, by_attribution, rnd = (
+        circuit.scorer, circuit.rankings, circuit.main, circuit.by_attribution, circuit.rnd
+    )
     rows: list[list[str | float | int | None]] = []
     for i, k in enumerate(scorer.ks):
         ci = scorer.boot.interval(float(main.point[i]), main.draws[:, i])
@@ -338,120 +325,103 @@ def _unit(params: CircuitParams) -> str:
     return "nats" if params.metric == "logprob" else "logits"
 
 
-def _mean_metric(name: str, values: np.ndarray, boot: Bootstrap, unit: str, description: str) -> Metric:
+def _ci_metric(
+    name: str, value: float, draws: np.ndarray, boot: Bootstrap, unit: str, description: str, **extra: Any
+) -> Metric:
+    """A metric with the percentile interval of its bootstrap ``draws``."""
+    return Metric(name=name, value=value, unit=unit, ci=boot.interval(value, draws), description=description, **extra)
+
+
+def _mean_metric(name: str, values: np.ndarray, boot: Bootstrap, unit: str, description: str, **extra: Any) -> Metric:
     """A metric of the mean of ``values`` over examples, with its interval."""
     point = float(values.mean())
-    ci = boot.interval(point, boot.resample_means(values))
-    return Metric(name=name, value=point, unit=unit, ci=ci, description=description)
+    return _ci_metric(name, point, boot.resample_means(values), boot, unit, description, **extra)
+
+
+def _at_k_metrics(c: Circuit, params: CircuitParams, what: str, prefix: str, labels: str) -> list[Metric]:
+    """Faithfulness at k against random ``what`` (nodes or edges), the circuit size, CPR and CMD."""
+    boot, k, ki, f_k, r_k = c.scorer.boot, c.k, c.ki, c.at_k(c.main), c.at_k(c.rnd)
+    rnd = Baseline(
+        name=f"random {what}",
+        value=r_k,
+        ci=boot.interval(r_k, c.rnd.draws[:, ki]),
+        description=f"mean faithfulness of {k} {what} chosen at random, over {params.random_rankings} draws",
+    )
+    if what == "nodes":
+        recovered = f"share of the task effect recovered by the top {k} nodes ({labels}), all others patched"
+        kept = "nodes kept in the circuit"
+    else:
+        recovered = (
+            f"share of the task effect recovered when only the top {k} edges ({labels}) carry the clean "
+            "run and every other edge is patched"
+        )
+        kept = "edges kept in the edge circuit"
+    size = f"{prefix.replace('_', ' ')}circuit size over all {what}"
+    orderings = f"mean curve of {params.random_rankings} random {what[:-1]} orderings"
+    return [
+        _ci_metric(f"{prefix}faithfulness_at_k", f_k, c.main.draws[:, ki], boot, "fraction", recovered, baseline=rnd),
+        Metric(name=f"{prefix}circuit_size_k", value=k, unit=what, description=kept),
+        Metric(name=f"{prefix}circuit_size_fraction", value=k / c.n, unit="fraction", description=size),
+        *_area_metrics(c.scorer, c.main, c.rnd, prefix, orderings),
+    ]
+
+
+def _found_description(params: CircuitParams, what: str) -> str:
+    effect = (
+        f"the task effect's CI lower bound exceeds {params.min_task_effect} and"
+        if what == "nodes"
+        else f"the task effect with every edge patched has a CI lower bound above {params.min_task_effect} and"
+    )
+    return (
+        f"1 if {effect} faithfulness reaches {params.target_faithfulness} with at most "
+        f"{params.max_circuit_fraction:.0%} of the {what}"
+    )
 
 
 def _node_metrics(
-    circuit: Circuit,
-    plain_atp: np.ndarray,
-    nodes: list[Node],
-    params: CircuitParams,
-    twin: Baseline | None,
-    found: int,
+    c: Circuit, plain_atp: np.ndarray, nodes: list[Node], params: CircuitParams, twin: Baseline | None, found: int
 ) -> list[Metric]:
     """The node circuit's metrics, in record order."""
-    c, boot, k, ki = circuit, circuit.scorer.boot, circuit.k, circuit.ki
-    method, unit, n_nodes = _NODE_METHOD[params.attribution], _unit(params), c.n
-    f_k, r_k, a_k = c.at_k(c.main), c.at_k(c.rnd), c.at_k(c.by_attribution)
+    boot, k, method, unit = c.scorer.boot, c.k, _NODE_METHOD[params.attribution], _unit(params)
     rho, rho_draws = rank_agreement(c.scores[:, c.verified], c.effects, boot)
     rho_plain, rho_plain_draws = rank_agreement(plain_atp[:, c.verified], c.effects, boot)
-    effect_point, effect_ci = c.task_effect()
     top = nodes[c.rankings.circuit[0]]
     labels = ", ".join(nodes[j].label for j in c.rankings.circuit[:k])
-    random_description = f"mean curve of {params.random_rankings} random node orderings"
+    agreement = (
+        f"Spearman correlation between the {method} attribution scores and activation-patching effects "
+        f"over {len(c.verified)} of {c.n} nodes"
+    )
+    plain_agreement = "the same for plain AtP scores (attention patterns linearised), over the same nodes" + (
+        " (the attribution used)" if params.attribution == "atp" else ""
+    )
+    overlap = len(set(c.rankings.circuit[:k]) & set(c.rankings.attribution[:k])) / k
+    carried = "m(M) - m(0): how much of the task the scored components carry"
+    verified = "nodes checked by activation patching"
+    unpatched, all_patched = f"({params.metric}) of the unpatched model", f"every node patched ({params.ablation})"
     return [
-        Metric(
-            name="faithfulness_at_k",
-            value=f_k,
-            unit="fraction",
-            ci=boot.interval(f_k, c.main.draws[:, ki]),
-            baseline=Baseline(
-                name="random nodes",
-                value=r_k,
-                ci=boot.interval(r_k, c.rnd.draws[:, ki]),
-                description=f"mean faithfulness of {k} nodes chosen at random, over {params.random_rankings} draws",
-            ),
-            description=f"share of the task effect recovered by the top {k} nodes ({labels}), all others patched",
-        ),
-        Metric(name="circuit_size_k", value=k, unit="nodes", description="nodes kept in the circuit"),
-        Metric(
-            name="circuit_size_fraction",
-            value=k / n_nodes,
-            unit="fraction",
-            description="circuit size over all nodes",
-        ),
-        *_area_metrics(c.scorer, c.main, c.rnd, "", random_description),
-        Metric(
-            name="rank_agreement_spearman",
-            value=rho,
-            unit="correlation",
-            ci=boot.interval(rho, rho_draws),
-            description=(
-                f"Spearman correlation between the {method} attribution scores and activation-patching effects "
-                f"over {len(c.verified)} of {n_nodes} nodes"
-            ),
-        ),
-        Metric(
-            name="rank_agreement_spearman_atp",
-            value=rho_plain,
-            unit="correlation",
-            ci=boot.interval(rho_plain, rho_plain_draws),
-            description=(
-                "the same for plain AtP scores (attention patterns linearised), over the same nodes"
-                + (" (the attribution used)" if params.attribution == "atp" else "")
-            ),
-        ),
+        *_at_k_metrics(c, params, "nodes", "", labels),
+        _ci_metric("rank_agreement_spearman", rho, rho_draws, boot, "correlation", agreement),
+        _ci_metric("rank_agreement_spearman_atp", rho_plain, rho_plain_draws, boot, "correlation", plain_agreement),
         Metric(
             name="attribution_topk_overlap",
-            value=len(set(c.rankings.circuit[:k]) & set(c.rankings.attribution[:k])) / k,
+            value=overlap,
             unit="fraction",
             description=f"share of the circuit's {k} nodes that the attribution scores alone rank in their top {k}",
         ),
-        Metric(
-            name="faithfulness_at_k_attribution_ranked",
-            value=a_k,
-            unit="fraction",
-            ci=boot.interval(a_k, c.by_attribution.draws[:, ki]),
-            description=f"faithfulness of the top {k} nodes ranked by attribution scores alone",
-        ),
-        _mean_metric(
-            "task_metric_clean", c.clean, boot, unit, f"task metric m(M) ({params.metric}) of the unpatched model"
-        ),
-        _mean_metric(
-            "task_metric_all_patched",
-            c.empty,
+        _ci_metric(
+            "faithfulness_at_k_attribution_ranked",
+            c.at_k(c.by_attribution),
+            c.by_attribution.draws[:, c.ki],
             boot,
-            unit,
-            f"task metric m(0) with every node patched ({params.ablation})",
+            "fraction",
+            f"faithfulness of the top {k} nodes ranked by attribution scores alone",
         ),
-        Metric(
-            name="task_effect",
-            value=effect_point,
-            unit=unit,
-            ci=effect_ci,
-            baseline=twin,
-            description="m(M) - m(0): how much of the task the scored components carry",
-        ),
-        Metric(
-            name="circuit_found",
-            value=found,
-            unit="flag",
-            description=(
-                f"1 if the task effect's CI lower bound exceeds {params.min_task_effect} and faithfulness reaches "
-                f"{params.target_faithfulness} with at most {params.max_circuit_fraction:.0%} of the nodes"
-            ),
-        ),
-        Metric(name="n_nodes", value=n_nodes, unit="nodes", description="attention heads and MLPs scored"),
-        Metric(
-            name="n_verified_nodes",
-            value=len(c.verified),
-            unit="nodes",
-            description="nodes checked by activation patching",
-        ),
+        _mean_metric("task_metric_clean", c.clean, boot, unit, f"task metric m(M) {unpatched}"),
+        _mean_metric("task_metric_all_patched", c.empty, boot, unit, f"task metric m(0) with {all_patched}"),
+        _mean_metric("task_effect", c.clean - c.empty, boot, unit, carried, baseline=twin),
+        Metric(name="circuit_found", value=found, unit="flag", description=_found_description(params, "nodes")),
+        Metric(name="n_nodes", value=c.n, unit="nodes", description="attention heads and MLPs scored"),
+        Metric(name="n_verified_nodes", value=len(c.verified), unit="nodes", description=verified),
         Metric(
             name="top_node_layer",
             value=top.layer,
@@ -473,76 +443,33 @@ def _edge_labels(graph: EdgeModel, circuit: Circuit) -> str:
     return labels + (", ..." if circuit.k > 8 else "")
 
 
-def _edge_metrics(graph: EdgeModel, circuit: Circuit, params: CircuitParams, recompute_error: float) -> list[Metric]:
+def _edge_metrics(graph: EdgeModel, c: Circuit, params: CircuitParams, recompute_error: float) -> list[Metric]:
     """The edge circuit's metrics, in record order."""
-    c, boot, k, ki, n_edges = circuit, circuit.scorer.boot, circuit.k, circuit.ki, circuit.n
-    method = _EDGE_METHOD[params.attribution]
-    f_k, r_k, a_k = c.at_k(c.main), c.at_k(c.rnd), c.at_k(c.by_attribution)
-    found = _circuit_found(c.task_effect()[1].lower, f_k, k, n_edges, params)
+    boot, k, method = c.scorer.boot, c.k, _EDGE_METHOD[params.attribution]
+    found = _circuit_found(c.task_effect()[1].lower, c.at_k(c.main), k, c.n, params)
     rho, rho_draws = rank_agreement(c.scores[:, c.verified], c.effects, boot)
-    random_description = f"mean curve of {params.random_rankings} random edge orderings"
+    agreement = (
+        f"Spearman correlation between {method} edge scores and the effect of patching each edge alone, "
+        f"over {len(c.verified)} of {c.n} edges"
+    )
+    recompute = (
+        "largest relative difference between the model's own activations and the recomputation edge "
+        "patching uses (split residual stream, q/k/v, MLPs) on the first batch"
+    )
     return [
-        Metric(
-            name="edge_faithfulness_at_k",
-            value=f_k,
-            unit="fraction",
-            ci=boot.interval(f_k, c.main.draws[:, ki]),
-            baseline=Baseline(
-                name="random edges",
-                value=r_k,
-                ci=boot.interval(r_k, c.rnd.draws[:, ki]),
-                description=f"mean faithfulness of {k} edges chosen at random, over {params.random_rankings} draws",
-            ),
-            description=(
-                f"share of the task effect recovered when only the top {k} edges ({_edge_labels(graph, c)}) carry "
-                "the clean run and every other edge is patched"
-            ),
+        *_at_k_metrics(c, params, "edges", "edge_", _edge_labels(graph, c)),
+        _ci_metric("edge_rank_agreement_spearman", rho, rho_draws, boot, "correlation", agreement),
+        _ci_metric(
+            "edge_faithfulness_at_k_attribution_ranked",
+            c.at_k(c.by_attribution),
+            c.by_attribution.draws[:, c.ki],
+            boot,
+            "fraction",
+            f"faithfulness of the top {k} edges ranked by {method} scores alone",
         ),
-        Metric(name="edge_circuit_size_k", value=k, unit="edges", description="edges kept in the edge circuit"),
-        Metric(
-            name="edge_circuit_size_fraction",
-            value=k / n_edges,
-            unit="fraction",
-            description="edge circuit size over all edges",
-        ),
-        *_area_metrics(c.scorer, c.main, c.rnd, "edge_", random_description),
-        Metric(
-            name="edge_rank_agreement_spearman",
-            value=rho,
-            unit="correlation",
-            ci=boot.interval(rho, rho_draws),
-            description=(
-                f"Spearman correlation between {method} edge scores and the effect of patching each edge alone, "
-                f"over {len(c.verified)} of {n_edges} edges"
-            ),
-        ),
-        Metric(
-            name="edge_faithfulness_at_k_attribution_ranked",
-            value=a_k,
-            unit="fraction",
-            ci=boot.interval(a_k, c.by_attribution.draws[:, ki]),
-            description=f"faithfulness of the top {k} edges ranked by {method} scores alone",
-        ),
-        Metric(
-            name="edge_circuit_found",
-            value=found,
-            unit="flag",
-            description=(
-                f"1 if the task effect with every edge patched has a CI lower bound above {params.min_task_effect} "
-                f"and faithfulness reaches {params.target_faithfulness} with at most "
-                f"{params.max_circuit_fraction:.0%} of the edges"
-            ),
-        ),
-        Metric(name="n_edges", value=n_edges, unit="edges", description="edges between scored components"),
-        Metric(
-            name="edge_recompute_error",
-            value=recompute_error,
-            unit="relative error",
-            description=(
-                "largest relative difference between the model's own activations and the recomputation edge "
-                "patching uses (split residual stream, q/k/v, MLPs) on the first batch"
-            ),
-        ),
+        Metric(name="edge_circuit_found", value=found, unit="flag", description=_found_description(params, "edges")),
+        Metric(name="n_edges", value=c.n, unit="edges", description="edges between scored components"),
+        Metric(name="edge_recompute_error", value=recompute_error, unit="relative error", description=recompute),
     ]
 
 
@@ -682,23 +609,15 @@ def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: Measure
     if params.twin_baseline:
         ctx.progress(0.6, "randomly initialised twin")
         twin = _twin_effect(model, inputs, twin_seed, boot)
-    edge_circuit: Circuit | None = None
-    graph, edges_skipped = _edge_graph(model, task, params) if params.edges else (None, "")
-    if graph is not None:
-        edges = EdgePatchingInputs(graph, inputs)
-        edge_circuit = _edge_circuit(edges, params, boot, np.random.default_rng(edge_seed), ctx)
+    graph, edges_skipped = _edge_graph(model, task, params)
+    edge_circuit = None if graph is None else _edge_circuit(graph, inputs, params, boot, edge_seed, ctx)
 
     found = _circuit_found(circuit.task_effect()[1].lower, circuit.at_k(circuit.main), circuit.k, len(nodes), params)
     metrics = _node_metrics(circuit, plain_atp, nodes, params, twin, found)
     summary = _summary(circuit, metrics, nodes, params, seq_len)
-    score_mean, plain_mean = circuit.scores.mean(axis=0), plain_atp.mean(axis=0)
-    tables = [
-        _node_table(nodes, score_mean, plain_mean, circuit.effect_of(), circuit.rankings, circuit.k, _unit(params),
-                    _NODE_METHOD[params.attribution]),
-        _curve_table(nodes, circuit.scorer, circuit.rankings, circuit.main, circuit.by_attribution, circuit.rnd),
-    ]
+    tables = [_node_table(nodes, circuit, plain_atp, params), _curve_table(nodes, circuit)]
     if graph is not None and edge_circuit is not None:
-        assert graph.recompute_error is not None  # checked by _edge_graph
+        assert graph.recompute_error is not None  # checked by edge_model
         metrics += _edge_metrics(graph, edge_circuit, params, graph.recompute_error)
         tables.append(_edge_table(graph, edge_circuit, params))
         summary += " " + _edge_summary(graph, edge_circuit, params)
