@@ -3,7 +3,10 @@
 * :mod:`.behaviour` — prompts to token ids, markers, greedy generation, behaviour read from output;
 * :mod:`.directions` — difference-in-means directions, directional ablation and addition;
 * :mod:`.probes` — linear probes (mass-mean, logistic), operating points, grouped folds;
-* :mod:`.edges` — the residual-stream edge graph and single-edge patching;
+* :mod:`.patching` — nodes (heads, MLPs), the induction task and its metric, node activation patching;
+* :mod:`.attribution` — node attribution (AtP, AtP*, EAP-IG) and the clean-to-corrupted embedding path;
+* :mod:`.edges` — the residual-stream edge graph, edge patching and edge attribution;
+* :mod:`.faithfulness` — circuit rankings, faithfulness curves, CPR and CMD;
 * :mod:`.suffixes` — adversarial suffix placement, allowed tokens, one-hot gradients;
 * :mod:`.refusal_attack` — the gradient-guided suffix search against refusal.
 """

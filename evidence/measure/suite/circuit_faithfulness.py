@@ -242,28 +242,15 @@ def _area_metrics(scorer: CurveScorer, main: Curve, rnd: Curve, prefix: str, ran
     """CPR and CMD of the ``main`` curve, each with its CI and the random rankings' value as baseline."""
     out = []
     for name, area, better in (("cpr", scorer.cpr, "higher"), ("cmd", scorer.cmd, "lower")):
-        value, draws = area(main)
-        rnd_value, rnd_draws = area(rnd)
-        what = "under" if name == "cpr" else "between"
-        and_one = "" if name == "cpr" else " and 1"
-        out.append(
-            Metric(
-                name=prefix + name,
-                value=value,
-                unit="area",
-                ci=scorer.boot.interval(value, draws),
-                baseline=Baseline(
-                    name="random ranking",
-                    value=rnd_value,
-                    ci=scorer.boot.interval(rnd_value, rnd_draws),
-                    description=random_description,
-                ),
-                description=(
-                    f"area {what} the {prefix.replace('_', ' ')}faithfulness curve{and_one} over the circuit-size "
-                    f"fraction ({better} is better)"
-                ),
-            )
+        (value, draws), (rnd_value, rnd_draws) = area(main), area(rnd)
+        rnd_ci = scorer.boot.interval(rnd_value, rnd_draws)
+        baseline = Baseline(name="random ranking", value=rnd_value, ci=rnd_ci, description=random_description)
+        what, and_one = ("under", "") if name == "cpr" else ("between", " and 1")
+        description = (
+            f"area {what} the {prefix.replace('_', ' ')}faithfulness curve{and_one} over the circuit-size "
+            f"fraction ({better} is better)"
         )
+        out.append(_ci_metric(prefix + name, value, draws, scorer.boot, "area", description, baseline=baseline))
     return out
 
 
