@@ -28,19 +28,16 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from evidence.measure.suite.circuit_faithfulness import (
-    EdgePatchingInputs,
+from evidence.measure.methods.attribution import attribution_scores
+from evidence.measure.methods.edges import EdgeModel, EdgePatchingInputs, edge_attribution_scores, edge_patched_metrics
+from evidence.measure.methods.patching import (
     PatchingInputs,
     activation_patching_effects,
-    attribution_scores,
-    edge_attribution_scores,
-    edge_patched_metrics,
     induction_task,
     model_nodes,
     patched_metrics,
-    spearman,
 )
-from evidence.measure.methods.edges import EdgeModel
+from evidence.measure.stats import spearman
 from evidence.model import LoadedModel, ModelSpec, load_model
 
 Patch = Callable[[list[frozenset[int]]], np.ndarray]

@@ -5,7 +5,10 @@
 * :mod:`.refusal_search` — the refusal direction search (prompt sets, read-out, candidates, selection);
 * :mod:`.rewording` — rewording prompts of the organisms' language;
 * :mod:`.probes` — linear probes (mass-mean, logistic), operating points, grouped folds;
-* :mod:`.edges` — the residual-stream edge graph and single-edge patching;
+* :mod:`.patching` — nodes (heads, MLPs), the induction task and its metric, node activation patching;
+* :mod:`.attribution` — node attribution (AtP, AtP*, EAP-IG) and the clean-to-corrupted embedding path;
+* :mod:`.edges` — the residual-stream edge graph, edge patching and edge attribution;
+* :mod:`.faithfulness` — circuit rankings, faithfulness curves, CPR and CMD;
 * :mod:`.suffixes` — adversarial suffix placement, allowed tokens, one-hot gradients;
 * :mod:`.suffix_attack` — the gradient-guided suffix search against refusal;
 * :mod:`.interchange` — interchange interventions on goal and proxy subspaces, the Proxy Reliance Index.

@@ -31,7 +31,7 @@ along the straight path from the clean to the corrupted token embeddings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +40,20 @@ import torch
 
 from evidence.errors import MeasurementError
 from evidence.measure.hooks import HookFn, capture, keep_graph, record, scoped_hooks
+from evidence.measure.methods.attribution import path_hooks
+from evidence.measure.methods.patching import PatchingInputs, task_metric
 from evidence.model import LoadedModel
 
-__all__ = ["Edge", "EdgeModel", "Receiver", "Sender"]
+__all__ = [
+    "Edge",
+    "EdgeModel",
+    "EdgePatchingInputs",
+    "Receiver",
+    "Sender",
+    "edge_attribution_scores",
+    "edge_model",
+    "edge_patched_metrics",
+]
 
 _EMBED = "hook_embed"
 _FINAL = "ln_final.hook_in"
@@ -439,3 +450,105 @@ def _module(component: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     if not callable(module):
         raise MeasurementError(f"{type(component).__name__} is not callable")
     return module  # type: ignore[no-any-return]
+
+
+# -- edge patching on the induction task -------------------------------------------------------
+
+
+def edge_model(model: LoadedModel, tokens: torch.Tensor, max_edges: int) -> tuple[EdgeModel | None, str]:
+    """The model's checked edge graph, or None and why its edges cannot be scored (one sentence).
+
+    Edges are left out when the model has more than ``max_edges`` of them, or
+    when its attention or MLPs are not computed the way edge patching
+    recomputes them (:meth:`EdgeModel.check` on ``tokens`` fails).
+    """
+    try:
+        graph = EdgeModel(model)
+        if len(graph.edges) > max_edges:
+            return None, (
+                f"Edges were not scored: the model has {len(graph.edges)} edges, more than max_edges = "
+                f"{max_edges} (raise max_edges to score them; time and memory grow with the number of edges)."
+            )
+        graph.recompute_error = graph.check(tokens)
+    except MeasurementError as exc:
+        return None, f"Edges were not scored: {exc.message}" + (f" ({exc.hint})." if exc.hint else ".")
+    return graph, ""
+
+
+@dataclass
+class EdgePatchingInputs:
+    """Edge patching on the examples of ``inputs``: per batch, the clean tokens and each sender's patch value."""
+
+    graph: EdgeModel
+    inputs: PatchingInputs
+    _mean: torch.Tensor | None = None
+
+    def batches(self) -> Iterable[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(part, clean tokens, corrupted tokens, sender patch values [senders, b or 1, pos, d])``."""
+        for part, clean, corrupted in self.inputs.batches():
+            if self.inputs.ablation == "corrupted":
+                source = self.graph.outputs(corrupted)
+            else:
+                source = self._means()
+            yield part, clean, corrupted, source
+
+    def _means(self) -> torch.Tensor:
+        if self._mean is None:
+            total: torch.Tensor | None = None
+            for _, _, corrupted in self.inputs.batches():
+                part = self.graph.outputs(corrupted).to(torch.float64).sum(dim=1, keepdim=True)
+                total = part if total is None else total + part
+            assert total is not None
+            self._mean = (total / float(self.inputs.task.clean.shape[0])).to(torch.float32)
+        return self._mean
+
+    def metric(self, tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The task metric of logits on ``tokens`` (their clean targets)."""
+        return lambda logits: task_metric(logits, tokens, self.inputs.task, self.inputs.metric)
+
+
+def edge_attribution_scores(edges: EdgePatchingInputs, method: str, ig_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example edge scores ``[n, edges]`` and the clean metric ``[n]``.
+
+    ``(a_u(source) - a_u(clean)) . g_v`` for every edge ``u -> v``, with ``g_v``
+    the gradient of ``m`` with respect to what ``v`` reads: at the clean run
+    (``atp``, and ``atp*``, whose QK fix is not applied to edges), or averaged
+    along the path from the clean to the corrupted embeddings (``eap-ig``).
+    """
+    graph, task = edges.graph, edges.inputs.task
+    n = task.clean.shape[0]
+    scores = np.zeros((n, len(graph.edges)), dtype=np.float64)
+    clean_metric = np.zeros(n, dtype=np.float64)
+    bridge = edges.inputs.model.bridge
+    for part, clean, corrupted, source in edges.batches():
+        metric = edges.metric(clean)
+        delta = source - graph.outputs(clean)
+        gradient, value = graph.receiver_gradients(clean, metric, None)
+        clean_metric[part] = value.numpy()
+        if method == "eap-ig":
+            gradient = torch.zeros_like(gradient)
+            for point in path_hooks(bridge, clean, corrupted, ig_steps):
+                gradient += graph.receiver_gradients(clean, metric, point)[0]
+            gradient /= ig_steps
+        scores[part] = graph.scores(delta, gradient)
+    if not np.all(np.isfinite(scores)):
+        raise MeasurementError("edge attribution scores are not finite")
+    return scores, clean_metric
+
+
+def edge_patched_metrics(
+    edges: EdgePatchingInputs, patch_sets: Sequence[frozenset[int]], progress: Callable[[float], None]
+) -> np.ndarray:
+    """Task metric ``[sets, n]`` with each set of edges patched (an empty set is the clean run)."""
+    n = edges.inputs.task.clean.shape[0]
+    out = np.zeros((len(patch_sets), n), dtype=np.float64)
+    done, total = 0, max(1, len(patch_sets) * n)
+    for part, clean, _, source in edges.batches():
+        metric = edges.metric(clean)
+        for i, chosen in enumerate(patch_sets):
+            out[i, part] = metric(edges.graph.patched_forward(clean, sorted(chosen), source)).numpy()
+            done += clean.shape[0]
+            progress(done / total)
+    if not np.all(np.isfinite(out)):
+        raise MeasurementError("the task metric is not finite under edge patching")
+    return out

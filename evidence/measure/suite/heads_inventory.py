@@ -1,35 +1,10 @@
 """``heads.inventory``: previous-token, duplicate-token and induction heads, with an ablation check.
 
-Method. ``n_sequences`` sequences are drawn from the model's vocabulary (special
-tokens excluded) with the task's seed: ``[BOS] + s + s``, where ``s`` is
-``seq_len`` uniformly random token ids and BOS is prepended only when the
-model's tokenizer defines one. The attention pattern of every head is read at
-``blocks.{L}.attn.hook_pattern`` and scored per sequence:
-
-* previous-token score: mean attention from each token to the one before it
-  (all query positions after the first sequence token);
-* duplicate-token score: mean attention from each token of the second copy to
-  the same token in the first copy;
-* induction score: mean attention from each token of the second copy to the
-  token *after* its earlier occurrence.
-
-The duplicate and induction scores average over the repeated half only: in the
-first half there is nothing to attend to, and averaging over it would dilute
-the score by about a half (as the whole-sequence head detector does).
-
-Each headline score is the mean over sequences for the best head, with a
-percentile bootstrap interval over sequences. Its baseline is the same score
-(best head, same sequences) on a randomly initialised model of the same
-architecture, built inside the measurement from a seed derived from the
-task's. The interval is computed for the head selected on the same data, so it
-is slightly optimistic for the selected head; the twin gets the same
-treatment, so the comparison is like for like.
-
-Ablation check: the mean next-token loss on the second copy (the positions an
-induction mechanism can predict) with the ``top_k`` highest-scoring induction
-heads zero-ablated at ``blocks.{L}.attn.hook_z``, against the unablated model,
-with a paired bootstrap interval for the increase. Its baseline ablates the same
-number of other heads chosen at random.
+Every head's attention pattern on repeated random sequences is scored for the
+three roles; the best head of each is reported against a randomly initialised
+twin, and the top induction heads are zero-ablated to check that the loss on
+repeated tokens rises (against ablating random heads). Method, parameters and
+validation: docs/methods/heads.inventory.md.
 """
 
 from __future__ import annotations
@@ -44,19 +19,12 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from evidence.errors import MeasurementError
-from evidence.measure import (
-    MeasureContext,
-    MeasurementParams,
-    MeasurementResult,
-    measurement,
-)
-from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids
+from evidence.measure import Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
 from evidence.measure.hooks import HookFn, capture, scoped_hooks
+from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids
 from evidence.measure.stats import bootstrap_mean
-from evidence.measure.registry import DatasetUse, Expectation
-from evidence.records import Criterion
 from evidence.model import LoadedModel, random_twin
-from evidence.records import Baseline, ClauseRef, ConfidenceInterval, DataRef, Metric, Table
+from evidence.records import Baseline, ClauseRef, ConfidenceInterval, Criterion, DataRef, Metric, Table
 
 __all__ = ["CLAUSES", "HeadsInventoryParams", "inventory"]
 
@@ -89,14 +57,12 @@ CLAUSES = (
 )
 
 
-class HeadsInventoryParams(MeasurementParams):
+class HeadsInventoryParams(UncertaintyParams):
     """Parameters of ``heads.inventory``."""
 
     n_sequences: int = Field(default=64, ge=2, le=100_000)
     seq_len: int = Field(default=24, ge=2, description="length of the segment that is repeated")
     batch_size: int = Field(default=16, ge=1)
-    bootstrap_resamples: int = Field(default=1000, ge=100)
-    ci_level: float = Field(default=0.95, gt=0.5, lt=1.0)
     top_k: int = Field(default=1, ge=1, description="induction heads ablated in the check")
     random_ablation_draws: int = Field(default=4, ge=1, description="random head sets ablated for the baseline")
 
@@ -241,55 +207,31 @@ def _table(name: str, mean_scores: np.ndarray, description: str) -> Table:
     return Table(name=name, columns=["layer", "head", *_SCORES], rows=rows, description=description)
 
 
-@measurement(
-    "heads.inventory",
-    version="1.0.0",
-    params=HeadsInventoryParams,
-    clauses=CLAUSES,
-    calibration=(
-        Expectation("induction", True, "induction_score_max", (Criterion(comparator=">=", threshold=0.5, rule="ci-bound"),)),
-        Expectation("induction#untrained", False, "induction_score_max", (Criterion(comparator="<", threshold=0.2, rule="ci-bound"),)),
-    ),
-)
-def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureContext) -> MeasurementResult:
-    """Find previous-token, duplicate-token and induction heads; check the top ones causally."""
-    seeds = {
-        "tokens": ctx.derive_seed("tokens"),
-        "twin_init": ctx.derive_seed("twin"),
-        "bootstrap": ctx.derive_seed("bootstrap"),
-        "random_heads": ctx.derive_seed("random_heads"),
-    }
-    tokens, offset = _repeated_tokens(model, params.n_sequences, params.seq_len, np.random.default_rng(seeds["tokens"]))
-    layout = _Layout(offset=offset, seq_len=params.seq_len)
-    if layout.length > model.n_ctx:
-        raise MeasurementError(
-            f"sequences of {layout.length} tokens exceed the model's context of {model.n_ctx}",
-            hint=f"use seq_len <= {(model.n_ctx - offset) // 2}",
-        )
-    n_heads_total = model.n_layers * model.n_heads
-    if params.top_k >= n_heads_total:
-        raise MeasurementError(
-            f"top_k={params.top_k} leaves no other heads for the random baseline (the model has {n_heads_total} heads)"
-        )
+_LABELS = {"prev_token": "previous-token", "duplicate_token": "duplicate-token", "induction": "induction"}
 
-    ctx.progress(0.0, "scoring heads")
-    scores = _head_scores(model, tokens, layout, params.batch_size, ctx, (0.0, 0.35))
-    ctx.progress(0.35, "building the randomly initialised twin")
-    twin = random_twin(model, seeds["twin_init"])
-    twin_scores = _head_scores(twin, tokens, layout, params.batch_size, ctx, (0.35, 0.6))
-    del twin
-    means = scores.mean(axis=0)
-    twin_means = twin_scores.mean(axis=0)
 
-    boot = np.random.default_rng(seeds["bootstrap"])
+@dataclass(frozen=True)
+class _Best:
+    """The best head of one role, its mean score and interval, and the twin's best head's score."""
+
+    layer: int
+    head: int
+    value: float
+    ci: ConfidenceInterval
+    twin_value: float
+
+
+def _score_metrics(
+    scores: np.ndarray,
+    twin_scores: np.ndarray,
+    params: HeadsInventoryParams,
+    boot: np.random.Generator,
+    twin_seed: int,
+) -> tuple[list[Metric], dict[str, _Best]]:
+    """Per role, the best head's mean score against the twin's best head; then where the best heads are."""
+    means, twin_means = scores.mean(axis=0), twin_scores.mean(axis=0)
     metrics: list[Metric] = []
-    found: dict[str, tuple[int, int, float, ConfidenceInterval]] = {}
-    twin_found: dict[str, float] = {}
-    labels = {
-        "prev_token": "previous-token",
-        "duplicate_token": "duplicate-token",
-        "induction": "induction",
-    }
+    best: dict[str, _Best] = {}
     for index, key in enumerate(_SCORES):
         layer, head = _top(means, index)
         t_layer, t_head = _top(twin_means, index)
@@ -305,48 +247,61 @@ def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureCont
             value=t_value,
             ci=t_ci,
             description=(
-                f"best {labels[key]} head (L{t_layer}H{t_head}) of a randomly initialised model "
-                f"of the same architecture (init seed {seeds['twin_init']}), same sequences"
+                f"best {_LABELS[key]} head (L{t_layer}H{t_head}) of a randomly initialised model "
+                f"of the same architecture (init seed {twin_seed}), same sequences"
             ),
         )
-        metric, value, ci = _ci_metric(
-            f"{key}_score_max",
-            scores[:, layer, head, index],
-            boot,
-            params,
-            "score",
-            f"mean {labels[key]} attention of the best head, L{layer}H{head}",
-            baseline,
-        )
+        description = f"mean {_LABELS[key]} attention of the best head, L{layer}H{head}"
+        values = scores[:, layer, head, index]
+        metric, value, ci = _ci_metric(f"{key}_score_max", values, boot, params, "score", description, baseline)
         metrics.append(metric)
-        found[key] = (layer, head, value, ci)
-        twin_found[key] = t_value
+        best[key] = _Best(layer, head, value, ci, t_value)
     for key in _SCORES:
-        layer, head = found[key][:2]
-        metrics.append(
+        where = best[key]
+        metrics += [
             Metric(
                 name=f"{key}_head_layer",
-                value=layer,
+                value=where.layer,
                 unit="layer index",
-                description=f"layer of the best {labels[key]} head",
-            )
-        )
-        metrics.append(
+                description=f"layer of the best {_LABELS[key]} head",
+            ),
             Metric(
                 name=f"{key}_head_index",
-                value=head,
+                value=where.head,
                 unit="head index",
-                description=f"index within its layer of the best {labels[key]} head",
-            )
-        )
+                description=f"index within its layer of the best {_LABELS[key]} head",
+            ),
+        ]
+    return metrics, best
 
+
+@dataclass(frozen=True)
+class _Ablation:
+    """Per-sequence repeat losses: unablated, with the top induction heads ablated, and the random-head increase."""
+
+    top: list[tuple[int, int]]
+    clean: np.ndarray
+    ablated: np.ndarray
+    random_increase: np.ndarray  # mean over the random draws
+    random_sets: list[list[tuple[int, int]]]
+
+
+def _ablation(
+    model: LoadedModel,
+    tokens: np.ndarray,
+    layout: _Layout,
+    means: np.ndarray,
+    params: HeadsInventoryParams,
+    pick: np.random.Generator,
+    ctx: MeasureContext,
+) -> _Ablation:
+    """Zero-ablate the ``top_k`` induction heads, and ``random_ablation_draws`` sets of as many other heads."""
     ctx.progress(0.6, "ablation check")
     order = np.argsort(-means[:, :, 2], axis=None, kind="stable")
     top = [divmod(int(i), model.n_heads) for i in order[: params.top_k]]
     clean = _repeat_loss(model, tokens, layout, params.batch_size, [])
     ablated = _repeat_loss(model, tokens, layout, params.batch_size, top)
     others = [divmod(int(i), model.n_heads) for i in order[params.top_k :]]
-    pick = np.random.default_rng(seeds["random_heads"])
     random_increase = np.zeros_like(clean)
     random_sets = []
     for draw in range(params.random_ablation_draws):
@@ -355,11 +310,17 @@ def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureCont
         random_increase += _repeat_loss(model, tokens, layout, params.batch_size, chosen) - clean
         ctx.progress(0.6 + 0.4 * (draw + 1) / params.random_ablation_draws, "ablation baseline")
     random_increase /= params.random_ablation_draws
+    return _Ablation(top, clean, ablated, random_increase, random_sets)
 
-    heads_text = ", ".join(f"L{layer}H{head}" for layer, head in top)
+
+def _ablation_metrics(
+    ablation: _Ablation, params: HeadsInventoryParams, boot: np.random.Generator
+) -> tuple[list[Metric], str]:
+    """The repeat loss clean, ablated, and its increase against random heads; and the ablation sentence."""
+    heads_text = ", ".join(f"L{layer}H{head}" for layer, head in ablation.top)
     clean_metric, clean_value, _ = _ci_metric(
         "repeat_loss_clean",
-        clean,
+        ablation.clean,
         boot,
         params,
         "nats",
@@ -367,14 +328,14 @@ def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureCont
     )
     ablated_metric, ablated_value, _ = _ci_metric(
         "repeat_loss_ablated",
-        ablated,
+        ablation.ablated,
         boot,
         params,
         "nats",
         f"mean next-token loss on the second copy with {heads_text} zero-ablated",
     )
     r_value, r_ci = bootstrap_mean(
-        random_increase,
+        ablation.random_increase,
         rng=boot,
         level=params.ci_level,
         resamples=params.bootstrap_resamples,
@@ -382,7 +343,7 @@ def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureCont
     )
     increase_metric, increase_value, increase_ci = _ci_metric(
         "repeat_loss_increase",
-        ablated - clean,
+        ablation.ablated - ablation.clean,
         boot,
         params,
         "nats",
@@ -394,44 +355,97 @@ def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureCont
             description=(
                 f"mean increase when {params.top_k} other head(s) chosen at random are "
                 f"zero-ablated, over {params.random_ablation_draws} draws: "
-                + "; ".join(",".join(f"L{a}H{b}" for a, b in s) for s in random_sets)
+                + "; ".join(",".join(f"L{a}H{b}" for a, b in s) for s in ablation.random_sets)
             ),
         ),
     )
-    metrics += [clean_metric, ablated_metric, increase_metric]
-
-    il, ih, iv, ici = found["induction"]
-    pl, ph, pv, pci = found["prev_token"]
-    summary = (
-        f"On {params.n_sequences} repeated random sequences (segment length {params.seq_len}), "
-        f"the strongest induction head is L{il}H{ih} (score {iv:.3f}, "
-        f"{params.ci_level:.0%} CI {ici.lower:.3f}-{ici.upper:.3f}; random-init twin "
-        f"{twin_found['induction']:.3f}) and the "
-        f"strongest previous-token head is L{pl}H{ph} (score {pv:.3f}, CI {pci.lower:.3f}-"
-        f"{pci.upper:.3f}). Zero-ablating {heads_text} changes the loss on repeated tokens from "
+    sentence = (
+        f"Zero-ablating {heads_text} changes the loss on repeated tokens from "
         f"{clean_value:.3f} to {ablated_value:.3f} nats (increase {increase_value:.3f}, CI "
         f"{increase_ci.lower:.3f}-{increase_ci.upper:.3f}; random heads {r_value:.3f})."
     )
+    return [clean_metric, ablated_metric, increase_metric], sentence
+
+
+def _tokens_ref(tokens: np.ndarray, offset: int, params: HeadsInventoryParams) -> DataRef:
     digest = hashlib.sha256(tokens.astype("<i8", copy=False).tobytes(order="C")).hexdigest()
-    data = [
-        DataRef(
-            name="heads.repeated_random_tokens",
-            sha256=digest,
-            count=int(tokens.shape[0]),
-            description=(
-                f"int64 array of shape {list(tokens.shape)} (little-endian, row-major): "
-                + ("BOS, then " if offset else "")
-                + f"{params.seq_len} random token ids, then the same ids again"
-            ),
+    return DataRef(
+        name="heads.repeated_random_tokens",
+        sha256=digest,
+        count=int(tokens.shape[0]),
+        description=(
+            f"int64 array of shape {list(tokens.shape)} (little-endian, row-major): "
+            + ("BOS, then " if offset else "")
+            + f"{params.seq_len} random token ids, then the same ids again"
+        ),
+    )
+
+
+def _check_fits(model: LoadedModel, layout: _Layout, params: HeadsInventoryParams) -> None:
+    if layout.length > model.n_ctx:
+        raise MeasurementError(
+            f"sequences of {layout.length} tokens exceed the model's context of {model.n_ctx}",
+            hint=f"use seq_len <= {(model.n_ctx - layout.offset) // 2}",
         )
-    ]
+    n_heads_total = model.n_layers * model.n_heads
+    if params.top_k >= n_heads_total:
+        raise MeasurementError(
+            f"top_k={params.top_k} leaves no other heads for the random baseline (the model has {n_heads_total} heads)"
+        )
+
+
+@measurement(
+    "heads.inventory",
+    version="1.0.0",
+    params=HeadsInventoryParams,
+    clauses=CLAUSES,
+    calibration=(
+        Expectation(
+            "induction", True, "induction_score_max", (Criterion(comparator=">=", threshold=0.5, rule="ci-bound"),)
+        ),
+        Expectation(
+            "induction#untrained",
+            False,
+            "induction_score_max",
+            (Criterion(comparator="<", threshold=0.2, rule="ci-bound"),),
+        ),
+    ),
+)
+def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureContext) -> MeasurementResult:
+    """Find previous-token, duplicate-token and induction heads; check the top ones causally."""
+    token_seed, twin_seed = ctx.derive_seed("tokens"), ctx.derive_seed("twin")
+    bootstrap_seed, random_heads_seed = ctx.derive_seed("bootstrap"), ctx.derive_seed("random_heads")
+    tokens, offset = _repeated_tokens(model, params.n_sequences, params.seq_len, np.random.default_rng(token_seed))
+    layout = _Layout(offset=offset, seq_len=params.seq_len)
+    _check_fits(model, layout, params)
+
+    ctx.progress(0.0, "scoring heads")
+    scores = _head_scores(model, tokens, layout, params.batch_size, ctx, (0.0, 0.35))
+    ctx.progress(0.35, "building the randomly initialised twin")
+    twin = random_twin(model, twin_seed)
+    twin_scores = _head_scores(twin, tokens, layout, params.batch_size, ctx, (0.35, 0.6))
+    del twin
+    boot = np.random.default_rng(bootstrap_seed)
+    metrics, best = _score_metrics(scores, twin_scores, params, boot, twin_seed)
+    means = scores.mean(axis=0)
+    ablation = _ablation(model, tokens, layout, means, params, np.random.default_rng(random_heads_seed), ctx)
+    ablation_metrics, ablation_text = _ablation_metrics(ablation, params, boot)
+    metrics += ablation_metrics
+
+    induction, prev = best["induction"], best["prev_token"]
+    summary = (
+        f"On {params.n_sequences} repeated random sequences (segment length {params.seq_len}), "
+        f"the strongest induction head is L{induction.layer}H{induction.head} (score {induction.value:.3f}, "
+        f"{params.ci_level:.0%} CI {induction.ci.lower:.3f}-{induction.ci.upper:.3f}; random-init twin "
+        f"{induction.twin_value:.3f}) and the "
+        f"strongest previous-token head is L{prev.layer}H{prev.head} (score {prev.value:.3f}, CI {prev.ci.lower:.3f}-"
+        f"{prev.ci.upper:.3f}). " + ablation_text
+    )
+    twin_description = "the same scores on the randomly initialised twin (baseline)"
     tables = [
         _table("head_scores", means, "mean score of every head over the sequences"),
-        _table(
-            "twin_head_scores",
-            twin_means,
-            "the same scores on the randomly initialised twin (baseline)",
-        ),
+        _table("twin_head_scores", twin_scores.mean(axis=0), twin_description),
     ]
+    data = [_tokens_ref(tokens, offset, params)]
     ctx.progress(1.0, "done")
     return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary)

@@ -1,42 +1,10 @@
 """``model.batch_invariance``: the same prompt gives the same logits alone and in a padded batch.
 
-Every other measurement feeds prompts to the model in batches. If padding, or
-the company a prompt keeps in a batch, changed its logits, the suite would be
-measuring an artifact. This measurement checks it directly.
-
-Method. ``n_prompts`` prompts of varying length are taken from a run-spec
-dataset (``prompts = "auto"``: the first of ``refusal.harmless`` and
-``deception.control`` that the run spec provides, when the model has a
-tokenizer; or a dataset named explicitly), or are random sequences of ordinary
-tokens of lengths between ``min_length`` and ``max_length`` (``prompts =
-"random"``, and ``auto`` when no dataset applies). Prompts longer than
-``max_length`` tokens are cut to it. Each prompt is evaluated
-
-* alone, as a batch of one, and
-* in batches of ``batch_size`` prompts, in their sampled order, padded to the
-  batch's longest prompt on the right (``padding_side``) with the tokenizer's
-  pad token (0 when there is none), with an attention mask when the model's
-  forward accepts one (``attention_mask = "auto"``). Without a mask, right
-  padding must still leave a causal model's real positions unchanged, which is
-  exactly what is checked.
-
-At every real position of every prompt the logits of the two evaluations are
-compared. ``max_abs_logit_diff`` is the largest absolute difference over all
-prompts, positions and vocabulary entries (exact, no interval);
-``mean_abs_logit_diff`` is the mean over prompts of each prompt's mean absolute
-difference, with a percentile bootstrap interval over prompts. Baseline (when
-``noise_floor`` is on): the largest difference when each prompt is batched with
-copies of itself, so that nothing is padded: what batching alone does to the
-float arithmetic.
-
-Also recorded: ``n_prompts``, ``n_padded_prompts`` (prompts that received
-padding; none is an error, since nothing would have been checked),
-``attention_mask_used`` (flag), and a per-prompt table.
-
-A maximum difference above ``tolerance`` (default 1e-4, for float32) fails the
-measurement: it raises :class:`evidence.errors.MeasurementError` stating the
-difference, and the runner records it as an error record that the dossier
-reports.
+Every other measurement feeds prompts to the model in batches; this one checks
+that padding, or the company a prompt keeps in a batch, does not change its
+logits at any position. A difference above the tolerance fails the
+measurement. Method, parameters and validation:
+docs/methods/model.batch_invariance.md.
 """
 
 from __future__ import annotations
@@ -50,13 +18,11 @@ import torch
 from pydantic import Field, model_validator
 
 from evidence.errors import ConfigError, MeasurementError
-from evidence.measure import MeasureContext, MeasurementParams, MeasurementResult, measurement
+from evidence.measure import Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
 from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids, prompt_ids
 from evidence.measure.stats import bootstrap_mean
-from evidence.measure.registry import DatasetUse, Expectation
-from evidence.records import Criterion
 from evidence.model import LoadedModel
-from evidence.records import Baseline, ClauseRef, DataRef, Metric, Table
+from evidence.records import Baseline, ClauseRef, ConfidenceInterval, Criterion, DataRef, Metric, Table
 
 __all__ = ["CLAUSES", "DATASET_CANDIDATES", "BatchInvarianceParams", "batch_invariance"]
 
@@ -88,7 +54,7 @@ CLAUSES = (
 )
 
 
-class BatchInvarianceParams(MeasurementParams):
+class BatchInvarianceParams(UncertaintyParams):
     """Parameters of ``model.batch_invariance``."""
 
     prompts: str = Field(default="auto", min_length=1, description='"auto", "random", or a run-spec dataset name')
@@ -100,8 +66,6 @@ class BatchInvarianceParams(MeasurementParams):
     attention_mask: Literal["auto", "on", "off"] = "auto"
     tolerance: float = Field(default=1e-4, gt=0.0, description="largest acceptable absolute logit difference")
     noise_floor: bool = True
-    bootstrap_resamples: int = Field(default=1000, ge=100)
-    ci_level: float = Field(default=0.95, gt=0.5, lt=1.0)
 
     @model_validator(mode="after")
     def _consistent(self) -> BatchInvarianceParams:
@@ -283,58 +247,51 @@ def _noise_floor(
     return worst
 
 
-@measurement(
-    "model.batch_invariance",
-    version="1.0.0",
-    params=BatchInvarianceParams,
-    clauses=CLAUSES,
-    calibration=(Expectation("induction", True, "max_abs_logit_diff", (Criterion(comparator="<=", threshold=1e-4, rule="point"),)),),
-)
-def batch_invariance(model: LoadedModel, params: BatchInvarianceParams, ctx: MeasureContext) -> MeasurementResult:
-    """Compare padded-batch and one-by-one logits at every position of every prompt."""
-    seeds = {"prompts": ctx.derive_seed("prompts"), "bootstrap": ctx.derive_seed("bootstrap")}
-    prompts = _choose_prompts(model, params, ctx, np.random.default_rng(seeds["prompts"]))
-    lengths = [len(seq) for seq in prompts.tokens]
+def _use_mask(model: LoadedModel, params: BatchInvarianceParams, sample: list[int]) -> bool:
+    """Whether the batched passes carry an attention mask; refuse a setting that needs one the model lacks."""
     if params.attention_mask == "off":
-        use_mask = False
-    else:
-        use_mask = _accepts_mask(model, prompts.tokens[0])
-        if not use_mask and (params.attention_mask == "on" or params.padding_side == "left"):
-            raise MeasurementError(
-                "this model's forward does not accept an attention mask",
-                hint='use attention_mask = "auto" with padding_side = "right"',
-            )
-    comparison, singles = _compare(model, prompts, params, use_mask, ctx)
-    n = len(prompts.tokens)
-    padded = int(np.count_nonzero(comparison.padding))
-    if padded == 0:
+        return False
+    use_mask = _accepts_mask(model, sample)
+    if not use_mask and (params.attention_mask == "on" or params.padding_side == "left"):
         raise MeasurementError(
-            f"none of the {n} prompts was padded (all batches held prompts of equal length), so nothing was checked",
-            hint="use prompts of varying length or a larger batch_size",
+            "this model's forward does not accept an attention mask",
+            hint='use attention_mask = "auto" with padding_side = "right"',
         )
-    floor = _noise_floor(model, prompts, singles, params, use_mask) if params.noise_floor else None
-    ctx.progress(0.95, "statistics")
+    return use_mask
 
+
+def _check_tolerance(
+    comparison: _Comparison,
+    prompts: _Prompts,
+    params: BatchInvarianceParams,
+    how: str,
+    mean_value: float,
+    floor: float | None,
+) -> None:
+    """Fail the measurement, stating the difference, when the largest one exceeds the tolerance."""
     worst = int(np.argmax(comparison.max_diff))
     max_value = float(comparison.max_diff[worst])
-    mean_value, mean_ci = bootstrap_mean(
-        comparison.mean_diff,
-        rng=np.random.default_rng(seeds["bootstrap"]),
-        level=params.ci_level,
-        resamples=params.bootstrap_resamples,
-        name="per-prompt mean absolute logit difference",
-    )
-    how = f"{params.padding_side}-padded, " + ("with" if use_mask else "without") + " an attention mask"
     if max_value > params.tolerance:
         floor_text = f"; batching without padding differs by {floor:.3g}" if floor is not None else ""
         raise MeasurementError(
             f"batched ({how}) and one-by-one logits differ by up to {max_value:.6g} (prompt "
             f"{prompts.ids[worst]!r}, position {int(comparison.worst_position[worst])} of "
-            f"{lengths[worst]}), above the tolerance {params.tolerance:g}; mean absolute difference "
-            f"{mean_value:.3g} over {n} prompts{floor_text}",
+            f"{len(prompts.tokens[worst])}), above the tolerance {params.tolerance:g}; mean absolute difference "
+            f"{mean_value:.3g} over {len(prompts.tokens)} prompts{floor_text}",
             hint="the model's outputs depend on batching or padding; measurements that batch prompts are unreliable",
         )
 
+
+def _metrics(
+    comparison: _Comparison,
+    lengths: list[int],
+    params: BatchInvarianceParams,
+    how: str,
+    use_mask: bool,
+    mean: tuple[float, ConfidenceInterval],
+    floor: float | None,
+) -> list[Metric]:
+    n, padded = len(lengths), int(np.count_nonzero(comparison.padding))
     baseline = None
     if floor is not None:
         baseline = Baseline(
@@ -342,10 +299,10 @@ def batch_invariance(model: LoadedModel, params: BatchInvarianceParams, ctx: Mea
             value=floor,
             description=f"largest difference when each prompt is batched with {params.batch_size - 1} copies of itself",
         )
-    metrics = [
+    return [
         Metric(
             name="max_abs_logit_diff",
-            value=max_value,
+            value=float(comparison.max_diff.max()),
             unit="logits",
             baseline=baseline,
             description=(
@@ -355,9 +312,9 @@ def batch_invariance(model: LoadedModel, params: BatchInvarianceParams, ctx: Mea
         ),
         Metric(
             name="mean_abs_logit_diff",
-            value=mean_value,
+            value=mean[0],
             unit="logits",
-            ci=mean_ci,
+            ci=mean[1],
             description="mean over prompts of the mean absolute logit difference at every position",
         ),
         Metric(
@@ -373,30 +330,67 @@ def batch_invariance(model: LoadedModel, params: BatchInvarianceParams, ctx: Mea
             description="1 if the batched forward passes carried an attention mask",
         ),
     ]
-    rows: list[list[str | float | int | None]] = [
-        [
-            prompts.ids[i],
-            lengths[i],
-            int(comparison.batch[i]),
-            int(comparison.padding[i]),
-            float(comparison.max_diff[i]),
-            float(comparison.mean_diff[i]),
-            int(comparison.worst_position[i]),
-        ]
-        for i in range(n)
-    ]
-    table = Table(
+
+
+def _prompt_table(comparison: _Comparison, prompts: _Prompts) -> Table:
+    c = comparison
+    rows: list[list[str | float | int | None]] = []
+    for i, (prompt, seq) in enumerate(zip(prompts.ids, prompts.tokens, strict=True)):
+        diffs = [float(c.max_diff[i]), float(c.mean_diff[i]), int(c.worst_position[i])]
+        rows.append([prompt, len(seq), int(c.batch[i]), int(c.padding[i]), *diffs])
+    return Table(
         name="prompts",
         columns=["prompt", "length", "batch", "pad_tokens", "max_abs_diff", "mean_abs_diff", "worst_position"],
         rows=rows,
         description="per prompt: its batch, the padding it received, and the logit differences",
     )
+
+
+@measurement(
+    "model.batch_invariance",
+    version="1.0.0",
+    params=BatchInvarianceParams,
+    clauses=CLAUSES,
+    calibration=(
+        Expectation(
+            "induction", True, "max_abs_logit_diff", (Criterion(comparator="<=", threshold=1e-4, rule="point"),)
+        ),
+    ),
+)
+def batch_invariance(model: LoadedModel, params: BatchInvarianceParams, ctx: MeasureContext) -> MeasurementResult:
+    """Compare padded-batch and one-by-one logits at every position of every prompt."""
+    prompts_seed, bootstrap_seed = ctx.derive_seed("prompts"), ctx.derive_seed("bootstrap")
+    prompts = _choose_prompts(model, params, ctx, np.random.default_rng(prompts_seed))
+    lengths = [len(seq) for seq in prompts.tokens]
+    use_mask = _use_mask(model, params, prompts.tokens[0])
+    comparison, singles = _compare(model, prompts, params, use_mask, ctx)
+    n = len(prompts.tokens)
+    padded = int(np.count_nonzero(comparison.padding))
+    if padded == 0:
+        raise MeasurementError(
+            f"none of the {n} prompts was padded (all batches held prompts of equal length), so nothing was checked",
+            hint="use prompts of varying length or a larger batch_size",
+        )
+    floor = _noise_floor(model, prompts, singles, params, use_mask) if params.noise_floor else None
+    ctx.progress(0.95, "statistics")
+
+    mean_value, mean_ci = bootstrap_mean(
+        comparison.mean_diff,
+        rng=np.random.default_rng(bootstrap_seed),
+        level=params.ci_level,
+        resamples=params.bootstrap_resamples,
+        name="per-prompt mean absolute logit difference",
+    )
+    how = f"{params.padding_side}-padded, " + ("with" if use_mask else "without") + " an attention mask"
+    _check_tolerance(comparison, prompts, params, how, mean_value, floor)
+    metrics = _metrics(comparison, lengths, params, how, use_mask, (mean_value, mean_ci), floor)
     floor_text = f" (batching without padding: {floor:.3g})" if floor is not None else ""
     summary = (
         f"{n} prompts of {min(lengths)}-{max(lengths)} tokens ({prompts.source.name}) were evaluated alone and in "
         f"batches of {params.batch_size} ({how}; {padded} of them padded). At every position the logits agree "
-        f"to within {max_value:.3g}{floor_text}, below the tolerance {params.tolerance:g}; the mean absolute "
+        f"to within {metrics[0].value:.3g}{floor_text}, below the tolerance {params.tolerance:g}; the mean absolute "
         f"difference is {mean_value:.3g} (CI {mean_ci.lower:.3g}-{mean_ci.upper:.3g})."
     )
     ctx.progress(1.0, "done")
+    table = _prompt_table(comparison, prompts)
     return MeasurementResult(metrics=metrics, tables=[table], data=[prompts.source], summary=summary)

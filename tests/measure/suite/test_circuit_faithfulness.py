@@ -20,10 +20,9 @@ from transformer_lens.model_bridge import TransformerBridge
 from evidence.canonical import canonical_bytes
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import Task, registered, run_task
-from evidence.measure.suite.circuit_faithfulness import spearman
 from evidence.measure.methods.edges import EdgeModel
-from evidence.measure.hooks import capture, scoped_hooks
-from evidence.model import LoadedModel, ModelSpec, load_model, random_twin
+from evidence.measure.stats import spearman
+from evidence.model import LoadedModel, ModelSpec, random_twin
 from evidence.records import EvidenceRecord, Table
 
 SPEC = ModelSpec(organism="induction")
@@ -44,18 +43,18 @@ def circuit(record: EvidenceRecord) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def organism() -> LoadedModel:
-    return load_model(SPEC)
+def induction(organism) -> LoadedModel:
+    return organism("induction")
 
 
 @pytest.fixture(scope="module")
-def record(organism) -> EvidenceRecord:
-    return run_task(Task("circuit.faithfulness", {}, 0, SPEC), organism)
+def record(induction) -> EvidenceRecord:
+    return run_task(Task("circuit.faithfulness", {}, 0, SPEC), induction)
 
 
 @pytest.fixture(scope="module")
-def twin(organism) -> LoadedModel:
-    return random_twin(organism, 4242)
+def twin(induction) -> LoadedModel:
+    return random_twin(induction, 4242)
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +106,9 @@ def test_registered_with_its_clauses():
     }
 
 
-def test_the_planted_circuit_is_recovered(organism, record):
+def test_the_planted_circuit_is_recovered(induction, record):
     assert record.status == "ok", record.error
-    inventory = run_task(Task("heads.inventory", {"random_ablation_draws": 1}, 0, SPEC), organism)
+    inventory = run_task(Task("heads.inventory", {"random_ablation_draws": 1}, 0, SPEC), induction)
     assert inventory.status == "ok", inventory.error
     prev = (inventory.metric("prev_token_head_layer").value, inventory.metric("prev_token_head_index").value)
     induction = (inventory.metric("induction_head_layer").value, inventory.metric("induction_head_index").value)
@@ -187,12 +186,12 @@ def test_integrated_gradients_need_corrupted_inputs():
     registered()["circuit.faithfulness"].validate_params({"ablation": "mean", "attribution": "atp"})
 
 
-def test_exact_attention_patterns_improve_agreement_on_the_logit_difference(organism):
+def test_exact_attention_patterns_improve_agreement_on_the_logit_difference(induction):
     # With the logit difference as metric, plain AtP's ranking is unrelated to the measured effects
     # (all its layer-0 scores have the wrong sign); recomputing the layer-1 attention patterns
     # exactly under each layer-0 patch (AtP*'s QK fix) brings it into agreement.
     params = {"metric": "logit_diff", "attribution": "atp*", "twin_baseline": False, "bootstrap_resamples": 500}
-    result = run_task(Task("circuit.faithfulness", params, 0, SPEC), organism)
+    result = run_task(Task("circuit.faithfulness", params, 0, SPEC), induction)
     assert result.status == "ok", result.error
     assert result.measurement.params["attribution"] == "atp*"
     star, plain = result.metric("rank_agreement_spearman"), result.metric("rank_agreement_spearman_atp")
@@ -224,7 +223,7 @@ def test_the_curve_is_complete(record):
     for r in curve:
         assert float(r["ci_lower"]) <= float(r["faithfulness"]) <= float(r["ci_upper"])
     assert record.data[0].count == 64 and record.data[0].name == "circuit.induction_examples"
-    assert set(record.seeds) == {"task", "tokens", "random_rankings", "bootstrap", "twin_init", "edge_rankings"}
+    assert set(record.seeds) == {"task", "tokens", "random_rankings", "bootstrap", "twin", "edge_rankings"}
 
 
 def test_the_random_twin_shows_no_faithful_sparse_circuit(twin_record):
@@ -247,10 +246,10 @@ def test_the_twin_at_the_organisms_circuit_size_is_not_faithful(twin, record):
     assert result.metric("circuit_found").value == 0
 
 
-def test_the_same_task_gives_the_same_record_bytes(organism):
+def test_the_same_task_gives_the_same_record_bytes(induction):
     params = {"n_examples": 16, "bootstrap_resamples": 200, "random_rankings": 2, "twin_baseline": False}
     a, b = (
-        run_task(Task("circuit.faithfulness", params, 3, SPEC), organism).model_copy(update={"duration_s": None})
+        run_task(Task("circuit.faithfulness", params, 3, SPEC), induction).model_copy(update={"duration_s": None})
         for _ in range(2)
     )
     assert a.status == "ok", a.error
@@ -317,8 +316,8 @@ def test_mlps_are_nodes_and_large_models_are_verified_on_their_top_candidates():
     assert [r["k"] for r in table(result, "faithfulness_curve")] == [1, 4, 6]
 
 
-def test_a_circuit_larger_than_the_model_is_an_error_record(organism):
-    result = run_task(Task("circuit.faithfulness", {"k": 9}, 0, SPEC), organism)
+def test_a_circuit_larger_than_the_model_is_an_error_record(induction):
+    result = run_task(Task("circuit.faithfulness", {"k": 9}, 0, SPEC), induction)
     assert result.status == "error" and result.error is not None
     assert "k=9 exceeds the model's 8 components" in result.error.message
 
@@ -351,11 +350,11 @@ def edge_rows(record: EvidenceRecord) -> list[dict[str, object]]:
     return table(record, "edges")
 
 
-def test_the_planted_edges_are_recovered(organism, record):
+def test_the_planted_edges_are_recovered(induction, record):
     # The planted mechanism, read from heads.inventory: the previous-token head reads the token
     # (its value input) and writes into the induction head's key (K-composition); the induction head
     # reads the token to copy through its value input and writes to the logits.
-    inventory = run_task(Task("heads.inventory", {"random_ablation_draws": 1}, 0, SPEC), organism)
+    inventory = run_task(Task("heads.inventory", {"random_ablation_draws": 1}, 0, SPEC), induction)
     prev = f"L0H{inventory.metric('prev_token_head_index').value}"
     induction = f"L1H{inventory.metric('induction_head_index').value}"
     rows = edge_rows(record)
@@ -396,89 +395,13 @@ def test_the_random_twin_has_no_edge_circuit(twin_record):
     assert twin_record.metric("edge_circuit_found").value == 0
 
 
-@pytest.fixture(scope="module")
-def graph(organism) -> EdgeModel:
-    return EdgeModel(organism)
-
-
-def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    rng = np.random.default_rng(seed)
-    segment, fresh = rng.integers(3, 60, size=(2, 8, 10))
-    clean = np.concatenate([segment, segment], axis=1)
-    corrupted = np.concatenate([fresh, segment], axis=1)
-    return torch.from_numpy(clean), torch.from_numpy(corrupted)
-
-
-def test_patching_no_edge_or_every_edge_gives_the_clean_or_the_corrupted_run(organism, graph):
-    clean, corrupted = _batch()
-    source = graph.outputs(corrupted)
-    with torch.no_grad():
-        want_clean, want_corrupted = organism.bridge(clean), organism.bridge(corrupted)
-    assert torch.allclose(graph.patched_forward(clean, [], source), want_clean, atol=1e-5)
-    everything = list(range(len(graph.edges)))
-    assert torch.allclose(graph.patched_forward(clean, everything, source), want_corrupted, atol=1e-4)
-
-
-def test_patching_the_edges_into_the_logits_feeds_them_the_corrupted_stream(organism, graph):
-    clean, corrupted = _batch(1)
-    source = graph.outputs(corrupted)
-    into_logits = [i for i, e in enumerate(graph.edges) if graph.receivers[e.receiver].kind == "logits"]
-    final = capture(organism.bridge, ["ln_final.hook_in"], corrupted)["ln_final.hook_in"]
-    with torch.no_grad(), scoped_hooks(organism.bridge, [("ln_final.hook_in", lambda a, hook: final)]):
-        want = organism.bridge(clean)
-    assert torch.allclose(graph.patched_forward(clean, into_logits, source), want, atol=1e-4)
-    # ... while patching one head's key input changes that head's attention and no other head's.
-    edge = next(i for i, e in enumerate(graph.edges) if graph.label(e) == "L0H3->L1H1.k")
-    pattern = "blocks.1.attn.hook_pattern"
-    seen: dict[str, torch.Tensor] = {}
-    with scoped_hooks(organism.bridge, [(pattern, lambda a, hook: seen.__setitem__("p", a.detach()))]):
-        graph.patched_forward(clean, [edge], source)
-    before = capture(organism.bridge, [pattern], clean)[pattern]
-    changed = (seen["p"] - before).abs().amax(dim=(0, 2, 3))
-    assert changed[1] > 1e-3 and torch.all(changed[[0, 2, 3]] == 0)
-
-
-def test_edge_attribution_is_the_first_order_effect_of_each_edge():
-    # A small patch (0.01% of the way to the corrupted outputs) on a model with LayerNorm and MLPs:
-    # the plain edge attribution must match the patching effect of every edge to first order.
-    model = tiny(TWO_LAYERS_WITH_MLPS)
-    model.bridge.to(torch.float64)  # so that second-order terms, not rounding, are what is left
-    graph = EdgeModel(model)
-    rng = np.random.default_rng(3)
-    clean = torch.from_numpy(rng.integers(0, 24, size=(6, 12)))
-    corrupted = torch.from_numpy(rng.integers(0, 24, size=(6, 12)))
-
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(logits[:, :-1].double(), dim=-1).gather(-1, clean[:, 1:, None])[..., 0].mean(-1)
-
-    base = graph.outputs(clean)
-    source = base + 1e-4 * (graph.outputs(corrupted) - base)
-    gradients, value = graph.receiver_gradients(clean, metric, None)
-    scores = graph.scores(source - base, gradients).sum(axis=0)
-    effects = np.array(
-        [float((metric(graph.patched_forward(clean, [i], source)) - value).sum()) for i in range(len(graph.edges))]
-    )
-    assert len(graph.edges) == 46
-    big = np.abs(effects) > 1e-3 * np.abs(effects).max()
-    assert big.sum() > 20
-    assert np.allclose(scores[big], effects[big], rtol=0.01, atol=1e-3 * np.abs(effects).max())
-    assert float(np.corrcoef(scores, effects)[0, 1]) > 0.9999
-
-
-def test_a_model_that_computes_otherwise_is_refused(organism):
-    graph = EdgeModel(organism)
-    graph.weights[1]["W_K"] = graph.weights[1]["W_K"] * 1.5
-    with pytest.raises(MeasurementError, match="cannot reproduce this model's layer 1 k"):
-        graph.check(_batch()[0])
-
-
-def test_a_model_whose_edges_cannot_be_recomputed_keeps_its_node_results(organism, monkeypatch):
+def test_a_model_whose_edges_cannot_be_recomputed_keeps_its_node_results(induction, monkeypatch):
     def refuse(self: EdgeModel, tokens: torch.Tensor) -> float:
         raise MeasurementError("edge patching cannot reproduce this model's layer 1 k (relative error 0.5)")
 
     monkeypatch.setattr(EdgeModel, "check", refuse)
     params = {"n_examples": 16, "bootstrap_resamples": 200, "twin_baseline": False}
-    result = run_task(Task("circuit.faithfulness", params, 0, SPEC), organism)
+    result = run_task(Task("circuit.faithfulness", params, 0, SPEC), induction)
     assert result.status == "ok", result.error
     names = {m.name for m in result.metrics}
     assert "faithfulness_at_k" in names and not any(n.startswith("edge_") for n in names)
@@ -488,11 +411,11 @@ def test_a_model_whose_edges_cannot_be_recomputed_keeps_its_node_results(organis
     assert [t.name for t in result.tables] == ["nodes", "faithfulness_curve"]
 
 
-def test_too_many_edges_are_skipped_with_the_reason(organism):
+def test_too_many_edges_are_skipped_with_the_reason(induction):
     params = {"n_examples": 16, "bootstrap_resamples": 200, "twin_baseline": False, "max_edges": 80}
-    result = run_task(Task("circuit.faithfulness", params, 0, SPEC), organism)
+    result = run_task(Task("circuit.faithfulness", params, 0, SPEC), induction)
     assert result.status == "ok", result.error
     assert result.metric("edges_scored").value == 0
     assert "the model has 81 edges, more than max_edges = 80" in result.summary
-    off = run_task(Task("circuit.faithfulness", {**params, "edges": False}, 0, SPEC), organism)
+    off = run_task(Task("circuit.faithfulness", {**params, "edges": False}, 0, SPEC), induction)
     assert off.metric("edges_scored").value == 0 and "Edges were not scored" not in off.summary

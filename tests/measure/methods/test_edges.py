@@ -1,0 +1,128 @@
+"""The residual-stream edge graph: edge patching reproduces the model's runs, attribution is first order.
+
+On the ``induction`` organism (2 layers, 4 heads, attention only) and on a tiny
+native model with LayerNorm and MLPs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformer_lens.config import TransformerBridgeConfig
+from transformer_lens.model_bridge import TransformerBridge
+
+from evidence.errors import MeasurementError
+from evidence.measure.hooks import capture, scoped_hooks
+from evidence.measure.methods.edges import EdgeModel
+from evidence.model import LoadedModel, ModelSpec
+from evidence.records import ModelIdentity, WeightFile
+
+#: A tiny native model with LayerNorm and MLPs.
+TWO_LAYERS_WITH_MLPS: dict[str, object] = {
+    "d_model": 32,
+    "d_head": 8,
+    "n_heads": 2,
+    "n_layers": 2,
+    "n_ctx": 32,
+    "d_vocab": 24,
+    "attn_only": False,
+    "d_mlp": 64,
+    "normalization_type": "LN",
+}
+
+
+def tiny(architecture: dict[str, object], seed: int = 5) -> LoadedModel:
+    bridge = TransformerBridge.boot_native(TransformerBridgeConfig(**architecture, seed=seed, device="cpu"))
+    bridge.eval()
+    identity = ModelIdentity(
+        name="tiny",
+        source="organism",
+        architecture=architecture,
+        weights_sha256="0" * 64,
+        weight_files=[WeightFile(name="tiny", sha256="0" * 64, bytes=1)],
+        n_parameters=1,
+        processing={},
+    )
+    return LoadedModel(bridge=bridge, identity=identity, tokenizer=None, spec=ModelSpec(organism="tiny"))
+
+
+@pytest.fixture(scope="module")
+def induction(organism) -> LoadedModel:
+    return organism("induction")
+
+
+@pytest.fixture(scope="module")
+def graph(induction) -> EdgeModel:
+    return EdgeModel(induction)
+
+
+def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    segment, fresh = rng.integers(3, 60, size=(2, 8, 10))
+    clean = np.concatenate([segment, segment], axis=1)
+    corrupted = np.concatenate([fresh, segment], axis=1)
+    return torch.from_numpy(clean), torch.from_numpy(corrupted)
+
+
+def test_patching_no_edge_or_every_edge_gives_the_clean_or_the_corrupted_run(induction, graph):
+    clean, corrupted = _batch()
+    source = graph.outputs(corrupted)
+    with torch.no_grad():
+        want_clean, want_corrupted = induction.bridge(clean), induction.bridge(corrupted)
+    assert torch.allclose(graph.patched_forward(clean, [], source), want_clean, atol=1e-5)
+    everything = list(range(len(graph.edges)))
+    assert torch.allclose(graph.patched_forward(clean, everything, source), want_corrupted, atol=1e-4)
+
+
+def test_patching_the_edges_into_the_logits_feeds_them_the_corrupted_stream(induction, graph):
+    clean, corrupted = _batch(1)
+    source = graph.outputs(corrupted)
+    into_logits = [i for i, e in enumerate(graph.edges) if graph.receivers[e.receiver].kind == "logits"]
+    final = capture(induction.bridge, ["ln_final.hook_in"], corrupted)["ln_final.hook_in"]
+    with torch.no_grad(), scoped_hooks(induction.bridge, [("ln_final.hook_in", lambda a, hook: final)]):
+        want = induction.bridge(clean)
+    assert torch.allclose(graph.patched_forward(clean, into_logits, source), want, atol=1e-4)
+    # ... while patching one head's key input changes that head's attention and no other head's.
+    edge = next(i for i, e in enumerate(graph.edges) if graph.label(e) == "L0H3->L1H1.k")
+    pattern = "blocks.1.attn.hook_pattern"
+    seen: dict[str, torch.Tensor] = {}
+    with scoped_hooks(induction.bridge, [(pattern, lambda a, hook: seen.__setitem__("p", a.detach()))]):
+        graph.patched_forward(clean, [edge], source)
+    before = capture(induction.bridge, [pattern], clean)[pattern]
+    changed = (seen["p"] - before).abs().amax(dim=(0, 2, 3))
+    assert changed[1] > 1e-3 and torch.all(changed[[0, 2, 3]] == 0)
+
+
+def test_edge_attribution_is_the_first_order_effect_of_each_edge():
+    # A small patch (0.01% of the way to the corrupted outputs) on a model with LayerNorm and MLPs:
+    # the plain edge attribution must match the patching effect of every edge to first order.
+    model = tiny(TWO_LAYERS_WITH_MLPS)
+    model.bridge.to(torch.float64)  # so that second-order terms, not rounding, are what is left
+    graph = EdgeModel(model)
+    rng = np.random.default_rng(3)
+    clean = torch.from_numpy(rng.integers(0, 24, size=(6, 12)))
+    corrupted = torch.from_numpy(rng.integers(0, 24, size=(6, 12)))
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(logits[:, :-1].double(), dim=-1).gather(-1, clean[:, 1:, None])[..., 0].mean(-1)
+
+    base = graph.outputs(clean)
+    source = base + 1e-4 * (graph.outputs(corrupted) - base)
+    gradients, value = graph.receiver_gradients(clean, metric, None)
+    scores = graph.scores(source - base, gradients).sum(axis=0)
+    effects = np.array(
+        [float((metric(graph.patched_forward(clean, [i], source)) - value).sum()) for i in range(len(graph.edges))]
+    )
+    assert len(graph.edges) == 46
+    big = np.abs(effects) > 1e-3 * np.abs(effects).max()
+    assert big.sum() > 20
+    assert np.allclose(scores[big], effects[big], rtol=0.01, atol=1e-3 * np.abs(effects).max())
+    assert float(np.corrcoef(scores, effects)[0, 1]) > 0.9999
+
+
+def test_a_model_that_computes_otherwise_is_refused(induction):
+    graph = EdgeModel(induction)
+    graph.weights[1]["W_K"] = graph.weights[1]["W_K"] * 1.5
+    with pytest.raises(MeasurementError, match="cannot reproduce this model's layer 1 k"):
+        graph.check(_batch()[0])
