@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from evidence.datasets import Prompt
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, UncertaintyParams
 from evidence.measure.hooks import capture
@@ -36,7 +37,6 @@ from evidence.measure.registry import DatasetUse
 from evidence.measure.stats import auroc, bootstrap_auroc, wilson_interval
 from evidence.model import LoadedModel
 from evidence.records import ConfidenceInterval
-from evidence.runspec import Prompt
 
 __all__ = [
     "DATASETS",

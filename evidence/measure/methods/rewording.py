@@ -17,9 +17,10 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from evidence.datasets import Dataset, Prompt, read_dataset
 from evidence.errors import ConfigError, MeasurementError
+from evidence.measure.registry import dataset_labels
 from evidence.records import DataRef
-from evidence.runspec import Dataset, Prompt, load_dataset
 
 __all__ = ["Variant", "in_organism_language", "reword", "reworded_prompts", "template_variants"]
 
@@ -93,7 +94,7 @@ def template_variants(
         pair = []
         for name, path in zip(names, pair_files, strict=True):
             try:
-                ds = load_dataset(name, Path(path))
+                ds = read_dataset(name, Path(path), dataset_labels())
             except ConfigError as exc:
                 raise ConfigError(f"template_datasets[{k}]: {exc}", hint=exc.hint) from None
             refs.append(DataRef(name=f"{name}.template{k}", sha256=ds.sha256, count=ds.count, description=path))

@@ -19,8 +19,9 @@ verifier recomputes ``passed``. What the checks can and cannot show:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, field_validator
 
 from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.measure import (
@@ -60,6 +61,14 @@ class CalibrationParams(MeasurementParams):
     params: dict[str, dict[str, JsonValue]] = Field(
         default_factory=dict, description="parameters per calibrated measurement (default: its defaults)"
     )
+
+    @field_validator("measurements", "params")
+    @classmethod
+    def _known_ids(cls, value: Any) -> Any:
+        """A misspelled measurement id is refused before any work, with the known ids."""
+        if value:
+            require_known(value, where="calibration.organisms")
+        return value
 
 
 CLAUSES = (

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from evidence.datasets import Prompt
 from evidence.errors import MeasurementError
 from evidence.measure import MeasureContext, MeasurementResult, measurement
 from evidence.measure.methods.behaviour import first_token_ids, prompt_ids
@@ -49,7 +50,6 @@ from evidence.measure.methods.suffixes import allowed_token_ids
 from evidence.measure.stats import bootstrap_delta_auroc, bootstrap_mean, wilson_interval
 from evidence.model import LoadedModel
 from evidence.records import Baseline, ClauseRef, ConfidenceInterval, DataRef, Metric, Table
-from evidence.runspec import Prompt
 
 __all__ = ["CLAUSES", "DeceptionRobustnessParams", "reword", "robustness"]
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from evidence.datasets import Prompt
 from evidence.errors import MeasurementError
 from evidence.measure import (
     DatasetUse,
@@ -49,7 +50,6 @@ from evidence.measure.methods.interchange import (
 from evidence.measure.stats import bootstrap_mean, wilson_interval
 from evidence.model import LoadedModel
 from evidence.records import Baseline, ClauseRef, ConfidenceInterval, Criterion, DataRef, Metric, Table
-from evidence.runspec import Prompt
 
 __all__ = [
     "CLAUSES",

@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 
 from evidence.crossref import Rule
+from evidence.datasets import Prompt
 from evidence.errors import MeasurementError
 from evidence.measure import DatasetUse, Expectation, MeasureContext, MeasurementParams, MeasurementResult, measurement
 from evidence.measure.methods.behaviour import first_token_ids, matches_marker, prompt_ids
@@ -41,7 +42,6 @@ from evidence.measure.methods.suffixes import insert_suffix
 from evidence.measure.stats import bootstrap_mean, percentile_interval, wilson_interval
 from evidence.model import LoadedModel
 from evidence.records import Baseline, ClauseRef, Criterion, Metric, Table
-from evidence.runspec import Prompt
 
 __all__ = ["CLAUSES", "RefusalStabilityParams", "TemplateFiles", "stability"]
 

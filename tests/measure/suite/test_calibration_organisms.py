@@ -147,3 +147,13 @@ def test_every_registered_expectation_names_a_metric_its_measurement_produces(in
     assert len(record.checks) == len(cal.expectations())
     missing = [(c.measurement, c.organism, c.metric, c.criterion) for c in record.checks if c.value is None]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("params", [{"measurements": ["refusal.directoin"]}, {"params": {"heads.inventry": {}}}])
+def test_a_misspelled_measurement_is_refused_before_any_work(params):
+    from evidence.measure import check_task
+    from evidence.model import ModelSpec
+
+    with pytest.raises(ConfigError, match="unknown measurement") as info:
+        check_task(Task("calibration.organisms", params, 0, ModelSpec(organism="demo")))
+    assert "did you mean" in (info.value.hint or "")
