@@ -109,3 +109,22 @@ def test_markers_from_spec():
         m.require("defection")
     with pytest.raises(ConfigError, match="unknown marker kinds"):
         Markers.from_spec({"refusals": ["x"]})
+
+
+def test_messages_go_through_the_installed_transformers_chat_template():
+    from evidence.datasets import Prompt
+    from evidence.measure.methods.behaviour import prompt_ids
+    from tests.hf_models import bpe_tokenizer
+
+    tokenizer = bpe_tokenizer()
+    prompt = Prompt.model_validate(
+        {"id": "m1", "label": "harmless", "messages": [{"role": "system", "content": "be brief"},
+                                                        {"role": "user", "content": "bake bread"}]}
+    )
+    ids = prompt_ids(tokenizer, prompt)
+    assert all(isinstance(i, int) for i in ids)
+    assert tokenizer.decode(ids) == "<|system|>\nbe brief<|end|>\n<|user|>\nbake bread<|end|>\n<|assistant|>\n"
+    # whatever container apply_chat_template(tokenize=True) returns, the ids are the same
+    encoded = tokenizer.apply_chat_template([m.model_dump() for m in prompt.messages], add_generation_prompt=True,
+                                            tokenize=True)
+    assert ids == [int(i) for i in (encoded["input_ids"] if hasattr(encoded, "keys") else encoded)]

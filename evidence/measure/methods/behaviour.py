@@ -99,7 +99,12 @@ def prompt_ids(tokenizer: object, prompt: Prompt) -> list[int]:
                 hint='give the prompt as "text" instead',
             )
         messages = [m.model_dump() for m in prompt.messages or []]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)  # type: ignore[attr-defined]
+        # Render to text, then tokenize as the template's own tokens (it writes any BOS itself): the
+        # same ids as tokenize=True, whatever container a given transformers release returns for that.
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)  # type: ignore[attr-defined]
+        if not isinstance(text, str):
+            raise ConfigError(f"prompt {prompt.id!r}: the chat template did not render to text")
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
     return [int(i) for i in ids]
 
 
