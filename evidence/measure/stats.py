@@ -23,7 +23,7 @@ one anyway.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -35,16 +35,25 @@ from evidence.records import ConfidenceInterval
 
 __all__ = [
     "BOOTSTRAP_METHOD",
+    "CLOPPER_PEARSON_METHOD",
+    "DELONG_METHOD",
+    "NEWCOMBE_METHOD",
+    "PAIRS_EXACT_METHOD",
     "STRATIFIED_BOOTSTRAP",
     "WILSON_METHOD",
     "Bootstrap",
     "auroc",
+    "auroc_interval",
     "auroc_rows",
     "bootstrap_auroc",
     "bootstrap_delta_auroc",
     "bootstrap_mean",
+    "clopper_pearson_interval",
+    "controls_needed",
     "curve_area",
     "finite_scores",
+    "fpr_upper_bound",
+    "newcombe_difference",
     "paired_difference",
     "percentile_interval",
     "ranks",
@@ -304,3 +313,135 @@ def curve_area(xs: Sequence[float] | np.ndarray, values: np.ndarray) -> np.ndarr
     widths = np.diff(np.asarray(xs, dtype=np.float64))
     result: np.ndarray = (widths * (values[..., 1:] + values[..., :-1]) / 2.0).sum(axis=-1)
     return result
+
+
+# -- exact and score intervals for rates and their differences ----------------------------------
+
+CLOPPER_PEARSON_METHOD = "clopper-pearson"
+NEWCOMBE_METHOD = "newcombe hybrid score"
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+             for i in range(k + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def _bisect(f: Callable[[float], float], target: float, increasing: bool) -> float:
+    """The root of ``f(q) = target`` on [0, 1] for a monotone ``f``."""
+    lo, hi = 0.0, 1.0
+    for _ in range(80):
+        mid = (lo + hi) / 2.0
+        if (f(mid) < target) == increasing:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
+
+
+def clopper_pearson_interval(successes: int, n: int, *, level: float = 0.95) -> ConfidenceInterval:
+    """The exact (Clopper–Pearson) interval for a rate: never zero width, conservative coverage."""
+    _check_level(level)
+    if n < 1:
+        raise MeasurementError(f"a rate needs at least one trial, got n={n}")
+    if not 0 <= successes <= n:
+        raise MeasurementError(f"successes={successes} is outside [0, n={n}]")
+    alpha = (1.0 - level) / 2.0
+    p = successes / n
+    # lower: P(X >= k | p) = alpha, i.e. 1 - cdf(k - 1; p) = alpha (increasing in p)
+    lower = 0.0 if successes == 0 else _bisect(lambda q: 1.0 - _binom_cdf(successes - 1, n, q), alpha, True)
+    # upper: cdf(k; p) = alpha (decreasing in p)
+    upper = 1.0 if successes == n else _bisect(lambda q: _binom_cdf(successes, n, q), alpha, False)
+    return ConfidenceInterval(lower=min(lower, p), upper=max(upper, p), level=level,
+                              method=CLOPPER_PEARSON_METHOD, n=n)
+
+
+def newcombe_difference(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, *, level: float = 0.95
+) -> tuple[float, ConfidenceInterval]:
+    """Rate a minus rate b for independent samples, with Newcombe's hybrid score interval (method 10)."""
+    wa = wilson_interval(successes_a, n_a, level=level)
+    wb = wilson_interval(successes_b, n_b, level=level)
+    pa, pb = successes_a / n_a, successes_b / n_b
+    d = pa - pb
+    lower = d - math.sqrt((pa - wa.lower) ** 2 + (wb.upper - pb) ** 2)
+    upper = d + math.sqrt((wa.upper - pa) ** 2 + (pb - wb.lower) ** 2)
+    return d, ConfidenceInterval(lower=max(-1.0, lower), upper=min(1.0, upper), level=level,
+                                 method=NEWCOMBE_METHOD, n=n_a + n_b)
+
+
+# -- AUROC with an interval that means what it says near 0 and 1 --------------------------------
+
+DELONG_METHOD = "delong (logit scale)"
+PAIRS_EXACT_METHOD = "exact, disjoint pairs"
+
+
+def _delong_variance(pos: np.ndarray, neg: np.ndarray) -> float:
+    """DeLong's variance of the empirical AUROC from its structural components."""
+    psi = (pos[:, None] > neg[None, :]).astype(np.float64) + 0.5 * (pos[:, None] == neg[None, :])
+    v10 = psi.mean(axis=1)  # per positive
+    v01 = psi.mean(axis=0)  # per negative
+    s10 = float(v10.var(ddof=1)) if pos.size > 1 else 0.0
+    s01 = float(v01.var(ddof=1)) if neg.size > 1 else 0.0
+    return s10 / pos.size + s01 / neg.size
+
+
+def auroc_interval(
+    positive: ArrayLike, negative: ArrayLike, *, level: float = 0.95
+) -> tuple[float, ConfidenceInterval]:
+    """AUROC with an interval that is never of zero width.
+
+    Inside (0, 1): DeLong's variance, on the logit scale (so the interval stays inside [0, 1]
+    and widens towards the boundary). At 0 or 1, where DeLong's variance vanishes: the exact
+    Clopper-Pearson bound from ``m = min(n_pos, n_neg)`` disjoint positive/negative pairs, each
+    of which is ranked correctly with probability AUROC, independently; perfect separation of
+    all pairs is at least as likely as of those ``m``, so the bound is valid whatever the scores'
+    distributions (and conservative).
+    """
+    _check_level(level)
+    pos = finite_scores(positive, "AUROC positives")
+    neg = finite_scores(negative, "AUROC negatives")
+    if pos.size < 2 or neg.size < 2:
+        raise MeasurementError(
+            f"an AUROC interval needs at least 2 positives and 2 negatives, got {pos.size} and {neg.size}"
+        )
+    point = float(auroc_rows(pos, neg))
+    n = int(pos.size + neg.size)
+    variance = _delong_variance(pos, neg)
+    if 0.0 < point < 1.0 and variance > 0.0:
+        z = NormalDist().inv_cdf(0.5 + level / 2.0)
+        logit = math.log(point / (1.0 - point))
+        se = math.sqrt(variance) / (point * (1.0 - point))
+        lower = 1.0 / (1.0 + math.exp(-(logit - z * se)))
+        upper = 1.0 / (1.0 + math.exp(-(logit + z * se)))
+        return point, ConfidenceInterval(lower=min(lower, point), upper=max(upper, point), level=level,
+                                         method=DELONG_METHOD, n=n)
+    m = int(min(pos.size, neg.size))
+    exact = clopper_pearson_interval(int(round(point * m)), m, level=level)
+    return point, ConfidenceInterval(lower=min(exact.lower, point), upper=max(exact.upper, point), level=level,
+                                     method=PAIRS_EXACT_METHOD, n=n)
+
+
+def fpr_upper_bound(false_positives: int, n_controls: int, *, level: float = 0.95) -> float:
+    """The one-sided upper confidence bound of a false-positive rate (Clopper-Pearson, level ``level``)."""
+    # A one-sided bound at `level` is the upper end of the two-sided interval at 2 * level - 1.
+    return clopper_pearson_interval(false_positives, n_controls, level=2.0 * level - 1.0).upper
+
+
+def controls_needed(target_fpr: float, *, level: float = 0.95) -> int:
+    """Fewest controls for which zero false positives bound the FPR below ``target_fpr`` at ``level``."""
+    if not 0.0 < target_fpr < 1.0:
+        raise MeasurementError(f"target false-positive rate {target_fpr} is not in (0, 1)")
+    # With 0 of n flagged, the one-sided Clopper-Pearson upper bound is 1 - (1 - level) ** (1 / n).
+    return int(math.ceil(math.log(1.0 - level) / math.log(1.0 - target_fpr)))

@@ -12,16 +12,25 @@ def rng(seed: int = 0) -> np.random.Generator:
 def test_public_api_is_pinned():
     assert stats.__all__ == [
         "BOOTSTRAP_METHOD",
+        "CLOPPER_PEARSON_METHOD",
+        "DELONG_METHOD",
+        "NEWCOMBE_METHOD",
+        "PAIRS_EXACT_METHOD",
         "STRATIFIED_BOOTSTRAP",
         "WILSON_METHOD",
         "Bootstrap",
         "auroc",
+        "auroc_interval",
         "auroc_rows",
         "bootstrap_auroc",
         "bootstrap_delta_auroc",
         "bootstrap_mean",
+        "clopper_pearson_interval",
+        "controls_needed",
         "curve_area",
         "finite_scores",
+        "fpr_upper_bound",
+        "newcombe_difference",
         "paired_difference",
         "percentile_interval",
         "ranks",
@@ -103,3 +112,56 @@ def test_wilson_interval_matches_reference_values(k, n, lower, upper):
 def test_wilson_refuses_impossible_counts(k, n):
     with pytest.raises(MeasurementError):
         stats.wilson_interval(k, n)
+
+
+# -- exact and score intervals ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "lower", "upper"),
+    # reference values of the exact interval (beta quantiles), 95%
+    [(0, 10, 0.0, 0.30850), (10, 10, 0.69150, 1.0), (3, 10, 0.06674, 0.65245), (0, 299, 0.0, 0.012252)],
+)
+def test_clopper_pearson_matches_the_beta_quantiles(k, n, lower, upper):
+    ci = stats.clopper_pearson_interval(k, n)
+    assert ci.lower == pytest.approx(lower, abs=2e-5) and ci.upper == pytest.approx(upper, abs=2e-5)
+    assert ci.method == "clopper-pearson" and ci.upper > ci.lower  # never of zero width
+
+
+def test_newcombe_difference_matches_the_published_example():
+    # Newcombe (1998), Table II, example (a): 56/70 - 48/80, hybrid score interval 0.0524 to 0.3339
+    d, ci = stats.newcombe_difference(56, 70, 48, 80)
+    assert d == pytest.approx(0.2)
+    assert ci.lower == pytest.approx(0.0524, abs=5e-4) and ci.upper == pytest.approx(0.3339, abs=5e-4)
+    # all against none: the interval stays inside [-1, 1] and is not of zero width
+    d, ci = stats.newcombe_difference(20, 20, 0, 20)
+    assert d == 1.0 and ci.upper == 1.0 and 0.7 < ci.lower < 1.0
+
+
+def test_auroc_interval_is_never_of_zero_width_and_brackets_the_estimate():
+    r = rng(3)
+    pos, neg = r.normal(1.0, 1.0, 200), r.normal(0.0, 1.0, 300)
+    point, ci = stats.auroc_interval(pos, neg)
+    assert point == pytest.approx(stats.auroc(pos, neg)) and ci.lower < point < ci.upper
+    assert ci.method == "delong (logit scale)" and 0.0 < ci.lower and ci.upper < 1.0
+    # perfect separation: the exact bound from min(n_pos, n_neg) = 128 disjoint pairs, 0.025 ** (1/128)
+    point, ci = stats.auroc_interval(np.arange(128) + 1000.0, np.arange(256, dtype=float))
+    assert point == 1.0 and ci.upper == 1.0 and ci.lower == pytest.approx(0.025 ** (1 / 128), abs=1e-4)
+    point, ci = stats.auroc_interval(np.arange(50, dtype=float), np.arange(50) + 100.0)
+    assert point == 0.0 and ci.lower == 0.0 and ci.upper > 0.0
+
+
+def test_auroc_interval_covers_the_true_value_at_about_its_level():
+    r = rng(11)
+    true = 0.7602  # P(N(1, 1) > N(0, 1)) = Phi(1 / sqrt(2))
+    hits = 0
+    for _ in range(300):
+        _, ci = stats.auroc_interval(r.normal(1.0, 1.0, 40), r.normal(0.0, 1.0, 60))
+        hits += ci.lower <= true <= ci.upper
+    assert 0.91 <= hits / 300 <= 0.99
+
+
+def test_an_operating_point_states_how_many_controls_it_needs():
+    # zero false alarms among 299 controls bound the FPR at 1% (one-sided 95%); 256 do not
+    assert stats.controls_needed(0.01) == 299
+    assert stats.fpr_upper_bound(0, 299) <= 0.01 < stats.fpr_upper_bound(0, 256)
