@@ -40,6 +40,7 @@ __all__ = [
     "batches_by_length",
     "bos_token_id",
     "first_token_ids",
+    "generated_matches",
     "generation_length",
     "greedy_generate",
     "last_position_logits",
@@ -252,6 +253,41 @@ def greedy_generate(
 
 def _normalise(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+@torch.no_grad()
+def generated_matches(
+    forward: Forward,
+    tokenizer: object,
+    seqs: Sequence[Sequence[int]],
+    phrases: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """``matches_marker(greedy_generate(...))``, generating each batch only until every row is decided.
+
+    A row is decided once its normalised text opens with a phrase, or is no longer the
+    start of any phrase: more tokens cannot change a prefix match, so the flags equal
+    those of the full ``max_new_tokens`` continuation.
+    """
+    wanted = [_normalise(p) for p in phrases]
+    out = np.zeros(len(seqs), dtype=bool)
+    for idx, tokens in batches_by_length(seqs, batch_size):
+        current = tokens
+        flags = [False] * len(idx)
+        for _ in range(max_new_tokens):
+            nxt = _check_finite(forward(current)[:, -1, :], "logits").argmax(dim=-1, keepdim=True)
+            current = torch.cat([current, nxt], dim=1)
+            decided = True
+            for row, ids in enumerate(current[:, tokens.shape[1] :].tolist()):
+                text = _normalise(tokenizer.decode(ids, skip_special_tokens=True))  # type: ignore[attr-defined]
+                flags[row] = any(text.startswith(w) for w in wanted)
+                if not flags[row] and any(w.startswith(text) for w in wanted):
+                    decided = False
+            if decided:
+                break
+        out[idx] = flags
+    return out
 
 
 def matches_marker(tokenizer: object, generated: Sequence[Sequence[int]], phrases: Sequence[str]) -> np.ndarray:

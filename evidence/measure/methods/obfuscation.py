@@ -19,7 +19,7 @@ from pydantic import Field
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, MeasurementParams
 from evidence.measure.hooks import HookFn, scoped_hooks
-from evidence.measure.methods.behaviour import greedy_generate, marker_log_odds, matches_marker
+from evidence.measure.methods.behaviour import generated_matches, marker_log_odds
 from evidence.measure.methods.suffixes import allowed_token_ids, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
 
@@ -214,8 +214,9 @@ def evaluate_suffix(atk: Attack, suffix: Sequence[int], delta: torch.Tensor | No
         log_odds[group.rows] = lo.double().numpy()
         prompts = [atk.with_suffix(r, suffix) for r in group.rows]
         with scoped_hooks(atk.model.bridge, [] if edit is None else [("hook_embed", edit)]):
-            generated = greedy_generate(atk.model.bridge, prompts, steps, atk.batch_size)
-        defects[group.rows] = matches_marker(atk.model.tokenizer, generated, atk.phrases)
+            defects[group.rows] = generated_matches(
+                atk.model.bridge, atk.model.tokenizer, prompts, atk.phrases, steps, atk.batch_size
+            )
     return Outcome(scores=scores, log_odds=log_odds, defects=defects)
 
 

