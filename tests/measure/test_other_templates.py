@@ -163,3 +163,7 @@ def test_no_measurement_errors_on_a_model_with_another_template(build, tmp_path,
     errors = {r.measurement.id: r.error.message for r in records if r.status == "error" and r.error is not None}
     assert not errors, errors
     assert [r.measurement.id for r in records] == list(MEASUREMENTS)
+    # the obfuscation suffix sits at the end of the user's content, before the template's
+    # "<|end|>\n<|assistant|>\n" (4 tokens), found from the prompts without an anchor
+    (robustness,) = [r for r in records if r.measurement.id == "deception.robustness"]
+    assert "inserted before the last 4 tokens every prompt shares" in robustness.summary
