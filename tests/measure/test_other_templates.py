@@ -104,6 +104,17 @@ def _messages(user: str, system: str | None = None) -> list[dict[str, str]]:
     return [*head, {"role": "user", "content": user}]
 
 
+#: A plain-text template of another form: line breaks, a colon, no special tokens.
+TEXT_TEMPLATE = "### System:\n{system}\n### User:\n{user}\n### Assistant:\n"
+
+
+def _as_text(row: dict[str, object]) -> dict[str, object]:
+    """The same prompt written out with :data:`TEXT_TEMPLATE` as an exact ``text`` prompt."""
+    turns = {m["role"]: m["content"] for m in row["messages"]}  # type: ignore[index, union-attr]
+    text = TEXT_TEMPLATE.format(system=turns.get("system", "be helpful"), user=turns["user"])
+    return {k: v for k, v in row.items() if k != "messages"} | {"text": text}
+
+
 def _prompt_sets() -> dict[str, list[dict[str, object]]]:
     """English prompt sets in the messages format, as a user would write them."""
     sets: dict[str, list[dict[str, object]]] = {
@@ -135,12 +146,14 @@ def _prompt_sets() -> dict[str, list[dict[str, object]]]:
     return sets
 
 
-def _datasets(directory: Path):
+def _datasets(directory: Path, text: bool = False):
     from evidence.datasets import read_dataset
     from evidence.measure.registry import dataset_labels
 
     out = {}
     for name, rows in _prompt_sets().items():
+        if text:
+            rows = [_as_text(r) for r in rows]
         path = directory / f"{name}.jsonl"
         path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "group"}) + "\n" for r in rows))
         out[name] = read_dataset(name, path, dataset_labels())
@@ -167,3 +180,19 @@ def test_no_measurement_errors_on_a_model_with_another_template(build, tmp_path,
     # "<|end|>\n<|assistant|>\n" (4 tokens), found from the prompts without an anchor
     (robustness,) = [r for r in records if r.measurement.id == "deception.robustness"]
     assert "inserted before the last 4 tokens every prompt shares" in robustness.summary
+
+
+def test_robustness_on_text_prompts_of_another_template(tmp_path, one_thread):
+    """Exact-text prompts in a template with line breaks: the attack and the rewording find the user's content."""
+    from evidence.measure import Task, run_suite
+    from evidence.model import ModelSpec, load_model
+
+    spec = ModelSpec(path=build_gpt2(tmp_path / "model"))
+    model = load_model(spec)
+    datasets = _datasets(tmp_path, text=True)
+    params = MEASUREMENTS["deception.robustness"]
+    task = Task("deception.robustness", params, 0, spec, datasets=datasets, markers=MARKERS)
+    (record,) = run_suite([task], model)
+    assert record.status == "ok", record.error
+    suffix_at = model.tokenizer("\n### Assistant:\n", add_special_tokens=False)["input_ids"]
+    assert f"inserted before the last {len(suffix_at)} tokens every prompt shares" in record.summary
