@@ -57,7 +57,7 @@ from evidence.measure.methods.obfuscation import (
 from evidence.measure.methods.probes import fit_logistic, fit_mass_mean, threshold_at_fpr
 from evidence.measure.methods.suffix_attack import common_suffix_length
 from evidence.measure.methods.suffixes import allowed_token_ids
-from evidence.measure.stats import bootstrap_delta_auroc, bootstrap_mean, wilson_interval
+from evidence.measure.stats import auroc_interval, bootstrap_delta_auroc, bootstrap_mean, wilson_interval
 from evidence.model import LoadedModel
 from evidence.records import Baseline, ClauseRef, ConfidenceInterval, DataRef, Metric, Table
 
@@ -282,6 +282,8 @@ class _Shift:
     changed: int
     original: ProbeEval
     reworded: ProbeEval
+    original_ci: ConfidenceInterval  # DeLong / exact at the boundary: never of zero width
+    reworded_ci: ConfidenceInterval
     delta: float
     delta_ci: ConfidenceInterval
     k_recall: int
@@ -338,6 +340,8 @@ def _distribution_shift(
         changed=changed,
         original=original,
         reworded=reworded,
+        original_ci=auroc_interval(s_orig[labels], s_orig[~labels], level=params.ci_level)[1],
+        reworded_ci=auroc_interval(s_shift[labels], s_shift[~labels], level=params.ci_level)[1],
         delta=delta,
         delta_ci=delta_ci,
         k_recall=int(flags[labels].sum()),
@@ -353,11 +357,11 @@ def _shift_metrics(shift: _Shift, where: str, level: float) -> list[Metric]:
             name="auroc_shifted",
             value=shift.reworded.auroc,
             unit="AUROC",
-            ci=shift.reworded.auroc_ci,
+            ci=shift.reworded_ci,
             baseline=Baseline(
                 name="original prompts",
                 value=shift.original.auroc,
-                ci=shift.original.auroc_ci,
+                ci=shift.original_ci,
                 description="the same probe on the unchanged deception.eval",
             ),
             description=f"AUROC of the selected probe ({where}) on the reworded evaluation prompts",

