@@ -606,10 +606,19 @@ def batch_invariance(model: LoadedModel, params: BatchInvarianceParams, ctx: Mea
     gen_text = ""
     if generation is not None:
         matched = sum(first is None for first in generation.first_divergence)
+        ties = " (the rest parted only at near-ties)" if matched < len(generation.ids) else ""
         gen_text = (
             f" Greedy generation of {params.generation_tokens} tokens from a left-padded batch matched generation "
-            f"alone on {matched} of {len(generation.ids)} prompts (the rest parted only at near-ties), and its logits "
-            f"agree to within {generation.max_diff:.3g}."
+            f"alone on {matched} of {len(generation.ids)} prompts{ties}, and its logits agree to within "
+            f"{generation.max_diff:.3g}."
+        )
+    left = next((r for r in sides if r.side == "left"), None)
+    if left is not None and left.default_positions_diff is not None:
+        shifted = left.default_positions_diff
+        gen_text += f" With positions 0..width-1 instead, left-padded logits differ by up to {shifted:.3g}: " + (
+            "the logits do not depend on absolute position, so a position-id bug could not have been seen."
+            if shifted <= tol.value
+            else "the check does test that position ids follow the mask."
         )
     summary = (
         f"{len(lengths)} prompts of {min(lengths)}-{max(lengths)} tokens ({prompts.source.name}) were evaluated alone "

@@ -370,6 +370,7 @@ def test_left_padding_with_positions_that_ignore_the_mask_fails_on_learned_posit
     gpt2 = hf["gpt2"]
     healthy = run(gpt2, EQUAL)
     assert healthy.metric("default_positions_diff").value > 1e3 * healthy.metric("tolerance").value
+    assert "the check does test that position ids follow the mask" in healthy.summary
     record = run(wrapped(gpt2, DefaultPositionsForward(gpt2.bridge)), EQUAL)
     assert reported_difference(record) > 1e-2
     assert "left-padded, with an attention mask and position ids that follow it" in record.error.message
@@ -381,6 +382,7 @@ def test_a_position_bug_is_invisible_on_rotary_positions_and_the_record_says_so(
     assert record.status == "ok", record.error  # relative positions are unchanged: the logits are too
     assert record.metric("default_positions_diff").value <= record.metric("tolerance").value
     assert "could not have been seen" in record.metric("default_positions_diff").description
+    assert "a position-id bug could not have been seen" in record.summary
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
