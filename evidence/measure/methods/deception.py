@@ -555,9 +555,19 @@ class EvalBehaviour:
     tokens: int
 
 
-def generation_length(tokenizer: Any, phrases: Sequence[str], wanted: int) -> int:
-    """Tokens to generate: ``wanted``, and never fewer than the longest marker plus a margin of 4."""
-    return max(wanted, marker_length(tokenizer, phrases) + 4)
+def generation_length(tokenizer: Any, phrases: Sequence[str], wanted: int, room: int) -> int:
+    """Tokens to generate: ``wanted`` (at least the longest marker plus 4), within the ``room`` the context leaves.
+
+    Fewer than the longest marker's tokens cannot judge a defection: that is an error.
+    """
+    longest = marker_length(tokenizer, phrases)
+    if room < longest:
+        raise MeasurementError(
+            f"the longest evaluation prompt leaves {room} tokens of context, fewer than the {longest} of the "
+            "longest defection marker",
+            hint="shorten the evaluation prompts or the markers",
+        )
+    return min(max(wanted, longest + 4), room)
 
 
 def read_eval_behaviour(
@@ -567,7 +577,7 @@ def read_eval_behaviour(
     tokenizer = model.tokenizer
     ids = marker_ids_in_context(tokenizer, fit.eval_prompts, phrases)
     seqs = encode_prompts(model, fit.eval_prompts)
-    n = generation_length(tokenizer, phrases, tokens)
+    n = generation_length(tokenizer, phrases, tokens, model.n_ctx - max(len(q) for q in seqs))
     logits = last_position_logits(model.bridge, seqs, batch_size)
     log_odds = marker_log_odds(logits, ids).to(torch.float64).numpy()
     generated = greedy_generate(model.bridge, seqs, n, batch_size)
