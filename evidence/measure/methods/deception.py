@@ -405,6 +405,7 @@ def shared_probe_fit(model: LoadedModel, params: ProbeParams, ctx: MeasureContex
         "selection": params.selection,
         "min_cv_auroc": params.min_cv_auroc if params.selection == "latest" else None,
         "select_from": params.select_from,
+        "ci_level": params.ci_level,  # the operating point bounds its FPR at this level
     }
     return ctx.shared("deception.probe-fit", key, lambda: fit_deception_probe(model, params, ctx))
 

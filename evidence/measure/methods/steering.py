@@ -8,6 +8,7 @@ position, and greedy generated text matched against the phrases.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -360,7 +361,7 @@ def shared_causal_check(
         **{d.name: ctx.dataset(d.name).sha256 for d in DATASETS},
         "point": fit.chosen.point.hook,
         "kind": fit.chosen.probe.kind,
-        "weights": [float(w) for w in fit.chosen.probe.weights[:8]],
+        "probe": hashlib.sha256(fit.chosen.probe.weights.tobytes() + repr(fit.chosen.probe.bias).encode()).hexdigest(),
         "markers": list(behaviour.marker_ids),
         "helpful": list(helpful),
         "causal": params.model_dump(include=set(CausalParams.model_fields)),
