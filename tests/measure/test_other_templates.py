@@ -80,7 +80,7 @@ MEASUREMENTS = {
         "cv_folds": 2,
         "min_cv_auroc": 0.6,
         "n_random_directions": 2,
-        "n_steering_random": 2,
+        "n_steering_random": 8,
         "max_prompts": 8,
         "alpha_curve": [1.0, 2.0],
         "bootstrap_resamples": 200,
