@@ -74,7 +74,7 @@ class HeadsInventoryParams(UncertaintyParams):
         default=0.2, gt=0.0, lt=1.0, description="induction score at which a head joins the jointly ablated set"
     )
     random_ablation_draws: int = Field(
-        default=32, ge=2, description="random head sets of the same size ablated for the baseline"
+        default=32, ge=1, description="random head sets of the same size ablated for the baseline"
     )
 
 
@@ -427,13 +427,16 @@ def _ablation_metrics(
             unit="fraction",
             description=f"share of the {sets_text} whose mean increase is at least the ablated set's",
         ),
-        Metric(
-            name=f"{prefix}random_increase_spread",
-            value=float(per_draw.std(ddof=1)) if n_sets > 1 else 0.0,
-            unit="nats",
-            description=f"standard deviation over the {sets_text} of their mean increase",
-        ),
     ]
+    if n_sets > 1:  # a spread needs two sets
+        metrics.append(
+            Metric(
+                name=f"{prefix}random_increase_spread",
+                value=float(per_draw.std(ddof=1)),
+                unit="nats",
+                description=f"standard deviation over the {sets_text} of their mean increase",
+            )
+        )
     sentence = (
         f"Mean-ablating {heads_text} raises the loss on repeated tokens to {ablated_value:.3f} nats (increase "
         f"{increase_value:.3f}; {n_sets} random sets of as many heads {r_value:.3f}; difference {diff_value:.3f}, "
@@ -472,9 +475,9 @@ def _tokens_ref(name: str, tokens: np.ndarray, offset: int, params: HeadsInvento
         sha256=digest,
         count=int(tokens.shape[0]),
         description=(
-            f"{use}; int64 array of shape {list(tokens.shape)} (little-endian, row-major): "
+            f"int64 array of shape {list(tokens.shape)} (little-endian, row-major): "
             + ("BOS, then " if offset else "")
-            + f"{params.seq_len} random token ids, then the same ids again"
+            + f"{params.seq_len} random token ids, then the same ids again; the {use}"
         ),
     )
 
@@ -607,8 +610,10 @@ def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureCont
         _table("twin_head_scores", twin_scores[1].mean(axis=0), twin_description),
     ]
     data = [
-        _tokens_ref("heads.discovery_tokens", discovery, offset, params, "discovery split (heads are chosen here)"),
-        _tokens_ref("heads.evaluation_tokens", evaluation, offset, params, "evaluation split (every reported number)"),
+        _tokens_ref("heads.discovery_tokens", discovery, offset, params, "discovery split (heads are chosen on it)"),
+        _tokens_ref(
+            "heads.evaluation_tokens", evaluation, offset, params, "evaluation split (every number is reported on it)"
+        ),
     ]
     ctx.progress(1.0, "done")
     return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary)
