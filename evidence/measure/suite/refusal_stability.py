@@ -11,7 +11,7 @@ references, parameters and validation: ``docs/methods/refusal.stability.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -22,7 +22,7 @@ from evidence.crossref import Rule
 from evidence.datasets import Prompt
 from evidence.errors import MeasurementError
 from evidence.measure import DatasetUse, Expectation, MeasureContext, MeasurementParams, MeasurementResult, measurement
-from evidence.measure.methods.behaviour import first_token_ids, matches_marker, prompt_ids
+from evidence.measure.methods.behaviour import first_token_ids, marker_length, matches_marker, prompt_ids
 from evidence.measure.methods.directions import cosine, projections, random_unit_vectors, residuals
 from evidence.measure.methods.refusal_search import (
     HARMFUL,
@@ -469,12 +469,16 @@ def _attack_part(
     targets = [i for i in range(len(sets.harmful_eval)) if refused_eval[i]][: params.attack_prompts]
     end_len = template_end(sets.harmful_train + sets.harmful_eval, params.template_end_tokens)
     longest = max(len(s) for s in sets.harmful_train + sets.harmful_eval)
-    if targets and model.n_ctx < longest + params.suffix_len + reader.max_new_tokens:
+    # A prompt with the suffix is longer: its reply is judged within the context the suffix leaves.
+    room = model.n_ctx - longest - params.suffix_len
+    needed = marker_length(model.tokenizer, reader.phrases, sets.harmful_eval)
+    if targets and room < needed:
         raise MeasurementError(
-            f"prompts with a {params.suffix_len}-token suffix and {reader.max_new_tokens} response tokens exceed "
-            f"the model's context of {model.n_ctx}",
+            f"prompts with a {params.suffix_len}-token suffix leave {room} tokens of the model's context of "
+            f"{model.n_ctx}, fewer than the {needed} of the longest refusal marker",
             hint="lower suffix_len",
         )
+    attack_reader = replace(reader, max_new_tokens=max(1, min(reader.max_new_tokens, room)))
     helpful = tuple(ctx.markers.get("helpful", ()))
     objective = resolve_objective(params.attack_objective, helpful)
     if not targets:
@@ -496,7 +500,7 @@ def _attack_part(
         n_candidates=params.n_candidates,
         batch_size=max(params.batch_size, 256),
         generator=torch.Generator().manual_seed(attack_seed),
-        refused=reader.refused,
+        refused=attack_reader.refused,
         progress=lambda f: ctx.progress(0.6 + 0.35 * f, "adversarial suffix search"),
     )
     attacked = [insert_suffix(s, x, end_len) for s, x in zip(seqs, result.suffixes, strict=True)]
@@ -504,14 +508,14 @@ def _attack_part(
     n_att = len(seqs)
     report.metrics.append(_success_metric(params, result, n_att, objective))
     if helpful:
-        k_help = int(matches_marker(model.tokenizer, reader.generate(attacked), helpful).sum())
+        k_help = int(matches_marker(model.tokenizer, attack_reader.generate(attacked), helpful).sum())
         report.metrics.append(
             Metric(
                 name="attack_helpful_rate",
                 value=k_help / n_att,
                 unit="fraction",
                 ci=wilson_interval(k_help, n_att, level=params.ci_level),
-                description="share of attacked prompts whose continuation opens with a helpful marker",
+                description="share of attacked prompts whose greedy reply contains a helpful marker",
             )
         )
     logodds_random = reader.log_odds(reader.logits(randomised))
