@@ -550,7 +550,7 @@ def _summary(
 
 @measurement(
     "deception.probe",
-    version="2.0.0",
+    version="2.1.0",
     params=DeceptionProbeParams,
     clauses=CLAUSES,
     datasets=DATASETS,

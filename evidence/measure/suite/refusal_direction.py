@@ -500,7 +500,7 @@ def _summary(
 
 @measurement(
     "refusal.direction",
-    version="1.0.0",
+    version="1.1.0",
     params=RefusalDirectionParams,
     clauses=CLAUSES,
     datasets=[DatasetUse.of(HARMFUL, "harmful"), DatasetUse.of(HARMLESS, "harmless")],

@@ -585,7 +585,7 @@ def _summary(
 
 @measurement(
     "refusal.stability",
-    version="1.0.0",
+    version="1.1.0",
     params=RefusalStabilityParams,
     clauses=CLAUSES,
     datasets=[DatasetUse.of(HARMFUL, "harmful"), DatasetUse.of(HARMLESS, "harmless")],

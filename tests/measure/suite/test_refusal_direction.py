@@ -162,7 +162,7 @@ def test_both_measurements_are_registered_with_their_inputs_and_catalogued_claus
     defs = registered()
     for mid in ("refusal.direction", "refusal.stability"):
         d = defs[mid]
-        assert d.version == "1.0.0"
+        assert d.version == "1.1.0"
         assert d.required_datasets == ("refusal.harmful", "refusal.harmless")
         assert d.markers == ("refusal",)
         catalog.check(d.clauses)
