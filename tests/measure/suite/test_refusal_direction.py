@@ -102,7 +102,9 @@ def test_refuser_record_reads_on_the_evaluation_part_with_projection_as_the_head
 def test_the_drop_interval_has_width_even_when_every_prompt_changes(organism):
     # The affine edit removes all refusal on the refuser's evaluation part: 100% -> 0%. A paired
     # bootstrap gave [100, 100]; Newcombe's interval for the difference of two rates does not.
-    record = run_measurement("refusal.direction", organism("refuser"), ablation="affine", n_random_directions=2)
+    record = run_measurement(
+        "refusal.direction", organism("refuser"), ablation="affine", positions=[-1], max_kl=10.0, n_random_directions=2
+    )
     base, ablated = metric(record, "refusal_rate_baseline"), metric(record, "refusal_rate_ablated")
     assert base.value == 1.0 and ablated.value == 0.0, (base, ablated)
     drop = metric(record, "refusal_drop_under_ablation")
@@ -114,7 +116,12 @@ def test_the_drop_interval_has_width_even_when_every_prompt_changes(organism):
 def test_no_causal_direction_when_addition_does_not_induce_refusal_in_generated_text(organism):
     # On demo the direction that ablation removes raises the refusal token's log-odds under addition
     # but few harmless prompts are refused in generated text: the claim must not be made.
-    record = run_measurement("refusal.direction", organism("demo"), ablation="affine", n_random_directions=2)
+    # (version 1's configuration: the affine edit with a KL filter that passes it)
+    record = run_measurement(
+        "refusal.direction", organism("demo"), ablation="affine", positions=[-1], max_kl=10.0, n_random_directions=2
+    )
+    assert metric(record, "candidates_passing").value >= 1
+    assert metric(record, "refusal_drop_under_ablation").value >= 80.0
     induced = metric(record, "refusal_rate_induced")
     assert induced.ci is not None and induced.ci.lower < 0.5, induced
     assert metric(record, "causal_direction_found").value == 0
