@@ -153,6 +153,31 @@ class _Boot:
         )
 
 
+def _rate_baseline(values: np.ndarray, level: float, what: str, n_draws: int) -> Baseline:
+    """A random-direction rate baseline: the mean over draws per prompt, with a Wilson interval (never zero width)."""
+    n = int(values.size)
+    rate = float(values.mean())
+    return Baseline(
+        name="random direction",
+        value=rate,
+        ci=wilson_interval(int(round(rate * n)), n, level=level),
+        description=f"{what}, mean over {n_draws} random directions per prompt (Wilson interval over prompts)",
+    )
+
+
+def _drop_baseline(reads: _Readouts, rand: _Random, params: RefusalDirectionParams) -> Baseline:
+    """The drop with a random direction ablated (mean over draws per prompt), with Newcombe's interval."""
+    n = int(reads.base_refused.size)
+    k_rand = int(round(float(rand.means["refused"].mean()) * n))
+    d, ci = newcombe_difference(int(reads.base_refused.sum()), n, k_rand, n, level=params.ci_level)
+    return Baseline(
+        name="random direction",
+        value=d * 100.0,
+        ci=_scaled(ci),
+        description=f"drop with a random direction ablated, mean over {params.n_random_directions} draws per prompt",
+    )
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -446,8 +471,11 @@ def _rate_metrics(
             level,
             f"share of the evaluation part's harmful prompts refused with the direction ablated by "
             f"{_method(found.ablation)} ({where})",
-            boot.random_baseline(
-                rand["refused"], "random ablation refusal", "refusal rate with a random direction ablated"
+            _rate_baseline(
+                rand["refused"],
+                level,
+                "refusal rate with a random direction ablated",
+                boot.params.n_random_directions,
             ),
         ),
         _rate_metric(
@@ -456,10 +484,11 @@ def _rate_metrics(
             level,
             f"share of the evaluation part's harmless prompts refused (generated text) with the direction "
             f"added at {where}",
-            boot.random_baseline(
+            _rate_baseline(
                 rand["induced"],
-                "random addition refusal",
+                level,
                 "refusal rate with a random vector of the same norm added at the same layer",
+                boot.params.n_random_directions,
             ),
         ),
         _rate_metric(
@@ -712,7 +741,6 @@ def direction(model: LoadedModel, params: RefusalDirectionParams, ctx: MeasureCo
     rand = _random_baselines(reader, found, params.n_random_directions, generator)
     boot = _Boot(params, ctx.derive_seed("bootstrap"))
     decision = _decide(params, found, reads, rand)
-    rand_drop = (reads.base_refused.astype(float) - rand.means["refused"]) * 100.0
     drop_value, drop_ci = decision.drop
     over_value, over_ci = decision.over_random
 
@@ -724,7 +752,7 @@ def direction(model: LoadedModel, params: RefusalDirectionParams, ctx: MeasureCo
             value=drop_value,
             unit="percentage points",
             ci=drop_ci,
-            baseline=boot.random_baseline(rand_drop, "random ablation drop", "drop with a random direction ablated"),
+            baseline=_drop_baseline(reads, rand, params),
             description=(
                 "refusal rate on the evaluation part's harmful prompts, without intervention minus with the "
                 "direction ablated (Newcombe's interval for a difference of two rates; the same prompts on both "
