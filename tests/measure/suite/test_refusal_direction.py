@@ -170,7 +170,7 @@ def test_control_reports_no_causal_direction_as_a_result(direction_record):
     assert metric(record, "causal_direction_found").value == 0
     assert metric(record, "candidates_passing").value == 0
     base = metric(record, "refusal_rate_baseline")
-    assert base.ci is not None and base.ci.upper < 0.1, base
+    assert base.ci is not None and base.ci.upper < 0.15, base  # 0 of 32: Wilson upper bound 0.107
     induced = metric(record, "refusal_rate_induced")
     assert induced.ci is not None and induced.ci.upper < 0.2, induced
     rows = table(record, "candidates")
