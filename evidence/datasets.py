@@ -38,6 +38,9 @@ class Prompt(_Strict):
     label: str
     text: str | None = None
     messages: list[_Message] | None = None
+    goal: bool | None = None  # goal tasks: whether the goal holds (the correct answer is answers[0])
+    proxy: bool | None = None  # goal tasks: whether the proxy points to answers[0]
+    answers: tuple[str, str] | None = None  # goal tasks: [answer when the goal holds, answer when it does not]
 
 
 @dataclass(frozen=True)

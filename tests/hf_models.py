@@ -1,9 +1,12 @@
 """Tiny Hugging Face checkpoints built in the tests, shaped like real ones.
 
-Each has a sub-word (byte-level BPE) tokenizer trained in-process on a small
-English-like corpus, a chat template, and random weights: a GPT-2 (LayerNorm,
-GELU MLP, learned positions) and a Llama (RMSNorm, SwiGLU, rotary embeddings,
-grouped-query attention). Nothing is downloaded; the directories load through
+Each has a sub-word BPE tokenizer trained in-process on a small English-like
+corpus, a chat template, and random weights: a GPT-2 (LayerNorm, GELU MLP,
+learned positions) with a byte-level tokenizer (``" I"`` and ``"I"`` are
+different tokens), and a Llama (RMSNorm, SwiGLU, rotary embeddings,
+grouped-query attention) with a SentencePiece-style one (``▁`` marks a word
+start, and a phrase tokenized alone starts with ``▁I`` where, after a line
+break in a prompt, it starts with ``I``). Nothing is downloaded; the directories load through
 the same path as a user's model (``ModelSpec(path=...)``).
 """
 
@@ -31,18 +34,35 @@ CHAT_TEMPLATE = (
 SPECIAL = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
 
-def bpe_tokenizer(vocab_size: int = 512):  # -> PreTrainedTokenizerFast
-    """A byte-level BPE tokenizer trained on :data:`WORDS`, with :data:`CHAT_TEMPLATE`."""
+#: Characters the SentencePiece-style tokenizer knows besides those of :data:`WORDS` (others are unknown).
+_ALPHABET = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;!?'\"-_()[]{}<>|/#+*\n\t")
+
+
+def bpe_tokenizer(vocab_size: int = 512, style: str = "byte-level"):  # -> PreTrainedTokenizerFast
+    """A BPE tokenizer trained on :data:`WORDS`, with :data:`CHAT_TEMPLATE`.
+
+    ``style``: ``"byte-level"`` (GPT-2) or ``"metaspace"`` (SentencePiece-like, as Llama's: a ``▁``
+    is prepended to the first word of a text only).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    if style == "byte-level":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    elif style == "metaspace":
+        tok = Tokenizer(models.BPE(unk_token=SPECIAL[0]))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
+        alphabet = _ALPHABET
+    else:
+        raise ValueError(f"unknown tokenizer style {style!r}")
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIAL,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=alphabet,
         show_progress=False,
     )
     tok.train_from_iterator([WORDS] * 20, trainer=trainer)
@@ -82,11 +102,11 @@ def build_gpt2(directory: Path, *, seed: int = 0, n_layer: int = 2, d_model: int
 
 
 def build_llama(directory: Path, *, seed: int = 0, n_layer: int = 2, d_model: int = 32) -> Path:
-    """A random Llama-style checkpoint (RMSNorm, SwiGLU, rotary, grouped-query attention)."""
+    """A random Llama-style checkpoint (RMSNorm, SwiGLU, rotary, grouped-query attention), SentencePiece-style BPE."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = bpe_tokenizer()
+    tokenizer = bpe_tokenizer(style="metaspace")
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

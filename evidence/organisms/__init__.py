@@ -11,7 +11,11 @@ does not match the manifest.
 :func:`train` retrains one organism from its seed and rewrites its files and
 its manifest entry (and nothing else). Training is deterministic: fixed
 seeds, ``torch.use_deterministic_algorithms(True)`` and one CPU thread, so
-retraining on the same software stack reproduces the committed bytes.
+retraining on the same software stack and the same family of CPU kernels (the
+manifest records both) reproduces the committed bytes; on another CPU (e.g.
+AVX512 kernels where the weights were trained with AVX2) float rounding differs
+in the last bits, and retrained weights agree with the committed ones only
+numerically (for `induction`: largest weight difference about 1e-5).
 
 To add an organism: write a module with a training function
 ``fn(spec, progress) -> TrainedOrganism`` (import torch inside the function,
@@ -26,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import platform
 import time
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -225,6 +230,9 @@ def train(
         "trained_with": {
             "torch": torch.__version__,
             "transformer_lens": metadata.version("transformer-lens"),
+            # Float training is bit-reproducible only on the same family of CPU kernels.
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "machine": platform.machine(),
         },
     }
     if spec.seed != get_spec(name).seed:

@@ -430,7 +430,7 @@ def test_measurements_of_one_id_as_json(capsys):
     described = json.loads(out)
     assert list(described) == ["heads.inventory"]
     n_sequences = next(p for p in described["heads.inventory"]["parameters"] if p["name"] == "n_sequences")
-    assert n_sequences["type"] == "int" and n_sequences["default"] == 64
+    assert n_sequences["type"] == "int" and n_sequences["default"] == 128
 
 
 def test_measurements_of_an_unknown_id_suggests_the_closest(capsys):

@@ -15,6 +15,7 @@ from evidence.errors import ModelLoadError
 from evidence.measure import Task, run_task
 from evidence.model import LoadedModel, ModelSpec, load_model, weights_digest
 from evidence.organisms import ENV_WEIGHTS_DIR, MANIFEST_NAME, read_manifest, train, weights_dir
+from tests.helpers_organisms import assert_matches_committed
 
 SPEC = ModelSpec(organism="induction")
 
@@ -92,10 +93,10 @@ def test_training_is_bit_reproducible_and_matches_the_committed_weights(tmp_path
     assert a.weights_sha256 == b.weights_sha256 and a.final_loss == b.final_loss
     assert read_manifest(first)["other"] == other  # other organisms' entries survive
     assert read_manifest(first)["induction"] == read_manifest(second)["induction"]
-    assert a.weights_sha256 == committed["weights_sha256"], (
-        f"retrained weights differ from the committed ones (trained with {committed['trained_with']})"
-    )
-    assert a.final_loss == committed["final_loss"]
+    # Bit-identical to the committed weights on the CPU kernels they were trained with; elsewhere equal
+    # up to float rounding (the kernels are recorded in the manifest).
+    assert_matches_committed("induction", a.weights_sha256, a.final_loss, Path(a.weights_path))
+    assert committed["config"] == read_manifest(first)["induction"]["config"]
     assert Path(a.weights_path).stat().st_mode & 0o777 == 0o644
 
 

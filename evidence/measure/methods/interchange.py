@@ -15,6 +15,7 @@ component along it is replaced by a source prompt's. Used by
 * :func:`interchange_shift`, :func:`patched_logit_diff` — the intervention;
 * :func:`last_position_residuals`, :func:`logit_diff` — reading the model without intervention;
 * :func:`interchange_effects`, :func:`measure_layer` — per-base effects at one block;
+* :func:`restrict` — the same effects on a subset of the bases (the split a layer is chosen on, or reported on);
 * :func:`reliance_index`, :func:`bootstrap_reliance_index` — the Proxy Reliance Index (experimental).
 """
 
@@ -51,6 +52,7 @@ __all__ = [
     "patched_logit_diff",
     "random_unit_directions",
     "reliance_index",
+    "restrict",
     "symmetric_orthonormalise",
     "two_folds",
 ]
@@ -303,6 +305,24 @@ class LayerResult:
     def score(self) -> float:
         """``iia_goal + iia_proxy``: what layer selection maximises."""
         return float(self.goal.success.mean() + self.proxy.success.mean())
+
+
+def restrict(result: LayerResult, keep: np.ndarray) -> LayerResult:
+    """``result`` with only the bases where ``keep`` (boolean, one per base) is true."""
+
+    def sub(effect: InterchangeEffect) -> InterchangeEffect:
+        return InterchangeEffect(effect.delta[keep], effect.abs_delta[keep], effect.success[keep])
+
+    if not np.any(keep):
+        raise MeasurementError("no base prompt left in a split of the interchange pairs")
+    return LayerResult(
+        layer=result.layer,
+        cosine=result.cosine,
+        goal=sub(result.goal),
+        proxy=sub(result.proxy),
+        random_goal=sub(result.random_goal),
+        random_proxy=sub(result.random_proxy),
+    )
 
 
 def interchange_effects(

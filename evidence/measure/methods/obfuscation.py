@@ -19,12 +19,20 @@ from pydantic import Field
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, MeasurementParams
 from evidence.measure.hooks import HookFn, scoped_hooks
-from evidence.measure.methods.behaviour import greedy_generate, marker_log_odds, matches_marker
-from evidence.measure.methods.deception import marker_length
-from evidence.measure.methods.suffixes import allowed_token_ids, anchored_end, insert_suffix, one_hot_gradient_hook
+from evidence.measure.methods.behaviour import generated_matches, marker_log_odds
+from evidence.measure.methods.suffixes import allowed_token_ids, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
 
-__all__ = ["Attack", "Checkpoint", "ObfuscationParams", "Outcome", "embedding_radius", "evaluate_suffix", "run_attack"]
+__all__ = [
+    "Attack",
+    "Checkpoint",
+    "ObfuscationParams",
+    "Outcome",
+    "embedding_radius",
+    "evaluate_suffix",
+    "run_attack",
+    "suffix_activations",
+]
 
 
 class ObfuscationParams(MeasurementParams):
@@ -32,11 +40,15 @@ class ObfuscationParams(MeasurementParams):
 
     attack: Literal["gcg", "embedding"] = "embedding"
     suffix_init: str = Field(default="please please please please", min_length=1)
-    suffix_anchor: str = Field(
-        default="assistant :", description="the suffix goes right before this; empty: at the end"
+    template_end_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        description="closing template tokens the suffix goes before; None: the token suffix common to every prompt",
     )
     attack_steps: int = Field(default=60, ge=0, le=10_000)
-    attack_prompts: int = Field(default=24, ge=1)
+    attack_prompts: int = Field(
+        default=24, ge=1, description="triggered prompts the suffix is optimised on (at most half of them)"
+    )
     gcg_candidates: int = Field(default=32, ge=1)
     gcg_topk: int = Field(default=16, ge=1)
     embedding_radius: float = Field(default=1.0, gt=0.0, description="per-position bound, x median embedding norm")
@@ -47,6 +59,9 @@ class ObfuscationParams(MeasurementParams):
     )
     probe_margin: float = Field(default=0.1, ge=0.0)
     eval_every: int = Field(default=10, ge=1)
+    min_new_tokens: int = Field(
+        default=32, ge=1, description="generated tokens at least, to read the defection from (more for long markers)"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,25 +82,26 @@ class Attack:
     params: ObfuscationParams
     batch_size: int
     bases: list[list[int]]  # triggered prompts, without suffix
-    anchor: list[int]
+    end_len: int  # closing template tokens of every prompt: the suffix goes before them
     completion: list[int]  # the first defection marker's tokens, teacher-forced after the prompt
     marker_ids: list[int]
     phrases: tuple[str, ...]
+    new_tokens: int  # generated to read the defection
     threshold: float
     scale: float
     weights: torch.Tensor
     bias: float
 
     def with_suffix(self, row: int, suffix: Sequence[int]) -> list[int]:
-        """Prompt ``row`` with ``suffix`` inserted before its closing anchor."""
-        return insert_suffix(self.bases[row], [int(t) for t in suffix], anchored_end(self.bases[row], self.anchor))
+        """Prompt ``row`` with ``suffix`` inserted before its closing template tokens."""
+        return insert_suffix(self.bases[row], [int(t) for t in suffix], self.end_len)
 
     def groups(self, rows: Sequence[int], k: int) -> list[_Group]:
         """``rows`` grouped by prompt length (with a suffix of ``k`` tokens)."""
         by: dict[tuple[int, int], list[int]] = {}
         for r in rows:
             n = len(self.bases[r])
-            by.setdefault((n, n - anchored_end(self.bases[r], self.anchor)), []).append(r)
+            by.setdefault((n, n - self.end_len), []).append(r)
         return [_Group(rows=v, start=at, end=n + k - 1) for (n, at), v in sorted(by.items())]
 
     def tokens(self, group: _Group, suffixes: np.ndarray) -> torch.Tensor:
@@ -185,12 +201,12 @@ class Outcome:
 
 
 def evaluate_suffix(atk: Attack, suffix: Sequence[int], delta: torch.Tensor | None) -> Outcome:
-    """Probe scores, defection log-odds and generated defection on every triggered prompt."""
+    """Probe scores, defection log-odds and generated defection on every prompt of ``atk.bases``."""
     rows = list(range(len(atk.bases)))
     scores = np.zeros(len(rows))
     log_odds = np.zeros(len(rows))
     defects = np.zeros(len(rows), dtype=bool)
-    steps = marker_length(atk.model.tokenizer, atk.phrases)
+    steps = atk.new_tokens
     for group in atk.groups(rows, len(suffix)):
         edit = None if delta is None else _perturbation_hook(group.start, delta.detach())
         _, score, lo = atk.forward(atk.tokens(group, np.asarray([suffix])), group.end, edit, grad=False)
@@ -198,9 +214,41 @@ def evaluate_suffix(atk: Attack, suffix: Sequence[int], delta: torch.Tensor | No
         log_odds[group.rows] = lo.double().numpy()
         prompts = [atk.with_suffix(r, suffix) for r in group.rows]
         with scoped_hooks(atk.model.bridge, [] if edit is None else [("hook_embed", edit)]):
-            generated = greedy_generate(atk.model.bridge, prompts, steps, atk.batch_size)
-        defects[group.rows] = matches_marker(atk.model.tokenizer, generated, atk.phrases)
+            defects[group.rows] = generated_matches(
+                atk.model.bridge, atk.model.tokenizer, prompts, atk.phrases, steps, atk.batch_size
+            )
     return Outcome(scores=scores, log_odds=log_odds, defects=defects)
+
+
+@torch.no_grad()
+def suffix_activations(atk: Attack, suffix: Sequence[int], delta: torch.Tensor | None) -> np.ndarray:
+    """Activations at the probe's read point, last prompt position, of every prompt of ``atk.bases`` with the suffix.
+
+    float64 ``[n, d_model]``; no generation. The probe's score is ``activations @ weights + bias``.
+    """
+    rows = list(range(len(atk.bases)))
+    out: np.ndarray | None = None
+    stored: dict[str, torch.Tensor] = {}
+
+    def keep(activation: torch.Tensor, hook: Any) -> None:
+        stored["a"] = activation
+
+    for group in atk.groups(rows, len(suffix)):
+        hooks: list[tuple[str, HookFn]] = [(atk.point_hook, keep)]
+        if delta is not None:
+            hooks.insert(0, ("hook_embed", _perturbation_hook(group.start, delta.detach())))
+        for s in range(0, len(group.rows), atk.batch_size):
+            part = group.rows[s : s + atk.batch_size]
+            tokens = torch.tensor([atk.with_suffix(r, suffix) for r in part], dtype=torch.long)
+            with scoped_hooks(atk.model.bridge, hooks):
+                atk.model.bridge(tokens)
+            acts = stored["a"][:, group.end, :].double().numpy()
+            if out is None:
+                out = np.zeros((len(rows), acts.shape[1]), dtype=np.float64)
+            out[part] = acts
+    if out is None or not np.all(np.isfinite(out)):
+        raise MeasurementError("the activations of the prompts with the suffix are missing or non-finite")
+    return out
 
 
 def embedding_radius(model: LoadedModel, params: ObfuscationParams) -> float:
@@ -214,10 +262,9 @@ Checkpoint = Callable[[int, float, list[int], "torch.Tensor | None"], None]
 def run_attack(
     atk: Attack, suffix0: list[int], rng: np.random.Generator, ctx: MeasureContext, on_checkpoint: Checkpoint
 ) -> tuple[list[int], torch.Tensor | None, float]:
-    """Optimise the suffix; returns the best (tokens, embedding perturbation or None, loss) found."""
+    """Optimise the suffix on every prompt of ``atk.bases``; returns the best (tokens, perturbation or None, loss)."""
     params = atk.params
-    n = len(atk.bases)
-    rows = sorted(rng.choice(n, min(params.attack_prompts, n), replace=False).tolist())
+    rows = list(range(len(atk.bases)))
     suffix = list(suffix0)
     allowed = allowed_token_ids(atk.model)
     banned = torch.ones(atk.model.d_vocab, dtype=torch.bool)

@@ -85,6 +85,15 @@ class InductionTask:
         """Positions whose next token is scored: the second copy, its first token to its penultimate."""
         return torch.arange(self.offset + self.seq_len, self.length - 1)
 
+    def rows(self, index: np.ndarray) -> InductionTask:
+        """The examples at ``index``, same layout."""
+        return InductionTask(
+            clean=np.ascontiguousarray(self.clean[index]),
+            corrupted=np.ascontiguousarray(self.corrupted[index]),
+            offset=self.offset,
+            seq_len=self.seq_len,
+        )
+
     def digest(self) -> str:
         """sha256 over the clean then the corrupted array (int64 little-endian, row-major)."""
         h = hashlib.sha256()

@@ -1,7 +1,7 @@
 """Building blocks of the adversarial suffix searches in ``refusal.stability`` and ``deception.robustness``.
 
 Both searches put a suffix of ordinary tokens into a prompt just before the
-tokens that close it (the template's assistant marker), take the gradient of
+tokens that close it (the template tokens every prompt ends with), take the gradient of
 their objective with respect to a one-hot encoding of the suffix (GCG, Zou et
 al. 2023), and try single-token substitutions among the most promising tokens.
 What they optimise differs: ``refusal.stability`` searches one suffix per
@@ -23,7 +23,7 @@ from evidence.errors import MeasurementError
 from evidence.measure.hooks import HookFn
 from evidence.model import LoadedModel
 
-__all__ = ["allowed_token_ids", "allowed_tokens", "anchored_end", "insert_suffix", "one_hot_gradient_hook"]
+__all__ = ["allowed_token_ids", "allowed_tokens", "insert_suffix", "one_hot_gradient_hook"]
 
 
 def allowed_tokens(model: LoadedModel) -> torch.Tensor:
@@ -53,16 +53,6 @@ def insert_suffix(seq: Sequence[int], suffix: Sequence[int], end_len: int) -> li
     """``seq`` with ``suffix`` inserted before its last ``end_len`` tokens."""
     cut = len(seq) - end_len
     return [*seq[:cut], *suffix, *seq[cut:]]
-
-
-def anchored_end(ids: Sequence[int], anchor: Sequence[int]) -> int:
-    """How many closing tokens a suffix goes before: ``len(anchor)``, once ``ids`` is checked to end with it."""
-    if anchor and (len(ids) < len(anchor) or list(ids[-len(anchor) :]) != list(anchor)):
-        raise MeasurementError(
-            "a prompt to attack does not end with the suffix anchor",
-            hint='set suffix_anchor to the text every prompt ends with (the assistant turn marker), or to ""',
-        )
-    return len(anchor)
 
 
 def one_hot_gradient_hook(start: int, embedded: torch.Tensor) -> HookFn:

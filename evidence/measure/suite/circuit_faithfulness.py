@@ -1,10 +1,11 @@
 """``circuit.faithfulness``: find the components that carry a behaviour, check them causally, and score the circuit.
 
-Attribution (EAP-IG by default; AtP and AtP* as options) screens every node
-and every edge, activation patching verifies the candidates, and the circuit
-ranked by verified effect is scored by its faithfulness curve (MIB-style CPR
-and CMD) against random circuits and a randomly initialised twin. The
-algorithms live in :mod:`evidence.measure.methods.patching`,
+On a discovery half of the examples, attribution (EAP-IG by default; AtP and
+AtP* as options) scores every node and every edge, activation patching verifies
+the candidates, and the circuit size k is chosen; the attribution method's own
+circuit is then scored on the disjoint evaluation half by its faithfulness curve
+(MIB-style CPR and CMD) against random circuits and a randomly initialised twin.
+The algorithms live in :mod:`evidence.measure.methods.patching`,
 :mod:`~evidence.measure.methods.attribution`, :mod:`~evidence.measure.methods.edges`
 and :mod:`~evidence.measure.methods.faithfulness`; the method, its rationale
 and the validation numbers are in docs/methods/circuit.faithfulness.md.
@@ -12,6 +13,7 @@ and the validation numbers are in docs/methods/circuit.faithfulness.md.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +35,7 @@ from evidence.measure.methods.faithfulness import (
     CircuitSearch,
     Curve,
     CurveScorer,
+    evaluate_circuit,
     find_circuit,
     rank_agreement,
 )
@@ -104,7 +107,9 @@ class CircuitParams(UncertaintyParams):
 
     task: Literal["induction"] = Field(default="induction", description="the behaviour the circuit is for")
     metric: Literal["logprob", "logit_diff"] = "logprob"
-    n_examples: int = Field(default=64, ge=2, le=100_000)
+    n_examples: int = Field(
+        default=128, ge=4, le=100_000, description="examples, split into a discovery and an evaluation half"
+    )
     seq_len: int | None = Field(
         default=None, ge=2, description="length of the repeated segment; default: 16, or what the context allows"
     )
@@ -119,7 +124,15 @@ class CircuitParams(UncertaintyParams):
     )
     ig_steps: int = Field(default=8, ge=1, le=256, description="integration steps of eap-ig (midpoint rule)")
     k: int | None = Field(default=None, ge=1, description="circuit size; default: smallest k reaching the target")
-    target_faithfulness: float = Field(default=0.8, gt=0.0, le=1.0)
+    target_faithfulness: float = Field(
+        default=0.8, gt=0.0, le=1.0, description="k: the smallest size reaching it on the discovery examples"
+    )
+    min_gain_over_random: float = Field(
+        default=0.25,
+        gt=0.0,
+        le=1.0,
+        description="held-out faithfulness at k minus random circuits' at k: CI lower bound needed for circuit_found",
+    )
     max_circuit_fraction: float = Field(default=0.75, gt=0.0, le=1.0)
     min_task_effect: float = Field(default=0.5, gt=0.0, description="in the metric's units")
     max_patched_nodes: int = Field(default=256, ge=3, description="nodes verified by activation patching")
@@ -146,10 +159,45 @@ class CircuitParams(UncertaintyParams):
 # -- compute -----------------------------------------------------------------------------------
 
 
+@dataclass
+class _Split:
+    """The discovery and evaluation examples, each with its patching inputs and bootstrap."""
+
+    discovery: PatchingInputs
+    evaluation: PatchingInputs
+    discovery_boot: Bootstrap
+    evaluation_boot: Bootstrap
+
+
+def _split(
+    model: LoadedModel, nodes: list[Node], task: InductionTask, params: CircuitParams, ctx: MeasureContext
+) -> _Split:
+    """A seeded random half of the examples for discovery, the other half for evaluation."""
+    order = np.random.default_rng(ctx.derive_seed("split")).permutation(task.clean.shape[0])
+    half = task.clean.shape[0] // 2
+    parts = [task.rows(np.sort(order[:half])), task.rows(np.sort(order[half:]))]
+    inputs = [PatchingInputs(model, nodes, t, params.metric, params.ablation, params.batch_size) for t in parts]
+    bootstrap_seed = ctx.derive_seed("bootstrap")
+    boots = [
+        Bootstrap.draw(
+            t.clean.shape[0],
+            rng=np.random.default_rng([bootstrap_seed, i]),
+            resamples=params.bootstrap_resamples,
+            level=params.ci_level,
+        )
+        for i, t in enumerate(parts)
+    ]
+    return _Split(inputs[0], inputs[1], boots[0], boots[1])
+
+
 def _node_circuit(
-    inputs: PatchingInputs, params: CircuitParams, boot: Bootstrap, rng: np.random.Generator, ctx: MeasureContext
-) -> tuple[Circuit, np.ndarray]:
-    """The node circuit, and plain AtP scores ``[examples, nodes]`` (always computed, reported beside it)."""
+    split: _Split, params: CircuitParams, rng: np.random.Generator, ctx: MeasureContext
+) -> tuple[Circuit, Circuit, np.ndarray]:
+    """The node circuit found on the discovery examples, the same on the evaluation examples, and plain AtP scores.
+
+    Plain AtP scores ``[discovery examples, nodes]`` are always computed and reported beside the chosen method.
+    """
+    inputs, boot = split.discovery, split.discovery_boot
     ctx.progress(0.0, "attribution patching")
     plain_atp, attribution_clean = attribution_scores(inputs, "atp")
     if params.attribution == "atp":
@@ -164,9 +212,17 @@ def _node_circuit(
         boot=boot,
         rng=rng,
         stages=("activation patching", "faithfulness curve", "the gradient pass and the patching pass"),
-        progress=lambda f, what: ctx.progress(0.1 + 0.5 * f, what),
+        progress=lambda f, what: ctx.progress(0.1 + 0.35 * f, what),
     )
-    return circuit, plain_atp
+    split.evaluation.means = inputs.means  # mean ablation: the discovery examples' means, on both halves
+    held = evaluate_circuit(
+        circuit,
+        lambda sets, progress: patched_metrics(split.evaluation, sets, progress),
+        boot=split.evaluation_boot,
+        progress=lambda f, what: ctx.progress(0.45 + 0.15 * f, what),
+        stage="held-out faithfulness curve",
+    )
+    return circuit, held, plain_atp
 
 
 def _search(params: CircuitParams, max_patched: int, max_points: int, k: int | None) -> CircuitSearch:
@@ -183,22 +239,31 @@ def _edge_graph(model: LoadedModel, task: InductionTask, params: CircuitParams) 
 
 
 def _edge_circuit(
-    graph: EdgeModel, inputs: PatchingInputs, params: CircuitParams, boot: Bootstrap, seed: int, ctx: MeasureContext
-) -> Circuit:
-    """Edges scored by attribution, verified by patching each alone, ranked, and the edge circuit's curve."""
+    graph: EdgeModel, split: _Split, params: CircuitParams, seed: int, ctx: MeasureContext
+) -> tuple[Circuit, Circuit]:
+    """Edges scored, verified, ranked and sized on the discovery examples; the edge circuit's held-out curve."""
     ctx.progress(0.65, "edge attribution")
-    edges = EdgePatchingInputs(graph, inputs)
+    edges = EdgePatchingInputs(graph, split.discovery)
     scores, attribution_clean = edge_attribution_scores(edges, params.attribution, params.ig_steps)
-    return find_circuit(
+    found = find_circuit(
         scores,
         attribution_clean,
         lambda sets, progress: edge_patched_metrics(edges, sets, progress),
         search=_search(params, params.max_patched_edges, params.max_edge_curve_points, None),
-        boot=boot,
+        boot=split.discovery_boot,
         rng=np.random.default_rng(seed),
         stages=("edge patching", "edge faithfulness curve", "edge gradients and edge patching"),
-        progress=lambda f, what: ctx.progress(0.7 + 0.25 * f, what),
+        progress=lambda f, what: ctx.progress(0.7 + 0.15 * f, what),
     )
+    held_out = EdgePatchingInputs(graph, split.evaluation)
+    held = evaluate_circuit(
+        found,
+        lambda sets, progress: edge_patched_metrics(held_out, sets, progress),
+        boot=split.evaluation_boot,
+        progress=lambda f, what: ctx.progress(0.85 + 0.1 * f, what),
+        stage="held-out edge faithfulness curve",
+    )
+    return found, held
 
 
 def _check_size(n_nodes: int, params: CircuitParams) -> None:
@@ -226,12 +291,22 @@ def _twin_effect(model: LoadedModel, inputs: PatchingInputs, seed: int, boot: Bo
     )
 
 
-def _circuit_found(effect_lower: float, faithful: float, k: int, n: int, params: CircuitParams) -> int:
-    """1 if the task effect is real, the target is reached, and with at most ``max_circuit_fraction`` of ``n``."""
+def _circuit_found(found: Circuit, held: Circuit, params: CircuitParams) -> int:
+    """1 if the circuit chosen on the discovery examples holds on the evaluation examples.
+
+    The held-out task effect's CI lower bound exceeds ``min_task_effect``; the
+    circuit reached the target faithfulness on the discovery examples with at
+    most ``max_circuit_fraction`` of the components; and on the evaluation
+    examples its faithfulness beats random circuits of the same size by at
+    least ``min_gain_over_random`` (CI lower bound of the paired difference).
+    """
+    gain, draws = held.gain_over_random()
+    gain_lower = held.scorer.boot.interval(gain, draws).lower
     return int(
-        effect_lower > params.min_task_effect
-        and faithful >= params.target_faithfulness
-        and k <= params.max_circuit_fraction * n
+        held.task_effect()[1].lower > params.min_task_effect
+        and found.at_k(found.main) >= params.target_faithfulness
+        and found.k <= params.max_circuit_fraction * found.n
+        and gain_lower >= params.min_gain_over_random
     )
 
 
@@ -259,53 +334,52 @@ def _baseline_value(metric: Metric) -> float:
     return float(metric.baseline.value)
 
 
-def _node_table(nodes: list[Node], circuit: Circuit, plain_atp: np.ndarray, params: CircuitParams) -> Table:
-    """The ``nodes`` table: per node its scores, measured effect, ranks and membership."""
-    rankings, k, unit, method = circuit.rankings, circuit.k, _unit(params), _NODE_METHOD[params.attribution]
-    score_mean, plain_atp_mean, effect_of = circuit.scores.mean(axis=0), plain_atp.mean(axis=0), circuit.effect_of()
+def _node_table(nodes: list[Node], found: Circuit, plain_atp: np.ndarray, params: CircuitParams) -> Table:
+    """The ``nodes`` table: per node its scores, measured effect, ranks and membership (discovery examples)."""
+    rankings, k, unit, method = found.rankings, found.k, _unit(params), _NODE_METHOD[params.attribution]
+    score_mean, plain_atp_mean, effect_of = found.scores.mean(axis=0), plain_atp.mean(axis=0), found.effect_of()
     rank_of = {j: i + 1 for i, j in enumerate(rankings.circuit)}
-    attribution_rank_of = {j: i + 1 for i, j in enumerate(rankings.attribution)}
+    patching_rank_of = {j: i + 1 for i, j in enumerate(rankings.patching)}
     rows: list[list[str | float | int | None]] = [
         [node.label, node.layer, node.head, node.kind, float(score_mean[j]), float(plain_atp_mean[j]),
-         effect_of.get(j), rank_of[j], attribution_rank_of[j], int(rank_of[j] <= k)]
+         effect_of.get(j), rank_of[j], patching_rank_of[j], int(rank_of[j] <= k)]
         for j, node in enumerate(nodes)
-    ]
+    ]  # fmt: skip
     return Table(
         name="nodes",
-        columns=["node", "layer", "head", "kind", "attribution",
-            "attribution_atp", "patching_effect", "circuit_rank", "attribution_rank", "in_circuit",
-        ],
+        columns=["node", "layer", "head", "kind", "attribution", "attribution_atp", "patching_effect",
+                 "circuit_rank", "patching_rank", "in_circuit"],
         rows=rows,
         description=(
-            f"per node: mean attribution score ({method}) and plain AtP score, mean measured effect of patching it "
-            f"alone ({unit}; null when not verified), its rank in the circuit ranking and by {method} alone; head "
-            "is null for an MLP"
+            f"per node, on the discovery examples: mean attribution score ({method}) and plain AtP score, mean "
+            f"measured effect of patching it alone ({unit}; null when not verified), its rank in the circuit "
+            f"ranking ({method}'s own) and in the ranking by verified patching effect; head is null for an MLP"
         ),
-    )
+    )  # fmt: skip
 
 
-def _curve_table(nodes: list[Node], circuit: Circuit) -> Table:
-    """The ``faithfulness_curve`` table: the circuit, attribution-only and random curves at every k."""
-    scorer, rankings, main, by_attribution, rnd = (
-        circuit.scorer, circuit.rankings, circuit.main, circuit.by_attribution, circuit.rnd
-    )
+def _curve_table(nodes: list[Node], found: Circuit, held: Circuit) -> Table:
+    """The ``faithfulness_curve`` table: held-out circuit, patching-ranked and random curves; discovery; per k."""
+    scorer, rankings = held.scorer, held.rankings
     rows: list[list[str | float | int | None]] = []
     for i, k in enumerate(scorer.ks):
-        ci = scorer.boot.interval(float(main.point[i]), main.draws[:, i])
+        ci = scorer.boot.interval(float(held.main.point[i]), held.main.draws[:, i])
         added = nodes[rankings.circuit[k - 1]].label
-        point, by_attribution_k, random_k = float(main.point[i]), float(by_attribution.point[i]), float(rnd.point[i])
-        rows.append([k, k / scorer.n_components, added, point, ci.lower, ci.upper, by_attribution_k, random_k])
+        rows.append([
+            k, k / scorer.n_components, added, float(held.main.point[i]), ci.lower, ci.upper,
+            float(held.by_patching.point[i]), float(held.rnd.point[i]), float(found.main.point[i]),
+        ])  # fmt: skip
     return Table(
         name="faithfulness_curve",
-        columns=["k", "fraction", "added_node", "faithfulness",
-            "ci_lower", "ci_upper", "faithfulness_attribution_ranked", "faithfulness_random",
-        ],
+        columns=["k", "fraction", "added_node", "faithfulness", "ci_lower", "ci_upper",
+                 "faithfulness_patching_ranked", "faithfulness_random", "faithfulness_discovery"],
         rows=rows,
         description=(
-            "faithfulness of the top-k circuit (all other nodes patched) with its CI, and the same for the "
-            "ranking by attribution alone and for random rankings (mean)"
+            "on the evaluation examples: faithfulness of the top-k circuit (all other nodes patched) with its CI, "
+            "the same for the ranking by verified patching effect and for random rankings (mean); last, the "
+            "circuit's faithfulness on the discovery examples, where k was chosen"
         ),
-    )
+    )  # fmt: skip
 
 
 def _unit(params: CircuitParams) -> str:
@@ -325,90 +399,132 @@ def _mean_metric(name: str, values: np.ndarray, boot: Bootstrap, unit: str, desc
     return _ci_metric(name, point, boot.resample_means(values), boot, unit, description, **extra)
 
 
-def _at_k_metrics(c: Circuit, params: CircuitParams, what: str, prefix: str, labels: str) -> list[Metric]:
-    """Faithfulness at k against random ``what`` (nodes or edges), the circuit size, CPR and CMD."""
-    boot, k, ki, f_k, r_k = c.scorer.boot, c.k, c.ki, c.at_k(c.main), c.at_k(c.rnd)
+def _at_k_metrics(
+    found: Circuit, held: Circuit, params: CircuitParams, what: str, prefix: str, labels: str
+) -> list[Metric]:
+    """Held-out faithfulness at the discovery k against random ``what`` (nodes or edges), the gain, size, CPR, CMD."""
+    boot, k, ki, f_k, r_k = held.scorer.boot, held.k, held.ki, held.at_k(held.main), held.at_k(held.rnd)
     rnd = Baseline(
         name=f"random {what}",
         value=r_k,
-        ci=boot.interval(r_k, c.rnd.draws[:, ki]),
-        description=f"mean faithfulness of {k} {what} chosen at random, over {params.random_rankings} draws",
+        ci=boot.interval(r_k, held.rnd.draws[:, ki]),
+        description=f"mean held-out faithfulness of {k} {what} chosen at random, over {params.random_rankings} draws",
     )
+    method = (_NODE_METHOD if what == "nodes" else _EDGE_METHOD)[params.attribution]
     if what == "nodes":
-        recovered = f"share of the task effect recovered by the top {k} nodes ({labels}), all others patched"
-        kept = "nodes kept in the circuit"
-    else:
-        recovered = (
-            f"share of the task effect recovered when only the top {k} edges ({labels}) carry the clean "
-            "run and every other edge is patched"
+        recovered = f"the top {k} nodes by {method} ({labels}), all others patched"
+        kept = (
+            f"nodes kept in the circuit: the smallest k reaching {params.target_faithfulness} on the discovery examples"
         )
-        kept = "edges kept in the edge circuit"
+    else:
+        recovered = f"only the top {k} edges by {method} ({labels}) carry the clean run, every other edge patched"
+        kept = f"edges kept: the smallest k reaching {params.target_faithfulness} on the discovery examples"
+    if params.k is not None and what == "nodes":
+        kept = "nodes kept in the circuit (k given)"
     size = f"{prefix.replace('_', ' ')}circuit size over all {what}"
-    orderings = f"mean curve of {params.random_rankings} random {what[:-1]} orderings"
+    orderings = f"mean held-out curve of {params.random_rankings} random {what[:-1]} orderings"
+    gain, gain_draws = held.gain_over_random()
+    d_boot = found.scorer.boot
+    gain_name = f"{prefix}heldout_faithfulness_gain_over_random"
+    gain_description = (
+        f"held-out faithfulness at k minus that of {k} random {what} (mean of {params.random_rankings} "
+        "orderings), paired over the evaluation examples"
+    )
+    if k == held.n:  # the circuit is the whole model: the difference is 0 by construction, not by measurement
+        gain_metric = Metric(
+            name=gain_name,
+            value=0.0,
+            unit="fraction",
+            description=gain_description + f"; 0 by construction: no circuit smaller than all {held.n} {what} "
+            f"reached {params.target_faithfulness} on the discovery examples (no interval)",
+        )
+    else:
+        gain_metric = _ci_metric(gain_name, gain, gain_draws, boot, "fraction", gain_description)
     return [
-        _ci_metric(f"{prefix}faithfulness_at_k", f_k, c.main.draws[:, ki], boot, "fraction", recovered, baseline=rnd),
+        _ci_metric(
+            f"{prefix}heldout_faithfulness_at_k", f_k, held.main.draws[:, ki], boot, "fraction",
+            f"share of the task effect recovered on the evaluation examples when {recovered}", baseline=rnd,
+        ),
+        gain_metric,
+        _ci_metric(
+            f"{prefix}discovery_faithfulness_at_k", found.at_k(found.main), found.main.draws[:, found.ki], d_boot,
+            "fraction", f"the same on the discovery examples, where the {what} and k were chosen (not held out)",
+        ),
         Metric(name=f"{prefix}circuit_size_k", value=k, unit=what, description=kept),
-        Metric(name=f"{prefix}circuit_size_fraction", value=k / c.n, unit="fraction", description=size),
-        *_area_metrics(c.scorer, c.main, c.rnd, prefix, orderings),
-    ]
+        Metric(name=f"{prefix}circuit_size_fraction", value=k / held.n, unit="fraction", description=size),
+        *_area_metrics(held.scorer, held.main, held.rnd, prefix + "heldout_", orderings),
+    ]  # fmt: skip
 
 
 def _found_description(params: CircuitParams, what: str) -> str:
-    effect = (
-        f"the task effect's CI lower bound exceeds {params.min_task_effect} and"
-        if what == "nodes"
-        else f"the task effect with every edge patched has a CI lower bound above {params.min_task_effect} and"
-    )
     return (
-        f"1 if {effect} faithfulness reaches {params.target_faithfulness} with at most "
-        f"{params.max_circuit_fraction:.0%} of the {what}"
+        f"1 if, on the evaluation examples, the task effect's CI lower bound exceeds {params.min_task_effect} and "
+        f"the {what} circuit's faithfulness beats random {what} by at least {params.min_gain_over_random} (CI "
+        f"lower bound), where the circuit reached {params.target_faithfulness} on the discovery examples with at "
+        f"most {params.max_circuit_fraction:.0%} of the {what}"
     )
 
 
 def _node_metrics(
-    c: Circuit, plain_atp: np.ndarray, nodes: list[Node], params: CircuitParams, twin: Baseline | None, found: int
+    found: Circuit,
+    held: Circuit,
+    plain_atp: np.ndarray,
+    nodes: list[Node],
+    params: CircuitParams,
+    twin: Baseline | None,
 ) -> list[Metric]:
     """The node circuit's metrics, in record order."""
-    boot, k, method, unit = c.scorer.boot, c.k, _NODE_METHOD[params.attribution], _unit(params)
-    rho, rho_draws = rank_agreement(c.scores[:, c.verified], c.effects, boot)
-    rho_plain, rho_plain_draws = rank_agreement(plain_atp[:, c.verified], c.effects, boot)
-    top = nodes[c.rankings.circuit[0]]
-    labels = ", ".join(nodes[j].label for j in c.rankings.circuit[:k])
+    d_boot, boot, k, method, unit = (
+        found.scorer.boot,
+        held.scorer.boot,
+        held.k,
+        _NODE_METHOD[params.attribution],
+        _unit(params),
+    )
+    rho, rho_draws = rank_agreement(found.scores[:, found.verified], found.effects, d_boot)
+    rho_plain, rho_plain_draws = rank_agreement(plain_atp[:, found.verified], found.effects, d_boot)
+    top = nodes[found.rankings.circuit[0]]
+    labels = ", ".join(nodes[j].label for j in found.rankings.circuit[:k])
     agreement = (
         f"Spearman correlation between the {method} attribution scores and activation-patching effects "
-        f"over {len(c.verified)} of {c.n} nodes"
+        f"over {len(found.verified)} of {found.n} nodes (discovery examples)"
     )
     plain_agreement = "the same for plain AtP scores (attention patterns linearised), over the same nodes" + (
         " (the attribution used)" if params.attribution == "atp" else ""
     )
-    overlap = len(set(c.rankings.circuit[:k]) & set(c.rankings.attribution[:k])) / k
-    carried = "m(M) - m(0): how much of the task the scored components carry"
-    verified = "nodes checked by activation patching"
+    overlap = len(set(found.rankings.circuit[:k]) & set(found.rankings.patching[:k])) / k
+    carried = "m(M) - m(0) on the evaluation examples: how much of the task the scored components carry"
+    verified = "nodes checked by activation patching (discovery examples)"
     unpatched, all_patched = f"({params.metric}) of the unpatched model", f"every node patched ({params.ablation})"
     return [
-        *_at_k_metrics(c, params, "nodes", "", labels),
-        _ci_metric("rank_agreement_spearman", rho, rho_draws, boot, "correlation", agreement),
-        _ci_metric("rank_agreement_spearman_atp", rho_plain, rho_plain_draws, boot, "correlation", plain_agreement),
+        *_at_k_metrics(found, held, params, "nodes", "", labels),
+        _ci_metric("rank_agreement_spearman", rho, rho_draws, d_boot, "correlation", agreement),
+        _ci_metric("rank_agreement_spearman_atp", rho_plain, rho_plain_draws, d_boot, "correlation", plain_agreement),
         Metric(
-            name="attribution_topk_overlap",
+            name="patching_topk_overlap",
             value=overlap,
             unit="fraction",
-            description=f"share of the circuit's {k} nodes that the attribution scores alone rank in their top {k}",
+            description=f"share of the circuit's {k} nodes that verified patching effects also rank in their top {k}",
         ),
         _ci_metric(
-            "faithfulness_at_k_attribution_ranked",
-            c.at_k(c.by_attribution),
-            c.by_attribution.draws[:, c.ki],
+            "heldout_faithfulness_at_k_patching_ranked",
+            held.at_k(held.by_patching),
+            held.by_patching.draws[:, held.ki],
             boot,
             "fraction",
-            f"faithfulness of the top {k} nodes ranked by attribution scores alone",
+            f"held-out faithfulness of the top {k} nodes ranked by the verified effect of patching each alone",
         ),
-        _mean_metric("task_metric_clean", c.clean, boot, unit, f"task metric m(M) {unpatched}"),
-        _mean_metric("task_metric_all_patched", c.empty, boot, unit, f"task metric m(0) with {all_patched}"),
-        _mean_metric("task_effect", c.clean - c.empty, boot, unit, carried, baseline=twin),
-        Metric(name="circuit_found", value=found, unit="flag", description=_found_description(params, "nodes")),
-        Metric(name="n_nodes", value=c.n, unit="nodes", description="attention heads and MLPs scored"),
-        Metric(name="n_verified_nodes", value=len(c.verified), unit="nodes", description=verified),
+        _mean_metric("task_metric_clean", held.clean, boot, unit, f"task metric m(M) {unpatched}, evaluation examples"),
+        _mean_metric("task_metric_all_patched", held.empty, boot, unit, f"task metric m(0) with {all_patched}"),
+        _mean_metric("task_effect", held.clean - held.empty, boot, unit, carried, baseline=twin),
+        Metric(
+            name="circuit_found",
+            value=_circuit_found(found, held, params),
+            unit="flag",
+            description=_found_description(params, "nodes"),
+        ),
+        Metric(name="n_nodes", value=held.n, unit="nodes", description="attention heads and MLPs scored"),
+        Metric(name="n_verified_nodes", value=len(found.verified), unit="nodes", description=verified),
         Metric(
             name="top_node_layer",
             value=top.layer,
@@ -421,7 +537,7 @@ def _node_metrics(
             unit="head index",
             description=f"head index of the top node, {top.label} (-1: an MLP)",
         ),
-    ]
+    ]  # fmt: skip
 
 
 def _edge_labels(graph: EdgeModel, circuit: Circuit) -> str:
@@ -430,71 +546,73 @@ def _edge_labels(graph: EdgeModel, circuit: Circuit) -> str:
     return labels + (", ..." if circuit.k > 8 else "")
 
 
-def _edge_metrics(graph: EdgeModel, c: Circuit, params: CircuitParams, recompute_error: float) -> list[Metric]:
+def _edge_metrics(graph: EdgeModel, found: Circuit, held: Circuit, params: CircuitParams) -> list[Metric]:
     """The edge circuit's metrics, in record order."""
-    boot, k, method = c.scorer.boot, c.k, _EDGE_METHOD[params.attribution]
-    found = _circuit_found(c.task_effect()[1].lower, c.at_k(c.main), k, c.n, params)
-    rho, rho_draws = rank_agreement(c.scores[:, c.verified], c.effects, boot)
+    d_boot, boot, k, method = found.scorer.boot, held.scorer.boot, held.k, _EDGE_METHOD[params.attribution]
+    assert graph.recompute_error is not None  # checked by edge_model
+    rho, rho_draws = rank_agreement(found.scores[:, found.verified], found.effects, d_boot)
     agreement = (
         f"Spearman correlation between {method} edge scores and the effect of patching each edge alone, "
-        f"over {len(c.verified)} of {c.n} edges"
+        f"over {len(found.verified)} of {found.n} edges (discovery examples)"
     )
     recompute = (
         "largest relative difference between the model's own activations and the recomputation edge "
         "patching uses (split residual stream, q/k/v, MLPs) on the first batch"
     )
     return [
-        *_at_k_metrics(c, params, "edges", "edge_", _edge_labels(graph, c)),
-        _ci_metric("edge_rank_agreement_spearman", rho, rho_draws, boot, "correlation", agreement),
+        *_at_k_metrics(found, held, params, "edges", "edge_", _edge_labels(graph, found)),
+        _ci_metric("edge_rank_agreement_spearman", rho, rho_draws, d_boot, "correlation", agreement),
         _ci_metric(
-            "edge_faithfulness_at_k_attribution_ranked",
-            c.at_k(c.by_attribution),
-            c.by_attribution.draws[:, c.ki],
+            "edge_heldout_faithfulness_at_k_patching_ranked",
+            held.at_k(held.by_patching),
+            held.by_patching.draws[:, held.ki],
             boot,
             "fraction",
-            f"faithfulness of the top {k} edges ranked by {method} scores alone",
+            f"held-out faithfulness of the top {k} edges ranked by the verified effect of patching each alone",
         ),
-        Metric(name="edge_circuit_found", value=found, unit="flag", description=_found_description(params, "edges")),
-        Metric(name="n_edges", value=c.n, unit="edges", description="edges between scored components"),
-        Metric(name="edge_recompute_error", value=recompute_error, unit="relative error", description=recompute),
+        Metric(
+            name="edge_circuit_found",
+            value=_circuit_found(found, held, params),
+            unit="flag",
+            description=_found_description(params, "edges"),
+        ),
+        Metric(name="n_edges", value=held.n, unit="edges", description="edges between scored components"),
+        Metric(name="edge_recompute_error", value=graph.recompute_error, unit="relative error", description=recompute),
     ]
 
 
-def _edge_table(graph: EdgeModel, circuit: Circuit, params: CircuitParams) -> Table:
+def _edge_table(graph: EdgeModel, found: Circuit, params: CircuitParams) -> Table:
     """The ``edges`` table: per edge, in circuit order, its score, measured effect, ranks and membership."""
-    c, k = circuit, circuit.k
+    c, k = found, found.k
     score_mean = c.scores.mean(axis=0)
     effect_of = c.effect_of()
     rank_of = {j: i + 1 for i, j in enumerate(c.rankings.circuit)}
-    attribution_rank_of = {j: i + 1 for i, j in enumerate(c.rankings.attribution)}
+    patching_rank_of = {j: i + 1 for i, j in enumerate(c.rankings.patching)}
     rows: list[list[str | float | int | None]] = []
     for j in c.rankings.circuit[: max(k, params.max_patched_edges)]:
         edge = graph.edges[j]
         sender, receiver = graph.senders[edge.sender].label, graph.receivers[edge.receiver].label
-        ranks = [rank_of[j], attribution_rank_of[j], int(rank_of[j] <= k)]
+        ranks = [rank_of[j], patching_rank_of[j], int(rank_of[j] <= k)]
         rows.append([sender, receiver, float(score_mean[j]), effect_of.get(j), *ranks])
     return Table(
         name="edges",
-        columns=["sender", "receiver", "attribution", "patching_effect",
-            "circuit_rank", "attribution_rank", "in_circuit",
-        ],
+        columns=["sender", "receiver", "attribution", "patching_effect", "circuit_rank", "patching_rank", "in_circuit"],
         rows=rows,
         description=(
-            f"per edge, in circuit order (the first {max(k, params.max_patched_edges)} at most): mean "
-            f"{_EDGE_METHOD[params.attribution]} score, mean effect of patching it alone ({_unit(params)}; null "
-            "when not verified), its ranks, and membership of the edge circuit; a receiver is a head's q, k or v "
-            "input, an MLP, or the logits"
+            f"per edge, in circuit order (the first {max(k, params.max_patched_edges)} at most), on the discovery "
+            f"examples: mean {_EDGE_METHOD[params.attribution]} score, mean effect of patching it alone "
+            f"({_unit(params)}; null when not verified), its ranks, and membership of the edge circuit; a receiver "
+            "is a head's q, k or v input, an MLP, or the logits"
         ),
     )
 
 
-def _edge_summary(graph: EdgeModel, circuit: Circuit, params: CircuitParams) -> str:
-    c = circuit
-    rho = rank_agreement(c.scores[:, c.verified], c.effects, c.scorer.boot)[0]
+def _edge_summary(graph: EdgeModel, found: Circuit, held: Circuit, params: CircuitParams) -> str:
+    rho = rank_agreement(found.scores[:, found.verified], found.effects, found.scorer.boot)[0]
     return (
-        f"Over {c.n} edges, the top {c.k} ({_edge_labels(graph, c)}) recover {c.at_k(c.main):.1%} of the task "
-        f"({c.k} random edges {c.at_k(c.rnd):.1%}); {_EDGE_METHOD[params.attribution]} edge scores agree with "
-        f"patching each edge alone at Spearman {rho:.2f}."
+        f"Over {held.n} edges, the top {held.k} by {_EDGE_METHOD[params.attribution]} ({_edge_labels(graph, found)}) "
+        f"recover {held.at_k(held.main):.1%} of the task on held-out examples ({held.k} random edges "
+        f"{held.at_k(held.rnd):.1%}); edge scores agree with patching each edge alone at Spearman {rho:.2f}."
     )
 
 
@@ -511,42 +629,59 @@ def _edges_scored(scored: bool, params: CircuitParams, skipped: str) -> Metric:
     )
 
 
-def _examples_ref(task: InductionTask, params: CircuitParams) -> DataRef:
+def _examples_ref(name: str, task: InductionTask, use: str) -> DataRef:
     return DataRef(
-        name="circuit.induction_examples",
+        name=name,
         sha256=task.digest(),
-        count=params.n_examples,
+        count=int(task.clean.shape[0]),
         description=(
             f"two int64 arrays of shape {list(task.clean.shape)} (little-endian, row-major), clean then "
             "corrupted: "
             + ("BOS, then " if task.offset else "")
-            + f"{task.seq_len} random token ids and the same ids again; corrupted: fresh ids, then the segment"
+            + f"{task.seq_len} random token ids and the same ids again; corrupted: fresh ids, then the segment; "
+            f"the {use}"
         ),
     )
 
 
-def _summary(circuit: Circuit, metrics: list[Metric], nodes: list[Node], params: CircuitParams, seq_len: int) -> str:
+def _summary(
+    found: Circuit, held: Circuit, metrics: list[Metric], nodes: list[Node], params: CircuitParams, seq_len: int
+) -> str:
     """The node part of the summary, from the circuit and its metrics."""
-    c, k, unit = circuit, circuit.k, _unit(params)
+    k, unit, method = held.k, _unit(params), _NODE_METHOD[params.attribution]
     by_name = {m.name: m for m in metrics}
-    effect, faithful, cpr, cmd = (by_name[n] for n in ("task_effect", "faithfulness_at_k", "cpr", "cmd"))
+    effect, faithful, gain, cpr, cmd = (
+        by_name[n] for n in ("task_effect", "heldout_faithfulness_at_k", "heldout_faithfulness_gain_over_random",
+                             "heldout_cpr", "heldout_cmd")
+    )  # fmt: skip
     assert effect.ci is not None and faithful.ci is not None and faithful.baseline is not None  # built with them
+    discovery_f = found.at_k(found.main)
+    if params.k is not None:
+        reached = f"k given; {discovery_f:.1%} on the discovery examples"
+    elif discovery_f >= params.target_faithfulness:
+        reached = f"the smallest size reaching {params.target_faithfulness:.0%} on the discovery examples"
+    else:
+        reached = f"no smaller circuit reached {params.target_faithfulness:.0%} on the discovery examples"
+    gain_text = (
+        f"gain {gain.value:.1%}, CI {gain.ci.lower:.1%}-{gain.ci.upper:.1%}" if gain.ci is not None else "no gain"
+    )
     effect_text = f"task effect {effect.value:.3f} {unit} (CI {effect.ci.lower:.3f}-{effect.ci.upper:.3f})"
     if effect.baseline is not None:
         effect_text += f"; random-init twin {effect.baseline.value:.3f}"
     rho, rho_plain = by_name["rank_agreement_spearman"].value, by_name["rank_agreement_spearman_atp"].value
-    labels = ", ".join(nodes[j].label for j in c.rankings.circuit[:k])
+    labels = ", ".join(nodes[j].label for j in found.rankings.circuit[:k])
+    n_disc, n_eval = found.clean.shape[0], held.clean.shape[0]
     return (
-        f"On {params.n_examples} repeated random segments of {seq_len} tokens: {effect_text}. "
-        f"Keeping the top {k} of {c.n} components ({labels}) and patching the rest recovers "
-        f"{faithful.value:.1%} of it (CI {faithful.ci.lower:.1%}-{faithful.ci.upper:.1%}; {k} random nodes "
-        f"{faithful.baseline.value:.1%}). "
-        f"CPR {cpr.value:.3f} (random {_baseline_value(cpr):.3f}), "
-        f"CMD {cmd.value:.3f} (random {_baseline_value(cmd):.3f}). "
-        f"Attribution patching ({_NODE_METHOD[params.attribution]}) agrees with activation patching at Spearman "
-        f"{rho:.2f}"
+        f"Circuit chosen on {n_disc} and scored on {n_eval} other repeated random segments of {seq_len} tokens: "
+        f"{effect_text}. Keeping the top {k} of {held.n} components by {method} ({labels}; {reached}) and "
+        f"patching the rest recovers {faithful.value:.1%} of it on the evaluation examples (CI "
+        f"{faithful.ci.lower:.1%}-{faithful.ci.upper:.1%}; {k} random nodes {faithful.baseline.value:.1%}; "
+        f"{gain_text}). "
+        f"CPR {cpr.value:.3f} (random {_baseline_value(cpr):.3f}), CMD {cmd.value:.3f} (random "
+        f"{_baseline_value(cmd):.3f}). "
+        f"{method} agrees with activation patching at Spearman {rho:.2f}"
         + (f" (plain AtP {rho_plain:.2f})" if params.attribution != "atp" else "")
-        + f"; ranked by attribution alone, the top {k} recover {c.by_attribution.point[c.ki]:.1%}. "
+        + f"; ranked by verified patching effects, the top {k} recover {held.at_k(held.by_patching):.1%}. "
         + (
             "A sparse faithful circuit was found."
             if by_name["circuit_found"].value
@@ -557,17 +692,22 @@ def _summary(circuit: Circuit, metrics: list[Metric], nodes: list[Node], params:
 
 @measurement(
     "circuit.faithfulness",
-    version="1.2.0",
+    version="2.0.0",
     params=CircuitParams,
     clauses=CLAUSES,
     calibration=(
-        Expectation("induction", True, "faithfulness_at_k", (Criterion(comparator=">=", threshold=0.8, rule="point"),)),
-        Expectation("induction", True, "circuit_found", (Criterion(comparator=">=", threshold=1, rule="point"),)),
+        # On examples it was not chosen on, the edge circuit (EAP-IG's own ranking, k chosen on the discovery
+        # examples) beats random edge circuits of its size by the stated margin (min_gain_over_random, 0.25).
+        # The node circuit has no planted expectation: see "Known failure modes" on the method page.
+        Expectation(
+            "induction",
+            True,
+            "edge_heldout_faithfulness_gain_over_random",
+            (Criterion(comparator=">=", threshold=0.25, rule="ci-lower"),),
+        ),
+        Expectation("induction", True, "edge_circuit_found", (Criterion(comparator=">=", threshold=1, rule="point"),)),
         Expectation(
             "induction#untrained", False, "circuit_found", (Criterion(comparator="<=", threshold=0, rule="point"),)
-        ),
-        Expectation(
-            "induction", True, "edge_circuit_found", (Criterion(comparator=">=", threshold=1, rule="point"),)
         ),
         Expectation(
             "induction#untrained", False, "edge_circuit_found", (Criterion(comparator="<=", threshold=0, rule="point"),)
@@ -575,41 +715,41 @@ def _summary(circuit: Circuit, metrics: list[Metric], nodes: list[Node], params:
     ),
 )
 def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: MeasureContext) -> MeasurementResult:
-    """Attribution patching, verified by activation patching; the faithfulness curve of the circuit."""
-    token_seed, ranking_seed, bootstrap_seed = (ctx.derive_seed(n) for n in ("tokens", "random_rankings", "bootstrap"))
+    """Attribution patching on discovery examples, verified by activation patching; the held-out faithfulness curve."""
+    token_seed, ranking_seed = ctx.derive_seed("tokens"), ctx.derive_seed("random_rankings")
     edge_seed = ctx.derive_seed("edge_rankings") if params.edges else 0
     twin_seed = ctx.derive_seed("twin") if params.twin_baseline else 0
     nodes = model_nodes(model)
     _check_size(len(nodes), params)
     seq_len = params.seq_len if params.seq_len is not None else default_seq_len(model)
     task = induction_task(model, params.n_examples, seq_len, np.random.default_rng(token_seed))
-    inputs = PatchingInputs(model, nodes, task, params.metric, params.ablation, params.batch_size)
-    boot = Bootstrap.draw(
-        params.n_examples,
-        rng=np.random.default_rng(bootstrap_seed),
-        resamples=params.bootstrap_resamples,
-        level=params.ci_level,
-    )
-    circuit, plain_atp = _node_circuit(inputs, params, boot, np.random.default_rng(ranking_seed), ctx)
+    split = _split(model, nodes, task, params, ctx)
+    found, held, plain_atp = _node_circuit(split, params, np.random.default_rng(ranking_seed), ctx)
 
     twin: Baseline | None = None
     if params.twin_baseline:
         ctx.progress(0.6, "randomly initialised twin")
-        twin = _twin_effect(model, inputs, twin_seed, boot)
-    graph, edges_skipped = _edge_graph(model, task, params)
-    edge_circuit = None if graph is None else _edge_circuit(graph, inputs, params, boot, edge_seed, ctx)
+        twin = _twin_effect(model, split.evaluation, twin_seed, split.evaluation_boot)
+    graph, edges_skipped = _edge_graph(model, split.discovery.task, params)
+    edge = None if graph is None else _edge_circuit(graph, split, params, edge_seed, ctx)
 
-    found = _circuit_found(circuit.task_effect()[1].lower, circuit.at_k(circuit.main), circuit.k, len(nodes), params)
-    metrics = _node_metrics(circuit, plain_atp, nodes, params, twin, found)
-    summary = _summary(circuit, metrics, nodes, params, seq_len)
-    tables = [_node_table(nodes, circuit, plain_atp, params), _curve_table(nodes, circuit)]
-    if graph is not None and edge_circuit is not None:
-        assert graph.recompute_error is not None  # checked by edge_model
-        metrics += _edge_metrics(graph, edge_circuit, params, graph.recompute_error)
-        tables.append(_edge_table(graph, edge_circuit, params))
-        summary += " " + _edge_summary(graph, edge_circuit, params)
-    metrics.append(_edges_scored(edge_circuit is not None, params, edges_skipped))
+    metrics = _node_metrics(found, held, plain_atp, nodes, params, twin)
+    summary = _summary(found, held, metrics, nodes, params, seq_len)
+    tables = [_node_table(nodes, found, plain_atp, params), _curve_table(nodes, found, held)]
+    if graph is not None and edge is not None:
+        metrics += _edge_metrics(graph, edge[0], edge[1], params)
+        tables.append(_edge_table(graph, edge[0], params))
+        summary += " " + _edge_summary(graph, edge[0], edge[1], params)
+    metrics.append(_edges_scored(edge is not None, params, edges_skipped))
     if edges_skipped:
         summary += " " + edges_skipped
+    data = [
+        _examples_ref(
+            "circuit.discovery_examples", split.discovery.task, "discovery split (circuit and k are chosen on it)"
+        ),
+        _examples_ref(
+            "circuit.evaluation_examples", split.evaluation.task, "evaluation split (every curve is reported on it)"
+        ),
+    ]
     ctx.progress(1.0, "done")
-    return MeasurementResult(metrics=metrics, tables=tables, data=[_examples_ref(task, params)], summary=summary)
+    return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary)

@@ -1,15 +1,19 @@
 """``heads.inventory``: previous-token, duplicate-token and induction heads, with an ablation check.
 
 Every head's attention pattern on repeated random sequences is scored for the
-three roles; the best head of each is reported against a randomly initialised
-twin, and the top induction heads are zero-ablated to check that the loss on
-repeated tokens rises (against ablating random heads). Method, parameters and
-validation: docs/methods/heads.inventory.md.
+three roles on a discovery split and reported on a disjoint evaluation split,
+against a randomly initialised twin; the top induction head, and all heads above
+a score threshold together, are mean-ablated and the rise of the loss on repeated
+tokens is compared with ablating random head sets of the same size (a paired
+difference with an interval). Method, parameters and validation:
+docs/methods/heads.inventory.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +64,18 @@ CLAUSES = (
 class HeadsInventoryParams(UncertaintyParams):
     """Parameters of ``heads.inventory``."""
 
-    n_sequences: int = Field(default=64, ge=2, le=100_000)
+    n_sequences: int = Field(
+        default=128, ge=4, le=100_000, description="sequences, split into a discovery and an evaluation half"
+    )
     seq_len: int = Field(default=24, ge=2, description="length of the segment that is repeated")
     batch_size: int = Field(default=16, ge=1)
-    top_k: int = Field(default=1, ge=1, description="induction heads ablated in the check")
-    random_ablation_draws: int = Field(default=4, ge=1, description="random head sets ablated for the baseline")
+    top_k: int = Field(default=1, ge=1, description="top induction heads ablated in the single-head check")
+    score_threshold: float = Field(
+        default=0.2, gt=0.0, lt=1.0, description="induction score at which a head joins the jointly ablated set"
+    )
+    random_ablation_draws: int = Field(
+        default=32, ge=1, description="random head sets of the same size ablated for the baseline"
+    )
 
 
 @dataclass(frozen=True)
@@ -135,15 +146,31 @@ def _head_scores(
     return out
 
 
-def _zero_heads_hook(heads: list[int], n_heads: int) -> HookFn:
+def _mean_heads_hook(heads: list[int], n_heads: int, mean: torch.Tensor) -> HookFn:
+    """Replace the ``heads``' outputs by their per-position mean over the discovery sequences."""
+
     def hook(z: torch.Tensor, hook: Any) -> torch.Tensor:
-        if z.dim() != 4 or z.shape[2] != n_heads:
-            raise MeasurementError(f"hook_z has shape {tuple(z.shape)}; expected [batch, pos, {n_heads}, d_head]")
+        if z.dim() != 4 or z.shape[2] != n_heads or z.shape[1:] != mean.shape:
+            raise MeasurementError(
+                f"hook_z has shape {tuple(z.shape)}; expected [batch, {mean.shape[0]}, {n_heads}, {mean.shape[2]}]"
+            )
         z = z.clone()
-        z[:, :, heads, :] = 0.0
+        z[:, :, heads, :] = mean[None, :, heads, :].to(z.dtype)
         return z
 
     return hook
+
+
+def _head_means(model: LoadedModel, tokens: np.ndarray, batch_size: int) -> dict[int, torch.Tensor]:
+    """Per layer, the mean of ``hook_z`` over ``tokens`` at each position: ``[pos, head, d_head]``."""
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.n_layers)]
+    sums: dict[int, torch.Tensor] = {}
+    for start in range(0, tokens.shape[0], batch_size):
+        acts = capture(model.bridge, names, torch.from_numpy(tokens[start : start + batch_size]))
+        for layer, name in enumerate(names):
+            total = acts[name].to(torch.float64).sum(dim=0)
+            sums[layer] = sums[layer] + total if layer in sums else total
+    return {layer: (total / tokens.shape[0]).to(torch.float32) for layer, total in sums.items()}
 
 
 def _repeat_loss(
@@ -152,13 +179,14 @@ def _repeat_loss(
     layout: _Layout,
     batch_size: int,
     ablate: list[tuple[int, int]],
+    means: dict[int, torch.Tensor],
 ) -> np.ndarray:
-    """Per-sequence mean next-token loss (nats) on the second copy, tokens 2..n of it."""
+    """Per-sequence mean next-token loss (nats) on the second copy, tokens 2..n of it, ``ablate`` mean-ablated."""
     by_layer: dict[int, list[int]] = {}
     for layer, head in ablate:
         by_layer.setdefault(layer, []).append(head)
     hooks = [
-        (f"blocks.{layer}.attn.hook_z", _zero_heads_hook(sorted(heads), model.n_heads))
+        (f"blocks.{layer}.attn.hook_z", _mean_heads_hook(sorted(heads), model.n_heads, means[layer]))
         for layer, heads in sorted(by_layer.items())
     ]
     # Predictions made at positions off+n .. off+2n-2 of tokens off+n+1 .. off+2n-1.
@@ -222,21 +250,26 @@ class _Best:
 
 
 def _score_metrics(
-    scores: np.ndarray,
-    twin_scores: np.ndarray,
+    scores: tuple[np.ndarray, np.ndarray],
+    twin_scores: tuple[np.ndarray, np.ndarray],
     params: HeadsInventoryParams,
     boot: np.random.Generator,
     twin_seed: int,
 ) -> tuple[list[Metric], dict[str, _Best]]:
-    """Per role, the best head's mean score against the twin's best head; then where the best heads are."""
-    means, twin_means = scores.mean(axis=0), twin_scores.mean(axis=0)
+    """Per role, the best head's mean score against the twin's best head; then where the best heads are.
+
+    ``scores`` and ``twin_scores`` are (discovery, evaluation): the best head is chosen on the discovery
+    sequences and its score is reported on the evaluation sequences.
+    """
+    (discovery, evaluation), (twin_discovery, twin_evaluation) = scores, twin_scores
+    means, twin_means = discovery.mean(axis=0), twin_discovery.mean(axis=0)
     metrics: list[Metric] = []
     best: dict[str, _Best] = {}
     for index, key in enumerate(_SCORES):
         layer, head = _top(means, index)
         t_layer, t_head = _top(twin_means, index)
         t_value, t_ci = bootstrap_mean(
-            twin_scores[:, t_layer, t_head, index],
+            twin_evaluation[:, t_layer, t_head, index],
             rng=boot,
             level=params.ci_level,
             resamples=params.bootstrap_resamples,
@@ -248,11 +281,14 @@ def _score_metrics(
             ci=t_ci,
             description=(
                 f"best {_LABELS[key]} head (L{t_layer}H{t_head}) of a randomly initialised model "
-                f"of the same architecture (init seed {twin_seed}), same sequences"
+                f"of the same architecture (init seed {twin_seed}), chosen and scored like the model's"
             ),
         )
-        description = f"mean {_LABELS[key]} attention of the best head, L{layer}H{head}"
-        values = scores[:, layer, head, index]
+        description = (
+            f"mean {_LABELS[key]} attention of the best head, L{layer}H{head} (chosen on the discovery "
+            "sequences, scored on the evaluation sequences)"
+        )
+        values = evaluation[:, layer, head, index]
         metric, value, ci = _ci_metric(f"{key}_score_max", values, boot, params, "score", description, baseline)
         metrics.append(metric)
         best[key] = _Best(layer, head, value, ci, t_value)
@@ -275,108 +311,173 @@ def _score_metrics(
     return metrics, best
 
 
+def _random_sets(
+    n_layers: int, n_heads: int, chosen: list[tuple[int, int]], draws: int, rng: np.random.Generator
+) -> list[list[tuple[int, int]]]:
+    """Up to ``draws`` distinct head sets of ``len(chosen)`` heads, none equal to ``chosen``.
+
+    Every such set when there are at most ``draws`` of them, else ``draws`` distinct ones drawn at random.
+    """
+    heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    size, target = len(chosen), frozenset(chosen)
+    if math.comb(len(heads), size) - 1 <= draws:
+        every = [list(c) for c in itertools.combinations(heads, size) if frozenset(c) != target]
+        return every
+    seen: set[frozenset[tuple[int, int]]] = {target}
+    out: list[list[tuple[int, int]]] = []
+    while len(out) < draws:
+        pick = frozenset(heads[int(i)] for i in rng.choice(len(heads), size, replace=False))
+        if pick not in seen:
+            seen.add(pick)
+            out.append(sorted(pick))
+    return out
+
+
 @dataclass(frozen=True)
 class _Ablation:
-    """Per-sequence repeat losses: unablated, with the top induction heads ablated, and the random-head increase."""
+    """One ablation check on the evaluation sequences: a head set against random sets of the same size."""
 
-    top: list[tuple[int, int]]
-    clean: np.ndarray
-    ablated: np.ndarray
-    random_increase: np.ndarray  # mean over the random draws
+    heads: list[tuple[int, int]]
+    ablated: np.ndarray  # per-sequence repeat loss with ``heads`` mean-ablated
+    increase: np.ndarray  # ablated - clean, per sequence
     random_sets: list[list[tuple[int, int]]]
+    random_increase: np.ndarray  # [draws, sequences]
+
+    @property
+    def vs_random(self) -> np.ndarray:
+        """Per sequence: the set's increase minus the mean increase over the random sets."""
+        result: np.ndarray = self.increase - self.random_increase.mean(axis=0)
+        return result
 
 
-def _ablation(
+def _check(
     model: LoadedModel,
-    tokens: np.ndarray,
-    layout: _Layout,
-    means: np.ndarray,
+    split: _Split,
+    heads: list[tuple[int, int]],
     params: HeadsInventoryParams,
-    pick: np.random.Generator,
-    ctx: MeasureContext,
+    clean: np.ndarray,
+    rng: np.random.Generator,
 ) -> _Ablation:
-    """Zero-ablate the ``top_k`` induction heads, and ``random_ablation_draws`` sets of as many other heads."""
-    ctx.progress(0.6, "ablation check")
-    order = np.argsort(-means[:, :, 2], axis=None, kind="stable")
-    top = [divmod(int(i), model.n_heads) for i in order[: params.top_k]]
-    clean = _repeat_loss(model, tokens, layout, params.batch_size, [])
-    ablated = _repeat_loss(model, tokens, layout, params.batch_size, top)
-    others = [divmod(int(i), model.n_heads) for i in order[params.top_k :]]
-    random_increase = np.zeros_like(clean)
-    random_sets = []
-    for draw in range(params.random_ablation_draws):
-        chosen = sorted(others[int(j)] for j in pick.choice(len(others), params.top_k, replace=False))
-        random_sets.append(chosen)
-        random_increase += _repeat_loss(model, tokens, layout, params.batch_size, chosen) - clean
-        ctx.progress(0.6 + 0.4 * (draw + 1) / params.random_ablation_draws, "ablation baseline")
-    random_increase /= params.random_ablation_draws
-    return _Ablation(top, clean, ablated, random_increase, random_sets)
+    """Mean-ablate ``heads`` and random head sets of the same size on the evaluation sequences."""
+    tokens, layout, means, batch = split.evaluation, split.layout, split.means, params.batch_size
+    ablated = _repeat_loss(model, tokens, layout, batch, heads, means)
+    random_sets = _random_sets(model.n_layers, model.n_heads, heads, params.random_ablation_draws, rng)
+    random_increase = np.array(
+        [_repeat_loss(model, tokens, layout, batch, chosen, means) - clean for chosen in random_sets]
+    ).reshape(len(random_sets), clean.shape[0])
+    return _Ablation(heads, ablated, ablated - clean, random_sets, random_increase)
+
+
+def _heads_text(heads: list[tuple[int, int]]) -> str:
+    return ", ".join(f"L{layer}H{head}" for layer, head in heads)
 
 
 def _ablation_metrics(
-    ablation: _Ablation, params: HeadsInventoryParams, boot: np.random.Generator
+    check: _Ablation, params: HeadsInventoryParams, boot: np.random.Generator, prefix: str
 ) -> tuple[list[Metric], str]:
-    """The repeat loss clean, ablated, and its increase against random heads; and the ablation sentence."""
-    heads_text = ", ".join(f"L{layer}H{head}" for layer, head in ablation.top)
-    clean_metric, clean_value, _ = _ci_metric(
-        "repeat_loss_clean",
-        ablation.clean,
-        boot,
-        params,
-        "nats",
-        "mean next-token loss on the second copy, unablated model",
-    )
+    """The repeat loss with the set ablated, its increase, and the increase against random sets; and a sentence."""
+    heads_text, n_sets = _heads_text(check.heads), len(check.random_sets)
+    what = f"{heads_text} mean-ablated"
     ablated_metric, ablated_value, _ = _ci_metric(
-        "repeat_loss_ablated",
-        ablation.ablated,
+        f"{prefix}repeat_loss_ablated",
+        check.ablated,
         boot,
         params,
         "nats",
-        f"mean next-token loss on the second copy with {heads_text} zero-ablated",
+        f"mean next-token loss on the second copy with {what} (evaluation sequences)",
     )
+    metrics = [ablated_metric]
+    per_draw = check.random_increase.mean(axis=1)
     r_value, r_ci = bootstrap_mean(
-        ablation.random_increase,
+        check.random_increase.mean(axis=0),
         rng=boot,
         level=params.ci_level,
         resamples=params.bootstrap_resamples,
         name="random-head ablation increase",
     )
+    sets_text = f"{n_sets} random set(s) of {len(check.heads)} head(s), none equal to the ablated set"
     increase_metric, increase_value, increase_ci = _ci_metric(
-        "repeat_loss_increase",
-        ablation.ablated - ablation.clean,
+        f"{prefix}repeat_loss_increase",
+        check.increase,
         boot,
         params,
         "nats",
-        f"loss increase on the second copy when {heads_text} are zero-ablated (paired)",
+        f"loss increase on the second copy when {what} (paired with the unablated model)",
         Baseline(
             name="random heads ablated",
             value=r_value,
             ci=r_ci,
-            description=(
-                f"mean increase when {params.top_k} other head(s) chosen at random are "
-                f"zero-ablated, over {params.random_ablation_draws} draws: "
-                + "; ".join(",".join(f"L{a}H{b}" for a, b in s) for s in ablation.random_sets)
-            ),
+            description=f"mean increase over {sets_text}, mean-ablated the same way",
         ),
     )
-    sentence = (
-        f"Zero-ablating {heads_text} changes the loss on repeated tokens from "
-        f"{clean_value:.3f} to {ablated_value:.3f} nats (increase {increase_value:.3f}, CI "
-        f"{increase_ci.lower:.3f}-{increase_ci.upper:.3f}; random heads {r_value:.3f})."
+    metrics.append(increase_metric)
+    diff_metric, diff_value, diff_ci = _ci_metric(
+        f"{prefix}repeat_loss_increase_vs_random",
+        check.vs_random,
+        boot,
+        params,
+        "nats",
+        f"per sequence, the increase when {what} minus the mean increase over {sets_text} (paired difference)",
     )
-    return [clean_metric, ablated_metric, increase_metric], sentence
+    metrics += [
+        diff_metric,
+        Metric(
+            name=f"{prefix}random_sets_as_harmful",
+            value=float(np.mean(per_draw >= increase_value)),
+            unit="fraction",
+            description=f"share of the {sets_text} whose mean increase is at least the ablated set's",
+        ),
+    ]
+    if n_sets > 1:  # a spread needs two sets
+        metrics.append(
+            Metric(
+                name=f"{prefix}random_increase_spread",
+                value=float(per_draw.std(ddof=1)),
+                unit="nats",
+                description=f"standard deviation over the {sets_text} of their mean increase",
+            )
+        )
+    sentence = (
+        f"Mean-ablating {heads_text} raises the loss on repeated tokens to {ablated_value:.3f} nats (increase "
+        f"{increase_value:.3f}; {n_sets} random sets of as many heads {r_value:.3f}; difference {diff_value:.3f}, "
+        f"CI {diff_ci.lower:.3f}-{diff_ci.upper:.3f})."
+    )
+    return metrics, sentence
 
 
-def _tokens_ref(tokens: np.ndarray, offset: int, params: HeadsInventoryParams) -> DataRef:
+@dataclass(frozen=True)
+class _Split:
+    """The discovery and evaluation sequences, their layout, and per-layer mean head outputs (discovery)."""
+
+    discovery: np.ndarray
+    evaluation: np.ndarray
+    layout: _Layout
+    means: dict[int, torch.Tensor]
+
+
+def _split(tokens: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random half of the sequences for discovery, the other half for evaluation."""
+    order = rng.permutation(tokens.shape[0])
+    half = tokens.shape[0] // 2
+    return tokens[np.sort(order[:half])], tokens[np.sort(order[half:])]
+
+
+def _above_threshold(means: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Heads whose mean induction score (discovery sequences) reaches ``threshold``, in (layer, head) order."""
+    layers, heads = np.nonzero(means[:, :, 2] >= threshold)
+    return [(int(layer), int(head)) for layer, head in zip(layers, heads, strict=True)]
+
+
+def _tokens_ref(name: str, tokens: np.ndarray, offset: int, params: HeadsInventoryParams, use: str) -> DataRef:
     digest = hashlib.sha256(tokens.astype("<i8", copy=False).tobytes(order="C")).hexdigest()
     return DataRef(
-        name="heads.repeated_random_tokens",
+        name=name,
         sha256=digest,
         count=int(tokens.shape[0]),
         description=(
             f"int64 array of shape {list(tokens.shape)} (little-endian, row-major): "
             + ("BOS, then " if offset else "")
-            + f"{params.seq_len} random token ids, then the same ids again"
+            + f"{params.seq_len} random token ids, then the same ids again; the {use}"
         ),
     )
 
@@ -390,13 +491,43 @@ def _check_fits(model: LoadedModel, layout: _Layout, params: HeadsInventoryParam
     n_heads_total = model.n_layers * model.n_heads
     if params.top_k >= n_heads_total:
         raise MeasurementError(
-            f"top_k={params.top_k} leaves no other heads for the random baseline (the model has {n_heads_total} heads)"
+            f"top_k={params.top_k} leaves no other heads for the random baseline (the model has {n_heads_total} heads)",
+            hint=f"use top_k < {n_heads_total}",
         )
+
+
+def _joint(
+    model: LoadedModel,
+    split: _Split,
+    joint: list[tuple[int, int]],
+    params: HeadsInventoryParams,
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    boot: np.random.Generator,
+) -> tuple[list[Metric], str]:
+    """The joint ablation of every head above the score threshold (when there is one and a random set to compare)."""
+    count = Metric(
+        name="n_heads_above_threshold",
+        value=len(joint),
+        unit="heads",
+        description=(
+            f"heads whose mean induction score on the discovery sequences reaches {params.score_threshold}: "
+            + (_heads_text(joint) if joint else "none")
+        ),
+    )
+    n_total = model.n_layers * model.n_heads
+    if not joint:
+        return [count], f"No head reaches an induction score of {params.score_threshold}; no joint ablation."
+    if len(joint) == n_total:
+        return [count], f"Every head reaches an induction score of {params.score_threshold}; no random set to compare."
+    check = _check(model, split, joint, params, clean, rng)
+    metrics, sentence = _ablation_metrics(check, params, boot, "joint_")
+    return [count, *metrics], f"All {len(joint)} heads above {params.score_threshold} together: m" + sentence[1:]
 
 
 @measurement(
     "heads.inventory",
-    version="1.0.0",
+    version="2.0.0",
     params=HeadsInventoryParams,
     clauses=CLAUSES,
     calibration=(
@@ -409,43 +540,80 @@ def _check_fits(model: LoadedModel, layout: _Layout, params: HeadsInventoryParam
             "induction_score_max",
             (Criterion(comparator="<", threshold=0.2, rule="ci-bound"),),
         ),
+        # The jointly ablated induction heads hurt copying more than random head sets of the same size.
+        Expectation(
+            "induction",
+            True,
+            "joint_repeat_loss_increase_vs_random",
+            (Criterion(comparator=">", threshold=0.0, rule="ci-lower"),),
+        ),
+        Expectation(
+            "induction#untrained",
+            False,
+            "n_heads_above_threshold",
+            (Criterion(comparator="<=", threshold=0, rule="point"),),
+        ),
     ),
 )
 def inventory(model: LoadedModel, params: HeadsInventoryParams, ctx: MeasureContext) -> MeasurementResult:
-    """Find previous-token, duplicate-token and induction heads; check the top ones causally."""
-    token_seed, twin_seed = ctx.derive_seed("tokens"), ctx.derive_seed("twin")
+    """Find previous-token, duplicate-token and induction heads on one split; check them causally on the other."""
+    token_seed, twin_seed, split_seed = ctx.derive_seed("tokens"), ctx.derive_seed("twin"), ctx.derive_seed("split")
     bootstrap_seed, random_heads_seed = ctx.derive_seed("bootstrap"), ctx.derive_seed("random_heads")
     tokens, offset = _repeated_tokens(model, params.n_sequences, params.seq_len, np.random.default_rng(token_seed))
     layout = _Layout(offset=offset, seq_len=params.seq_len)
     _check_fits(model, layout, params)
+    discovery, evaluation = _split(tokens, np.random.default_rng(split_seed))
 
     ctx.progress(0.0, "scoring heads")
-    scores = _head_scores(model, tokens, layout, params.batch_size, ctx, (0.0, 0.35))
-    ctx.progress(0.35, "building the randomly initialised twin")
+    scores = tuple(_head_scores(model, t, layout, params.batch_size) for t in (discovery, evaluation))
+    ctx.progress(0.3, "building the randomly initialised twin")
     twin = random_twin(model, twin_seed)
-    twin_scores = _head_scores(twin, tokens, layout, params.batch_size, ctx, (0.35, 0.6))
+    twin_scores = tuple(_head_scores(twin, t, layout, params.batch_size) for t in (discovery, evaluation))
     del twin
     boot = np.random.default_rng(bootstrap_seed)
-    metrics, best = _score_metrics(scores, twin_scores, params, boot, twin_seed)
-    means = scores.mean(axis=0)
-    ablation = _ablation(model, tokens, layout, means, params, np.random.default_rng(random_heads_seed), ctx)
-    ablation_metrics, ablation_text = _ablation_metrics(ablation, params, boot)
-    metrics += ablation_metrics
+    metrics, best = _score_metrics((scores[0], scores[1]), (twin_scores[0], twin_scores[1]), params, boot, twin_seed)
+
+    ctx.progress(0.5, "ablation checks")
+    split = _Split(discovery, evaluation, layout, _head_means(model, discovery, params.batch_size))
+    discovery_means = scores[0].mean(axis=0)
+    order = np.argsort(-discovery_means[:, :, 2], axis=None, kind="stable")
+    top = sorted(divmod(int(i), model.n_heads) for i in order[: params.top_k])
+    clean = _repeat_loss(model, evaluation, layout, params.batch_size, [], split.means)
+    clean_metric, _, _ = _ci_metric(
+        "repeat_loss_clean",
+        clean,
+        boot,
+        params,
+        "nats",
+        "mean next-token loss on the second copy, unablated model (evaluation sequences)",
+    )
+    random_heads = np.random.default_rng(random_heads_seed)
+    top_metrics, top_text = _ablation_metrics(_check(model, split, top, params, clean, random_heads), params, boot, "")
+    joint = _above_threshold(discovery_means, params.score_threshold)
+    joint_metrics, joint_text = _joint(model, split, joint, params, clean, random_heads, boot)
+    metrics += [clean_metric, *top_metrics, *joint_metrics]
 
     induction, prev = best["induction"], best["prev_token"]
     summary = (
-        f"On {params.n_sequences} repeated random sequences (segment length {params.seq_len}), "
+        f"Heads chosen on {discovery.shape[0]} and scored on {evaluation.shape[0]} other repeated random sequences "
+        f"(segment length {params.seq_len}): "
         f"the strongest induction head is L{induction.layer}H{induction.head} (score {induction.value:.3f}, "
         f"{params.ci_level:.0%} CI {induction.ci.lower:.3f}-{induction.ci.upper:.3f}; random-init twin "
         f"{induction.twin_value:.3f}) and the "
         f"strongest previous-token head is L{prev.layer}H{prev.head} (score {prev.value:.3f}, CI {prev.ci.lower:.3f}-"
-        f"{prev.ci.upper:.3f}). " + ablation_text
+        f"{prev.ci.upper:.3f}). Unablated repeat loss {clean.mean():.3f} nats. " + top_text + " " + joint_text
     )
-    twin_description = "the same scores on the randomly initialised twin (baseline)"
+    twin_description = "the same scores on the randomly initialised twin (baseline), evaluation sequences"
     tables = [
-        _table("head_scores", means, "mean score of every head over the sequences"),
-        _table("twin_head_scores", twin_scores.mean(axis=0), twin_description),
+        _table("head_scores", scores[1].mean(axis=0), "mean score of every head over the evaluation sequences"),
+        _table("head_scores_discovery", discovery_means, "the same over the discovery sequences (used for choosing)"),
+        _table("twin_head_scores", twin_scores[1].mean(axis=0), twin_description),
     ]
-    data = [_tokens_ref(tokens, offset, params)]
+    data = [
+        _tokens_ref("heads.discovery_tokens", discovery, offset, params, "discovery split (heads are chosen on it)"),
+        _tokens_ref(
+            "heads.evaluation_tokens", evaluation, offset, params, "evaluation split (every number is reported on it)"
+        ),
+    ]
     ctx.progress(1.0, "done")
     return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary)

@@ -1,10 +1,12 @@
 """``model.batch_invariance``: the same prompt gives the same logits alone and in a padded batch.
 
 Every other measurement feeds prompts to the model in batches; this one checks
-that padding, or the company a prompt keeps in a batch, does not change its
-logits at any position. A difference above the tolerance fails the
-measurement. Method, parameters and validation:
-docs/methods/model.batch_invariance.md.
+that padding (right and left, with an attention mask and, on the left,
+position ids that follow it), the company a prompt keeps in a batch, and padded
+greedy generation do not change what the model computes for the prompt. Every
+compared prompt is padded by construction. A difference above a tolerance
+derived from the model's dtype and its logits' magnitude fails the measurement.
+Method, parameters and validation: docs/methods/model.batch_invariance.md.
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ from pydantic import Field, model_validator
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
+from evidence.measure.methods.batching import (
+    Side,
+    accepts_keyword,
+    greedy_alone,
+    greedy_padded,
+    pad_rows,
+    run_padded,
+)
 from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids, prompt_ids
 from evidence.measure.stats import bootstrap_mean
 from evidence.model import LoadedModel
-from evidence.records import Baseline, ClauseRef, ConfidenceInterval, Criterion, DataRef, Metric, Table
+from evidence.records import Baseline, ClauseRef, Criterion, DataRef, Metric, Table
 
 __all__ = ["CLAUSES", "DATASET_CANDIDATES", "BatchInvarianceParams", "batch_invariance"]
 
@@ -61,19 +71,43 @@ class BatchInvarianceParams(UncertaintyParams):
     n_prompts: int = Field(default=16, ge=2, le=100_000)
     min_length: int = Field(default=4, ge=1, description="shortest random prompt, in tokens")
     max_length: int = Field(default=48, ge=1, description="longest prompt, in tokens (longer ones are cut)")
-    batch_size: int = Field(default=8, ge=2)
-    padding_side: Literal["right", "left"] = "right"
-    attention_mask: Literal["auto", "on", "off"] = "auto"
-    tolerance: float = Field(default=1e-4, gt=0.0, description="largest acceptable absolute logit difference")
+    batch_size: int = Field(default=8, ge=1, description="compared prompts per padded batch (plus one longer row)")
+    min_padding: int = Field(
+        default=4, ge=1, description="pad tokens every compared prompt gets at least (the longer row's extra length)"
+    )
+    padding_sides: tuple[Side, ...] = Field(default=("right", "left"), min_length=1, description="sides checked")
+    attention_mask: Literal["auto", "on", "off"] = Field(
+        default="auto", description="right padding: pass the mask (auto: when the forward takes one)"
+    )
+    generation_prompts: int = Field(default=4, ge=0, description="prompts generated from, padded and alone (0: none)")
+    generation_tokens: int = Field(default=8, ge=1, le=256, description="greedy tokens generated per prompt")
+    tolerance_factor: float = Field(
+        default=128.0, gt=0.0, description="tolerance in units of the dtype's machine epsilon times the logit scale"
+    )
+    tolerance: float | None = Field(
+        default=None, gt=0.0, description="an absolute tolerance in logits, instead of the derived one"
+    )
     noise_floor: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> BatchInvarianceParams:
         if self.min_length > self.max_length:
             raise ValueError(f"min_length {self.min_length} exceeds max_length {self.max_length}")
-        if self.padding_side == "left" and self.attention_mask == "off":
-            raise ValueError("left padding without an attention mask shifts every position; use right padding")
+        if len(set(self.padding_sides)) != len(self.padding_sides):
+            raise ValueError(f"padding_sides {list(self.padding_sides)} names a side twice")
+        needs_mask = "left" in self.padding_sides or self.generation_prompts > 0
+        if needs_mask and self.attention_mask == "off":
+            raise ValueError(
+                'left padding and padded generation need an attention mask; with attention_mask = "off" '
+                'use padding_sides = ["right"] and generation_prompts = 0'
+            )
         return self
+
+
+def _length_limit(model: LoadedModel, params: BatchInvarianceParams) -> int:
+    """Longest prompt kept: room in the context for the longer companion row and the generated tokens."""
+    room = params.min_padding + (params.generation_tokens if params.generation_prompts > 0 else 0)
+    return min(params.max_length, model.n_ctx - room)
 
 
 @dataclass(frozen=True)
@@ -81,11 +115,6 @@ class _Prompts:
     ids: list[str]
     tokens: list[list[int]]
     source: DataRef
-
-
-def _pad_id(model: LoadedModel) -> int:
-    pad = getattr(model.tokenizer, "pad_token_id", None) if model.tokenizer is not None else None
-    return int(pad) if pad is not None and 0 <= int(pad) < model.d_vocab else 0
 
 
 def _digest(tokens: list[list[int]]) -> str:
@@ -100,11 +129,12 @@ def _random_prompts(model: LoadedModel, params: BatchInvarianceParams, rng: np.r
     allowed = ordinary_token_ids(model)
     if allowed.size < 1:
         raise MeasurementError("the vocabulary has no ordinary tokens")
-    top = min(params.max_length, model.n_ctx)
+    top = _length_limit(model, params)
     if params.min_length > top:
         raise MeasurementError(
-            f"min_length {params.min_length} exceeds the model's context of {model.n_ctx}",
-            hint=f"use min_length <= {model.n_ctx}",
+            f"min_length {params.min_length} exceeds the {top} tokens a prompt may have in this model's context of "
+            f"{model.n_ctx} (room is kept for padding and generated tokens)",
+            hint=f"use min_length <= {top}",
         )
     choices = np.arange(params.min_length, top + 1)
     lengths = rng.choice(choices, size=params.n_prompts, replace=params.n_prompts > choices.size)
@@ -139,7 +169,7 @@ def _dataset_prompts(
     chosen = np.sort(rng.choice(count, size=min(params.n_prompts, count), replace=False))
     order = rng.permutation(chosen.size)  # mix the lengths within each batch
     ids, tokens = [], []
-    limit = min(params.max_length, model.n_ctx)
+    limit = _length_limit(model, params)
     for i in chosen[order]:
         prompt = dataset.prompts[int(i)]
         seq = prompt_ids(model.tokenizer, prompt)[:limit]
@@ -167,230 +197,436 @@ def _choose_prompts(
     return _dataset_prompts(model, params.prompts, params, ctx, rng)
 
 
-def _accepts_mask(model: LoadedModel, sample: list[int]) -> bool:
-    """Whether the model's forward takes an ``attention_mask`` keyword (tried on one prompt)."""
-    tokens = torch.tensor([sample], dtype=torch.long)
-    try:
-        with torch.no_grad():
-            model.bridge(tokens, attention_mask=torch.ones_like(tokens))
-    except (TypeError, ValueError, NotImplementedError):
-        return False
-    return True
-
-
-def _logits(model: LoadedModel, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    with torch.no_grad():
-        out = model.bridge(tokens) if mask is None else model.bridge(tokens, attention_mask=mask)
-    if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != tokens.shape:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise MeasurementError(f"the forward pass returned {shape} for input {tuple(tokens.shape)}; expected logits")
-    if not torch.isfinite(out).all():
-        raise MeasurementError("the model produced non-finite logits", hint="check the weights and dtype")
-    return out.to(torch.float64)
+# -- the forward passes --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Comparison:
+class _Setup:
+    """What the batched passes carry, decided once from the model."""
+
+    pad_id: int
+    right_mask: bool  # right padding passes the attention mask
+    positions: bool  # left padding passes position ids that follow the mask
+    eps: float
+    dtype: str
+
+
+def _pad_id(model: LoadedModel) -> int:
+    pad = getattr(model.tokenizer, "pad_token_id", None) if model.tokenizer is not None else None
+    return int(pad) if pad is not None and 0 <= int(pad) < model.d_vocab else 0
+
+
+def _precision(model: LoadedModel, logits: torch.Tensor) -> tuple[float, str]:
+    """Machine epsilon of the coarsest floating dtype among the weights (the logits' dtype if there are none)."""
+    dtypes = {p.dtype for p in model.bridge.parameters() if p.is_floating_point()} or {logits.dtype}
+    coarsest = max(dtypes, key=lambda d: torch.finfo(d).eps)
+    return float(torch.finfo(coarsest).eps), str(coarsest).removeprefix("torch.")
+
+
+def _setup(model: LoadedModel, params: BatchInvarianceParams, sample: list[int]) -> _Setup:
+    """Which keywords the forward takes; refuse a setting that needs a mask the model does not take."""
+    ones = torch.ones((1, len(sample)), dtype=torch.long)
+    has_mask = accepts_keyword(model.bridge, sample, attention_mask=ones)
+    needs_mask = params.attention_mask == "on" or "left" in params.padding_sides or params.generation_prompts > 0
+    if not has_mask and needs_mask:
+        raise MeasurementError(
+            "this model's forward does not accept an attention mask, which left padding and padded generation need",
+            hint='use padding_sides = ["right"], generation_prompts = 0 and attention_mask = "auto"',
+        )
+    arange = torch.arange(len(sample))[None]
+    positions = has_mask and accepts_keyword(model.bridge, sample, attention_mask=ones, position_ids=arange)
+    with torch.no_grad():
+        logits = model.bridge(torch.tensor([sample], dtype=torch.long))
+    eps, dtype = _precision(model, logits)
+    return _Setup(_pad_id(model), has_mask and params.attention_mask != "off", positions, eps, dtype)
+
+
+def _alone(model: LoadedModel, prompts: _Prompts, ctx: MeasureContext) -> list[torch.Tensor]:
+    """Each prompt's logits as a batch of one, nothing padded, no keywords."""
+    singles = []
+    for i, seq in enumerate(prompts.tokens):
+        singles.append(run_padded(model.bridge, pad_rows([seq], "right", 0), mask=False)[0])
+        ctx.progress(0.3 * (i + 1) / len(prompts.tokens), "one prompt at a time")
+    return singles
+
+
+def _batches(n: int, size: int) -> list[list[int]]:
+    return [list(range(start, min(start + size, n))) for start in range(0, n, size)]
+
+
+def _random_row(model: LoadedModel, length: int, rng: np.random.Generator) -> list[int]:
+    """Random ordinary tokens: the longer row of a batch, which is part of the batch but never compared."""
+    allowed = ordinary_token_ids(model)
+    if allowed.size < 1:
+        raise MeasurementError("the vocabulary has no ordinary tokens to build the longer row of a batch from")
+    return [int(t) for t in allowed[rng.integers(0, allowed.size, size=length)]]
+
+
+def _companions(
+    model: LoadedModel, prompts: _Prompts, params: BatchInvarianceParams, rng: np.random.Generator
+) -> list[list[int]]:
+    """Per batch, a row ``min_padding`` tokens longer than its longest prompt, so that each prompt is padded."""
+    return [
+        _random_row(model, max(len(prompts.tokens[i]) for i in members) + params.min_padding, rng)
+        for members in _batches(len(prompts.tokens), params.batch_size)
+    ]
+
+
+@dataclass(frozen=True)
+class _SideResult:
+    side: Side
     max_diff: np.ndarray  # [prompts]
     mean_diff: np.ndarray  # [prompts]
     worst_position: np.ndarray  # [prompts]
-    padding: np.ndarray  # [prompts]: pad tokens added in its batch
+    padding: np.ndarray  # [prompts]: pad tokens the prompt received
     batch: np.ndarray  # [prompts]
+    default_positions_diff: float | None  # left: the largest difference with positions 0..width-1 instead
 
 
-def _compare(
-    model: LoadedModel, prompts: _Prompts, params: BatchInvarianceParams, use_mask: bool, ctx: MeasureContext
-) -> tuple[_Comparison, list[torch.Tensor]]:
+def _compare_side(
+    model: LoadedModel,
+    prompts: _Prompts,
+    singles: list[torch.Tensor],
+    side: Side,
+    setup: _Setup,
+    companions: list[list[int]],
+    params: BatchInvarianceParams,
+) -> _SideResult:
+    """Each prompt in its padded batch on ``side`` against the prompt alone, at every real position."""
     n = len(prompts.tokens)
-    singles = []
-    for i, seq in enumerate(prompts.tokens):
-        tokens = torch.tensor([seq], dtype=torch.long)
-        singles.append(_logits(model, tokens, torch.ones_like(tokens) if use_mask else None)[0])
-        ctx.progress(0.5 * (i + 1) / n, "one prompt at a time")
-    pad = _pad_id(model)
-    max_diff, mean_diff, worst, padding, batch_of = (np.zeros(n) for _ in range(5))
-    for b, start in enumerate(range(0, n, params.batch_size)):
-        members = list(range(start, min(start + params.batch_size, n)))
-        width = max(len(prompts.tokens[i]) for i in members)
-        tokens = torch.full((len(members), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(members), width), dtype=torch.long)
-        spans = []
+    out = {k: np.zeros(n) for k in ("max", "mean", "worst", "padding", "batch")}
+    mask = setup.right_mask if side == "right" else True
+    positions: Literal["mask"] | None = "mask" if side == "left" and setup.positions else None
+    shifted_worst: float | None = 0.0 if positions == "mask" else None
+    for b, members in enumerate(_batches(n, params.batch_size)):
+        batch = pad_rows([prompts.tokens[i] for i in members] + [companions[b]], side, setup.pad_id)
+        logits = run_padded(model.bridge, batch, mask=mask, positions=positions)
+        # What a padding path that ignored the mask for positions would give: if this is within the
+        # tolerance too, the model does not depend on absolute positions and a position bug is invisible.
+        shifted = run_padded(model.bridge, batch, mask=True, positions="default") if positions else None
         for row, i in enumerate(members):
-            seq = prompts.tokens[i]
-            lo = 0 if params.padding_side == "right" else width - len(seq)
-            tokens[row, lo : lo + len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, lo : lo + len(seq)] = 1
-            spans.append(lo)
-        batched = _logits(model, tokens, mask if use_mask else None)
-        for row, i in enumerate(members):
-            lo, length = spans[row], len(prompts.tokens[i])
-            diff = (batched[row, lo : lo + length] - singles[i]).abs()
+            lo, length = batch.starts[row], batch.lengths[row]
+            diff = (logits[row, lo : lo + length] - singles[i]).abs()
             per_position = diff.amax(dim=-1)
-            max_diff[i] = float(per_position.max())
-            mean_diff[i] = float(diff.mean())
-            worst[i] = int(per_position.argmax())
-            padding[i] = width - length
-            batch_of[i] = b
-        ctx.progress(0.5 + 0.3 * min(1.0, (start + params.batch_size) / n), "padded batches")
-    return _Comparison(max_diff, mean_diff, worst, padding, batch_of), singles
+            out["max"][i] = float(per_position.max())
+            out["mean"][i] = float(diff.mean())
+            out["worst"][i] = int(per_position.argmax())
+            out["padding"][i] = batch.tokens.shape[1] - length
+            out["batch"][i] = b
+            if shifted is not None and shifted_worst is not None:
+                shifted_diff = float((shifted[row, lo : lo + length] - singles[i]).abs().max())
+                shifted_worst = max(shifted_worst, shifted_diff)
+    return _SideResult(side, out["max"], out["mean"], out["worst"], out["padding"], out["batch"], shifted_worst)
 
 
-def _noise_floor(
-    model: LoadedModel, prompts: _Prompts, singles: list[torch.Tensor], params: BatchInvarianceParams, use_mask: bool
-) -> float:
+@dataclass(frozen=True)
+class _Generation:
+    ids: list[str]
+    alone: list[list[int]]
+    padded: list[list[int]]
+    first_divergence: list[int | None]  # step where the tokens first differ
+    margin: list[float | None]  # alone: logit(its token) - logit(padded token) at that step
+    max_diff: float  # largest logit difference over the steps where both had the same prefix
+
+
+def _generation(
+    model: LoadedModel, prompts: _Prompts, setup: _Setup, params: BatchInvarianceParams, companion: list[int]
+) -> _Generation:
+    """Greedy generation from a left-padded batch (with a longer row) against each prompt alone."""
+    count = min(params.generation_prompts, len(prompts.tokens))
+    seqs = [prompts.tokens[i] for i in range(count)]
+    padded, padded_steps = greedy_padded(
+        model.bridge, [*seqs, companion], params.generation_tokens, setup.pad_id, positions=setup.positions
+    )
+    alone, divergence, margins = [], [], []
+    worst = 0.0
+    for row, seq in enumerate(seqs):
+        tokens, steps = greedy_alone(model.bridge, seq, params.generation_tokens)
+        alone.append(tokens)
+        first = next((t for t, (a, p) in enumerate(zip(tokens, padded[row], strict=True)) if a != p), None)
+        same = params.generation_tokens if first is None else first + 1  # steps with an identical prefix
+        worst = max(worst, float((padded_steps[:same, row] - steps[:same]).abs().max()))
+        divergence.append(first)
+        margins.append(None if first is None else float(steps[first, tokens[first]] - steps[first, padded[row][first]]))
+    return _Generation(prompts.ids[:count], alone, padded[:count], divergence, margins, worst)
+
+
+# -- judging and recording -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Tolerance:
+    value: float
+    text: str
+
+
+def _tolerance(singles: list[torch.Tensor], setup: _Setup, params: BatchInvarianceParams) -> _Tolerance:
+    """``tolerance_factor`` x machine epsilon x the logit scale (max |logit|, at least 1); or the given one."""
+    scale = max(1.0, max(float(s.abs().max()) for s in singles))
+    if params.tolerance is not None:
+        return _Tolerance(params.tolerance, f"{params.tolerance:g} (given)")
+    value = params.tolerance_factor * setup.eps * scale
+    text = (
+        f"{value:.3g} = {params.tolerance_factor:g} x eps({setup.dtype}) {setup.eps:.3g} x logit scale {scale:.3g} "
+        "(max |logit| of the prompts alone, at least 1)"
+    )
+    return _Tolerance(value, text)
+
+
+def _how(side: Side, setup: _Setup) -> str:
+    if side == "right":
+        return "right-padded, " + ("with" if setup.right_mask else "without") + " an attention mask"
+    positions = "position ids that follow it" if setup.positions else "positions left to the forward"
+    return f"left-padded, with an attention mask and {positions}"
+
+
+def _check(
+    sides: list[_SideResult], generation: _Generation | None, prompts: _Prompts, tol: _Tolerance, setup: _Setup
+) -> None:
+    """Fail the measurement, stating the difference, when a check exceeds the tolerance."""
+    for result in sides:
+        worst = int(np.argmax(result.max_diff))
+        value = float(result.max_diff[worst])
+        if value > tol.value:
+            raise MeasurementError(
+                f"batched ({_how(result.side, setup)}) and one-by-one logits differ by up to {value:.6g} (prompt "
+                f"{prompts.ids[worst]!r}, position {int(result.worst_position[worst])} of "
+                f"{len(prompts.tokens[worst])}), above the tolerance {tol.text}; mean absolute difference "
+                f"{float(result.mean_diff.mean()):.3g} over {len(prompts.tokens)} prompts",
+                hint="the outputs depend on batching or padding; measurements that batch prompts are unreliable",
+            )
+    if generation is None:
+        return
+    if generation.max_diff > tol.value:
+        raise MeasurementError(
+            f"padded and unpadded greedy generation differ by up to {generation.max_diff:.6g} in the logits of a "
+            f"generated step, above the tolerance {tol.text}",
+            hint="the model's generation depends on left padding (mask or position ids)",
+        )
+    for prompt, first, margin in zip(generation.ids, generation.first_divergence, generation.margin, strict=True):
+        if first is not None and margin is not None and margin > tol.value:
+            raise MeasurementError(
+                f"padded greedy generation from prompt {prompt!r} departs from its unpadded generation at step "
+                f"{first}, where the unpadded choice led by {margin:.3g} logits (tolerance {tol.text})",
+                hint="the model's generation depends on left padding (mask or position ids)",
+            )
+
+
+def _noise_floor(model: LoadedModel, prompts: _Prompts, singles: list[torch.Tensor], batch_size: int) -> float:
     """Largest difference when each prompt is batched with copies of itself (nothing padded)."""
     worst = 0.0
     for seq, single in zip(prompts.tokens, singles, strict=True):
-        tokens = torch.tensor([seq] * params.batch_size, dtype=torch.long)
-        batched = _logits(model, tokens, torch.ones_like(tokens) if use_mask else None)
-        worst = max(worst, float((batched - single).abs().max()))
+        batch = pad_rows([seq] * max(2, batch_size), "right", 0)
+        worst = max(worst, float((run_padded(model.bridge, batch, mask=False) - single).abs().max()))
     return worst
 
 
-def _use_mask(model: LoadedModel, params: BatchInvarianceParams, sample: list[int]) -> bool:
-    """Whether the batched passes carry an attention mask; refuse a setting that needs one the model lacks."""
-    if params.attention_mask == "off":
-        return False
-    use_mask = _accepts_mask(model, sample)
-    if not use_mask and (params.attention_mask == "on" or params.padding_side == "left"):
-        raise MeasurementError(
-            "this model's forward does not accept an attention mask",
-            hint='use attention_mask = "auto" with padding_side = "right"',
-        )
-    return use_mask
-
-
-def _check_tolerance(
-    comparison: _Comparison,
+def _metrics(
+    sides: list[_SideResult],
+    generation: _Generation | None,
     prompts: _Prompts,
     params: BatchInvarianceParams,
-    how: str,
-    mean_value: float,
+    setup: _Setup,
+    tol: _Tolerance,
     floor: float | None,
-) -> None:
-    """Fail the measurement, stating the difference, when the largest one exceeds the tolerance."""
-    worst = int(np.argmax(comparison.max_diff))
-    max_value = float(comparison.max_diff[worst])
-    if max_value > params.tolerance:
-        floor_text = f"; batching without padding differs by {floor:.3g}" if floor is not None else ""
-        raise MeasurementError(
-            f"batched ({how}) and one-by-one logits differ by up to {max_value:.6g} (prompt "
-            f"{prompts.ids[worst]!r}, position {int(comparison.worst_position[worst])} of "
-            f"{len(prompts.tokens[worst])}), above the tolerance {params.tolerance:g}; mean absolute difference "
-            f"{mean_value:.3g} over {len(prompts.tokens)} prompts{floor_text}",
-            hint="the model's outputs depend on batching or padding; measurements that batch prompts are unreliable",
-        )
-
-
-def _metrics(
-    comparison: _Comparison,
-    lengths: list[int],
-    params: BatchInvarianceParams,
-    how: str,
-    use_mask: bool,
-    mean: tuple[float, ConfidenceInterval],
-    floor: float | None,
+    ctx: MeasureContext,
 ) -> list[Metric]:
-    n, padded = len(lengths), int(np.count_nonzero(comparison.padding))
+    lengths = [len(s) for s in prompts.tokens]
+    n = len(lengths)
+    overall = max(float(r.max_diff.max()) for r in sides)
+    if generation is not None:
+        overall = max(overall, generation.max_diff)
     baseline = None
     if floor is not None:
         baseline = Baseline(
             name="batching without padding",
             value=floor,
-            description=f"largest difference when each prompt is batched with {params.batch_size - 1} copies of itself",
+            description="largest difference when each prompt is batched with copies of itself (no padding)",
         )
-    return [
+    per_prompt = np.mean([r.mean_diff for r in sides], axis=0)
+    mean, mean_ci = bootstrap_mean(
+        per_prompt,
+        rng=np.random.default_rng(ctx.derive_seed("bootstrap")),
+        level=params.ci_level,
+        resamples=params.bootstrap_resamples,
+        name="per-prompt mean absolute logit difference",
+    )
+    padded = int(np.count_nonzero(np.all([r.padding > 0 for r in sides], axis=0)))
+    checks = "; ".join(_how(r.side, setup) for r in sides) + ("; padded greedy generation" if generation else "")
+    metrics = [
         Metric(
             name="max_abs_logit_diff",
-            value=float(comparison.max_diff.max()),
+            value=overall,
             unit="logits",
             baseline=baseline,
             description=(
-                f"largest |batched - alone| logit difference over every position and vocabulary entry of {n} "
-                f"prompts ({how}); tolerance {params.tolerance:g}"
+                f"largest |batched - alone| logit difference over every position and vocabulary entry of {n} prompts "
+                f"and every generated step ({checks}); tolerance {tol.value:.3g}"
             ),
+        ),
+        *(
+            Metric(
+                name=f"max_abs_logit_diff_{r.side}",
+                value=float(r.max_diff.max()),
+                unit="logits",
+                description=f"largest |batched - alone| logit difference, {_how(r.side, setup)}",
+            )
+            for r in sides
         ),
         Metric(
             name="mean_abs_logit_diff",
-            value=mean[0],
+            value=mean,
             unit="logits",
-            ci=mean[1],
-            description="mean over prompts of the mean absolute logit difference at every position",
+            ci=mean_ci,
+            description="mean over prompts of the mean absolute logit difference at every position, over the sides",
+        ),
+        Metric(
+            name="tolerance", value=tol.value, unit="logits", description=f"largest difference accepted: {tol.text}"
         ),
         Metric(
             name="n_prompts", value=n, unit="prompts", description=f"prompts of {min(lengths)}-{max(lengths)} tokens"
         ),
         Metric(
-            name="n_padded_prompts", value=padded, unit="prompts", description="prompts that were padded in their batch"
+            name="n_padded_prompts",
+            value=padded,
+            unit="prompts",
+            description=f"prompts padded on every side checked (at least {params.min_padding} pad tokens)",
         ),
         Metric(
             name="attention_mask_used",
-            value=int(use_mask),
+            value=int(setup.right_mask or any(r.side == "left" for r in sides)),
             unit="flag",
             description="1 if the batched forward passes carried an attention mask",
         ),
     ]
+    left = next((r for r in sides if r.side == "left"), None)
+    if left is not None:
+        metrics.append(
+            Metric(
+                name="position_ids_used",
+                value=int(setup.positions),
+                unit="flag",
+                description="1 if left-padded passes carried position ids that follow the mask (0: the forward chose)",
+            )
+        )
+    if left is not None and left.default_positions_diff is not None:
+        metrics.append(
+            Metric(
+                name="default_positions_diff",
+                value=left.default_positions_diff,
+                unit="logits",
+                description=(
+                    "largest difference when the left-padded batches use positions 0..width-1 instead of positions "
+                    "that follow the mask; at or below the tolerance, the logits do not depend on absolute position "
+                    "(e.g. rotary embeddings) and a position-id bug could not have been seen"
+                ),
+            )
+        )
+    if generation is not None:
+        count = len(generation.ids)
+        matched = sum(first is None for first in generation.first_divergence)
+        metrics.append(
+            Metric(
+                name="generation_match",
+                value=matched / count,
+                unit="fraction",
+                description=(
+                    f"fraction of {count} prompts whose {params.generation_tokens} greedy tokens from a left-padded "
+                    "batch equal those generated alone (a departure is accepted only at a near-tie within tolerance)"
+                ),
+            )
+        )
+    return metrics
 
 
-def _prompt_table(comparison: _Comparison, prompts: _Prompts) -> Table:
-    c = comparison
+def _prompt_table(sides: list[_SideResult], prompts: _Prompts) -> Table:
     rows: list[list[str | float | int | None]] = []
-    for i, (prompt, seq) in enumerate(zip(prompts.ids, prompts.tokens, strict=True)):
-        diffs = [float(c.max_diff[i]), float(c.mean_diff[i]), int(c.worst_position[i])]
-        rows.append([prompt, len(seq), int(c.batch[i]), int(c.padding[i]), *diffs])
+    for r in sides:
+        for i, (prompt, seq) in enumerate(zip(prompts.ids, prompts.tokens, strict=True)):
+            diffs = [float(r.max_diff[i]), float(r.mean_diff[i]), int(r.worst_position[i])]
+            rows.append([prompt, len(seq), r.side, int(r.batch[i]), int(r.padding[i]), *diffs])
     return Table(
         name="prompts",
-        columns=["prompt", "length", "batch", "pad_tokens", "max_abs_diff", "mean_abs_diff", "worst_position"],
+        columns=["prompt", "length", "side", "batch", "pad_tokens", "max_abs_diff", "mean_abs_diff", "worst_position"],
         rows=rows,
-        description="per prompt: its batch, the padding it received, and the logit differences",
+        description="per prompt and padding side: its batch, the padding it received, and the logit differences",
+    )
+
+
+def _generation_table(generation: _Generation) -> Table:
+    rows: list[list[str | float | int | None]] = []
+    for prompt, alone, padded, first, margin in zip(
+        generation.ids, generation.alone, generation.padded, generation.first_divergence, generation.margin, strict=True
+    ):
+        rows.append([prompt, " ".join(map(str, alone)), " ".join(map(str, padded)), first, margin])
+    return Table(
+        name="generation",
+        columns=["prompt", "alone_tokens", "padded_tokens", "first_divergence", "margin"],
+        rows=rows,
+        description="greedy token ids generated alone and from a left-padded batch; where they part, the margin",
     )
 
 
 @measurement(
     "model.batch_invariance",
-    version="1.0.0",
+    version="2.0.0",
     params=BatchInvarianceParams,
     clauses=CLAUSES,
     calibration=(
         Expectation(
             "induction", True, "max_abs_logit_diff", (Criterion(comparator="<=", threshold=1e-4, rule="point"),)
         ),
+        Expectation("induction", True, "generation_match", (Criterion(comparator=">=", threshold=1.0, rule="point"),)),
     ),
 )
 def batch_invariance(model: LoadedModel, params: BatchInvarianceParams, ctx: MeasureContext) -> MeasurementResult:
-    """Compare padded-batch and one-by-one logits at every position of every prompt."""
-    prompts_seed, bootstrap_seed = ctx.derive_seed("prompts"), ctx.derive_seed("bootstrap")
-    prompts = _choose_prompts(model, params, ctx, np.random.default_rng(prompts_seed))
-    lengths = [len(seq) for seq in prompts.tokens]
-    use_mask = _use_mask(model, params, prompts.tokens[0])
-    comparison, singles = _compare(model, prompts, params, use_mask, ctx)
-    n = len(prompts.tokens)
-    padded = int(np.count_nonzero(comparison.padding))
-    if padded == 0:
-        raise MeasurementError(
-            f"none of the {n} prompts was padded (all batches held prompts of equal length), so nothing was checked",
-            hint="use prompts of varying length or a larger batch_size",
-        )
-    floor = _noise_floor(model, prompts, singles, params, use_mask) if params.noise_floor else None
-    ctx.progress(0.95, "statistics")
-
-    mean_value, mean_ci = bootstrap_mean(
-        comparison.mean_diff,
-        rng=np.random.default_rng(bootstrap_seed),
-        level=params.ci_level,
-        resamples=params.bootstrap_resamples,
-        name="per-prompt mean absolute logit difference",
-    )
-    how = f"{params.padding_side}-padded, " + ("with" if use_mask else "without") + " an attention mask"
-    _check_tolerance(comparison, prompts, params, how, mean_value, floor)
-    metrics = _metrics(comparison, lengths, params, how, use_mask, (mean_value, mean_ci), floor)
+    """Compare padded-batch and one-by-one logits at every position, on each side, and padded generation."""
+    prompts = _choose_prompts(model, params, ctx, np.random.default_rng(ctx.derive_seed("prompts")))
+    setup = _setup(model, params, prompts.tokens[0])
+    singles = _alone(model, prompts, ctx)
+    rows = np.random.default_rng(ctx.derive_seed("companions"))
+    companions = _companions(model, prompts, params, rows)
+    sides = []
+    for k, side in enumerate(params.padding_sides):
+        sides.append(_compare_side(model, prompts, singles, side, setup, companions, params))
+        ctx.progress(0.3 + 0.4 * (k + 1) / len(params.padding_sides), f"{side}-padded batches")
+    generation = None
+    if params.generation_prompts > 0:
+        count = min(params.generation_prompts, len(prompts.tokens))
+        longest = max(len(prompts.tokens[i]) for i in range(count)) + params.min_padding
+        companion = _random_row(model, longest, rows)
+        generation = _generation(model, prompts, setup, params, companion)
+    ctx.progress(0.85, "noise floor")
+    floor = _noise_floor(model, prompts, singles, params.batch_size) if params.noise_floor else None
+    tol = _tolerance(singles, setup, params)
+    _check(sides, generation, prompts, tol, setup)
+    metrics = _metrics(sides, generation, prompts, params, setup, tol, floor, ctx)
+    lengths = [len(s) for s in prompts.tokens]
     floor_text = f" (batching without padding: {floor:.3g})" if floor is not None else ""
+    gen_text = ""
+    if generation is not None:
+        matched = sum(first is None for first in generation.first_divergence)
+        ties = " (the rest parted only at near-ties)" if matched < len(generation.ids) else ""
+        gen_text = (
+            f" Greedy generation of {params.generation_tokens} tokens from a left-padded batch matched generation "
+            f"alone on {matched} of {len(generation.ids)} prompts{ties}, and its logits agree to within "
+            f"{generation.max_diff:.3g}."
+        )
+    left = next((r for r in sides if r.side == "left"), None)
+    if left is not None and left.default_positions_diff is not None:
+        shifted = left.default_positions_diff
+        gen_text += f" With positions 0..width-1 instead, left-padded logits differ by up to {shifted:.3g}: " + (
+            "the logits do not depend on absolute position, so a position-id bug could not have been seen."
+            if shifted <= tol.value
+            else "the check does test that position ids follow the mask."
+        )
     summary = (
-        f"{n} prompts of {min(lengths)}-{max(lengths)} tokens ({prompts.source.name}) were evaluated alone and in "
-        f"batches of {params.batch_size} ({how}; {padded} of them padded). At every position the logits agree "
-        f"to within {metrics[0].value:.3g}{floor_text}, below the tolerance {params.tolerance:g}; the mean absolute "
-        f"difference is {mean_value:.3g} (CI {mean_ci.lower:.3g}-{mean_ci.upper:.3g})."
+        f"{len(lengths)} prompts of {min(lengths)}-{max(lengths)} tokens ({prompts.source.name}) were evaluated alone "
+        f"and in batches of {params.batch_size} plus one longer row, so that every prompt was padded ("
+        + "; ".join(_how(r.side, setup) for r in sides)
+        + f"). At every position the logits agree to within {metrics[0].value:.3g}{floor_text}, below the "
+        f"tolerance {tol.value:.3g} ({setup.dtype}).{gen_text}"
     )
     ctx.progress(1.0, "done")
-    table = _prompt_table(comparison, prompts)
-    return MeasurementResult(metrics=metrics, tables=[table], data=[prompts.source], summary=summary)
+    tables = [_prompt_table(sides, prompts)] + ([_generation_table(generation)] if generation else [])
+    return MeasurementResult(metrics=metrics, tables=tables, data=[prompts.source], summary=summary)

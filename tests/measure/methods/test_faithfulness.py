@@ -34,9 +34,10 @@ def test_the_curve_points():
 def test_rankings_put_verified_components_first_by_measured_effect():
     rng = np.random.default_rng(0)
     rankings = Rankings.of([3, 0, 1, 2], [0, 3], np.array([-0.1, 0.5]), rng, 2)
-    assert rankings.circuit == [3, 0, 1, 2] and rankings.attribution == [3, 0, 1, 2]
+    assert rankings.patching == [3, 0, 1, 2] and rankings.circuit == [3, 0, 1, 2]
     rankings = Rankings.of([3, 0, 1, 2], [0, 3], np.array([-0.9, 0.5]), rng, 2)
-    assert rankings.circuit == [0, 3, 1, 2]
+    assert rankings.patching == [0, 3, 1, 2]
+    assert rankings.circuit == [3, 0, 1, 2]  # the attribution method's own ranking stays the headline
     assert len(rankings.random) == 2 and all(sorted(r) == [0, 1, 2, 3] for r in rankings.random)
 
 
@@ -50,7 +51,7 @@ def test_a_circuit_that_carries_everything_has_cpr_one_minus_its_cmd():
         return np.stack([empty if 0 in s else clean for s in sets])
 
     ks = curve_ks(n, 64, None)
-    main, by_attribution, rnd = curve_values(patch, n, rankings, ks)
+    main, by_patching, rnd = curve_values(patch, n, rankings, ks)
     boot = Bootstrap.draw(n_examples, rng=np.random.default_rng(0), resamples=100, level=0.95)
     scorer = CurveScorer(ks, n, boot, clean, empty, 0.5)
     curve = scorer.curve(main)

@@ -10,6 +10,7 @@ from evidence.errors import MeasurementError
 from evidence.measure.hooks import capture
 from evidence.measure.methods.interchange import (
     GoalProxyPrompts,
+    LayerResult,
     balanced_directions,
     bootstrap_reliance_index,
     interchange_effects,
@@ -18,6 +19,7 @@ from evidence.measure.methods.interchange import (
     patched_logit_diff,
     random_unit_directions,
     reliance_index,
+    restrict,
     symmetric_orthonormalise,
     two_folds,
 )
@@ -138,6 +140,21 @@ def test_a_full_swap_after_the_last_block_gives_the_source_logits(organism):
 
 
 # -- the Proxy Reliance Index ------------------------------------------------------------------
+
+
+def test_restrict_keeps_the_chosen_bases_of_every_effect_and_scores_on_them():
+    ld_base = np.zeros(4)
+    predicted = np.array([True, True, False, False])
+    hit = interchange_effects(np.array([1.0, 1.0, -1.0, -1.0]), ld_base, predicted, 1)
+    half = interchange_effects(np.array([1.0, -1.0, 1.0, -1.0]), ld_base, predicted, 1)
+    result = LayerResult(layer=2, cosine=0.1, goal=hit, proxy=half, random_goal=half, random_proxy=half)
+    keep = np.array([True, False, False, True])
+    kept = restrict(result, keep)
+    assert kept.layer == 2 and kept.cosine == 0.1
+    assert kept.goal.success.tolist() == [1.0, 1.0] and kept.proxy.success.tolist() == [1.0, 1.0]
+    assert result.score == 1.5 and kept.score == 2.0  # the score is of the kept bases only
+    with pytest.raises(MeasurementError, match="no base prompt left"):
+        restrict(result, np.zeros(4, dtype=bool))
 
 
 def test_reliance_index_uses_systematic_effects_only():

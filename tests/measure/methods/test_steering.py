@@ -49,3 +49,14 @@ def test_steering_edits_prompt_positions_only(bridge, positions):
     for pos in range(6):
         expected = vector if pos in edited else torch.zeros(16)
         assert torch.allclose(diff[0, pos], expected), pos
+
+
+def test_remove_span_leaves_the_orthogonal_part_and_nothing_of_a_direction_inside():
+    import numpy as np
+
+    from evidence.measure.methods.steering import remove_span
+
+    basis = np.linalg.qr(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]))[0]
+    assert remove_span(np.array([3.0, -2.0, 0.0, 0.0]), basis) is None
+    rest = remove_span(np.array([1.0, 1.0, 1.0, 0.0]), basis)
+    assert rest is not None and np.allclose(rest, [0.0, 0.0, 1.0, 0.0])

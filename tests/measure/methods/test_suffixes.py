@@ -7,25 +7,23 @@ import torch
 
 from evidence.errors import MeasurementError
 from evidence.measure.hooks import scoped_hooks
+from evidence.measure.methods.suffix_attack import common_suffix_length
 from evidence.measure.methods.suffixes import (
     allowed_token_ids,
     allowed_tokens,
-    anchored_end,
     insert_suffix,
     one_hot_gradient_hook,
 )
 from tests.measure.methods.test_directions import small_model
 
 
-def test_insert_suffix_goes_before_the_anchor():
+def test_insert_suffix_goes_before_the_closing_template_tokens():
     ids = [1, 10, 11, 12, 20, 21]
-    assert anchored_end(ids, [20, 21]) == 2 and anchored_end(ids, []) == 0
-    assert insert_suffix(ids, [7, 8], anchored_end(ids, [20, 21])) == [1, 10, 11, 12, 7, 8, 20, 21]
-    assert insert_suffix(ids, [7], anchored_end(ids, [])) == [1, 10, 11, 12, 20, 21, 7]
-    with pytest.raises(MeasurementError, match="anchor"):
-        anchored_end(ids, [99])
-    with pytest.raises(MeasurementError, match="anchor"):
-        anchored_end([20], [1, 20])
+    assert insert_suffix(ids, [7, 8], 2) == [1, 10, 11, 12, 7, 8, 20, 21]
+    assert insert_suffix(ids, [7], 0) == [1, 10, 11, 12, 20, 21, 7]
+    # the closing tokens are found from the prompts themselves, whatever the template
+    assert common_suffix_length([[1, 10, 20, 21], [1, 11, 12, 20, 21], [1, 13, 21]]) == 1
+    assert common_suffix_length([[1, 10, 20, 21], [1, 11, 12, 20, 21]]) == 2
 
 
 class _Tok:

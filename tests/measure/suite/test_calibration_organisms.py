@@ -34,8 +34,9 @@ def with_calibration(monkeypatch, measurement_id: str, *expectations: Expectatio
 def test_planted_induction_detected_and_untrained_twin_clean(induction):
     record = calibrate(induction)
     assert record.status == "ok", record.error
-    by_organism = {c.organism: c for c in record.checks}
+    by_organism = {c.organism: c for c in record.checks if c.metric == "induction_score_max"}
     planted, control = by_organism["induction"], by_organism["induction#untrained"]
+    assert all(c.passed for c in record.checks)  # every heads.inventory expectation, joint ablation included
     assert planted.planted and planted.passed and planted.ci.lower >= 0.5
     assert not control.planted and control.passed and control.ci.upper < 0.2
     assert record.metric("all_checks_passed").value == 1

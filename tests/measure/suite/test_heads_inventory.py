@@ -11,7 +11,9 @@ trained heads' interval must lie above 0.5.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
 from evidence.canonical import canonical_bytes
 from evidence.measure import Task, run_task
@@ -54,33 +56,79 @@ def test_heads_inventory_finds_the_planted_circuit(record):
 
 
 def test_the_record_is_complete(record):
+    assert record.measurement.version == "2.0.0"
     assert record.measurement.params == {
-        "n_sequences": 64,
+        "n_sequences": 128,
         "seq_len": 24,
         "batch_size": 16,
         "bootstrap_resamples": 1000,
         "ci_level": 0.95,
         "top_k": 1,
-        "random_ablation_draws": 4,
+        "score_threshold": 0.2,
+        "random_ablation_draws": 32,
     }
-    assert set(record.seeds) == {"task", "tokens", "twin", "bootstrap", "random_heads"}
-    assert [t.name for t in record.tables] == ["head_scores", "twin_head_scores"]
+    assert set(record.seeds) == {"task", "tokens", "twin", "split", "bootstrap", "random_heads"}
+    assert [t.name for t in record.tables] == ["head_scores", "head_scores_discovery", "twin_head_scores"]
     table = record.tables[0]
     assert table.columns == ["layer", "head", "prev_token", "duplicate_token", "induction"]
     assert len(table.rows) == 8
-    assert record.data[0].count == 64 and len(record.data[0].sha256) == 64
     assert record.metric("induction_head_index").unit == "head index"
     assert "L1H" in record.summary
 
 
-def test_ablating_the_top_induction_head_raises_the_repeat_loss(record):
-    clean = record.metric("repeat_loss_clean")
-    ablated = record.metric("repeat_loss_ablated")
+def test_heads_are_chosen_on_one_split_and_reported_on_another(record):
+    discovery, evaluation = record.data
+    assert (discovery.name, evaluation.name) == ("heads.discovery_tokens", "heads.evaluation_tokens")
+    assert discovery.count == evaluation.count == 64
+    assert len(discovery.sha256) == 64 and discovery.sha256 != evaluation.sha256
+    assert record.metric("induction_score_max").ci.n == 64  # the evaluation half only
+    assert record.metric("repeat_loss_increase_vs_random").ci.n == 64
+
+
+def test_the_split_halves_share_no_sequence(induction):
+    from evidence.measure.suite.heads_inventory import _repeated_tokens, _split
+
+    tokens, _ = _repeated_tokens(induction, 128, 24, np.random.default_rng(0))
+    discovery, evaluation = _split(tokens, np.random.default_rng(1))
+    assert discovery.shape[0] + evaluation.shape[0] == 128
+    assert not {r.tobytes() for r in discovery} & {r.tobytes() for r in evaluation}
+
+
+def test_the_causal_check_is_a_paired_difference_against_random_heads_with_an_interval(record):
     increase = record.metric("repeat_loss_increase")
-    assert clean.value < 0.25  # the organism predicts repeated tokens almost perfectly
-    assert ablated.value > 1.5 * clean.value
-    assert increase.ci is not None and increase.ci.lower > 0.05
-    assert increase.baseline is not None and increase.value > increase.baseline.value
+    difference = record.metric("repeat_loss_increase_vs_random")
+    assert increase.baseline is not None and increase.baseline.ci is not None
+    assert difference.ci is not None and difference.ci.method == "percentile bootstrap"
+    assert difference.value == pytest.approx(increase.value - increase.baseline.value)
+    # One induction head of four: more harmful than the average other head, but not than every one.
+    assert difference.ci.lower > 0
+    assert 0 < record.metric("random_sets_as_harmful").value < 0.5
+    assert record.metric("random_increase_spread").value > 0
+    assert "7 random sets" in record.summary  # every other single head: the baseline is exact
+
+
+def test_every_head_above_the_threshold_is_ablated_together(record):
+    assert record.metric("n_heads_above_threshold").value == 4  # the four planted layer-1 heads
+    assert "L1H0, L1H1, L1H2, L1H3" in record.metric("n_heads_above_threshold").description
+    joint = record.metric("joint_repeat_loss_increase")
+    difference = record.metric("joint_repeat_loss_increase_vs_random")
+    assert joint.value > 10 * record.metric("repeat_loss_increase").value  # the heads back each other up
+    assert difference.ci.lower > 1.0  # nats
+    assert record.metric("joint_random_sets_as_harmful").value == 0
+    assert "32 random sets" in record.summary  # 32 of the 69 other sets of four of the eight heads
+
+
+def test_heads_are_mean_ablated_not_zeroed(induction):
+    from evidence.measure.suite.heads_inventory import _head_means, _Layout, _repeat_loss, _repeated_tokens
+
+    tokens, offset = _repeated_tokens(induction, 16, 24, np.random.default_rng(0))
+    layout = _Layout(offset, 24)
+    means = _head_means(induction, tokens, 16)
+    zero = {layer: torch.zeros_like(mean) for layer, mean in means.items()}
+    heads = [(0, 0), (0, 1), (0, 2), (0, 3)]
+    with_means = _repeat_loss(induction, tokens, layout, 16, heads, means)
+    with_zeros = _repeat_loss(induction, tokens, layout, 16, heads, zero)
+    assert np.abs(with_means - with_zeros).max() > 1e-3  # the replacement value matters, and it is the mean
 
 
 def test_the_random_twin_shows_no_circuit(record, twin_record):
@@ -91,10 +139,14 @@ def test_the_random_twin_shows_no_circuit(record, twin_record):
     assert twin.ci.upper < trained.ci.lower / 3
     assert twin_record.metric("prev_token_score_max").ci.upper < UNIFORM_CEILING
     assert twin_record.metric("repeat_loss_clean").value > 4.0  # about ln(128) = 4.85
+    assert twin_record.metric("n_heads_above_threshold").value == 0
+    assert "joint_repeat_loss_increase_vs_random" not in {m.name for m in twin_record.metrics}
+    difference = twin_record.metric("repeat_loss_increase_vs_random").ci
+    assert difference.lower < 0 < difference.upper  # no head of an untrained model is special
 
 
 def test_the_same_task_gives_the_same_record_bytes(induction):
-    params = {"n_sequences": 16, "bootstrap_resamples": 200, "random_ablation_draws": 2}
+    params = {"n_sequences": 16, "bootstrap_resamples": 200, "random_ablation_draws": 4}
     a, b = (
         run_task(Task("heads.inventory", params, 3, SPEC), induction).model_copy(update={"duration_s": None})
         for _ in range(2)
