@@ -75,6 +75,7 @@ def toy_measurements() -> Iterator[None]:
 def test_public_api_is_pinned():
     assert measure.__all__ == [
         "DatasetUse",
+        "Detector",
         "Expectation",
         "MeasureContext",
         "MeasurementDef",

@@ -27,6 +27,7 @@ from evidence.datasets import Prompt
 from evidence.errors import MeasurementError
 from evidence.measure import (
     DatasetUse,
+    Detector,
     Expectation,
     MeasureContext,
     MeasurementResult,
@@ -657,6 +658,7 @@ def _pairs_ref(prompts: GoalProxyPrompts, pairs: InterchangePairs, folds: np.nda
         DatasetUse.of(DECORRELATED, "decorrelated", description="goal and proxy disagree"),
     ),
     experimental=True,
+    detectors=(Detector("pri", "proxy", (Criterion(comparator=">", threshold=0.5, rule="ci-bound"),)),),
     calibration=(
         Expectation("proxy-r0", True, "pri", (Criterion(comparator=">", threshold=0.5, rule="ci-bound"),)),
         Expectation("proxy-r50", False, "pri", (Criterion(comparator="<", threshold=0.5, rule="ci-bound"),)),

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from evidence.errors import MeasurementError
-from evidence.measure import Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
+from evidence.measure import Detector, Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
 from evidence.measure.hooks import HookFn, capture, scoped_hooks
 from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids
 from evidence.measure.stats import bootstrap_mean
@@ -530,6 +530,14 @@ def _joint(
     version="2.0.0",
     params=HeadsInventoryParams,
     clauses=CLAUSES,
+    detectors=(
+        Detector("induction_score_max", "induction", (Criterion(comparator=">=", threshold=0.5, rule="ci-bound"),)),
+        Detector(
+            "joint_repeat_loss_increase_vs_random",
+            "induction",
+            (Criterion(comparator=">", threshold=0.0, rule="ci-bound"),),
+        ),
+    ),
     calibration=(
         Expectation(
             "induction", True, "induction_score_max", (Criterion(comparator=">=", threshold=0.5, rule="ci-bound"),)
