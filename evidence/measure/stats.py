@@ -9,6 +9,8 @@ All return :class:`evidence.records.ConfidenceInterval` where an interval is mea
 * :func:`bootstrap_mean` — the mean over independent units (sequences, prompts),
   resampling units with a seeded :class:`numpy.random.Generator`; for a paired
   comparison pass the per-unit differences (:func:`paired_difference`).
+  :func:`bounded_mean` is the same for values in known bounds, with an exact
+  interval when every value is the same (where the bootstrap's has zero width).
 * :class:`Bootstrap` — one fixed set of resampling indices shared by several
   statistics of the same units (so that their draws are paired).
 * :func:`wilson_interval` — the Wilson score interval for a rate.
@@ -39,6 +41,7 @@ __all__ = [
     "BONFERRONI_AUROCS_METHOD",
     "BOOTSTRAP_METHOD",
     "CLOPPER_PEARSON_METHOD",
+    "CONSTANT_SAMPLE_METHOD",
     "DELONG_METHOD",
     "DELONG_PAIRED_METHOD",
     "NEWCOMBE_METHOD",
@@ -52,6 +55,7 @@ __all__ = [
     "bootstrap_auroc",
     "bootstrap_delta_auroc",
     "bootstrap_mean",
+    "bounded_mean",
     "clopper_pearson_interval",
     "controls_needed",
     "curve_area",
@@ -514,3 +518,47 @@ def delta_auroc_interval(
     return point, ConfidenceInterval(lower=min(lower, point), upper=max(upper, point), level=level,
                                      method=BONFERRONI_AUROCS_METHOD, n=n)
 
+
+# -- the mean of a bounded variable, never of zero width -----------------------------------------
+
+CONSTANT_SAMPLE_METHOD = "exact, constant sample of a bounded variable"
+
+
+def bounded_mean(
+    values: ArrayLike,
+    *,
+    lower: float,
+    upper: float,
+    rng: np.random.Generator,
+    level: float = 0.95,
+    resamples: int = 1000,
+    name: str = "values",
+) -> tuple[float, ConfidenceInterval]:
+    """The mean of ``values`` that lie in ``[lower, upper]``, with an interval that is never of zero width.
+
+    While the values vary: :func:`bootstrap_mean`, unchanged (the same draws from ``rng``).
+    When every value is the same ``c`` (say every sequence puts all or none of a head's
+    attention on a key), every resample is ``c`` and the bootstrap would claim the mean
+    exactly. The interval is then the exact bound for ``n`` equal values of a variable in
+    ``[lower, upper]``: with ``c`` scaled to [0, 1] and ``t = ((1 - level) / 2) ** (1 / n)``,
+    ``[c * t, 1 - (1 - c) * t]``, scaled back. Were the true mean ``mu`` below ``c * t``,
+    Markov's inequality would give ``P(X >= c) <= mu / c < t``, so ``n`` values all at least
+    ``c`` would have probability below ``(1 - level) / 2``; symmetrically above. At ``c = 0``
+    or ``1`` this is the Clopper-Pearson interval for 0 or ``n`` successes in ``n`` trials,
+    the bound :func:`auroc_interval` uses at the boundary.
+    """
+    if not upper > lower:
+        raise MeasurementError(f"bounded mean of {name}: the bounds [{lower}, {upper}] are empty")
+    point, ci = bootstrap_mean(values, rng=rng, level=level, resamples=resamples, name=name)
+    data = np.asarray(values, dtype=np.float64)
+    if float(data.min()) < lower or float(data.max()) > upper:
+        raise MeasurementError(f"bounded mean of {name}: values outside [{lower}, {upper}]")
+    if float(data.min()) < float(data.max()):
+        return point, ci
+    scale = upper - lower
+    c = (point - lower) / scale
+    t = ((1.0 - level) / 2.0) ** (1.0 / data.size)
+    low, high = lower + scale * c * t, lower + scale * (1.0 - (1.0 - c) * t)
+    return point, ConfidenceInterval(
+        lower=min(low, point), upper=max(high, point), level=level, method=CONSTANT_SAMPLE_METHOD, n=int(data.size)
+    )

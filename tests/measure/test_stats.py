@@ -14,6 +14,7 @@ def test_public_api_is_pinned():
         "BONFERRONI_AUROCS_METHOD",
         "BOOTSTRAP_METHOD",
         "CLOPPER_PEARSON_METHOD",
+        "CONSTANT_SAMPLE_METHOD",
         "DELONG_METHOD",
         "DELONG_PAIRED_METHOD",
         "NEWCOMBE_METHOD",
@@ -27,6 +28,7 @@ def test_public_api_is_pinned():
         "bootstrap_auroc",
         "bootstrap_delta_auroc",
         "bootstrap_mean",
+        "bounded_mean",
         "clopper_pearson_interval",
         "controls_needed",
         "curve_area",
@@ -224,3 +226,29 @@ def test_an_operating_point_states_how_many_controls_it_needs():
     assert stats.controls_needed(0.01) == 299
     assert stats.fpr_upper_bound(0, 299) <= 0.01 < stats.fpr_upper_bound(0, 256)
 
+
+def test_bounded_mean_is_the_bootstrap_while_the_values_vary():
+    values = rng(2).uniform(0.0, 1.0, 64)
+    assert stats.bounded_mean(values, lower=0.0, upper=1.0, rng=rng(9)) == stats.bootstrap_mean(values, rng=rng(9))
+
+
+@pytest.mark.parametrize("c", [0.0, 1.0, 0.3])
+def test_bounded_mean_of_a_constant_sample_has_the_exact_interval(c):
+    values = np.full(64, c)
+    _, boot = stats.bootstrap_mean(values, rng=rng())
+    assert boot.lower == boot.upper == c  # what the bootstrap alone reports
+    point, ci = stats.bounded_mean(values, lower=0.0, upper=1.0, rng=rng())
+    t = 0.025 ** (1 / 64)
+    assert point == c and ci.lower <= c <= ci.upper and ci.upper > ci.lower
+    assert ci.lower == pytest.approx(c * t) and ci.upper == pytest.approx(1 - (1 - c) * t)
+    assert (ci.method, ci.n, ci.level) == (stats.CONSTANT_SAMPLE_METHOD, 64, 0.95)
+    if c in (0.0, 1.0):  # at the boundary: the Clopper-Pearson interval for 0 or n of n
+        exact = stats.clopper_pearson_interval(int(c * 64), 64)
+        assert ci.lower == pytest.approx(exact.lower, abs=1e-6) and ci.upper == pytest.approx(exact.upper, abs=1e-6)
+
+
+def test_bounded_mean_refuses_values_outside_its_bounds():
+    with pytest.raises(MeasurementError, match="outside"):
+        stats.bounded_mean([0.5, 1.5], lower=0.0, upper=1.0, rng=rng())
+    with pytest.raises(MeasurementError, match="empty"):
+        stats.bounded_mean([0.5, 0.5], lower=1.0, upper=1.0, rng=rng())
