@@ -96,7 +96,9 @@ def test_refuser_record_reads_on_the_evaluation_part_with_projection_as_the_head
         parts = [refs[f"{name}:{part}"] for part in ("direction", "selection", "evaluation")]
         assert sum(p.count for p in parts) == refs[name].count
         assert len({p.sha256 for p in parts}) == 3
-    assert base.ci.n == refs["refusal.harmful:evaluation"].count
+    # the plain refusal rate rests on no choice and is read on every harmful prompt; the rest on the evaluation part
+    assert base.ci.n == refs["refusal.harmful"].count
+    assert metric(record, "refusal_rate_ablated").ci.n == refs["refusal.harmful:evaluation"].count
 
 
 def test_the_drop_interval_has_width_even_when_every_prompt_changes(organism):
