@@ -304,6 +304,10 @@ def _describe_measurement(definition: MeasurementDef) -> dict[str, Any]:
             }
             for e in definition.calibration
         ],
+        "detectors": [
+            {"metric": d.metric, "behaviour": d.behaviour, "criteria": describe_all(d.criteria, d.combine, d.metric)}
+            for d in definition.detectors
+        ],
         "crossref": [
             {
                 "metric": r.metric,
@@ -392,6 +396,7 @@ def _measurement_lines(info: dict[str, Any]) -> list[str]:
     ])
     part("markers", info["markers"])
     part("clauses", [f"{c['id']} ({c['strength']})" for c in info["clauses"]])
+    part("detectors", [f"{d['behaviour']}: {d['criteria']}" for d in info["detectors"]])
     part("calibration", [
         f"{e['organism']} ({'planted' if e['planted'] else 'control'}): {e['criteria']}" for e in info["calibration"]
     ])
