@@ -21,7 +21,7 @@ import torch
 from pydantic import Field, model_validator
 
 from evidence.errors import MeasurementError
-from evidence.measure import MeasureContext, MeasurementResult, UncertaintyParams, measurement
+from evidence.measure import Detector, MeasureContext, MeasurementResult, UncertaintyParams, measurement
 from evidence.measure.methods.attribution import attribution_scores
 from evidence.measure.methods.edges import (
     EdgeModel,
@@ -695,6 +695,7 @@ def _summary(
     version="2.0.0",
     params=CircuitParams,
     clauses=CLAUSES,
+    detectors=(Detector("edge_circuit_found", "induction", (Criterion(comparator=">=", threshold=1, rule="point"),)),),
     calibration=(
         # On examples it was not chosen on, the edge circuit (EAP-IG's own ranking, k chosen on the discovery
         # examples) beats random edge circuits of its size by the stated margin (min_gain_over_random, 0.25).
