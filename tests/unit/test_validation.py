@@ -173,3 +173,19 @@ def test_a_written_report_reads_back(tmp_path):
 
     with pytest.raises(ConfigError, match="validation report"):
         read_report(path)
+
+
+def test_the_verifier_refuses_verdicts_that_rest_on_a_report_it_does_not_have():
+    """Step 7 recomputes verdicts; one that cites a validation report this release lacks cannot be recomputed."""
+    from signing.verify import _cited_validation, _Failed
+    from tests.factories import make_dossier
+
+    r, digest = report(detector((9, 9), (0, 12)))
+    policy = make_policy(thresholds=[gated(max_false_alarms=0.3)])
+    verdicts = evaluate(policy, [make_record()], subject="toy", validation=(r, digest))
+    assert verdicts[0].validation_report == digest
+    dossier = make_dossier(policy=policy, verdicts=verdicts, gate=roll_up(verdicts))
+    with pytest.raises(_Failed, match=f"validation report {digest[:16]}"):
+        _cited_validation(dossier)
+    plain = make_dossier(policy=make_policy(), verdicts=[], gate=None)
+    assert _cited_validation(plain) is None  # nothing cited, and this release ships no report

@@ -206,12 +206,13 @@ def _label_null(
         null_boot.append(bootstrap_cosine(hp, bp))
         null_split.append(float(split_half_cosines(hp, bp, params.n_splits, rng).mean()))
     observed = float(split_half_cosines(h, b, params.n_splits, rng).mean())
-    # its interval: one random split-half of each bootstrap resample of the prompts
+    # its interval: the same statistic (the mean over n_splits random split-halves) on each bootstrap
+    # resample of the prompts; one split-half per resample would be the interval of another, noisier statistic
     draws = []
     for _ in range(params.bootstrap_resamples):
         hi = torch.from_numpy(boot.integers(0, h.shape[0], h.shape[0]))
         bi = torch.from_numpy(boot.integers(0, b.shape[0], b.shape[0]))
-        draws.append(float(split_half_cosines(h[hi], b[bi], 1, rng)[0]))
+        draws.append(float(split_half_cosines(h[hi], b[bi], params.n_splits, rng).mean()))
     n_units = int(h.shape[0] + b.shape[0])
     permutation = f"{params.n_permutations} permutations of the harmful/harmless labels of the training prompts"
 
@@ -235,7 +236,7 @@ def _label_null(
             np.asarray(draws),
             level=level,
             n=n_units,
-            method="percentile over bootstrap resamples of the prompts (one random split-half each)",
+            method=f"percentile over bootstrap resamples of the prompts (mean of {params.n_splits} split-halves each)",
         ),
         baseline=null_baseline(null_split, "the same mean split-half cosine"),
         description=(
