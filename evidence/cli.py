@@ -262,6 +262,7 @@ def _describe_measurement(definition: MeasurementDef) -> dict[str, Any]:
                 "planted": e.planted,
                 "metric": e.metric,
                 "criteria": describe_all(e.criteria, e.combine, e.metric),
+                **({"params": dict(e.params)} if e.params else {}),
             }
             for e in definition.calibration
         ],
@@ -354,7 +355,9 @@ def _measurement_lines(info: dict[str, Any]) -> list[str]:
     part("markers", info["markers"])
     part("clauses", [f"{c['id']} ({c['strength']})" for c in info["clauses"]])
     part("calibration", [
-        f"{e['organism']} ({'planted' if e['planted'] else 'control'}): {e['criteria']}" for e in info["calibration"]
+        f"{e['organism']} ({'planted' if e['planted'] else 'control'}): {e['criteria']}"
+        + (f" (run with {e['params']})" if e.get("params") else "")
+        for e in info["calibration"]
     ])
     part("cross-references", [
         f"{r['metric']} vs external {r['construct']} ({r['comparison']}"
