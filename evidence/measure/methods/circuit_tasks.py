@@ -336,6 +336,8 @@ class RefusalTask(CircuitTask):
     compliance_ids: tuple[int, ...]  # first tokens of the compliance markers, in context
     pairing: Pairing
     pad_id: int = 0  # fills a batch's shorter rows after their last token (never read)
+    selection: str = ""  # how the pairs were chosen, in words
+
 
     kinds = ("logodds",)
 
@@ -366,6 +368,7 @@ class RefusalTask(CircuitTask):
             compliance_ids=self.compliance_ids,
             pairing=self.pairing,
             pad_id=self.pad_id,
+            selection=self.selection,
         )
 
     @property
@@ -483,7 +486,11 @@ def refusal_task(
             f"{pairing.describe()}{longer}",
             hint="give more harmful and harmless prompts of equal token length",
         )
+    selection = pairing.describe()
+    if too_long:
+        selection += f"; {too_long} longer than the model's context of {n_ctx} tokens left out"
     if len(fitting) > max_pairs:
+        selection += f"; a seeded sample of {max_pairs} of the {len(fitting)} used (refusal_max_pairs)"
         keep = np.sort(rng.choice(len(fitting), max_pairs, replace=False))
         fitting = [fitting[int(k)] for k in keep]
     contexts = [harmful_seqs[i] for i, _ in fitting] + [harmless_seqs[j] for _, j in fitting]
@@ -503,4 +510,5 @@ def refusal_task(
         compliance_ids=tuple(compliance),
         pairing=pairing,
         pad_id=int(harmful_seqs[fitting[0][0]][0]),  # any id of the vocabulary: padding is never read
+        selection=selection,
     )

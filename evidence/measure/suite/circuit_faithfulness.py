@@ -510,7 +510,7 @@ def _pairs_metric(task: RefusalTask) -> Metric:
         name=REFUSAL + "pairs",
         value=task.n,
         unit="pairs",
-        description=f"harmful/harmless pairs of equal token length used: {task.pairing.describe()}",
+        description=f"harmful/harmless pairs of equal token length used: {task.selection}",
     )
 
 
