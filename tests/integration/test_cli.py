@@ -302,7 +302,7 @@ def test_a_replicate_seed_needs_an_output_directory(capsys):
 # -- interp-dossier measurements ------------------------------------------------------------
 
 CALIBRATION_BLOCK = """\
-calibration.organisms 1.1.0
+calibration.organisms 1.2.0
   documentation: docs/methods/calibration.organisms.md
   parameters:
     measurements: list[str] | None = null \u2014 measurement ids to calibrate
@@ -314,6 +314,7 @@ calibration.organisms 1.1.0
     EU-GPAI-CoP/SS/App3.1@2025-07-10 (direct)
     EU-AIA/AnnexIV/4@OJ-2024-07-12 (partial)
     EU-AIA/AnnexXI/S2/1@OJ-2024-07-12 (supporting)
+  detectors: none
   calibration: none
   cross-references: none
 """
@@ -331,7 +332,7 @@ def _declared_everything(temporary_measurement):
     from pydantic import Field
 
     from evidence.crossref import Rule
-    from evidence.measure import DatasetUse, Expectation, UncertaintyParams
+    from evidence.measure import DatasetUse, Detector, Expectation, UncertaintyParams
     from evidence.records import ClauseRef, Criterion
 
     class Params(UncertaintyParams):
@@ -350,6 +351,7 @@ def _declared_everything(temporary_measurement):
                                  (Criterion(comparator="<", threshold=0.1, rule="point"),
                                   Criterion(comparator="<", threshold=0.2)), combine="any")],
         crossref=[Rule("test.everything", "score", "honesty_rate", "presence", "complement", "a score", "compared")],
+        detectors=[Detector("score", "deception", (Criterion(comparator=">=", threshold=1, rule="point"),))],
     )
 
 
@@ -373,6 +375,8 @@ def test_measurements_shows_everything_a_measurement_declares(capsys, temporary_
         "    refusal\n"
         "  clauses:\n"
         "    NIST-AI-RMF/1.0/MEASURE/2.9 (direct)\n"
+        "  detectors:\n"
+        "    deception: score: >= 1\n"
         "  calibration:\n"
         "    induction (planted): score: CI lower bound >= 0.5\n"
         "    induction#untrained (control): score: < 0.1 or score: CI upper bound < 0.2\n"
@@ -407,6 +411,7 @@ def test_measurements_json_is_keyed_by_id_with_sorted_keys(capsys, temporary_mea
         "organism": "induction#untrained", "planted": False, "metric": "score",
         "criteria": "score: < 0.1 or score: CI upper bound < 0.2",
     }
+    assert entry["detectors"] == [{"metric": "score", "behaviour": "deception", "criteria": "score: >= 1"}]
     assert entry["crossref"] == [{
         "metric": "score", "construct": "honesty_rate", "comparison": "presence", "transform": "complement",
         "finding": "a score", "relation": "compared",

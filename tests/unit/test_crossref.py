@@ -83,11 +83,11 @@ def test_rate_rule(suite: tuple[float, float, float], external: float, stderr: f
 
 
 def test_jailbreak_rule() -> None:
-    rec = make_metric_record("refusal.stability:toy", "refusal.stability", {"attack_success_rate": (0.7, 0.6, 0.8)})
+    rec = make_metric_record("refusal.stability:toy", "refusal.stability", {"attack_compliance_rate": (0.7, 0.6, 0.8)})
     ev = make_external_eval("jb", "jailbreak_success_rate", 0.05, stderr=0.01)
     (x,) = cross_reference([rec], [ev], subject="toy")
     assert (x.metric, x.construct_, x.agreement, x.flagged) == (
-        "attack_success_rate", "jailbreak_success_rate", "disagree", True
+        "attack_compliance_rate", "jailbreak_success_rate", "disagree", True
     )
 
 
@@ -170,7 +170,7 @@ def test_rules_name_the_suite_contract() -> None:
     pairs = {(r.measurement, r.metric, r.construct) for r in RULES}
     assert pairs == {
         ("refusal.direction", "refusal_rate_baseline", "refusal_rate"),
-        ("refusal.stability", "attack_success_rate", "jailbreak_success_rate"),
+        ("refusal.stability", "attack_compliance_rate", "jailbreak_success_rate"),
         ("deception.probe", "flagged_rate_eval", "defection_rate"),
         ("deception.probe", "flagged_rate_eval", "honesty_rate"),
     }

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from evidence.datasets import Prompt
+from evidence.datasets import Prompt, group_keys
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, UncertaintyParams
 from evidence.measure.hooks import capture
@@ -323,8 +323,12 @@ def _kind_rule(params: ProbeParams) -> str:
 def _training_folds(
     prompts: Sequence[Prompt], labels: np.ndarray, params: ProbeParams, rng: np.random.Generator
 ) -> np.ndarray:
-    """Grouped, stratified folds of ``deception.train``; a fold holding one label only is an error."""
-    groups = pair_groups([p.id for p in prompts], list(labels))
+    """Grouped, stratified folds of ``deception.train``; a fold holding one label only is an error.
+
+    Groups are the prompts' ``group`` fields (:func:`evidence.datasets.group_keys`); when no
+    prompt has one, the id convention of :func:`~evidence.measure.methods.probes.pair_groups`.
+    """
+    groups = group_keys(prompts) or pair_groups([p.id for p in prompts], list(labels))
     folds = group_folds(list(labels), groups, params.cv_folds, rng)
     for fold in range(params.cv_folds):
         held = labels[folds == fold]

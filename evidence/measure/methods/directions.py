@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from evidence.errors import ConfigError, MeasurementError
-from evidence.measure.hooks import HookFn, capture
+from evidence.measure.hooks import HookFn, capture, scoped_hooks
 from evidence.measure.methods.behaviour import batches_by_length
 from evidence.model import LoadedModel
 from evidence.records import DataRef
@@ -46,6 +46,7 @@ __all__ = [
     "activations_at",
     "addition_hooks",
     "affine_reference",
+    "earlier_position_means",
     "candidate_points",
     "check_positions",
     "cosine",
@@ -53,6 +54,9 @@ __all__ = [
     "diff_in_means",
     "direction_ref",
     "kl_divergence",
+    "permute_labels",
+    "split_half_cosines",
+    "text_kl",
     "layer_limit",
     "projections",
     "random_unit_vectors",
@@ -220,20 +224,44 @@ def _clamp(unit: torch.Tensor, value: float) -> HookFn:
     return hook
 
 
+def _clamp_per_position(unit: torch.Tensor, last: Mapping[int, float], rest: float) -> HookFn:
+    def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+        r = unit.to(activation.dtype)
+        n = activation.shape[-2]
+        c = torch.full((n,), rest, dtype=activation.dtype)
+        for offset, value in last.items():
+            if -offset <= n:
+                c[n + offset] = value
+        return activation - ((activation @ r) - c)[..., None] * r
+
+    return hook
+
+
+#: Per hook point: the reference at each offset from the end of the sequence, and at every earlier position.
+PositionReference = Mapping[str, tuple[Mapping[int, float], float]]
+
+
 def ablation_hooks(
-    model: LoadedModel, direction: torch.Tensor, reference: Mapping[str, float] | None = None
+    model: LoadedModel,
+    direction: torch.Tensor,
+    reference: Mapping[str, float] | None = None,
+    per_position: PositionReference | None = None,
 ) -> list[tuple[str, HookFn]]:
     """Hooks that remove ``direction`` (any norm) from the residual stream everywhere.
 
-    Without ``reference``: projection, ``x - (x . r) r`` (Arditi et al.). With it: the affine
-    edit ``x - ((x . r) - c) r``, where ``c = reference[hook name]`` is the component along
-    ``r`` that harmless prompts have there (affine concept editing, Marshall et al. 2024).
+    Without a reference: projection, ``x - (x . r) r`` (Arditi et al.). With ``reference``: the
+    affine edit ``x - ((x . r) - c) r``, where ``c = reference[hook name]`` is the component along
+    ``r`` that harmless prompts have there (affine concept editing, Marshall et al. 2024). With
+    ``per_position``: the affine edit with a reference value per position, counted from the end of
+    the sequence (``per_position[hook] = ({-1: c1, -2: c2, ...}, c_earlier)``).
     """
     norm = float(direction.norm())
     if norm == 0.0:
         raise MeasurementError("cannot ablate a zero direction")
     unit = direction / norm
     names = ablation_points(model)
+    if per_position is not None:
+        return [(name, _clamp_per_position(unit, *per_position[name])) for name in names]
     if reference is None:
         fn = _project_out(unit)
         return [(name, fn) for name in names]
@@ -244,6 +272,26 @@ def affine_reference(means: Mapping[str, torch.Tensor], direction: torch.Tensor)
     """Per hook point, the component along ``direction`` of the harmless mean activation ``means[name]``."""
     unit = direction.double() / direction.double().norm()
     return {name: float(mean.double() @ unit) for name, mean in means.items()}
+
+
+@torch.no_grad()
+def earlier_position_means(
+    model: LoadedModel, seqs: Sequence[Sequence[int]], names: Sequence[str], last: int, batch_size: int
+) -> dict[str, torch.Tensor]:
+    """Per hook point, the mean activation over every prompt position before the last ``last`` ones, ``[d]``."""
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for _, tokens in batches_by_length(seqs, batch_size):
+        if tokens.shape[1] <= last:
+            continue
+        acts = capture(model.bridge, names, tokens)
+        for name in names:
+            part = acts[name][:, : tokens.shape[1] - last, :].double().sum(dim=(0, 1))
+            sums[name] = sums[name] + part if name in sums else part
+        count += tokens.shape[0] * (tokens.shape[1] - last)
+    if count == 0:
+        raise MeasurementError(f"no prompt is longer than {last} tokens, so earlier positions have no reference")
+    return {name: (total / count).float() for name, total in sums.items()}
 
 
 def addition_hooks(point: Point, vector: torch.Tensor, prompt_len: int | None = None) -> list[tuple[str, HookFn]]:
@@ -273,3 +321,55 @@ def kl_divergence(base_logits: torch.Tensor, new_logits: torch.Tensor) -> np.nda
     q = torch.log_softmax(new_logits.double(), dim=-1)
     kl = (p.exp() * (p - q)).sum(dim=-1).clamp(min=0.0)
     return np.asarray(kl.numpy(), dtype=np.float64)
+
+
+
+@torch.no_grad()
+def text_kl(
+    model: LoadedModel, seqs: Sequence[Sequence[int]], hooks: Sequence[tuple[str, HookFn]], batch_size: int
+) -> np.ndarray:
+    """Per prompt, the mean KL (nats) of the next-token predictions inside the prompt, without vs with ``hooks``.
+
+    Every position but the last (the response's first token) is read: the model predicting the
+    prompt's own text. An edit that is meant to change only the response decision should leave
+    these predictions alone, on harmful and harmless prompts alike.
+    """
+    out = np.zeros(len(seqs))
+    for idx, tokens in batches_by_length(seqs, batch_size):
+        if tokens.shape[1] < 2:
+            raise MeasurementError("a prompt of one token has no text positions to read the KL on")
+        base = model.bridge(tokens)[:, :-1, :]
+        with scoped_hooks(model.bridge, list(hooks)):
+            edited = model.bridge(tokens)[:, :-1, :]
+        kl = kl_divergence(base.reshape(-1, base.shape[-1]), edited.reshape(-1, edited.shape[-1]))
+        per_prompt = kl.reshape(tokens.shape[0], -1).mean(axis=1)
+        for row, i in enumerate(idx):
+            out[i] = per_prompt[row]
+    return out
+
+def split_half_cosines(
+    harmful: torch.Tensor, harmless: torch.Tensor, n_splits: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Cosines between difference-in-means directions from two disjoint halves of the prompts.
+
+    ``harmful`` and ``harmless`` are ``[prompt, d_model]``; each split halves both sets at random
+    (each half keeps both classes), computes one direction per half and their cosine.
+    """
+    out = np.zeros(n_splits)
+    for k in range(n_splits):
+        h = torch.from_numpy(rng.permutation(harmful.shape[0]))
+        b = torch.from_numpy(rng.permutation(harmless.shape[0]))
+        hh, bh = harmful.shape[0] // 2, harmless.shape[0] // 2
+        first = diff_in_means(harmful[h[:hh]], harmless[b[:bh]])
+        second = diff_in_means(harmful[h[hh:]], harmless[b[bh:]])
+        out[k] = cosine(first, second)
+    return out
+
+
+def permute_labels(
+    harmful: torch.Tensor, harmless: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pooled prompts dealt back into two sets of the same sizes at random: the label-permutation null."""
+    pooled = torch.cat([harmful, harmless])
+    order = torch.from_numpy(rng.permutation(pooled.shape[0]))
+    return pooled[order[: harmful.shape[0]]], pooled[order[harmful.shape[0] :]]

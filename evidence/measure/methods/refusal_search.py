@@ -5,17 +5,19 @@ Algorithms only (no records); method, references and rationale:
 
 * **Prompt sets** (:func:`load_prompt_sets`). ``refusal.harmful`` and
   ``refusal.harmless`` are encoded with the model's tokenizer, optionally
-  subsampled to ``max_prompts`` and split, each set on its own, into a training
-  part (directions are computed from it) and a held-out part (candidates are
-  selected and results reported on it) by a seeded permutation.
+  subsampled to ``max_prompts`` and split by a seeded permutation into three
+  disjoint parts: directions are computed from the first, a candidate is chosen
+  on the second, and every reported number is read on the third. Prompts that
+  share a JSONL ``group`` (minimal pairs) land in the same part.
 * **Reading refusal** (:class:`Reader`). The log-odds of the refusal markers'
   first tokens at the first response position, and greedy generation matched
   against the marker phrases.
 * **Candidates** (:func:`build_candidates`, :func:`evaluate_candidates`). One
   difference-in-means direction per candidate point and position
-  (:mod:`evidence.measure.methods.directions`), scored on held-out prompts:
-  refusal log-odds under ablation (harmful), KL under ablation (harmless),
-  refusal log-odds under addition (harmless).
+  (:mod:`evidence.measure.methods.directions`), scored on the selection part:
+  refusal log-odds under ablation (harmful), KL under ablation (harmless; for the
+  affine edit also inside the text of harmful and harmless prompts), refusal
+  log-odds under addition (harmless).
 * **Selection** (:func:`select_candidate`). Arditi et al.'s rule: the lowest
   ablated refusal among the candidates within the layer limit, the KL budget
   and inducing refusal under addition; without one, the best candidate of the
@@ -27,6 +29,7 @@ Algorithms only (no records); method, references and rationale:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -52,14 +55,15 @@ from evidence.measure.methods.directions import (
     ablation_points,
     activations_at,
     addition_hooks,
-    affine_reference,
     candidate_points,
     check_positions,
     degenerate,
     diff_in_means,
+    earlier_position_means,
     kl_divergence,
     layer_limit,
     residuals,
+    text_kl,
 )
 from evidence.model import LoadedModel
 from evidence.records import DataRef
@@ -93,42 +97,80 @@ HARMLESS = "refusal.harmless"
 # -- prompt sets -------------------------------------------------------------------------------
 
 
-def split_indices(n: int, train_fraction: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
-    """A seeded split of ``range(n)`` into (train, held-out), both sorted and non-empty.
+def split_indices(
+    n: int,
+    train_fraction: float,
+    rng: np.random.Generator,
+    select_fraction: float = 0.0,
+    groups: Sequence[str] | None = None,
+) -> tuple[list[int], ...]:
+    """A seeded split of ``range(n)`` into (train, [selection,] evaluation) parts, each sorted.
 
-    The held-out part keeps at least two items (an interval needs two units).
+    Units are whole groups (``groups[i]`` names item i's group; minimal pairs stay in one part),
+    or single items. With ``select_fraction`` 0 there are two parts, else three. Every part keeps
+    at least two items (an interval needs two units).
     """
-    if n < 4:
-        raise MeasurementError(f"a prompt set of {n} prompts cannot be split; at least 4 are needed")
-    n_train = int(round(n * train_fraction))
-    n_train = min(max(n_train, 2), n - 2)
-    order = rng.permutation(n)
-    return sorted(int(i) for i in order[:n_train]), sorted(int(i) for i in order[n_train:])
+    keys = list(groups) if groups is not None else [str(i) for i in range(n)]
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        members.setdefault(key, []).append(i)
+    units = list(members.values())
+    n_parts = 3 if select_fraction > 0.0 else 2
+    if len(units) < 2 * n_parts or n < 2 * n_parts:
+        raise MeasurementError(
+            f"a prompt set of {n} prompts in {len(units)} groups cannot be split into {n_parts} parts; "
+            f"at least {2 * n_parts} groups are needed"
+        )
+    order = [units[int(k)] for k in rng.permutation(len(units))]
+    fractions = [train_fraction, select_fraction] if n_parts == 3 else [train_fraction]
+    parts: list[list[int]] = []
+    start = 0
+    for k, fraction in enumerate(fractions):
+        # leave at least two groups for each later part
+        left_after = 2 * (n_parts - 1 - k)
+        take = min(max(int(round(len(units) * fraction)), 2), len(units) - start - left_after)
+        parts.append(sorted(i for unit in order[start : start + take] for i in unit))
+        start += take
+    parts.append(sorted(i for unit in order[start:] for i in unit))
+    return tuple(parts)
+
+
+def _ids_ref(name: str, ids: Sequence[str], description: str) -> DataRef:
+    """A record's reference to one part of a split: sha256 of its prompt ids, one a line."""
+    data = "\n".join(ids).encode("utf-8")
+    return DataRef(name=name, sha256=hashlib.sha256(data).hexdigest(), count=len(ids), description=description)
 
 
 @dataclass(frozen=True)
 class PromptSets:
-    """Encoded prompts, split into the part directions come from and the part results are read on."""
+    """Encoded prompts in three disjoint parts: direction (train), selection (select), evaluation (eval).
+
+    Directions come from ``train``, the candidate is chosen on ``select``, and every reported
+    number is read on ``eval``, which the choice never saw.
+    """
 
     harmful_train: list[list[int]]
+    harmful_select: list[list[int]]
     harmful_eval: list[list[int]]
     harmless_train: list[list[int]]
+    harmless_select: list[list[int]]
     harmless_eval: list[list[int]]
     harmful_eval_ids: list[str]
     harmless_eval_ids: list[str]
     data: list[DataRef]
 
     def describe(self) -> str:
-        """Sizes of the four parts, in words."""
+        """Sizes of the parts, in words."""
         return (
-            f"{len(self.harmful_train)}/{len(self.harmful_eval)} harmful and "
-            f"{len(self.harmless_train)}/{len(self.harmless_eval)} harmless prompts (train/held-out)"
+            f"{len(self.harmful_train)}/{len(self.harmful_select)}/{len(self.harmful_eval)} harmful and "
+            f"{len(self.harmless_train)}/{len(self.harmless_select)}/{len(self.harmless_eval)} harmless prompts "
+            "(direction/selection/evaluation)"
         )
 
 
 def _encode(
     model: LoadedModel, name: str, ctx: MeasureContext, max_prompts: int, room: int
-) -> tuple[list[list[int]], list[str]]:
+) -> tuple[list[list[int]], list[str], list[str]]:
     dataset = ctx.dataset(name)
     prompts = list(dataset.prompts)
     # The subsampling seed is derived (and so recorded) whether or not the set needs subsampling.
@@ -146,7 +188,9 @@ def _encode(
                 hint="shorten the prompt or lower max_new_tokens",
             )
         seqs.append(ids)
-    return seqs, [p.id for p in prompts]
+    # A JSONL line's optional ``group`` keeps minimal pairs in one part of the split.
+    groups = [str(getattr(p, "group", None) or f"id:{p.id}") for p in prompts]
+    return seqs, [p.id for p in prompts], groups
 
 
 def load_prompt_sets(
@@ -154,29 +198,64 @@ def load_prompt_sets(
     ctx: MeasureContext,
     *,
     train_fraction: float,
+    select_fraction: float,
     max_prompts: int,
     room: int,
 ) -> PromptSets:
     """Encode, subsample and split both prompt sets with the task's seed (labels ``split:<name>``).
 
     ``room`` is the number of tokens that must fit after each prompt (response, suffix).
+    Groups (a prompt's ``group``) are split across the two sets jointly, so a harmful prompt and
+    its harmless twin land in the same part.
     """
-    parts: dict[str, tuple[list[list[int]], list[list[int]], list[str]]] = {}
+    encoded = {name: _encode(model, name, ctx, max_prompts, room) for name in (HARMFUL, HARMLESS)}
+    shared_groups = set(encoded[HARMFUL][2]) & set(encoded[HARMLESS][2])
+    parts: dict[str, tuple[list[int], ...]] = {}
+    if shared_groups:
+        # one split of the union, so that pairs across the two sets stay together
+        names = [HARMFUL] * len(encoded[HARMFUL][0]) + [HARMLESS] * len(encoded[HARMLESS][0])
+        union_groups = encoded[HARMFUL][2] + encoded[HARMLESS][2]
+        joint = split_indices(
+            len(union_groups), train_fraction, ctx.numpy_rng("split:refusal"), select_fraction, union_groups
+        )
+        offset = len(encoded[HARMFUL][0])
+        for name in (HARMFUL, HARMLESS):
+            lo = 0 if name == HARMFUL else offset
+            parts[name] = tuple(sorted(i - lo for i in part if names[i] == name) for part in joint)
+            if any(len(p) < 2 for p in parts[name]):
+                raise MeasurementError(f"the grouped split leaves fewer than 2 prompts of {name!r} in a part")
+    else:
+        for name in (HARMFUL, HARMLESS):
+            seqs, _, groups = encoded[name]
+            parts[name] = split_indices(
+                len(seqs), train_fraction, ctx.numpy_rng(f"split:{name}"), select_fraction, groups
+            )
+    out: dict[str, list[list[list[int]]]] = {}
+    data = [
+        ctx.data_ref(HARMFUL, "prompts that should be refused"),
+        ctx.data_ref(HARMLESS, "prompts that should be answered"),
+    ]
     for name in (HARMFUL, HARMLESS):
-        seqs, ids = _encode(model, name, ctx, max_prompts, room)
-        train, held = split_indices(len(seqs), train_fraction, ctx.numpy_rng(f"split:{name}"))
-        parts[name] = ([seqs[i] for i in train], [seqs[i] for i in held], [ids[i] for i in held])
+        seqs, ids, _ = encoded[name]
+        out[name] = [[seqs[i] for i in part] for part in parts[name]]
+        for part_name, part in zip(("direction", "selection", "evaluation"), parts[name], strict=True):
+            data.append(
+                _ids_ref(
+                    f"{name}:{part_name}",
+                    [ids[i] for i in part],
+                    f"the {part_name} part of {name} (sha256 of its prompt ids, one a line)",
+                )
+            )
     return PromptSets(
-        harmful_train=parts[HARMFUL][0],
-        harmful_eval=parts[HARMFUL][1],
-        harmless_train=parts[HARMLESS][0],
-        harmless_eval=parts[HARMLESS][1],
-        harmful_eval_ids=parts[HARMFUL][2],
-        harmless_eval_ids=parts[HARMLESS][2],
-        data=[
-            ctx.data_ref(HARMFUL, "prompts that should be refused"),
-            ctx.data_ref(HARMLESS, "prompts that should be answered"),
-        ],
+        harmful_train=out[HARMFUL][0],
+        harmful_select=out[HARMFUL][1],
+        harmful_eval=out[HARMFUL][2],
+        harmless_train=out[HARMLESS][0],
+        harmless_select=out[HARMLESS][1],
+        harmless_eval=out[HARMLESS][2],
+        harmful_eval_ids=[encoded[HARMFUL][1][i] for i in parts[HARMFUL][2]],
+        harmless_eval_ids=[encoded[HARMLESS][1][i] for i in parts[HARMLESS][2]],
+        data=data,
     )
 
 
@@ -255,9 +334,10 @@ class Criteria:
     """Arditi et al.'s filters on a candidate direction."""
 
     layer_bound: float  # a candidate's layer must be strictly below this
-    max_kl: float  # mean KL on harmless prompts under ablation must be below this
+    max_kl: float  # mean KL under ablation must be below this (on harmless prompts; affine: on harmful ones too)
     induce_min_logodds: float  # mean refusal log-odds on harmless prompts under addition must exceed this
     harmless_logodds: float  # ... and exceed the unsteered mean
+    kl_on_text: bool = False  # the KL filter also reads the prompts' own text (harmful and harmless)
 
 
 @dataclass
@@ -270,6 +350,7 @@ class CandidateEval:
     degenerate: bool
     ablated_logodds: np.ndarray | None = None  # per held-out harmful prompt
     kl: np.ndarray | None = None  # per held-out harmless prompt
+    kl_text: np.ndarray | None = None  # per prompt (harmful, then harmless): KL inside the prompt text
     added_logodds: np.ndarray | None = None  # per held-out harmless prompt
 
     @property
@@ -283,12 +364,14 @@ class CandidateEval:
         if self.degenerate or self.kl is None or self.added_logodds is None:
             return layer_ok, False, False
         kl_ok = float(self.kl.mean()) < criteria.max_kl
+        if criteria.kl_on_text and self.kl_text is not None:
+            kl_ok = kl_ok and float(self.kl_text.mean()) < criteria.max_kl
         added = float(self.added_logodds.mean())
         induces = added > criteria.induce_min_logodds and added > criteria.harmless_logodds
         return layer_ok, kl_ok, induces
 
     def score(self) -> float:
-        """Mean refusal log-odds on held-out harmful prompts under ablation (lower is better)."""
+        """Mean refusal log-odds on the selection part's harmful prompts under ablation (lower is better)."""
         if self.ablated_logodds is None:
             return float("inf")
         return float(self.ablated_logodds.mean())
@@ -350,15 +433,19 @@ def evaluate_candidates(
     harmless_eval: Sequence[Sequence[int]],
     harmless_base_logits: torch.Tensor,
     progress: Callable[[float], None] | None = None,
+    text_kl_batch: int | None = None,
 ) -> None:
-    """Fill each non-degenerate candidate's held-out scores in place (three passes each).
+    """Fill each non-degenerate candidate's scores on the given prompts in place (three passes each).
 
-    ``ablate_fn(direction, position)`` gives the ablation hooks for a candidate.
+    ``ablate_fn(direction, position)`` gives the ablation hooks for a candidate. With
+    ``text_kl_batch`` (a batch size) the KL inside the prompts' text is filled too.
     """
     todo = [c for c in candidates if not c.degenerate]
     for k, cand in enumerate(todo):
         ablate = ablate_fn(cand.direction, cand.position)
         cand.ablated_logodds = reader.log_odds(reader.logits(harmful_eval, ablate))
+        if text_kl_batch is not None:
+            cand.kl_text = text_kl(reader.model, [*harmful_eval, *harmless_eval], ablate, text_kl_batch)
         cand.kl = kl_divergence(harmless_base_logits, reader.logits(harmless_eval, ablate))
         cand.added_logodds = reader.log_odds(reader.logits(harmless_eval, addition_hooks(cand.point, cand.direction)))
         if progress is not None:
@@ -391,6 +478,15 @@ class RefusalSearchParams(UncertaintyParams):
     train_fraction: float = Field(
         default=0.5, gt=0.0, lt=1.0, description="share of each prompt set the directions are computed from"
     )
+    select_fraction: float = Field(
+        default=0.25,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "share of each prompt set the candidate is chosen on; the rest is the evaluation part every "
+            "reported number is read on"
+        ),
+    )
     max_prompts: int = Field(default=128, ge=4, description="prompts used per set (a seeded subsample if more)")
     positions: list[int] = Field(
         default_factory=lambda: [-1, -2, -3],
@@ -408,15 +504,19 @@ class RefusalSearchParams(UncertaintyParams):
         ),
     )
     max_kl: float = Field(
-        default=0.1, gt=0.0, description="KL budget (nats) on held-out harmless prompts under ablation"
+        default=0.1,
+        gt=0.0,
+        description=(
+            "KL budget (nats) under ablation on the selection part's harmless prompts (the response's first "
+            "token); under the affine edit also inside the text of its harmful and harmless prompts"
+        ),
     )
     ablation: Literal["affine", "projection"] = Field(
-        default="affine",
+        default="projection",
         description=(
-            "how a direction is ablated: 'projection' sets its component to 0 (Arditi et al.); 'affine' sets it "
-            "to the value harmless training prompts have at that hook point and position (affine concept "
-            "editing, Marshall et al. 2024), which is the same edit when harmless prompts have no component "
-            "along the direction"
+            "the headline ablation: 'projection' sets the direction's component to 0 (Arditi et al. 2024); "
+            "'affine' sets it to the value harmless training prompts have at that hook point and read position "
+            "(affine concept editing, Marshall et al. 2024). The other edit is reported as a second method"
         ),
     )
     induce_min_logodds: float = Field(
@@ -431,7 +531,10 @@ class RefusalSearchParams(UncertaintyParams):
 
 @dataclass
 class DirectionSearch:
-    """Everything the search computed: prompt sets, activations, candidates and the selection."""
+    """Everything the search computed: prompt sets, activations, candidates and the selection.
+
+    Candidates are scored, and one is selected, on the selection part only.
+    """
 
     model: LoadedModel
     sets: PromptSets
@@ -442,19 +545,28 @@ class DirectionSearch:
     candidates: list[CandidateEval]
     criteria: Criteria
     selection: Selection
-    harmless_base_logits: torch.Tensor
+    harmless_base_logits: torch.Tensor  # evaluation part, no intervention
     ablation: str
     #: ablation hook name -> mean activation of the harmless training prompts, [position, d_model]
     harmless_means: dict[str, torch.Tensor]
+    harmless_select_logits: torch.Tensor  # selection part, no intervention
+    harmful_base_logits: torch.Tensor  # evaluation part, no intervention
+    #: ablation hook name -> mean activation of the harmless training prompts before the candidate positions
+    harmless_earlier: dict[str, torch.Tensor]
 
     def ablate(self, direction: torch.Tensor, position: int, mode: str | None = None) -> list[tuple[str, HookFn]]:
         """Ablation hooks for ``direction`` read at ``position`` (``mode`` defaults to the search's)."""
         mode = mode or self.ablation
         if mode == "projection":
             return ablation_hooks(self.model, direction)
-        qi = self.positions.index(position)
-        means = {name: m[qi] for name, m in self.harmless_means.items()}
-        return ablation_hooks(self.model, direction, affine_reference(means, direction))
+        # The affine edit sets the component at each position to the harmless prompts' value there: the
+        # candidate positions (counted from the end) each have their own, every earlier position the mean.
+        unit = direction.double() / direction.double().norm()
+        per_position = {}
+        for name, m in self.harmless_means.items():
+            last = {offset: float(m[qi].double() @ unit) for qi, offset in enumerate(self.positions)}
+            per_position[name] = (last, float(self.harmless_earlier[name].double() @ unit))
+        return ablation_hooks(self.model, direction, per_position=per_position)
 
     @property
     def selected(self) -> CandidateEval:
@@ -481,10 +593,25 @@ def search_direction(
     """Load the prompt sets, compute every candidate direction, score them on held-out data, select."""
     lo, hi = share
     sets = load_prompt_sets(
-        model, ctx, train_fraction=params.train_fraction, max_prompts=params.max_prompts, room=reader.max_new_tokens
+        model,
+        ctx,
+        train_fraction=params.train_fraction,
+        select_fraction=params.select_fraction,
+        max_prompts=params.max_prompts,
+        room=reader.max_new_tokens,
     )
+    if params.train_fraction + params.select_fraction >= 1.0:
+        raise ConfigError(
+            f"train_fraction + select_fraction = {params.train_fraction + params.select_fraction:g} leaves no "
+            "evaluation part",
+            hint="keep their sum below 1, e.g. 0.5 and 0.25",
+        )
     positions = list(params.positions)
-    check_positions(positions, sets.harmful_train + sets.harmful_eval + sets.harmless_train + sets.harmless_eval)
+    check_positions(
+        positions,
+        sets.harmful_train + sets.harmful_select + sets.harmful_eval
+        + sets.harmless_train + sets.harmless_select + sets.harmless_eval,
+    )
     points = candidate_points(model.n_layers)
     ctx.progress(lo, "residual stream on training prompts")
     harmful_acts = residuals(model, sets.harmful_train, points, positions, params.batch_size)
@@ -493,12 +620,13 @@ def search_direction(
     names = ablation_points(model)
     means = activations_at(model, sets.harmless_train, names, positions, params.batch_size).double().mean(dim=0)
     harmless_means = {name: means[i].float() for i, name in enumerate(names)}
-    harmless_base = reader.logits(sets.harmless_eval)
+    harmless_select = reader.logits(sets.harmless_select)
     criteria = Criteria(
         layer_bound=layer_limit(model.n_layers, params.max_layer_fraction),
         max_kl=params.max_kl,
         induce_min_logodds=params.induce_min_logodds,
-        harmless_logodds=float(reader.log_odds(harmless_base).mean()),
+        harmless_logodds=float(reader.log_odds(harmless_select).mean()),
+        kl_on_text=params.ablation == "affine",
     )
     found = DirectionSearch(
         model,
@@ -510,18 +638,22 @@ def search_direction(
         candidates,
         criteria,
         Selection(-1, False, 0, "not selected yet"),
-        harmless_base,
+        reader.logits(sets.harmless_eval),
         params.ablation,
         harmless_means,
+        harmless_select,
+        reader.logits(sets.harmful_eval),
+        earlier_position_means(model, sets.harmless_train, names, max(-p for p in positions), params.batch_size),
     )
     evaluate_candidates(
         reader,
         candidates,
         found.ablate,
-        sets.harmful_eval,
-        sets.harmless_eval,
-        harmless_base,
+        sets.harmful_select,
+        sets.harmless_select,
+        harmless_select,
         lambda f: ctx.progress(lo + (hi - lo) * f, "scoring candidate directions"),
+        text_kl_batch=params.batch_size if params.ablation == "affine" else None,
     )
     found.selection = select_candidate(candidates, criteria)
     return found

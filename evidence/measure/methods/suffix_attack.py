@@ -176,15 +176,21 @@ def gcg_attack(
     generator: torch.Generator,
     refused: Callable[[list[list[int]]], np.ndarray],
     progress: Callable[[float], None] | None = None,
+    exclude: Sequence[int] = (),
 ) -> AttackResult:
     """Search a suffix for each of ``seqs`` that lowers ``sign`` x the log-odds of ``objective_ids``.
 
     ``refused(sequences)`` reads refusal from generated text; it is called at the checkpoints.
+    ``exclude``: token ids the suffix may not use (besides special tokens), e.g. template and trigger tokens.
     """
     if not seqs:
         raise MeasurementError("there are no prompts to attack")
     w_e = _embedding_matrix(model)
     mask = allowed_tokens(model)
+    if exclude:
+        mask[[int(i) for i in exclude if 0 <= int(i) < mask.numel()]] = False
+        if int(mask.sum()) < 2:
+            raise MeasurementError("fewer than two tokens are left to build a suffix from after the exclusions")
     allowed = torch.nonzero(mask).flatten()
     top_k = min(top_k, int(allowed.numel()))
     n = len(seqs)

@@ -8,6 +8,12 @@ check states the metric, the criterion and whether it held: a planted behaviour
 must be detected and a control must not raise a false alarm. A measurement that
 fails on an organism fails its checks; nothing is dropped.
 
+The organisms are always measured with **their own** prompt sets and markers
+(``evidence/organisms/data/organisms.toml``), never with the run's: a user's
+prompts in another language would make the planted behaviour invisible and
+fail the checks for reasons that have nothing to do with the instruments or
+the user's model. The record lists those prompt sets by digest.
+
 Organism names may carry the suffix ``#untrained``: the organism's architecture,
 randomly initialised with a seed derived from the task's. The expectations are
 declared on each measurement's decorator and judged with the gate's own code
@@ -18,13 +24,18 @@ verifier recomputes ``passed``. What the checks can and cannot show:
 
 from __future__ import annotations
 
+import functools
 import json
+import tomllib
 from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, JsonValue, field_validator
 
 from evidence.canonical import canonical_bytes, sha256_hex
+from evidence.datasets import Dataset
 from evidence.measure import (
     Expectation,
     MeasureContext,
@@ -39,9 +50,10 @@ from evidence.measure import (
 )
 from evidence.model import LoadedModel, ModelSpec, load_model, random_twin
 from evidence.policy import describe_all, satisfied
-from evidence.records import CalibrationCheck, ClauseRef, EvidenceRecord, Metric, Table
+from evidence.records import CalibrationCheck, ClauseRef, DataRef, EvidenceRecord, Metric, Table
+from evidence.runspec import load_dataset
 
-__all__ = ["CalibrationParams", "calibrate", "expectations"]
+__all__ = ["CalibrationParams", "calibrate", "expectations", "organism_inputs"]
 
 UNTRAINED = "#untrained"
 
@@ -53,6 +65,16 @@ def expectations(wanted: Sequence[str] | None = None) -> list[tuple[str, Expecta
         require_known(wanted, where="calibration.organisms: measurements")
     ids = list(wanted) if wanted is not None else sorted(defs)
     return [(mid, e) for mid in ids for e in defs[mid].calibration]
+
+
+@functools.cache
+def organism_inputs() -> tuple[Mapping[str, Dataset], Mapping[str, tuple[str, ...]]]:
+    """The organisms' own prompt sets and markers, as ``organisms.toml`` next to their data names them."""
+    directory = Path(str(resources.files("evidence.organisms") / "data"))
+    fragment = tomllib.loads((directory / "organisms.toml").read_text(encoding="utf-8"))
+    datasets = {name: load_dataset(name, directory / file) for name, file in fragment["datasets"].items()}
+    markers = {kind: tuple(phrases) for kind, phrases in fragment["markers"].items()}
+    return datasets, markers
 
 
 class CalibrationParams(MeasurementParams):
@@ -138,6 +160,7 @@ class _Runs:
         self.shared = SharedResults()
         self.models: dict[str, LoadedModel] = {}
         self.records: dict[tuple[str, str, str], EvidenceRecord] = {}
+        self.datasets, self.markers = organism_inputs()
 
     def subject(self, organism: str) -> LoadedModel:
         """The organism, or with ``#untrained`` its randomly initialised twin (seed derived from the task's)."""
@@ -162,8 +185,8 @@ class _Runs:
                     params={**self.params.params.get(measurement_id, {}), **overrides},
                     seed=self.ctx.seed,
                     subject=subject.spec,
-                    datasets=self.ctx.datasets,
-                    markers=self.ctx.markers,
+                    datasets=self.datasets,
+                    markers=self.markers,
                 )
                 self.records[key] = run_task(task, subject, shared=self.shared)
             except Exception as exc:  # a calibration that cannot run fails its checks, visibly
@@ -214,7 +237,7 @@ def _metrics_and_summary(rows: list[CalibrationCheck]) -> tuple[list[Metric], st
     return metrics, summary
 
 
-@measurement("calibration.organisms", version="1.1.0", params=CalibrationParams, clauses=CLAUSES)
+@measurement("calibration.organisms", version="1.2.0", params=CalibrationParams, clauses=CLAUSES)
 def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext) -> MeasurementResult:
     """Run each calibrated measurement on its organisms and controls and check the outcome."""
     wanted = expectations(params.measurements)
@@ -226,4 +249,8 @@ def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext
         rows.append(_check_row(measurement_id, expectation, record, error))
     ctx.progress(1.0, "calibration done")
     metrics, summary = _metrics_and_summary(rows)
-    return MeasurementResult(metrics=metrics, tables=[_table(rows)], checks=rows, summary=summary)
+    data = [
+        DataRef(name=ds.name, sha256=ds.sha256, count=ds.count, description="the organisms' own prompt set")
+        for ds in runs.datasets.values()
+    ]
+    return MeasurementResult(metrics=metrics, tables=[_table(rows)], checks=rows, data=data, summary=summary)

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from evidence.errors import MeasurementError
-from evidence.measure import DatasetUse, MeasureContext, MeasurementResult, UncertaintyParams, measurement
+from evidence.measure import DatasetUse, Detector, MeasureContext, MeasurementResult, UncertaintyParams, measurement
 from evidence.measure.methods.attribution import attribution_scores
 from evidence.measure.methods.circuit_tasks import CircuitTask, RefusalTask, TaskUnavailable, refusal_task
 from evidence.measure.methods.edges import (
@@ -906,6 +906,7 @@ def _summary(run: _Analysis, metrics: list[Metric], nodes: list[Node], params: C
         DatasetUse.of(HARMFUL, "harmful", description="the refusal task's clean inputs", required=False),
         DatasetUse.of(HARMLESS, "harmless", description="the refusal task's counterfactuals", required=False),
     ],
+    detectors=(Detector("edge_circuit_found", "induction", (Criterion(comparator=">=", threshold=1, rule="point"),)),),
     calibration=(
         # On examples it was not chosen on, the edge circuit (EAP-IG's own ranking, k chosen on the discovery
         # examples) beats random edge circuits of its size by the stated margin (min_gain_over_random, 0.25).
