@@ -544,7 +544,11 @@ def test_a_model_that_does_not_refuse_gets_no_refusal_circuit_and_the_reason(org
     assert record.metric("circuit_size_k").value >= 1  # the induction task ran as usual
 
 
-def test_without_refusal_prompt_sets_no_refusal_task_is_posed(record):
+@pytest.mark.usefixtures("one_thread")
+def test_without_refusal_prompt_sets_no_refusal_task_is_posed(induction):
+    params = {"n_examples": 8, "edges": False, "twin_baseline": False, "bootstrap_resamples": 200}
+    record = run_task(Task("circuit.faithfulness", params, 0, SPEC), induction)
+    assert record.status == "ok", record.error
     flag = record.metric("refusal_task_run")
     assert flag.value == 0
     assert "the run spec gives no refusal.harmful and no refusal.harmless prompt set" in (flag.description or "")
