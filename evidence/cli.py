@@ -16,6 +16,7 @@ import os
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -496,8 +497,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Silence warnings raised inside third-party libraries.
+
+    They (e.g. a crypto library's deprecation notice) are meant for those libraries' developers, not
+    for a compliance officer or an auditor; ``INTERP_DOSSIER_DEBUG=1`` shows them.
+    """
+    if not os.environ.get("INTERP_DOSSIER_DEBUG"):
+        warnings.filterwarnings("ignore", module=r"(?!evidence\b|signing\b)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
+    _quiet_libraries()
     try:
         args = build_parser().parse_args(argv)
         code: int = args.func(args)

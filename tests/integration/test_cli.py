@@ -478,3 +478,22 @@ def test_run_refuses_a_policy_threshold_on_an_unknown_measurement(light_spec: Pa
     assert_one_line_error(err, str(policy), "threshold 'induction-circuit-present'",
                           "unknown measurement 'head.inventory'", "did you mean 'heads.inventory'?")
     assert not (tmp_path / "out").exists()
+
+
+def test_run_and_verify_show_no_library_warning(light_spec: Path, tmp_path: Path):
+    """Fresh processes, as a user and an auditor run them: third-party deprecation notices stay out."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; from evidence.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {k: v for k, v in os.environ.items() if k != "INTERP_DOSSIER_DEBUG"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env["PYTHONWARNINGS"] = "default"  # as if the interpreter showed every warning
+    bundle = tmp_path / "bundle"
+    for argv in (["run", str(light_spec), "--out", str(bundle)],
+                 ["verify", str(bundle), "--trust", str(bundle / "signer.pem")]):
+        result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path,
+                                env=env)
+        assert result.returncode == 0, result.stderr
+        assert "warn" not in result.stderr.lower(), result.stderr
