@@ -302,6 +302,7 @@ def _describe_measurement(definition: MeasurementDef) -> dict[str, Any]:
                 "planted": e.planted,
                 "metric": e.metric,
                 "criteria": describe_all(e.criteria, e.combine, e.metric),
+                **({"params": dict(e.params)} if e.params else {}),
             }
             for e in definition.calibration
         ],
@@ -399,7 +400,9 @@ def _measurement_lines(info: dict[str, Any]) -> list[str]:
     part("clauses", [f"{c['id']} ({c['strength']})" for c in info["clauses"]])
     part("detectors", [f"{d['behaviour']}: {d['criteria']}" for d in info["detectors"]])
     part("calibration", [
-        f"{e['organism']} ({'planted' if e['planted'] else 'control'}): {e['criteria']}" for e in info["calibration"]
+        f"{e['organism']} ({'planted' if e['planted'] else 'control'}): {e['criteria']}"
+        + (f" (run with {e['params']})" if e.get("params") else "")
+        for e in info["calibration"]
     ])
     part("cross-references", [
         f"{r['metric']} vs external {r['construct']} ({r['comparison']}"

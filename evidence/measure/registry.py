@@ -91,7 +91,9 @@ class Expectation:
     ``combine``: whether all criteria or any one must hold. The criteria are
     judged by :func:`evidence.policy.satisfied`, the gate's own code.
     Organism names may end in ``#untrained`` (the organism's architecture,
-    randomly initialised).
+    randomly initialised). ``params``: parameters the calibration run for this
+    expectation takes over the run's (e.g. to run only the part of a
+    measurement that the expectation reads); recorded in the check's criterion.
     """
 
     organism: str
@@ -99,12 +101,14 @@ class Expectation:
     metric: str
     criteria: tuple[Criterion, ...]
     combine: str = "all"
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.criteria:
             raise ValueError(f"expectation on {self.organism}/{self.metric} has no criterion")
         if self.combine not in ("all", "any"):
             raise ValueError(f"expectation combine must be 'all' or 'any', not {self.combine!r}")
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
 
 @dataclass(frozen=True)

@@ -302,7 +302,7 @@ def test_a_replicate_seed_needs_an_output_directory(capsys):
 # -- interp-dossier measurements ------------------------------------------------------------
 
 CALIBRATION_BLOCK = """\
-calibration.organisms 1.1.0
+calibration.organisms 1.2.0
   documentation: docs/methods/calibration.organisms.md
   parameters:
     measurements: list[str] | None = null \u2014 measurement ids to calibrate
