@@ -28,6 +28,7 @@ from evidence.records import (
     Predecessor,
     Producer,
     SignerInfo,
+    ValidationCitation,
     Verdict,
 )
 
@@ -49,6 +50,7 @@ def build_dossier(
     signer: SignerInfo | None = None,
     created_at: datetime | None = None,
     dossier_id: str | None = None,
+    validation: ValidationCitation | None = None,
 ) -> Dossier:
     """A new dossier with a fresh id and a timezone-aware creation time."""
     from evidence.clauses import build_clause_index, load_catalog
@@ -73,6 +75,7 @@ def build_dossier(
             changelog=list(changelog),
             clause_catalog_version=catalog.version,
             clause_index=build_clause_index(records, verdicts, catalog),
+            validation=validation,
         )
     except ValidationError as exc:
         raise RecordError(f"the dossier would be invalid: {exc.errors()[0]['msg']}") from None

@@ -298,6 +298,7 @@ def _sections(dossier: Dossier) -> list[tuple[str, str]]:
         sections.append(("policy", "Policy"))
     if dossier.verdicts:
         sections.append(("verdicts", "Verdicts"))
+    sections.append(("validation", "Validation of the instruments"))
     sections += [
         ("crossref", "Cross-reference with external evaluations"),
         ("clauses", "Clause index"),

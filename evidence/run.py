@@ -23,9 +23,9 @@ from evidence.export import build_exports
 from evidence.external import load_external_evals
 from evidence.files import check_output_dir
 from evidence.policy import evaluate, load_policy, roll_up
-from evidence.records import Dossier, EvidenceRecord, SignerInfo, Verdict
+from evidence.records import VALIDATION_REPORT_FILE, Dossier, EvidenceRecord, SignerInfo, Verdict
 from evidence.runspec import RunSpec
-from evidence.validation_report import shipped_report
+from evidence.validation_report import cite, parse_report, shipped_report_file, shipped_report_path
 
 if TYPE_CHECKING:
     from signing.keys import FileSigner
@@ -95,11 +95,15 @@ def run(
     policy = load_policy(spec.policy_path, run_started=started) if spec.policy_path is not None else None
     previous = load_predecessor(predecessor) if predecessor is not None else None
     external = (
-        load_external_evals(spec.external_eval_paths, spec.external_declarations)
-        if spec.external_eval_paths
-        else []
+        load_external_evals(spec.external_eval_paths, spec.external_declarations) if spec.external_eval_paths else []
     )
     signer = _signer_for(key) if sign else None
+    report_file = shipped_report_file()
+    validation = (
+        (parse_report(report_file, source=str(shipped_report_path())), sha256_hex(report_file))
+        if report_file is not None
+        else None
+    )
 
     # Measurement (torch, TransformerLens) is imported only now.
     try:
@@ -115,8 +119,14 @@ def run(
         for threshold in policy.thresholds:
             get(threshold.measurement, where=f"policy {spec.policy_path}: threshold {threshold.id!r}")
     tasks = [
-        Task(measurement_id=mid, params=params, seed=spec.seed, subject=model_spec,
-             datasets=spec.datasets, markers=markers)
+        Task(
+            measurement_id=mid,
+            params=params,
+            seed=spec.seed,
+            subject=model_spec,
+            datasets=spec.datasets,
+            markers=markers,
+        )
         for mid, params in spec.measurements.items()
     ]
     for task in tasks:  # every task is checked before the first minute of work
@@ -138,7 +148,7 @@ def run(
     verdicts: list[Verdict] = []
     gate = None
     if policy is not None:
-        verdicts = evaluate(policy, records, subject=model.identity.name, validation=shipped_report())
+        verdicts = evaluate(policy, records, subject=model.identity.name, validation=validation)
         gate = roll_up(verdicts)
     dossier = build_dossier(
         model=model.identity,
@@ -149,24 +159,45 @@ def run(
         gate=gate,
         external_evals=external,
         cross_references=cross_reference(records, external, subject=model.identity.name, rules=rules),
+        validation=cite(*validation, records) if validation is not None else None,
     )
     if previous is not None:
         old, link = previous
         dossier = with_fields(dossier, predecessor=link, changelog=diff_dossiers(old, dossier))
-    return publish(dossier, out_dir, signer=signer, progress=say)
+    return publish(dossier, out_dir, signer=signer, progress=say, validation_report=report_file)
 
 
 def publish(
-    dossier: Dossier, out_dir: Path, *, signer: FileSigner | None, progress: Progress | None = None
+    dossier: Dossier,
+    out_dir: Path,
+    *,
+    signer: FileSigner | None,
+    progress: Progress | None = None,
+    validation_report: bytes | None = None,
 ) -> RunOutcome:
-    """Name the signer, serialise, render, sign and write the bundle atomically."""
+    """Name the signer, serialise, render, sign and write the bundle atomically.
+
+    ``validation_report``: the bytes of the validation report the dossier cites
+    (required exactly when it cites one); it joins the bundle as
+    ``validation-report.json``, signed and embedded in the PDF like the exports.
+    """
     say = progress or (lambda _msg: None)
+    cited = dossier.validation
+    if cited is None and validation_report is not None:
+        raise ConfigError("a validation report was given for a dossier that cites none")
+    if cited is not None and (validation_report is None or sha256_hex(validation_report) != cited.report_sha256):
+        raise ConfigError(
+            f"the dossier cites validation report {cited.report_sha256[:16]}, which is not at hand",
+            hint=f"keep {VALIDATION_REPORT_FILE} beside dossier.json in the draft bundle",
+        )
     if signer is not None:
         from signing.keys import describe_signer
 
         dossier = with_fields(dossier, signer=SignerInfo.model_validate(describe_signer(signer)))
     data = dossier_bytes(dossier)
     exports = build_exports(dossier)
+    if validation_report is not None:
+        exports[VALIDATION_REPORT_FILE] = validation_report
 
     say("rendering the PDF")
     from evidence.render import render_pdf
@@ -198,7 +229,17 @@ def sign_draft(draft_dir: Path, out_dir: Path, *, key: Path | None, progress: Pr
             f"{source} is already signed by {dossier.signer.subject}",
             hint="sign the unsigned draft, or run again with --key",
         )
-    return publish(dossier, out_dir, signer=_signer_for(key), progress=progress)
+    report = None
+    if dossier.validation is not None:
+        cited = draft_dir / VALIDATION_REPORT_FILE
+        try:
+            report = cited.read_bytes()
+        except OSError:
+            raise ConfigError(
+                f"{cited} cannot be read: the draft cites a validation report",
+                hint="sign the whole directory `run --no-sign` wrote",
+            ) from None
+    return publish(dossier, out_dir, signer=_signer_for(key), progress=progress, validation_report=report)
 
 
 def _predicate(dossier: Dossier) -> dict[str, object]:

@@ -11,19 +11,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from evidence.canonical import canonical_bytes
 from evidence.errors import ConfigError
-from evidence.records import EvidenceRecord, Threshold, ValidationReport
+from evidence.records import (
+    EvidenceRecord,
+    Threshold,
+    ValidatedDetector,
+    ValidationCitation,
+    ValidationReport,
+)
 
 __all__ = [
     "EXECUTION_PARAMS",
+    "cite",
+    "parse_report",
     "read_report",
     "report_bytes",
     "shipped_report",
+    "shipped_report_file",
     "shipped_report_path",
     "validation_requirement_verdict",
 ]
@@ -35,20 +44,70 @@ EXECUTION_PARAMS = frozenset({"batch_size"})
 
 def read_report(path: Path) -> ValidationReport:
     """A validation report from its JSON file; a clear error when it is missing or malformed."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"no validation report at {path}", hint="run `interp-dossier validate --out FILE`") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the validation report {path}: {exc}") from None
+    return parse_report(data, source=str(path))
+
+
+def parse_report(data: bytes, *, source: str) -> ValidationReport:
+    """A validation report from the bytes of its file; a clear error when they are not one."""
     from pydantic import ValidationError
 
     from evidence.errors import config_error_from_validation
 
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no validation report at {path}", hint="run `interp-dossier validate --out FILE`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read the validation report {path}: {exc}") from None
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read the validation report {source}: {exc}") from None
     try:
         return ValidationReport.model_validate(raw)
     except ValidationError as exc:
-        raise config_error_from_validation(exc, source=f"validation report {path}") from None
+        raise config_error_from_validation(exc, source=f"validation report {source}") from None
+
+
+def cite(report: ValidationReport, digest: str, records: Sequence[EvidenceRecord]) -> ValidationCitation:
+    """How a dossier cites and summarises ``report``: every detector, and how this run's records relate to it."""
+    by_measurement = {r.measurement.id: r for r in records}
+    detectors = []
+    for d in report.detectors:
+        record = by_measurement.get(d.measurement)
+        if record is None:
+            run = "not-run"
+        elif record.measurement.version != d.version:
+            run = "other-version"
+        elif _comparable(record.measurement.params) != _comparable(d.params):
+            run = "other-params"
+        else:
+            run = "same"
+        detectors.append(
+            ValidatedDetector(
+                measurement=d.measurement,
+                version=d.version,
+                metric=d.metric,
+                behaviour=d.behaviour,
+                criterion=d.criterion,
+                detection=d.detection,
+                false_alarms=d.false_alarms,
+                errors=d.errors,
+                architectures=sorted({o.architecture for o in d.organisms}),
+                languages=sorted({o.language for o in d.organisms}),
+                run=run,
+            )
+        )
+    return ValidationCitation(
+        report_sha256=digest,
+        population=report.population,
+        population_digest=report.population_digest,
+        created_at=report.created_at,
+        producer=report.producer,
+        level=report.level,
+        organisms=len(report.organisms),
+        detectors=detectors,
+    )
 
 
 def report_bytes(report: ValidationReport) -> bytes:
@@ -86,9 +145,7 @@ def validation_requirement_verdict(
         return f"{where} was validated on no planted organism or no control", summary
     shortfalls = []
     if found.detection.ci.lower < requirement.min_detection:
-        shortfalls.append(
-            f"detection lower bound {found.detection.ci.lower:.2f} < {requirement.min_detection:.2f}"
-        )
+        shortfalls.append(f"detection lower bound {found.detection.ci.lower:.2f} < {requirement.min_detection:.2f}")
     if found.false_alarms.ci.upper > requirement.max_false_alarms:
         shortfalls.append(
             f"false-alarm upper bound {found.false_alarms.ci.upper:.2f} > {requirement.max_false_alarms:.2f}"
@@ -107,7 +164,18 @@ def shipped_report_path() -> Path:
 
 def shipped_report() -> tuple[ValidationReport, str] | None:
     """The shipped validation report and its sha256, or None when this release ships none."""
+    shipped = shipped_report_file()
+    if shipped is None:
+        return None
+    return parse_report(shipped, source=str(shipped_report_path())), hashlib.sha256(shipped).hexdigest()
+
+
+def shipped_report_file() -> bytes | None:
+    """The bytes of the shipped validation report, or None when this release ships none."""
     path = shipped_report_path()
     if not path.is_file():
         return None
-    return read_report(path), hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the shipped validation report {path}: {exc}") from None

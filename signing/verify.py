@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +50,15 @@ from evidence.clauses import build_clause_index
 from evidence.dossier import parse_dossier
 from evidence.errors import EvidenceError
 from evidence.policy import check_passes, evaluate, roll_up
-from evidence.records import DEVELOPMENT_KEY_NOTICE, SUPPORTED_SCHEMA_VERSIONS, Dossier, ValidationReport
+from evidence.records import (
+    DEVELOPMENT_KEY_NOTICE,
+    SUPPORTED_SCHEMA_VERSIONS,
+    VALIDATION_REPORT_FILE,
+    Dossier,
+    ValidationReport,
+)
 from evidence.schema import load_schema
-from evidence.validation_report import shipped_report
+from evidence.validation_report import cite, parse_report
 from signing._aio import run_sync
 from signing._json import parse_object
 from signing.bundle import BUNDLE_FILES, DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM, UNSIGNED_FILES
@@ -139,9 +145,7 @@ class VerificationReport:
         """Raise :class:`VerificationError` naming the first failed step, if any failed."""
         failed = self.first_failure()
         if failed is not None:
-            raise VerificationError(
-                f"verification failed at step ({failed.number}) {failed.title}: {failed.detail}"
-            )
+            raise VerificationError(f"verification failed at step ({failed.number}) {failed.title}: {failed.detail}")
         if not self.bottom_line:  # no steps at all: nothing was verified
             raise VerificationError("verification failed")
 
@@ -260,9 +264,7 @@ def _step1_envelope_signature(st: _State) -> str:
     st.chain = chain
     leaf = chain[0]
     subject = leaf.subject.rfc4514_string()
-    context = ValidationContext(
-        trust_roots=st.anchors, other_certs=[_asn1(c) for c in chain[1:]], allow_fetching=False
-    )
+    context = ValidationContext(trust_roots=st.anchors, other_certs=[_asn1(c) for c in chain[1:]], allow_fetching=False)
     validator = CertificateValidator(_asn1(leaf), validation_context=context)
 
     async def _validate() -> None:
@@ -274,9 +276,7 @@ def _step1_envelope_signature(st: _State) -> str:
     try:
         run_sync(_validate)
     except CertValidationError as exc:
-        raise _Failed(
-            f"the signer certificate ({subject}) does not chain to a supplied trust anchor: {exc}"
-        ) from None
+        raise _Failed(f"the signer certificate ({subject}) does not chain to a supplied trust anchor: {exc}") from None
     usage = _key_usage(leaf)
     if usage is not None and not usage.digital_signature:
         raise _Failed(f"the signer certificate ({subject}) is not valid for digitalSignature")
@@ -308,9 +308,7 @@ def _step2_statement_type(st: _State) -> str:
     if statement["_type"] != STATEMENT_TYPE:
         raise _Failed(f"statement _type is {statement['_type']!r}, expected {STATEMENT_TYPE!r}")
     if statement["predicateType"] != PREDICATE_TYPE:
-        raise _Failed(
-            f"predicateType is {statement['predicateType']!r}, expected {PREDICATE_TYPE!r}"
-        )
+        raise _Failed(f"predicateType is {statement['predicateType']!r}, expected {PREDICATE_TYPE!r}")
     st.statement = statement
     return "in-toto Statement v1, interp-dossier predicate v1"
 
@@ -332,9 +330,7 @@ def _step3_subject_digests(st: _State) -> str:
         raise _Failed(f"the signed statement names {', '.join(absent)}, which the bundle lacks")
     for name in sorted(actual):
         if signed[name] != actual[name]:
-            raise _Failed(
-                f"sha256 of {name} is {actual[name]}, but the signed statement says {signed[name]}"
-            )
+            raise _Failed(f"sha256 of {name} is {actual[name]}, but the signed statement says {signed[name]}")
     others = sorted(set(actual) - {DOSSIER_JSON})
     return f"sha256 of {DOSSIER_JSON} = {actual[DOSSIER_JSON]}; also {', '.join(others)}"
 
@@ -425,19 +421,40 @@ def _step6_embedded_dossier(st: _State) -> str:
     return f"embedded {DOSSIER_JSON}{also} identical; page 1 prints {digest}"
 
 
-def _cited_validation(dossier: Dossier) -> tuple[ValidationReport, str] | None:
-    """The validation report the verdicts cite, which must be the one this verifier ships."""
-    cited = {v.validation_report for v in dossier.verdicts if v.validation_report is not None}
-    shipped = shipped_report()
-    if not cited:
-        return shipped
-    if shipped is None or cited != {shipped[1]}:
-        have = shipped[1][:16] if shipped is not None else "none"
+def _cited_validation(dossier: Dossier, files: Mapping[str, bytes]) -> tuple[ValidationReport, str] | None:
+    """The validation report the dossier cites, read from the bundle (never from this verifier's release).
+
+    The citation's summary must follow from the report, and every verdict that
+    rests on a validation must rest on the cited report.
+    """
+    cited_by_verdicts = {v.validation_report for v in dossier.verdicts if v.validation_report is not None}
+    citation = dossier.validation
+    if citation is None:
+        if cited_by_verdicts:
+            raise _Failed("verdicts rest on a validation report that the dossier does not cite")
+        if VALIDATION_REPORT_FILE in files:
+            raise _Failed(f"the bundle holds {VALIDATION_REPORT_FILE}, but the dossier cites no validation report")
+        return None
+    data = files.get(VALIDATION_REPORT_FILE)
+    if data is None:
         raise _Failed(
-            f"the verdicts rest on validation report {', '.join(sorted(c[:16] for c in cited))}, "
-            f"but this verifier has {have}; verify with the interp-dossier release that produced the dossier"
+            f"the dossier cites validation report {citation.report_sha256[:16]}, "
+            f"but the bundle has no {VALIDATION_REPORT_FILE}"
         )
-    return shipped
+    if sha256_hex(data) != citation.report_sha256:
+        raise _Failed(f"the bundle's {VALIDATION_REPORT_FILE} is not the report the dossier cites (sha256 differs)")
+    stray = cited_by_verdicts - {citation.report_sha256}
+    if stray:
+        raise _Failed(
+            f"verdicts rest on validation report {', '.join(sorted(c[:16] for c in stray))}, not the cited one"
+        )
+    try:
+        report = parse_report(data, source=VALIDATION_REPORT_FILE)
+    except EvidenceError as exc:
+        raise _Failed(exc.one_line()) from None
+    if cite(report, citation.report_sha256, dossier.records) != citation:
+        raise _Failed("the dossier's summary of its validation report does not follow from the report")
+    return report, citation.report_sha256
 
 
 # (7)
@@ -452,7 +469,7 @@ def _step7_recompute_judgement(st: _State) -> str:
         verdicts_note = "no policy recorded, no verdicts"
     else:
         recomputed = evaluate(
-            dossier.policy, dossier.records, subject=dossier.model.name, validation=_cited_validation(dossier)
+            dossier.policy, dossier.records, subject=dossier.model.name, validation=_cited_validation(dossier, st.files)
         )
         if len(recomputed) != len(dossier.verdicts):
             raise _Failed(f"the policy yields {len(recomputed)} verdicts, the dossier records {len(dossier.verdicts)}")
@@ -571,14 +588,10 @@ def _run_step(
     title = STEP_TITLES[number]
     blocked = [d for d in _DEPENDS_ON[number] if not results[d].passed]
     if blocked:
-        return StepResult(
-            number, title, False, f"not checked: step ({blocked[0]}) failed", skipped=True
-        )
+        return StepResult(number, title, False, f"not checked: step ({blocked[0]}) failed", skipped=True)
     try:
         return StepResult(number, title, True, check(state))
     except _Failed as exc:
         return StepResult(number, title, False, str(exc))
     except Exception as exc:  # hostile input may break a parser: that is a failure, not a crash
-        return StepResult(
-            number, title, False, f"could not be evaluated: {type(exc).__name__}: {exc}"
-        )
+        return StepResult(number, title, False, f"could not be evaluated: {type(exc).__name__}: {exc}")

@@ -55,7 +55,7 @@ from evidence.records.crossref import (
     Agreement,
     CrossReference,
 )
-from evidence.records.dossier import Dossier
+from evidence.records.dossier import VALIDATION_REPORT_FILE, Dossier, ValidatedDetector, ValidationCitation
 from evidence.records.external import (
     CONSTRUCTS,
     MAX_SAMPLES,
@@ -99,6 +99,9 @@ __all__ = [
     "DataRef",
     "DetectorValidation",
     "Dossier",
+    "VALIDATION_REPORT_FILE",
+    "ValidatedDetector",
+    "ValidationCitation",
     "Environment",
     "ErrorInfo",
     "EvidenceRecord",

@@ -17,21 +17,65 @@ from evidence.records.core import (
     Environment,
     EvidenceRecord,
     Gate,
+    MeasurementId,
     ModelIdentity,
     Name,
     Policy,
     Predecessor,
     Producer,
+    Sha256Hex,
     SignerInfo,
     Verdict,
     _Frozen,
 )
 from evidence.records.crossref import CrossReference
 from evidence.records.external import ExternalEval
+from evidence.records.validation import Behaviour, Rate
 
-__all__ = ["Dossier"]
+__all__ = ["Dossier", "ValidatedDetector", "ValidationCitation"]
+
+#: The file of a bundle that holds the validation report a dossier cites.
+VALIDATION_REPORT_FILE = "validation-report.json"
 
 _UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+class ValidatedDetector(_Frozen):
+    """One detector of the cited validation report, as the dossier summarises it."""
+
+    measurement: MeasurementId
+    version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")]
+    metric: Name
+    behaviour: Behaviour
+    criterion: Name = Field(description="the detector's criteria in words")
+    detection: Rate = Field(description="planted organisms on which the detector fired")
+    false_alarms: Rate = Field(description="controls on which the detector fired")
+    errors: Annotated[int, Field(ge=0)]
+    architectures: list[Name] = Field(description="architectures of the organisms it was validated on")
+    languages: list[Name] = Field(description="languages (and so tokenizers) of those organisms")
+    run: Literal["same", "other-version", "other-params", "not-run"] = Field(
+        description="how this dossier's record of the measurement relates to the validated one: the same "
+        "version and parameters, another version, other parameters, or the measurement was not run"
+    )
+
+
+class ValidationCitation(_Frozen):
+    """The validation report of the instruments that this dossier rests on, cited by digest and summarised.
+
+    The report itself travels in the bundle (``validation-report.json``), so that a
+    verifier recomputes every verdict from the report the dossier cites, whatever
+    release it runs.
+    """
+
+    report_sha256: Sha256Hex = Field(description="sha256 of the report file in the bundle")
+    file: Literal["validation-report.json"] = VALIDATION_REPORT_FILE
+    population: Name = Field(description='the population split it was measured on, e.g. "heldout"')
+    population_digest: Sha256Hex
+    created_at: AwareDatetime
+    producer: Name = Field(description="the interp-dossier version that measured it")
+    level: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(description="coverage of every interval")
+    organisms: Annotated[int, Field(ge=0)] = Field(description="organisms in the population split")
+    detectors: list[ValidatedDetector]
 
 
 class Dossier(_Frozen):
@@ -58,6 +102,11 @@ class Dossier(_Frozen):
     changelog: list[ChangeEntry] = Field(default_factory=list)
     clause_catalog_version: Name | None = None
     clause_index: list[ClauseIndexEntry] = Field(default_factory=list)
+    validation: ValidationCitation | None = Field(
+        default=None,
+        description="the validation report of the instruments (detection and false-alarm rates over a "
+        "population of organisms), cited by digest; none when the release ships no report",
+    )
 
     @model_validator(mode="after")
     def _changelog_needs_predecessor(self) -> Dossier:

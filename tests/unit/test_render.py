@@ -300,6 +300,7 @@ CHAPTERS = [
     "Evidence records",
     "Policy",
     "Verdicts",
+    "Validation of the instruments",
     "Cross-reference with external evaluations",
     "Clause index",
     "Provenance",
@@ -446,9 +447,9 @@ def test_cover_shows_the_gate_decision_its_first_reasons_and_the_flagged_disagre
     assert GATE_THIRD_REASON not in first
     verdicts = _heading_page(text, "5 Verdicts")
     assert _squash(f"and 1 more: see section 5, page {verdicts}") in squashed
-    crossref = _heading_page(text, "6 Cross-reference with external evaluations")
+    crossref = _heading_page(text, "7 Cross-reference with external evaluations")
     assert _squash(
-        f"1 flagged disagreement with external evaluations \u2014 see section 6, page {crossref}"
+        f"1 flagged disagreement with external evaluations \u2014 see section 7, page {crossref}"
     ) in squashed
 
 
@@ -736,3 +737,9 @@ def test_importing_the_renderer_does_not_load_weasyprint():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_validation_chapter_says_when_no_report_is_cited(text):
+    chapter = _squash(_chapter(text, "Validation of the instruments"))
+    assert _squash("This dossier cites no validation report") in chapter
+    assert _squash("A threshold that requires its instrument's validation is inconclusive") in chapter

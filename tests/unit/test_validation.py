@@ -175,17 +175,90 @@ def test_a_written_report_reads_back(tmp_path):
         read_report(path)
 
 
-def test_the_verifier_refuses_verdicts_that_rest_on_a_report_it_does_not_have():
-    """Step 7 recomputes verdicts; one that cites a validation report this release lacks cannot be recomputed."""
+def cited_dossier(r: ValidationReport, digest: str, **changes):
+    """A dossier whose verdict rests on report ``r`` and which cites it."""
+    from evidence.validation_report import cite
+    from tests.factories import make_dossier
+
+    policy = make_policy(thresholds=[gated(max_false_alarms=0.3)])
+    records = [make_record()]
+    verdicts = evaluate(policy, records, subject="toy", validation=(r, digest))
+    fields = dict(policy=policy, records=records, verdicts=verdicts, gate=roll_up(verdicts),
+                  validation=cite(r, digest, records))
+    return make_dossier(**(fields | changes))
+
+
+def test_a_dossier_cites_the_report_and_says_how_its_run_relates_to_it():
+    from evidence.validation_report import cite
+
+    r, digest = report(detector((9, 9), (1, 12)))
+    citation = cite(r, digest, [make_record()])
+    (line,) = citation.detectors
+    assert citation.report_sha256 == digest and citation.population == "heldout"
+    assert (line.detection.k, line.detection.n, line.false_alarms.k, line.false_alarms.n) == (9, 9, 1, 12)
+    assert line.architectures == ["gpt2"] and line.languages == ["L1"]
+    assert line.run == "same"
+    from evidence.records import MeasurementSpec
+
+    other = MeasurementSpec(id="heads.inventory", version="1.1.0", params={"n_sequences": 8})
+    assert cite(r, digest, [make_record(measurement=other)]).detectors[0].run == "other-version"
+    other = MeasurementSpec(id="heads.inventory", version="1.0.0", params={"n_sequences": 64})
+    assert cite(r, digest, [make_record(measurement=other)]).detectors[0].run == "other-params"
+    assert cite(r, digest, []).detectors[0].run == "not-run"
+
+
+def test_the_verifier_reads_the_cited_report_from_the_bundle():
+    """Step 7 recomputes verdicts from the report the bundle carries, whatever report the verifier's release has."""
+    from evidence.validation_report import report_bytes
     from signing.verify import _cited_validation, _Failed
     from tests.factories import make_dossier
 
-    r, digest = report(detector((9, 9), (0, 12)))
-    policy = make_policy(thresholds=[gated(max_false_alarms=0.3)])
-    verdicts = evaluate(policy, [make_record()], subject="toy", validation=(r, digest))
-    assert verdicts[0].validation_report == digest
-    dossier = make_dossier(policy=policy, verdicts=verdicts, gate=roll_up(verdicts))
-    with pytest.raises(_Failed, match=f"validation report {digest[:16]}"):
-        _cited_validation(dossier)
+    r, _ = report(detector((9, 9), (0, 12)))
+    data = report_bytes(r)
+    digest = sha256_hex(data)
+    dossier = cited_dossier(r, digest)
+    assert dossier.verdicts[0].validation_report == digest
+    assert _cited_validation(dossier, {"validation-report.json": data}) == (r, digest)
+    with pytest.raises(_Failed, match="the bundle has no validation-report.json"):
+        _cited_validation(dossier, {})
+    other = report_bytes(report(detector((8, 9), (0, 12)))[0])
+    with pytest.raises(_Failed, match="not the report the dossier cites"):
+        _cited_validation(dossier, {"validation-report.json": other})
+    # a summary edited to look better than the report it cites
+    edited = dossier.validation.model_copy(update={"detectors": []})
+    with pytest.raises(_Failed, match="does not follow from the report"):
+        _cited_validation(dossier.model_copy(update={"validation": edited}), {"validation-report.json": data})
+    # verdicts resting on a report the dossier does not cite
+    with pytest.raises(_Failed, match="does not cite"):
+        _cited_validation(dossier.model_copy(update={"validation": None}), {})
     plain = make_dossier(policy=make_policy(), verdicts=[], gate=None)
-    assert _cited_validation(plain) is None  # nothing cited, and this release ships no report
+    assert _cited_validation(plain, {}) is None
+    with pytest.raises(_Failed, match="cites no validation report"):
+        _cited_validation(plain, {"validation-report.json": data})
+
+
+def test_a_signed_bundle_carries_the_cited_report_and_verifies(tmp_path):
+    """The report joins the bundle, signed and embedded; the PDF summarises it; the verifier passes all steps."""
+    pytest.importorskip("weasyprint")
+    from evidence.run import publish
+    from evidence.validation_report import report_bytes
+    from signing.verify import verify_bundle
+    from tests.helpers_bundle import signer_for
+
+    r, _ = report(detector((9, 9), (1, 12)))
+    data = report_bytes(r)
+    dossier = cited_dossier(r, sha256_hex(data))
+    from evidence.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not at hand"):
+        publish(dossier, tmp_path / "lost", signer=None)
+    assert not (tmp_path / "lost").exists()
+    out = tmp_path / "bundle"
+    publish(dossier, out, signer=signer_for(), validation_report=data)
+    assert (out / "validation-report.json").read_bytes() == data
+    result = verify_bundle(out, [out / "signer.pem"])
+    assert result.bottom_line, result.first_failure()
+    import pypdf
+
+    text = " ".join(page.extract_text() for page in pypdf.PdfReader(out / "dossier.pdf").pages)
+    assert "Validation of the instruments" in text and "9/9" in text and "1/12" in text
