@@ -27,6 +27,7 @@ from evidence.records import (
 
 __all__ = [
     "EXECUTION_PARAMS",
+    "benchmark_table",
     "cite",
     "parse_report",
     "read_report",
@@ -179,3 +180,35 @@ def shipped_report_file() -> bytes | None:
         return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the shipped validation report {path}: {exc}") from None
+
+
+#: Marks the README's table of the shipped report (kept in step by a test).
+TABLE_BEGIN = "<!-- validation-table: begin -->"
+TABLE_END = "<!-- validation-table: end -->"
+
+
+def benchmark_table(report: ValidationReport | None) -> str:
+    """The README's benchmark table of a report: instrument x (detection, false alarms), in Markdown."""
+    if report is None:
+        return "This release ships no validation report."
+
+    def cell(rate: Any) -> str:
+        if rate.ci is None:
+            return "—"
+        return f"{rate.k}/{rate.n} [{rate.ci.lower:.0%}, {rate.ci.upper:.0%}]"
+
+    lines = [
+        f"Population `{report.population}` ({len(report.organisms)} "
+        f"organism{'' if len(report.organisms) == 1 else 's'}; "
+        f"{report.level:.0%} Clopper–Pearson intervals; measured {report.created_at:%Y-%m-%d} "
+        f"by interp-dossier {report.producer}).",
+        "",
+        "| instrument | metric | behaviour | detected (planted) | false alarms (controls) | failed runs |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for d in report.detectors:
+        lines.append(
+            f"| `{d.measurement}` {d.version} | `{d.metric}` | {d.behaviour} | {cell(d.detection)} "
+            f"| {cell(d.false_alarms)} | {d.errors} |"
+        )
+    return "\n".join(lines)

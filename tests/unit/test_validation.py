@@ -262,3 +262,28 @@ def test_a_signed_bundle_carries_the_cited_report_and_verifies(tmp_path):
 
     text = " ".join(page.extract_text() for page in pypdf.PdfReader(out / "dossier.pdf").pages)
     assert "Validation of the instruments" in text and "9/9" in text and "1/12" in text
+
+
+def test_the_benchmark_table_lists_every_detector_with_both_rates():
+    from evidence.validation_report import benchmark_table
+
+    r, _ = report(detector((9, 9), (1, 12)))
+    table = benchmark_table(r).splitlines()
+    assert table[0].startswith("Population `heldout` (1 organism; 95% Clopper–Pearson intervals")
+    assert table[4] == (
+        "| `heads.inventory` 1.0.0 | `induction_score_max` | induction | 9/9 [66%, 100%] | 1/12 [0%, 38%] | 0 |"
+    )
+    assert benchmark_table(None) == "This release ships no validation report."
+
+
+def test_the_readme_table_is_the_shipped_report():
+    """README's benchmark table is generated from the report the release ships (or says there is none)."""
+    from pathlib import Path
+
+    from evidence.validation_report import TABLE_BEGIN, TABLE_END, benchmark_table, shipped_report
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    shown = readme.split(TABLE_BEGIN, 1)[1].split(TABLE_END, 1)[0].strip()
+    shipped = shipped_report()
+    expected = benchmark_table(shipped[0] if shipped is not None else None)
+    assert shown == expected, f"replace README's validation table with:\n{expected}"
