@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from evidence.canonical import canonical_bytes
 from evidence.errors import ConfigError
@@ -76,6 +76,7 @@ def cite(report: ValidationReport, digest: str, records: Sequence[EvidenceRecord
     detectors = []
     for d in report.detectors:
         record = by_measurement.get(d.measurement)
+        run: Literal["same", "other-version", "other-params", "not-run"]
         if record is None:
             run = "not-run"
         elif record.measurement.version != d.version:

@@ -35,7 +35,7 @@ from evidence.records.validation import Behaviour, Rate
 __all__ = ["Dossier", "ValidatedDetector", "ValidationCitation"]
 
 #: The file of a bundle that holds the validation report a dossier cites.
-VALIDATION_REPORT_FILE = "validation-report.json"
+VALIDATION_REPORT_FILE: Literal["validation-report.json"] = "validation-report.json"
 
 _UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
