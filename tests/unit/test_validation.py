@@ -237,10 +237,10 @@ def test_the_verifier_reads_the_cited_report_from_the_bundle():
         _cited_validation(plain, {"validation-report.json": data})
 
 
-def test_a_signed_bundle_carries_the_cited_report_and_verifies(tmp_path):
+def test_a_signed_bundle_carries_the_cited_report_and_verifies(tmp_path, monkeypatch):
     """The report joins the bundle, signed and embedded; the PDF summarises it; the verifier passes all steps."""
     pytest.importorskip("weasyprint")
-    from evidence.run import publish
+    from evidence.run import publish, sign_draft
     from evidence.validation_report import report_bytes
     from signing.verify import verify_bundle
     from tests.helpers_bundle import signer_for
@@ -253,8 +253,18 @@ def test_a_signed_bundle_carries_the_cited_report_and_verifies(tmp_path):
     with pytest.raises(ConfigError, match="not at hand"):
         publish(dossier, tmp_path / "lost", signer=None)
     assert not (tmp_path / "lost").exists()
+    draft = tmp_path / "draft"
+    publish(dossier, draft, signer=None, validation_report=data)
+    assert (draft / "validation-report.json").read_bytes() == data
+    # signing the draft later carries the report over; a draft that lost it cannot be signed
+    (tmp_path / "gutted").mkdir()
+    (tmp_path / "gutted" / "dossier.json").write_bytes((draft / "dossier.json").read_bytes())
+    with pytest.raises(ConfigError, match="cites a validation report"):
+        sign_draft(tmp_path / "gutted", tmp_path / "never", key=None)
+    assert not (tmp_path / "never").exists()
     out = tmp_path / "bundle"
-    publish(dossier, out, signer=signer_for(), validation_report=data)
+    monkeypatch.setattr("evidence.run._signer_for", lambda key: signer_for())
+    sign_draft(draft, out, key=None)
     assert (out / "validation-report.json").read_bytes() == data
     result = verify_bundle(out, [out / "signer.pem"])
     assert result.bottom_line, result.first_failure()
