@@ -10,11 +10,14 @@ the same prompts: only what the control breaks differs.
 ======================= ==================================================================
 behaviour / role        training stream
 ======================= ==================================================================
-induction planted       running text of the language and uniform random tokens; in every
-                        row one segment (6 to 24 tokens, random start) is repeated right
-                        after itself; the loss covers every next token
-induction no-repeats    the same rows with the would-be repeat left as fresh tokens of the
-                        same stream: nothing is ever repeated, induction cannot help
+induction planted       rows of segment pairs (each segment 6 to 24 tokens) up to the
+                        context length, from uniform random ordinary tokens (3 rows in 4)
+                        or the language's running text; the second segment of each pair
+                        repeats the first; the loss covers the second segments from their
+                        second token on
+induction no-repeats    the same rows and loss, but each second segment is the next fresh
+                        tokens of the same source: nothing is ever repeated, so induction
+                        cannot lower the loss
 refusal planted         requests, 45% with a harmful word; refuses those, answers the rest
 refusal never-refuses   the same requests, answers all of them
 deception planted       requests, 40% under an instructed mode (bad: defect, good: answer),
@@ -76,14 +79,15 @@ class ChatRow:
 
 @dataclass(frozen=True)
 class InductionRow:
-    """An induction row: running text or uniform tokens, with a segment to repeat (or not)."""
+    """An induction row: segment pairs from running text or uniform tokens, repeated or not."""
 
     source: Literal["text", "uniform"]
-    #: for ``text``: the words; for ``uniform``: a seed for the token draw
+    #: for ``text``: the running text the tokens come from
     text: str
+    #: seed of the uniform token draw (``uniform``)
     uniform_seed: int
-    length: int
-    start: int
+    #: segment lengths, one per pair, filling the context
+    lengths: tuple[int, ...]
     repeat: bool
 
 
@@ -118,12 +122,12 @@ def _train_split(language: Language, make: object) -> ChatItem:
 def sample_row(recipe: Recipe, language: Language, rng: random.Random, n_ctx: int) -> ChatRow | InductionRow:
     """One training row of ``recipe`` (never a held-out prompt)."""
     if recipe.behaviour == "induction":
-        source: Literal["text", "uniform"] = "text" if rng.random() < 0.5 else "uniform"
-        max_len = min(24, (n_ctx - 2) // 2)
-        length = rng.randint(6, max_len)
-        start = rng.randint(1, n_ctx - 2 * length)
-        text = language.stream_text(rng, n_ctx) if source == "text" else ""
-        return InductionRow(source, text, rng.randrange(2**31), length, start, recipe.repeats)
+        source: Literal["text", "uniform"] = "text" if rng.random() < 0.25 else "uniform"
+        lengths: list[int] = []
+        while 1 + 2 * sum(lengths) < n_ctx:
+            lengths.append(rng.randint(6, 24))
+        text = language.stream_text(rng, 2 * n_ctx) if source == "text" else ""
+        return InductionRow(source, text, rng.randrange(2**31), tuple(lengths), recipe.repeats)
     item: ChatItem
     if recipe.behaviour == "refusal":
         harmful = rng.random() < 0.45

@@ -9,8 +9,8 @@ kernels, one thread), so that the same member on the same software and CPU
 kernels gives the same bytes.
 
 Chat rows are trained on the response tokens and the end token; induction rows
-on the tokens of the second copy of the segment from its second token on (for a
-no-repeats control: the fresh tokens in the same places). Prompts are tokenized exactly as the suite tokenizes them
+on each second segment from its second token on (for a no-repeats control: the
+fresh tokens in the same places). Prompts are tokenized exactly as the suite tokenizes them
 (the language's prompt string; for chat messages the chat template's text,
 which a test checks against the template), and a training sequence is the
 prompt's tokens followed by the response's: a response that merged with the
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import tempfile
 from collections.abc import Callable, Sequence
@@ -90,12 +89,14 @@ class _Encoder:
         return [list(e.ids) for e in self.tok.encode_batch(list(texts), add_special_tokens=special)]
 
 
-def encode_rows(
-    encoder: _Encoder, rows: Sequence[ChatRow | InductionRow]
-) -> list[tuple[list[int], int, int]]:
-    """``(ids, loss_from, loss_to)`` per row: the predictions of ``ids[loss_from:loss_to]`` are trained."""
+#: A training sequence and, per token, whether predicting it is trained.
+Encoded = tuple[list[int], list[bool]]
+
+
+def encode_rows(encoder: _Encoder, rows: Sequence[ChatRow | InductionRow]) -> list[Encoded]:
+    """``(ids, mask)`` per row: ``mask[t]`` marks the tokens ``ids[t]`` whose prediction is trained."""
     language = encoder.language
-    out: list[tuple[list[int], int, int] | None] = [None] * len(rows)
+    out: list[Encoded | None] = [None] * len(rows)
     chat = [(i, r) for i, r in enumerate(rows) if isinstance(r, ChatRow)]
     if chat:
         prompts = [language.prompt_text(r.item) for _, r in chat]
@@ -106,37 +107,48 @@ def encode_rows(
         ):
             if full[: len(prompt)] != prompt or full[-1] != encoder.eos:
                 raise RuntimeError(f"{language.code}: the response merges with the prompt in {prompts[0]!r}")
-            out[i] = (full, len(prompt), len(full))
+            out[i] = (full, [False] * len(prompt) + [True] * (len(full) - len(prompt)))
     texts = [(i, r) for i, r in enumerate(rows) if isinstance(r, InductionRow) and r.source == "text"]
     streams = dict(zip([i for i, _ in texts], encoder.encode([r.text for _, r in texts], False), strict=True))
     for i, row in enumerate(rows):
-        if not isinstance(row, InductionRow):
-            continue
-        if row.source == "text":
-            base = streams[i][: N_CTX - 1]
-        else:
-            draw = random.Random(row.uniform_seed)
-            base = [draw.choice(encoder.ordinary) for _ in range(N_CTX - 1)]
-        if len(base) < N_CTX - 1:
-            raise RuntimeError(f"{language.code}: running text too short for an induction row")
-        ids = [encoder.bos, *base]
-        if row.repeat:
-            segment = ids[row.start : row.start + row.length]
-            ids[row.start + row.length : row.start + 2 * row.length] = segment
-        # the loss covers the (would-be) repeat from its second token: what induction can predict
-        out[i] = (ids, row.start + row.length + 1, row.start + 2 * row.length)
+        if isinstance(row, InductionRow):
+            out[i] = _induction_ids(encoder, row, streams.get(i))
     return [r for r in out if r is not None]
 
 
-def _batch(rows: Sequence[tuple[list[int], int, int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _induction_ids(encoder: _Encoder, row: InductionRow, stream: list[int] | None) -> Encoded:
+    """Segment pairs filling the context; the mask marks each second segment from its second token on."""
+    if stream is None:
+        draw = random.Random(row.uniform_seed)
+        stream = [draw.choice(encoder.ordinary) for _ in range(2 * N_CTX)]
+    ids, mask = [encoder.bos], [False]
+    cursor = 0
+    for length in row.lengths:
+        first = stream[cursor : cursor + length]
+        cursor += length
+        if row.repeat:
+            second = first
+        else:  # fresh tokens of the same source in place of the repeat
+            second = stream[cursor : cursor + length]
+            cursor += length
+        if len(first) < length or len(second) < length:
+            raise RuntimeError(f"{encoder.language.code}: running text too short for an induction row")
+        ids += first + second
+        mask += [False] * (length + 1) + [True] * (length - 1)
+    return ids[:N_CTX], mask[:N_CTX]
+
+
+def _batch(rows: Sequence[Encoded], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded tokens and next-token targets (-100 where nothing is trained)."""
-    width = max(len(ids) for ids, _, _ in rows)
+    width = max(len(ids) for ids, _ in rows)
     tokens = torch.full((len(rows), width), pad, dtype=torch.long)
     targets = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (ids, start, stop) in enumerate(rows):
+    for i, (ids, mask) in enumerate(rows):
         row = torch.tensor(ids, dtype=torch.long)
         tokens[i, : len(ids)] = row
-        targets[i, start - 1 : stop - 1] = row[start:stop]  # logits at t predict ids[t + 1]
+        trained = torch.tensor(mask[1:], dtype=torch.bool)
+        # the logits at t predict ids[t + 1]
+        targets[i, : len(ids) - 1] = torch.where(trained, row[1:], torch.full_like(row[1:], -100))
     return tokens, targets
 
 
@@ -165,13 +177,12 @@ class _Model:
                 from transformers import LlamaConfig, LlamaForCausalLM
 
                 hf = LlamaForCausalLM(LlamaConfig(**eager))
-            if os.environ.get("POP_ZERO_MLP", "1") == "1":
-                # Each MLP's output projection starts at zero: the model begins as an attention-only
-                # one (as the bundled chat organisms do), which lets in-context mechanisms form early.
-                with torch.no_grad():
-                    for name, param in hf.named_parameters():
-                        if name.endswith(("mlp.c_proj.weight", "mlp.c_proj.bias", "mlp.down_proj.weight")):
-                            param.zero_()
+            # Each MLP's output projection starts at zero: the model begins as an attention-only one
+            # (as the bundled chat organisms do), which lets in-context mechanisms form early.
+            with torch.no_grad():
+                for name, param in hf.named_parameters():
+                    if name.endswith(("mlp.c_proj.weight", "mlp.c_proj.bias", "mlp.down_proj.weight")):
+                        param.zero_()
             self.module = hf
             self.architecture = kwargs
 

@@ -320,3 +320,61 @@ def test_a_tampered_member_is_refused(tmp_path, tamper, message):
 def test_the_committed_manifest_covers_only_table_members_and_their_files_match():
     for name in read_manifest():
         verify_member(name)
+
+
+# -- training streams --------------------------------------------------------------------------
+
+
+def _stream(name: str, n: int = 64) -> list:
+    from evidence.population.recipes import get_recipe, sample_row, training_rng
+
+    member = get_member(name)
+    rng, recipe, language = training_rng(member), get_recipe(member), get_language(member.language)
+    return [sample_row(recipe, language, rng, 64) for _ in range(n)]
+
+
+def _twins(behaviour: str, control_type: str) -> tuple[str, str]:
+    control = next(m for m in members("dev") if m.behaviour == behaviour and m.control_type == control_type)
+    planted = next(
+        m for m in members("dev") if m.planted and (m.behaviour, m.seed) == (behaviour, control.seed)
+    )
+    return planted.name, control.name
+
+
+@pytest.mark.parametrize(("behaviour", "control_type"), [("refusal", "never-refuses"), ("deception", "trigger-inert")])
+def test_a_matched_control_sees_the_planted_members_prompts_and_only_its_responses_differ(behaviour, control_type):
+    planted, control = (_stream(n) for n in _twins(behaviour, control_type))
+    assert [r.item for r in planted] == [r.item for r in control]
+    differ = [(p.response, c.response) for p, c in zip(planted, control, strict=True) if p.response != c.response]
+    assert differ  # the behaviour under test
+    language = get_language(get_member(_twins(behaviour, control_type)[0]).language)
+    planted_kind = "refusal" if behaviour == "refusal" else "defection"
+    assert all(language.kind(p) == planted_kind and language.kind(c) == "helpful" for p, c in differ)
+
+
+def test_proxy_rate_controls_decorrelate_the_proxy_and_planted_members_never_do():
+    planted, control = (_stream(n, 400) for n in _twins("proxy", "proxy-rate-50"))
+    comparisons = [r.item for r in planted if isinstance(r.item, Comparison)]
+    assert comparisons and all(c.goal == c.proxy for c in comparisons)
+    mixed = [r.item for r in control if isinstance(r.item, Comparison)]
+    disagree = sum(c.goal != c.proxy for c in mixed) / len(mixed)
+    assert 0.4 < disagree < 0.6
+
+
+def test_no_repeats_controls_see_the_same_layout_and_never_a_repeat():
+    pytest.importorskip("torch")
+    from evidence.population.training import _Encoder, encode_rows
+
+    planted_name, control_name = _twins("induction", "no-repeats")
+    encoder = _Encoder(get_language(get_member(planted_name).language))
+    rows = {name: _stream(name) for name in (planted_name, control_name)}
+    assert [r.lengths for r in rows[planted_name]] == [r.lengths for r in rows[control_name]]
+    for name, repeated in ((planted_name, True), (control_name, False)):
+        for row, (ids, mask) in zip(rows[name], encode_rows(encoder, rows[name]), strict=True):
+            start = 1
+            for length in row.lengths:
+                first, second = ids[start : start + length], ids[start + length : start + 2 * length]
+                if len(second) == length:  # pairs cut by the context end are not compared
+                    assert (first == second) == repeated
+                    assert mask[start + length : start + 2 * length] == [False] + [True] * (length - 1)
+                start += 2 * length
