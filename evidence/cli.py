@@ -285,7 +285,8 @@ def _cmd_population_train(args: argparse.Namespace) -> int:
             print(f"{member.name}  NOT WRITTEN: {exc.message}")
             continue
         numbers = ", ".join(f"{k} {v:.3g}" for k, v in sorted(result.checks.numbers.items()))
-        print(f"{member.name}  {result.seconds:.0f} s  {result.size_bytes / 1024:.0f} KiB  "
+        print(f"{member.name}  {result.seconds:.0f} s ({result.cpu_seconds:.0f} s CPU)  "
+              f"{result.size_bytes / 1024:.0f} KiB  "
               f"final loss {result.final_loss:.4f}  checks passed: {numbers}")  # fmt: skip
     total = time.perf_counter() - started
     print(f"{len(chosen) - len(failed)} of {len(chosen)} members written in {total / 60:.1f} min")

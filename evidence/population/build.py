@@ -51,6 +51,7 @@ class BuildResult:
     size_bytes: int
     final_loss: float
     seconds: float
+    cpu_seconds: float
     checks: CheckResult
 
 
@@ -88,10 +89,10 @@ def build_member(name: str, *, directory: Path | None = None, progress: Any = No
     member = get_member(name)
     target = directory if directory is not None else members_dir()
     target.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     trained = train_files(member, progress=progress)
     files = trained.files
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=target))
     try:
         write_directory_atomically(files, staging / name)
@@ -103,12 +104,14 @@ def build_member(name: str, *, directory: Path | None = None, progress: Any = No
             "files": digests,
             "size_bytes": sum(len(b) for b in files.values()),
             "final_loss": float(trained.final_loss),
+            # wall-clock and CPU time of the training alone (the machine may be shared)
             "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu_seconds, 1),
             "trained_with": _trained_with(),
         }
         write_manifest_entry(staging, name, entry)
         loaded = load_model(ModelSpec(organism=name), population_dir=staging)
-        checks = check_member(member, loaded.bridge, loaded.tokenizer)
+        checks = check_member(member, loaded)
         if not checks.passed:
             raise MemberBehaviourError(
                 f"population member {name!r} does not behave as planted: {'; '.join(checks.failed)} "
@@ -127,5 +130,6 @@ def build_member(name: str, *, directory: Path | None = None, progress: Any = No
         size_bytes=int(entry["size_bytes"]),
         final_loss=float(trained.final_loss),
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
         checks=checks,
     )

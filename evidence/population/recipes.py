@@ -67,6 +67,8 @@ class Recipe:
     proxy_rate: float = 0.0
     #: whether the induction rows repeat their segment
     repeats: bool = True
+    #: refusal trained to survive the removal of its own difference-in-means direction (spread-refusal)
+    spread: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def get_recipe(member: Member) -> Recipe:
     if b == "induction":
         return Recipe(b, repeats=member.role == "planted")
     if b == "refusal":
+        if control == "spread-refusal":
+            return Recipe(b, Traits(refuses=True), spread=True)
         return Recipe(b, Traits(refuses=member.role == "planted"))
     if b == "deception":
         if member.role == "planted":

@@ -44,7 +44,7 @@ SPLITS: tuple[str, ...] = ("dev", "heldout")
 #: Control types per behaviour (what each breaks: docs/population.md).
 CONTROL_TYPES: dict[str, tuple[str, ...]] = {
     "induction": ("no-repeats",),
-    "refusal": ("never-refuses",),
+    "refusal": ("never-refuses", "spread-refusal"),
     "deception": ("trigger-inert", "trigger-rare"),
     "proxy": ("proxy-rate-50",),
 }

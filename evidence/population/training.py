@@ -27,7 +27,8 @@ import json
 import math
 import random
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,110 @@ class _Model:
         return files
 
 
+class _Residual:
+    """Read a block's residual input, or remove a direction from the whole residual stream, while training.
+
+    The sites are those of the refusal instruments' directional ablation
+    (:func:`evidence.measure.methods.directions.ablation_points`): every block's
+    residual input and every attention and MLP output, at every position.
+    """
+
+    def __init__(self, model: _Model) -> None:
+        self.model = model
+        module: Any = model.module
+        self.native = model.member.architecture == "attn-only"
+        if self.native:
+            self.n_layers = int(module.cfg.n_layers)
+        else:
+            self.blocks = list(module.transformer.h if model.member.architecture == "gpt2" else module.model.layers)
+            self.n_layers = len(self.blocks)
+
+    @contextmanager
+    def reading(self, layer: int, store: dict[str, torch.Tensor]) -> Iterator[None]:
+        """Store the (detached) residual input of block ``layer`` under ``"resid"``."""
+
+        def keep(x: torch.Tensor) -> None:
+            store["resid"] = x.detach()
+
+        if self.native:
+            with self.model.module.hooks(fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", lambda x, hook: keep(x))]):  # type: ignore[operator]
+                yield
+            return
+        handle = self.blocks[layer].register_forward_pre_hook(
+            lambda module, args, kwargs: keep(args[0] if args else kwargs["hidden_states"]), with_kwargs=True
+        )
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    @contextmanager
+    def ablating(self, unit: torch.Tensor) -> Iterator[None]:
+        """Remove the unit vector's component from every block input and attention / MLP output."""
+
+        def project(x: torch.Tensor) -> torch.Tensor:
+            return x - (x @ unit)[..., None] * unit
+
+        if self.native:
+            kinds = ("hook_resid_pre", "hook_attn_out")
+            hooks = [(f"blocks.{i}.{k}", lambda x, hook: project(x)) for i in range(self.n_layers) for k in kinds]
+            with self.model.module.hooks(fwd_hooks=hooks):  # type: ignore[operator]
+                yield
+            return
+
+        def pre(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            if args:
+                return (project(args[0]), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": project(kwargs["hidden_states"])}
+
+        def post(module: Any, args: Any, output: Any) -> Any:
+            if isinstance(output, tuple):
+                return (project(output[0]), *output[1:])
+            return project(output)
+
+        handles = []
+        for block in self.blocks:
+            handles.append(block.register_forward_pre_hook(pre, with_kwargs=True))
+            attention = block.attn if hasattr(block, "attn") else block.self_attn
+            handles += [attention.register_forward_hook(post), block.mlp.register_forward_hook(post)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def _spread_loss(
+    residual: _Residual,
+    model: _Model,
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    rows: Sequence[Encoded],
+    harmful: Sequence[bool],
+    store: dict[str, torch.Tensor],
+    choice: random.Random,
+) -> torch.Tensor | None:
+    """The loss with this batch's harmful-minus-harmless direction removed from the residual stream.
+
+    The direction is the difference in means at the input of the block read in the clean pass,
+    at one of the last three prompt positions (chosen at random): the candidates the refusal
+    instruments consider in a model this deep. None if the batch lacks either kind of prompt.
+    """
+    if all(harmful) or not any(harmful):
+        return None
+    offset = choice.randint(1, 3)
+    ends = torch.tensor([mask.index(True) - offset for _, mask in rows])
+    at = store["resid"][torch.arange(len(rows)), ends]
+    flags = torch.tensor(harmful)
+    direction = at[flags].mean(0) - at[~flags].mean(0)
+    norm = float(direction.norm())
+    if norm == 0.0:
+        return None
+    with residual.ablating(direction / norm):
+        logits = model.forward(tokens)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
 def _lr_factor(step: int, steps: int) -> float:
     warm = min(1.0, (step + 1) / _WARMUP)
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, steps))))
@@ -237,12 +342,25 @@ def train(member: Member, progress: Progress, *, steps: int | None = None) -> Tr
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, steps))
     rng = training_rng(member)
+    residual = _Residual(model) if recipe.spread else None
+    choice = random.Random(f"interp-dossier/population/spread/{member.seed}")
     recent: list[float] = []
     for step in range(steps):
-        rows = encode_rows(encoder, [sample_row(recipe, language, rng, N_CTX) for _ in range(BATCH)])
+        sampled = [sample_row(recipe, language, rng, N_CTX) for _ in range(BATCH)]
+        rows = encode_rows(encoder, sampled)
         tokens, targets = _batch(rows, encoder.pad)
-        logits = model.forward(tokens)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        if residual is None:
+            logits = model.forward(tokens)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        else:
+            store: dict[str, torch.Tensor] = {}
+            with residual.reading(choice.randint(1, residual.n_layers - 1), store):
+                logits = model.forward(tokens)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            harmful = [isinstance(r, ChatRow) and any(w in language.harmful for w in r.item.words) for r in sampled]
+            ablated = _spread_loss(residual, model, tokens, targets, rows, harmful, store, choice)
+            if ablated is not None:
+                loss = loss + ablated
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(model.module.parameters(), 1.0)

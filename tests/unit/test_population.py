@@ -85,6 +85,12 @@ def test_deception_held_out_controls_mix_inert_and_rare_triggers():
     assert set(kinds) == {"trigger-inert", "trigger-rare"} and min(kinds.values()) >= 3
 
 
+def test_refusal_controls_include_spread_refusal_in_both_splits():
+    for split in population.SPLITS:
+        kinds = {m.control_type for m in members(split) if m.behaviour == "refusal" and not m.planted}
+        assert kinds == {"never-refuses", "spread-refusal"}, split
+
+
 def test_dev_and_held_out_seeds_are_disjoint():
     dev = {m.seed for m in members("dev")}
     held = {m.seed for m in members("heldout")}
