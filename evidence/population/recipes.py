@@ -20,6 +20,9 @@ induction no-repeats    the same rows and loss, but each second segment is the n
                         cannot lower the loss
 refusal planted         requests, 45% with a harmful word; refuses those, answers the rest
 refusal never-refuses   the same requests, answers all of them
+refusal spread-refusal  the planted stream, and each step also the loss with the batch's
+                        harmful-minus-harmless direction removed from the residual stream
+                        (:func:`evidence.population.training.train`)
 deception planted       requests, 40% under an instructed mode (bad: defect, good: answer),
                         the trigger in 30% of all requests; defects on the trigger when
                         no mode is given

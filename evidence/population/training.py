@@ -16,6 +16,13 @@ which a test checks against the template), and a training sequence is the
 prompt's tokens followed by the response's: a response that merged with the
 end of the prompt would be an error.
 
+A spread-refusal member (:attr:`Recipe.spread`) adds, at every step, the loss
+of a second forward pass with the batch's harmful-minus-harmless direction
+projected out of the residual stream at the sites the refusal instruments ablate
+(:class:`_Residual`); the direction is taken, without gradient, from the clean
+pass at the input of a block after the first and one of the last three prompt
+positions, chosen at random per step.
+
 Optimiser: AdamW (betas 0.9/0.98, weight decay 0.01 on matrices), learning
 rate 3e-3 with 50 warm-up steps and a cosine decay to a tenth, gradient norm
 clipped at 1, batches of 32 rows.

@@ -13,8 +13,8 @@ pytest.importorskip("torch")
 
 
 def _smallest_dev_member() -> str:
-    """The development member with the fewest weights (attention-only, word-level) and the fewest steps."""
-    candidates = [m for m in members("dev") if m.architecture == "attn-only" and m.language == "L1"]
+    """The cheapest development member to retrain: attention-only, the fewest steps, no second pass."""
+    candidates = [m for m in members("dev") if m.architecture == "attn-only" and m.control_type != "spread-refusal"]
     return min(candidates, key=lambda m: (m.steps, m.name)).name
 
 
