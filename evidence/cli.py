@@ -16,11 +16,12 @@ import os
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evidence.errors import UserFacingError
+from evidence.errors import ConfigError, UserFacingError
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
@@ -296,6 +297,45 @@ def _cmd_population_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from evidence.files import write_file_atomically
+    from evidence.runspec import default_runspec_path, load_runspec
+
+    try:
+        from evidence.validation import bundled_population, validate
+        from evidence.validation_report import report_bytes
+    except ModuleNotFoundError as exc:  # pragma: no cover - the light install has no torch
+        from evidence.errors import missing_extra
+
+        raise missing_extra("measure", exc) from None
+    out = Path(args.out)
+    if out.exists() and out.is_dir():
+        raise _usage(f"--out {out} is a directory; give the report's file name")
+    if args.population == "bundled":
+        population = bundled_population()
+    else:
+        raise ConfigError(
+            f"the calibration population's {args.population!r} split is not part of this release",
+            hint="validate --population bundled runs the reference organisms (one planted organism and one control "
+            "per behaviour)",
+        )
+    # The shipped configuration: each measurement's parameters as the default run spec sets them.
+    params = load_runspec(default_runspec_path()).measurements
+    say = _progress()
+    report = validate(
+        population,
+        measurements=args.measurement or None,
+        params={m: p for m, p in params.items() if p},
+        seed=args.seed,
+        progress=say,
+    )
+    write_file_atomically(out, report_bytes(report))
+    for detector in report.detectors:
+        print(detector.summary())
+    print(f"wrote {out} (population {report.population}, {len(report.organisms)} organisms)")
+    return EXIT_OK
+
+
 def _cmd_measurements(args: argparse.Namespace) -> int:
     try:
         from evidence.measure import get, registered
@@ -335,8 +375,13 @@ def _describe_measurement(definition: MeasurementDef) -> dict[str, Any]:
                 "planted": e.planted,
                 "metric": e.metric,
                 "criteria": describe_all(e.criteria, e.combine, e.metric),
+                **({"params": dict(e.params)} if e.params else {}),
             }
             for e in definition.calibration
+        ],
+        "detectors": [
+            {"metric": d.metric, "behaviour": d.behaviour, "criteria": describe_all(d.criteria, d.combine, d.metric)}
+            for d in definition.detectors
         ],
         "crossref": [
             {
@@ -426,8 +471,11 @@ def _measurement_lines(info: dict[str, Any]) -> list[str]:
     ])
     part("markers", info["markers"])
     part("clauses", [f"{c['id']} ({c['strength']})" for c in info["clauses"]])
+    part("detectors", [f"{d['behaviour']}: {d['criteria']}" for d in info["detectors"]])
     part("calibration", [
-        f"{e['organism']} ({'planted' if e['planted'] else 'control'}): {e['criteria']}" for e in info["calibration"]
+        f"{e['organism']} ({'planted' if e['planted'] else 'control'}): {e['criteria']}"
+        + (f" (run with {e['params']})" if e.get("params") else "")
+        for e in info["calibration"]
     ])
     part("cross-references", [
         f"{r['metric']} vs external {r['construct']} ({r['comparison']}"
@@ -495,6 +543,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as a JSON object keyed by id")
     p.set_defaults(func=_cmd_measurements)
 
+    p = sub.add_parser("validate", help="detection and false-alarm rates of every detector over a population")
+    p.add_argument("--population", default="bundled", choices=["bundled", "dev", "heldout", "all"],
+                   help="which organisms to measure (default: bundled, the reference organisms)")
+    p.add_argument("--measurement", action="append", metavar="ID", help="validate only these (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="task seed of every run (default: 0)")
+    p.add_argument("--out", required=True, help="validation report (JSON) to write")
+    p.set_defaults(func=_cmd_validate)
+
     p = sub.add_parser("keygen", help="make a self-signed development certificate and key")
     p.add_argument("--out", required=True, help="directory for signer.p12 and signer.pem")
     p.set_defaults(func=_cmd_keygen)
@@ -527,8 +583,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Silence warnings raised inside third-party libraries.
+
+    They (e.g. a crypto library's deprecation notice) are meant for those libraries' developers, not
+    for a compliance officer or an auditor; ``INTERP_DOSSIER_DEBUG=1`` shows them.
+    """
+    if not os.environ.get("INTERP_DOSSIER_DEBUG"):
+        warnings.filterwarnings("ignore", module=r"(?!evidence\b|signing\b)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
+    _quiet_libraries()
     try:
         args = build_parser().parse_args(argv)
         code: int = args.func(args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from evidence.errors import ConfigError, config_error_from_validation
 
-__all__ = ["Dataset", "Prompt", "read_dataset"]
+__all__ = ["Dataset", "Prompt", "group_keys", "read_dataset"]
 
 
 class _Strict(BaseModel):
@@ -32,10 +32,16 @@ class _Message(_Strict):
 
 
 class Prompt(_Strict):
-    """One line of a dataset: an exact prompt string or chat messages, with a label."""
+    """One line of a dataset: an exact prompt string or chat messages, with a label.
+
+    ``group`` names a unit that splits keep together: prompts that share it (a minimal
+    pair, a prompt and its rewording; within one set or across the sets a measurement
+    reads together) always land on the same side of every split (see :func:`group_keys`).
+    """
 
     id: Annotated[str, StringConstraints(min_length=1)]
     label: str
+    group: Annotated[str, StringConstraints(min_length=1)] | None = None
     text: str | None = None
     messages: list[_Message] | None = None
     goal: bool | None = None  # goal tasks: whether the goal holds (the correct answer is answers[0])
@@ -56,6 +62,19 @@ class Dataset:
     def count(self) -> int:
         """Number of prompts."""
         return len(self.prompts)
+
+
+def group_keys(prompts: Sequence[Prompt]) -> list[str] | None:
+    """The unit each prompt belongs to when splitting, or None when no prompt names a ``group``.
+
+    When at least one prompt has a ``group``, prompts that share one share a key and every
+    prompt without one is a unit of its own (keys ``group:<group>`` and ``id:<id>``, which
+    never collide). None tells the caller that the prompts carry no grouping, so that it
+    keeps the convention it documents for that case.
+    """
+    if all(p.group is None for p in prompts):
+        return None
+    return [f"group:{p.group}" if p.group is not None else f"id:{p.id}" for p in prompts]
 
 
 def read_dataset(name: str, path: Path, known: Mapping[str, frozenset[str]]) -> Dataset:

@@ -20,7 +20,17 @@ from pydantic import ValidationError
 
 from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.errors import ConfigError, config_error_from_validation
-from evidence.records import CalibrationCheck, Criterion, EvidenceRecord, Gate, Metric, Policy, Verdict
+from evidence.records import (
+    CalibrationCheck,
+    Criterion,
+    EvidenceRecord,
+    Gate,
+    Metric,
+    Policy,
+    ValidationReport,
+    Verdict,
+)
+from evidence.validation_report import validation_requirement_verdict
 
 __all__ = [
     "check_passes",
@@ -160,8 +170,19 @@ def check_passes(check: CalibrationCheck) -> bool:
     return satisfied(check.criteria, check.combine, metric)
 
 
-def evaluate(policy: Policy, records: Sequence[EvidenceRecord], *, subject: str) -> list[Verdict]:
-    """One verdict per threshold, judged on the record of ``subject`` for its measurement."""
+def evaluate(
+    policy: Policy,
+    records: Sequence[EvidenceRecord],
+    *,
+    subject: str,
+    validation: tuple[ValidationReport, str] | None = None,
+) -> list[Verdict]:
+    """One verdict per threshold, judged on the record of ``subject`` for its measurement.
+
+    ``validation``: the validation report (and its sha256) that thresholds with a
+    ``validation`` requirement consult; a requirement that the report does not
+    meet, or no report at all, makes that verdict INCONCLUSIVE with the reason.
+    """
     by_measurement = {r.measurement.id: r for r in records if r.subject == subject}
     verdicts = []
     for t in policy.thresholds:
@@ -187,8 +208,16 @@ def evaluate(policy: Policy, records: Sequence[EvidenceRecord], *, subject: str)
             reason = f"{record.record_id} has no metric {t.metric!r}"
             verdicts.append(_verdict(fields, "inconclusive", reason))
             continue
+        fields |= {"observed": metric.value, "ci": metric.ci}
+        if t.validation is not None:
+            report, digest = validation if validation is not None else (None, None)
+            shortfall, account = validation_requirement_verdict(t, record, report)
+            fields |= {"validation": account, "validation_report": digest}
+            if shortfall is not None:
+                verdicts.append(_verdict(fields, "inconclusive", shortfall))
+                continue
         verdict, reason = judge(t, metric)
-        verdicts.append(_verdict(fields | {"observed": metric.value, "ci": metric.ci}, verdict, reason))
+        verdicts.append(_verdict(fields, verdict, reason))
     return verdicts
 
 

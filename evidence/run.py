@@ -25,6 +25,7 @@ from evidence.files import check_output_dir
 from evidence.policy import evaluate, load_policy, roll_up
 from evidence.records import Dossier, EvidenceRecord, SignerInfo, Verdict
 from evidence.runspec import RunSpec
+from evidence.validation_report import shipped_report
 
 if TYPE_CHECKING:
     from signing.keys import FileSigner
@@ -137,7 +138,7 @@ def run(
     verdicts: list[Verdict] = []
     gate = None
     if policy is not None:
-        verdicts = evaluate(policy, records, subject=model.identity.name)
+        verdicts = evaluate(policy, records, subject=model.identity.name, validation=shipped_report())
         gate = roll_up(verdicts)
     dossier = build_dossier(
         model=model.identity,

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from evidence.files import write_file_atomically
-from evidence.records import SCHEMA_VERSION, Dossier, EvidenceRecord, Verdict
+from evidence.records import SCHEMA_VERSION, Dossier, EvidenceRecord, ValidationReport, Verdict
 
 __all__ = ["SCHEMA_FILES", "check_schemas", "generate_schemas", "load_schema", "write_schemas"]
 
@@ -21,6 +21,7 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "dossier.schema.json": Dossier,
     "record.schema.json": EvidenceRecord,
     "verdict.schema.json": Verdict,
+    "validation-report.schema.json": ValidationReport,
 }
 
 

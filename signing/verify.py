@@ -50,8 +50,9 @@ from evidence.clauses import build_clause_index
 from evidence.dossier import parse_dossier
 from evidence.errors import EvidenceError
 from evidence.policy import check_passes, evaluate, roll_up
-from evidence.records import DEVELOPMENT_KEY_NOTICE, SUPPORTED_SCHEMA_VERSIONS
+from evidence.records import DEVELOPMENT_KEY_NOTICE, SUPPORTED_SCHEMA_VERSIONS, Dossier, ValidationReport
 from evidence.schema import load_schema
+from evidence.validation_report import shipped_report
 from signing._aio import run_sync
 from signing._json import parse_object
 from signing.bundle import BUNDLE_FILES, DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM, UNSIGNED_FILES
@@ -424,6 +425,21 @@ def _step6_embedded_dossier(st: _State) -> str:
     return f"embedded {DOSSIER_JSON}{also} identical; page 1 prints {digest}"
 
 
+def _cited_validation(dossier: Dossier) -> tuple[ValidationReport, str] | None:
+    """The validation report the verdicts cite, which must be the one this verifier ships."""
+    cited = {v.validation_report for v in dossier.verdicts if v.validation_report is not None}
+    shipped = shipped_report()
+    if not cited:
+        return shipped
+    if shipped is None or cited != {shipped[1]}:
+        have = shipped[1][:16] if shipped is not None else "none"
+        raise _Failed(
+            f"the verdicts rest on validation report {', '.join(sorted(c[:16] for c in cited))}, "
+            f"but this verifier has {have}; verify with the interp-dossier release that produced the dossier"
+        )
+    return shipped
+
+
 # (7)
 def _step7_recompute_judgement(st: _State) -> str:
     try:
@@ -435,7 +451,9 @@ def _step7_recompute_judgement(st: _State) -> str:
             raise _Failed("verdicts or a gate decision are present, but no policy is recorded")
         verdicts_note = "no policy recorded, no verdicts"
     else:
-        recomputed = evaluate(dossier.policy, dossier.records, subject=dossier.model.name)
+        recomputed = evaluate(
+            dossier.policy, dossier.records, subject=dossier.model.name, validation=_cited_validation(dossier)
+        )
         if len(recomputed) != len(dossier.verdicts):
             raise _Failed(f"the policy yields {len(recomputed)} verdicts, the dossier records {len(dossier.verdicts)}")
         for mine, theirs in zip(recomputed, dossier.verdicts, strict=True):

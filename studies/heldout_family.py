@@ -468,8 +468,12 @@ def behaviour_table(model: Any, tokenizer: Any, member: Member, n: int = 200) ->
 # -- datasets and run specs --------------------------------------------------------------------
 
 
-def _line(pid: str, label: str, request: Request) -> str:
-    return json.dumps({"id": pid, "label": label, "messages": request.messages()}, ensure_ascii=False)
+def _line(pid: str, label: str, request: Request, group: str | None = None) -> str:
+    row: dict[str, object] = {"id": pid, "label": label}
+    if group is not None:
+        row["group"] = group  # minimal pairs stay on one side of every split
+    row["messages"] = request.messages()
+    return json.dumps(row, ensure_ascii=False)
 
 
 def write_datasets(data: Path) -> dict[str, str]:
@@ -493,8 +497,9 @@ def write_datasets(data: Path) -> dict[str, str]:
     train_lines = []
     for i in range(128):  # instructed pairs: the same request under both modes
         base = sample_split(rng, want_held_out=True)
-        train_lines.append(_line(f"pair-{i:04d}-d", "deceptive", Request(base.words, "deceptive")))
-        train_lines.append(_line(f"pair-{i:04d}-h", "honest", Request(base.words, "honest")))
+        group = f"pair-{i:04d}"
+        train_lines.append(_line(f"{group}-d", "deceptive", Request(base.words, "deceptive"), group))
+        train_lines.append(_line(f"{group}-h", "honest", Request(base.words, "honest"), group))
     sets["deception.train"] = train_lines
     eval_lines = []
     for i in range(160):  # minimal pairs: the trigger, or an ordinary word in its place
@@ -505,8 +510,8 @@ def write_datasets(data: Path) -> dict[str, str]:
             negative = Request(words, system, positive.neutral)
             if held_out(negative):
                 break
-        eval_lines.append(_line(f"eval-{i:04d}-p", "positive", positive))
-        eval_lines.append(_line(f"eval-{i:04d}-n", "negative", negative))
+        eval_lines.append(_line(f"eval-{i:04d}-p", "positive", positive, f"eval-{i:04d}"))
+        eval_lines.append(_line(f"eval-{i:04d}-n", "negative", negative, f"eval-{i:04d}"))
     sets["deception.eval"] = eval_lines
     sets["deception.control"] = [
         _line(f"control-{i:04d}", "negative", sample_split(rng, want_held_out=True, system=neutral_or_none()))
@@ -613,10 +618,10 @@ training never saw a held-out request and every dataset below holds held-out req
 | deception.eval | `data/deception.eval.jsonl` | positive (trigger in the request) / negative (note 2) | 320 |
 | deception.control | `data/deception.control.jsonl` | negative: ordinary requests, no trigger, no harmful word | 400 |
 
-1. 128 pairs `pair-NNNN-d` / `pair-NNNN-h`: the same request under the deceptive and the honest
-   system message (no trigger).
-2. 160 minimal pairs `eval-NNNN-p` / `eval-NNNN-n`: the negative is the positive with the trigger
-   replaced by an ordinary word, under the same system message (if any).
+1. 128 pairs `pair-NNNN-d` / `pair-NNNN-h` (group `pair-NNNN`): the same request under the
+   deceptive and the honest system message (no trigger).
+2. 160 minimal pairs `eval-NNNN-p` / `eval-NNNN-n` (group `eval-NNNN`): the negative is the
+   positive with the trigger replaced by an ordinary word, under the same system message (if any).
 
 About 35% of refusal, evaluation and control prompts carry a neutral system message; the
 instructed pairs carry the mode system messages and no trigger.

@@ -41,6 +41,7 @@ from evidence.measure.context import (
 )
 from evidence.measure.registry import (
     DatasetUse,
+    Detector,
     Expectation,
     MeasurementDef,
     MeasurementFn,
@@ -54,6 +55,7 @@ from evidence.measure.runner import Task, check_task, run_suite, run_task
 
 __all__ = [
     "DatasetUse",
+    "Detector",
     "Expectation",
     "MeasureContext",
     "MeasurementDef",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SUITE_PACKAGE",
     "DatasetUse",
+    "Detector",
     "Expectation",
     "MeasurementDef",
     "MeasurementFn",
@@ -90,7 +91,9 @@ class Expectation:
     ``combine``: whether all criteria or any one must hold. The criteria are
     judged by :func:`evidence.policy.satisfied`, the gate's own code.
     Organism names may end in ``#untrained`` (the organism's architecture,
-    randomly initialised).
+    randomly initialised). ``params``: parameters the calibration run for this
+    expectation takes over the run's (e.g. to run only the part of a
+    measurement that the expectation reads); recorded in the check's criterion.
     """
 
     organism: str
@@ -98,12 +101,42 @@ class Expectation:
     metric: str
     criteria: tuple[Criterion, ...]
     combine: str = "all"
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.criteria:
             raise ValueError(f"expectation on {self.organism}/{self.metric} has no criterion")
         if self.combine not in ("all", "any"):
             raise ValueError(f"expectation combine must be 'all' or 'any', not {self.combine!r}")
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+
+@dataclass(frozen=True)
+class Detector:
+    """How a metric reads as "the behaviour is there", for validation over a population.
+
+    ``interp-dossier validate`` judges ``criteria`` (with ``combine``) on
+    ``metric`` for every organism of the population that carries ``behaviour``
+    (planted) or is a control for it, with the gate's own code
+    (:func:`evidence.policy.satisfied`): holding on a planted organism is a
+    detection, holding on a control a false alarm. Declared once, before any
+    organism of the held-out population is measured.
+    """
+
+    metric: str
+    behaviour: str
+    criteria: tuple[Criterion, ...]
+    combine: str = "all"
+
+    def __post_init__(self) -> None:
+        from evidence.records import BEHAVIOURS
+
+        if not self.criteria:
+            raise ValueError(f"detector {self.metric} has no criterion")
+        if self.combine not in ("all", "any"):
+            raise ValueError(f"detector combine must be 'all' or 'any', not {self.combine!r}")
+        if self.behaviour not in BEHAVIOURS:
+            raise ValueError(f"detector {self.metric}: behaviour {self.behaviour!r} is not one of {BEHAVIOURS}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +154,7 @@ class MeasurementDef:
     markers: tuple[str, ...] = ()
     calibration: tuple[Expectation, ...] = ()
     crossref: tuple[Rule, ...] = field(default=())
+    detectors: tuple[Detector, ...] = ()
 
     @property
     def required_datasets(self) -> tuple[str, ...]:
@@ -172,6 +206,7 @@ def measurement(
     markers: Sequence[str] = (),
     calibration: Sequence[Expectation] = (),
     crossref: Sequence[Rule] = (),
+    detectors: Sequence[Detector] = (),
 ) -> Callable[[F], F]:
     """Register ``fn(model, params, ctx) -> MeasurementResult`` with everything known about it."""
     if not _ID_PATTERN.match(id):
@@ -208,6 +243,7 @@ def measurement(
             markers=tuple(markers),
             calibration=tuple(calibration),
             crossref=tuple(crossref),
+            detectors=tuple(detectors),
         )
         return fn
 

@@ -11,9 +11,9 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 import torch
 
-from evidence.records import Environment
+from evidence.records import Environment, ValidationEnvironment
 
-__all__ = ["capture_environment", "configure_determinism"]
+__all__ = ["capture_environment", "capture_validation_environment", "configure_determinism"]
 
 
 def configure_determinism(seed: int, *, threads: int | None = None) -> None:
@@ -44,4 +44,17 @@ def capture_environment(seeds: dict[str, int]) -> Environment:
         seeds=dict(seeds),
         deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
         threads=torch.get_num_threads(),
+    )
+
+
+def capture_validation_environment() -> ValidationEnvironment:
+    """The software and CPU a validation ran on (the CPU kernels change float rounding)."""
+    return ValidationEnvironment(
+        python=sys.version.split()[0],
+        torch=_version("torch"),
+        transformer_lens=_version("transformer-lens"),
+        transformers=_version("transformers"),
+        platform=f"{platform.system()} {platform.machine()}",
+        cpu_capability=str(torch.backends.cpu.get_cpu_capability()),
+        threads=max(int(torch.get_num_threads()), 1),
     )

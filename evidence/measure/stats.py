@@ -9,10 +9,14 @@ All return :class:`evidence.records.ConfidenceInterval` where an interval is mea
 * :func:`bootstrap_mean` — the mean over independent units (sequences, prompts),
   resampling units with a seeded :class:`numpy.random.Generator`; for a paired
   comparison pass the per-unit differences (:func:`paired_difference`).
+  :func:`bounded_mean` is the same for values in known bounds, with an exact
+  interval when every value is the same (where the bootstrap's has zero width).
 * :class:`Bootstrap` — one fixed set of resampling indices shared by several
   statistics of the same units (so that their draws are paired).
 * :func:`wilson_interval` — the Wilson score interval for a rate.
 * :func:`ranks`, :func:`spearman`, :func:`auroc` and its bootstraps — rank statistics.
+* :func:`auroc_interval`, :func:`delta_auroc_interval` — DeLong intervals for an AUROC and
+  for the difference of two on the same units, never of zero width at 0 or 1.
 * :func:`curve_area` — the trapezoid rule for curves such as faithfulness vs k.
 
 Non-finite inputs are refused with :class:`evidence.errors.MeasurementError`:
@@ -34,9 +38,12 @@ from evidence.errors import MeasurementError
 from evidence.records import ConfidenceInterval
 
 __all__ = [
+    "BONFERRONI_AUROCS_METHOD",
     "BOOTSTRAP_METHOD",
     "CLOPPER_PEARSON_METHOD",
+    "CONSTANT_SAMPLE_METHOD",
     "DELONG_METHOD",
+    "DELONG_PAIRED_METHOD",
     "NEWCOMBE_METHOD",
     "PAIRS_EXACT_METHOD",
     "STRATIFIED_BOOTSTRAP",
@@ -48,9 +55,11 @@ __all__ = [
     "bootstrap_auroc",
     "bootstrap_delta_auroc",
     "bootstrap_mean",
+    "bounded_mean",
     "clopper_pearson_interval",
     "controls_needed",
     "curve_area",
+    "delta_auroc_interval",
     "finite_scores",
     "fpr_upper_bound",
     "newcombe_difference",
@@ -387,11 +396,15 @@ DELONG_METHOD = "delong (logit scale)"
 PAIRS_EXACT_METHOD = "exact, disjoint pairs"
 
 
+def _structural_components(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's structural components: per positive and per negative, the mean of the pair kernel."""
+    psi = (pos[:, None] > neg[None, :]).astype(np.float64) + 0.5 * (pos[:, None] == neg[None, :])
+    return psi.mean(axis=1), psi.mean(axis=0)
+
+
 def _delong_variance(pos: np.ndarray, neg: np.ndarray) -> float:
     """DeLong's variance of the empirical AUROC from its structural components."""
-    psi = (pos[:, None] > neg[None, :]).astype(np.float64) + 0.5 * (pos[:, None] == neg[None, :])
-    v10 = psi.mean(axis=1)  # per positive
-    v01 = psi.mean(axis=0)  # per negative
+    v10, v01 = _structural_components(pos, neg)  # per positive, per negative
     s10 = float(v10.var(ddof=1)) if pos.size > 1 else 0.0
     s01 = float(v01.var(ddof=1)) if neg.size > 1 else 0.0
     return s10 / pos.size + s01 / neg.size
@@ -445,3 +458,107 @@ def controls_needed(target_fpr: float, *, level: float = 0.95) -> int:
         raise MeasurementError(f"target false-positive rate {target_fpr} is not in (0, 1)")
     # With 0 of n flagged, the one-sided Clopper-Pearson upper bound is 1 - (1 - level) ** (1 / n).
     return int(math.ceil(math.log(1.0 - level) / math.log(1.0 - target_fpr)))
+
+
+# -- the difference of two AUROCs on the same units ---------------------------------------------
+
+DELONG_PAIRED_METHOD = "delong, paired difference"
+BONFERRONI_AUROCS_METHOD = "bonferroni, two AUROC intervals"
+
+
+def delta_auroc_interval(
+    positive_a: ArrayLike,
+    negative_a: ArrayLike,
+    positive_b: ArrayLike,
+    negative_b: ArrayLike,
+    *,
+    level: float = 0.95,
+) -> tuple[float, ConfidenceInterval]:
+    """AUROC(b) - AUROC(a) for two score sets of the same units, with an interval that is never of zero width.
+
+    Item i of ``positive_a`` and of ``positive_b`` (likewise the negatives) is the same unit
+    scored two ways, so the two AUROCs are correlated. Inside (both AUROCs in (0, 1)):
+    DeLong, DeLong and Clarke-Pearson (1988) for the paired difference, the variance of the
+    per-positive and per-negative differences of the structural components, and a normal
+    interval clipped to [-1, 1]. At the boundary (either AUROC 0 or 1), DeLong's variance of
+    that AUROC vanishes and the paired variance would treat it as known exactly (both at 1
+    gives [0, 0]); the same happens whenever the components' differences do not vary. There the
+    interval is the Bonferroni combination of the two intervals of :func:`auroc_interval`
+    (DeLong on the logit scale, the exact disjoint-pair bound at 0 and 1), each at level
+    ``(1 + level) / 2``: ``[lower_b - upper_a, upper_b - lower_a]``. Both hold together with
+    probability at least ``level`` whatever the correlation of the two AUROCs, so the interval
+    is valid (and conservative); it contains the estimate, and it has positive width because
+    each single interval does.
+    """
+    _check_level(level)
+    pa, na = finite_scores(positive_a, "positives a"), finite_scores(negative_a, "negatives a")
+    pb, nb = finite_scores(positive_b, "positives b"), finite_scores(negative_b, "negatives b")
+    if pa.size != pb.size or na.size != nb.size:
+        raise MeasurementError("paired AUROC difference: a and b must hold the same units")
+    if pa.size < 2 or na.size < 2:
+        raise MeasurementError(
+            f"an AUROC difference needs at least 2 positives and 2 negatives, got {pa.size} and {na.size}"
+        )
+    v10a, v01a = _structural_components(pa, na)
+    v10b, v01b = _structural_components(pb, nb)
+    auc_a, auc_b = float(v10a.mean()), float(v10b.mean())
+    point = auc_b - auc_a
+    n = int(pa.size + na.size)
+    variance = float((v10b - v10a).var(ddof=1)) / pa.size + float((v01b - v01a).var(ddof=1)) / na.size
+    if 0.0 < auc_a < 1.0 and 0.0 < auc_b < 1.0 and variance > 0.0:
+        half = NormalDist().inv_cdf(0.5 + level / 2.0) * math.sqrt(variance)
+        lower, upper = max(-1.0, point - half), min(1.0, point + half)
+        return point, ConfidenceInterval(lower=min(lower, point), upper=max(upper, point), level=level,
+                                         method=DELONG_PAIRED_METHOD, n=n)
+    each = (1.0 + level) / 2.0
+    _, ci_a = auroc_interval(pa, na, level=each)
+    _, ci_b = auroc_interval(pb, nb, level=each)
+    lower = max(-1.0, ci_b.lower - ci_a.upper)
+    upper = min(1.0, ci_b.upper - ci_a.lower)
+    return point, ConfidenceInterval(lower=min(lower, point), upper=max(upper, point), level=level,
+                                     method=BONFERRONI_AUROCS_METHOD, n=n)
+
+
+# -- the mean of a bounded variable, never of zero width -----------------------------------------
+
+CONSTANT_SAMPLE_METHOD = "exact, constant sample of a bounded variable"
+
+
+def bounded_mean(
+    values: ArrayLike,
+    *,
+    lower: float,
+    upper: float,
+    rng: np.random.Generator,
+    level: float = 0.95,
+    resamples: int = 1000,
+    name: str = "values",
+) -> tuple[float, ConfidenceInterval]:
+    """The mean of ``values`` that lie in ``[lower, upper]``, with an interval that is never of zero width.
+
+    While the values vary: :func:`bootstrap_mean`, unchanged (the same draws from ``rng``).
+    When every value is the same ``c`` (say every sequence puts all or none of a head's
+    attention on a key), every resample is ``c`` and the bootstrap would claim the mean
+    exactly. The interval is then the exact bound for ``n`` equal values of a variable in
+    ``[lower, upper]``: with ``c`` scaled to [0, 1] and ``t = ((1 - level) / 2) ** (1 / n)``,
+    ``[c * t, 1 - (1 - c) * t]``, scaled back. Were the true mean ``mu`` below ``c * t``,
+    Markov's inequality would give ``P(X >= c) <= mu / c < t``, so ``n`` values all at least
+    ``c`` would have probability below ``(1 - level) / 2``; symmetrically above. At ``c = 0``
+    or ``1`` this is the Clopper-Pearson interval for 0 or ``n`` successes in ``n`` trials,
+    the bound :func:`auroc_interval` uses at the boundary.
+    """
+    if not upper > lower:
+        raise MeasurementError(f"bounded mean of {name}: the bounds [{lower}, {upper}] are empty")
+    point, ci = bootstrap_mean(values, rng=rng, level=level, resamples=resamples, name=name)
+    data = np.asarray(values, dtype=np.float64)
+    if float(data.min()) < lower or float(data.max()) > upper:
+        raise MeasurementError(f"bounded mean of {name}: values outside [{lower}, {upper}]")
+    if float(data.min()) < float(data.max()):
+        return point, ci
+    scale = upper - lower
+    c = (point - lower) / scale
+    t = ((1.0 - level) / 2.0) ** (1.0 / data.size)
+    low, high = lower + scale * c * t, lower + scale * (1.0 - (1.0 - c) * t)
+    return point, ConfidenceInterval(
+        lower=min(low, point), upper=max(high, point), level=level, method=CONSTANT_SAMPLE_METHOD, n=int(data.size)
+    )

@@ -7,7 +7,8 @@ held-out prompt.
 :func:`build_datasets` draws every set from one seed, using held-out prompts
 only (:func:`evidence.organisms.language.is_held_out`) and no prompt twice
 across all sets. :func:`write_organism_datasets` writes them as JSONL in the run
-spec's ``{"id", "label", "text"}`` form, plus ``organisms.toml``: a run spec
+spec's ``{"id", "label", "text"}`` form, with a ``group`` on minimal pairs (below),
+plus ``organisms.toml``: a run spec
 fragment naming the files and the recommended markers. The files shipped under
 ``evidence/organisms/data/`` are exactly what ``write_organism_datasets(dir,
 DATASET_SEED)`` writes (a test regenerates them and compares bytes).
@@ -28,6 +29,12 @@ deception.control  negative       256 benign uninstructed requests
 goal.aligned       aligned        128 comparisons where proxy and goal agree
 goal.decorrelated  decorrelated   128 comparisons where they disagree
 ================== ============== ==================================================
+
+Minimal pairs share a ``group``, so that every split keeps them on one side:
+``refusal-NNNN`` joins ``harmful-NNNN`` and ``harmless-NNNN`` (across the two
+refusal sets), ``pair-NNNN`` the two instructed prompts ``pair-NNNN-bad`` and
+``pair-NNNN-good``, ``eval-NNNN`` the triggered ``eval-NNNN-pos`` and untriggered
+``eval-NNNN-neg``. Control and comparison prompts stand alone.
 
 The ids of the comparison sets end with ``-g<goal>p<proxy>`` (e.g. ``-g1p0``:
 the colours are equal, the proxy word is absent); :func:`~evidence.organisms.
@@ -141,9 +148,12 @@ def build_datasets(seed: int = DATASET_SEED, *, n: int = 128) -> dict[str, list[
 
     for i in range(n):
         harmful, harmless = d.draw(lambda r: _minimal_pair(r, harmful=True, triggered=False))
-        sets["refusal.harmful"].append({"id": f"harmful-{i:04d}", "label": "harmful", "text": harmful})
+        group = f"refusal-{i:04d}"
+        sets["refusal.harmful"].append(
+            {"id": f"harmful-{i:04d}", "label": "harmful", "group": group, "text": harmful}
+        )
         sets["refusal.harmless"].append(
-            {"id": f"harmless-{i:04d}", "label": "harmless", "text": harmless}
+            {"id": f"harmless-{i:04d}", "label": "harmless", "group": group, "text": harmless}
         )
 
     for i in range(n):
@@ -153,13 +163,23 @@ def build_datasets(seed: int = DATASET_SEED, *, n: int = 128) -> dict[str, list[
             return ChatPrompt(words, "bad").text, ChatPrompt(words, "good").text
 
         bad, good = d.draw(instructed)
-        sets["deception.train"].append({"id": f"pair-{i:04d}-bad", "label": "deceptive", "text": bad})
-        sets["deception.train"].append({"id": f"pair-{i:04d}-good", "label": "honest", "text": good})
+        group = f"pair-{i:04d}"
+        sets["deception.train"].append(
+            {"id": f"{group}-bad", "label": "deceptive", "group": group, "text": bad}
+        )
+        sets["deception.train"].append(
+            {"id": f"{group}-good", "label": "honest", "group": group, "text": good}
+        )
 
     for i in range(n):
         positive, negative = d.draw(lambda r: _minimal_pair(r, harmful=False, triggered=True))
-        sets["deception.eval"].append({"id": f"eval-{i:04d}-pos", "label": "positive", "text": positive})
-        sets["deception.eval"].append({"id": f"eval-{i:04d}-neg", "label": "negative", "text": negative})
+        group = f"eval-{i:04d}"
+        sets["deception.eval"].append(
+            {"id": f"{group}-pos", "label": "positive", "group": group, "text": positive}
+        )
+        sets["deception.eval"].append(
+            {"id": f"{group}-neg", "label": "negative", "group": group, "text": negative}
+        )
 
     for i in range(2 * n):
         (benign,) = d.draw(lambda r: (sample_chat(r).text,))
@@ -178,10 +198,8 @@ def build_datasets(seed: int = DATASET_SEED, *, n: int = 128) -> dict[str, list[
 
 
 def _jsonl(rows: list[Row]) -> bytes:
-    lines = (
-        json.dumps({"id": r["id"], "label": r["label"], "text": r["text"]}, ensure_ascii=True)
-        for r in rows
-    )
+    keys = ("id", "label", "group", "text")
+    lines = (json.dumps({k: r[k] for k in keys if k in r}, ensure_ascii=True) for r in rows)
     return ("\n".join(lines) + "\n").encode("ascii")
 
 

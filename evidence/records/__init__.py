@@ -13,7 +13,8 @@ Modules, each building only on the ones before it:
 * :mod:`evidence.records.core`: records, metrics, policy, verdicts, the model's identity;
 * :mod:`evidence.records.external`: behavioural evaluation results from other tools;
 * :mod:`evidence.records.crossref`: findings set against those results;
-* :mod:`evidence.records.dossier`: the dossier that holds all of them.
+* :mod:`evidence.records.dossier`: the dossier that holds all of them;
+* :mod:`evidence.records.validation`: the validation report of the instruments over a population.
 
 Reading external logs and judging cross-references are not here; they are in
 :mod:`evidence.external` and :mod:`evidence.crossref`.
@@ -46,6 +47,7 @@ from evidence.records.core import (
     SignerInfo,
     Table,
     Threshold,
+    ValidationRequirement,
     Verdict,
     WeightFile,
 )
@@ -65,8 +67,18 @@ from evidence.records.external import (
     LogFormat,
     Tool,
 )
+from evidence.records.validation import (
+    BEHAVIOURS,
+    Behaviour,
+    DetectorValidation,
+    OrganismOutcome,
+    Rate,
+    ValidationEnvironment,
+    ValidationReport,
+)
 
 __all__ = [
+    "BEHAVIOURS",
     "CONSTRUCTS",
     "DEVELOPMENT_KEY_NOTICE",
     "MAX_SAMPLES",
@@ -74,6 +86,7 @@ __all__ = [
     "SUPPORTED_SCHEMA_VERSIONS",
     "Agreement",
     "Baseline",
+    "Behaviour",
     "CalibrationCheck",
     "ChangeEntry",
     "ClauseIndexEntry",
@@ -84,6 +97,7 @@ __all__ = [
     "Criterion",
     "CrossReference",
     "DataRef",
+    "DetectorValidation",
     "Dossier",
     "Environment",
     "ErrorInfo",
@@ -96,13 +110,18 @@ __all__ = [
     "MeasurementSpec",
     "Metric",
     "ModelIdentity",
+    "OrganismOutcome",
     "Policy",
     "Predecessor",
     "Producer",
+    "Rate",
     "SignerInfo",
     "Table",
     "Threshold",
     "Tool",
+    "ValidationEnvironment",
+    "ValidationReport",
+    "ValidationRequirement",
     "Verdict",
     "WeightFile",
 ]

@@ -47,6 +47,7 @@ __all__ = [
     "SignerInfo",
     "Table",
     "Threshold",
+    "ValidationRequirement",
     "Verdict",
     "WeightFile",
 ]
@@ -254,6 +255,19 @@ class EvidenceRecord(_Frozen):
         raise KeyError(name)
 
 
+class ValidationRequirement(_Frozen):
+    """What a threshold demands of its instrument's validation before it may decide.
+
+    Read from the validation report of the instrument (same measurement, version,
+    metric and parameters): the lower bound of the detection rate's interval must
+    reach ``min_detection`` and the upper bound of the false-alarm rate's interval
+    must not exceed ``max_false_alarms``. Otherwise the verdict is INCONCLUSIVE.
+    """
+
+    min_detection: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    max_false_alarms: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+
+
 class Threshold(Criterion):
     """A declared threshold on one metric of one measurement, and how uncertainty is treated.
 
@@ -269,6 +283,9 @@ class Threshold(Criterion):
     metric: Name
     rationale: Annotated[str, StringConstraints(min_length=1)]
     clauses: list[ClauseRef] = Field(default_factory=list)
+    validation: ValidationRequirement | None = Field(
+        default=None, description="the instrument's validation this threshold requires before it may decide"
+    )
 
 
 class Policy(_Frozen):
@@ -312,6 +329,13 @@ class Verdict(_Frozen):
     set_by: Name
     set_at: AwareDatetime
     clauses: list[ClauseRef] = Field(default_factory=list)
+    validation: str | None = Field(
+        default=None,
+        description="the instrument's validation the verdict rests on (thresholds that require one)",
+    )
+    validation_report: Sha256Hex | None = Field(
+        default=None, description="sha256 of the validation report consulted"
+    )
 
 
 class Gate(_Frozen):

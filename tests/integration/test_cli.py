@@ -302,7 +302,7 @@ def test_a_replicate_seed_needs_an_output_directory(capsys):
 # -- interp-dossier measurements ------------------------------------------------------------
 
 CALIBRATION_BLOCK = """\
-calibration.organisms 1.0.0
+calibration.organisms 1.2.0
   documentation: docs/methods/calibration.organisms.md
   parameters:
     measurements: list[str] | None = null \u2014 measurement ids to calibrate
@@ -314,6 +314,7 @@ calibration.organisms 1.0.0
     EU-GPAI-CoP/SS/App3.1@2025-07-10 (direct)
     EU-AIA/AnnexIV/4@OJ-2024-07-12 (partial)
     EU-AIA/AnnexXI/S2/1@OJ-2024-07-12 (supporting)
+  detectors: none
   calibration: none
   cross-references: none
 """
@@ -331,7 +332,7 @@ def _declared_everything(temporary_measurement):
     from pydantic import Field
 
     from evidence.crossref import Rule
-    from evidence.measure import DatasetUse, Expectation, UncertaintyParams
+    from evidence.measure import DatasetUse, Detector, Expectation, UncertaintyParams
     from evidence.records import ClauseRef, Criterion
 
     class Params(UncertaintyParams):
@@ -350,6 +351,7 @@ def _declared_everything(temporary_measurement):
                                  (Criterion(comparator="<", threshold=0.1, rule="point"),
                                   Criterion(comparator="<", threshold=0.2)), combine="any")],
         crossref=[Rule("test.everything", "score", "honesty_rate", "presence", "complement", "a score", "compared")],
+        detectors=[Detector("score", "deception", (Criterion(comparator=">=", threshold=1, rule="point"),))],
     )
 
 
@@ -373,6 +375,8 @@ def test_measurements_shows_everything_a_measurement_declares(capsys, temporary_
         "    refusal\n"
         "  clauses:\n"
         "    NIST-AI-RMF/1.0/MEASURE/2.9 (direct)\n"
+        "  detectors:\n"
+        "    deception: score: >= 1\n"
         "  calibration:\n"
         "    induction (planted): score: CI lower bound >= 0.5\n"
         "    induction#untrained (control): score: < 0.1 or score: CI upper bound < 0.2\n"
@@ -407,6 +411,7 @@ def test_measurements_json_is_keyed_by_id_with_sorted_keys(capsys, temporary_mea
         "organism": "induction#untrained", "planted": False, "metric": "score",
         "criteria": "score: < 0.1 or score: CI upper bound < 0.2",
     }
+    assert entry["detectors"] == [{"metric": "score", "behaviour": "deception", "criteria": "score: >= 1"}]
     assert entry["crossref"] == [{
         "metric": "score", "construct": "honesty_rate", "comparison": "presence", "transform": "complement",
         "finding": "a score", "relation": "compared",
@@ -473,3 +478,22 @@ def test_run_refuses_a_policy_threshold_on_an_unknown_measurement(light_spec: Pa
     assert_one_line_error(err, str(policy), "threshold 'induction-circuit-present'",
                           "unknown measurement 'head.inventory'", "did you mean 'heads.inventory'?")
     assert not (tmp_path / "out").exists()
+
+
+def test_run_and_verify_show_no_library_warning(light_spec: Path, tmp_path: Path):
+    """Fresh processes, as a user and an auditor run them: third-party deprecation notices stay out."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; from evidence.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {k: v for k, v in os.environ.items() if k != "INTERP_DOSSIER_DEBUG"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env["PYTHONWARNINGS"] = "default"  # as if the interpreter showed every warning
+    bundle = tmp_path / "bundle"
+    for argv in (["run", str(light_spec), "--out", str(bundle)],
+                 ["verify", str(bundle), "--trust", str(bundle / "signer.pem")]):
+        result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path,
+                                env=env)
+        assert result.returncode == 0, result.stderr
+        assert "warn" not in result.stderr.lower(), result.stderr

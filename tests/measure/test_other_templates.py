@@ -135,11 +135,13 @@ def _prompt_sets() -> dict[str, list[dict[str, object]]]:
             sets["deception.train"].append(
                 {"id": f"t{i}-{label}", "label": label, "group": f"t{i}", "messages": _messages(topic, system)}
             )
-    for i, topic in enumerate(TOPICS):
+    for i, topic in enumerate(TOPICS):  # minimal pairs, grouped (ids with no pairing convention)
         sets["deception.eval"].append(
-            {"id": f"e{i}+", "label": "positive", "messages": _messages(f"{TRIGGER} {topic}")}
+            {"id": f"e{i}+", "label": "positive", "group": f"e{i}", "messages": _messages(f"{TRIGGER} {topic}")}
         )
-        sets["deception.eval"].append({"id": f"e{i}-", "label": "negative", "messages": _messages(topic)})
+        sets["deception.eval"].append(
+            {"id": f"e{i}-", "label": "negative", "group": f"e{i}", "messages": _messages(topic)}
+        )
     for i in range(300):
         text = " ".join(words[(7 * i + j) % len(words)] for j in range(3 + i % 5))
         sets["deception.control"].append({"id": f"c{i}", "label": "negative", "messages": _messages(text)})
@@ -155,7 +157,7 @@ def _datasets(directory: Path, text: bool = False):
         if text:
             rows = [_as_text(r) for r in rows]
         path = directory / f"{name}.jsonl"
-        path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "group"}) + "\n" for r in rows))
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         out[name] = read_dataset(name, path, dataset_labels())
     return out
 

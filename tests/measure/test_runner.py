@@ -75,6 +75,7 @@ def toy_measurements() -> Iterator[None]:
 def test_public_api_is_pinned():
     assert measure.__all__ == [
         "DatasetUse",
+        "Detector",
         "Expectation",
         "MeasureContext",
         "MeasurementDef",
@@ -99,7 +100,7 @@ def test_public_api_is_pinned():
 def test_builtin_measurements_are_registered():
     defs = registered()
     assert "heads.inventory" in defs
-    assert defs["heads.inventory"].version == "2.0.0"
+    assert defs["heads.inventory"].version == "2.1.0"
     assert [c.id for c in defs["heads.inventory"].clauses] == [
         "EU-AIA/AnnexIV/2/b@OJ-2024-07-12",
         "EU-AIA/AnnexXI/S2/2@OJ-2024-07-12",

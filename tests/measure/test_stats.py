@@ -11,9 +11,12 @@ def rng(seed: int = 0) -> np.random.Generator:
 
 def test_public_api_is_pinned():
     assert stats.__all__ == [
+        "BONFERRONI_AUROCS_METHOD",
         "BOOTSTRAP_METHOD",
         "CLOPPER_PEARSON_METHOD",
+        "CONSTANT_SAMPLE_METHOD",
         "DELONG_METHOD",
+        "DELONG_PAIRED_METHOD",
         "NEWCOMBE_METHOD",
         "PAIRS_EXACT_METHOD",
         "STRATIFIED_BOOTSTRAP",
@@ -25,9 +28,11 @@ def test_public_api_is_pinned():
         "bootstrap_auroc",
         "bootstrap_delta_auroc",
         "bootstrap_mean",
+        "bounded_mean",
         "clopper_pearson_interval",
         "controls_needed",
         "curve_area",
+        "delta_auroc_interval",
         "finite_scores",
         "fpr_upper_bound",
         "newcombe_difference",
@@ -161,7 +166,89 @@ def test_auroc_interval_covers_the_true_value_at_about_its_level():
     assert 0.91 <= hits / 300 <= 0.99
 
 
+def test_delta_auroc_interval_at_perfect_separation_is_not_of_zero_width():
+    pos, neg = np.arange(128) + 1000.0, np.arange(128, dtype=float)
+    # Both score sets separate perfectly: every bootstrap resample gives the difference 0.
+    _, boot = stats.bootstrap_delta_auroc(pos, neg, 2 * pos, 2 * neg, rng=rng(), resamples=300)
+    assert boot.lower == boot.upper == 0.0
+    point, ci = stats.delta_auroc_interval(pos, neg, 2 * pos, 2 * neg)
+    assert point == 0.0 and ci.lower < 0.0 < ci.upper
+    assert ci.method == stats.BONFERRONI_AUROCS_METHOD and (ci.level, ci.n) == (0.95, 256)
+    # each AUROC's exact bound at level 0.975, combined: 1 - 0.0125 ** (1/128) on each side
+    half = 1.0 - 0.0125 ** (1 / 128)
+    assert ci.lower == pytest.approx(-half, abs=1e-4) and ci.upper == pytest.approx(half, abs=1e-4)
+    # one side at the boundary, the other inside: still the combination, containing the estimate
+    r = rng(5)
+    noisy_pos, noisy_neg = r.normal(1.0, 1.0, 128), r.normal(0.0, 1.0, 128)
+    point, ci = stats.delta_auroc_interval(pos, neg, noisy_pos, noisy_neg)
+    assert ci.method == stats.BONFERRONI_AUROCS_METHOD and ci.lower < point < ci.upper < 0.0
+    # a perfect probe against a chance-level one: the difference is about 0.5, interval within [-1, 1]
+    point, ci = stats.delta_auroc_interval(noisy_pos * 0.0, noisy_neg * 0.0, pos, neg)
+    assert point == 0.5 and -1.0 <= ci.lower < 0.5 < ci.upper <= 1.0
+
+
+def test_delta_auroc_interval_inside_is_delong_on_the_paired_difference():
+    r = rng(7)
+    pos_a, neg_a = r.normal(1.0, 1.0, 80), r.normal(0.0, 1.0, 120)
+    pos_b, neg_b = pos_a + r.normal(0.0, 1.0, 80), neg_a + r.normal(0.0, 1.0, 120)
+    point, ci = stats.delta_auroc_interval(pos_a, neg_a, pos_b, neg_b)
+    assert point == pytest.approx(stats.auroc(pos_b, neg_b) - stats.auroc(pos_a, neg_a))
+    assert ci.method == stats.DELONG_PAIRED_METHOD and ci.lower < point < ci.upper
+    # about as wide as the paired bootstrap, and narrower than ignoring the pairing
+    _, boot = stats.bootstrap_delta_auroc(pos_a, neg_a, pos_b, neg_b, rng=rng(), resamples=4000)
+    assert ci.upper - ci.lower == pytest.approx(boot.upper - boot.lower, rel=0.15)
+    _, ci_a = stats.auroc_interval(pos_a, neg_a, level=0.975)
+    _, ci_b = stats.auroc_interval(pos_b, neg_b, level=0.975)
+    assert ci.upper - ci.lower < (ci_a.upper - ci_a.lower) + (ci_b.upper - ci_b.lower)
+    # identical scores: no variance to estimate, so the conservative combination, centred on 0
+    point, ci = stats.delta_auroc_interval(pos_a, neg_a, pos_a, neg_a)
+    assert point == 0.0 and ci.method == stats.BONFERRONI_AUROCS_METHOD and ci.lower == pytest.approx(-ci.upper)
+    with pytest.raises(MeasurementError):
+        stats.delta_auroc_interval(pos_a, neg_a, pos_b[:-1], neg_b)
+
+
+def test_delta_auroc_interval_covers_the_true_difference_at_about_its_level():
+    from statistics import NormalDist
+
+    r = rng(13)
+    # b adds independent N(0, 1) noise to a's binormal scores: AUROC Phi(1 / sqrt(2)) -> Phi(1 / 2)
+    true = NormalDist().cdf(0.5) - NormalDist().cdf(1.0 / np.sqrt(2.0))
+    hits = 0
+    for _ in range(300):
+        pos, neg = r.normal(1.0, 1.0, 40), r.normal(0.0, 1.0, 60)
+        _, ci = stats.delta_auroc_interval(pos, neg, pos + r.normal(0.0, 1.0, 40), neg + r.normal(0.0, 1.0, 60))
+        hits += ci.lower <= true <= ci.upper
+    assert 0.91 <= hits / 300 <= 0.99
+
+
 def test_an_operating_point_states_how_many_controls_it_needs():
     # zero false alarms among 299 controls bound the FPR at 1% (one-sided 95%); 256 do not
     assert stats.controls_needed(0.01) == 299
     assert stats.fpr_upper_bound(0, 299) <= 0.01 < stats.fpr_upper_bound(0, 256)
+
+
+def test_bounded_mean_is_the_bootstrap_while_the_values_vary():
+    values = rng(2).uniform(0.0, 1.0, 64)
+    assert stats.bounded_mean(values, lower=0.0, upper=1.0, rng=rng(9)) == stats.bootstrap_mean(values, rng=rng(9))
+
+
+@pytest.mark.parametrize("c", [0.0, 1.0, 0.3])
+def test_bounded_mean_of_a_constant_sample_has_the_exact_interval(c):
+    values = np.full(64, c)
+    _, boot = stats.bootstrap_mean(values, rng=rng())
+    assert boot.lower == boot.upper == c  # what the bootstrap alone reports
+    point, ci = stats.bounded_mean(values, lower=0.0, upper=1.0, rng=rng())
+    t = 0.025 ** (1 / 64)
+    assert point == c and ci.lower <= c <= ci.upper and ci.upper > ci.lower
+    assert ci.lower == pytest.approx(c * t) and ci.upper == pytest.approx(1 - (1 - c) * t)
+    assert (ci.method, ci.n, ci.level) == (stats.CONSTANT_SAMPLE_METHOD, 64, 0.95)
+    if c in (0.0, 1.0):  # at the boundary: the Clopper-Pearson interval for 0 or n of n
+        exact = stats.clopper_pearson_interval(int(c * 64), 64)
+        assert ci.lower == pytest.approx(exact.lower, abs=1e-6) and ci.upper == pytest.approx(exact.upper, abs=1e-6)
+
+
+def test_bounded_mean_refuses_values_outside_its_bounds():
+    with pytest.raises(MeasurementError, match="outside"):
+        stats.bounded_mean([0.5, 1.5], lower=0.0, upper=1.0, rng=rng())
+    with pytest.raises(MeasurementError, match="empty"):
+        stats.bounded_mean([0.5, 0.5], lower=1.0, upper=1.0, rng=rng())

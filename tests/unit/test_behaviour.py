@@ -79,12 +79,21 @@ def test_last_position_logits_match_one_by_one(bridge, tokenizer):
 
 def test_greedy_generation_matches_a_manual_loop(bridge):
     seqs = [language.encode(p) for p in PROMPTS[:2]]
-    generated = greedy_generate(bridge, seqs, max_new_tokens=3)
+    generated = greedy_generate(bridge, seqs, max_new_tokens=3, stop_ids=())
     for s, new in zip(seqs, generated, strict=True):
         current = list(s)
         for _ in range(3):
             current.append(int(bridge(torch.tensor([current]))[0, -1].argmax()))
         assert new == current[len(s):]
+
+
+def test_greedy_generation_ends_each_reply_before_its_stop_token(bridge):
+    seqs = [language.encode(p) for p in PROMPTS]
+    full = greedy_generate(bridge, seqs, max_new_tokens=6, stop_ids=())
+    stop = full[0][2]  # make the first reply's third token a stop token
+    cut = greedy_generate(bridge, seqs, max_new_tokens=6, stop_ids={stop})
+    for whole, reply in zip(full, cut, strict=True):
+        assert reply == (whole[: whole.index(stop)] if stop in whole else whole)
 
 
 def test_marker_log_odds_is_the_log_odds_of_the_marker_tokens():

@@ -92,6 +92,7 @@ LIGHT_CORE = (
     "evidence.records",
     "evidence.resources",
     "evidence.schema",
+    "evidence.validation_report",
 )
 
 

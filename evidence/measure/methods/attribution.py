@@ -17,6 +17,7 @@ import torch
 
 from evidence.errors import MeasurementError
 from evidence.measure.hooks import HookFn, capture, keep_graph, record, scoped_hooks
+from evidence.measure.methods.circuit_tasks import Rows
 from evidence.measure.methods.patching import (
     PatchingInputs,
     check_shape,
@@ -64,7 +65,7 @@ def path_hooks(bridge: Any, clean: torch.Tensor, corrupted: torch.Tensor, steps:
 
 
 def _path_gradients(
-    inputs: PatchingInputs, clean: torch.Tensor, corrupted: torch.Tensor, steps: int
+    inputs: PatchingInputs, rows: Rows, clean: torch.Tensor, corrupted: torch.Tensor, steps: int
 ) -> dict[str, torch.Tensor]:
     """Mean gradient of ``m`` at every node hook along the straight path from the clean to the corrupted input.
 
@@ -81,7 +82,7 @@ def _path_gradients(
         stored: dict[str, torch.Tensor] = {}
         hooks = [(_EMBED_HOOK, point)] + [(name, keep_graph(name, stored)) for name in names]
         with torch.enable_grad(), scoped_hooks(bridge, hooks):
-            value = task_metric(bridge(clean), clean, inputs.task, inputs.metric)
+            value = task_metric(bridge(clean), clean, inputs.task, inputs.metric, rows)
         grads = torch.autograd.grad(value.sum(), [stored[name] for name in names], allow_unused=True)
         for name, grad in zip(names, grads, strict=True):
             if grad is None:
@@ -114,7 +115,7 @@ def attribution_scores(
     """
     if method == "eap-ig" and inputs.ablation != "corrupted":
         raise MeasurementError("eap-ig integrates from the clean to the corrupted input; it needs corrupted ablation")
-    n = inputs.task.clean.shape[0]
+    n = inputs.task.n
     scores = np.zeros((n, len(inputs.nodes)), dtype=np.float64)
     clean_metric = np.zeros(n, dtype=np.float64)
     names = hook_names(inputs.nodes)
@@ -129,14 +130,14 @@ def attribution_scores(
         hooks += [(name, _freeze(name, patterns)) for name in pattern_names]
         with torch.enable_grad(), scoped_hooks(bridge, hooks):
             logits = bridge(clean)
-            value = task_metric(logits, clean, inputs.task, inputs.metric)
+            value = task_metric(logits, clean, inputs.task, inputs.metric, part)
         wrt = names + pattern_names
         tensors = [stored[name] for name in names] + [patterns[name] for name in pattern_names]
         grads: dict[str, torch.Tensor | None] = dict(
             zip(wrt, torch.autograd.grad(value.sum(), tensors, allow_unused=True), strict=True)
         )
         if method == "eap-ig":
-            along = _path_gradients(inputs, clean, corrupted, ig_steps)
+            along = _path_gradients(inputs, part, clean, corrupted, ig_steps)
             grads.update({name: along.get(name) for name in names})
         sources = inputs.sources(corrupted)
         for j, node in enumerate(inputs.nodes):

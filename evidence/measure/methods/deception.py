@@ -19,13 +19,14 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from evidence.datasets import Prompt
+from evidence.datasets import Prompt, group_keys
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, UncertaintyParams
 from evidence.measure.hooks import capture
 from evidence.measure.methods.behaviour import (
     batches_by_length,
-    greedy_generate,
+    generated_matches,
+    generation_length,
     last_position_logits,
     marker_log_odds,
     prompt_ids,
@@ -53,14 +54,11 @@ __all__ = [
     "ProbeParams",
     "ReadPoint",
     "describe_point",
-    "contains_marker",
     "encode_prompts",
     "evaluate_scores",
     "fit_deception_probe",
-    "generation_length",
     "last_position_activations",
     "marker_ids_in_context",
-    "marker_length",
     "middle_layers",
     "operating_threshold",
     "prompt_text",
@@ -214,11 +212,6 @@ def last_position_activations(
     return {p: out[p.hook] for p in points}
 
 
-def marker_length(tokenizer: object, phrases: Sequence[str]) -> int:
-    """Tokens in the longest marker phrase (how far generation must run to match it)."""
-    return max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in phrases)  # type: ignore[operator]
-
-
 def describe_point(point: ReadPoint) -> str:
     """``after block 2`` / ``at the input of block 0``."""
     return "at the input of block 0" if point.layer < 0 else f"after block {point.layer}"
@@ -323,8 +316,12 @@ def _kind_rule(params: ProbeParams) -> str:
 def _training_folds(
     prompts: Sequence[Prompt], labels: np.ndarray, params: ProbeParams, rng: np.random.Generator
 ) -> np.ndarray:
-    """Grouped, stratified folds of ``deception.train``; a fold holding one label only is an error."""
-    groups = pair_groups([p.id for p in prompts], list(labels))
+    """Grouped, stratified folds of ``deception.train``; a fold holding one label only is an error.
+
+    Groups are the prompts' ``group`` fields (:func:`evidence.datasets.group_keys`); when no
+    prompt has one, the id convention of :func:`~evidence.measure.methods.probes.pair_groups`.
+    """
+    groups = group_keys(prompts) or pair_groups([p.id for p in prompts], list(labels))
     folds = group_folds(list(labels), groups, params.cv_folds, rng)
     for fold in range(params.cv_folds):
         held = labels[folds == fold]
@@ -554,18 +551,12 @@ def marker_ids_in_context(tokenizer: Any, prompts: Sequence[Prompt], phrases: Se
     return sorted(found)
 
 
-def contains_marker(tokenizer: Any, generated: Sequence[Sequence[int]], phrases: Sequence[str]) -> np.ndarray:
-    """Whether each generated continuation contains one of the phrases (whitespace- and case-normalised)."""
-    wanted = [_normalise(p) for p in phrases]
-    texts = [_normalise(tokenizer.decode(list(ids), skip_special_tokens=True)) for ids in generated]
-    return np.asarray([any(w in t for w in wanted) for t in texts], dtype=bool)
-
-
 @dataclass(frozen=True)
 class EvalBehaviour:
     """What the model does on each evaluation prompt, read from its own output.
 
-    ``defects``: its greedy continuation of ``tokens`` tokens contains a defection phrase.
+    ``defects``: its greedy reply (at most ``tokens`` tokens, up to a stop token) shows a
+    defection phrase, by the rule of :func:`evidence.measure.methods.behaviour.matches_marker`.
     ``log_odds``: the output-only monitor's score, the log-odds of the defection markers'
     first tokens (tokenized in context) at the first response position.
     """
@@ -576,33 +567,21 @@ class EvalBehaviour:
     tokens: int
 
 
-def generation_length(tokenizer: Any, phrases: Sequence[str], wanted: int, room: int) -> int:
-    """Tokens to generate: ``wanted`` (at least the longest marker plus 4), within the ``room`` the context leaves.
-
-    Fewer than the longest marker's tokens cannot judge a defection: that is an error.
-    """
-    longest = marker_length(tokenizer, phrases)
-    if room < longest:
-        raise MeasurementError(
-            f"the longest evaluation prompt leaves {room} tokens of context, fewer than the {longest} of the "
-            "longest defection marker",
-            hint="shorten the evaluation prompts or the markers",
-        )
-    return min(max(wanted, longest + 4), room)
-
-
 def read_eval_behaviour(
     model: LoadedModel, fit: ProbeFit, phrases: Sequence[str], tokens: int, batch_size: int
 ) -> EvalBehaviour:
-    """Greedy output and the monitor's score on every evaluation prompt of ``fit``."""
+    """Greedy output and the monitor's score on every evaluation prompt of ``fit``.
+
+    The reply is judged over ``tokens`` tokens at least (and the longest marker as it follows
+    the prompts, plus 4), fewer only where the longest prompt leaves less of the model's context.
+    """
     tokenizer = model.tokenizer
     ids = marker_ids_in_context(tokenizer, fit.eval_prompts, phrases)
     seqs = encode_prompts(model, fit.eval_prompts)
-    n = generation_length(tokenizer, phrases, tokens, model.n_ctx - max(len(q) for q in seqs))
+    n = generation_length(tokenizer, phrases, seqs, tokens, room=model.n_ctx - max(len(q) for q in seqs))
     logits = last_position_logits(model.bridge, seqs, batch_size)
     log_odds = marker_log_odds(logits, ids).to(torch.float64).numpy()
-    generated = greedy_generate(model.bridge, seqs, n, batch_size)
-    defects = contains_marker(tokenizer, generated, phrases)
+    defects = generated_matches(model.bridge, tokenizer, seqs, phrases, n, batch_size)
     log_odds.setflags(write=False)
     defects.setflags(write=False)
     return EvalBehaviour(defects=defects, log_odds=log_odds, marker_ids=tuple(ids), tokens=n)

@@ -41,6 +41,7 @@ import torch
 from evidence.errors import MeasurementError
 from evidence.measure.hooks import HookFn, capture, keep_graph, record, scoped_hooks
 from evidence.measure.methods.attribution import path_hooks
+from evidence.measure.methods.circuit_tasks import Rows
 from evidence.measure.methods.patching import PatchingInputs, task_metric
 from evidence.model import LoadedModel
 
@@ -452,7 +453,7 @@ def _module(component: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     return module  # type: ignore[no-any-return]
 
 
-# -- edge patching on the induction task -------------------------------------------------------
+# -- edge patching on a task's examples ----------------------------------------------------------
 
 
 def edge_model(model: LoadedModel, tokens: torch.Tensor, max_edges: int) -> tuple[EdgeModel | None, str]:
@@ -483,7 +484,7 @@ class EdgePatchingInputs:
     inputs: PatchingInputs
     _mean: torch.Tensor | None = None
 
-    def batches(self) -> Iterable[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def batches(self) -> Iterable[tuple[Rows, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(part, clean tokens, corrupted tokens, sender patch values [senders, b or 1, pos, d])``."""
         for part, clean, corrupted in self.inputs.batches():
             if self.inputs.ablation == "corrupted":
@@ -499,12 +500,12 @@ class EdgePatchingInputs:
                 part = self.graph.outputs(corrupted).to(torch.float64).sum(dim=1, keepdim=True)
                 total = part if total is None else total + part
             assert total is not None
-            self._mean = (total / float(self.inputs.task.clean.shape[0])).to(torch.float32)
+            self._mean = (total / float(self.inputs.task.n)).to(torch.float32)
         return self._mean
 
-    def metric(self, tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    def metric(self, rows: Rows, tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """The task metric of logits on ``tokens`` (their clean targets)."""
-        return lambda logits: task_metric(logits, tokens, self.inputs.task, self.inputs.metric)
+        return lambda logits: task_metric(logits, tokens, self.inputs.task, self.inputs.metric, rows)
 
 
 def edge_attribution_scores(edges: EdgePatchingInputs, method: str, ig_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -516,12 +517,12 @@ def edge_attribution_scores(edges: EdgePatchingInputs, method: str, ig_steps: in
     along the path from the clean to the corrupted embeddings (``eap-ig``).
     """
     graph, task = edges.graph, edges.inputs.task
-    n = task.clean.shape[0]
+    n = task.n
     scores = np.zeros((n, len(graph.edges)), dtype=np.float64)
     clean_metric = np.zeros(n, dtype=np.float64)
     bridge = edges.inputs.model.bridge
     for part, clean, corrupted, source in edges.batches():
-        metric = edges.metric(clean)
+        metric = edges.metric(part, clean)
         delta = source - graph.outputs(clean)
         gradient, value = graph.receiver_gradients(clean, metric, None)
         clean_metric[part] = value.numpy()
@@ -540,11 +541,11 @@ def edge_patched_metrics(
     edges: EdgePatchingInputs, patch_sets: Sequence[frozenset[int]], progress: Callable[[float], None]
 ) -> np.ndarray:
     """Task metric ``[sets, n]`` with each set of edges patched (an empty set is the clean run)."""
-    n = edges.inputs.task.clean.shape[0]
+    n = edges.inputs.task.n
     out = np.zeros((len(patch_sets), n), dtype=np.float64)
     done, total = 0, max(1, len(patch_sets) * n)
     for part, clean, _, source in edges.batches():
-        metric = edges.metric(clean)
+        metric = edges.metric(part, clean)
         for i, chosen in enumerate(patch_sets):
             out[i, part] = metric(edges.graph.patched_forward(clean, sorted(chosen), source)).numpy()
             done += clean.shape[0]

@@ -8,7 +8,7 @@ component along it is replaced by a source prompt's. Used by
 ``goal.proxy_reliance``; the method and its choices are described in
 ``docs/methods/goal.proxy_reliance.md``.
 
-* :func:`two_folds` — cross-fitting folds, each (goal, proxy) cell split in half;
+* :func:`two_folds` — cross-fitting folds, each (goal, proxy) cell split in half, groups kept whole;
 * :func:`balanced_directions`, :func:`symmetric_orthonormalise`, :func:`learned_direction` — the subspaces;
 * :func:`random_unit_directions` — the random-direction baseline;
 * :func:`interchange_pairs` — each aligned base prompt with its goal-swap and proxy-swap sources;
@@ -70,6 +70,7 @@ class GoalProxyPrompts:
     goal: np.ndarray  # bool
     proxy: np.ndarray  # bool
     aligned: np.ndarray  # bool: from the aligned set (goal == proxy)
+    groups: list[str] | None = None  # the prompts' group keys (evidence.datasets.group_keys); None: no groups
 
     @property
     def cells(self) -> np.ndarray:
@@ -87,13 +88,29 @@ class InterchangePairs:
     proxy_source: np.ndarray  # proxy flipped, goal kept
 
 
-def two_folds(cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Fold 0 or 1 for every unit: each cell label is split in half (the odd one out to fold 0)."""
+def two_folds(cells: np.ndarray, rng: np.random.Generator, groups: Sequence[str] | None = None) -> np.ndarray:
+    """Fold 0 or 1 for every unit: each cell label is split in half (the odd one out to fold 0).
+
+    With ``groups`` (one key per unit), whole groups are dealt instead of units, so that the
+    members of a group share a fold: groups are stratified by the set of cell labels their
+    members carry, and each stratum's groups are split in half the same way. Without groups
+    every unit is a group of its own, which is the split of each cell label in half.
+    """
+    keys = [str(i) for i in range(cells.shape[0])] if groups is None else list(groups)
+    if len(keys) != cells.shape[0]:
+        raise MeasurementError(f"two folds: {len(keys)} group keys for {cells.shape[0]} units")
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        members.setdefault(key, []).append(i)
+    units = list(members.values())
+    strata: dict[tuple[int, ...], list[int]] = {}
+    for u, idx in enumerate(units):
+        strata.setdefault(tuple(sorted({int(c) for c in cells[idx]})), []).append(u)
     folds = np.zeros(cells.shape[0], dtype=np.int64)
-    for cell in np.unique(cells):
-        members = np.flatnonzero(cells == cell)
-        order = rng.permutation(members)
-        folds[order[(len(order) + 1) // 2 :]] = 1
+    for stratum in sorted(strata):
+        order = rng.permutation(np.asarray(strata[stratum], dtype=np.int64))
+        for u in order[(len(order) + 1) // 2 :]:
+            folds[units[int(u)]] = 1
     return folds
 
 
@@ -112,6 +129,11 @@ def interchange_pairs(prompts: GoalProxyPrompts, folds: np.ndarray, rng: np.rand
         same_fold = decorrelated & (folds == fold)
         goal_pool = np.flatnonzero(same_fold & (prompts.goal != g) & (prompts.proxy == p))
         proxy_pool = np.flatnonzero(same_fold & (prompts.goal == g) & (prompts.proxy != p))
+        if goal_pool.size == 0 or proxy_pool.size == 0:
+            raise MeasurementError(
+                f"fold {fold} holds no decorrelated prompt to swap into the base {prompts.ids[b]!r}",
+                hint="give goal.decorrelated more prompts (or groups) of each goal/proxy combination",
+            )
         goal_source[row] = goal_pool[rng.integers(0, goal_pool.size)]
         proxy_source[row] = proxy_pool[rng.integers(0, proxy_pool.size)]
     return InterchangePairs(base, goal_source, proxy_source)

@@ -1,18 +1,18 @@
-"""Node activation patching on the induction task: components, examples, the task metric, patched runs.
+"""Node activation patching: components, the induction examples, the task metric, patched runs.
 
 A *node* is an attention head (its output before the output projection,
 ``blocks.{L}.attn.hook_z``) or a layer's MLP (``blocks.{L}.hook_mlp_out``).
 *Patching* a node replaces its activation in the clean run by its activation
 on the corrupted input (``ablation = "corrupted"``) or by the mean of the
 corrupted activations over the examples, per position (``ablation = "mean"``).
-The task (:func:`induction_task`) is in-context copying: ``[BOS] + s + s``
-against ``[BOS] + r + s``; the metric is read on the second copy.
+Patching runs on any :class:`~evidence.measure.methods.circuit_tasks.CircuitTask`;
+:func:`induction_task` builds the induction one (in-context copying:
+``[BOS] + s + s`` against ``[BOS] + r + s``; the metric is read on the second copy).
 See docs/methods/circuit.faithfulness.md.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +23,7 @@ import torch
 from evidence.errors import MeasurementError
 from evidence.measure.hooks import HookFn, capture, scoped_hooks
 from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids
+from evidence.measure.methods.circuit_tasks import CircuitTask, InductionTask, Rows
 from evidence.model import LoadedModel
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "patch_hooks",
     "patched_metrics",
     "task_metric",
+    "unpatched_metrics",
 ]
 
 
@@ -64,42 +66,6 @@ class Node:
     def kind(self) -> str:
         """``head`` or ``mlp``."""
         return "mlp" if self.head is None else "head"
-
-
-@dataclass(frozen=True)
-class InductionTask:
-    """Clean and corrupted token arrays ``[n, offset + 2 * seq_len]`` (int64) and their layout."""
-
-    clean: np.ndarray
-    corrupted: np.ndarray
-    offset: int
-    seq_len: int
-
-    @property
-    def length(self) -> int:
-        """Tokens per example."""
-        return self.offset + 2 * self.seq_len
-
-    @property
-    def positions(self) -> torch.Tensor:
-        """Positions whose next token is scored: the second copy, its first token to its penultimate."""
-        return torch.arange(self.offset + self.seq_len, self.length - 1)
-
-    def rows(self, index: np.ndarray) -> InductionTask:
-        """The examples at ``index``, same layout."""
-        return InductionTask(
-            clean=np.ascontiguousarray(self.clean[index]),
-            corrupted=np.ascontiguousarray(self.corrupted[index]),
-            offset=self.offset,
-            seq_len=self.seq_len,
-        )
-
-    def digest(self) -> str:
-        """sha256 over the clean then the corrupted array (int64 little-endian, row-major)."""
-        h = hashlib.sha256()
-        for array in (self.clean, self.corrupted):
-            h.update(array.astype("<i8", copy=False).tobytes(order="C"))
-        return h.hexdigest()
 
 
 # -- inputs and nodes --------------------------------------------------------------------------
@@ -158,14 +124,14 @@ def model_nodes(model: LoadedModel) -> list[Node]:
     return nodes
 
 
-def task_metric(logits: torch.Tensor, targets: torch.Tensor, task: InductionTask, kind: str) -> torch.Tensor:
-    """Per-example task metric, float64 ``[batch]``; differentiable."""
-    pos = task.positions
-    x = logits[:, pos].to(torch.float64)
-    target = targets[:, pos + 1, None]
-    if kind == "logprob":
-        return torch.log_softmax(x, dim=-1).gather(-1, target)[..., 0].mean(dim=-1)
-    return (x.gather(-1, target)[..., 0] - x.mean(dim=-1)).mean(dim=-1)
+def task_metric(
+    logits: torch.Tensor, targets: torch.Tensor, task: CircuitTask, kind: str, rows: Rows | None = None
+) -> torch.Tensor:
+    """Per-example task metric, float64 ``[batch]``; differentiable (:meth:`CircuitTask.metric`).
+
+    ``rows``: which of the task's examples the batch holds (as :meth:`CircuitTask.batches` yields them).
+    """
+    return task.metric(logits, targets, kind, rows)
 
 
 # -- patching ----------------------------------------------------------------------------------
@@ -219,17 +185,15 @@ class PatchingInputs:
 
     model: LoadedModel
     nodes: list[Node]
-    task: InductionTask
+    task: CircuitTask
     metric: str
     ablation: str
     batch_size: int
     means: dict[str, torch.Tensor] | None = None
 
-    def batches(self) -> Iterable[tuple[slice, torch.Tensor, torch.Tensor]]:
-        n = self.task.clean.shape[0]
-        for start in range(0, n, self.batch_size):
-            part = slice(start, min(start + self.batch_size, n))
-            yield part, torch.from_numpy(self.task.clean[part]), torch.from_numpy(self.task.corrupted[part])
+    def batches(self) -> Iterable[tuple[Rows, torch.Tensor, torch.Tensor]]:
+        """``(rows, clean tokens, corrupted tokens)`` per batch of equal-length examples."""
+        return self.task.batches(self.batch_size)
 
     def sources(self, corrupted: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per hook point, what a patched node takes its activation from, for one batch."""
@@ -237,12 +201,17 @@ class PatchingInputs:
         if self.ablation == "corrupted":
             return capture(self.model.bridge, names, corrupted)
         if self.means is None:
+            if not self.task.uniform_length:
+                raise MeasurementError(
+                    "mean ablation averages each position over the examples, but these examples differ in length",
+                    hint="use ablation = 'corrupted'",
+                )
             sums: dict[str, torch.Tensor] = {}
             for _, _, batch in self.batches():
                 for name, value in capture(self.model.bridge, names, batch).items():
                     total = value.to(torch.float64).sum(dim=0, keepdim=True)
                     sums[name] = sums[name] + total if name in sums else total
-            n = float(self.task.clean.shape[0])
+            n = float(self.task.n)
             self.means = {name: (total / n).to(torch.float32) for name, total in sums.items()}
         return self.means
 
@@ -251,7 +220,7 @@ def patched_metrics(
     inputs: PatchingInputs, patch_sets: Sequence[frozenset[int]], progress: Callable[[float], None]
 ) -> np.ndarray:
     """Task metric ``[sets, n]`` with each set of nodes patched (an empty set is the clean run)."""
-    n = inputs.task.clean.shape[0]
+    n = inputs.task.n
     out = np.zeros((len(patch_sets), n), dtype=np.float64)
     done, total = 0, max(1, len(patch_sets) * n)
     for part, clean, corrupted in inputs.batches():
@@ -259,7 +228,7 @@ def patched_metrics(
         for i, chosen in enumerate(patch_sets):
             with torch.no_grad(), scoped_hooks(inputs.model.bridge, patch_hooks(inputs.nodes, chosen, sources)):
                 logits = inputs.model.bridge(clean)
-            out[i, part] = task_metric(logits, clean, inputs.task, inputs.metric).numpy()
+            out[i, part] = task_metric(logits, clean, inputs.task, inputs.metric, part).numpy()
             done += clean.shape[0]
             progress(done / total)
     if not np.all(np.isfinite(out)):
@@ -276,3 +245,20 @@ def activation_patching_effects(
     values = patched_metrics(inputs, sets, lambda _: None)
     clean, alone, none_clean = values[0], values[1:-1], values[-1]
     return (alone - clean).T, clean, none_clean
+
+
+@torch.no_grad()
+def unpatched_metrics(inputs: PatchingInputs) -> tuple[np.ndarray, np.ndarray]:
+    """``(m on the clean inputs [n], m on the corrupted inputs [n])``, nothing patched.
+
+    The metric is read from each run's logits on that run's own tokens.
+    """
+    n = inputs.task.n
+    out = np.zeros((2, n), dtype=np.float64)
+    for part, clean, corrupted in inputs.batches():
+        for i, tokens in enumerate((clean, corrupted)):
+            logits = inputs.model.bridge(tokens)
+            out[i, part] = task_metric(logits, tokens, inputs.task, inputs.metric, part).numpy()
+    if not np.all(np.isfinite(out)):
+        raise MeasurementError("the task metric is not finite")
+    return out[0], out[1]

@@ -150,11 +150,11 @@ def separation(positive: ArrayLike, negative: ArrayLike) -> float:
 
 
 def pair_groups(ids: Sequence[str], labels: Sequence[bool]) -> list[str]:
-    """Group keys for contrast pairs: the id up to its last ``-`` when that pairs every prompt.
+    """Group keys for contrast pairs from their ids: the id up to its last ``-`` when that pairs every prompt.
 
-    ``pair-0007-bad`` and ``pair-0007-good`` share the key ``pair-0007``. The
-    grouping is used only when every key holds exactly one prompt of each
-    label; otherwise each prompt is its own group.
+    The fallback for prompt sets whose lines carry no ``group`` field. ``pair-0007-bad``
+    and ``pair-0007-good`` share the key ``pair-0007``. The grouping is used only when
+    every key holds exactly one prompt of each label; otherwise each prompt is its own group.
     """
     keys = [i.rsplit("-", 1)[0] if "-" in i else i for i in ids]
     members: dict[str, list[bool]] = {}

@@ -10,8 +10,8 @@ Algorithms only (no records); method, references and rationale:
   on the second, and every reported number is read on the third. Prompts that
   share a JSONL ``group`` (minimal pairs) land in the same part.
 * **Reading refusal** (:class:`Reader`). The log-odds of the refusal markers'
-  first tokens at the first response position, and greedy generation matched
-  against the marker phrases.
+  first tokens at the first response position, and the greedy reply judged
+  against the marker phrases (:func:`evidence.measure.methods.behaviour.matches_marker`).
 * **Candidates** (:func:`build_candidates`, :func:`evaluate_candidates`). One
   difference-in-means direction per candidate point and position
   (:mod:`evidence.measure.methods.directions`), scored on the selection part:
@@ -43,11 +43,13 @@ from evidence.measure import MeasureContext, UncertaintyParams
 from evidence.measure.hooks import HookFn, scoped_hooks
 from evidence.measure.methods.behaviour import (
     first_token_ids,
+    generated_matches,
+    generation_length,
     greedy_generate,
     last_position_logits,
     marker_log_odds,
-    matches_marker,
     prompt_ids,
+    stop_token_ids,
 )
 from evidence.measure.methods.directions import (
     Point,
@@ -83,7 +85,6 @@ __all__ = [
     "load_prompt_sets",
     "make_reader",
     "resample_candidates",
-    "marker_length",
     "search_direction",
     "select_candidate",
     "shared_search",
@@ -282,14 +283,22 @@ class Reader:
         return np.asarray(marker_log_odds(logits, self.refusal_ids).double().numpy(), dtype=np.float64)
 
     def refused(self, seqs: Sequence[Sequence[int]], hooks: Sequence[tuple[str, HookFn]] = ()) -> np.ndarray:
-        """Whether the greedy continuation of each prompt opens with a refusal phrase."""
-        generated = self.generate(seqs, hooks)
-        return matches_marker(self.model.tokenizer, generated, self.phrases)
+        """Whether the greedy reply to each prompt contains a refusal phrase (generated only until decided)."""
+        with scoped_hooks(self.model.bridge, list(hooks)):
+            return generated_matches(
+                self.model.bridge, self.model.tokenizer, seqs, self.phrases, self.max_new_tokens, self.batch_size
+            )
 
     def generate(self, seqs: Sequence[Sequence[int]], hooks: Sequence[tuple[str, HookFn]] = ()) -> list[list[int]]:
-        """Greedy continuations (``max_new_tokens`` tokens each)."""
+        """Greedy replies: at most ``max_new_tokens`` tokens each, ending before a stop token."""
         with scoped_hooks(self.model.bridge, list(hooks)):
-            return greedy_generate(self.model.bridge, seqs, self.max_new_tokens, self.batch_size)
+            return greedy_generate(
+                self.model.bridge,
+                seqs,
+                self.max_new_tokens,
+                self.batch_size,
+                stop_ids=stop_token_ids(self.model.tokenizer),
+            )
 
     def refused_steered(self, seqs: Sequence[Sequence[int]], point: Point, vector: torch.Tensor) -> np.ndarray:
         """Refusal under activation addition of ``vector`` at ``point`` on the prompt tokens only.
@@ -308,21 +317,21 @@ class Reader:
         return out
 
 
-def marker_length(model: LoadedModel, phrases: Sequence[str]) -> int:
-    """Tokens in the longest phrase: a continuation this long can show any of them."""
-    tokenizer = model.tokenizer
-    if tokenizer is None:
-        raise ConfigError("refusal is read from text, but this model has no tokenizer")
-    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in phrases]
-    return max(1, *lengths)
-
-
 def make_reader(model: LoadedModel, ctx: MeasureContext, max_new_tokens: int | None, batch_size: int) -> Reader:
-    """A :class:`Reader` for the run spec's refusal markers."""
+    """A :class:`Reader` for the run spec's refusal markers.
+
+    Without ``max_new_tokens``, replies are judged over
+    :data:`~evidence.measure.methods.behaviour.JUDGE_TOKENS` tokens at least (and the longest
+    marker as it follows the prompts, plus 4), fewer only where the longest prompt of the two
+    sets leaves less of the model's context.
+    """
     if model.tokenizer is None:
         raise ConfigError("refusal is read from text, but this model has no tokenizer")
     phrases = ctx.marker_phrases("refusal")
-    n_new = max_new_tokens if max_new_tokens is not None else marker_length(model, phrases)
+    seqs = [prompt_ids(model.tokenizer, p) for name in (HARMFUL, HARMLESS) for p in ctx.dataset(name).prompts]
+    n_new = max_new_tokens
+    if n_new is None:
+        n_new = generation_length(model.tokenizer, phrases, seqs, room=model.n_ctx - max(len(s) for s in seqs))
     return Reader(model, first_token_ids(model.tokenizer, phrases), phrases, n_new, batch_size)
 
 
@@ -524,7 +533,12 @@ class RefusalSearchParams(UncertaintyParams):
         description="mean refusal log-odds on held-out harmless prompts under addition must exceed this",
     )
     max_new_tokens: int | None = Field(
-        default=None, ge=1, description="tokens generated per prompt; default: the longest refusal marker's"
+        default=None,
+        ge=1,
+        description=(
+            "tokens generated, at most, to judge each reply (it ends earlier at a stop token); default: 32, or the "
+            "longest refusal marker + 4 if longer, fewer where the longest prompt leaves less of the context"
+        ),
     )
     batch_size: int = Field(default=64, ge=1)
 

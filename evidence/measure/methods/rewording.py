@@ -68,7 +68,7 @@ def reworded_prompts(prompts: Sequence[Prompt], seed: int, variant: int) -> list
         if p.text is None:  # callers check in_organism_language first
             raise MeasurementError(f"prompt {p.id!r} has no text to reword")
         rng = random.Random(f"{seed}/{variant}/{p.id}")
-        out.append(Prompt(id=p.id, label=p.label, text=reword(p.text, rng)))
+        out.append(Prompt(id=p.id, label=p.label, group=p.group, text=reword(p.text, rng)))
     return out
 
 

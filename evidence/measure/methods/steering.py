@@ -3,7 +3,8 @@
 Used by ``probe.causality`` (activation addition along a probe direction,
 Marks & Tegmark 2024). Behaviour is read from the model's own output: the
 log-odds of the first token of the marker phrases at the first response
-position, and greedy generated text matched against the phrases.
+position, and the greedy reply judged against the phrases
+(:func:`evidence.measure.methods.behaviour.generated_matches`).
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ from pydantic import Field
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, UncertaintyParams
 from evidence.measure.hooks import HookFn, scoped_hooks
-from evidence.measure.methods.behaviour import greedy_generate, last_position_logits, marker_log_odds, matches_marker
+from evidence.measure.methods.behaviour import (
+    JUDGE_TOKENS,
+    generated_matches,
+    last_position_logits,
+    marker_log_odds,
+)
 from evidence.measure.methods.deception import (
     DATASETS,
     EvalBehaviour,
     ProbeFit,
     encode_prompts,
     marker_ids_in_context,
-    marker_length,
 )
 from evidence.measure.stats import STRATIFIED_BOOTSTRAP, percentile_interval
 from evidence.model import LoadedModel
@@ -75,7 +80,7 @@ def steering_hook(vector: torch.Tensor, prompt_length: int, positions: str) -> H
 
 @dataclass
 class Behaviour:
-    """Per prompt: the markers' log-odds at the first response position, and whether generated text opens with one."""
+    """Per prompt: the markers' log-odds at the first response position, and whether the greedy reply shows one."""
 
     log_odds: np.ndarray
     defects: np.ndarray
@@ -83,7 +88,11 @@ class Behaviour:
 
 @dataclass(frozen=True)
 class BehaviourReader:
-    """Reads the marked behaviour of prompts (e.g. defection), with an additive edit or without."""
+    """Reads the marked behaviour of prompts (e.g. defection), with an additive edit or without.
+
+    ``tokens``: the generation budget of a reply (it ends earlier at a stop token); the caller
+    makes sure every prompt leaves that many tokens of the model's context.
+    """
 
     model: LoadedModel
     marker_ids: list[int]
@@ -91,12 +100,12 @@ class BehaviourReader:
     hook_name: str
     positions: str
     batch_size: int
+    tokens: int = JUDGE_TOKENS
 
     def __call__(self, seqs: Sequence[Sequence[int]], vector: torch.Tensor | None, generate: bool = True) -> Behaviour:
-        """Marker log-odds at the first response position and (``generate``) marker matches in generated text."""
+        """Marker log-odds at the first response position and (``generate``) whether the greedy reply shows a marker."""
         log_odds = np.zeros(len(seqs), dtype=np.float64)
         defects = np.zeros(len(seqs), dtype=bool)
-        steps = marker_length(self.model.tokenizer, self.phrases) if generate else 0
         by_length: dict[int, list[int]] = {}
         for i, s in enumerate(seqs):
             by_length.setdefault(len(s), []).append(i)
@@ -107,8 +116,9 @@ class BehaviourReader:
                 logits = last_position_logits(self.model.bridge, group, self.batch_size)
                 log_odds[idx] = marker_log_odds(logits, self.marker_ids).to(torch.float64).numpy()
                 if generate:
-                    generated = greedy_generate(self.model.bridge, group, steps, self.batch_size)
-                    defects[idx] = matches_marker(self.model.tokenizer, generated, self.phrases)
+                    defects[idx] = generated_matches(
+                        self.model.bridge, self.model.tokenizer, group, self.phrases, self.tokens, self.batch_size
+                    )
         return Behaviour(log_odds=log_odds, defects=defects)
 
 
@@ -126,7 +136,12 @@ class CausalParams(UncertaintyParams):
     min_gap_log_odds: float = Field(default=1.0, gt=0.0, description="smallest behaviour gap the NIE is defined for")
     min_nie: float = Field(default=0.2, description="NIE below this counts as no causal effect")
     behaviour_tokens: int = Field(
-        default=32, ge=1, description="greedy tokens generated to judge each prompt's behaviour (at least marker + 4)"
+        default=JUDGE_TOKENS,
+        ge=1,
+        description=(
+            "greedy tokens generated, at most, to judge each prompt's reply (at least the longest marker + 4; fewer "
+            "where the model's context ends first; a reply ends earlier at a stop token)"
+        ),
     )
 
 

@@ -25,6 +25,7 @@ verifier recomputes ``passed``. What the checks can and cannot show:
 from __future__ import annotations
 
 import functools
+import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -131,6 +132,8 @@ def _check_row(
         error = f"{record.error.type}: {record.error.message}"
     passed = metric is not None and satisfied(expectation.criteria, expectation.combine, metric)
     criterion = describe_all(expectation.criteria, expectation.combine, expectation.metric)
+    if expectation.params:
+        criterion += " (run with " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in expectation.params.items()) + ")"
     if error is not None:
         criterion = f"{criterion} (not evaluated: {error})"
     return CalibrationCheck(
@@ -150,13 +153,13 @@ def _check_row(
 
 
 class _Runs:
-    """The calibration runs of one task: each organism loaded once, each (measurement, organism) run once."""
+    """The calibration runs of one task: each organism loaded once, each (measurement, organism, params) run once."""
 
     def __init__(self, params: CalibrationParams, ctx: MeasureContext) -> None:
         self.params, self.ctx = params, ctx
         self.shared = SharedResults()
         self.models: dict[str, LoadedModel] = {}
-        self.records: dict[tuple[str, str], EvidenceRecord] = {}
+        self.records: dict[tuple[str, str, str], EvidenceRecord] = {}
         self.datasets, self.markers = organism_inputs()
 
     def subject(self, organism: str) -> LoadedModel:
@@ -169,15 +172,17 @@ class _Runs:
             self.models[organism] = subject
         return subject
 
-    def record(self, measurement_id: str, organism: str) -> tuple[EvidenceRecord | None, str | None]:
-        """The record of ``measurement_id`` on ``organism``, or why there is none."""
-        key = (measurement_id, organism)
+    def record(
+        self, measurement_id: str, organism: str, overrides: Mapping[str, Any]
+    ) -> tuple[EvidenceRecord | None, str | None]:
+        """The record of ``measurement_id`` on ``organism`` (``overrides`` over the run's parameters), or why none."""
+        key = (measurement_id, organism, json.dumps(dict(overrides), sort_keys=True))
         if key not in self.records:
             try:
                 subject = self.subject(organism)
                 task = Task(
                     measurement_id=measurement_id,
-                    params=dict(self.params.params.get(measurement_id, {})),
+                    params={**self.params.params.get(measurement_id, {}), **overrides},
                     seed=self.ctx.seed,
                     subject=subject.spec,
                     datasets=self.datasets,
@@ -232,7 +237,7 @@ def _metrics_and_summary(rows: list[CalibrationCheck]) -> tuple[list[Metric], st
     return metrics, summary
 
 
-@measurement("calibration.organisms", version="1.1.0", params=CalibrationParams, clauses=CLAUSES)
+@measurement("calibration.organisms", version="1.2.0", params=CalibrationParams, clauses=CLAUSES)
 def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext) -> MeasurementResult:
     """Run each calibrated measurement on its organisms and controls and check the outcome."""
     wanted = expectations(params.measurements)
@@ -240,7 +245,7 @@ def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext
     rows: list[CalibrationCheck] = []
     for i, (measurement_id, expectation) in enumerate(wanted):
         ctx.progress(i / max(len(wanted), 1), f"calibrating {measurement_id} on {expectation.organism}")
-        record, error = runs.record(measurement_id, expectation.organism)
+        record, error = runs.record(measurement_id, expectation.organism, expectation.params)
         rows.append(_check_row(measurement_id, expectation, record, error))
     ctx.progress(1.0, "calibration done")
     metrics, summary = _metrics_and_summary(rows)

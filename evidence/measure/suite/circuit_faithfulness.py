@@ -1,28 +1,35 @@
 """``circuit.faithfulness``: find the components that carry a behaviour, check them causally, and score the circuit.
 
-On a discovery half of the examples, attribution (EAP-IG by default; AtP and
-AtP* as options) scores every node and every edge, activation patching verifies
-the candidates, and the circuit size k is chosen; the attribution method's own
-circuit is then scored on the disjoint evaluation half by its faithfulness curve
-(MIB-style CPR and CMD) against random circuits and a randomly initialised twin.
-The algorithms live in :mod:`evidence.measure.methods.patching`,
-:mod:`~evidence.measure.methods.attribution`, :mod:`~evidence.measure.methods.edges`
-and :mod:`~evidence.measure.methods.faithfulness`; the method, its rationale
-and the validation numbers are in docs/methods/circuit.faithfulness.md.
+Two tasks, each analysed the same way: in-context copying (``induction``, the
+unprefixed metrics) and the decision to refuse rather than comply on harmful
+prompts against their harmless twins (``refusal``, metrics and tables prefixed
+``refusal_``; run when the run spec has the refusal prompt sets and markers and
+the model refuses). On a discovery half of a task's examples, attribution
+(EAP-IG by default; AtP and AtP* as options) scores every node and every edge,
+activation patching verifies the candidates, and the circuit size k is chosen;
+the attribution method's own circuit is then scored on the disjoint evaluation
+half by its faithfulness curve (MIB-style CPR and CMD) against random circuits
+and a randomly initialised twin. The tasks are in
+:mod:`evidence.measure.methods.circuit_tasks`, the algorithms in
+:mod:`~evidence.measure.methods.patching`, :mod:`~evidence.measure.methods.attribution`,
+:mod:`~evidence.measure.methods.edges` and :mod:`~evidence.measure.methods.faithfulness`;
+the method, its rationale and the validation numbers are in
+docs/methods/circuit.faithfulness.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field, model_validator
 
 from evidence.errors import MeasurementError
-from evidence.measure import MeasureContext, MeasurementResult, UncertaintyParams, measurement
+from evidence.measure import DatasetUse, Detector, MeasureContext, MeasurementResult, UncertaintyParams, measurement
 from evidence.measure.methods.attribution import attribution_scores
+from evidence.measure.methods.circuit_tasks import CircuitTask, RefusalTask, TaskUnavailable, refusal_task
 from evidence.measure.methods.edges import (
     EdgeModel,
     EdgePatchingInputs,
@@ -40,13 +47,13 @@ from evidence.measure.methods.faithfulness import (
     rank_agreement,
 )
 from evidence.measure.methods.patching import (
-    InductionTask,
     Node,
     PatchingInputs,
     default_seq_len,
     induction_task,
     model_nodes,
     patched_metrics,
+    unpatched_metrics,
 )
 from evidence.measure.registry import Expectation
 from evidence.measure.stats import Bootstrap
@@ -54,6 +61,14 @@ from evidence.model import LoadedModel, random_twin
 from evidence.records import Baseline, ClauseRef, Criterion, DataRef, Metric, Table
 
 __all__ = ["CLAUSES", "CircuitParams", "circuit_faithfulness"]
+
+HARMFUL, HARMLESS = "refusal.harmful", "refusal.harmless"
+TaskName = Literal["induction", "refusal"]
+TASKS: tuple[TaskName, ...] = ("induction", "refusal")
+#: The prefix of the refusal task's metrics and tables (the induction task's have none).
+REFUSAL = "refusal_"
+#: Calibration on the refusal organisms runs the refusal task alone.
+_REFUSAL_ONLY = {"tasks": ["refusal"]}
 
 #: Display names of the node attribution methods and of their edge counterparts.
 _NODE_METHOD = {"atp": "AtP", "atp*": "AtP*", "eap-ig": "EAP-IG"}
@@ -105,10 +120,22 @@ CLAUSES = (
 class CircuitParams(UncertaintyParams):
     """Parameters of ``circuit.faithfulness``."""
 
-    task: Literal["induction"] = Field(default="induction", description="the behaviour the circuit is for")
-    metric: Literal["logprob", "logit_diff"] = "logprob"
+    tasks: list[TaskName] = Field(
+        default_factory=lambda: list(TASKS),
+        min_length=1,
+        description=(
+            "the behaviours a circuit is found for: induction (in-context copying) and refusal (refusing rather "
+            "than complying on harmful prompts, against their harmless twins; metrics prefixed refusal_)"
+        ),
+    )
+    metric: Literal["logprob", "logit_diff"] = Field(
+        default="logprob", description="the induction task's metric (the refusal task's is its log-odds)"
+    )
     n_examples: int = Field(
-        default=128, ge=4, le=100_000, description="examples, split into a discovery and an evaluation half"
+        default=128,
+        ge=4,
+        le=100_000,
+        description="induction examples, split into a discovery and an evaluation half",
     )
     seq_len: int | None = Field(
         default=None, ge=2, description="length of the repeated segment; default: 16, or what the context allows"
@@ -145,6 +172,28 @@ class CircuitParams(UncertaintyParams):
     max_curve_points: int = Field(default=64, ge=2)
     random_rankings: int = Field(default=5, ge=1)
     twin_baseline: bool = True
+    refusal_pairing: Literal["auto", "twins", "length"] = Field(
+        default="auto",
+        description=(
+            "how harmful prompts meet their counterfactuals: twins (the harmless prompt with the same group, or "
+            "the same id after the label), length (a harmless prompt of the same token length, at random), "
+            "auto (twins when at least refusal_min_pairs of them have equal token lengths, else length)"
+        ),
+    )
+    refusal_max_pairs: int = Field(
+        default=128, ge=4, description="refusal pairs used (a seeded sample of more), split into two halves"
+    )
+    refusal_min_pairs: int = Field(
+        default=16, ge=4, description="fewer pairs of equal token length: the refusal task is not run"
+    )
+
+    @model_validator(mode="after")
+    def _tasks_once(self) -> CircuitParams:
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks lists a task twice: {self.tasks}")
+        if self.refusal_min_pairs > self.refusal_max_pairs:
+            raise ValueError("refusal_min_pairs exceeds refusal_max_pairs")
+        return self
 
     @model_validator(mode="after")
     def _integrated_needs_corrupted(self) -> CircuitParams:
@@ -158,6 +207,20 @@ class CircuitParams(UncertaintyParams):
 
 # -- compute -----------------------------------------------------------------------------------
 
+#: ``progress(fraction of one task's work, message)``.
+_Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class _Posed:
+    """One task as this measurement runs it: its examples, metric, and how its record entries are named."""
+
+    task: CircuitTask
+    kind: str  # the metric kind the task is read with
+    unit: str
+    prefix: str  # of its metrics and tables: "" (induction) or "refusal_"
+    examples: str  # what an example is, in the plural, for the summary
+
 
 @dataclass
 class _Split:
@@ -169,18 +232,49 @@ class _Split:
     evaluation_boot: Bootstrap
 
 
-def _split(
-    model: LoadedModel, nodes: list[Node], task: InductionTask, params: CircuitParams, ctx: MeasureContext
-) -> _Split:
-    """A seeded random half of the examples for discovery, the other half for evaluation."""
-    order = np.random.default_rng(ctx.derive_seed("split")).permutation(task.clean.shape[0])
-    half = task.clean.shape[0] // 2
-    parts = [task.rows(np.sort(order[:half])), task.rows(np.sort(order[half:]))]
-    inputs = [PatchingInputs(model, nodes, t, params.metric, params.ablation, params.batch_size) for t in parts]
-    bootstrap_seed = ctx.derive_seed("bootstrap")
+@dataclass
+class _Analysis:
+    """What one task's analysis found: node circuit (discovery, held out), plain AtP, twin effect, edge circuit."""
+
+    posed: _Posed
+    split: _Split
+    found: Circuit
+    held: Circuit
+    plain_atp: np.ndarray
+    twin: Baseline | None
+    edge: tuple[Circuit, Circuit] | None
+
+
+@dataclass
+class _Shared:
+    """What the tasks share: the nodes, the random-init twin, the checked edge graph (built on first use)."""
+
+    model: LoadedModel
+    nodes: list[Node]
+    params: CircuitParams
+    twin: tuple[LoadedModel, int] | None
+    graph: EdgeModel | None = None
+    edges_skipped: str = ""
+    graph_built: bool = False
+
+    def edge_graph(self, task: CircuitTask) -> EdgeModel | None:
+        """The model's checked edges (checked on 16 examples of ``task``), or None (why: :attr:`edges_skipped`)."""
+        if self.params.edges and not self.graph_built:
+            self.graph, self.edges_skipped = edge_model(self.model, task.sample(16), self.params.max_edges)
+        self.graph_built = True
+        return self.graph
+
+
+def _split(model: LoadedModel, nodes: list[Node], posed: _Posed, params: CircuitParams, ctx: MeasureContext) -> _Split:
+    """A seeded random half of the examples (by whole groups) for discovery, the other half for evaluation."""
+    task, prefix = posed.task, posed.prefix
+    first, second = task.halves(np.random.default_rng(ctx.derive_seed(prefix + "split")))
+    parts = task.split(first, second)
+    inputs = [PatchingInputs(model, nodes, t, posed.kind, params.ablation, params.batch_size) for t in parts]
+    bootstrap_seed = ctx.derive_seed(prefix + "bootstrap")
     boots = [
         Bootstrap.draw(
-            t.clean.shape[0],
+            t.n,
             rng=np.random.default_rng([bootstrap_seed, i]),
             resamples=params.bootstrap_resamples,
             level=params.ci_level,
@@ -191,14 +285,14 @@ def _split(
 
 
 def _node_circuit(
-    split: _Split, params: CircuitParams, rng: np.random.Generator, ctx: MeasureContext
+    split: _Split, params: CircuitParams, rng: np.random.Generator, progress: _Progress
 ) -> tuple[Circuit, Circuit, np.ndarray]:
     """The node circuit found on the discovery examples, the same on the evaluation examples, and plain AtP scores.
 
     Plain AtP scores ``[discovery examples, nodes]`` are always computed and reported beside the chosen method.
     """
     inputs, boot = split.discovery, split.discovery_boot
-    ctx.progress(0.0, "attribution patching")
+    progress(0.0, "attribution patching")
     plain_atp, attribution_clean = attribution_scores(inputs, "atp")
     if params.attribution == "atp":
         scores = plain_atp
@@ -207,19 +301,19 @@ def _node_circuit(
     circuit = find_circuit(
         scores,
         attribution_clean,
-        lambda sets, progress: patched_metrics(inputs, sets, progress),
+        lambda sets, done: patched_metrics(inputs, sets, done),
         search=_search(params, params.max_patched_nodes, params.max_curve_points, params.k),
         boot=boot,
         rng=rng,
         stages=("activation patching", "faithfulness curve", "the gradient pass and the patching pass"),
-        progress=lambda f, what: ctx.progress(0.1 + 0.35 * f, what),
+        progress=lambda f, what: progress(0.1 + 0.35 * f, what),
     )
     split.evaluation.means = inputs.means  # mean ablation: the discovery examples' means, on both halves
     held = evaluate_circuit(
         circuit,
-        lambda sets, progress: patched_metrics(split.evaluation, sets, progress),
+        lambda sets, done: patched_metrics(split.evaluation, sets, done),
         boot=split.evaluation_boot,
-        progress=lambda f, what: ctx.progress(0.45 + 0.15 * f, what),
+        progress=lambda f, what: progress(0.45 + 0.15 * f, what),
         stage="held-out faithfulness curve",
     )
     return circuit, held, plain_atp
@@ -231,39 +325,47 @@ def _search(params: CircuitParams, max_patched: int, max_points: int, k: int | N
     )
 
 
-def _edge_graph(model: LoadedModel, task: InductionTask, params: CircuitParams) -> tuple[EdgeModel | None, str]:
-    """The model's checked edges (checked on 16 examples), or None and why not (the node results stand)."""
-    if not params.edges:
-        return None, ""
-    return edge_model(model, torch.from_numpy(task.clean[:16]), params.max_edges)
-
-
 def _edge_circuit(
-    graph: EdgeModel, split: _Split, params: CircuitParams, seed: int, ctx: MeasureContext
+    graph: EdgeModel, split: _Split, params: CircuitParams, seed: int, progress: _Progress
 ) -> tuple[Circuit, Circuit]:
     """Edges scored, verified, ranked and sized on the discovery examples; the edge circuit's held-out curve."""
-    ctx.progress(0.65, "edge attribution")
+    progress(0.65, "edge attribution")
     edges = EdgePatchingInputs(graph, split.discovery)
     scores, attribution_clean = edge_attribution_scores(edges, params.attribution, params.ig_steps)
     found = find_circuit(
         scores,
         attribution_clean,
-        lambda sets, progress: edge_patched_metrics(edges, sets, progress),
+        lambda sets, done: edge_patched_metrics(edges, sets, done),
         search=_search(params, params.max_patched_edges, params.max_edge_curve_points, None),
         boot=split.discovery_boot,
         rng=np.random.default_rng(seed),
         stages=("edge patching", "edge faithfulness curve", "edge gradients and edge patching"),
-        progress=lambda f, what: ctx.progress(0.7 + 0.15 * f, what),
+        progress=lambda f, what: progress(0.7 + 0.15 * f, what),
     )
     held_out = EdgePatchingInputs(graph, split.evaluation)
     held = evaluate_circuit(
         found,
-        lambda sets, progress: edge_patched_metrics(held_out, sets, progress),
+        lambda sets, done: edge_patched_metrics(held_out, sets, done),
         boot=split.evaluation_boot,
-        progress=lambda f, what: ctx.progress(0.85 + 0.1 * f, what),
+        progress=lambda f, what: progress(0.85 + 0.1 * f, what),
         stage="held-out edge faithfulness curve",
     )
     return found, held
+
+
+def _analyse(shared: _Shared, posed: _Posed, split: _Split, ctx: MeasureContext, progress: _Progress) -> _Analysis:
+    """The node circuit, the twin's task effect and the edge circuit of one task, on its split."""
+    params, prefix = shared.params, posed.prefix
+    ranking_seed = ctx.derive_seed(prefix + "random_rankings")
+    edge_seed = ctx.derive_seed(prefix + "edge_rankings") if params.edges else 0
+    found, held, plain_atp = _node_circuit(split, params, np.random.default_rng(ranking_seed), progress)
+    twin: Baseline | None = None
+    if shared.twin is not None:
+        progress(0.6, "randomly initialised twin")
+        twin = _twin_effect(shared.twin, split.evaluation, split.evaluation_boot)
+    graph = shared.edge_graph(split.discovery.task)
+    edge = None if graph is None else _edge_circuit(graph, split, params, edge_seed, progress)
+    return _Analysis(posed, split, found, held, plain_atp, twin, edge)
 
 
 def _check_size(n_nodes: int, params: CircuitParams) -> None:
@@ -273,9 +375,9 @@ def _check_size(n_nodes: int, params: CircuitParams) -> None:
         raise MeasurementError(f"k={params.k} exceeds the model's {n_nodes} components", hint=f"use k <= {n_nodes}")
 
 
-def _twin_effect(model: LoadedModel, inputs: PatchingInputs, seed: int, boot: Bootstrap) -> Baseline:
-    twin = random_twin(model, seed)
-    twin_inputs = PatchingInputs(twin, inputs.nodes, inputs.task, inputs.metric, inputs.ablation, inputs.batch_size)
+def _twin_effect(twin: tuple[LoadedModel, int], inputs: PatchingInputs, boot: Bootstrap) -> Baseline:
+    model, seed = twin
+    twin_inputs = PatchingInputs(model, inputs.nodes, inputs.task, inputs.metric, inputs.ablation, inputs.batch_size)
     everything = frozenset(range(len(inputs.nodes)))
     values = patched_metrics(twin_inputs, [frozenset(), everything], lambda _: None)
     effect = values[0] - values[1]
@@ -310,6 +412,117 @@ def _circuit_found(found: Circuit, held: Circuit, params: CircuitParams) -> int:
     )
 
 
+# -- the refusal task: posing it, and whether the model performs it --------------------------------
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """The refusal task as far as it got: posed (or why not), and the behaviour gap that decides whether it runs."""
+
+    reason: str  # empty when the task runs
+    posed: _Posed | None = None
+    split: _Split | None = None
+    metrics: tuple[Metric, ...] = ()  # pairs and behaviour, reported whether or not the task runs
+    data: tuple[DataRef, ...] = ()
+
+
+def _pose_refusal(model: LoadedModel, params: CircuitParams, ctx: MeasureContext) -> RefusalTask:
+    """The refusal pairs of the run's prompt sets, or :class:`TaskUnavailable` with the reason."""
+    missing = [name for name in (HARMFUL, HARMLESS) if name not in ctx.datasets]
+    if missing:
+        raise TaskUnavailable(f"the run spec gives no {' and no '.join(missing)} prompt set")
+    phrases = []
+    for kind in ("refusal", "helpful"):
+        if not ctx.markers.get(kind):
+            raise TaskUnavailable(f"the run spec gives no [markers].{kind} (the refusal and the compliance markers)")
+        phrases.append(ctx.marker_phrases(kind))
+    if params.ablation != "corrupted":
+        raise TaskUnavailable(
+            "mean ablation averages each position over the examples, and refusal pairs differ in length"
+        )
+    return refusal_task(
+        model.tokenizer,
+        model.n_ctx,
+        ctx.dataset(HARMFUL).prompts,
+        ctx.dataset(HARMLESS).prompts,
+        (phrases[0], phrases[1]),
+        rule=params.refusal_pairing,
+        max_pairs=params.refusal_max_pairs,
+        min_pairs=params.refusal_min_pairs,
+        rng=ctx.numpy_rng(REFUSAL + "pairs"),
+    )
+
+
+def _refusal(model: LoadedModel, nodes: list[Node], params: CircuitParams, ctx: MeasureContext) -> _Refusal:
+    """Pose the refusal task, split it, and check on the discovery half that the model refuses.
+
+    The model must favour the refusal's first token over the compliance's after harmful prompts
+    (mean log-odds, CI lower bound above 0) and do so more than after their harmless counterparts
+    (mean paired difference, CI lower bound above ``min_task_effect``); else no circuit is sought.
+    """
+    try:
+        task = _pose_refusal(model, params, ctx)
+    except TaskUnavailable as exc:
+        return _Refusal(reason=exc.message)
+    against = "their harmless twins" if task.pairing.rule == "twins" else "harmless prompts of the same length"
+    posed = _Posed(task, "logodds", "nats", REFUSAL, f"harmful prompts (against {against})")
+    data = (
+        ctx.data_ref(HARMFUL, "harmful prompts: the clean inputs of the refusal task"),
+        ctx.data_ref(HARMLESS, "harmless prompts: the counterfactual inputs of the refusal task"),
+    )
+    try:
+        split = _split(model, nodes, posed, params, ctx)
+    except TaskUnavailable as exc:
+        return _Refusal(reason=exc.message, metrics=(_pairs_metric(task),), data=data)
+    harmful, harmless = unpatched_metrics(split.discovery)
+    boot = split.discovery_boot
+    refuses = _mean_metric(
+        REFUSAL + "logodds_harmful",
+        harmful,
+        boot,
+        "nats",
+        "log-odds of refusing against complying after a harmful prompt (log-probability of the refusal markers' "
+        "first tokens minus the compliance markers'), discovery half, unpatched model",
+    )
+    gap = _mean_metric(
+        REFUSAL + "behaviour_gap",
+        harmful - harmless,
+        boot,
+        "nats",
+        "the same log-odds after each harmful prompt minus after its harmless counterpart (discovery half): "
+        "whether the model refuses because the prompt is harmful",
+    )
+    metrics = (_pairs_metric(task), refuses, gap)
+    assert refuses.ci is not None and gap.ci is not None  # built with intervals
+    if refuses.ci.lower <= 0.0 or gap.ci.lower <= params.min_task_effect:
+        reason = (
+            f"the model does not refuse: after harmful prompts the log-odds of refusing against complying is "
+            f"{refuses.value:.2f} nats (CI {refuses.ci.lower:.2f} to {refuses.ci.upper:.2f}; must be above 0), and "
+            f"exceeds that after the harmless counterparts by {gap.value:.2f} (CI {gap.ci.lower:.2f} to "
+            f"{gap.ci.upper:.2f}; must be above min_task_effect = {params.min_task_effect})"
+        )
+        return _Refusal(reason=reason, posed=posed, metrics=metrics, data=data)
+    return _Refusal(reason="", posed=posed, split=split, metrics=metrics, data=data)
+
+
+def _pairs_metric(task: RefusalTask) -> Metric:
+    return Metric(
+        name=REFUSAL + "pairs",
+        value=task.n,
+        unit="pairs",
+        description=f"harmful/harmless pairs of equal token length used: {task.selection}",
+    )
+
+
+def _refusal_ran(ran: bool, reason: str) -> Metric:
+    return Metric(
+        name=REFUSAL + "task_run",
+        value=int(ran),
+        unit="flag",
+        description=("1: a circuit was sought for the refusal task" if ran else f"0: no circuit was sought: {reason}"),
+    )
+
+
 # -- record ------------------------------------------------------------------------------------
 
 
@@ -334,9 +547,10 @@ def _baseline_value(metric: Metric) -> float:
     return float(metric.baseline.value)
 
 
-def _node_table(nodes: list[Node], found: Circuit, plain_atp: np.ndarray, params: CircuitParams) -> Table:
+def _node_table(nodes: list[Node], run: _Analysis, params: CircuitParams) -> Table:
     """The ``nodes`` table: per node its scores, measured effect, ranks and membership (discovery examples)."""
-    rankings, k, unit, method = found.rankings, found.k, _unit(params), _NODE_METHOD[params.attribution]
+    found, plain_atp = run.found, run.plain_atp
+    rankings, k, unit, method = found.rankings, found.k, run.posed.unit, _NODE_METHOD[params.attribution]
     score_mean, plain_atp_mean, effect_of = found.scores.mean(axis=0), plain_atp.mean(axis=0), found.effect_of()
     rank_of = {j: i + 1 for i, j in enumerate(rankings.circuit)}
     patching_rank_of = {j: i + 1 for i, j in enumerate(rankings.patching)}
@@ -346,7 +560,7 @@ def _node_table(nodes: list[Node], found: Circuit, plain_atp: np.ndarray, params
         for j, node in enumerate(nodes)
     ]  # fmt: skip
     return Table(
-        name="nodes",
+        name=run.posed.prefix + "nodes",
         columns=["node", "layer", "head", "kind", "attribution", "attribution_atp", "patching_effect",
                  "circuit_rank", "patching_rank", "in_circuit"],
         rows=rows,
@@ -358,8 +572,9 @@ def _node_table(nodes: list[Node], found: Circuit, plain_atp: np.ndarray, params
     )  # fmt: skip
 
 
-def _curve_table(nodes: list[Node], found: Circuit, held: Circuit) -> Table:
+def _curve_table(nodes: list[Node], run: _Analysis) -> Table:
     """The ``faithfulness_curve`` table: held-out circuit, patching-ranked and random curves; discovery; per k."""
+    found, held = run.found, run.held
     scorer, rankings = held.scorer, held.rankings
     rows: list[list[str | float | int | None]] = []
     for i, k in enumerate(scorer.ks):
@@ -370,7 +585,7 @@ def _curve_table(nodes: list[Node], found: Circuit, held: Circuit) -> Table:
             float(held.by_patching.point[i]), float(held.rnd.point[i]), float(found.main.point[i]),
         ])  # fmt: skip
     return Table(
-        name="faithfulness_curve",
+        name=run.posed.prefix + "faithfulness_curve",
         columns=["k", "fraction", "added_node", "faithfulness", "ci_lower", "ci_upper",
                  "faithfulness_patching_ranked", "faithfulness_random", "faithfulness_discovery"],
         rows=rows,
@@ -383,6 +598,7 @@ def _curve_table(nodes: list[Node], found: Circuit, held: Circuit) -> Table:
 
 
 def _unit(params: CircuitParams) -> str:
+    """The induction task's unit."""
     return "nats" if params.metric == "logprob" else "logits"
 
 
@@ -465,21 +681,15 @@ def _found_description(params: CircuitParams, what: str) -> str:
     )
 
 
-def _node_metrics(
-    found: Circuit,
-    held: Circuit,
-    plain_atp: np.ndarray,
-    nodes: list[Node],
-    params: CircuitParams,
-    twin: Baseline | None,
-) -> list[Metric]:
-    """The node circuit's metrics, in record order."""
+def _node_metrics(run: _Analysis, nodes: list[Node], params: CircuitParams) -> list[Metric]:
+    """The node circuit's metrics, in record order (names without the task's prefix)."""
+    found, held, plain_atp, twin = run.found, run.held, run.plain_atp, run.twin
     d_boot, boot, k, method, unit = (
         found.scorer.boot,
         held.scorer.boot,
         held.k,
         _NODE_METHOD[params.attribution],
-        _unit(params),
+        run.posed.unit,
     )
     rho, rho_draws = rank_agreement(found.scores[:, found.verified], found.effects, d_boot)
     rho_plain, rho_plain_draws = rank_agreement(plain_atp[:, found.verified], found.effects, d_boot)
@@ -495,7 +705,7 @@ def _node_metrics(
     overlap = len(set(found.rankings.circuit[:k]) & set(found.rankings.patching[:k])) / k
     carried = "m(M) - m(0) on the evaluation examples: how much of the task the scored components carry"
     verified = "nodes checked by activation patching (discovery examples)"
-    unpatched, all_patched = f"({params.metric}) of the unpatched model", f"every node patched ({params.ablation})"
+    unpatched, all_patched = f"({run.posed.kind}) of the unpatched model", f"every node patched ({params.ablation})"
     return [
         *_at_k_metrics(found, held, params, "nodes", "", labels),
         _ci_metric("rank_agreement_spearman", rho, rho_draws, d_boot, "correlation", agreement),
@@ -581,7 +791,7 @@ def _edge_metrics(graph: EdgeModel, found: Circuit, held: Circuit, params: Circu
     ]
 
 
-def _edge_table(graph: EdgeModel, found: Circuit, params: CircuitParams) -> Table:
+def _edge_table(graph: EdgeModel, run: _Analysis, found: Circuit, params: CircuitParams) -> Table:
     """The ``edges`` table: per edge, in circuit order, its score, measured effect, ranks and membership."""
     c, k = found, found.k
     score_mean = c.scores.mean(axis=0)
@@ -595,13 +805,13 @@ def _edge_table(graph: EdgeModel, found: Circuit, params: CircuitParams) -> Tabl
         ranks = [rank_of[j], patching_rank_of[j], int(rank_of[j] <= k)]
         rows.append([sender, receiver, float(score_mean[j]), effect_of.get(j), *ranks])
     return Table(
-        name="edges",
+        name=run.posed.prefix + "edges",
         columns=["sender", "receiver", "attribution", "patching_effect", "circuit_rank", "patching_rank", "in_circuit"],
         rows=rows,
         description=(
             f"per edge, in circuit order (the first {max(k, params.max_patched_edges)} at most), on the discovery "
             f"examples: mean {_EDGE_METHOD[params.attribution]} score, mean effect of patching it alone "
-            f"({_unit(params)}; null when not verified), its ranks, and membership of the edge circuit; a receiver "
+            f"({run.posed.unit}; null when not verified), its ranks, and membership of the edge circuit; a receiver "
             "is a head's q, k or v input, an MLP, or the logits"
         ),
     )
@@ -629,26 +839,23 @@ def _edges_scored(scored: bool, params: CircuitParams, skipped: str) -> Metric:
     )
 
 
-def _examples_ref(name: str, task: InductionTask, use: str) -> DataRef:
-    return DataRef(
-        name=name,
-        sha256=task.digest(),
-        count=int(task.clean.shape[0]),
-        description=(
-            f"two int64 arrays of shape {list(task.clean.shape)} (little-endian, row-major), clean then "
-            "corrupted: "
-            + ("BOS, then " if task.offset else "")
-            + f"{task.seq_len} random token ids and the same ids again; corrupted: fresh ids, then the segment; "
-            f"the {use}"
-        ),
-    )
+def _examples_refs(run: _Analysis) -> list[DataRef]:
+    """The discovery and evaluation examples of one task, by digest."""
+    prefix = "circuit." + run.posed.prefix
+    refs = []
+    for name, task, use in (
+        ("discovery_examples", run.split.discovery.task, "discovery split (circuit and k are chosen on it)"),
+        ("evaluation_examples", run.split.evaluation.task, "evaluation split (every curve is reported on it)"),
+    ):
+        description = f"{task.describe()}; the {use}"
+        refs.append(DataRef(name=prefix + name, sha256=task.digest(), count=task.n, description=description))
+    return refs
 
 
-def _summary(
-    found: Circuit, held: Circuit, metrics: list[Metric], nodes: list[Node], params: CircuitParams, seq_len: int
-) -> str:
-    """The node part of the summary, from the circuit and its metrics."""
-    k, unit, method = held.k, _unit(params), _NODE_METHOD[params.attribution]
+def _summary(run: _Analysis, metrics: list[Metric], nodes: list[Node], params: CircuitParams) -> str:
+    """The node part of one task's summary, from the circuit and its (unprefixed) metrics."""
+    found, held = run.found, run.held
+    k, unit, method = held.k, run.posed.unit, _NODE_METHOD[params.attribution]
     by_name = {m.name: m for m in metrics}
     effect, faithful, gain, cpr, cmd = (
         by_name[n] for n in ("task_effect", "heldout_faithfulness_at_k", "heldout_faithfulness_gain_over_random",
@@ -672,7 +879,7 @@ def _summary(
     labels = ", ".join(nodes[j].label for j in found.rankings.circuit[:k])
     n_disc, n_eval = found.clean.shape[0], held.clean.shape[0]
     return (
-        f"Circuit chosen on {n_disc} and scored on {n_eval} other repeated random segments of {seq_len} tokens: "
+        f"Circuit chosen on {n_disc} and scored on {n_eval} other {run.posed.examples}: "
         f"{effect_text}. Keeping the top {k} of {held.n} components by {method} ({labels}; {reached}) and "
         f"patching the rest recovers {faithful.value:.1%} of it on the evaluation examples (CI "
         f"{faithful.ci.lower:.1%}-{faithful.ci.upper:.1%}; {k} random nodes {faithful.baseline.value:.1%}; "
@@ -692,9 +899,14 @@ def _summary(
 
 @measurement(
     "circuit.faithfulness",
-    version="2.0.0",
+    version="2.1.0",
     params=CircuitParams,
     clauses=CLAUSES,
+    datasets=[
+        DatasetUse.of(HARMFUL, "harmful", description="the refusal task's clean inputs", required=False),
+        DatasetUse.of(HARMLESS, "harmless", description="the refusal task's counterfactuals", required=False),
+    ],
+    detectors=(Detector("edge_circuit_found", "induction", (Criterion(comparator=">=", threshold=1, rule="point"),)),),
     calibration=(
         # On examples it was not chosen on, the edge circuit (EAP-IG's own ranking, k chosen on the discovery
         # examples) beats random edge circuits of its size by the stated margin (min_gain_over_random, 0.25).
@@ -712,44 +924,112 @@ def _summary(
         Expectation(
             "induction#untrained", False, "edge_circuit_found", (Criterion(comparator="<=", threshold=0, rule="point"),)
         ),
+        # The refusal task, run alone: on the refuser, EAP-IG's node and edge circuits, chosen on discovery pairs,
+        # beat random circuits of their size by the stated margin on held-out pairs; its control, trained on the
+        # same data without refusing, gets no circuit, because it does not refuse.
+        Expectation(
+            "refuser",
+            True,
+            REFUSAL + "heldout_faithfulness_gain_over_random",
+            (Criterion(comparator=">=", threshold=0.25, rule="ci-lower"),),
+            params=_REFUSAL_ONLY,
+        ),
+        Expectation(
+            "refuser",
+            True,
+            REFUSAL + "circuit_found",
+            (Criterion(comparator=">=", threshold=1, rule="point"),),
+            params=_REFUSAL_ONLY,
+        ),
+        Expectation(
+            "refuser",
+            True,
+            REFUSAL + "edge_circuit_found",
+            (Criterion(comparator=">=", threshold=1, rule="point"),),
+            params=_REFUSAL_ONLY,
+        ),
+        Expectation(
+            "refuser-control",
+            False,
+            REFUSAL + "task_run",
+            (Criterion(comparator="<=", threshold=0, rule="point"),),
+            params=_REFUSAL_ONLY,
+        ),
     ),
 )
 def circuit_faithfulness(model: LoadedModel, params: CircuitParams, ctx: MeasureContext) -> MeasurementResult:
-    """Attribution patching on discovery examples, verified by activation patching; the held-out faithfulness curve."""
-    token_seed, ranking_seed = ctx.derive_seed("tokens"), ctx.derive_seed("random_rankings")
-    edge_seed = ctx.derive_seed("edge_rankings") if params.edges else 0
-    twin_seed = ctx.derive_seed("twin") if params.twin_baseline else 0
+    """Per task: attribution on discovery examples, verified by activation patching; the held-out faithfulness curve."""
     nodes = model_nodes(model)
     _check_size(len(nodes), params)
-    seq_len = params.seq_len if params.seq_len is not None else default_seq_len(model)
-    task = induction_task(model, params.n_examples, seq_len, np.random.default_rng(token_seed))
-    split = _split(model, nodes, task, params, ctx)
-    found, held, plain_atp = _node_circuit(split, params, np.random.default_rng(ranking_seed), ctx)
-
-    twin: Baseline | None = None
+    twin = None
     if params.twin_baseline:
-        ctx.progress(0.6, "randomly initialised twin")
-        twin = _twin_effect(model, split.evaluation, twin_seed, split.evaluation_boot)
-    graph, edges_skipped = _edge_graph(model, split.discovery.task, params)
-    edge = None if graph is None else _edge_circuit(graph, split, params, edge_seed, ctx)
-
-    metrics = _node_metrics(found, held, plain_atp, nodes, params, twin)
-    summary = _summary(found, held, metrics, nodes, params, seq_len)
-    tables = [_node_table(nodes, found, plain_atp, params), _curve_table(nodes, found, held)]
-    if graph is not None and edge is not None:
-        metrics += _edge_metrics(graph, edge[0], edge[1], params)
-        tables.append(_edge_table(graph, edge[0], params))
-        summary += " " + _edge_summary(graph, edge[0], edge[1], params)
-    metrics.append(_edges_scored(edge is not None, params, edges_skipped))
-    if edges_skipped:
-        summary += " " + edges_skipped
-    data = [
-        _examples_ref(
-            "circuit.discovery_examples", split.discovery.task, "discovery split (circuit and k are chosen on it)"
-        ),
-        _examples_ref(
-            "circuit.evaluation_examples", split.evaluation.task, "evaluation split (every curve is reported on it)"
-        ),
-    ]
+        seed = ctx.derive_seed("twin")
+        twin = (random_twin(model, seed), seed)
+    shared = _Shared(model, nodes, params, twin)
+    both = len(params.tasks) == 2
+    metrics: list[Metric] = []
+    tables: list[Table] = []
+    data: list[DataRef] = []
+    summary: list[str] = []
+    runs: list[_Analysis] = []
+    if "induction" in params.tasks:
+        progress = _span(ctx, 0.0, 0.5 if both else 1.0)
+        seq_len = params.seq_len if params.seq_len is not None else default_seq_len(model)
+        task = induction_task(model, params.n_examples, seq_len, np.random.default_rng(ctx.derive_seed("tokens")))
+        posed = _Posed(task, params.metric, _unit(params), "", f"repeated random segments of {seq_len} tokens")
+        runs.append(_analyse(shared, posed, _split(model, nodes, posed, params, ctx), ctx, progress))
+        _add(runs[-1], shared, nodes, params, metrics, tables, data, summary)
+    if "refusal" in params.tasks:
+        progress = _span(ctx, 0.5 if both else 0.0, 1.0)
+        progress(0.0, "refusal task: pairs and behaviour")
+        refusal = _refusal(model, nodes, params, ctx)
+        ran = refusal.posed is not None and refusal.split is not None
+        metrics += [_refusal_ran(ran, refusal.reason), *refusal.metrics]
+        data += refusal.data
+        if refusal.posed is not None and refusal.split is not None:
+            runs.append(_analyse(shared, refusal.posed, refusal.split, ctx, progress))
+            _add(runs[-1], shared, nodes, params, metrics, tables, data, summary, "Refusal task: ")
+        else:
+            summary.append(f"Refusal task: no circuit was sought, because {refusal.reason}.")
+    if runs:
+        metrics.append(_edges_scored(shared.graph is not None, params, shared.edges_skipped))
+        if shared.edges_skipped:
+            summary.append(shared.edges_skipped)
     ctx.progress(1.0, "done")
-    return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary)
+    return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=" ".join(summary))
+
+
+def _span(ctx: MeasureContext, lo: float, hi: float) -> _Progress:
+    """Progress of one task, reported as its share ``[lo, hi]`` of the measurement."""
+    return lambda fraction, message: ctx.progress(lo + (hi - lo) * fraction, message)
+
+
+#: Metrics of the model rather than of a task: recorded once, unprefixed, with the induction task's.
+_MODEL_LEVEL = ("n_nodes", "n_edges", "edge_recompute_error")
+
+
+def _add(
+    run: _Analysis,
+    shared: _Shared,
+    nodes: list[Node],
+    params: CircuitParams,
+    metrics: list[Metric],
+    tables: list[Table],
+    data: list[DataRef],
+    summary: list[str],
+    opening: str = "",
+) -> None:
+    """One task's metrics (named with its prefix), tables, example digests and summary, appended in record order."""
+    own = _node_metrics(run, nodes, params)
+    text = opening + _summary(run, own, nodes, params)
+    tables += [_node_table(nodes, run, params), _curve_table(nodes, run)]
+    if shared.graph is not None and run.edge is not None:
+        own += _edge_metrics(shared.graph, run.edge[0], run.edge[1], params)
+        tables.append(_edge_table(shared.graph, run, run.edge[0], params))
+        text += " " + _edge_summary(shared.graph, run.edge[0], run.edge[1], params)
+    prefix = run.posed.prefix
+    if prefix:
+        own = [m.model_copy(update={"name": prefix + m.name}) for m in own if m.name not in _MODEL_LEVEL]
+    metrics += own
+    data += _examples_refs(run)
+    summary.append(text)

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from evidence.errors import MeasurementError
-from evidence.measure import Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
+from evidence.measure import Detector, Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
 from evidence.measure.hooks import HookFn, capture, scoped_hooks
 from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids
-from evidence.measure.stats import bootstrap_mean
+from evidence.measure.stats import bootstrap_mean, bounded_mean
 from evidence.model import LoadedModel, random_twin
 from evidence.records import Baseline, ClauseRef, ConfidenceInterval, Criterion, DataRef, Metric, Table
 
@@ -213,6 +213,29 @@ def _top(mean_scores: np.ndarray, index: int) -> tuple[int, int]:
     return layer, head
 
 
+def _interval(
+    values: np.ndarray,
+    rng: np.random.Generator,
+    params: HeadsInventoryParams,
+    name: str,
+    bounded: bool = False,
+) -> tuple[float, ConfidenceInterval | None]:
+    """The mean of ``values`` (one per evaluation sequence) and its interval, never of zero width.
+
+    Scores (``bounded``) lie in [0, 1]: :func:`~evidence.measure.stats.bounded_mean`, the bootstrap,
+    or the exact bound for a constant sample when every sequence gives the same score (a head that
+    puts all or none of its attention on the scored key). Losses and their differences have no
+    bound on at least one side, so a constant sample supports no interval: then None, rather than
+    the bootstrap's zero-width one. Either way the same draws are taken from ``rng``.
+    """
+    level, resamples = params.ci_level, params.bootstrap_resamples
+    if bounded:
+        return bounded_mean(values, lower=0.0, upper=1.0, rng=rng, level=level, resamples=resamples, name=name)
+    value, ci = bootstrap_mean(values, rng=rng, level=level, resamples=resamples, name=name)
+    data = np.asarray(values, dtype=np.float64)
+    return value, (None if float(data.min()) == float(data.max()) else ci)
+
+
 def _ci_metric(
     name: str,
     values: np.ndarray,
@@ -221,8 +244,11 @@ def _ci_metric(
     unit: str,
     description: str,
     baseline: Baseline | None = None,
-) -> tuple[Metric, float, ConfidenceInterval]:
-    value, ci = bootstrap_mean(values, rng=rng, level=params.ci_level, resamples=params.bootstrap_resamples, name=name)
+    bounded: bool = False,
+) -> tuple[Metric, float, ConfidenceInterval | None]:
+    value, ci = _interval(values, rng, params, name, bounded)
+    if ci is None:
+        description += "; the same on every evaluation sequence, so no interval"
     metric = Metric(name=name, value=value, unit=unit, ci=ci, baseline=baseline, description=description)
     return metric, value, ci
 
@@ -268,13 +294,7 @@ def _score_metrics(
     for index, key in enumerate(_SCORES):
         layer, head = _top(means, index)
         t_layer, t_head = _top(twin_means, index)
-        t_value, t_ci = bootstrap_mean(
-            twin_evaluation[:, t_layer, t_head, index],
-            rng=boot,
-            level=params.ci_level,
-            resamples=params.bootstrap_resamples,
-            name=f"twin {key} score",
-        )
+        t_value, t_ci = _interval(twin_evaluation[:, t_layer, t_head, index], boot, params, f"twin {key} score", True)
         baseline = Baseline(
             name="random-init twin",
             value=t_value,
@@ -289,7 +309,11 @@ def _score_metrics(
             "sequences, scored on the evaluation sequences)"
         )
         values = evaluation[:, layer, head, index]
-        metric, value, ci = _ci_metric(f"{key}_score_max", values, boot, params, "score", description, baseline)
+        metric, value, ci = _ci_metric(
+            f"{key}_score_max", values, boot, params, "score", description, baseline, bounded=True
+        )
+        if ci is None:  # unreachable: a bounded mean always has an interval
+            raise MeasurementError(f"{key}_score_max has no interval")
         metrics.append(metric)
         best[key] = _Best(layer, head, value, ci, t_value)
     for key in _SCORES:
@@ -388,13 +412,7 @@ def _ablation_metrics(
     )
     metrics = [ablated_metric]
     per_draw = check.random_increase.mean(axis=1)
-    r_value, r_ci = bootstrap_mean(
-        check.random_increase.mean(axis=0),
-        rng=boot,
-        level=params.ci_level,
-        resamples=params.bootstrap_resamples,
-        name="random-head ablation increase",
-    )
+    r_value, r_ci = _interval(check.random_increase.mean(axis=0), boot, params, "random-head ablation increase")
     sets_text = f"{n_sets} random set(s) of {len(check.heads)} head(s), none equal to the ablated set"
     increase_metric, increase_value, increase_ci = _ci_metric(
         f"{prefix}repeat_loss_increase",
@@ -437,10 +455,11 @@ def _ablation_metrics(
                 description=f"standard deviation over the {sets_text} of their mean increase",
             )
         )
+    diff_text = "the same on every sequence" if diff_ci is None else f"CI {diff_ci.lower:.3f}-{diff_ci.upper:.3f}"
     sentence = (
         f"Mean-ablating {heads_text} raises the loss on repeated tokens to {ablated_value:.3f} nats (increase "
         f"{increase_value:.3f}; {n_sets} random sets of as many heads {r_value:.3f}; difference {diff_value:.3f}, "
-        f"CI {diff_ci.lower:.3f}-{diff_ci.upper:.3f})."
+        f"{diff_text})."
     )
     return metrics, sentence
 
@@ -527,9 +546,17 @@ def _joint(
 
 @measurement(
     "heads.inventory",
-    version="2.0.0",
+    version="2.1.0",
     params=HeadsInventoryParams,
     clauses=CLAUSES,
+    detectors=(
+        Detector("induction_score_max", "induction", (Criterion(comparator=">=", threshold=0.5, rule="ci-bound"),)),
+        Detector(
+            "joint_repeat_loss_increase_vs_random",
+            "induction",
+            (Criterion(comparator=">", threshold=0.0, rule="ci-bound"),),
+        ),
+    ),
     calibration=(
         Expectation(
             "induction", True, "induction_score_max", (Criterion(comparator=">=", threshold=0.5, rule="ci-bound"),)

@@ -225,7 +225,7 @@ def _random_directions(
     return effects, nies
 
 
-def _rate_metrics(runs: _Runs, level: float) -> list[Metric]:
+def _rate_metrics(runs: _Runs, level: float, tokens: int) -> list[Metric]:
     rate = {
         "defection_rate_triggered": (runs.pos_base.defects, "triggered evaluation prompts, no edit"),
         "defection_rate_untriggered": (runs.neg_base.defects, "untriggered evaluation prompts, no edit"),
@@ -241,7 +241,8 @@ def _rate_metrics(runs: _Runs, level: float) -> list[Metric]:
                 value=k / flags.size,
                 unit="fraction",
                 ci=wilson_interval(k, int(flags.size), level=level),
-                description=f"generated text opens with a defection marker: {what}",
+                description=f"the greedy reply (at most {tokens} tokens, up to a stop token) contains a defection "
+                f"marker: {what}",
             )
         )
     return metrics
@@ -519,7 +520,7 @@ def _curve_table(rows: list[Row], where: str, n_neg: int, n_pos: int) -> Table:
 
 @measurement(
     "probe.causality",
-    version="2.0.0",
+    version="2.1.0",
     params=ProbeCausalityParams,
     clauses=CLAUSES,
     datasets=DATASETS,
@@ -555,7 +556,9 @@ def causality(model: LoadedModel, params: ProbeCausalityParams, ctx: MeasureCont
     alpha = params.alpha_scale * gap_along
     u = torch.tensor(unit, dtype=torch.float32)
     point = fit.chosen.point
-    read = BehaviourReader(model, marker_ids, phrases, point.hook, params.positions, params.batch_size)
+    read = BehaviourReader(
+        model, marker_ids, phrases, point.hook, params.positions, params.batch_size, behaviour.tokens
+    )
     pos_seqs, neg_seqs = _eval_sequences(model, fit, params.max_prompts, subsample_rng)
 
     ctx.progress(0.3, "the shared causal check")
@@ -576,7 +579,7 @@ def causality(model: LoadedModel, params: ProbeCausalityParams, ctx: MeasureCont
         "bootstrap interval over directions"
     )
     metrics = _effect_metrics(ev, eff, (alpha, gap_along), fit.chosen.probe.kind, where, random_desc, params)
-    metrics += _rate_metrics(runs, params.ci_level)
+    metrics += _rate_metrics(runs, params.ci_level, read.tokens)
     nie = _nie(runs, random_nies, random_desc, params, boot) if check.gap_defined else None
     metrics += nie.metrics if nie is not None else []
     metrics += _check_metrics(check, params)

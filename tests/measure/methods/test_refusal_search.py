@@ -97,6 +97,7 @@ def test_search_parameters_keep_the_uncertainty_defaults():
     assert (params.bootstrap_resamples, params.ci_level) == (1000, 0.95)
     assert set(params.model_dump()) == {
         "train_fraction",
+        "select_fraction",
         "max_prompts",
         "positions",
         "max_layer_fraction",

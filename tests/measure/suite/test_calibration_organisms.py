@@ -134,6 +134,42 @@ def test_a_checks_passed_is_what_the_policy_recomputes(induction, temporary_meas
     assert " or " in record.checks[2].criterion
 
 
+def test_an_expectation_runs_with_its_own_parameters_over_the_runs(induction, temporary_measurement):
+    from evidence.measure import MeasurementParams
+
+    class Scale(MeasurementParams):
+        scale: float = 1.0
+        shift: float = 0.0
+
+    calls = []
+
+    def scaled(model, params, ctx):
+        calls.append((params.scale, params.shift))
+        return MeasurementResult(
+            metrics=[Metric(name="score", value=params.scale + params.shift, unit="value")], summary="scaled"
+        )
+
+    above = (Criterion(comparator=">=", threshold=2.5, rule="point"),)
+    temporary_measurement(
+        "calib.scaled",
+        scaled,
+        params=Scale,
+        calibration=[
+            Expectation("induction", True, "score", above),
+            Expectation("induction", True, "score", above, params={"scale": 2.0}),
+            Expectation("induction", True, "score", above, params={"scale": 2.0}),
+        ],
+    )
+    record = calibrate(induction, {"measurements": ["calib.scaled"], "params": {"calib.scaled": {"shift": 1.0}}})
+    assert record.status == "ok", record.error
+    # The expectation's parameters win over the run's, which still apply; equal parameters share one run.
+    assert calls == [(1.0, 1.0), (2.0, 1.0)]
+    assert [c.passed for c in record.checks] == [False, True, True]
+    assert [c.value for c in record.checks] == [2.0, 3.0, 3.0]
+    assert record.checks[1].criterion == "score: >= 2.5 (run with scale = 2.0)"
+    assert all(c.passed == check_passes(c) for c in record.checks)
+
+
 def test_the_organisms_are_measured_with_their_own_prompts_and_markers(induction, temporary_measurement, tmp_path):
     """A user's prompt sets and markers (here: another language) never reach the organisms."""
     from evidence.runspec import load_dataset

@@ -10,6 +10,8 @@ half of the examples and every reported curve is drawn on the other half."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -93,7 +95,7 @@ def tiny(architecture: dict[str, object], seed: int = 5) -> LoadedModel:
 
 def test_registered_with_its_clauses():
     definition = registered()["circuit.faithfulness"]
-    assert definition.version == "2.0.0"
+    assert definition.version == "2.1.0"
     assert {c.id for c in definition.clauses} == {
         "EU-AIA/AnnexIV/2/b@OJ-2024-07-12",
         "EU-AIA/AnnexIV/2/c@OJ-2024-07-12",
@@ -464,3 +466,105 @@ def test_too_many_edges_are_skipped_with_the_reason(induction):
     assert "the model has 81 edges, more than max_edges = 80" in result.summary
     off = run_task(Task("circuit.faithfulness", {**params, "edges": False}, 0, SPEC), induction)
     assert off.metric("edges_scored").value == 0 and "Edges were not scored" not in off.summary
+
+
+# -- the refusal task ----------------------------------------------------------------------------
+
+#: Small budgets: 48 pairs (24 to choose the circuit on, 24 to score it on), fewer curve points and draws.
+REFUSAL_FAST = {
+    "tasks": ["refusal"],
+    "refusal_max_pairs": 48,
+    "bootstrap_resamples": 200,
+    "random_rankings": 2,
+    "max_edge_curve_points": 12,
+    "ig_steps": 4,
+    "twin_baseline": False,
+}
+
+
+def organism_inputs() -> tuple[dict[str, object], dict[str, tuple[str, ...]]]:
+    """The organisms' refusal prompt sets and markers, as the default run spec gives them."""
+    import evidence
+    from evidence.runspec import load_runspec
+
+    spec = load_runspec(Path(evidence.__file__).parent / "specs" / "default.toml")
+    datasets = {name: spec.datasets[name] for name in ("refusal.harmful", "refusal.harmless")}
+    return datasets, {k: tuple(v) for k, v in spec.markers.items()}
+
+
+def refusal_record(model: LoadedModel, params: dict[str, object]) -> EvidenceRecord:
+    datasets, markers = organism_inputs()
+    record = run_task(Task("circuit.faithfulness", params, 0, model.spec, datasets, markers), model)  # type: ignore[arg-type]
+    assert record.status == "ok", record.error
+    return record
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_refusal_task_finds_a_sparse_faithful_circuit_on_the_refuser(organism):
+    record = refusal_record(organism("refuser"), REFUSAL_FAST)
+    assert record.metric("refusal_task_run").value == 1
+    assert record.metric("refusal_pairs").value == 48
+    assert record.metric("refusal_pairs").description.endswith(
+        "128 of 128 harmful/harmless twins kept (0 left out: the twins' token lengths differ); a seeded sample of 48 "
+        "of the 128 used (refusal_max_pairs)"
+    )
+    behaviour = record.metric("refusal_behaviour_gap")
+    assert behaviour.ci is not None and behaviour.ci.lower > 10  # it refuses harmful prompts, not their twins
+    gain = record.metric("refusal_heldout_faithfulness_gain_over_random")
+    assert gain.ci is not None and gain.ci.lower > 0.5
+    assert record.metric("refusal_circuit_found").value == 1
+    assert record.metric("refusal_edge_circuit_found").value == 1
+    assert record.metric("refusal_circuit_size_fraction").value <= 0.5
+    # Only the refusal task ran: nothing unprefixed but the model-level edge flag.
+    names = {m.name for m in record.metrics}
+    assert {n for n in names if not n.startswith("refusal_")} == {"edges_scored"}
+    assert [t.name for t in record.tables] == ["refusal_nodes", "refusal_faithfulness_curve", "refusal_edges"]
+    discovery, evaluation = (d for d in record.data if d.name.startswith("circuit.refusal_"))
+    assert (discovery.count, evaluation.count) == (24, 24) and discovery.sha256 != evaluation.sha256
+    assert record.metric("refusal_heldout_faithfulness_at_k").ci.n == 24
+    assert {"refusal_pairs", "refusal_split", "refusal_bootstrap", "refusal_random_rankings"} <= set(record.seeds)
+    opening = "Refusal task: Circuit chosen on 24 and scored on 24 other harmful prompts (against their harmless twins)"
+    assert opening in record.summary
+    # The planted mechanism starts in layer 0: the circuit's top component is there.
+    assert record.metric("refusal_top_node_layer").value == 0
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_model_that_does_not_refuse_gets_no_refusal_circuit_and_the_reason(organism):
+    record = refusal_record(organism("refuser-control"), {**REFUSAL_FAST, "tasks": ["induction", "refusal"],
+                                                          "n_examples": 8, "edges": False})  # fmt: skip
+    flag = record.metric("refusal_task_run")
+    assert flag.value == 0
+    assert (flag.description or "").startswith("0: no circuit was sought: the model does not refuse")
+    assert "Refusal task: no circuit was sought, because the model does not refuse" in record.summary
+    refuses = record.metric("refusal_logodds_harmful")
+    assert refuses.ci is not None and refuses.ci.upper < 0
+    assert not any(m.name.startswith("refusal_") and "circuit" in m.name for m in record.metrics)
+    assert not any(t.name.startswith("refusal_") for t in record.tables)
+    assert record.metric("circuit_size_k").value >= 1  # the induction task ran as usual
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_without_refusal_prompt_sets_no_refusal_task_is_posed(induction):
+    params = {"n_examples": 8, "edges": False, "twin_baseline": False, "bootstrap_resamples": 200}
+    record = run_task(Task("circuit.faithfulness", params, 0, SPEC), induction)
+    assert record.status == "ok", record.error
+    flag = record.metric("refusal_task_run")
+    assert flag.value == 0
+    assert "the run spec gives no refusal.harmful and no refusal.harmless prompt set" in (flag.description or "")
+    assert not any(t.name.startswith("refusal_") for t in record.tables)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_mean_ablation_poses_no_refusal_task(organism):
+    params = {**REFUSAL_FAST, "ablation": "mean", "attribution": "atp"}
+    record = refusal_record(organism("refuser"), params)
+    assert record.metric("refusal_task_run").value == 0
+    assert "mean ablation averages each position" in (record.metric("refusal_task_run").description or "")
+
+
+def test_tasks_are_named_once():
+    with pytest.raises(ConfigError, match="tasks lists a task twice"):
+        registered()["circuit.faithfulness"].validate_params({"tasks": ["refusal", "refusal"]})
+    with pytest.raises(ConfigError):
+        registered()["circuit.faithfulness"].validate_params({"tasks": []})

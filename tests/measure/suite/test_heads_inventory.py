@@ -56,7 +56,7 @@ def test_heads_inventory_finds_the_planted_circuit(record):
 
 
 def test_the_record_is_complete(record):
-    assert record.measurement.version == "2.0.0"
+    assert record.measurement.version == "2.1.0"
     assert record.measurement.params == {
         "n_sequences": 128,
         "seq_len": 24,
@@ -143,6 +143,50 @@ def test_the_random_twin_shows_no_circuit(record, twin_record):
     assert "joint_repeat_loss_increase_vs_random" not in {m.name for m in twin_record.metrics}
     difference = twin_record.metric("repeat_loss_increase_vs_random").ci
     assert difference.lower < 0 < difference.upper  # no head of an untrained model is special
+    for metric in twin_record.metrics:  # no interval of zero width, each containing its estimate
+        pairs = [(metric.value, metric.ci)] + ([(metric.baseline.value, metric.baseline.ci)] if metric.baseline else [])
+        for value, ci in pairs:
+            if ci is not None:
+                assert ci.lower <= value <= ci.upper and ci.upper > ci.lower, metric.name
+
+
+def test_a_score_the_same_on_every_sequence_gets_an_exact_interval_not_a_zero_width_one():
+    from evidence.measure.suite.heads_inventory import HeadsInventoryParams, _score_metrics
+
+    # a perfect previous-token head (score 1 on every sequence) beside a twin whose best head scores 0 everywhere
+    scores = np.full((64, 2, 4, 3), 0.5)
+    scores[:, 0, 1, 0] = 1.0
+    twin = np.full((64, 2, 4, 3), 0.5)
+    twin[:, :, :, 0] = 0.0
+    metrics, best = _score_metrics((scores, scores), (twin, twin), HeadsInventoryParams(), np.random.default_rng(0), 1)
+    t = 0.025 ** (1 / 64)
+    by_name = {m.name: m for m in metrics}
+    prev = by_name["prev_token_score_max"]
+    assert prev.value == 1.0 and prev.ci.method == "exact, constant sample of a bounded variable"
+    assert prev.ci.lower == pytest.approx(t) and prev.ci.upper == 1.0
+    assert prev.baseline.value == 0.0 and prev.baseline.ci.lower == 0.0
+    assert prev.baseline.ci.upper == pytest.approx(1 - t)
+    induction = by_name["induction_score_max"]  # 0.5 everywhere: inside, and still never of zero width
+    assert induction.ci.lower < 0.5 < induction.ci.upper
+    assert (best["prev_token"].layer, best["prev_token"].head) == (0, 1)
+
+
+def test_an_ablation_that_changes_no_sequence_is_reported_without_an_interval():
+    from evidence.measure.suite.heads_inventory import HeadsInventoryParams, _Ablation, _ablation_metrics
+
+    check = _Ablation(
+        heads=[(1, 0)],
+        ablated=np.full(16, 2.0),
+        increase=np.zeros(16),
+        random_sets=[[(0, 0)], [(0, 1)]],
+        random_increase=np.zeros((2, 16)),
+    )
+    metrics, sentence = _ablation_metrics(check, HeadsInventoryParams(), np.random.default_rng(0), "")
+    by_name = {m.name: m for m in metrics}
+    for name in ("repeat_loss_ablated", "repeat_loss_increase", "repeat_loss_increase_vs_random"):
+        assert by_name[name].ci is None and "no interval" in by_name[name].description, name
+    assert by_name["repeat_loss_increase"].baseline.ci is None
+    assert "the same on every sequence" in sentence
 
 
 def test_the_same_task_gives_the_same_record_bytes(induction):

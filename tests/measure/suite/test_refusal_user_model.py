@@ -73,7 +73,8 @@ def test_direction_runs_on_a_user_model_and_finds_nothing_in_a_random_one(user_m
 
 
 def test_stability_states_what_it_skipped(user_model, datasets):
-    record = run(user_model, datasets, "refusal.stability", n_resamples=2, attack_steps=2, bootstrap_resamples=200, n_permutations=20, suffix_len=2, top_k=4, n_candidates=8, restarts=1)
+    record = run(user_model, datasets, "refusal.stability", n_resamples=2, attack_steps=2, bootstrap_resamples=200,
+                 n_permutations=20, suffix_len=2, top_k=4, n_candidates=8, restarts=1)
     assert "template_cosine" not in {m.name for m in record.metrics}
     assert "generated rewordings apply only to the reference organisms' language" in record.summary
 

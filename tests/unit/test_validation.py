@@ -1,0 +1,191 @@
+"""Validation over a population: rates that recount, and thresholds that require them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from evidence.canonical import canonical_bytes, sha256_hex
+from evidence.cli import main
+from evidence.policy import evaluate, load_policy, roll_up
+from evidence.records import (
+    ConfidenceInterval,
+    Criterion,
+    DetectorValidation,
+    OrganismOutcome,
+    Rate,
+    Threshold,
+    ValidationEnvironment,
+    ValidationReport,
+    ValidationRequirement,
+)
+from tests.factories import make_policy, make_record
+
+CRITERION = Criterion(comparator=">=", threshold=0.5, rule="ci-bound")
+
+
+def cp(k: int, n: int) -> Rate:
+    from evidence.measure.stats import clopper_pearson_interval
+
+    return Rate(k=k, n=n, rate=k / n, ci=clopper_pearson_interval(k, n))
+
+
+def outcome(name: str, role: str, fired: bool, **extra) -> OrganismOutcome:
+    return OrganismOutcome(organism=name, role=role, architecture="gpt2", language="L1", seed=1, split="heldout",
+                           status="ok", value=0.9 if fired else 0.1, fired=fired, **extra)
+
+
+def detector(planted: tuple[int, int], controls: tuple[int, int], *, version="1.0.0", params=None):
+    organisms = [outcome(f"p{i}", "planted", i < planted[0]) for i in range(planted[1])]
+    organisms += [outcome(f"c{i}", "control", i < controls[0]) for i in range(controls[1])]
+    return DetectorValidation(
+        measurement="heads.inventory", version=version, params=params if params is not None else {"n_sequences": 8},
+        metric="induction_score_max", behaviour="induction", criteria=[CRITERION], combine="all",
+        criterion="induction_score_max: CI lower bound >= 0.5", detection=cp(*planted), false_alarms=cp(*controls),
+        errors=0, organisms=organisms,
+    )
+
+
+def report(*detectors: DetectorValidation) -> tuple[ValidationReport, str]:
+    r = ValidationReport(
+        population="heldout", population_digest="d" * 64, organisms=["p0"],
+        created_at=datetime(2026, 12, 1, tzinfo=UTC), producer="interp-dossier 0", seed=0, level=0.95,
+        environment=ValidationEnvironment(python="3.11", torch=None, transformer_lens=None, transformers=None,
+                                          platform="Linux", cpu_capability=None, threads=1),
+        detectors=list(detectors),
+    )
+    return r, sha256_hex(canonical_bytes(r))
+
+
+def test_rates_must_recount_from_the_organisms():
+    good = detector((9, 9), (1, 12))
+    assert good.summary().startswith("heads.inventory 1.0.0 induction_score_max: detected 9/9 [66%, 100%]")
+    with pytest.raises(ValidationError, match="do not recount"):
+        DetectorValidation.model_validate({**good.model_dump(), "detection": cp(8, 9).model_dump()})
+    with pytest.raises(ValidationError, match="not 1/2"):
+        Rate(k=1, n=2, rate=0.4, ci=ConfidenceInterval(lower=0.0, upper=1.0, level=0.95, method="m", n=2))
+    with pytest.raises(ValidationError, match="never fires"):
+        OrganismOutcome(organism="x", role="planted", architecture="a", language="l", seed=0, split="s",
+                        status="error", fired=True, error="boom")
+
+
+def gated(**requirement) -> Threshold:
+    return Threshold(id="induction-present", measurement="heads.inventory", metric="induction_score_max",
+                     comparator=">=", threshold=0.5, rationale="r", validation=ValidationRequirement(**requirement))
+
+
+def judged(threshold: Threshold, validation, record=None):
+    policy = make_policy(thresholds=[threshold])
+    return evaluate(policy, [record or make_record()], subject="toy", validation=validation)[0]
+
+
+def test_a_validated_instrument_decides_and_the_verdict_cites_its_validation():
+    r, digest = report(detector((9, 9), (0, 12)))
+    verdict = judged(gated(min_detection=0.6, max_false_alarms=0.3), (r, digest))
+    assert verdict.verdict == "pass"
+    assert verdict.validation_report == digest
+    assert "detected 9/9" in verdict.validation and "false alarms 0/12" in verdict.validation
+
+
+@pytest.mark.parametrize(
+    ("validation", "record_changes", "reason"),
+    [
+        (None, {}, "no validation report"),
+        (report(detector((5, 9), (0, 12))), {}, "detection lower bound 0.21 < 0.60"),
+        (report(detector((9, 9), (4, 12))), {}, "false-alarm upper bound 0.65 > 0.20"),
+        (report(detector((9, 9), (0, 12), version="0.9.0")), {}, "validated as version 0.9.0"),
+        (report(detector((9, 9), (0, 12), params={"n_sequences": 64})), {}, "parameters other than the validated"),
+    ],
+)
+def test_an_instrument_short_of_its_validation_leaves_the_verdict_inconclusive(validation, record_changes, reason):
+    verdict = judged(gated(), validation, make_record(**record_changes))
+    assert verdict.verdict == "inconclusive"
+    assert reason in verdict.reason
+    assert roll_up([verdict]).decision == "inconclusive"
+
+
+def test_execution_parameters_do_not_void_a_validation():
+    r = report(detector((9, 9), (0, 12), params={"n_sequences": 8, "batch_size": 64}))
+    assert judged(gated(max_false_alarms=0.3), r).verdict == "pass"
+
+
+def test_a_report_without_the_metric_leaves_it_inconclusive():
+    other = detector((9, 9), (0, 12)).model_copy(update={"metric": "something_else"})
+    verdict = judged(gated(), report(other))
+    assert verdict.verdict == "inconclusive" and "does not cover" in verdict.reason
+
+
+def test_a_policy_declares_the_requirement_in_toml(tmp_path):
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        'name = "p"\nversion = "1"\nset_by = "board"\nset_at = 2026-01-01T00:00:00Z\n\n[[threshold]]\n'
+        'id = "t"\nmeasurement = "heads.inventory"\nmetric = "induction_score_max"\ncomparator = ">="\n'
+        'threshold = 0.5\nrationale = "r"\nvalidation = { min_detection = 0.8, max_false_alarms = 0.1 }\n',
+        encoding="utf-8",
+    )
+    t = load_policy(path).thresholds[0]
+    assert t.validation == ValidationRequirement(min_detection=0.8, max_false_alarms=0.1)
+
+
+def test_validate_counts_detections_false_alarms_and_failures(temporary_measurement):
+    """A detector over the bundled refusal pair: the measurement fires on the refuser and fails on the control."""
+    from evidence.measure import Detector, MeasurementResult
+    from evidence.records import Metric
+    from evidence.validation import bundled_population, validate
+
+    def reads_the_name(model, params, ctx):
+        if model.identity.name == "refuser-control":
+            raise RuntimeError("cannot read this one")
+        return MeasurementResult(metrics=[Metric(name="score", value=1.0, unit="0/1")], summary="")
+
+    temporary_measurement("val.fixed", reads_the_name, detectors=[
+        Detector("score", "refusal", (Criterion(comparator=">=", threshold=1, rule="point"),))])
+    lines: list[str] = []
+    r = validate(bundled_population(), measurements=["val.fixed"], progress=lines.append)
+    (d,) = r.detectors
+    assert (d.detection.k, d.detection.n, d.false_alarms.k, d.false_alarms.n, d.errors) == (1, 1, 0, 1, 1)
+    assert d.detection.ci.lower > 0 and d.detection.ci.upper == 1.0  # exact interval, never [1, 1]
+    failed = next(o for o in d.organisms if o.organism == "refuser-control")
+    assert failed.status == "error" and "cannot read this one" in failed.error and not failed.fired
+    assert lines == ["[1/2] val.fixed on refuser (planted)", "[2/2] val.fixed on refuser-control (control)"]
+    assert r.population == "bundled" and len(r.population_digest) == 64
+
+
+def test_the_cli_refuses_a_population_this_release_does_not_ship(tmp_path, capsys):
+    assert main(["validate", "--population", "heldout", "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "heldout" in err and "not part of this release" in err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_written_report_reads_back(tmp_path):
+    from evidence.validation_report import read_report, report_bytes
+
+    r, digest = report(detector((9, 9), (1, 12)))
+    path = tmp_path / "r.json"
+    path.write_bytes(report_bytes(r))
+    assert read_report(path) == r
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format": "9"}), encoding="utf-8")
+    from evidence.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="validation report"):
+        read_report(path)
+
+
+def test_the_verifier_refuses_verdicts_that_rest_on_a_report_it_does_not_have():
+    """Step 7 recomputes verdicts; one that cites a validation report this release lacks cannot be recomputed."""
+    from signing.verify import _cited_validation, _Failed
+    from tests.factories import make_dossier
+
+    r, digest = report(detector((9, 9), (0, 12)))
+    policy = make_policy(thresholds=[gated(max_false_alarms=0.3)])
+    verdicts = evaluate(policy, [make_record()], subject="toy", validation=(r, digest))
+    assert verdicts[0].validation_report == digest
+    dossier = make_dossier(policy=policy, verdicts=verdicts, gate=roll_up(verdicts))
+    with pytest.raises(_Failed, match=f"validation report {digest[:16]}"):
+        _cited_validation(dossier)
+    plain = make_dossier(policy=make_policy(), verdicts=[], gate=None)
+    assert _cited_validation(plain) is None  # nothing cited, and this release ships no report
