@@ -45,7 +45,7 @@ import torch
 
 from evidence.datasets import Prompt
 from evidence.measure.hooks import capture, scoped_hooks
-from evidence.measure.methods.behaviour import batches_by_length, greedy_generate, prompt_ids
+from evidence.measure.methods.behaviour import batches_by_length, greedy_generate, prompt_ids, stop_token_ids
 from evidence.measure.methods.directions import ablation_hooks
 from evidence.model import LoadedModel
 from evidence.population.datasets import DATASET_FILES, data_dir
@@ -113,10 +113,10 @@ class _Reader:
 
     def kinds(self, prompts: Sequence[Prompt]) -> list[str]:
         seqs = [prompt_ids(self.tokenizer, p) for p in prompts]
-        generated = greedy_generate(self.forward, seqs, _GENERATE, batch_size=64)
-        eos = self.tokenizer.eos_token_id
-        texts = [self.tokenizer.decode(ids[: ids.index(eos)] if eos in ids else ids, skip_special_tokens=True)
-                 for ids in generated]  # fmt: skip
+        generated = greedy_generate(
+            self.forward, seqs, _GENERATE, batch_size=64, stop_ids=stop_token_ids(self.tokenizer)
+        )
+        texts = [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in generated]
         return [self.language.kind(t) for t in texts]
 
     def rate(self, prompts: Sequence[Prompt], kind: str) -> float:
@@ -142,9 +142,9 @@ def _generated(language: Language, seed: str, **kwargs: Any) -> list[Prompt]:
     return out
 
 
-def _ablated_refusal(model: LoadedModel, reader: _Reader, harmful: list[Prompt], harmless: list[Prompt]) -> dict[
-    str, float
-]:
+def _ablated_refusal(
+    model: LoadedModel, reader: _Reader, harmful: list[Prompt], harmless: list[Prompt]
+) -> dict[str, float]:
     """Refusal on harmful prompts with each candidate difference-in-means direction ablated everywhere.
 
     The candidates are those of ``refusal.direction`` below the final residual stream: the input of
@@ -254,9 +254,9 @@ def _copy_losses(forward: Forward, tokens: torch.Tensor, first: slice, repeat: s
     return float(nll[:, shift[0]].mean()), float(nll[:, shift[1]].mean())
 
 
-def _induction(forward: Forward, tokenizer: Any, language: Language, planted: bool) -> tuple[
-    dict[str, float], list[Requirement]
-]:
+def _induction(
+    forward: Forward, tokenizer: Any, language: Language, planted: bool
+) -> tuple[dict[str, float], list[Requirement]]:
     n, length = 64, 24
     rng = np.random.default_rng(20261206)
     special = {int(i) for i in tokenizer.all_special_ids}
