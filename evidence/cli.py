@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evidence.errors import ConfigError, UserFacingError
+from evidence.errors import UserFacingError
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
@@ -302,7 +302,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from evidence.runspec import default_runspec_path, load_runspec
 
     try:
-        from evidence.validation import bundled_population, validate
+        from evidence.validation import bundled_population, population_split, validate
         from evidence.validation_report import report_bytes
     except ModuleNotFoundError as exc:  # pragma: no cover - the light install has no torch
         from evidence.errors import missing_extra
@@ -312,13 +312,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if out.exists() and out.is_dir():
         raise _usage(f"--out {out} is a directory; give the report's file name")
     if args.population == "bundled":
+        if args.member:
+            raise _usage("--member names members of the calibration population: use --population dev|heldout|all")
         population = bundled_population()
     else:
-        raise ConfigError(
-            f"the calibration population's {args.population!r} split is not part of this release",
-            hint="validate --population bundled runs the reference organisms (one planted organism and one control "
-            "per behaviour)",
-        )
+        population = population_split(args.population, names=args.member)
     # The shipped configuration: each measurement's parameters as the default run spec sets them.
     params = load_runspec(default_runspec_path()).measurements
     say = _progress()
@@ -545,8 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="detection and false-alarm rates of every detector over a population")
     p.add_argument("--population", default="bundled", choices=["bundled", "dev", "heldout", "all"],
-                   help="which organisms to measure (default: bundled, the reference organisms)")
+                   help="which organisms to measure (default: bundled, the reference organisms; dev, heldout, all: "
+                        "the calibration population's splits)")
     p.add_argument("--measurement", action="append", metavar="ID", help="validate only these (repeatable)")
+    p.add_argument("--member", action="append", metavar="NAME",
+                   help="only these members of the population split (repeatable; the report's population is "
+                        "then '<split>-subset')")
     p.add_argument("--seed", type=int, default=0, help="task seed of every run (default: 0)")
     p.add_argument("--out", required=True, help="validation report (JSON) to write")
     p.set_defaults(func=_cmd_validate)
