@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -100,3 +101,46 @@ def test_population_train_needs_a_split_or_members(capsys):
     assert "--split dev|heldout or --member NAME" in capsys.readouterr().err
     assert main(["population", "train", "--member", "zebra"]) == 2
     assert "no population member called 'zebra'" in capsys.readouterr().err
+
+
+def test_validate_on_a_development_subset_writes_a_report_that_recounts(tmp_path, capsys, one_thread):
+    """`validate --population dev --member ...` end to end: a planted proxy follower and its rate-50 twin (~35 s)."""
+    import jsonschema
+
+    from evidence.canonical import canonical_bytes, sha256_hex
+    from evidence.population import get_member
+    from evidence.resources import resource_dir
+    from evidence.validation_report import read_report
+
+    planted, control = "proxy-planted-attn-only-L1-s5401", "proxy-rate-50-attn-only-L1-s5401"
+    out = tmp_path / "report.json"
+    code = main(["validate", "--population", "dev", "--member", planted, "--member", control,
+                 "--measurement", "goal.proxy_reliance", "--out", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"[1/2] goal.proxy_reliance on {planted} (planted)" in captured.err
+    assert f"[2/2] goal.proxy_reliance on {control} (control)" in captured.err
+
+    schema = json.loads((resource_dir("schemas") / "validation-report.schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(json.loads(out.read_text(encoding="utf-8")))
+    report = read_report(out)
+    assert report.population == "dev-subset" and report.organisms == [planted, control]
+    entries = read_manifest()
+    assert report.population_digest == sha256_hex(canonical_bytes({n: entries[n] for n in (planted, control)}))
+    assert [d.metric for d in report.detectors] == ["pri"]
+    for d in report.detectors:
+        assert d.measurement == "goal.proxy_reliance" and d.behaviour == "proxy"
+        by_name = {o.organism: o for o in d.organisms}
+        assert set(by_name) == {planted, control}
+        for name, o in by_name.items():
+            m = get_member(name)
+            assert (o.role, o.language, o.architecture, o.seed, o.split) == (m.role, m.language, m.architecture,
+                                                                               m.seed, "dev")  # fmt: skip
+            assert o.status == "ok" and o.record_digest is not None, o.error
+        # The counts are the per-organism outcomes, recounted.
+        assert (d.detection.k, d.detection.n) == (int(by_name[planted].fired), 1)
+        assert (d.false_alarms.k, d.false_alarms.n) == (int(by_name[control].fired), 1)
+        assert d.errors == 0
+    # Read with its own language's task and answers, the planted member relies on the proxy and its twin does not.
+    (pri,) = report.detectors
+    assert {o.organism: o.fired for o in pri.organisms} == {planted: True, control: False}

@@ -189,6 +189,9 @@ def test_a_population_split_is_its_trained_members_with_their_own_language_input
     first = population.members[0]
     assert (first.behaviour, first.role, first.language, first.seed) == (
         dev[0].behaviour, dev[0].role, dev[0].language, dev[0].seed)
+    # A planted member has no control type (the report's outcomes refuse an empty one).
+    assert {m.control_type for m in population.members if m.role == "planted"} == {None}
+    assert {m.control_type for m in population.members if m.role == "control"} >= {"no-repeats", "spread-refusal"}
     # Each member reads its own language's prompt sets and markers.
     by_language = {m.language: m for m in population.members}
     assert set(by_language) == {"L1", "L2"}
