@@ -15,7 +15,6 @@ organisms that ship with the package, one planted organism and one control per
 behaviour. It exercises the whole path end to end; its rates rest on n = 1 and
 say nothing about how often an instrument is right.
 
-
 :func:`population_split` is the calibration population (:mod:`evidence.population`)
 as a population: the members of a split (``dev``, ``heldout`` or ``all``), each
 loaded through :func:`evidence.model.load_model` (its files checked against the
