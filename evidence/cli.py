@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evidence.errors import ConfigError, UserFacingError
+from evidence.errors import UserFacingError
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
@@ -224,12 +224,85 @@ def _cmd_organisms_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_population_list(args: argparse.Namespace) -> int:
+    from evidence.errors import ModelLoadError
+    from evidence.population import members, read_manifest, verify_member
+
+    directory = Path(args.dir) if args.dir else None
+    manifest = read_manifest(directory)
+    rows = []
+    for member in members(args.split):
+        if member.name not in manifest:
+            status = "not trained"
+        else:
+            try:
+                verify_member(member.name, directory)
+                status = "trained"
+            except ModelLoadError:
+                status = "stale"  # files or table row differ from the manifest: retrain
+        rows.append((member, status))
+    if args.json:
+        out = [
+            {**m.as_dict(), "status": status, "checks": manifest.get(m.name, {}).get("checks")} for m, status in rows
+        ]
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return EXIT_OK
+    header = ("name", "behaviour", "role", "control_type", "arch", "lang", "seed", "split", "steps", "status")
+    table = [header] + [
+        (m.name, m.behaviour, m.role, m.control_type or "-", m.architecture, m.language, str(m.seed), m.split,
+         str(m.steps), status)
+        for m, status in rows
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
+def _cmd_population_train(args: argparse.Namespace) -> int:
+    import time
+
+    from evidence.population import get_member, members
+    from evidence.population.build import MemberBehaviourError, build_member
+
+    if not args.member and not args.split:
+        raise _usage("name the members to train: --split dev|heldout or --member NAME...")
+    chosen = [get_member(n) for n in args.member] if args.member else list(members(args.split))
+    if args.member and args.split:
+        chosen = [m for m in chosen if m.split == args.split]
+    if not chosen:
+        raise _usage("no member to train")
+    directory = Path(args.out) if args.out else None
+    say = _progress()
+    failed: list[str] = []
+    started = time.perf_counter()
+    for i, member in enumerate(chosen, 1):
+        say(f"[{i}/{len(chosen)}] training {member.name} ({member.architecture}, {member.language}, "
+            f"seed {member.seed}, {member.steps} steps)")  # fmt: skip
+        try:
+            result = build_member(member.name, directory=directory, progress=_detail(min_interval=10.0))
+        except MemberBehaviourError as exc:
+            failed.append(member.name)
+            print(f"{member.name}  NOT WRITTEN: {exc.message}")
+            continue
+        numbers = ", ".join(f"{k} {v:.3g}" for k, v in sorted(result.checks.numbers.items()))
+        print(f"{member.name}  {result.seconds:.0f} s ({result.cpu_seconds:.0f} s CPU)  "
+              f"{result.size_bytes / 1024:.0f} KiB  "
+              f"final loss {result.final_loss:.4f}  checks passed: {numbers}")  # fmt: skip
+    total = time.perf_counter() - started
+    print(f"{len(chosen) - len(failed)} of {len(chosen)} members written in {total / 60:.1f} min")
+    if failed:
+        print(f"not behaving as planted (not written): {', '.join(failed)}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from evidence.files import write_file_atomically
     from evidence.runspec import default_runspec_path, load_runspec
 
     try:
-        from evidence.validation import bundled_population, validate
+        from evidence.validation import bundled_population, population_split, validate
         from evidence.validation_report import report_bytes
     except ModuleNotFoundError as exc:  # pragma: no cover - the light install has no torch
         from evidence.errors import missing_extra
@@ -239,13 +312,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if out.exists() and out.is_dir():
         raise _usage(f"--out {out} is a directory; give the report's file name")
     if args.population == "bundled":
+        if args.member:
+            raise _usage("--member names members of the calibration population: use --population dev|heldout|all")
         population = bundled_population()
     else:
-        raise ConfigError(
-            f"the calibration population's {args.population!r} split is not part of this release",
-            hint="validate --population bundled runs the reference organisms (one planted organism and one control "
-            "per behaviour)",
-        )
+        population = population_split(args.population, names=args.member)
     # The shipped configuration: each measurement's parameters as the default run spec sets them.
     params = load_runspec(default_runspec_path()).measurements
     say = _progress()
@@ -472,8 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="detection and false-alarm rates of every detector over a population")
     p.add_argument("--population", default="bundled", choices=["bundled", "dev", "heldout", "all"],
-                   help="which organisms to measure (default: bundled, the reference organisms)")
+                   help="which organisms to measure (default: bundled, the reference organisms; dev, heldout, all: "
+                        "the calibration population's splits)")
     p.add_argument("--measurement", action="append", metavar="ID", help="validate only these (repeatable)")
+    p.add_argument("--member", action="append", metavar="NAME",
+                   help="only these members of the population split (repeatable; the report's population is "
+                        "then '<split>-subset')")
     p.add_argument("--seed", type=int, default=0, help="task seed of every run (default: 0)")
     p.add_argument("--out", required=True, help="validation report (JSON) to write")
     p.set_defaults(func=_cmd_validate)
@@ -494,6 +569,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="train a replicate from this seed instead of the registered one")
     t.add_argument("--out", metavar="DIR", help="write weights and manifest here (default: the bundled weights)")
     t.set_defaults(func=_cmd_organisms_train)
+
+    p = sub.add_parser("population", help="the calibration population (planted organisms and matched controls)")
+    psub = p.add_subparsers(dest="population_command", required=True, parser_class=_Parser)
+    t = psub.add_parser("list", help="the population table and which members are trained")
+    t.add_argument("--split", choices=("dev", "heldout"), help="only this split")
+    t.add_argument("--dir", metavar="DIR", help="members directory (default: the bundled members)")
+    t.add_argument("--json", action="store_true", help="print as JSON, with each member's behaviour check")
+    t.set_defaults(func=_cmd_population_list)
+    t = psub.add_parser("train", help="train members from their seeds, check their behaviour, write them")
+    t.add_argument("--split", choices=("dev", "heldout"), help="train every member of this split")
+    t.add_argument("--member", nargs="+", metavar="NAME", help="train only these members")
+    t.add_argument("--out", metavar="DIR", help="members directory to write (default: the bundled members)")
+    t.set_defaults(func=_cmd_population_train)
     return parser
 
 

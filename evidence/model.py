@@ -10,7 +10,13 @@ Two kinds of subject, one result type:
   against the committed manifest;
 * a local Hugging Face directory (``ModelSpec(path=Path(...))``): loaded with
   ``TransformerBridge.boot_transformers`` with the hub switched off, the
-  tokenizer read from the same directory.
+  tokenizer read from the same directory;
+* a member of the calibration population (``ModelSpec(organism=NAME)`` with a
+  name from ``evidence/population/population.csv``): every file of its
+  directory is checked against the population manifest first; an
+  attention-only member is then built with ``boot_native`` like a bundled
+  organism, any other member is loaded from its directory exactly as a local
+  Hugging Face directory is.
 
 Weights are used raw: no LayerNorm folding, no centring, no compatibility
 mode. :class:`evidence.records.ModelIdentity` records each of those choices
@@ -44,6 +50,8 @@ if TYPE_CHECKING:
     import torch
     from transformer_lens.model_bridge import TransformerBridge
 
+    from evidence.population import VerifiedMember
+
 __all__ = [
     "LoadedModel",
     "ModelSpec",
@@ -71,6 +79,7 @@ _CHUNK = 1 << 20
 # Tokenizer files that transformers may read from a model directory.
 _TOKENIZER_FILES = (
     "added_tokens.json",
+    "chat_template.jinja",
     "merges.txt",
     "special_tokens_map.json",
     "spiece.model",
@@ -137,14 +146,22 @@ class LoadedModel:
         return int(self.bridge.cfg.n_ctx)
 
 
-def load_model(spec: ModelSpec, *, organisms_dir: Path | None = None) -> LoadedModel:
+def load_model(
+    spec: ModelSpec, *, organisms_dir: Path | None = None, population_dir: Path | None = None
+) -> LoadedModel:
     """Load ``spec`` on the CPU in float32, raw weights, evaluation mode.
 
     ``organisms_dir`` overrides where organism weights and their manifest are
-    read from (default: :func:`evidence.organisms.weights_dir`).
+    read from (default: :func:`evidence.organisms.weights_dir`); ``population_dir``
+    where population members and their manifest are (default:
+    :func:`evidence.population.members_dir`).
     """
     try:
         if spec.organism is not None:
+            from evidence import organisms, population
+
+            if spec.organism not in organisms.ORGANISM_NAMES and population.is_member(spec.organism):
+                return _load_member(spec, population.verify_member(spec.organism, population_dir))
             return _load_organism(spec, organisms_dir)
         return _load_huggingface(spec)
     except MemoryError as exc:
@@ -250,11 +267,6 @@ def _check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:
 
 
 def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
-    import torch
-    from safetensors.torch import load_file
-    from transformer_lens.config import TransformerBridgeConfig
-    from transformer_lens.model_bridge.sources import boot_native
-
     from evidence import organisms
 
     name = spec.organism
@@ -307,22 +319,8 @@ def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
             raise ModelLoadError(f"cannot read organism tokenizer {tokenizer_path}: {exc}", hint=remedy) from exc
         tokenizer_sha = weights_digest({tokenizer_path.name: file_sha})
 
-    try:
-        state = load_file(str(weights), device=_DEVICE)
-    except Exception as exc:  # safetensors raises its own error types
-        raise ModelLoadError(f"cannot read organism weights {weights}: {exc}", hint=remedy) from exc
-    _check_finite(state, f"organism {name!r}")
-    config = TransformerBridgeConfig(**organism.architecture, seed=organism.seed, device=_DEVICE)
-    with torch.random.fork_rng(devices=[]):
-        bridge = boot_native(config, tokenizer=tokenizer)
-    try:
-        bridge.load_state_dict(state, strict=True)  # type: ignore[no-untyped-call]
-    except RuntimeError as exc:
-        raise ModelLoadError(
-            f"organism weights {weights} do not fit the architecture of {name!r}: {exc}",
-            hint=remedy,
-        ) from exc
-    bridge.eval()
+    bridge = _boot_native(organism.architecture, organism.seed, weights, tokenizer, what=f"organism {name!r}",
+                          remedy=remedy)  # fmt: skip
     identity = ModelIdentity(
         name=f"{name} (replicate from seed {seed})" if replicate else name,
         source="organism",
@@ -331,6 +329,66 @@ def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
         weights_sha256=weights_digest({weights.name: actual}),
         weight_files=[WeightFile(name=weights.name, sha256=actual, bytes=weights.stat().st_size)],
         tokenizer_sha256=tokenizer_sha,
+        n_parameters=int(bridge.n_params_total),
+        processing=_processing(),
+    )
+    return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
+
+
+def _boot_native(
+    architecture: Mapping[str, Any], seed: int, weights: Path, tokenizer: Any, *, what: str, remedy: str
+) -> TransformerBridge:
+    """A TransformerLens-native model of ``architecture`` with the (already verified) weights file loaded."""
+    import torch
+    from safetensors.torch import load_file
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge.sources import boot_native
+
+    try:
+        state = load_file(str(weights), device=_DEVICE)
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelLoadError(f"cannot read the weights of {what} ({weights}): {exc}", hint=remedy) from exc
+    _check_finite(state, what)
+    config = TransformerBridgeConfig(**architecture, seed=seed, device=_DEVICE)
+    with torch.random.fork_rng(devices=[]):
+        bridge = boot_native(config, tokenizer=tokenizer)
+    try:
+        bridge.load_state_dict(state, strict=True)  # type: ignore[no-untyped-call]
+    except RuntimeError as exc:
+        raise ModelLoadError(f"the weights {weights} do not fit the architecture of {what}: {exc}",
+                             hint=remedy) from exc  # fmt: skip
+    bridge.eval()
+    return bridge
+
+
+def _load_member(spec: ModelSpec, verified: VerifiedMember) -> LoadedModel:
+    """A population member whose files were just checked against the manifest."""
+    directory = verified.directory
+    if verified.native_architecture is None:
+        return _load_huggingface(ModelSpec(path=directory))
+    name = verified.member.name
+    remedy = f"interp-dossier population train --member {name}"
+    with _offline():
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load the tokenizer of population member {name!r}: {exc}",
+                                 hint=remedy) from exc  # fmt: skip
+    weights = directory / "model.safetensors"
+    bridge = _boot_native(verified.native_architecture, verified.member.seed, weights, tokenizer,
+                          what=f"population member {name!r}", remedy=remedy)  # fmt: skip
+    tokenizer_files = {f: d for f, d in verified.files.items() if f in _TOKENIZER_FILES}
+    identity = ModelIdentity(
+        name=name,
+        source="organism",
+        path=str(directory),
+        architecture=dict(verified.native_architecture),
+        weights_sha256=weights_digest({weights.name: verified.files[weights.name]}),
+        weight_files=[WeightFile(name=weights.name, sha256=verified.files[weights.name],
+                                 bytes=weights.stat().st_size)],  # fmt: skip
+        tokenizer_sha256=weights_digest(tokenizer_files),
         n_parameters=int(bridge.n_params_total),
         processing=_processing(),
     )

@@ -15,15 +15,24 @@ organisms that ship with the package, one planted organism and one control per
 behaviour. It exercises the whole path end to end; its rates rest on n = 1 and
 say nothing about how often an instrument is right.
 
+:func:`population_split` is the calibration population (:mod:`evidence.population`)
+as a population: the members of a split (``dev``, ``heldout`` or ``all``), each
+loaded through :func:`evidence.model.load_model` (its files checked against the
+population manifest) and measured with its own language's prompt sets and
+markers (``evidence/population/data/<language>/population.toml``).
+
 How the gate reads a report: :mod:`evidence.validation_report`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import JsonValue
@@ -39,7 +48,7 @@ from evidence.records import (
     ValidationReport,
 )
 
-__all__ = ["Member", "Population", "bundled_population", "validate"]
+__all__ = ["Member", "Population", "bundled_population", "population_split", "validate"]
 
 Inputs = tuple[Mapping[str, Dataset], Mapping[str, tuple[str, ...]]]
 
@@ -127,6 +136,96 @@ def bundled_population() -> Population:
     return Population(name="bundled", digest=digest, members=tuple(members))
 
 
+@functools.cache
+def _language_inputs(code: str) -> Inputs:
+    """Population language ``code``'s prompt sets and markers, as its run-spec fragment names them."""
+    from evidence.population import language_inputs
+    from evidence.runspec import load_dataset
+
+    files, phrases = language_inputs(code)
+    datasets = {name: load_dataset(name, path) for name, path in files.items()}
+    markers = {kind: tuple(p) for kind, p in phrases.items()}
+    return datasets, markers
+
+
+#: The population's splits as ``validate --population`` names them ("all": both).
+POPULATION_SPLITS = ("dev", "heldout", "all")
+
+
+def population_split(split: str, directory: Path | None = None, *, names: Sequence[str] | None = None) -> Population:
+    """The calibration population's ``split`` (``dev``, ``heldout`` or ``all``) as a :class:`Population`.
+
+    Every member of the split must be trained, with a manifest entry for its
+    current table row; its files are checked against that entry when it is
+    loaded. The population's digest is the sha256 of the canonical JSON of the
+    split's manifest entries (member name -> entry), so that training another
+    split does not change it. ``directory``: where the members and their manifest
+    are (default :func:`evidence.population.members_dir`). ``names``: only these
+    members of the split (a subset, named ``<split>-subset``).
+    """
+    from evidence import population as pop
+
+    if split not in POPULATION_SPLITS:
+        raise ConfigError(f"there is no population split {split!r}", hint=f"splits: {', '.join(POPULATION_SPLITS)}")
+    base = directory if directory is not None else pop.members_dir()
+    chosen = pop.members(None if split == "all" else split)
+    if names:
+        in_split = {m.name: m for m in chosen}
+        unknown = [n for n in names if n not in in_split]
+        if unknown:
+            raise ConfigError(
+                f"not members of the population's {split!r} split: {', '.join(unknown)}",
+                hint=f"interp-dossier population list{'' if split == 'all' else ' --split ' + split}",
+            )
+        chosen = tuple(in_split[n] for n in dict.fromkeys(names))
+    manifest = pop.read_manifest(base)
+    untrained = [m for m in chosen if m.name not in manifest]
+    stale = [m for m in chosen if m.name in manifest and manifest[m.name].get("member") != m.as_dict()]
+    if untrained or stale:
+        parts = []
+        if untrained:
+            parts.append(f"{len(untrained)} not trained ({_names(untrained)})")
+        if stale:
+            parts.append(f"{len(stale)} trained for another table row ({_names(stale)})")
+        splits = sorted({m.split for m in untrained + stale})
+        raise ConfigError(
+            f"the population's {split!r} split is incomplete in {base}: {'; '.join(parts)}",
+            hint=" and ".join(f"interp-dossier population train --split {s}" for s in splits),
+        )
+    entries = {m.name: manifest[m.name] for m in chosen}
+    out = [
+        Member(
+            name=m.name,
+            behaviour=m.behaviour,
+            role=m.role,
+            control_type=m.control_type or None,
+            architecture=m.architecture,
+            language=m.language,
+            seed=m.seed,
+            split=m.split,
+            load=_member_loader(m.name, directory),
+            inputs=functools.partial(_language_inputs, m.language),
+        )
+        for m in chosen
+    ]
+    name = f"{split}-subset" if names else split
+    return Population(name=name, digest=sha256_hex(canonical_bytes(entries)), members=tuple(out))
+
+
+def _names(chosen: Sequence[Any], shown: int = 3) -> str:
+    names = [m.name for m in chosen]
+    return ", ".join(names[:shown]) + (f", and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _member_loader(name: str, directory: Path | None) -> Callable[[], Any]:
+    def load() -> Any:
+        from evidence.model import ModelSpec, load_model
+
+        return load_model(ModelSpec(organism=name), population_dir=directory)
+
+    return load
+
+
 def _rate(k: int, n: int, level: float) -> Rate:
     from evidence.measure.stats import clopper_pearson_interval
 
@@ -209,6 +308,7 @@ def validate(
         for member in members_of[behaviour]:
             done += 1
             say(f"[{done}/{total}] {measurement_id} on {member.name} ({member.role})")
+            started = time.perf_counter()
             record: EvidenceRecord | None = None
             error: str | None = None
             try:
@@ -228,6 +328,8 @@ def validate(
             except Exception as exc:  # an organism that cannot be measured counts against the instrument
                 error = f"{type(exc).__name__}: {exc}"
             results[member.name] = (record, error)
+            failed = error is not None or (record is not None and record.status != "ok")
+            say(f"    {time.perf_counter() - started:.1f} s{' (failed)' if failed else ''}")
         effective = definition.validate_params(base).model_dump(mode="json")
         for detector in (d for d in definition.detectors if d.behaviour == behaviour):
             outcomes = [_outcome(m, detector, *results[m.name]) for m in members_of[behaviour]]

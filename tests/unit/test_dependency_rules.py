@@ -34,6 +34,7 @@ def loaded_after_import(module: str) -> set[str]:
         "evidence.cli",
         "evidence.run",
         "evidence.render",
+        "evidence.population",
     ],
 )
 def test_light_modules_load_no_heavy_library(module):
@@ -55,8 +56,9 @@ def imports_of(path: Path) -> set[str]:
 def owner_may_import(rel: str, library: str) -> bool:
     if library == "weasyprint":
         return rel == "evidence/render.py"
-    # torch and TransformerLens: model loading, measurements, and organism training only.
-    return rel == "evidence/model.py" or rel.startswith(("evidence/measure/", "evidence/organisms/"))
+    # torch and TransformerLens: model loading, measurements, and organism and population training only.
+    trainers = ("evidence/measure/", "evidence/organisms/", "evidence/population/")
+    return rel == "evidence/model.py" or rel.startswith(trainers)
 
 
 def test_heavy_libraries_are_imported_only_where_allowed():

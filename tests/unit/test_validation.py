@@ -150,15 +150,81 @@ def test_validate_counts_detections_false_alarms_and_failures(temporary_measurem
     assert d.detection.ci.lower > 0 and d.detection.ci.upper == 1.0  # exact interval, never [1, 1]
     failed = next(o for o in d.organisms if o.organism == "refuser-control")
     assert failed.status == "error" and "cannot read this one" in failed.error and not failed.fired
-    assert lines == ["[1/2] val.fixed on refuser (planted)", "[2/2] val.fixed on refuser-control (control)"]
+    assert [m for m in lines if m.startswith("[")] == [
+        "[1/2] val.fixed on refuser (planted)", "[2/2] val.fixed on refuser-control (control)"]
+    timings = [m for m in lines if not m.startswith("[")]
+    assert len(timings) == 2 and timings[0].endswith(" s") and timings[1].endswith(" s (failed)")
     assert r.population == "bundled" and len(r.population_digest) == 64
 
 
-def test_the_cli_refuses_a_population_this_release_does_not_ship(tmp_path, capsys):
+def _fake_manifest(directory, names, *, row_changes=None):
+    """A population manifest in ``directory`` with an entry (table row and one file digest) for each name."""
+    from evidence.population import get_member
+
+    entries = {n: {"member": {**get_member(n).as_dict(), **(row_changes or {})}, "files": {"x": "0" * 64}}
+               for n in names}  # fmt: skip
+    (directory / "manifest.json").write_text(json.dumps({"format": 1, "members": entries}), encoding="utf-8")
+
+
+def test_the_cli_refuses_a_population_split_that_is_not_trained(tmp_path, capsys, monkeypatch):
+    from evidence.population import ENV_POPULATION_DIR
+
+    monkeypatch.setenv(ENV_POPULATION_DIR, str(tmp_path))
     assert main(["validate", "--population", "heldout", "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
-    assert "heldout" in err and "not part of this release" in err
+    assert "'heldout' split is incomplete" in err and "72 not trained" in err
+    assert "interp-dossier population train --split heldout" in err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_population_split_is_its_trained_members_with_their_own_language_inputs(tmp_path):
+    from evidence.population import members
+    from evidence.validation import population_split
+
+    dev = members("dev")
+    _fake_manifest(tmp_path, [m.name for m in members()])
+    population = population_split("dev", tmp_path)
+    assert population.name == "dev" and [m.name for m in population.members] == [m.name for m in dev]
+    assert {m.split for m in population.members} == {"dev"}
+    first = population.members[0]
+    assert (first.behaviour, first.role, first.language, first.seed) == (
+        dev[0].behaviour, dev[0].role, dev[0].language, dev[0].seed)
+    # A planted member has no control type (the report's outcomes refuse an empty one).
+    assert {m.control_type for m in population.members if m.role == "planted"} == {None}
+    assert {m.control_type for m in population.members if m.role == "control"} >= {"no-repeats", "spread-refusal"}
+    # Each member reads its own language's prompt sets and markers.
+    by_language = {m.language: m for m in population.members}
+    assert set(by_language) == {"L1", "L2"}
+    datasets, markers = by_language["L2"].inputs()
+    assert markers["refusal"] == ("nokt veralt",) and "refusal.harmful" in datasets
+    assert by_language["L1"].inputs()[1]["refusal"] == ("sorry i cannot",)
+    everyone = population_split("all", tmp_path)
+    assert len(everyone.members) == len(members()) and everyone.digest != population.digest
+    # The digest covers the split's manifest entries only: training another split leaves it as it was.
+    _fake_manifest(tmp_path, [m.name for m in dev])
+    assert population_split("dev", tmp_path).digest == population.digest
+
+
+def test_a_population_subset_and_its_errors(tmp_path):
+    from evidence.errors import ConfigError
+    from evidence.population import members
+    from evidence.validation import population_split
+
+    dev = [m.name for m in members("dev")]
+    _fake_manifest(tmp_path, dev[:2])
+    subset = population_split("dev", tmp_path, names=dev[:2])
+    assert subset.name == "dev-subset" and [m.name for m in subset.members] == dev[:2]
+    assert subset.digest != population_split("dev", tmp_path, names=dev[:1]).digest
+    with pytest.raises(ConfigError, match="not members of the population's 'heldout' split"):
+        population_split("heldout", tmp_path, names=dev[:1])
+    with pytest.raises(ConfigError, match=r"25 not trained") as missing:
+        population_split("dev", tmp_path)
+    assert "population train --split dev" in missing.value.hint
+    _fake_manifest(tmp_path, dev, row_changes={"steps": 1})
+    with pytest.raises(ConfigError, match="27 trained for another table row"):
+        population_split("dev", tmp_path)
+    with pytest.raises(ConfigError, match="no population split 'test'"):
+        population_split("test", tmp_path)
 
 
 def test_a_written_report_reads_back(tmp_path):
