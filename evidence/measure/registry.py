@@ -127,6 +127,10 @@ class Detector:
     behaviour: str
     criteria: tuple[Criterion, ...]
     combine: str = "all"
+    #: The control types this detector answers for (empty: every control of its behaviour). A control
+    #: that keeps the behaviour and breaks only its mechanism (e.g. ``spread-refusal``) is a negative for a
+    #: detector of the mechanism, not for one that reads the behaviour itself.
+    controls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from evidence.records import BEHAVIOURS

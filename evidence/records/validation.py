@@ -79,7 +79,10 @@ class OrganismOutcome(_Frozen):
     language: Name
     seed: int
     split: Name
-    status: Literal["ok", "error"]
+    status: Literal["ok", "no-metric", "error"] = Field(
+        description="ok: the detector read its metric; no-metric: the measurement ran and reported no such "
+        "metric (nothing detected); error: the measurement failed"
+    )
     value: Number | None = None
     ci: ConfidenceInterval | None = None
     baseline: Baseline | None = None
@@ -89,8 +92,8 @@ class OrganismOutcome(_Frozen):
 
     @model_validator(mode="after")
     def _error_means_silent(self) -> OrganismOutcome:
-        if self.status == "error" and (self.fired or self.error is None):
-            raise ValueError(f"{self.organism}: a failed run reports its error and never fires")
+        if self.status != "ok" and (self.fired or self.error is None):
+            raise ValueError(f"{self.organism}: a run without the metric says why and never fires")
         return self
 
 
@@ -105,6 +108,10 @@ class DetectorValidation(_Frozen):
     criteria: list[Criterion] = Field(min_length=1)
     combine: Literal["all", "any"]
     criterion: Name = Field(description="the criteria in words")
+    control_types: list[Name] = Field(
+        default_factory=list,
+        description="the control types counted for false alarms (empty: every control of the behaviour)",
+    )
     detection: Rate = Field(description="planted organisms on which the detector fired")
     false_alarms: Rate = Field(description="controls on which the detector fired")
     errors: Annotated[int, Field(ge=0)]
@@ -122,14 +129,15 @@ class DetectorValidation(_Frozen):
             raise ValueError(f"{self.measurement}/{self.metric}: the rates do not recount from the organisms")
         if self.errors != sum(o.status == "error" for o in self.organisms):
             raise ValueError(f"{self.measurement}/{self.metric}: the error count does not match the organisms")
+        if self.control_types and any(o.control_type not in self.control_types for o in controls):
+            raise ValueError(f"{self.measurement}/{self.metric}: a control of a type it does not answer for")
         return self
 
     def summary(self) -> str:
         """One line, e.g. ``deception.probe 2.0.0 defection_state_evidence: detected 9/9 [66%, 100%], ...``."""
         return (
             f"{self.measurement} {self.version} {self.metric}: detected {_rate(self.detection)}, "
-            f"false alarms {_rate(self.false_alarms)}"
-            + (f", {self.errors} runs failed" if self.errors else "")
+            f"false alarms {_rate(self.false_alarms)}" + (f", {self.errors} runs failed" if self.errors else "")
         )
 
 

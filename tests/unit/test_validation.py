@@ -157,6 +157,58 @@ def test_validate_counts_detections_false_alarms_and_failures(temporary_measurem
     assert r.population == "bundled" and len(r.population_digest) == 64
 
 
+def test_a_detector_counts_only_the_controls_it_answers_for_and_a_missing_metric_is_no_detection(
+    temporary_measurement, tmp_path
+):
+    """A behaviour detector is not answerable for a control that keeps the behaviour (spread-refusal);
+    a run that reports no such metric detected nothing and is not a failed run."""
+    from evidence.measure import Detector, MeasurementResult
+    from evidence.records import Metric
+    from evidence.validation import Member, Population, validate
+
+    def member(name, role, control_type=None):
+        return Member(name=name, behaviour="refusal", role=role, control_type=control_type, architecture="gpt2",
+                      language="L1", seed=1, split="dev", load=lambda: _Named(name), inputs=lambda: ({}, {}))
+
+    def reads(model, params, ctx):
+        name = model.identity.name
+        metrics = [Metric(name="behaviour", value=1.0 if name != "never" else 0.0, unit="0/1")]
+        if name == "planted":
+            metrics.append(Metric(name="mechanism", value=1.0, unit="0/1"))
+        return MeasurementResult(metrics=metrics, summary=f"read {name}")
+
+    point = (Criterion(comparator=">=", threshold=1, rule="point"),)
+    temporary_measurement("val.kinds", reads, detectors=[
+        Detector("behaviour", "refusal", point, controls=("never-refuses",)),
+        Detector("mechanism", "refusal", point)])
+    population = Population(name="toy", digest="e" * 64, members=(
+        member("planted", "planted"), member("never", "control", "never-refuses"),
+        member("spread", "control", "spread-refusal")))
+    behaviour, mechanism = validate(population, measurements=["val.kinds"]).detectors
+    assert [o.organism for o in behaviour.organisms] == ["planted", "never"], behaviour.organisms  # spread refuses
+    assert behaviour.control_types == ["never-refuses"]
+    assert (behaviour.detection.k, behaviour.false_alarms.k, behaviour.false_alarms.n) == (1, 0, 1), behaviour.organisms
+    assert [o.organism for o in mechanism.organisms] == ["planted", "never", "spread"]
+    assert (mechanism.detection.k, mechanism.false_alarms.k, mechanism.false_alarms.n, mechanism.errors) == (1, 0, 2, 0)
+    silent = [o for o in mechanism.organisms if o.role == "control"]
+    assert all(o.status == "no-metric" and not o.fired and "no metric 'mechanism'" in o.error for o in silent)
+    with pytest.raises(ValidationError, match="does not answer for"):
+        DetectorValidation.model_validate(
+            behaviour.model_dump() | {"control_types": ["spread-refusal"]})
+
+
+class _Named:
+    """The least a measurement needs of a loaded model here: a name and a spec."""
+
+    def __init__(self, name: str) -> None:
+        from types import SimpleNamespace
+
+        from evidence.model import ModelSpec
+
+        self.identity = SimpleNamespace(name=name, weights_sha256="a" * 64)
+        self.spec = ModelSpec(organism=name)
+
+
 def _fake_manifest(directory, names, *, row_changes=None):
     """A population manifest in ``directory`` with an entry (table row and one file digest) for each name."""
     from evidence.population import get_member

@@ -705,6 +705,7 @@ def _summary(
             "refusal_rate_baseline",
             "refusal",
             (Criterion(comparator=">=", threshold=0.9, margin=0.02, rule="ci-bound"),),
+            controls=("never-refuses",),  # a spread-refusal control refuses: a negative for the direction only
         ),
     ),
     calibration=(
