@@ -27,6 +27,7 @@ from evidence.records import (
     Gate,
     Metric,
     Policy,
+    Threshold,
     ValidationReport,
     Verdict,
 )
@@ -167,7 +168,7 @@ def check_passes(check: CalibrationCheck) -> bool:
     if check.value is None or not check.criteria:
         return False
     metric = Metric(name=check.metric, value=check.value, unit="value", ci=check.ci, baseline=check.baseline)
-    return satisfied(check.criteria, check.combine, metric)
+    return satisfied(check.criteria, check.combine, metric) == (check.expected == "holds")
 
 
 def evaluate(
@@ -212,6 +213,8 @@ def evaluate(
         if t.validation is not None:
             report, digest = validation if validation is not None else (None, None)
             shortfall, account = validation_requirement_verdict(t, record, report)
+            if shortfall is None and digest is not None:
+                shortfall = _spot_check_shortfall(t, records, digest)
             fields |= {"validation": account, "validation_report": digest}
             if shortfall is not None:
                 verdicts.append(_verdict(fields, "inconclusive", shortfall))
@@ -219,6 +222,26 @@ def evaluate(
         verdict, reason = judge(t, metric)
         verdicts.append(_verdict(fields, verdict, reason))
     return verdicts
+
+
+def _spot_check_shortfall(threshold: Threshold, records: Sequence[EvidenceRecord], digest: str) -> str | None:
+    """Why this run's spot checks do not confirm the validation report for ``threshold``'s metric, if they do not."""
+    checks = [
+        c
+        for r in records
+        for c in r.checks
+        if c.validation_report == digest and c.measurement == threshold.measurement and c.metric == threshold.metric
+    ]
+    where = f"{threshold.measurement} {threshold.metric}"
+    if not checks:
+        return f"no spot check in this run re-measured the validation of {where} (calibration.organisms)"
+    disagree = [c.organism for c in checks if not c.passed]
+    if disagree:
+        return (
+            f"this run's spot check of {where} disagrees with the validation report on "
+            f"{', '.join(disagree)}: the report's rates may not hold in this environment"
+        )
+    return None
 
 
 def _verdict(fields: dict[str, object], verdict: str, reason: str) -> Verdict:

@@ -48,7 +48,16 @@ from evidence.records import (
     ValidationReport,
 )
 
-__all__ = ["Member", "Population", "bundled_population", "population_split", "validate"]
+__all__ = [
+    "Member",
+    "Population",
+    "bundled_population",
+    "population_split",
+    "report_population",
+    "spot_check",
+    "spot_check_selection",
+    "validate",
+]
 
 Inputs = tuple[Mapping[str, Dataset], Mapping[str, tuple[str, ...]]]
 
@@ -373,3 +382,135 @@ def validate(
         environment=capture_validation_environment(),
         detectors=detectors,
     )
+
+
+# -- the in-run spot check ---------------------------------------------------------------
+
+
+def report_population(report: ValidationReport) -> Population:
+    """The population ``report`` was measured on, as this release has it; refused if it changed since."""
+    name = report.population
+    if name == "bundled":
+        population = bundled_population()
+    elif name.endswith("-subset"):
+        population = population_split(name.removesuffix("-subset"), names=report.organisms)
+    else:
+        population = population_split(name)
+    if population.digest != report.population_digest:
+        raise ConfigError(
+            f"the population {name!r} is not the one the validation report was measured on (its digest differs)",
+            hint="measure the validation report again: interp-dossier validate",
+        )
+    return population
+
+
+def spot_check_selection(report: ValidationReport, per_role: int, seed: int) -> list[tuple[Any, OrganismOutcome]]:
+    """``(detector, organism outcome)`` pairs to re-measure, chosen by a hash of the seed and the name.
+
+    Per detector, ``per_role`` planted organisms and ``per_role`` controls among those the report read
+    (status ok): a spot check compares values the report has.
+    """
+    chosen = []
+    for d in report.detectors:
+        for role in ("planted", "control"):
+            read = [o for o in d.organisms if o.role == role and o.status == "ok"]
+            read.sort(key=lambda o: hashlib.sha256(f"{seed}:{d.measurement}:{o.organism}".encode()).hexdigest())
+            chosen += [(d, o) for o in read[:per_role]]
+    return chosen
+
+
+def spot_check(
+    report: ValidationReport,
+    digest: str,
+    *,
+    per_role: int = 1,
+    seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+) -> list[Any]:
+    """Re-measure a few organisms of the report in this environment; one calibration check per organism.
+
+    Each check expects what the report recorded for the organism (the detector fired, or it did not) and
+    passes when this run agrees; a run that fails, or an instrument version other than the validated one,
+    disagrees. The checks carry the report's digest; the gate reads them
+    (:func:`evidence.policy.evaluate`).
+    """
+    from evidence.measure import SharedResults, Task, registered, run_task
+    from evidence.policy import check_passes, describe_all
+    from evidence.records import CalibrationCheck
+
+    selection = spot_check_selection(report, per_role, seed)
+    problem: str | None = None
+    members: dict[str, Member] = {}
+    if selection:
+        try:
+            members = {m.name: m for m in report_population(report).members}
+        except ConfigError as exc:
+            problem = exc.one_line()
+    defs = registered()
+    loaded: dict[str, Any] = {}
+    shared: dict[str, SharedResults] = {}
+    records: dict[tuple[str, str], tuple[EvidenceRecord | None, str | None]] = {}
+    checks = []
+    for i, (d, recorded) in enumerate(selection):
+        if progress is not None:
+            progress(i / len(selection), f"spot check of {d.measurement} on {recorded.organism}")
+        record: EvidenceRecord | None = None
+        error = problem
+        definition = defs.get(d.measurement)
+        if error is None and definition is None:
+            error = f"this release has no measurement {d.measurement!r}"
+        elif error is None and definition is not None and definition.version != d.version:
+            error = f"validated as version {d.version}, this release runs {definition.version}"
+        elif error is None and recorded.organism not in members:
+            error = f"{recorded.organism} is not in the population"
+        if error is None:
+            key = (d.measurement, recorded.organism)
+            if key not in records:
+                member = members[recorded.organism]
+                try:
+                    model = loaded.get(member.name)
+                    if model is None:
+                        model = loaded[member.name] = member.load()
+                    datasets, markers = member.inputs()
+                    task = Task(
+                        measurement_id=d.measurement,
+                        params={**d.params, **dict(member.params.get(d.measurement, {}))},
+                        seed=report.seed,
+                        subject=model.spec,
+                        datasets=datasets,
+                        markers=markers,
+                    )
+                    records[key] = (run_task(task, model, shared=shared.setdefault(member.name, SharedResults())), None)
+                except Exception as exc:  # a spot check that cannot run disagrees, visibly
+                    records[key] = (None, f"{type(exc).__name__}: {exc}")
+            record, error = records[key]
+        metric = None
+        if record is not None and record.status == "ok":
+            try:
+                metric = record.metric(d.metric)
+            except KeyError:
+                error = f"no metric {d.metric!r}"
+        elif record is not None:
+            error = f"{record.error.type}: {record.error.message}" if record.error else "the measurement failed"
+        said = "fired" if recorded.fired else "did not fire"
+        criterion = f"spot check: {describe_all(d.criteria, d.combine, d.metric)}; the report recorded that it {said}"
+        if error is not None:
+            criterion += f" (not evaluated: {error})"
+        check = CalibrationCheck(
+            measurement=d.measurement,
+            organism=recorded.organism,
+            planted=recorded.role == "planted",
+            metric=d.metric,
+            value=metric.value if metric is not None else None,
+            ci=metric.ci if metric is not None else None,
+            baseline=metric.baseline if metric is not None else None,
+            criteria=list(d.criteria),
+            combine=d.combine,
+            criterion=criterion[:1000],
+            expected="holds" if recorded.fired else "fails",
+            validation_report=digest,
+            passed=False,
+            record_digest=sha256_hex(canonical_bytes(record)) if record is not None else None,
+        )
+        checks.append(check.model_copy(update={"passed": check_passes(check)}))
+    return checks

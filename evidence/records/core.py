@@ -206,6 +206,15 @@ class CalibrationCheck(_Frozen):
     criterion: Annotated[str, StringConstraints(min_length=1, max_length=1000)] = Field(
         description="the criteria in words and numbers (and why a check could not be evaluated)"
     )
+    expected: Literal["holds", "fails"] = Field(
+        default="holds",
+        description="whether the criteria are expected to hold; a spot check expects what the validation "
+        "report recorded for the organism, which on a missed planted organism is that they fail",
+    )
+    validation_report: Sha256Hex | None = Field(
+        default=None,
+        description="a spot check: the sha256 of the validation report whose recorded outcome it re-measures",
+    )
     passed: bool
     record_digest: Sha256Hex | None = Field(default=None, description="the calibration run's record")
 

@@ -77,9 +77,26 @@ def gated(**requirement) -> Threshold:
                      comparator=">=", threshold=0.5, rationale="r", validation=ValidationRequirement(**requirement))
 
 
-def judged(threshold: Threshold, validation, record=None):
+def spot_checked(digest: str | None, *agreements: bool, metric="induction_score_max"):
+    """A calibration record whose spot checks of heads.inventory against report ``digest`` agree or not."""
+    from evidence.records import CalibrationCheck, MeasurementSpec
+
+    checks = [
+        CalibrationCheck(measurement="heads.inventory", organism=f"m{i}", planted=True, metric=metric, value=0.9,
+                         criteria=[CRITERION], criterion="spot check", expected="holds" if agrees else "fails",
+                         validation_report=digest, passed=agrees)
+        for i, agrees in enumerate(agreements)
+    ]  # fmt: skip
+    return make_record("calibration.organisms:toy", checks=checks,
+                       measurement=MeasurementSpec(id="calibration.organisms", version="1.3.0", params={}))
+
+
+def judged(threshold: Threshold, validation, record=None, spot=None):
+    """The verdict of ``threshold``; by default the run's spot check agrees with the report."""
     policy = make_policy(thresholds=[threshold])
-    return evaluate(policy, [record or make_record()], subject="toy", validation=validation)[0]
+    if spot is None:
+        spot = spot_checked(validation[1] if validation else None, True, True)
+    return evaluate(policy, [record or make_record(), spot], subject="toy", validation=validation)[0]
 
 
 def test_a_validated_instrument_decides_and_the_verdict_cites_its_validation():
@@ -105,6 +122,89 @@ def test_an_instrument_short_of_its_validation_leaves_the_verdict_inconclusive(v
     assert verdict.verdict == "inconclusive"
     assert reason in verdict.reason
     assert roll_up([verdict]).decision == "inconclusive"
+
+
+def test_the_runs_spot_check_must_confirm_the_report():
+    r, digest = report(detector((9, 9), (0, 12)))
+    requirement = gated(max_false_alarms=0.3)
+    assert judged(requirement, (r, digest)).verdict == "pass"
+    disagrees = judged(requirement, (r, digest), spot=spot_checked(digest, True, False))
+    assert disagrees.verdict == "inconclusive" and "disagrees with the validation report on m1" in disagrees.reason
+    for missing in (spot_checked(digest), spot_checked("f" * 64, True), spot_checked(digest, True, metric="other")):
+        verdict = judged(requirement, (r, digest), spot=missing)
+        assert verdict.verdict == "inconclusive" and "no spot check in this run" in verdict.reason
+
+
+def test_a_spot_check_expects_what_the_report_recorded():
+    """A check that expects the criteria to fail passes when they fail, and never on a missing value."""
+    from evidence.policy import check_passes
+    from evidence.records import CalibrationCheck
+
+    def check(value, expected):
+        point = Criterion(comparator=">=", threshold=0.5, rule="point")
+        return CalibrationCheck(measurement="heads.inventory", organism="m", planted=True, metric="x", value=value,
+                                criteria=[point], criterion="c", expected=expected, passed=False)
+
+    assert check_passes(check(0.9, "holds")) and not check_passes(check(0.1, "holds"))
+    assert check_passes(check(0.1, "fails")) and not check_passes(check(0.9, "fails"))
+    assert not check_passes(check(None, "fails"))
+
+
+def test_the_spot_check_re_measures_organisms_of_the_report_and_compares(temporary_measurement, monkeypatch):
+    """Over the bundled population: agreement, a changed instrument, a changed population, a failed run."""
+    from evidence.measure import Detector, MeasurementResult
+    from evidence.records import Metric
+    from evidence.validation import bundled_population, spot_check, validate
+    from evidence.validation_report import report_bytes
+
+    fires_on = {"refuser"}
+
+    def reads_the_name(model, params, ctx):
+        if "broken" in fires_on:
+            raise RuntimeError("cannot read")
+        value = 1.0 if model.identity.name in fires_on else 0.0
+        return MeasurementResult(metrics=[Metric(name="score", value=value, unit="0/1")], summary="")
+
+    point = (Criterion(comparator=">=", threshold=1, rule="point"),)
+    temporary_measurement("val.spot", reads_the_name, detectors=[Detector("score", "refusal", point)])
+    r = validate(bundled_population(), measurements=["val.spot"])
+    digest = sha256_hex(report_bytes(r))
+    checks = spot_check(r, digest)
+    assert [(c.organism, c.expected, c.passed) for c in checks] == [
+        ("refuser", "holds", True), ("refuser-control", "fails", True)]
+    assert all(c.validation_report == digest and c.record_digest for c in checks)
+
+    fires_on.add("refuser-control")  # the instrument now raises a false alarm the report did not record
+    assert [c.passed for c in spot_check(r, digest)] == [True, False]
+    fires_on.add("broken")
+    failed = spot_check(r, digest)
+    assert not any(c.passed for c in failed) and "not evaluated: RuntimeError: cannot read" in failed[0].criterion
+    fires_on.discard("broken")
+
+    stale = r.model_copy(update={"detectors": [r.detectors[0].model_copy(update={"version": "0.0.1"})]})
+    assert all("validated as version 0.0.1" in c.criterion and not c.passed for c in spot_check(stale, digest))
+    moved = r.model_copy(update={"population_digest": "0" * 64})
+    assert all("not the one the validation report was measured on" in c.criterion for c in spot_check(moved, digest))
+    assert spot_check(r, digest, per_role=0) == []
+
+    # in a run: calibration.organisms spot-checks the shipped report, and the verifier recomputes its checks
+    from evidence.measure import Task, run_task
+    from evidence.model import ModelSpec, load_model
+    from evidence.policy import check_passes
+
+    fires_on.discard("refuser-control")
+    monkeypatch.setattr("evidence.validation_report.shipped_report", lambda: (r, digest))
+    subject = load_model(ModelSpec(organism="refuser"))
+    task = Task("calibration.organisms", {"measurements": ["val.spot"]}, 0, subject.spec)
+    record = run_task(task, subject)
+    assert record.status == "ok", record.error
+    assert [record.metric(m).value for m in ("spot_checks_total", "spot_checks_agreeing", "all_checks_passed")] == [
+        2, 2, 1]
+    assert "2 of 2 organisms re-measured here agree" in record.summary
+    assert all(check_passes(c) == c.passed for c in record.checks)
+    off = run_task(Task("calibration.organisms", {"measurements": ["val.spot"], "spot_check": 0}, 0, subject.spec),
+                   subject)
+    assert off.metric("spot_checks_total").value == 0 and off.checks == []
 
 
 def test_execution_parameters_do_not_void_a_validation():

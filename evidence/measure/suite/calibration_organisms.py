@@ -84,6 +84,13 @@ class CalibrationParams(MeasurementParams):
     params: dict[str, dict[str, JsonValue]] = Field(
         default_factory=dict, description="parameters per calibrated measurement (default: its defaults)"
     )
+    spot_check: int = Field(
+        default=1,
+        ge=0,
+        le=9,
+        description="per detector of the shipped validation report, this many of its planted organisms and "
+        "this many of its controls re-measured here and compared with what the report recorded (0: none)",
+    )
 
     @field_validator("measurements", "params")
     @classmethod
@@ -214,7 +221,7 @@ def _table(rows: list[CalibrationCheck]) -> Table:
     )
 
 
-def _metrics_and_summary(rows: list[CalibrationCheck]) -> tuple[list[Metric], str]:
+def _metrics_and_summary(rows: list[CalibrationCheck], spots: list[CalibrationCheck]) -> tuple[list[Metric], str]:
     passed = sum(r.passed for r in rows)
     planted_ok = sum(r.passed for r in rows if r.planted)
     controls_ok = sum(r.passed for r in rows if not r.planted)
@@ -224,31 +231,64 @@ def _metrics_and_summary(rows: list[CalibrationCheck]) -> tuple[list[Metric], st
         Metric(name="checks_total", value=len(rows), unit="checks"),
         Metric(name="planted_detected", value=planted_ok, unit="checks", description=f"of {n_planted}"),
         Metric(name="controls_clean", value=controls_ok, unit="checks", description=f"of {len(rows) - n_planted}"),
-        Metric(name="all_checks_passed", value=int(passed == len(rows) and len(rows) > 0), unit="0/1"),
-    ]
-    failed = [f"{r.measurement} on {r.organism}" for r in rows if not r.passed]
+        Metric(name="spot_checks_total", value=len(spots), unit="checks",
+               description="organisms of the validation report re-measured in this run"),
+        Metric(name="spot_checks_agreeing", value=sum(c.passed for c in spots), unit="checks",
+               description=f"of {len(spots)}: the detector fired, or stayed silent, as the report recorded"),
+        Metric(
+            name="all_checks_passed",
+            value=int(passed == len(rows) and len(rows) + len(spots) > 0 and all(c.passed for c in spots)),
+            unit="0/1",
+        ),
+    ]  # fmt: skip
+    failed = [f"{r.measurement} on {r.organism}" for r in rows + spots if not r.passed]
     summary = (
         f"{passed} of {len(rows)} calibration checks passed in this run "
         f"({planted_ok} of {n_planted} planted behaviours detected, "
         f"{controls_ok} of {len(rows) - n_planted} controls without a false alarm)."
     )
+    if spots:
+        summary += (
+            f" Spot check against the validation report: {sum(c.passed for c in spots)} of {len(spots)} "
+            "organisms re-measured here agree with it."
+        )
     if failed:
         summary += " Failed: " + "; ".join(failed) + "."
     return metrics, summary
 
 
-@measurement("calibration.organisms", version="1.2.0", params=CalibrationParams, clauses=CLAUSES)
+def _spot_checks(params: CalibrationParams, ctx: MeasureContext) -> list[CalibrationCheck]:
+    """The spot check against the shipped validation report (none when the release ships no report)."""
+    from evidence.validation import spot_check
+    from evidence.validation_report import shipped_report
+
+    shipped = shipped_report()
+    if shipped is None or params.spot_check == 0:
+        return []
+    report, digest = shipped
+    if params.measurements is not None:
+        report = report.model_copy(
+            update={"detectors": [d for d in report.detectors if d.measurement in params.measurements]}
+        )
+    return spot_check(
+        report, digest, per_role=params.spot_check, seed=ctx.seed, progress=lambda f, m: ctx.progress(0.8 + 0.2 * f, m)
+    )
+
+
+@measurement("calibration.organisms", version="1.3.0", params=CalibrationParams, clauses=CLAUSES)
 def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext) -> MeasurementResult:
     """Run each calibrated measurement on its organisms and controls and check the outcome."""
     wanted = expectations(params.measurements)
     runs = _Runs(params, ctx)
     rows: list[CalibrationCheck] = []
     for i, (measurement_id, expectation) in enumerate(wanted):
-        ctx.progress(i / max(len(wanted), 1), f"calibrating {measurement_id} on {expectation.organism}")
+        ctx.progress(0.8 * i / max(len(wanted), 1), f"calibrating {measurement_id} on {expectation.organism}")
         record, error = runs.record(measurement_id, expectation.organism, expectation.params)
         rows.append(_check_row(measurement_id, expectation, record, error))
+    spots = _spot_checks(params, ctx)
     ctx.progress(1.0, "calibration done")
-    metrics, summary = _metrics_and_summary(rows)
+    metrics, summary = _metrics_and_summary(rows, spots)
+    rows += spots
     data = [
         DataRef(name=ds.name, sha256=ds.sha256, count=ds.count, description="the organisms' own prompt set")
         for ds in runs.datasets.values()
