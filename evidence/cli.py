@@ -270,9 +270,24 @@ def _cmd_population_train(args: argparse.Namespace) -> int:
     chosen = [get_member(n) for n in args.member] if args.member else list(members(args.split))
     if args.member and args.split:
         chosen = [m for m in chosen if m.split == args.split]
+    directory = Path(args.out) if args.out else None
+    if args.missing and chosen:
+        from evidence.errors import ModelLoadError
+        from evidence.population import verify_member
+
+        def trained(name: str) -> bool:
+            try:
+                verify_member(name, directory)
+            except ModelLoadError:
+                return False
+            return True
+
+        chosen = [m for m in chosen if not trained(m.name)]
+        if not chosen:
+            print("every member named is trained and matches the manifest")
+            return EXIT_OK
     if not chosen:
         raise _usage("no member to train")
-    directory = Path(args.out) if args.out else None
     say = _progress()
     failed: list[str] = []
     started = time.perf_counter()
@@ -588,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = psub.add_parser("train", help="train members from their seeds, check their behaviour, write them")
     t.add_argument("--split", choices=("dev", "heldout"), help="train every member of this split")
     t.add_argument("--member", nargs="+", metavar="NAME", help="train only these members")
+    t.add_argument("--missing", action="store_true",
+                   help="skip members that are trained and match the manifest (finish an interrupted split)")
     t.add_argument("--out", metavar="DIR", help="members directory to write (default: the bundled members)")
     t.set_defaults(func=_cmd_population_train)
     return parser

@@ -103,6 +103,12 @@ def test_population_train_needs_a_split_or_members(capsys):
     assert "no population member called 'zebra'" in capsys.readouterr().err
 
 
+def test_population_train_missing_skips_trained_members(capsys):
+    """The development split is committed trained: --missing has nothing left to train."""
+    assert main(["population", "train", "--split", "dev", "--missing"]) == 0
+    assert "every member named is trained" in capsys.readouterr().out
+
+
 def test_validate_on_a_development_subset_writes_a_report_that_recounts(tmp_path, capsys, one_thread):
     """`validate --population dev --member ...` end to end: a planted proxy follower and its rate-50 twin (~35 s)."""
     import jsonschema
