@@ -166,7 +166,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
         for step in report.steps:
-            mark = "PASS" if step.passed else "FAIL"
+            mark = step.status.upper()
             print(f"[{mark}] ({step.number}) {step.title}: {step.detail}")
         if report.development_key:
             print("note: signed with a development key \u2014 not for filing")

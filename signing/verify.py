@@ -17,10 +17,22 @@ DESIGN.md, and appear as ``# (N)`` below in the order they run:
    check's outcome recomputes from the value, interval, baseline and criteria
    it records.
 
+Steps depend on each other (``_DEPENDS_ON``)::
+
+    1 -> 2 -> 3 -> 4 -> 7
+              3 -> 5 -> 6
+
+Step 3 establishes that the bytes of every bundle file are the signed ones, so
+no later step reads a file before it; step 5 needs the signer found in step 1
+(through 3); step 6 reads the embedded file of a PDF whose signature step 5
+established; step 7 interprets a dossier.json that step 4 validated. A step
+whose dependency did not pass is not run: it is reported with the status
+``not evaluated`` and names the step that failed; the bottom line is then
+failure.
+
 Verification never raises for a bundle that fails a check: it returns a
-:class:`VerificationReport`. A step that depends on a failed step is reported
-as failed and skipped, never as passed. Exceptions are only for material that
-cannot be evaluated at all (:class:`BundleError`, :class:`TrustError`).
+:class:`VerificationReport`. Exceptions are only for material that cannot be
+evaluated at all (:class:`BundleError`, :class:`TrustError`).
 """
 
 from __future__ import annotations
@@ -86,8 +98,10 @@ STEP_TITLES: dict[int, str] = {
     6: "PDF embeds this dossier.json and prints its digest",
     7: "verdicts, gate, clause index and calibration checks recompute from records and policy",
 }
-#: step -> the steps whose results it relies on.
-_DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (), 5: (1,), 6: (5,), 7: (4,)}
+#: step -> the steps whose results it relies on (see the module docstring).
+_DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (3,), 5: (3,), 6: (3, 5), 7: (3, 4)}
+#: A step's status: it passed, it failed, or it was not run because a step it depends on did not pass.
+PASS, FAIL, NOT_EVALUATED = "pass", "fail", "not evaluated"
 _PADES_SUBFILTER = "/ETSI.CAdES.detached"
 _KEY_USAGE = "digital_signature"
 
@@ -100,15 +114,29 @@ class StepResult:
     title: str
     passed: bool
     detail: str
-    skipped: bool = False
+    #: the failed step that kept this one from running (then ``passed`` is false)
+    blocked_by: int | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """True if the step was not evaluated because a step it depends on did not pass."""
+        return self.blocked_by is not None
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``fail`` or ``not evaluated``."""
+        if self.blocked_by is not None:
+            return NOT_EVALUATED
+        return PASS if self.passed else FAIL
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data."""
         return {
             "number": self.number,
             "title": self.title,
+            "status": self.status,
             "passed": self.passed,
-            "skipped": self.skipped,
+            "blocked_by": self.blocked_by,
             "detail": self.detail,
         }
 
@@ -128,7 +156,7 @@ class VerificationReport:
         return bool(self.steps) and all(s.passed for s in self.steps)
 
     def first_failure(self) -> StepResult | None:
-        """The lowest-numbered step that did not pass, if any."""
+        """The lowest-numbered step that failed (was evaluated and did not pass), if any."""
         return next((s for s in self.steps if not s.passed), None)
 
     def to_json(self) -> dict[str, Any]:
@@ -588,7 +616,9 @@ def _run_step(
     title = STEP_TITLES[number]
     blocked = [d for d in _DEPENDS_ON[number] if not results[d].passed]
     if blocked:
-        return StepResult(number, title, False, f"not checked: step ({blocked[0]}) failed", skipped=True)
+        # name the step that actually failed, not one that was itself not evaluated
+        cause = results[blocked[0]].blocked_by or blocked[0]
+        return StepResult(number, title, False, f"not evaluated (step {cause} failed)", blocked_by=cause)
     try:
         return StepResult(number, title, True, check(state))
     except _Failed as exc:

@@ -77,6 +77,14 @@ def assert_fails_first_at(report: VerificationReport, number: int) -> None:
     assert all(s.passed for s in report.steps if s.number < number)
 
 
+def assert_not_evaluated(report: VerificationReport, numbers: list[int], *, because: int) -> None:
+    for number in numbers:
+        result = step(report, number)
+        assert result.status == "not evaluated" and not result.passed, result
+        assert result.blocked_by == because
+        assert result.detail == f"not evaluated (step {because} failed)"
+
+
 def step(report: VerificationReport, number: int):
     return next(s for s in report.steps if s.number == number)
 
@@ -100,7 +108,8 @@ def test_report_to_json(tmp_path, files, anchor):
     data = verify(tmp_path, files, anchor).to_json()
     json.dumps(data)
     assert data["bottom_line"] is True
-    assert set(data["steps"][0]) == {"number", "title", "passed", "skipped", "detail"}
+    assert set(data["steps"][0]) == {"number", "title", "status", "passed", "blocked_by", "detail"}
+    assert {s["status"] for s in data["steps"]} == {"pass"}
     assert set(data) == {"bottom_line", "development_key", "notice", "signer_subject", "steps"}
 
 
@@ -120,6 +129,15 @@ def test_bottom_line_is_computed_from_the_steps():
         empty.raise_for_failure()
 
 
+def test_steps_after_a_failed_step_are_not_evaluated_and_say_why(tmp_path, files, anchor):
+    """An unsigned change to dossier.json: nothing read from the bundle after step 3 is judged."""
+    tampered = {**files, DOSSIER_JSON: files[DOSSIER_JSON].replace(b'"toy"', b'"toz"', 1)}
+    data = verify(tmp_path, tampered, anchor).to_json()
+    assert data["bottom_line"] is False
+    assert [s["status"] for s in data["steps"]] == ["pass", "pass", "fail"] + ["not evaluated"] * 4
+    assert [s["blocked_by"] for s in data["steps"]] == [None, None, None, 3, 3, 3, 3]
+
+
 def test_verification_works_inside_a_running_event_loop(tmp_path, files, anchor):
     bundle = write_files(files, tmp_path / "bundle")
 
@@ -136,8 +154,7 @@ def test_pdf_byte_flipped_in_signed_range(tmp_path, files, anchor):
     tampered = {**files, DOSSIER_PDF: pdf_byte_flipped_in_signed_range(files[DOSSIER_PDF])}
     report = verify(tmp_path, tampered, anchor)
     assert_fails_first_at(report, 3)
-    assert not step(report, 5).passed and not step(report, 5).skipped
-    assert "changed" in step(report, 5).detail
+    assert_not_evaluated(report, [4, 5, 6, 7], because=3)
 
 
 def test_pdf_byte_flipped_in_signed_range_with_resealed_envelope(tmp_path, signer, files, anchor):
@@ -158,7 +175,7 @@ def test_pdf_incremental_update_title_with_resealed_envelope(tmp_path, signer, f
     report = verify(tmp_path, reseal_envelope(tampered, signer), anchor)
     assert_fails_first_at(report, 5)
     assert "ENTIRE_REVISION" in step(report, 5).detail
-    assert step(report, 6).skipped and not step(report, 6).passed
+    assert_not_evaluated(report, [6], because=5)
 
 
 def test_pdf_embedded_file_swapped_in_update(tmp_path, signer, files, anchor):
@@ -185,7 +202,7 @@ def test_dossier_json_byte_changed(tmp_path, files, anchor):
     report = verify(tmp_path, tampered, anchor)
     assert_fails_first_at(report, 3)
     assert "dossier.json" in step(report, 3).detail
-    assert not step(report, 6).passed  # the PDF still embeds the original
+    assert_not_evaluated(report, [4, 5, 6, 7], because=3)
 
 
 def test_record_removed_and_resigned_by_other_key(tmp_path, signer, anchor):
@@ -225,7 +242,7 @@ def test_subject_digest_altered(tmp_path, files, anchor):
     report = verify(tmp_path, tampered, anchor)
     assert_fails_first_at(report, 1)
     assert "does not verify" in step(report, 1).detail
-    assert step(report, 2).skipped and step(report, 3).skipped
+    assert_not_evaluated(report, [2, 3, 4, 5, 6, 7], because=1)
 
 
 def test_subject_digest_altered_and_resigned_with_right_key(tmp_path, signer, files, anchor):
@@ -242,6 +259,7 @@ def test_schema_version_from_future(tmp_path, signer, anchor):
     assert_fails_first_at(report, 4)
     assert "'2.0'" in step(report, 4).detail and "1.0" in step(report, 4).detail
     assert step(report, 5).passed and step(report, 6).passed
+    assert_not_evaluated(report, [7], because=4)
 
 
 def test_dossier_json_not_valid_against_schema(tmp_path, signer, anchor):
