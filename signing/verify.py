@@ -7,7 +7,9 @@ DESIGN.md, and appear as ``# (N)`` below in the order they run:
    chains to a trust anchor the auditor supplied, and the signature over the
    DSSE PAE is valid (with a keyid naming that certificate);
 2. payloadType is in-toto, the statement is v1, the predicateType is ours;
-3. the subject digests equal sha256 of the bundle's dossier.json and dossier.pdf;
+3. the subject digests equal sha256 of the bundle's dossier.json and dossier.pdf,
+   and the bundle holds nothing else than the statement's subjects, the
+   envelope and signer.pem (hidden files and subdirectories included);
 4. dossier.json has a supported schema_version and validates against the schema;
 5. the PDF's one signature is intact, valid, trusted and covers the entire
    file, and was made with the DSSE signer's certificate;
@@ -40,6 +42,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,7 +76,15 @@ from evidence.schema import load_schema
 from evidence.validation_report import cite, parse_report
 from signing._aio import run_sync
 from signing._json import parse_object
-from signing.bundle import BUNDLE_FILES, DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM, UNSIGNED_FILES
+from signing.bundle import (
+    BUNDLE_FILES,
+    DOSSIER_JSON,
+    DOSSIER_PDF,
+    DSSE_ENVELOPE,
+    MAX_FILE_BYTES,
+    SIGNER_PEM,
+    UNSIGNED_FILES,
+)
 from signing.dsse import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
@@ -188,6 +199,8 @@ class _State:
 
     files: dict[str, bytes]
     anchors: list[asn1_x509.Certificate]
+    #: bundle entries that are not regular files (subdirectories, sockets, ...) -> what they are
+    others: dict[str, str] = field(default_factory=dict)
     chain: list[x509.Certificate] = field(default_factory=list)
     envelope: Envelope | None = None
     statement: dict[str, Any] | None = None
@@ -233,8 +246,14 @@ def _parse_certificates(data: bytes) -> list[x509.Certificate]:
         return []
 
 
-def _read_bundle(bundle_dir: Path) -> dict[str, bytes]:
-    """Every regular file of the bundle (hidden files aside), by name."""
+def _read_bundle(bundle_dir: Path) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Every regular file of the bundle by name, hidden ones included, and its other entries.
+
+    Each file's size is checked before it is read: a file larger than
+    :data:`~signing.bundle.MAX_FILE_BYTES` is refused without being read. The
+    other entries (subdirectories and the like) are returned by name with what
+    they are, for step (3) to refuse.
+    """
     bundle_dir = Path(bundle_dir)
     if not bundle_dir.is_dir():
         raise BundleError(
@@ -247,18 +266,42 @@ def _read_bundle(bundle_dir: Path) -> dict[str, bytes]:
             f"bundle {bundle_dir} is incomplete: missing {', '.join(missing)}",
             hint="a signed bundle has dossier.json, dossier.pdf, dossier.dsse.json and signer.pem",
         )
-    files = {}
+    files: dict[str, bytes] = {}
+    others: dict[str, str] = {}
     for path in sorted(bundle_dir.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
         try:
-            files[path.name] = path.read_bytes()
+            info = path.stat()
+        except OSError:
+            others[path.name] = "an entry that cannot be read (a broken link?)"
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            others[path.name] = "a subdirectory"
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            others[path.name] = "not a regular file"
+            continue
+        if info.st_size > MAX_FILE_BYTES:
+            raise BundleError(
+                f"bundle file {path} is {_mib(info.st_size)}, larger than the {_mib(MAX_FILE_BYTES)} "
+                "a bundle file may have; it was not read",
+                hint="a bundle holds only the files `interp-dossier run` wrote; remove anything else",
+            )
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise BundleError(
                 f"cannot read {path}: {exc.strerror or exc}",
                 hint="check the file's permissions",
             ) from exc
-    return files
+        if len(data) > MAX_FILE_BYTES:  # it grew after it was measured
+            raise BundleError(f"bundle file {path} grew beyond {_mib(MAX_FILE_BYTES)} while it was read")
+        files[path.name] = data
+    return files, others
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB" if size % (1024 * 1024) else f"{size // (1024 * 1024)} MiB"
 
 
 def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
@@ -349,6 +392,9 @@ def _step3_subject_digests(st: _State) -> str:
         signed = statement_subjects(st.statement)
     except ValueError as exc:
         raise _Failed(str(exc)) from None
+    if st.others:
+        listed = "; ".join(f"{name} is {what}" for name, what in sorted(st.others.items()))
+        raise _Failed(f"the bundle holds entries that are not signed files: {listed}")
     actual = {name: sha256_hex(data) for name, data in st.files.items() if name not in UNSIGNED_FILES}
     unsigned = sorted(set(actual) - set(signed))
     if unsigned:
@@ -575,7 +621,8 @@ def _walk_name_tree(node: Any, out: list[Any], depth: int) -> None:
 def verify_bundle(bundle_dir: Path, trust_anchors: Sequence[Path]) -> VerificationReport:
     """Check the bundle in ``bundle_dir`` against the auditor's trust anchors, step by step."""
     anchors = load_trust_anchors(trust_anchors)
-    state = _State(files=_read_bundle(bundle_dir), anchors=[_asn1(a) for a in anchors])
+    files, others = _read_bundle(bundle_dir)
+    state = _State(files=files, anchors=[_asn1(a) for a in anchors], others=others)
     results: dict[int, StepResult] = {}
 
     def run(number: int, check: Callable[[_State], str]) -> None:

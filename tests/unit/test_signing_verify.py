@@ -493,3 +493,57 @@ def test_export_may_not_shadow_a_core_file(signer, dossier_json):
 
     with pytest.raises(BundleError, match="may not be named"):
         seal(dossier_json, render_pdf(dossier_json), signer, {}, extra={"signer.pem": b"x"})
+
+
+def test_hidden_unsigned_file_in_bundle_fails_at_step_3(tmp_path, files, anchor):
+    report = verify(tmp_path, {**files, ".notes": b"trust me"}, anchor)
+    assert_fails_first_at(report, 3)
+    assert ".notes" in step(report, 3).detail and "not covered" in step(report, 3).detail
+
+
+def test_subdirectory_in_bundle_fails_at_step_3(tmp_path, files, anchor):
+    bundle = write_files(files, tmp_path / "bundle")
+    (bundle / "extra").mkdir()
+    (bundle / "extra" / "dossier.json").write_bytes(b"{}")
+    report = verify_bundle(bundle, [anchor])
+    assert_fails_first_at(report, 3)
+    assert step(report, 3).detail == "the bundle holds entries that are not signed files: extra is a subdirectory"
+
+
+def test_hidden_subdirectory_in_bundle_fails_at_step_3(tmp_path, files, anchor):
+    bundle = write_files(files, tmp_path / "bundle")
+    (bundle / ".git").mkdir()
+    report = verify_bundle(bundle, [anchor])
+    assert_fails_first_at(report, 3)
+    assert ".git is a subdirectory" in step(report, 3).detail
+
+
+def test_huge_extra_file_is_refused_from_its_size_without_being_read(tmp_path, files, anchor, monkeypatch):
+    from signing.bundle import MAX_FILE_BYTES
+
+    bundle = write_files(files, tmp_path / "bundle")
+    huge = bundle / "padding.bin"
+    with huge.open("wb") as handle:  # sparse: takes no disk space
+        handle.truncate(MAX_FILE_BYTES + 1)
+    opened: list[str] = []
+    real_open, real_read_bytes = Path.open, Path.read_bytes
+
+    def spy_open(self, *args, **kwargs):
+        opened.append(self.name)
+        return real_open(self, *args, **kwargs)
+
+    def spy_read_bytes(self):
+        opened.append(self.name)
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "open", spy_open)
+    monkeypatch.setattr(Path, "read_bytes", spy_read_bytes)
+    with pytest.raises(BundleError, match=r"padding\.bin is 64\.0 MiB, larger than the 64 MiB .*not read"):
+        verify_bundle(bundle, [anchor])
+    assert "padding.bin" not in opened
+
+
+def test_bundle_file_size_limit_is_generous():
+    from signing.bundle import MAX_FILE_BYTES
+
+    assert MAX_FILE_BYTES == 64 * 1024 * 1024
