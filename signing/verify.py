@@ -10,7 +10,9 @@ DESIGN.md, and appear as ``# (N)`` below in the order they run:
 3. the subject digests equal sha256 of the bundle's dossier.json and dossier.pdf,
    and the bundle holds nothing else than the statement's subjects, the
    envelope and signer.pem (hidden files and subdirectories included);
-4. dossier.json has a supported schema_version and validates against the schema;
+4. dossier.json parses strictly (no duplicate keys, non-finite numbers or lone
+   surrogates), is exactly its canonical RFC 8785 bytes, has a supported
+   schema_version and validates against the schema;
 5. the PDF's one signature is intact, valid, trusted and covers the entire
    file, and was made with the DSSE signer's certificate;
 6. the PDF embeds a byte-identical dossier.json and prints its digest on page 1;
@@ -60,7 +62,7 @@ from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
-from evidence.canonical import sha256_hex
+from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.clauses import build_clause_index
 from evidence.dossier import parse_dossier
 from evidence.errors import EvidenceError
@@ -104,7 +106,7 @@ STEP_TITLES: dict[int, str] = {
     1: "envelope signed by a trusted signer",
     2: "in-toto statement v1 with the dossier predicate",
     3: "subject digests match dossier.json and dossier.pdf",
-    4: "dossier.json has a supported schema version and validates",
+    4: "dossier.json is canonical, has a supported schema version and validates",
     5: "PDF signature intact, trusted and covering the entire file",
     6: "PDF embeds this dossier.json and prints its digest",
     7: "verdicts, gate, clause index and calibration checks recompute from records and policy",
@@ -411,10 +413,22 @@ def _step3_subject_digests(st: _State) -> str:
 
 # (4)
 def _step4_schema(st: _State) -> str:
+    data = st.files[DOSSIER_JSON]
     try:
-        doc = parse_object(st.files[DOSSIER_JSON], DOSSIER_JSON)
+        doc = parse_object(data, DOSSIER_JSON)
     except ValueError as exc:
         raise _Failed(str(exc)) from None
+    try:
+        canonical = canonical_bytes(doc)
+    except EvidenceError as exc:
+        raise _Failed(f"{DOSSIER_JSON} cannot be written as canonical JSON: {exc.one_line()}") from None
+    if canonical != data:
+        at = next((i for i, (a, b) in enumerate(zip(canonical, data, strict=False)) if a != b), None)
+        at = min(len(canonical), len(data)) if at is None else at
+        raise _Failed(
+            f"{DOSSIER_JSON} is not in canonical form (RFC 8785; its bytes first differ at offset {at}): "
+            "a dossier is signed as its one canonical serialization"
+        )
     version = doc.get("schema_version")
     supported = ", ".join(sorted(SUPPORTED_SCHEMA_VERSIONS))
     if version not in SUPPORTED_SCHEMA_VERSIONS:

@@ -547,3 +547,42 @@ def test_bundle_file_size_limit_is_generous():
     from signing.bundle import MAX_FILE_BYTES
 
     assert MAX_FILE_BYTES == 64 * 1024 * 1024
+
+
+# --- step 4: strict parsing and canonical bytes ---------------------------------------------
+
+
+def test_dossier_json_not_canonical_and_resealed_fails_at_step_4(tmp_path, signer, dossier_json, anchor):
+    pretty = json.dumps(json.loads(dossier_json), indent=2, sort_keys=True).encode()
+    report = verify(tmp_path, make_bundle(signer, pretty), anchor)
+    assert_fails_first_at(report, 4)
+    assert "is not in canonical form (RFC 8785" in step(report, 4).detail
+    assert_not_evaluated(report, [7], because=4)
+
+
+def test_dossier_json_keys_reordered_and_resealed_fails_at_step_4(tmp_path, signer, dossier_json, anchor):
+    doc = json.loads(dossier_json)
+    reordered = json.dumps(dict(reversed(list(doc.items()))), separators=(",", ":"), ensure_ascii=False).encode()
+    report = verify(tmp_path, make_bundle(signer, reordered), anchor)
+    assert_fails_first_at(report, 4)
+    assert "canonical form" in step(report, 4).detail
+
+
+@pytest.mark.parametrize(
+    ("attack", "old", "new", "message"),
+    [
+        ("infinity_as_1e400", b'"value":0.9', b'"value":1e400',
+         "dossier.json holds the number 1e400, which is too large to be finite"),
+        ("nan_literal", b'"value":0.9', b'"value":NaN', "dossier.json holds NaN, which is not a number JSON allows"),
+        ("lone_surrogate", b'"rationale":"r"', b'"rationale":"r\\ud800"',
+         "dossier.json holds a lone surrogate (\\ud800), which is not a Unicode character"),
+    ],
+)
+def test_unrepresentable_value_resealed_fails_at_step_4(tmp_path, signer, dossier_json, anchor, attack, old, new,
+                                                         message):
+    assert old in dossier_json
+    hostile = dossier_json.replace(old, new, 1)
+    report = verify(tmp_path, make_bundle(signer, hostile), anchor)
+    assert_fails_first_at(report, 4)
+    assert step(report, 4).detail == message
+    assert_not_evaluated(report, [7], because=4)
