@@ -16,10 +16,12 @@ DESIGN.md, and appear as ``# (N)`` below in the order they run:
 5. the PDF's one signature is intact, valid, trusted and covers the entire
    file, and was made with the DSSE signer's certificate;
 6. the PDF embeds a byte-identical dossier.json and prints its digest on page 1;
-7. every verdict, the gate decision and the clause index recompute from the
-   records and the policy recorded in dossier.json, and every calibration
-   check's outcome recomputes from the value, interval, baseline and criteria
-   it records.
+7. the recorded policy was set before the dossier was created, and every
+   record of a measurement it has a threshold on is of the model (exact name);
+   every verdict, the gate decision and the clause index (even an empty one)
+   recompute from the records and the policy recorded in dossier.json, and
+   every calibration check's outcome recomputes from the value, interval,
+   baseline and criteria it records.
 
 Steps depend on each other (``_DEPENDS_ON``)::
 
@@ -556,6 +558,7 @@ def _step7_recompute_judgement(st: _State) -> str:
             raise _Failed("verdicts or a gate decision are present, but no policy is recorded")
         verdicts_note = "no policy recorded, no verdicts"
     else:
+        _check_policy_applies(dossier)
         recomputed = evaluate(
             dossier.policy, dossier.records, subject=dossier.model.name, validation=_cited_validation(dossier, st.files)
         )
@@ -572,13 +575,17 @@ def _step7_recompute_judgement(st: _State) -> str:
             recorded = dossier.gate.decision if dossier.gate else None
             raise _Failed(f"the gate is recorded as {recorded!r} but recomputes as {gate.decision!r}")
         verdicts_note = f"{len(recomputed)} verdicts and gate {gate.decision.upper()} recomputed"
-    if dossier.clause_index:
-        try:
-            index = build_clause_index(dossier.records, dossier.verdicts)
-        except EvidenceError as exc:
-            raise _Failed(exc.one_line()) from None
-        if index != dossier.clause_index:
-            raise _Failed("the clause index does not follow from the records and verdicts")
+    # the index is recomputed even when the dossier's is empty: emptying it is no way around the check
+    try:
+        index = build_clause_index(dossier.records, dossier.verdicts)
+    except EvidenceError as exc:
+        raise _Failed(exc.one_line()) from None
+    if index != dossier.clause_index:
+        if not dossier.clause_index:
+            raise _Failed(
+                f"the clause index is empty, but the records and verdicts yield {len(index)} clause entries"
+            )
+        raise _Failed("the clause index does not follow from the records and verdicts")
     n_checks = 0
     for record in dossier.records:
         for check in record.checks:
@@ -593,6 +600,33 @@ def _step7_recompute_judgement(st: _State) -> str:
     if n_checks:
         verdicts_note += f"; {n_checks} calibration checks recomputed"
     return verdicts_note
+
+
+def _check_policy_applies(dossier: Dossier) -> None:
+    """The recorded policy was fixed before the run, and judges the records of the model.
+
+    A record of a measurement the policy has a threshold on must be of the
+    model itself (``dossier.model.name``, compared exactly): a record whose
+    subject differs, even by one confusable character, would otherwise escape
+    its threshold.
+    """
+    policy = dossier.policy
+    if policy is None:
+        return
+    if policy.set_at >= dossier.created_at:
+        raise _Failed(
+            f"the policy was set at {policy.set_at.isoformat()}, not before the dossier was created "
+            f"({dossier.created_at.isoformat()}): thresholds must be fixed before the run they judge"
+        )
+    gated = {t.measurement for t in policy.thresholds}
+    model = dossier.model.name
+    for record in dossier.records:
+        if record.measurement.id in gated and record.subject != model:
+            raise _Failed(
+                f"record {record.record_id!r} is of subject {ascii(record.subject)}, not of the model "
+                f"{ascii(model)}, yet the policy has a threshold on its measurement {record.measurement.id}: "
+                "a judged record must name the model exactly"
+            )
 
 
 def _embedded_files(reader: Any, wanted: str) -> Iterator[bytes]:

@@ -586,3 +586,64 @@ def test_unrepresentable_value_resealed_fails_at_step_4(tmp_path, signer, dossie
     assert_fails_first_at(report, 4)
     assert step(report, 4).detail == message
     assert_not_evaluated(report, [7], because=4)
+
+
+# --- step 7: the policy applies to this run and this model --------------------------------------
+
+
+def _judged_dossier(signer, *, records=None, policy=None) -> bytes:
+    """A dossier whose verdicts, gate and clause index follow honestly from its records and policy."""
+    from evidence.policy import evaluate, roll_up
+    from evidence.records import SignerInfo
+    from signing import describe_signer
+    from tests.factories import make_dossier, make_policy, make_record
+
+    records = records if records is not None else [make_record()]
+    policy = policy if policy is not None else make_policy()
+    verdicts = evaluate(policy, records, subject="toy")
+    dossier = make_dossier(
+        records=records, policy=policy, verdicts=verdicts, gate=roll_up(verdicts),
+        signer=SignerInfo.model_validate(describe_signer(signer)),
+    )
+    return dossier_bytes(dossier.model_dump(mode="json"))
+
+
+def test_policy_set_after_the_run_fails_at_step_7(tmp_path, signer, anchor):
+    from datetime import UTC, datetime
+
+    from tests.factories import make_policy
+
+    late = make_policy(set_at=datetime(2026, 12, 1, tzinfo=UTC))  # the dossier is created 2026-11-24
+    report = verify(tmp_path, make_bundle(signer, _judged_dossier(signer, policy=late)), anchor)
+    assert_fails_first_at(report, 7)
+    assert step(report, 7).detail == (
+        "the policy was set at 2026-12-01T00:00:00+00:00, not before the dossier was created "
+        "(2026-11-24T12:00:00+00:00): thresholds must be fixed before the run they judge"
+    )
+
+
+def test_policy_set_before_the_run_verifies(tmp_path, signer, anchor):
+    report = verify(tmp_path, make_bundle(signer, _judged_dossier(signer)), anchor)
+    assert report.bottom_line, report.first_failure()
+
+
+def test_clause_index_emptied_and_resealed_fails_at_step_7(tmp_path, signer, anchor):
+    data = dossier_data(signer)
+    assert data["clause_index"]
+    data["clause_index"] = []
+    report = verify(tmp_path, make_bundle(signer, dossier_bytes(data)), anchor)
+    assert_fails_first_at(report, 7)
+    assert "the clause index is empty, but the records and verdicts yield" in step(report, 7).detail
+
+
+def test_record_subject_with_confusable_character_fails_at_step_7(tmp_path, signer, anchor):
+    """Greek omicron for 'o': the record escapes the threshold on its measurement."""
+    from tests.factories import make_record
+
+    spoofed = make_record("heads.inventory:toy", subject="t\u03bfy")
+    report = verify(tmp_path, make_bundle(signer, _judged_dossier(signer, records=[spoofed])), anchor)
+    assert_fails_first_at(report, 7)
+    assert step(report, 7).detail == (
+        "record 'heads.inventory:toy' is of subject 't\\u03bfy', not of the model 'toy', yet the policy "
+        "has a threshold on its measurement heads.inventory: a judged record must name the model exactly"
+    )
