@@ -175,10 +175,11 @@ class VerificationReport:
         return next((s for s in self.steps if not s.passed), None)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON data, for ``verify --json``."""
+        """Plain JSON data, for ``verify --json`` (schemas/verify-output.schema.json)."""
         return {
             "bottom_line": self.bottom_line,
             "development_key": self.development_key,
+            "error": None,
             "notice": self.notice,
             "signer_subject": self.signer_subject,
             "steps": [s.to_json() for s in self.steps],
