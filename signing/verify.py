@@ -1,7 +1,7 @@
 """The auditor's check of a bundle: numbered steps, one bottom line.
 
-The step numbers are those of the verification procedure in the README and in
-DESIGN.md, and appear as ``# (N)`` below in the order they run:
+The step numbers are those of the verification procedure in the README
+("Verification procedure"), and appear as ``# (N)`` below in the order they run:
 
 1. the envelope parses, carries exactly one signature, the signer's certificate
    chains to a trust anchor the auditor supplied, and the signature over the
@@ -682,15 +682,16 @@ def verify_bundle(bundle_dir: Path, trust_anchors: Sequence[Path]) -> Verificati
         run(1, _step1_envelope_signature)
         # (2) payloadType in-toto, Statement v1, our predicateType
         run(2, _step2_statement_type)
-        # (3) subject digests equal sha256 of dossier.json and dossier.pdf
+        # (3) subject digests equal sha256 of dossier.json and dossier.pdf; nothing else in the bundle
         run(3, _step3_subject_digests)
-        # (4) supported schema_version, then JSON Schema validation
+        # (4) strict parse, canonical RFC 8785 bytes, supported schema_version, JSON Schema validation
         run(4, _step4_schema)
         # (5) one PDF signature: intact, valid, trusted, ENTIRE_FILE, same signer as (1)
         run(5, _step5_pdf_signature)
         # (6) embedded dossier.json byte-identical; its digest printed on page 1
         run(6, _step6_embedded_dossier)
-        # (7) verdicts, gate, clause index and calibration checks recompute from the records and the recorded policy
+        # (7) policy set before the run and judging the model's own records; verdicts, gate, clause index
+        #     and calibration checks recompute from the records and the recorded policy
         run(7, _step7_recompute_judgement)
     steps = [results[n] for n in sorted(results)]
     leaf = state.chain[0] if state.chain else None
