@@ -166,7 +166,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
         for step in report.steps:
-            mark = "PASS" if step.passed else "FAIL"
+            mark = step.status.upper()
             print(f"[{mark}] ({step.number}) {step.title}: {step.detail}")
         if report.development_key:
             print("note: signed with a development key \u2014 not for filing")
@@ -620,27 +620,52 @@ def _quiet_libraries() -> None:
         warnings.filterwarnings("ignore", module=r"(?!evidence\b|signing\b)")
 
 
+def _wants_verify_json(argv: Sequence[str]) -> bool:
+    """True for ``verify ... --json``, even when the rest of the arguments do not parse."""
+    positional = [a for a in argv if not a.startswith("-")]
+    return bool(positional) and positional[0] == "verify" and "--json" in argv
+
+
+def _failed(message: str, *, kind: str, code: int, hint: str | None = None, as_json: bool = False) -> int:
+    """Report an error in one line on stderr (and, for ``verify --json``, as the JSON object on stdout)."""
+    _err(f"{message} ({hint})" if hint else message)
+    if as_json:
+        print(json.dumps(_verify_error_json(message, kind=kind, hint=hint, exit_code=code), indent=2, sort_keys=True))
+    return code
+
+
+def _verify_error_json(message: str, *, kind: str, hint: str | None, exit_code: int) -> dict[str, object]:
+    """The ``verify --json`` object when nothing could be verified (schemas/verify-output.schema.json)."""
+    return {
+        "bottom_line": False,
+        "development_key": False,
+        "notice": None,
+        "signer_subject": None,
+        "steps": [],
+        "error": {"kind": kind, "message": message, "hint": hint, "exit_code": exit_code},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     _quiet_libraries()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_verify_json(arguments)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(arguments)
         code: int = args.func(args)
         return code
     except _UsageError as exc:
-        _err(str(exc))
-        return EXIT_USAGE
+        return _failed(str(exc), kind="usage", code=EXIT_USAGE, as_json=as_json)
     except UserFacingError as exc:
-        _err(exc.one_line())
-        return exc.exit_code
+        return _failed(exc.message, kind="error", code=exc.exit_code, hint=exc.hint, as_json=as_json)
     except KeyboardInterrupt:
-        _err("interrupted; nothing was written")
-        return EXIT_INTERRUPTED
+        return _failed("interrupted; nothing was written", kind="interrupted", code=EXIT_INTERRUPTED, as_json=as_json)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         if os.environ.get("INTERP_DOSSIER_DEBUG"):
             raise
-        _err(f"internal error: {type(exc).__name__}: {exc} (set INTERP_DOSSIER_DEBUG=1 for details)")
-        return EXIT_FAILED
+        message = f"internal error: {type(exc).__name__}: {exc} (set INTERP_DOSSIER_DEBUG=1 for details)"
+        return _failed(message, kind="internal", code=EXIT_FAILED, as_json=as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover

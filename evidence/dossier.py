@@ -11,7 +11,7 @@ import jsonschema
 from pydantic import ValidationError
 
 from evidence import __version__
-from evidence.canonical import canonical_bytes, sha256_hex
+from evidence.canonical import canonical_bytes, parse_json, sha256_hex
 from evidence.errors import RecordError, UnsupportedVersionError
 from evidence.records import (
     SCHEMA_VERSION,
@@ -97,11 +97,15 @@ def dossier_bytes(dossier: Dossier) -> bytes:
 
 
 def parse_dossier(data: bytes) -> Dossier:
-    """Parse dossier.json bytes; a schema version this release does not know is refused."""
+    """Parse dossier.json bytes; a schema version this release does not know is refused.
+
+    Duplicate keys, non-finite numbers (``1e400``) and lone surrogates are
+    refused at parse time, before the model sees them.
+    """
     try:
-        raw = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RecordError(f"dossier.json is not valid JSON: {exc}") from None
+        raw = parse_json(data, "dossier.json")
+    except ValueError as exc:
+        raise RecordError(str(exc)) from None
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         raise UnsupportedVersionError(

@@ -27,6 +27,7 @@ __all__ = [
     "DOSSIER_JSON",
     "DOSSIER_PDF",
     "DSSE_ENVELOPE",
+    "MAX_FILE_BYTES",
     "SIGNER_PEM",
     "UNSIGNED_FILES",
     "seal",
@@ -41,6 +42,9 @@ SIGNER_PEM = "signer.pem"
 BUNDLE_FILES = (DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM)
 #: Files of a bundle that are not statement subjects (the signature and the public chain).
 UNSIGNED_FILES = (DSSE_ENVELOPE, SIGNER_PEM)
+#: The largest bundle file verification reads (64 MiB, far above any real dossier, PDF or export);
+#: a larger file is refused from its size, without being read.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 def seal(

@@ -1,26 +1,44 @@
 """The auditor's check of a bundle: numbered steps, one bottom line.
 
-The step numbers are those of the verification procedure in the README and in
-DESIGN.md, and appear as ``# (N)`` below in the order they run:
+The step numbers are those of the verification procedure in the README
+("Verification procedure"), and appear as ``# (N)`` below in the order they run:
 
 1. the envelope parses, carries exactly one signature, the signer's certificate
    chains to a trust anchor the auditor supplied, and the signature over the
    DSSE PAE is valid (with a keyid naming that certificate);
 2. payloadType is in-toto, the statement is v1, the predicateType is ours;
-3. the subject digests equal sha256 of the bundle's dossier.json and dossier.pdf;
-4. dossier.json has a supported schema_version and validates against the schema;
+3. the subject digests equal sha256 of the bundle's dossier.json and dossier.pdf,
+   and the bundle holds nothing else than the statement's subjects, the
+   envelope and signer.pem (hidden files and subdirectories included);
+4. dossier.json parses strictly (no duplicate keys, non-finite numbers or lone
+   surrogates), is exactly its canonical RFC 8785 bytes, has a supported
+   schema_version and validates against the schema;
 5. the PDF's one signature is intact, valid, trusted and covers the entire
    file, and was made with the DSSE signer's certificate;
 6. the PDF embeds a byte-identical dossier.json and prints its digest on page 1;
-7. every verdict, the gate decision and the clause index recompute from the
-   records and the policy recorded in dossier.json, and every calibration
-   check's outcome recomputes from the value, interval, baseline and criteria
-   it records.
+7. the recorded policy was set before the dossier was created, and every
+   record of a measurement it has a threshold on is of the model (exact name);
+   every verdict, the gate decision and the clause index (even an empty one)
+   recompute from the records and the policy recorded in dossier.json, and
+   every calibration check's outcome recomputes from the value, interval,
+   baseline and criteria it records.
+
+Steps depend on each other (``_DEPENDS_ON``)::
+
+    1 -> 2 -> 3 -> 4 -> 7
+              3 -> 5 -> 6
+
+Step 3 establishes that the bytes of every bundle file are the signed ones, so
+no later step reads a file before it; step 5 needs the signer found in step 1
+(through 3); step 6 reads the embedded file of a PDF whose signature step 5
+established; step 7 interprets a dossier.json that step 4 validated. A step
+whose dependency did not pass is not run: it is reported with the status
+``not evaluated`` and names the step that failed; the bottom line is then
+failure.
 
 Verification never raises for a bundle that fails a check: it returns a
-:class:`VerificationReport`. A step that depends on a failed step is reported
-as failed and skipped, never as passed. Exceptions are only for material that
-cannot be evaluated at all (:class:`BundleError`, :class:`TrustError`).
+:class:`VerificationReport`. Exceptions are only for material that cannot be
+evaluated at all (:class:`BundleError`, :class:`TrustError`).
 """
 
 from __future__ import annotations
@@ -28,6 +46,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,7 +64,7 @@ from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
-from evidence.canonical import sha256_hex
+from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.clauses import build_clause_index
 from evidence.dossier import parse_dossier
 from evidence.errors import EvidenceError
@@ -61,7 +80,15 @@ from evidence.schema import load_schema
 from evidence.validation_report import cite, parse_report
 from signing._aio import run_sync
 from signing._json import parse_object
-from signing.bundle import BUNDLE_FILES, DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM, UNSIGNED_FILES
+from signing.bundle import (
+    BUNDLE_FILES,
+    DOSSIER_JSON,
+    DOSSIER_PDF,
+    DSSE_ENVELOPE,
+    MAX_FILE_BYTES,
+    SIGNER_PEM,
+    UNSIGNED_FILES,
+)
 from signing.dsse import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
@@ -81,13 +108,15 @@ STEP_TITLES: dict[int, str] = {
     1: "envelope signed by a trusted signer",
     2: "in-toto statement v1 with the dossier predicate",
     3: "subject digests match dossier.json and dossier.pdf",
-    4: "dossier.json has a supported schema version and validates",
+    4: "dossier.json is canonical, has a supported schema version and validates",
     5: "PDF signature intact, trusted and covering the entire file",
     6: "PDF embeds this dossier.json and prints its digest",
     7: "verdicts, gate, clause index and calibration checks recompute from records and policy",
 }
-#: step -> the steps whose results it relies on.
-_DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (), 5: (1,), 6: (5,), 7: (4,)}
+#: step -> the steps whose results it relies on (see the module docstring).
+_DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (3,), 5: (3,), 6: (3, 5), 7: (3, 4)}
+#: A step's status: it passed, it failed, or it was not run because a step it depends on did not pass.
+PASS, FAIL, NOT_EVALUATED = "pass", "fail", "not evaluated"
 _PADES_SUBFILTER = "/ETSI.CAdES.detached"
 _KEY_USAGE = "digital_signature"
 
@@ -100,15 +129,29 @@ class StepResult:
     title: str
     passed: bool
     detail: str
-    skipped: bool = False
+    #: the failed step that kept this one from running (then ``passed`` is false)
+    blocked_by: int | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """True if the step was not evaluated because a step it depends on did not pass."""
+        return self.blocked_by is not None
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``fail`` or ``not evaluated``."""
+        if self.blocked_by is not None:
+            return NOT_EVALUATED
+        return PASS if self.passed else FAIL
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data."""
         return {
             "number": self.number,
             "title": self.title,
+            "status": self.status,
             "passed": self.passed,
-            "skipped": self.skipped,
+            "blocked_by": self.blocked_by,
             "detail": self.detail,
         }
 
@@ -128,14 +171,15 @@ class VerificationReport:
         return bool(self.steps) and all(s.passed for s in self.steps)
 
     def first_failure(self) -> StepResult | None:
-        """The lowest-numbered step that did not pass, if any."""
+        """The lowest-numbered step that failed (was evaluated and did not pass), if any."""
         return next((s for s in self.steps if not s.passed), None)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON data, for ``verify --json``."""
+        """Plain JSON data, for ``verify --json`` (schemas/verify-output.schema.json)."""
         return {
             "bottom_line": self.bottom_line,
             "development_key": self.development_key,
+            "error": None,
             "notice": self.notice,
             "signer_subject": self.signer_subject,
             "steps": [s.to_json() for s in self.steps],
@@ -160,6 +204,8 @@ class _State:
 
     files: dict[str, bytes]
     anchors: list[asn1_x509.Certificate]
+    #: bundle entries that are not regular files (subdirectories, sockets, ...) -> what they are
+    others: dict[str, str] = field(default_factory=dict)
     chain: list[x509.Certificate] = field(default_factory=list)
     envelope: Envelope | None = None
     statement: dict[str, Any] | None = None
@@ -205,8 +251,14 @@ def _parse_certificates(data: bytes) -> list[x509.Certificate]:
         return []
 
 
-def _read_bundle(bundle_dir: Path) -> dict[str, bytes]:
-    """Every regular file of the bundle (hidden files aside), by name."""
+def _read_bundle(bundle_dir: Path) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Every regular file of the bundle by name, hidden ones included, and its other entries.
+
+    Each file's size is checked before it is read: a file larger than
+    :data:`~signing.bundle.MAX_FILE_BYTES` is refused without being read. The
+    other entries (subdirectories and the like) are returned by name with what
+    they are, for step (3) to refuse.
+    """
     bundle_dir = Path(bundle_dir)
     if not bundle_dir.is_dir():
         raise BundleError(
@@ -219,18 +271,42 @@ def _read_bundle(bundle_dir: Path) -> dict[str, bytes]:
             f"bundle {bundle_dir} is incomplete: missing {', '.join(missing)}",
             hint="a signed bundle has dossier.json, dossier.pdf, dossier.dsse.json and signer.pem",
         )
-    files = {}
+    files: dict[str, bytes] = {}
+    others: dict[str, str] = {}
     for path in sorted(bundle_dir.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
         try:
-            files[path.name] = path.read_bytes()
+            info = path.stat()
+        except OSError:
+            others[path.name] = "an entry that cannot be read (a broken link?)"
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            others[path.name] = "a subdirectory"
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            others[path.name] = "not a regular file"
+            continue
+        if info.st_size > MAX_FILE_BYTES:
+            raise BundleError(
+                f"bundle file {path} is {_mib(info.st_size)}, larger than the {_mib(MAX_FILE_BYTES)} "
+                "a bundle file may have; it was not read",
+                hint="a bundle holds only the files `interp-dossier run` wrote; remove anything else",
+            )
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise BundleError(
                 f"cannot read {path}: {exc.strerror or exc}",
                 hint="check the file's permissions",
             ) from exc
-    return files
+        if len(data) > MAX_FILE_BYTES:  # it grew after it was measured
+            raise BundleError(f"bundle file {path} grew beyond {_mib(MAX_FILE_BYTES)} while it was read")
+        files[path.name] = data
+    return files, others
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB" if size % (1024 * 1024) else f"{size // (1024 * 1024)} MiB"
 
 
 def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
@@ -321,6 +397,9 @@ def _step3_subject_digests(st: _State) -> str:
         signed = statement_subjects(st.statement)
     except ValueError as exc:
         raise _Failed(str(exc)) from None
+    if st.others:
+        listed = "; ".join(f"{name} is {what}" for name, what in sorted(st.others.items()))
+        raise _Failed(f"the bundle holds entries that are not signed files: {listed}")
     actual = {name: sha256_hex(data) for name, data in st.files.items() if name not in UNSIGNED_FILES}
     unsigned = sorted(set(actual) - set(signed))
     if unsigned:
@@ -337,10 +416,22 @@ def _step3_subject_digests(st: _State) -> str:
 
 # (4)
 def _step4_schema(st: _State) -> str:
+    data = st.files[DOSSIER_JSON]
     try:
-        doc = parse_object(st.files[DOSSIER_JSON], DOSSIER_JSON)
+        doc = parse_object(data, DOSSIER_JSON)
     except ValueError as exc:
         raise _Failed(str(exc)) from None
+    try:
+        canonical = canonical_bytes(doc)
+    except EvidenceError as exc:
+        raise _Failed(f"{DOSSIER_JSON} cannot be written as canonical JSON: {exc.one_line()}") from None
+    if canonical != data:
+        at = next((i for i, (a, b) in enumerate(zip(canonical, data, strict=False)) if a != b), None)
+        at = min(len(canonical), len(data)) if at is None else at
+        raise _Failed(
+            f"{DOSSIER_JSON} is not in canonical form (RFC 8785; its bytes first differ at offset {at}): "
+            "a dossier is signed as its one canonical serialization"
+        )
     version = doc.get("schema_version")
     supported = ", ".join(sorted(SUPPORTED_SCHEMA_VERSIONS))
     if version not in SUPPORTED_SCHEMA_VERSIONS:
@@ -468,6 +559,7 @@ def _step7_recompute_judgement(st: _State) -> str:
             raise _Failed("verdicts or a gate decision are present, but no policy is recorded")
         verdicts_note = "no policy recorded, no verdicts"
     else:
+        _check_policy_applies(dossier)
         recomputed = evaluate(
             dossier.policy, dossier.records, subject=dossier.model.name, validation=_cited_validation(dossier, st.files)
         )
@@ -484,13 +576,17 @@ def _step7_recompute_judgement(st: _State) -> str:
             recorded = dossier.gate.decision if dossier.gate else None
             raise _Failed(f"the gate is recorded as {recorded!r} but recomputes as {gate.decision!r}")
         verdicts_note = f"{len(recomputed)} verdicts and gate {gate.decision.upper()} recomputed"
-    if dossier.clause_index:
-        try:
-            index = build_clause_index(dossier.records, dossier.verdicts)
-        except EvidenceError as exc:
-            raise _Failed(exc.one_line()) from None
-        if index != dossier.clause_index:
-            raise _Failed("the clause index does not follow from the records and verdicts")
+    # the index is recomputed even when the dossier's is empty: emptying it is no way around the check
+    try:
+        index = build_clause_index(dossier.records, dossier.verdicts)
+    except EvidenceError as exc:
+        raise _Failed(exc.one_line()) from None
+    if index != dossier.clause_index:
+        if not dossier.clause_index:
+            raise _Failed(
+                f"the clause index is empty, but the records and verdicts yield {len(index)} clause entries"
+            )
+        raise _Failed("the clause index does not follow from the records and verdicts")
     n_checks = 0
     for record in dossier.records:
         for check in record.checks:
@@ -505,6 +601,33 @@ def _step7_recompute_judgement(st: _State) -> str:
     if n_checks:
         verdicts_note += f"; {n_checks} calibration checks recomputed"
     return verdicts_note
+
+
+def _check_policy_applies(dossier: Dossier) -> None:
+    """The recorded policy was fixed before the run, and judges the records of the model.
+
+    A record of a measurement the policy has a threshold on must be of the
+    model itself (``dossier.model.name``, compared exactly): a record whose
+    subject differs, even by one confusable character, would otherwise escape
+    its threshold.
+    """
+    policy = dossier.policy
+    if policy is None:
+        return
+    if policy.set_at >= dossier.created_at:
+        raise _Failed(
+            f"the policy was set at {policy.set_at.isoformat()}, not before the dossier was created "
+            f"({dossier.created_at.isoformat()}): thresholds must be fixed before the run they judge"
+        )
+    gated = {t.measurement for t in policy.thresholds}
+    model = dossier.model.name
+    for record in dossier.records:
+        if record.measurement.id in gated and record.subject != model:
+            raise _Failed(
+                f"record {record.record_id!r} is of subject {ascii(record.subject)}, not of the model "
+                f"{ascii(model)}, yet the policy has a threshold on its measurement {record.measurement.id}: "
+                "a judged record must name the model exactly"
+            )
 
 
 def _embedded_files(reader: Any, wanted: str) -> Iterator[bytes]:
@@ -547,7 +670,8 @@ def _walk_name_tree(node: Any, out: list[Any], depth: int) -> None:
 def verify_bundle(bundle_dir: Path, trust_anchors: Sequence[Path]) -> VerificationReport:
     """Check the bundle in ``bundle_dir`` against the auditor's trust anchors, step by step."""
     anchors = load_trust_anchors(trust_anchors)
-    state = _State(files=_read_bundle(bundle_dir), anchors=[_asn1(a) for a in anchors])
+    files, others = _read_bundle(bundle_dir)
+    state = _State(files=files, anchors=[_asn1(a) for a in anchors], others=others)
     results: dict[int, StepResult] = {}
 
     def run(number: int, check: Callable[[_State], str]) -> None:
@@ -558,15 +682,16 @@ def verify_bundle(bundle_dir: Path, trust_anchors: Sequence[Path]) -> Verificati
         run(1, _step1_envelope_signature)
         # (2) payloadType in-toto, Statement v1, our predicateType
         run(2, _step2_statement_type)
-        # (3) subject digests equal sha256 of dossier.json and dossier.pdf
+        # (3) subject digests equal sha256 of dossier.json and dossier.pdf; nothing else in the bundle
         run(3, _step3_subject_digests)
-        # (4) supported schema_version, then JSON Schema validation
+        # (4) strict parse, canonical RFC 8785 bytes, supported schema_version, JSON Schema validation
         run(4, _step4_schema)
         # (5) one PDF signature: intact, valid, trusted, ENTIRE_FILE, same signer as (1)
         run(5, _step5_pdf_signature)
         # (6) embedded dossier.json byte-identical; its digest printed on page 1
         run(6, _step6_embedded_dossier)
-        # (7) verdicts, gate, clause index and calibration checks recompute from the records and the recorded policy
+        # (7) policy set before the run and judging the model's own records; verdicts, gate, clause index
+        #     and calibration checks recompute from the records and the recorded policy
         run(7, _step7_recompute_judgement)
     steps = [results[n] for n in sorted(results)]
     leaf = state.chain[0] if state.chain else None
@@ -588,7 +713,9 @@ def _run_step(
     title = STEP_TITLES[number]
     blocked = [d for d in _DEPENDS_ON[number] if not results[d].passed]
     if blocked:
-        return StepResult(number, title, False, f"not checked: step ({blocked[0]}) failed", skipped=True)
+        # name the step that actually failed, not one that was itself not evaluated
+        cause = results[blocked[0]].blocked_by or blocked[0]
+        return StepResult(number, title, False, f"not evaluated (step {cause} failed)", blocked_by=cause)
     try:
         return StepResult(number, title, True, check(state))
     except _Failed as exc:

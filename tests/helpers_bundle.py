@@ -15,7 +15,7 @@ from typing import Any
 
 from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.policy import evaluate, roll_up
-from evidence.records import SCHEMA_VERSION, SignerInfo
+from evidence.records import SCHEMA_VERSION, MeasurementSpec, SignerInfo
 from signing import FileSigner, describe_signer, generate_development_identity, seal
 from signing.bundle import DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE
 from signing.dsse import build_statement, sign_envelope
@@ -31,8 +31,11 @@ def signer_for(name: str = "test signer") -> FileSigner:
 
 def dossier_data(signer: FileSigner, *, n_records: int = 2) -> dict[str, Any]:
     """A small schema-valid dossier signed for ``signer``, as plain JSON data."""
-    records = [make_record(f"heads.inventory:toy-{i}", subject="toy" if i == 0 else f"toy-{i}")
-               for i in range(n_records)]
+    # every record is of the model ("toy"); the extra ones are of measurements no threshold judges
+    records = [make_record("heads.inventory:toy")] + [
+        make_record(f"heads.inventory_{i}:toy", measurement=MeasurementSpec(id=f"heads.inventory_{i}", version="1.0.0"))
+        for i in range(1, n_records)
+    ]
     policy = make_policy()
     verdicts = evaluate(policy, records, subject="toy")
     dossier = make_dossier(

@@ -104,3 +104,19 @@ def test_build_dossier_gives_fresh_ids():
 def _parts():
     d = make_dossier()
     return {"model": d.model, "environment": d.environment, "records": d.records}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (b'"value":0.9', b'"value":1e400', r"the number 1e400, which is too large to be finite"),
+        (b'"value":0.9', b'"value":-Infinity', r"holds -Infinity, which is not a number JSON allows"),
+        (b'"rationale":"r"', b'"rationale":"\\ud800"', r"a lone surrogate \(\\ud800\)"),
+        (b'"status":"ok"', b'"status":"ok","status":"ok"', r"has a duplicate key 'status'"),
+    ],
+)
+def test_parse_refuses_what_canonical_json_cannot_hold(old, new, message):
+    data = canonical_bytes(make_dossier())
+    assert old in data
+    with pytest.raises(RecordError, match=message):
+        parse_dossier(data.replace(old, new, 1))

@@ -77,6 +77,14 @@ def assert_fails_first_at(report: VerificationReport, number: int) -> None:
     assert all(s.passed for s in report.steps if s.number < number)
 
 
+def assert_not_evaluated(report: VerificationReport, numbers: list[int], *, because: int) -> None:
+    for number in numbers:
+        result = step(report, number)
+        assert result.status == "not evaluated" and not result.passed, result
+        assert result.blocked_by == because
+        assert result.detail == f"not evaluated (step {because} failed)"
+
+
 def step(report: VerificationReport, number: int):
     return next(s for s in report.steps if s.number == number)
 
@@ -100,8 +108,10 @@ def test_report_to_json(tmp_path, files, anchor):
     data = verify(tmp_path, files, anchor).to_json()
     json.dumps(data)
     assert data["bottom_line"] is True
-    assert set(data["steps"][0]) == {"number", "title", "passed", "skipped", "detail"}
-    assert set(data) == {"bottom_line", "development_key", "notice", "signer_subject", "steps"}
+    assert set(data["steps"][0]) == {"number", "title", "status", "passed", "blocked_by", "detail"}
+    assert {s["status"] for s in data["steps"]} == {"pass"}
+    assert set(data) == {"bottom_line", "development_key", "error", "notice", "signer_subject", "steps"}
+    assert data["error"] is None
 
 
 def test_bottom_line_is_computed_from_the_steps():
@@ -120,6 +130,15 @@ def test_bottom_line_is_computed_from_the_steps():
         empty.raise_for_failure()
 
 
+def test_steps_after_a_failed_step_are_not_evaluated_and_say_why(tmp_path, files, anchor):
+    """An unsigned change to dossier.json: nothing read from the bundle after step 3 is judged."""
+    tampered = {**files, DOSSIER_JSON: files[DOSSIER_JSON].replace(b'"toy"', b'"toz"', 1)}
+    data = verify(tmp_path, tampered, anchor).to_json()
+    assert data["bottom_line"] is False
+    assert [s["status"] for s in data["steps"]] == ["pass", "pass", "fail"] + ["not evaluated"] * 4
+    assert [s["blocked_by"] for s in data["steps"]] == [None, None, None, 3, 3, 3, 3]
+
+
 def test_verification_works_inside_a_running_event_loop(tmp_path, files, anchor):
     bundle = write_files(files, tmp_path / "bundle")
 
@@ -136,8 +155,7 @@ def test_pdf_byte_flipped_in_signed_range(tmp_path, files, anchor):
     tampered = {**files, DOSSIER_PDF: pdf_byte_flipped_in_signed_range(files[DOSSIER_PDF])}
     report = verify(tmp_path, tampered, anchor)
     assert_fails_first_at(report, 3)
-    assert not step(report, 5).passed and not step(report, 5).skipped
-    assert "changed" in step(report, 5).detail
+    assert_not_evaluated(report, [4, 5, 6, 7], because=3)
 
 
 def test_pdf_byte_flipped_in_signed_range_with_resealed_envelope(tmp_path, signer, files, anchor):
@@ -158,7 +176,7 @@ def test_pdf_incremental_update_title_with_resealed_envelope(tmp_path, signer, f
     report = verify(tmp_path, reseal_envelope(tampered, signer), anchor)
     assert_fails_first_at(report, 5)
     assert "ENTIRE_REVISION" in step(report, 5).detail
-    assert step(report, 6).skipped and not step(report, 6).passed
+    assert_not_evaluated(report, [6], because=5)
 
 
 def test_pdf_embedded_file_swapped_in_update(tmp_path, signer, files, anchor):
@@ -185,7 +203,7 @@ def test_dossier_json_byte_changed(tmp_path, files, anchor):
     report = verify(tmp_path, tampered, anchor)
     assert_fails_first_at(report, 3)
     assert "dossier.json" in step(report, 3).detail
-    assert not step(report, 6).passed  # the PDF still embeds the original
+    assert_not_evaluated(report, [4, 5, 6, 7], because=3)
 
 
 def test_record_removed_and_resigned_by_other_key(tmp_path, signer, anchor):
@@ -225,7 +243,7 @@ def test_subject_digest_altered(tmp_path, files, anchor):
     report = verify(tmp_path, tampered, anchor)
     assert_fails_first_at(report, 1)
     assert "does not verify" in step(report, 1).detail
-    assert step(report, 2).skipped and step(report, 3).skipped
+    assert_not_evaluated(report, [2, 3, 4, 5, 6, 7], because=1)
 
 
 def test_subject_digest_altered_and_resigned_with_right_key(tmp_path, signer, files, anchor):
@@ -242,6 +260,7 @@ def test_schema_version_from_future(tmp_path, signer, anchor):
     assert_fails_first_at(report, 4)
     assert "'2.0'" in step(report, 4).detail and "1.0" in step(report, 4).detail
     assert step(report, 5).passed and step(report, 6).passed
+    assert_not_evaluated(report, [7], because=4)
 
 
 def test_dossier_json_not_valid_against_schema(tmp_path, signer, anchor):
@@ -475,3 +494,157 @@ def test_export_may_not_shadow_a_core_file(signer, dossier_json):
 
     with pytest.raises(BundleError, match="may not be named"):
         seal(dossier_json, render_pdf(dossier_json), signer, {}, extra={"signer.pem": b"x"})
+
+
+def test_hidden_unsigned_file_in_bundle_fails_at_step_3(tmp_path, files, anchor):
+    report = verify(tmp_path, {**files, ".notes": b"trust me"}, anchor)
+    assert_fails_first_at(report, 3)
+    assert ".notes" in step(report, 3).detail and "not covered" in step(report, 3).detail
+
+
+def test_subdirectory_in_bundle_fails_at_step_3(tmp_path, files, anchor):
+    bundle = write_files(files, tmp_path / "bundle")
+    (bundle / "extra").mkdir()
+    (bundle / "extra" / "dossier.json").write_bytes(b"{}")
+    report = verify_bundle(bundle, [anchor])
+    assert_fails_first_at(report, 3)
+    assert step(report, 3).detail == "the bundle holds entries that are not signed files: extra is a subdirectory"
+
+
+def test_hidden_subdirectory_in_bundle_fails_at_step_3(tmp_path, files, anchor):
+    bundle = write_files(files, tmp_path / "bundle")
+    (bundle / ".git").mkdir()
+    report = verify_bundle(bundle, [anchor])
+    assert_fails_first_at(report, 3)
+    assert ".git is a subdirectory" in step(report, 3).detail
+
+
+def test_huge_extra_file_is_refused_from_its_size_without_being_read(tmp_path, files, anchor, monkeypatch):
+    from signing.bundle import MAX_FILE_BYTES
+
+    bundle = write_files(files, tmp_path / "bundle")
+    huge = bundle / "padding.bin"
+    with huge.open("wb") as handle:  # sparse: takes no disk space
+        handle.truncate(MAX_FILE_BYTES + 1)
+    opened: list[str] = []
+    real_open, real_read_bytes = Path.open, Path.read_bytes
+
+    def spy_open(self, *args, **kwargs):
+        opened.append(self.name)
+        return real_open(self, *args, **kwargs)
+
+    def spy_read_bytes(self):
+        opened.append(self.name)
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "open", spy_open)
+    monkeypatch.setattr(Path, "read_bytes", spy_read_bytes)
+    with pytest.raises(BundleError, match=r"padding\.bin is 64\.0 MiB, larger than the 64 MiB .*not read"):
+        verify_bundle(bundle, [anchor])
+    assert "padding.bin" not in opened
+
+
+def test_bundle_file_size_limit_is_generous():
+    from signing.bundle import MAX_FILE_BYTES
+
+    assert MAX_FILE_BYTES == 64 * 1024 * 1024
+
+
+# --- step 4: strict parsing and canonical bytes ---------------------------------------------
+
+
+def test_dossier_json_not_canonical_and_resealed_fails_at_step_4(tmp_path, signer, dossier_json, anchor):
+    pretty = json.dumps(json.loads(dossier_json), indent=2, sort_keys=True).encode()
+    report = verify(tmp_path, make_bundle(signer, pretty), anchor)
+    assert_fails_first_at(report, 4)
+    assert "is not in canonical form (RFC 8785" in step(report, 4).detail
+    assert_not_evaluated(report, [7], because=4)
+
+
+def test_dossier_json_keys_reordered_and_resealed_fails_at_step_4(tmp_path, signer, dossier_json, anchor):
+    doc = json.loads(dossier_json)
+    reordered = json.dumps(dict(reversed(list(doc.items()))), separators=(",", ":"), ensure_ascii=False).encode()
+    report = verify(tmp_path, make_bundle(signer, reordered), anchor)
+    assert_fails_first_at(report, 4)
+    assert "canonical form" in step(report, 4).detail
+
+
+@pytest.mark.parametrize(
+    ("attack", "old", "new", "message"),
+    [
+        ("infinity_as_1e400", b'"value":0.9', b'"value":1e400',
+         "dossier.json holds the number 1e400, which is too large to be finite"),
+        ("nan_literal", b'"value":0.9', b'"value":NaN', "dossier.json holds NaN, which is not a number JSON allows"),
+        ("lone_surrogate", b'"rationale":"r"', b'"rationale":"r\\ud800"',
+         "dossier.json holds a lone surrogate (\\ud800), which is not a Unicode character"),
+    ],
+)
+def test_unrepresentable_value_resealed_fails_at_step_4(tmp_path, signer, dossier_json, anchor, attack, old, new,
+                                                         message):
+    assert old in dossier_json
+    hostile = dossier_json.replace(old, new, 1)
+    report = verify(tmp_path, make_bundle(signer, hostile), anchor)
+    assert_fails_first_at(report, 4)
+    assert step(report, 4).detail == message
+    assert_not_evaluated(report, [7], because=4)
+
+
+# --- step 7: the policy applies to this run and this model --------------------------------------
+
+
+def _judged_dossier(signer, *, records=None, policy=None) -> bytes:
+    """A dossier whose verdicts, gate and clause index follow honestly from its records and policy."""
+    from evidence.policy import evaluate, roll_up
+    from evidence.records import SignerInfo
+    from signing import describe_signer
+    from tests.factories import make_dossier, make_policy, make_record
+
+    records = records if records is not None else [make_record()]
+    policy = policy if policy is not None else make_policy()
+    verdicts = evaluate(policy, records, subject="toy")
+    dossier = make_dossier(
+        records=records, policy=policy, verdicts=verdicts, gate=roll_up(verdicts),
+        signer=SignerInfo.model_validate(describe_signer(signer)),
+    )
+    return dossier_bytes(dossier.model_dump(mode="json"))
+
+
+def test_policy_set_after_the_run_fails_at_step_7(tmp_path, signer, anchor):
+    from datetime import UTC, datetime
+
+    from tests.factories import make_policy
+
+    late = make_policy(set_at=datetime(2026, 12, 1, tzinfo=UTC))  # the dossier is created 2026-11-24
+    report = verify(tmp_path, make_bundle(signer, _judged_dossier(signer, policy=late)), anchor)
+    assert_fails_first_at(report, 7)
+    assert step(report, 7).detail == (
+        "the policy was set at 2026-12-01T00:00:00+00:00, not before the dossier was created "
+        "(2026-11-24T12:00:00+00:00): thresholds must be fixed before the run they judge"
+    )
+
+
+def test_policy_set_before_the_run_verifies(tmp_path, signer, anchor):
+    report = verify(tmp_path, make_bundle(signer, _judged_dossier(signer)), anchor)
+    assert report.bottom_line, report.first_failure()
+
+
+def test_clause_index_emptied_and_resealed_fails_at_step_7(tmp_path, signer, anchor):
+    data = dossier_data(signer)
+    assert data["clause_index"]
+    data["clause_index"] = []
+    report = verify(tmp_path, make_bundle(signer, dossier_bytes(data)), anchor)
+    assert_fails_first_at(report, 7)
+    assert "the clause index is empty, but the records and verdicts yield" in step(report, 7).detail
+
+
+def test_record_subject_with_confusable_character_fails_at_step_7(tmp_path, signer, anchor):
+    """Greek omicron for 'o': the record escapes the threshold on its measurement."""
+    from tests.factories import make_record
+
+    spoofed = make_record("heads.inventory:toy", subject="t\u03bfy")
+    report = verify(tmp_path, make_bundle(signer, _judged_dossier(signer, records=[spoofed])), anchor)
+    assert_fails_first_at(report, 7)
+    assert step(report, 7).detail == (
+        "record 'heads.inventory:toy' is of subject 't\\u03bfy', not of the model 'toy', yet the policy "
+        "has a threshold on its measurement heads.inventory: a judged record must name the model exactly"
+    )
