@@ -88,8 +88,7 @@ class CalibrationParams(MeasurementParams):
         default=1,
         ge=0,
         le=9,
-        description="per detector of the shipped validation report, this many of its planted organisms and "
-        "this many of its controls re-measured here and compared with what the report recorded (0: none)",
+        description="organisms per detector and role re-measured against the validation report (0: none)",
     )
 
     @field_validator("measurements", "params")
