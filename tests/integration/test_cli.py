@@ -307,7 +307,7 @@ calibration.organisms 1.3.0
   parameters:
     measurements: list[str] | None = null \u2014 measurement ids to calibrate
     params: dict[str, dict[str, JsonValue]] = {} \u2014 parameters per calibrated measurement (default: its defaults)
-    spot_check: int = 1 \u2014 organisms per detector and role re-measured against the validation report (0: none)
+    spot_check: int = 1  [>= 0, <= 9] \u2014 per detector and role, organisms re-measured against the validation report
   datasets: none
   markers: none
   clauses:

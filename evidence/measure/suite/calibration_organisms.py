@@ -88,7 +88,7 @@ class CalibrationParams(MeasurementParams):
         default=1,
         ge=0,
         le=9,
-        description="organisms per detector and role re-measured against the validation report (0: none)",
+        description="per detector and role, organisms re-measured against the validation report",
     )
 
     @field_validator("measurements", "params")
