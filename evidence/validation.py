@@ -52,6 +52,7 @@ __all__ = [
     "Member",
     "Population",
     "bundled_population",
+    "organism_inputs",
     "population_split",
     "report_population",
     "spot_check",
@@ -89,9 +90,22 @@ class Population:
     members: tuple[Member, ...]
 
 
-def _bundled_inputs() -> Inputs:
-    from evidence.measure.suite.calibration_organisms import organism_inputs
+@functools.cache
+def organism_inputs() -> Inputs:
+    """The reference organisms' own prompt sets and markers, as ``organisms.toml`` next to their data names them."""
+    import tomllib
 
+    from evidence.organisms.datasets import data_dir
+    from evidence.runspec import load_dataset
+
+    directory = data_dir()
+    fragment = tomllib.loads((directory / "organisms.toml").read_text(encoding="utf-8"))
+    datasets = {name: load_dataset(name, directory / file) for name, file in fragment["datasets"].items()}
+    markers = {kind: tuple(phrases) for kind, phrases in fragment["markers"].items()}
+    return datasets, markers
+
+
+def _bundled_inputs() -> Inputs:
     return organism_inputs()
 
 

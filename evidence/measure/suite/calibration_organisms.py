@@ -24,18 +24,13 @@ verifier recomputes ``passed``. What the checks can and cannot show:
 
 from __future__ import annotations
 
-import functools
 import json
-import tomllib
 from collections.abc import Mapping, Sequence
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field, JsonValue, field_validator
 
 from evidence.canonical import canonical_bytes, sha256_hex
-from evidence.datasets import Dataset
 from evidence.measure import (
     Expectation,
     MeasureContext,
@@ -51,7 +46,7 @@ from evidence.measure import (
 from evidence.model import LoadedModel, ModelSpec, load_model, random_twin
 from evidence.policy import describe_all, satisfied
 from evidence.records import CalibrationCheck, ClauseRef, DataRef, EvidenceRecord, Metric, Table
-from evidence.runspec import load_dataset
+from evidence.validation import organism_inputs
 
 __all__ = ["CalibrationParams", "calibrate", "expectations", "organism_inputs"]
 
@@ -65,16 +60,6 @@ def expectations(wanted: Sequence[str] | None = None) -> list[tuple[str, Expecta
         require_known(wanted, where="calibration.organisms: measurements")
     ids = list(wanted) if wanted is not None else sorted(defs)
     return [(mid, e) for mid in ids for e in defs[mid].calibration]
-
-
-@functools.cache
-def organism_inputs() -> tuple[Mapping[str, Dataset], Mapping[str, tuple[str, ...]]]:
-    """The organisms' own prompt sets and markers, as ``organisms.toml`` next to their data names them."""
-    directory = Path(str(resources.files("evidence.organisms") / "data"))
-    fragment = tomllib.loads((directory / "organisms.toml").read_text(encoding="utf-8"))
-    datasets = {name: load_dataset(name, directory / file) for name, file in fragment["datasets"].items()}
-    markers = {kind: tuple(phrases) for kind, phrases in fragment["markers"].items()}
-    return datasets, markers
 
 
 class CalibrationParams(MeasurementParams):
