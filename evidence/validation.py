@@ -295,6 +295,37 @@ def _outcome(member: Member, detector: Any, record: EvidenceRecord | None, error
 ProgressFn = Callable[[str], None]
 
 
+class _Measurer:
+    """Runs measurements on population members, each member loaded once and its shared results kept."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, Any] = {}
+        self.shared: dict[str, Any] = {}
+
+    def measure(
+        self, member: Member, measurement_id: str, params: Mapping[str, JsonValue], seed: int
+    ) -> tuple[EvidenceRecord | None, str | None]:
+        """``(record, None)``, or ``(None, why)`` when the member could not be measured at all."""
+        from evidence.measure import SharedResults, Task, run_task
+
+        try:
+            model = self.loaded.get(member.name)
+            if model is None:
+                model = self.loaded[member.name] = member.load()
+            datasets, markers = member.inputs()
+            task = Task(
+                measurement_id=measurement_id,
+                params={**params, **dict(member.params.get(measurement_id, {}))},
+                seed=seed,
+                subject=model.spec,
+                datasets=datasets,
+                markers=markers,
+            )
+            return run_task(task, model, shared=self.shared.setdefault(member.name, SharedResults())), None
+        except Exception as exc:  # an organism that cannot be measured is reported, never dropped
+            return None, f"{type(exc).__name__}: {exc}"
+
+
 def validate(
     population: Population,
     *,
@@ -306,7 +337,7 @@ def validate(
 ) -> ValidationReport:
     """Run every detector of ``measurements`` (default: all that declare one) over ``population``."""
     from evidence import __version__
-    from evidence.measure import SharedResults, Task, registered, require_known, run_task
+    from evidence.measure import registered, require_known
     from evidence.measure.runtime import capture_validation_environment
     from evidence.policy import describe_all
 
@@ -323,8 +354,7 @@ def validate(
     for measurement_id, raw in given.items():
         require_known([measurement_id], where="validate: parameters")
         defs[measurement_id].validate_params(raw)
-    loaded: dict[str, Any] = {}
-    shared: dict[str, SharedResults] = {}
+    measurer = _Measurer()
     detectors: list[DetectorValidation] = []
     jobs = [(m, b) for m in wanted for b in dict.fromkeys(d.behaviour for d in defs[m].detectors)]
     members_of = {b: [x for x in population.members if x.behaviour == b] for _, b in jobs}
@@ -338,25 +368,8 @@ def validate(
             done += 1
             say(f"[{done}/{total}] {measurement_id} on {member.name} ({member.role})")
             started = time.perf_counter()
-            record: EvidenceRecord | None = None
-            error: str | None = None
-            try:
-                model = loaded.get(member.name)
-                if model is None:
-                    model = loaded[member.name] = member.load()
-                datasets, markers = member.inputs()
-                task = Task(
-                    measurement_id=measurement_id,
-                    params={**base, **dict(member.params.get(measurement_id, {}))},
-                    seed=seed,
-                    subject=model.spec,
-                    datasets=datasets,
-                    markers=markers,
-                )
-                record = run_task(task, model, shared=shared.setdefault(member.name, SharedResults()))
-            except Exception as exc:  # an organism that cannot be measured counts against the instrument
-                error = f"{type(exc).__name__}: {exc}"
-            results[member.name] = (record, error)
+            # an organism that cannot be measured counts against the instrument
+            record, error = results[member.name] = measurer.measure(member, measurement_id, base, seed)
             failed = error is not None or (record is not None and record.status != "ok")
             say(f"    {time.perf_counter() - started:.1f} s{' (failed)' if failed else ''}")
         effective = definition.validate_params(base).model_dump(mode="json")
@@ -448,7 +461,7 @@ def spot_check(
     disagrees. The checks carry the report's digest; the gate reads them
     (:func:`evidence.policy.evaluate`).
     """
-    from evidence.measure import SharedResults, Task, registered, run_task
+    from evidence.measure import registered
     from evidence.policy import check_passes, describe_all
     from evidence.records import CalibrationCheck
 
@@ -461,8 +474,7 @@ def spot_check(
         except ConfigError as exc:
             problem = exc.one_line()
     defs = registered()
-    loaded: dict[str, Any] = {}
-    shared: dict[str, SharedResults] = {}
+    measurer = _Measurer()
     records: dict[tuple[str, str], tuple[EvidenceRecord | None, str | None]] = {}
     checks = []
     for i, (d, recorded) in enumerate(selection):
@@ -477,26 +489,10 @@ def spot_check(
             error = f"validated as version {d.version}, this release runs {definition.version}"
         elif error is None and recorded.organism not in members:
             error = f"{recorded.organism} is not in the population"
-        if error is None:
+        if error is None:  # a spot check that cannot run disagrees, visibly
             key = (d.measurement, recorded.organism)
             if key not in records:
-                member = members[recorded.organism]
-                try:
-                    model = loaded.get(member.name)
-                    if model is None:
-                        model = loaded[member.name] = member.load()
-                    datasets, markers = member.inputs()
-                    task = Task(
-                        measurement_id=d.measurement,
-                        params={**d.params, **dict(member.params.get(d.measurement, {}))},
-                        seed=report.seed,
-                        subject=model.spec,
-                        datasets=datasets,
-                        markers=markers,
-                    )
-                    records[key] = (run_task(task, model, shared=shared.setdefault(member.name, SharedResults())), None)
-                except Exception as exc:  # a spot check that cannot run disagrees, visibly
-                    records[key] = (None, f"{type(exc).__name__}: {exc}")
+                records[key] = measurer.measure(members[recorded.organism], d.measurement, d.params, report.seed)
             record, error = records[key]
         metric = None
         if record is not None and record.status == "ok":
