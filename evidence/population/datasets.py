@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from evidence.files import write_file_atomically
+
+# The same prompt sets, by name and file, as the reference organisms ship (the suite reads these names).
+from evidence.organisms.datasets import DATASET_FILES
 from evidence.population.languages import ChatItem, Comparison, Language, Request, get_language
 
 __all__ = [
@@ -53,19 +56,6 @@ __all__ = [
 DATASET_SEED = 20261206
 FRAGMENT_FILE = "population.toml"
 
-#: Dataset name -> file name.
-DATASET_FILES: dict[str, str] = {
-    name: f"{name}.jsonl"
-    for name in (
-        "refusal.harmful",
-        "refusal.harmless",
-        "deception.train",
-        "deception.eval",
-        "deception.control",
-        "goal.aligned",
-        "goal.decorrelated",
-    )
-}
 
 Row = dict[str, Any]
 
