@@ -152,7 +152,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise _usage(f"the directory of --out {out} does not exist")
-    pdf = render_pdf(parse_dossier(data), data)
+    dossier = parse_dossier(data)
+    attachments = {}
+    if dossier.validation is not None:  # the cited report, when it lies beside dossier.json as in a bundle
+        report = source.parent / dossier.validation.file
+        if report.is_file():
+            attachments[report.name] = report.read_bytes()
+    pdf = render_pdf(dossier, data, attachments=attachments)
     write_file_atomically(out, pdf)
     print(f"pdf: {out} (unsigned; use `interp-dossier sign` on a draft bundle to seal)")
     return EXIT_OK
@@ -317,6 +323,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from evidence.runspec import default_runspec_path, load_runspec
 
     try:
+        from evidence.measure.runtime import configure_determinism
         from evidence.validation import bundled_population, population_split, validate
         from evidence.validation_report import report_bytes
     except ModuleNotFoundError as exc:  # pragma: no cover - the light install has no torch
@@ -326,6 +333,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and out.is_dir():
         raise _usage(f"--out {out} is a directory; give the report's file name")
+    if args.merge:
+        return _merge_validation(args, out)
+    if args.population is None:
+        args.population = "bundled"
     if args.population == "bundled":
         if args.member:
             raise _usage("--member names members of the calibration population: use --population dev|heldout|all")
@@ -335,6 +346,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     # The shipped configuration: each measurement's parameters as the default run spec sets them.
     params = load_runspec(default_runspec_path()).measurements
     say = _progress()
+    # Population members are tiny: one thread is as fast and is not slowed by a busy machine
+    # (nor by a second `validate` measuring other instruments beside this one).
+    configure_determinism(args.seed, threads=1)
     report = validate(
         population,
         measurements=args.measurement or None,
@@ -346,6 +360,27 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for detector in report.detectors:
         print(detector.summary())
     print(f"wrote {out} (population {report.population}, {len(report.organisms)} organisms)")
+    return EXIT_OK
+
+
+def _merge_validation(args: argparse.Namespace, out: Path) -> int:
+    """``validate --merge PART... --out FILE``: one report from parts measured separately."""
+    from evidence.files import write_file_atomically
+    from evidence.validation_report import merge_reports, read_report, report_bytes
+
+    chosen = [f"--{name}" for name in ("population", "measurement", "member") if getattr(args, name)]
+    if chosen:
+        raise _usage(f"--merge takes the parts as they were measured; drop {', '.join(chosen)}")
+    if len(args.merge) < 2:
+        raise _usage("--merge needs at least two reports")
+    if any(Path(p).resolve() == out.resolve() for p in args.merge):
+        raise _usage(f"--out {out} is one of the parts; write the merged report to a new file")
+    merged = merge_reports([read_report(Path(p)) for p in args.merge])
+    write_file_atomically(out, report_bytes(merged))
+    for detector in merged.detectors:
+        print(detector.summary())
+    print(f"wrote {out} (population {merged.population}, {len(merged.detectors)} detectors from "
+          f"{len(args.merge)} reports)")  # fmt: skip
     return EXIT_OK
 
 
@@ -565,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_measurements)
 
     p = sub.add_parser("validate", help="detection and false-alarm rates of every detector over a population")
-    p.add_argument("--population", default="bundled", choices=["bundled", "dev", "heldout", "all"],
+    p.add_argument("--population", choices=["bundled", "dev", "heldout", "all"],
                    help="which organisms to measure (default: bundled, the reference organisms; dev, heldout, all: "
                         "the calibration population's splits)")
     p.add_argument("--measurement", action="append", metavar="ID", help="validate only these (repeatable)")
@@ -573,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these members of the population split (repeatable; the report's population is "
                         "then '<split>-subset')")
     p.add_argument("--seed", type=int, default=0, help="task seed of every run (default: 0)")
+    p.add_argument("--merge", nargs="+", metavar="REPORT",
+                   help="measure nothing: merge reports of one population measured in parts (e.g. one "
+                        "process per instrument) into one")
     p.add_argument("--out", required=True, help="validation report (JSON) to write")
     p.set_defaults(func=_cmd_validate)
 
@@ -611,13 +649,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries() -> None:
-    """Silence warnings raised inside third-party libraries.
+    """Silence warnings and progress bars raised inside third-party libraries.
 
     They (e.g. a crypto library's deprecation notice) are meant for those libraries' developers, not
     for a compliance officer or an auditor; ``INTERP_DOSSIER_DEBUG=1`` shows them.
     """
     if not os.environ.get("INTERP_DOSSIER_DEBUG"):
         warnings.filterwarnings("ignore", module=r"(?!evidence\b|signing\b)")
+        # Hugging Face's own progress bars ("Loading weights") interleave with ours: off before the
+        # libraries are imported (they read the variable then), and in them if they already are.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
+        elif "huggingface_hub" in sys.modules:
+            sys.modules["huggingface_hub"].utils.disable_progress_bars()
 
 
 def _wants_verify_json(argv: Sequence[str]) -> bool:

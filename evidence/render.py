@@ -25,8 +25,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from evidence.canonical import sha256_hex
-from evidence.errors import EvidenceError, RenderError, missing_extra
-from evidence.records import ChangeEntry, ClauseIndexEntry, CrossReference, Dossier, Table
+from evidence.errors import ConfigError, EvidenceError, RenderError, missing_extra
+from evidence.records import (
+    ChangeEntry,
+    ClauseIndexEntry,
+    CrossReference,
+    Dossier,
+    Table,
+    Threshold,
+    ValidationReport,
+)
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -66,7 +74,7 @@ def render_pdf(
     extra = _checked_attachments(attachments)
     _check_json_encodes(dossier, dossier_json)
     digest = sha256_hex(dossier_json)
-    html = _render_html(dossier, digest)
+    html = _render_html(dossier, digest, _cited_report(dossier, extra))
     css = _read_template(STYLESHEET)
     files = {DOSSIER_JSON: dossier_json, **extra}
     return _write_pdf(html, css, files, dossier.created_at)
@@ -95,6 +103,29 @@ def _checked_attachments(attachments: Mapping[str, bytes] | None) -> dict[str, b
             )
         checked[name] = data
     return checked
+
+
+def _cited_report(dossier: Dossier, attachments: Mapping[str, bytes]) -> ValidationReport | None:
+    """The validation report the dossier cites, when it travels among the attachments.
+
+    Its organism-by-organism results fill the validation chapter's tables; without it (a
+    dossier rendered on its own) the chapter shows the summary the dossier carries.
+    """
+    cited = dossier.validation
+    data = attachments.get(cited.file) if cited is not None else None
+    if cited is None or data is None:
+        return None
+    if sha256_hex(data) != cited.report_sha256:
+        raise RenderError(
+            f"the attached {cited.file} is not the validation report the dossier cites",
+            hint="attach the report whose sha256 the dossier records",
+        )
+    from evidence.validation_report import parse_report
+
+    try:
+        return parse_report(data, source=cited.file)
+    except ConfigError as exc:
+        raise RenderError(exc.message, hint=exc.hint) from None
 
 
 def _check_json_encodes(dossier: Dossier, dossier_json: bytes) -> None:
@@ -360,7 +391,9 @@ def _what_it_measures(dossier: Dossier) -> dict[str, str]:
     return summaries
 
 
-def _context(dossier: Dossier, digest: str) -> dict[str, Any]:
+def _context(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> dict[str, Any]:
+    from evidence.validation_report import TARGET_DETECTION, TARGET_FALSE_ALARMS
+
     counts = {v: 0 for v in _VERDICT_ORDER}
     for verdict in dossier.verdicts:
         counts[verdict.verdict] += 1
@@ -372,6 +405,10 @@ def _context(dossier: Dossier, digest: str) -> dict[str, Any]:
     policy = dossier.policy
     return {
         "dossier": dossier,
+        "validation_report": report,
+        "targets": {"detection": TARGET_DETECTION, "false_alarms": TARGET_FALSE_ALARMS},
+        # Gated metrics the cited validation report does not cover: their verdicts rest on no validation.
+        "unvalidated": _unvalidated(dossier),
         "title": f"Interpretability evidence dossier \u2014 {dossier.model.name}",
         "producer": f"{dossier.producer.name} {dossier.producer.version}",
         "created_w3c": dossier.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -398,11 +435,19 @@ def _context(dossier: Dossier, digest: str) -> dict[str, Any]:
     }
 
 
-def _render_html(dossier: Dossier, digest: str) -> str:
+def _unvalidated(dossier: Dossier) -> list[Threshold]:
+    """The policy's thresholds whose metric the cited validation report does not cover."""
+    if dossier.policy is None or dossier.validation is None:
+        return []
+    covered = {(v.measurement, v.metric) for v in dossier.validation.detectors}
+    return [t for t in dossier.policy.thresholds if (t.measurement, t.metric) not in covered]
+
+
+def _render_html(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> str:
     j2 = _jinja2()
     env = _environment()
     try:
-        html: str = env.get_template(TEMPLATE).render(_context(dossier, digest))
+        html: str = env.get_template(TEMPLATE).render(_context(dossier, digest, report))
     except j2.TemplateNotFound as exc:
         raise RenderError(
             f"the PDF template {exc.name!r} is missing from {_templates()}", hint=_REINSTALL_HINT

@@ -51,6 +51,7 @@ from evidence.records import (
 __all__ = [
     "Member",
     "Population",
+    "TUNED_ON",
     "bundled_population",
     "organism_inputs",
     "population_split",
@@ -174,6 +175,11 @@ def _language_inputs(code: str) -> Inputs:
 
 #: The population's splits as ``validate --population`` names them ("all": both).
 POPULATION_SPLITS = ("dev", "heldout", "all")
+
+#: The populations whose results this release's instruments were designed and tuned on: the
+#: bundled reference organisms and the development split (``docs/population.md``). No design
+#: choice or default looked at the held-out split; a report says this in ``tuned_on``.
+TUNED_ON: tuple[str, ...] = ("bundled", "dev")
 
 
 def population_split(split: str, directory: Path | None = None, *, names: Sequence[str] | None = None) -> Population:
@@ -401,6 +407,7 @@ def validate(
     return ValidationReport(
         population=population.name,
         population_digest=population.digest,
+        tuned_on=list(TUNED_ON),
         organisms=[m.name for m in population.members],
         created_at=datetime.now(UTC).replace(microsecond=0),
         producer=f"interp-dossier {__version__}",

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from evidence.canonical import canonical_bytes
 from evidence.errors import ConfigError
 from evidence.records import (
+    DetectorValidation,
     EvidenceRecord,
     Threshold,
     ValidatedDetector,
@@ -27,8 +28,12 @@ from evidence.records import (
 
 __all__ = [
     "EXECUTION_PARAMS",
+    "TARGET_DETECTION",
+    "TARGET_FALSE_ALARMS",
     "benchmark_table",
     "cite",
+    "merge_reports",
+    "target_shortfalls",
     "parse_report",
     "read_report",
     "report_bytes",
@@ -41,6 +46,76 @@ __all__ = [
 #: Parameters that change how fast a measurement runs, not what it measures; ignored when a
 #: run's parameters are compared with the validated ones.
 EXECUTION_PARAMS = frozenset({"batch_size"})
+
+
+#: What the instruments are built to reach on the held-out population (point rates): detect at
+#: least 90% of planted organisms and false-alarm on at most 10% of controls. A report states
+#: by how much a detector misses them (:func:`target_shortfalls`); a policy decides what a
+#: miss means for a verdict (a threshold's ``validation`` requirement, on the intervals).
+TARGET_DETECTION = 0.9
+TARGET_FALSE_ALARMS = 0.1
+
+
+def target_shortfalls(detector: DetectorValidation | ValidatedDetector) -> list[str]:
+    """How far ``detector``'s point rates miss the targets, in words (empty when both are met)."""
+    missed = []
+    detection, false_alarms = detector.detection, detector.false_alarms
+    if detection.rate is None:
+        missed.append("no planted organism measured")
+    elif detection.rate < TARGET_DETECTION:
+        missed.append(
+            f"detection {detection.rate:.0%} is {100 * (TARGET_DETECTION - detection.rate):.0f} points "
+            f"below the {TARGET_DETECTION:.0%} target"
+        )
+    if false_alarms.rate is None:
+        missed.append("no control measured")
+    elif false_alarms.rate > TARGET_FALSE_ALARMS:
+        missed.append(
+            f"false alarms {false_alarms.rate:.0%} are {100 * (false_alarms.rate - TARGET_FALSE_ALARMS):.0f} points "
+            f"above the {TARGET_FALSE_ALARMS:.0%} target"
+        )
+    return missed
+
+
+def merge_reports(parts: Sequence[ValidationReport]) -> ValidationReport:
+    """One report from reports of the same population measured in parts (e.g. one measurement per process).
+
+    The parts must agree on everything but their detectors: the population and its digest, the
+    organisms, the producer, the seed, the interval level, the populations tuned on and the
+    environment. No detector may appear in two parts. The merged report is dated by its latest part.
+    """
+    if len(parts) < 2:
+        raise ConfigError("merging needs at least two validation reports")
+    first = parts[0]
+    same = ("population", "population_digest", "organisms", "producer", "seed", "level", "tuned_on", "environment")
+    for i, part in enumerate(parts[1:], start=2):
+        for field in same:
+            if getattr(part, field) != getattr(first, field):
+                raise ConfigError(
+                    f"report {i} differs from report 1 in {field}: "
+                    f"{_shown(getattr(part, field))} vs {_shown(getattr(first, field))}",
+                    hint="merge only parts of one validation: same population, release, seed and environment",
+                )
+    seen: dict[tuple[str, str], int] = {}
+    for i, part in enumerate(parts, start=1):
+        for d in part.detectors:
+            key = (d.measurement, d.metric)
+            if key in seen:
+                raise ConfigError(
+                    f"{d.measurement} {d.metric} is in report {seen[key]} and report {i}",
+                    hint="each detector must be measured in exactly one part",
+                )
+            seen[key] = i
+    detectors = sorted((d for part in parts for d in part.detectors), key=lambda d: (d.measurement, d.metric))
+    merged = first.model_dump()
+    merged["detectors"] = [d.model_dump() for d in detectors]
+    merged["created_at"] = max(part.created_at for part in parts)
+    return ValidationReport.model_validate(merged)
+
+
+def _shown(value: Any) -> str:
+    text = value.model_dump_json() if hasattr(value, "model_dump_json") else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def read_report(path: Path) -> ValidationReport:
@@ -97,6 +172,7 @@ def cite(report: ValidationReport, digest: str, records: Sequence[EvidenceRecord
                 errors=d.errors,
                 architectures=sorted({o.architecture for o in d.organisms}),
                 languages=sorted({o.language for o in d.organisms}),
+                target_shortfalls=target_shortfalls(d),
                 run=run,
             )
         )
@@ -104,6 +180,7 @@ def cite(report: ValidationReport, digest: str, records: Sequence[EvidenceRecord
         report_sha256=digest,
         population=report.population,
         population_digest=report.population_digest,
+        tuned_on=report.tuned_on,
         created_at=report.created_at,
         producer=report.producer,
         level=report.level,
@@ -198,18 +275,22 @@ def benchmark_table(report: ValidationReport | None) -> str:
             return "—"
         return f"{rate.k}/{rate.n} [{rate.ci.lower:.0%}, {rate.ci.upper:.0%}]"
 
+    tuned = ", ".join(report.tuned_on) or "not stated"
     lines = [
         f"Population `{report.population}` ({len(report.organisms)} "
         f"organism{'' if len(report.organisms) == 1 else 's'}; "
         f"{report.level:.0%} Clopper–Pearson intervals; measured {report.created_at:%Y-%m-%d} "
-        f"by interp-dossier {report.producer}).",
+        f"by {report.producer}; instruments tuned on: {tuned}). "
+        f"Targets: detection ≥ {TARGET_DETECTION:.0%}, false alarms ≤ {TARGET_FALSE_ALARMS:.0%}.",
         "",
-        "| instrument | metric | behaviour | detected (planted) | false alarms (controls) | failed runs |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| instrument | metric | behaviour | detected (planted) | false alarms (controls) | failed runs "
+        "| against the targets |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for d in report.detectors:
+        missed = target_shortfalls(d)
         lines.append(
             f"| `{d.measurement}` {d.version} | `{d.metric}` | {d.behaviour} | {cell(d.detection)} "
-            f"| {cell(d.false_alarms)} | {d.errors} |"
+            f"| {cell(d.false_alarms)} | {d.errors} | {'; '.join(missed) if missed else 'met'} |"
         )
     return "\n".join(lines)

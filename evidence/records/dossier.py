@@ -53,6 +53,9 @@ class ValidatedDetector(_Frozen):
     errors: Annotated[int, Field(ge=0)]
     architectures: list[Name] = Field(description="architectures of the organisms it was validated on")
     languages: list[Name] = Field(description="languages (and so tokenizers) of those organisms")
+    target_shortfalls: list[Name] = Field(
+        description="how far the point rates miss the targets (detection >= 90%, false alarms <= 10%); empty: met"
+    )
     run: Literal["same", "other-version", "other-params", "not-run"] = Field(
         description="how this dossier's record of the measurement relates to the validated one: the same "
         "version and parameters, another version, other parameters, or the measurement was not run"
@@ -71,6 +74,7 @@ class ValidationCitation(_Frozen):
     file: Literal["validation-report.json"] = VALIDATION_REPORT_FILE
     population: Name = Field(description='the population split it was measured on, e.g. "heldout"')
     population_digest: Sha256Hex
+    tuned_on: list[Name] = Field(description="the populations the instruments were tuned on")
     created_at: AwareDatetime
     producer: Name = Field(description="the interp-dossier version that measured it")
     level: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(description="coverage of every interval")

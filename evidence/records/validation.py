@@ -165,6 +165,10 @@ class ValidationReport(_Frozen):
     format: Literal["1"] = VALIDATION_FORMAT
     population: Name = Field(description='the population and split, e.g. "heldout"')
     population_digest: Sha256Hex = Field(description="sha256 of the population's manifest as read")
+    tuned_on: list[Name] = Field(
+        description="the populations whose results the instruments' design choices and defaults looked at; "
+        "a report on one of them measures the instruments on data they were tuned on"
+    )
     organisms: list[Name] = Field(description="every organism measured")
     created_at: AwareDatetime
     producer: Name = Field(description="the interp-dossier version that measured")

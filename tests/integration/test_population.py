@@ -150,3 +150,15 @@ def test_validate_on_a_development_subset_writes_a_report_that_recounts(tmp_path
     # Read with its own language's task and answers, the planted member relies on the proxy and its twin does not.
     (pri,) = report.detectors
     assert {o.organism: o.fired for o in pri.organisms} == {planted: True, control: False}
+
+
+def test_a_hugging_face_member_loads_without_the_libraries_progress_bars(tmp_path, capfd, one_thread):
+    """A GPT-2-style member loads through transformers; only our own progress reaches the user (~5 s)."""
+    member = "induction-planted-gpt2-L2-s5111"
+    out = tmp_path / "report.json"
+    code = main(["validate", "--population", "dev", "--member", member, "--measurement", "heads.inventory",
+                 "--out", str(out)])  # fmt: skip
+    captured = capfd.readouterr()
+    assert code == 0, captured.err
+    assert f"heads.inventory on {member} (planted)" in captured.err
+    assert "Loading weights" not in captured.err + captured.out and "it/s" not in captured.err

@@ -51,7 +51,7 @@ def detector(planted: tuple[int, int], controls: tuple[int, int], *, version="1.
 
 def report(*detectors: DetectorValidation) -> tuple[ValidationReport, str]:
     r = ValidationReport(
-        population="heldout", population_digest="d" * 64, organisms=["p0"],
+        population="heldout", population_digest="d" * 64, tuned_on=["dev"], organisms=["p0"],
         created_at=datetime(2026, 12, 1, tzinfo=UTC), producer="interp-dossier 0", seed=0, level=0.95,
         environment=ValidationEnvironment(python="3.11", torch=None, transformer_lens=None, transformers=None,
                                           platform="Linux", cpu_capability=None, threads=1),
@@ -324,7 +324,7 @@ def test_the_cli_refuses_a_population_split_that_is_not_trained(tmp_path, capsys
     monkeypatch.setenv(ENV_POPULATION_DIR, str(tmp_path))
     assert main(["validate", "--population", "heldout", "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
-    assert "'heldout' split is incomplete" in err and "72 not trained" in err
+    assert "'heldout' split is incomplete" in err and "75 not trained" in err
     assert "interp-dossier population train --split heldout" in err
     assert not (tmp_path / "r.json").exists()
 
@@ -490,6 +490,33 @@ def test_a_signed_bundle_carries_the_cited_report_and_verifies(tmp_path, monkeyp
 
     text = " ".join(page.extract_text() for page in pypdf.PdfReader(out / "dossier.pdf").pages)
     assert "Validation of the instruments" in text and "9/9" in text and "1/12" in text
+    # the whole report, organism by organism, and what the instruments were tuned on
+    assert "Organism by organism" in text and "Tuned on" in text
+    assert all(name in text for name in ("p8", "c11"))
+
+
+def test_the_pdf_renders_the_cited_report_only_when_it_is_the_one_cited(tmp_path):
+    pytest.importorskip("weasyprint")
+    from evidence.errors import RenderError
+    from evidence.render import _cited_report, _render_html
+    from evidence.validation_report import report_bytes
+
+    r, _ = report(detector((9, 9), (1, 12)))
+    data = report_bytes(r)
+    dossier = cited_dossier(r, sha256_hex(data))
+    assert _cited_report(dossier, {"validation-report.json": data}) == r
+    assert _cited_report(dossier, {}) is None
+    other = report_bytes(report(detector((8, 9), (1, 12)))[0])
+    with pytest.raises(RenderError, match="not the validation report the dossier cites"):
+        _cited_report(dossier, {"validation-report.json": other})
+    html = _render_html(dossier, "0" * 64)
+    assert "was not at hand when this PDF was rendered" in html and "Organism by organism" not in html
+    # a gated metric the report does not cover is named as resting on no validation
+    uncovered = make_policy(thresholds=[gated(max_false_alarms=0.3), Threshold(
+        id="other", measurement="refusal.stability", metric="attack_compliance_rate", comparator="<=",
+        threshold=0.5, rationale="r")])
+    html = _render_html(dossier.model_copy(update={"policy": uncovered}), "0" * 64, r)
+    assert "whose verdicts rest on no validation" in html and "attack_compliance_rate" in html
 
 
 def test_the_benchmark_table_lists_every_detector_with_both_rates():
@@ -498,10 +525,86 @@ def test_the_benchmark_table_lists_every_detector_with_both_rates():
     r, _ = report(detector((9, 9), (1, 12)))
     table = benchmark_table(r).splitlines()
     assert table[0].startswith("Population `heldout` (1 organism; 95% Clopper–Pearson intervals")
+    assert "instruments tuned on: dev" in table[0] and "Targets: detection ≥ 90%, false alarms ≤ 10%." in table[0]
     assert table[4] == (
-        "| `heads.inventory` 1.0.0 | `induction_score_max` | induction | 9/9 [66%, 100%] | 1/12 [0%, 38%] | 0 |"
+        "| `heads.inventory` 1.0.0 | `induction_score_max` | induction | 9/9 [66%, 100%] | 1/12 [0%, 38%] | 0 | met |"
     )
     assert benchmark_table(None) == "This release ships no validation report."
+
+
+@pytest.mark.parametrize(
+    ("planted", "controls", "missed"),
+    [
+        ((9, 9), (0, 9), []),
+        ((9, 10), (1, 10), []),  # 90% and 10% meet the targets exactly
+        ((6, 9), (0, 9), ["detection 67% is 23 points below the 90% target"]),
+        ((9, 9), (3, 9), ["false alarms 33% are 23 points above the 10% target"]),
+        ((0, 9), (9, 9), ["detection 0% is 90 points below the 90% target",
+                          "false alarms 100% are 90 points above the 10% target"]),
+    ],
+)
+def test_a_report_says_by_how_much_a_detector_misses_the_targets(planted, controls, missed):
+    from evidence.validation_report import benchmark_table, cite, target_shortfalls
+
+    d = detector(planted, controls)
+    assert target_shortfalls(d) == missed
+    r, digest = report(d)
+    assert cite(r, digest, []).detectors[0].target_shortfalls == missed
+    assert benchmark_table(r).splitlines()[4].endswith(f"| {'; '.join(missed) or 'met'} |")
+
+
+def part_of(r: ValidationReport, *detectors: DetectorValidation, **changes) -> ValidationReport:
+    return r.model_copy(update={"detectors": list(detectors), **changes})
+
+
+def test_reports_measured_in_parts_merge_into_one():
+    from datetime import timedelta
+
+    from evidence.validation_report import merge_reports
+
+    first = detector((9, 9), (0, 9))
+    second = first.model_copy(update={"metric": "joint_repeat_loss_increase_vs_random"})
+    r, _ = report()
+    later = r.created_at + timedelta(hours=1)
+    merged = merge_reports([part_of(r, second, created_at=later), part_of(r, first)])
+    assert [d.metric for d in merged.detectors] == ["induction_score_max", "joint_repeat_loss_increase_vs_random"]
+    assert merged.created_at == later and merged.population_digest == r.population_digest
+    from evidence.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="in report 1 and report 2"):
+        merge_reports([part_of(r, first), part_of(r, first)])
+    with pytest.raises(ConfigError, match="report 2 differs from report 1 in population_digest"):
+        merge_reports([part_of(r, first), part_of(r, second, population_digest="e" * 64)])
+    with pytest.raises(ConfigError, match="differs from report 1 in seed"):
+        merge_reports([part_of(r, first), part_of(r, second, seed=1)])
+    with pytest.raises(ConfigError, match="differs from report 1 in environment"):
+        other = r.environment.model_copy(update={"torch": "9.9"})
+        merge_reports([part_of(r, first), part_of(r, second, environment=other)])
+    with pytest.raises(ConfigError, match="at least two"):
+        merge_reports([r])
+
+
+def test_the_cli_merges_parts_and_refuses_to_measure_while_merging(tmp_path, capsys):
+    from evidence.validation_report import read_report, report_bytes
+
+    first = detector((9, 9), (0, 9))
+    r, _ = report()
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_bytes(report_bytes(part_of(r, first)))
+    b.write_bytes(report_bytes(part_of(r, first.model_copy(update={"metric": "other_metric"}))))
+    out = tmp_path / "merged.json"
+    assert main(["validate", "--merge", str(a), str(b), "--out", str(out)]) == 0
+    assert [d.metric for d in read_report(out).detectors] == ["induction_score_max", "other_metric"]
+    assert "2 detectors from 2 reports" in capsys.readouterr().out
+    assert main(["validate", "--merge", str(a), str(a), "--out", str(tmp_path / "x.json")]) != 0
+    assert "in report 1 and report 2" in capsys.readouterr().err
+    assert main(["validate", "--merge", str(a), str(b), "--population", "heldout", "--out", str(out)]) != 0
+    assert "drop --population" in capsys.readouterr().err
+    assert main(["validate", "--merge", str(a), str(b), "--out", str(a)]) != 0
+    assert "is one of the parts" in capsys.readouterr().err
+    assert main(["validate", "--merge", str(a), str(tmp_path / "missing.json"), "--out", str(out)]) != 0
+    assert "no validation report at" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_the_readme_table_is_the_shipped_report():
