@@ -212,7 +212,9 @@ def evaluate(
         fields |= {"observed": metric.value, "ci": metric.ci}
         if t.validation is not None:
             report, digest = validation if validation is not None else (None, None)
-            shortfall, account = validation_requirement_verdict(t, record, report)
+            found = report.find(t.measurement, t.metric) if report is not None else None
+            fired = found is not None and satisfied(found.criteria, found.combine, metric)
+            shortfall, account = validation_requirement_verdict(t, record, report, fired=fired)
             if shortfall is None and digest is not None:
                 shortfall = _spot_check_shortfall(t, records, digest)
             fields |= {"validation": account, "validation_report": digest}

@@ -199,9 +199,15 @@ def _comparable(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def validation_requirement_verdict(
-    threshold: Threshold, record: EvidenceRecord, report: ValidationReport | None
+    threshold: Threshold, record: EvidenceRecord, report: ValidationReport | None, *, fired: bool
 ) -> tuple[str | None, str]:
-    """``(reason it falls short or None, one-line account of the validation)`` for a threshold that needs one."""
+    """``(reason it falls short or None, one-line account of the validation)`` for a threshold that needs one.
+
+    ``fired``: whether this run's reading meets the validated detector's criteria, i.e. the
+    instrument reports the behaviour present. A reading that says "present" is as credible as
+    the instrument's false alarms are rare, so it must meet ``max_false_alarms``; one that says
+    "absent" is as credible as its detections are sure, so it must meet ``min_detection``.
+    """
     requirement = threshold.validation
     assert requirement is not None
     where = f"{threshold.measurement} {record.measurement.version} {threshold.metric}"
@@ -210,7 +216,8 @@ def validation_requirement_verdict(
     found = report.find(threshold.measurement, threshold.metric)
     if found is None:
         return f"the validation report does not cover {where}", "not validated"
-    summary = f"{found.summary()}; population {report.population}"
+    reading = "reports the behaviour present" if fired else "reports the behaviour absent"
+    summary = f"{found.summary()}; population {report.population}; this run's reading {reading}"
     if found.version != record.measurement.version:
         return f"{where} was validated as version {found.version}, not the version run", summary
     if _comparable(found.params) != _comparable(record.measurement.params):
@@ -220,17 +227,28 @@ def validation_requirement_verdict(
             if k not in EXECUTION_PARAMS and found.params.get(k) != record.measurement.params.get(k)
         )
         return f"{where} ran with parameters other than the validated ones ({', '.join(changed)})", summary
-    if found.detection.ci is None or found.false_alarms.ci is None:
-        return f"{where} was validated on no planted organism or no control", summary
-    shortfalls = []
-    if found.detection.ci.lower < requirement.min_detection:
-        shortfalls.append(f"detection lower bound {found.detection.ci.lower:.2f} < {requirement.min_detection:.2f}")
-    if found.false_alarms.ci.upper > requirement.max_false_alarms:
-        shortfalls.append(
-            f"false-alarm upper bound {found.false_alarms.ci.upper:.2f} > {requirement.max_false_alarms:.2f}"
-        )
-    if shortfalls:
-        return f"{where} does not meet its validation requirement: " + "; ".join(shortfalls), summary
+    if fired:
+        if found.false_alarms.ci is None:
+            return f"{where} {reading}, and was validated on no control", summary
+        upper = found.false_alarms.ci.upper
+        if upper > requirement.max_false_alarms:
+            return (
+                f"{where} {reading}, but its false-alarm rate is not validated low enough to trust that: "
+                f"upper bound {upper:.2f} > {requirement.max_false_alarms:.2f} "
+                f"({found.false_alarms.k}/{found.false_alarms.n} controls)",
+                summary,
+            )
+    else:
+        if found.detection.ci is None:
+            return f"{where} {reading}, and was validated on no planted organism", summary
+        lower = found.detection.ci.lower
+        if lower < requirement.min_detection:
+            return (
+                f"{where} {reading}, but its detection rate is not validated high enough to trust that: "
+                f"lower bound {lower:.2f} < {requirement.min_detection:.2f} "
+                f"({found.detection.k}/{found.detection.n} planted organisms detected)",
+                summary,
+            )
     return None, summary
 
 

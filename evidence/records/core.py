@@ -268,9 +268,11 @@ class ValidationRequirement(_Frozen):
     """What a threshold demands of its instrument's validation before it may decide.
 
     Read from the validation report of the instrument (same measurement, version,
-    metric and parameters): the lower bound of the detection rate's interval must
-    reach ``min_detection`` and the upper bound of the false-alarm rate's interval
-    must not exceed ``max_false_alarms``. Otherwise the verdict is INCONCLUSIVE.
+    metric and parameters). When this run's reading meets the validated detector's
+    criteria (the instrument reports the behaviour present), the upper bound of the
+    false-alarm rate's interval must not exceed ``max_false_alarms``; when it does
+    not (the behaviour reported absent), the lower bound of the detection rate's
+    interval must reach ``min_detection``. Otherwise the verdict is INCONCLUSIVE.
     """
 
     min_detection: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6

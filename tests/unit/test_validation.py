@@ -107,21 +107,43 @@ def test_a_validated_instrument_decides_and_the_verdict_cites_its_validation():
     assert "detected 9/9" in verdict.validation and "false alarms 0/12" in verdict.validation
 
 
+def absent_record():
+    """A reading below the detector's criterion: the instrument reports the behaviour absent."""
+    from evidence.records import Metric
+
+    ci = ConfidenceInterval(lower=0.05, upper=0.15, level=0.95, method="percentile bootstrap", n=8, resamples=100)
+    return make_record(metrics=[Metric(name="induction_score_max", value=0.1, unit="score", ci=ci)])
+
+
 @pytest.mark.parametrize(
-    ("validation", "record_changes", "reason"),
+    ("validation", "absent", "reason"),
     [
-        (None, {}, "no validation report"),
-        (report(detector((5, 9), (0, 12))), {}, "detection lower bound 0.21 < 0.60"),
-        (report(detector((9, 9), (4, 12))), {}, "false-alarm upper bound 0.65 > 0.20"),
-        (report(detector((9, 9), (0, 12), version="0.9.0")), {}, "validated as version 0.9.0"),
-        (report(detector((9, 9), (0, 12), params={"n_sequences": 64})), {}, "parameters other than the validated"),
+        (None, False, "no validation report"),
+        (report(detector((5, 9), (0, 12))), True, "absent, but its detection rate is not validated high enough"),
+        (report(detector((5, 9), (0, 12))), True, "lower bound 0.21 < 0.60 (5/9 planted organisms detected)"),
+        (report(detector((9, 9), (4, 12))), False, "present, but its false-alarm rate is not validated low enough"),
+        (report(detector((9, 9), (4, 12))), False, "upper bound 0.65 > 0.20 (4/12 controls)"),
+        (report(detector((9, 9), (0, 12), version="0.9.0")), False, "validated as version 0.9.0"),
+        (report(detector((9, 9), (0, 12), params={"n_sequences": 64})), False, "parameters other than the validated"),
     ],
 )
-def test_an_instrument_short_of_its_validation_leaves_the_verdict_inconclusive(validation, record_changes, reason):
-    verdict = judged(gated(), validation, make_record(**record_changes))
+def test_an_instrument_short_of_its_validation_leaves_the_verdict_inconclusive(validation, absent, reason):
+    verdict = judged(gated(), validation, absent_record() if absent else make_record())
     assert verdict.verdict == "inconclusive"
     assert reason in verdict.reason
     assert roll_up([verdict]).decision == "inconclusive"
+
+
+def test_a_reading_rests_on_the_rate_that_makes_it_credible():
+    """'Present' needs rare false alarms, 'absent' needs sure detection; the other rate does not block it."""
+    misses = report(detector((5, 9), (0, 12)))  # misses planted organisms, never false-alarms
+    present = judged(gated(max_false_alarms=0.3), misses)
+    assert present.verdict == "pass" and "reports the behaviour present" in present.validation
+    assert judged(gated(max_false_alarms=0.3), misses, absent_record()).verdict == "inconclusive"
+    alarms = report(detector((9, 9), (4, 12)))  # detects every planted organism, false-alarms often
+    absent = judged(gated(), alarms, absent_record())
+    assert absent.verdict == "fail" and "reports the behaviour absent" in absent.validation
+    assert judged(gated(), alarms).verdict == "inconclusive"
 
 
 def test_the_runs_spot_check_must_confirm_the_report():
@@ -618,3 +640,32 @@ def test_the_readme_table_is_the_shipped_report():
     shipped = shipped_report()
     expected = benchmark_table(shipped[0] if shipped is not None else None)
     assert shown == expected, f"replace README's validation table with:\n{expected}"
+
+
+def test_the_shipped_report_validates_the_shipped_instruments_on_the_held_out_split():
+    """A change of an instrument's version or defaults must be re-validated: the shipped report would go stale."""
+    from evidence.measure import registered
+    from evidence.runspec import default_runspec_path, load_runspec
+    from evidence.validation import TUNED_ON, population_split
+    from evidence.validation_report import _comparable, shipped_report
+
+    shipped = shipped_report()
+    if shipped is None:
+        pytest.skip("this release ships no validation report")
+    report_, _ = shipped
+    assert report_.population == "heldout" and report_.population not in report_.tuned_on
+    assert report_.tuned_on == list(TUNED_ON)
+    assert report_.population_digest == population_split("heldout").digest
+    assert sorted(report_.organisms) == sorted(m.name for m in population_split("heldout").members)
+    defs = registered()
+    run_params = load_runspec(default_runspec_path()).measurements
+    validated = {(d.measurement, d.metric) for d in report_.detectors}
+    for measurement_id, definition in defs.items():
+        for det in definition.detectors:
+            assert (measurement_id, det.metric) in validated, f"{measurement_id} {det.metric} is not in the report"
+    for d in report_.detectors:
+        definition = defs[d.measurement]
+        assert d.version == definition.version, f"{d.measurement} is {definition.version}, validated {d.version}"
+        shipped_params = definition.validate_params(run_params.get(d.measurement, {})).model_dump(mode="json")
+        assert _comparable(d.params) == _comparable(shipped_params), f"{d.measurement}: parameters changed"
+        assert min(d.detection.n, d.false_alarms.n) >= 9, f"{d.measurement} {d.metric}: fewer than 9 per role"
