@@ -165,15 +165,19 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from signing.trust import SignerPolicy
     from signing.verify import verify_bundle
 
-    report = verify_bundle(Path(args.bundle), [Path(t) for t in args.trust or []])
+    policy = SignerPolicy.pinned(args.signer_fingerprint or (), args.signer_subject or ())
+    report = verify_bundle(Path(args.bundle), [Path(t) for t in args.trust or []], signer_policy=policy)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
         for step in report.steps:
             mark = step.status.upper()
             print(f"[{mark}] ({step.number}) {step.title}: {step.detail}")
+        for warning in report.warnings:
+            print(f"WARNING: {warning}")
         if report.development_key:
             print("note: signed with a development key \u2014 not for filing")
         if report.bottom_line:
@@ -591,6 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="verify a bundle offline (the auditor's check)")
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("--trust", action="append", metavar="CERT.pem", help="trust anchor (repeatable; required)")
+    p.add_argument("--signer-fingerprint", action="append", metavar="SHA256",
+                   help="accept only a signer certificate with this sha256 fingerprint (repeatable)")
+    p.add_argument("--signer-subject", action="append", metavar="DN",
+                   help="accept only a signer with this RFC 4514 subject, e.g. 'CN=Example Lab,O=Example' "
+                        "(repeatable)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_verify)
 
@@ -687,6 +696,7 @@ def _verify_error_json(message: str, *, kind: str, hint: str | None, exit_code: 
         "notice": None,
         "signer_subject": None,
         "steps": [],
+        "warnings": [],
         "error": {"kind": kind, "message": message, "hint": hint, "exit_code": exit_code},
     }
 

@@ -32,7 +32,7 @@ from evidence.records import (
     Verdict,
 )
 
-__all__ = ["build_dossier", "dossier_bytes", "parse_dossier", "record_digest", "with_fields"]
+__all__ = ["build_dossier", "dossier_bytes", "parse_dossier", "record_digest", "statement_predicate", "with_fields"]
 
 
 def build_dossier(
@@ -132,3 +132,18 @@ def with_fields(dossier: Dossier, **changes: object) -> Dossier:
         return Dossier.model_validate(data)
     except ValidationError as exc:
         raise RecordError(f"the dossier would be invalid: {exc.errors()[0]['msg']}") from None
+
+
+def statement_predicate(dossier: Dossier) -> dict[str, object]:
+    """The signed statement's predicate: what it says of the dossier, which must equal what dossier.json says.
+
+    The verifier recomputes it from dossier.json (step 4), so a statement cannot
+    claim another dossier id, model, date or key kind than the dossier it signs.
+    """
+    return {
+        "dossier_id": dossier.dossier_id,
+        "schema_version": dossier.schema_version,
+        "created_at": dossier.created_at.isoformat(),
+        "model": {"name": dossier.model.name, "weights_sha256": dossier.model.weights_sha256},
+        "development_key": bool(dossier.signer and dossier.signer.development_key),
+    }

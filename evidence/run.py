@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from evidence.canonical import sha256_hex
 from evidence.changelog import diff_dossiers, load_predecessor
 from evidence.crossref import cross_reference
-from evidence.dossier import build_dossier, dossier_bytes, parse_dossier, with_fields
+from evidence.dossier import build_dossier, dossier_bytes, parse_dossier, statement_predicate, with_fields
 from evidence.errors import ConfigError, missing_extra
 from evidence.export import build_exports
 from evidence.external import load_external_evals
@@ -208,7 +208,7 @@ def publish(
 
     if signer is not None:
         say("signing")
-        files = seal(data, pdf, signer, _predicate(dossier), extra=exports)
+        files = seal(data, pdf, signer, statement_predicate(dossier), extra=exports)
     else:
         files = {"dossier.json": data, "dossier.pdf": pdf, **exports}
     write_bundle_atomically(files, out_dir)
@@ -242,11 +242,3 @@ def sign_draft(draft_dir: Path, out_dir: Path, *, key: Path | None, progress: Pr
     return publish(dossier, out_dir, signer=_signer_for(key), progress=progress, validation_report=report)
 
 
-def _predicate(dossier: Dossier) -> dict[str, object]:
-    return {
-        "dossier_id": dossier.dossier_id,
-        "schema_version": dossier.schema_version,
-        "created_at": dossier.created_at.isoformat(),
-        "model": {"name": dossier.model.name, "weights_sha256": dossier.model.weights_sha256},
-        "development_key": bool(dossier.signer and dossier.signer.development_key),
-    }

@@ -4,15 +4,19 @@ The step numbers are those of the verification procedure in the README
 ("Verification procedure"), and appear as ``# (N)`` below in the order they run:
 
 1. the envelope parses, carries exactly one signature, the signer's certificate
-   chains to a trust anchor the auditor supplied, and the signature over the
-   DSSE PAE is valid (with a keyid naming that certificate);
+   chains to a trust anchor the auditor supplied, the anchor may vouch for it
+   (valid now; a CA with keyCertSign if it issues) and the signer may sign
+   documents (:mod:`signing.trust`), and the signature over the DSSE PAE is
+   valid (with a keyid naming that certificate);
 2. payloadType is in-toto, the statement is v1, the predicateType is ours;
 3. the subject digests equal sha256 of the bundle's dossier.json and dossier.pdf,
    and the bundle holds nothing else than the statement's subjects, the
    envelope and signer.pem (hidden files and subdirectories included);
 4. dossier.json parses strictly (no duplicate keys, non-finite numbers or lone
    surrogates), is exactly its canonical RFC 8785 bytes, has a supported
-   schema_version and validates against the schema;
+   schema_version and validates against the schema; the statement's predicate
+   is the one dossier.json yields, and the signer it names (subject,
+   fingerprint, development flag) is the certificate that signed;
 5. the PDF's one signature is intact, valid, trusted and covers the entire
    file, and was made with the DSSE signer's certificate;
 6. the PDF embeds a byte-identical dossier.json and prints its digest on page 1;
@@ -43,6 +47,7 @@ evaluated at all (:class:`BundleError`, :class:`TrustError`).
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 import re
@@ -66,7 +71,7 @@ from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
 from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.clauses import build_clause_index
-from evidence.dossier import parse_dossier
+from evidence.dossier import parse_dossier, statement_predicate
 from evidence.errors import EvidenceError
 from evidence.policy import check_passes, evaluate, roll_up
 from evidence.records import (
@@ -101,6 +106,7 @@ from signing.dsse import (
 )
 from signing.errors import BundleError, TrustError, VerificationError
 from signing.keys import certificate_sha256, is_development_certificate
+from signing.trust import SignerPolicy, anchor_problems, signer_problems
 
 __all__ = ["STEP_TITLES", "StepResult", "VerificationReport", "load_trust_anchors", "verify_bundle"]
 
@@ -108,7 +114,7 @@ STEP_TITLES: dict[int, str] = {
     1: "envelope signed by a trusted signer",
     2: "in-toto statement v1 with the dossier predicate",
     3: "subject digests match dossier.json and dossier.pdf",
-    4: "dossier.json is canonical, has a supported schema version and validates",
+    4: "dossier.json is canonical, validates, and agrees with the signed statement and signer",
     5: "PDF signature intact, trusted and covering the entire file",
     6: "PDF embeds this dossier.json and prints its digest",
     7: "verdicts, gate, clause index and calibration checks recompute from records and policy",
@@ -164,6 +170,8 @@ class VerificationReport:
     development_key: bool
     signer_subject: str | None = None
     notice: str | None = field(default=None)
+    #: what the auditor must know though no step failed, e.g. that the bundle vouched for itself
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def bottom_line(self) -> bool:
@@ -183,6 +191,7 @@ class VerificationReport:
             "notice": self.notice,
             "signer_subject": self.signer_subject,
             "steps": [s.to_json() for s in self.steps],
+            "warnings": list(self.warnings),
         }
 
     def raise_for_failure(self) -> None:
@@ -209,6 +218,11 @@ class _State:
     chain: list[x509.Certificate] = field(default_factory=list)
     envelope: Envelope | None = None
     statement: dict[str, Any] | None = None
+    #: what the auditor requires of the signer, and the time the certificates are judged at
+    policy: SignerPolicy | None = None
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    #: what the auditor must know though no step failed (e.g. the bundle vouches for itself)
+    warnings: list[str] = field(default_factory=list)
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -343,16 +357,17 @@ def _step1_envelope_signature(st: _State) -> str:
     context = ValidationContext(trust_roots=st.anchors, other_certs=[_asn1(c) for c in chain[1:]], allow_fetching=False)
     validator = CertificateValidator(_asn1(leaf), validation_context=context)
 
-    async def _validate() -> None:
+    async def _validate() -> Any:
         try:
-            await validator.async_validate_path()
+            return await validator.async_validate_path()
         finally:
             await context.aclose()  # type: ignore[no-untyped-call]
 
     try:
-        run_sync(_validate)
+        path = run_sync(_validate)
     except CertValidationError as exc:
         raise _Failed(f"the signer certificate ({subject}) does not chain to a supplied trust anchor: {exc}") from None
+    _check_trust(path, leaf, st)
     usage = _key_usage(leaf)
     if usage is not None and not usage.digital_signature:
         raise _Failed(f"the signer certificate ({subject}) is not valid for digitalSignature")
@@ -362,6 +377,16 @@ def _step1_envelope_signature(st: _State) -> str:
         raise _Failed("the signature's keyid does not name the signer certificate")
     st.envelope = envelope
     return f"signed by {subject}"
+
+
+def _check_trust(path: Any, leaf: x509.Certificate, st: _State) -> None:
+    """The path's anchor may vouch for it at the validation time, and the signer may sign documents."""
+    certs = [x509.load_der_x509_certificate(c.dump()) for c in path.iter_certs(include_root=True)]
+    if len(certs) > 1 and certs[0] == certs[-1]:  # a leaf trusted directly is its own path
+        certs = certs[:1]
+    problems = anchor_problems(certs, st.at) + signer_problems(leaf, st.policy)
+    if problems:
+        raise _Failed("; ".join(problems))
 
 
 def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
@@ -445,7 +470,52 @@ def _step4_schema(st: _State) -> str:
         where = "/".join(map(str, errors[0].absolute_path)) or "(root)"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise _Failed(f"{DOSSIER_JSON} does not validate at {where}: {errors[0].message}{more}")
-    return f"schema_version {version}, valid against dossier.schema.json"
+    _check_binding(st)
+    return f"schema_version {version}, valid against dossier.schema.json; agrees with the signed statement and signer"
+
+
+def _check_binding(st: _State) -> None:
+    """What the signed statement and dossier.json say of each other and of the signer agrees.
+
+    The statement's predicate must be the one dossier.json yields, and the signer
+    dossier.json names (which the PDF cover prints) must be the certificate that
+    signed, development flag included.
+    """
+    try:
+        dossier = parse_dossier(st.files[DOSSIER_JSON])
+    except EvidenceError as exc:
+        raise _Failed(exc.one_line()) from None
+    if st.statement is not None:
+        signed, says = st.statement.get("predicate"), statement_predicate(dossier)
+        if signed != says:
+            keys = sorted(set(says) | set(signed or {}))
+            differ = [k for k in keys if not isinstance(signed, dict) or signed.get(k) != says.get(k)]
+            raise _Failed(
+                f"the signed statement's predicate disagrees with {DOSSIER_JSON} on {', '.join(differ)}: "
+                "the statement must describe the dossier it signs"
+            )
+    if not st.chain:
+        return
+    leaf = st.chain[0]
+    signer = dossier.signer
+    if signer is None:
+        raise _Failed(f"{DOSSIER_JSON} names no signer, yet the bundle is signed; a signed dossier names its signer")
+    mismatches = []
+    if signer.subject != leaf.subject.rfc4514_string():
+        mismatches.append(f"subject {ascii(signer.subject)} (the certificate's is {leaf.subject.rfc4514_string()})")
+    if signer.certificate_sha256 != certificate_sha256(leaf):
+        mismatches.append("certificate fingerprint")
+    development = is_development_certificate(leaf)
+    if signer.development_key != development:
+        mismatches.append(
+            f"development key {'yes' if signer.development_key else 'no'} (the certificate is "
+            f"{'a development' if development else 'not a development'} certificate)"
+        )
+    if mismatches:
+        raise _Failed(
+            f"the signer named in {DOSSIER_JSON} (and printed on the PDF) is not the certificate that signed: "
+            + "; ".join(mismatches)
+        )
 
 
 # (5)
@@ -667,11 +737,25 @@ def _walk_name_tree(node: Any, out: list[Any], depth: int) -> None:
 # --- the procedure --------------------------------------------------------------------------
 
 
-def verify_bundle(bundle_dir: Path, trust_anchors: Sequence[Path]) -> VerificationReport:
-    """Check the bundle in ``bundle_dir`` against the auditor's trust anchors, step by step."""
+def verify_bundle(
+    bundle_dir: Path, trust_anchors: Sequence[Path], *, signer_policy: SignerPolicy | None = None
+) -> VerificationReport:
+    """Check the bundle in ``bundle_dir`` against the auditor's trust anchors, step by step.
+
+    ``signer_policy``: the signer the auditor expects (pinned fingerprint or subject);
+    every signer must in any case be fit to sign documents (:mod:`signing.trust`).
+    """
     anchors = load_trust_anchors(trust_anchors)
     files, others = _read_bundle(bundle_dir)
-    state = _State(files=files, anchors=[_asn1(a) for a in anchors], others=others)
+    state = _State(files=files, anchors=[_asn1(a) for a in anchors], others=others, policy=signer_policy)
+    own = (Path(bundle_dir) / SIGNER_PEM).resolve()
+    if any(Path(t).resolve() == own for t in trust_anchors):
+        state.warnings.append(
+            f"the trust anchor is the bundle's own {SIGNER_PEM}: this shows only that the files are unchanged "
+            "since the key in that certificate signed them, not who holds the key; compare its sha256 "
+            "fingerprint with one obtained from the signer through another channel, or pin it with "
+            "--signer-fingerprint"
+        )
     results: dict[int, StepResult] = {}
 
     def run(number: int, check: Callable[[_State], str]) -> None:
@@ -701,6 +785,7 @@ def verify_bundle(bundle_dir: Path, trust_anchors: Sequence[Path]) -> Verificati
         development_key=development,
         signer_subject=leaf.subject.rfc4514_string() if leaf is not None else None,
         notice=DEVELOPMENT_KEY_NOTICE if development else None,
+        warnings=state.warnings,
     )
 
 

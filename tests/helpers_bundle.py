@@ -73,7 +73,14 @@ def render_pdf(dossier_json: bytes, extra: dict[str, bytes] | None = None) -> by
 
 
 def predicate_for(dossier_json: bytes) -> dict[str, Any]:
-    return {"dossier_sha256": sha256_hex(dossier_json), "schema_version": SCHEMA_VERSION}
+    """The predicate the run signs for this dossier (a placeholder when the bytes are not a valid dossier)."""
+    from evidence.dossier import parse_dossier, statement_predicate
+    from evidence.errors import EvidenceError
+
+    try:
+        return statement_predicate(parse_dossier(dossier_json))
+    except EvidenceError:  # hostile bytes: a step before the predicate's check refuses them
+        return {"dossier_sha256": sha256_hex(dossier_json), "schema_version": SCHEMA_VERSION}
 
 
 def make_bundle(signer: FileSigner, dossier_json: bytes) -> dict[str, bytes]:

@@ -110,7 +110,7 @@ def test_report_to_json(tmp_path, files, anchor):
     assert data["bottom_line"] is True
     assert set(data["steps"][0]) == {"number", "title", "status", "passed", "blocked_by", "detail"}
     assert {s["status"] for s in data["steps"]} == {"pass"}
-    assert set(data) == {"bottom_line", "development_key", "error", "notice", "signer_subject", "steps"}
+    assert set(data) == {"bottom_line", "development_key", "error", "notice", "signer_subject", "steps", "warnings"}
     assert data["error"] is None
 
 

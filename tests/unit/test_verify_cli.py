@@ -68,7 +68,7 @@ def test_human_output_shows_not_evaluated_steps(capsys, bundle, tampered):
     lines = out.splitlines()
     assert lines[2].startswith("[FAIL] (3) ")
     assert lines[3] == (
-        "[NOT EVALUATED] (4) dossier.json is canonical, has a supported schema version and validates: "
+        "[NOT EVALUATED] (4) dossier.json is canonical, validates, and agrees with the signed statement and signer: "
         "not evaluated (step 3 failed)"
     )
     assert lines[-1].startswith(f"FAILED: {tampered} did not verify, first failure at step (3)")
