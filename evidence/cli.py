@@ -166,16 +166,23 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from signing.trust import SignerPolicy
-    from signing.verify import verify_bundle
+    from signing.verify import verify_bundle, verify_pdf
 
     policy = SignerPolicy.pinned(args.signer_fingerprint or (), args.signer_subject or ())
-    report = verify_bundle(Path(args.bundle), [Path(t) for t in args.trust or []], signer_policy=policy)
+    target, anchors = Path(args.bundle), [Path(t) for t in args.trust or []]
+    pdf_only = target.is_file()
+    if pdf_only:
+        report = verify_pdf(target, anchors, signer_policy=policy)
+    else:
+        report = verify_bundle(target, anchors, signer_policy=policy)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
         for step in report.steps:
             mark = step.status.upper()
             print(f"[{mark}] ({step.number}) {step.title}: {step.detail}")
+        if pdf_only:
+            print("note: the PDF verified on its own; steps 1-3 (the bundle's DSSE envelope) do not apply")
         for warning in report.warnings:
             print(f"WARNING: {warning}")
         if report.development_key:
@@ -183,8 +190,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         if report.bottom_line:
             print(f"OK: {args.bundle} verified ({len(report.steps)} steps passed)")
         else:
-            first = next(s for s in report.steps if not s.passed)
-            print(f"FAILED: {args.bundle} did not verify, first failure at step ({first.number}) {first.title}")
+            first = report.first_failure()
+            where = f", first failure at step ({first.number}) {first.title}" if first is not None else ""
+            print(f"FAILED: {args.bundle} did not verify{where}")
     return EXIT_OK if report.bottom_line else EXIT_FAILED
 
 
@@ -592,8 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PDF file to write")
     p.set_defaults(func=_cmd_render)
 
-    p = sub.add_parser("verify", help="verify a bundle offline (the auditor's check)")
-    p.add_argument("bundle", help="bundle directory")
+    p = sub.add_parser("verify", help="verify a bundle, or a dossier PDF on its own, offline (the auditor's check)")
+    p.add_argument("bundle", help="bundle directory, or a dossier PDF to verify on its own")
     p.add_argument("--trust", action="append", metavar="CERT.pem", help="trust anchor (repeatable; required)")
     p.add_argument("--signer-fingerprint", action="append", metavar="SHA256",
                    help="accept only a signer certificate with this sha256 fingerprint (repeatable)")

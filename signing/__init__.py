@@ -48,7 +48,7 @@ from signing.keys import (
     write_pkcs12,
 )
 from signing.pades import sign_pdf
-from signing.verify import StepResult, VerificationReport, verify_bundle
+from signing.verify import StepResult, VerificationReport, verify_bundle, verify_pdf
 
 __all__ = [
     "BUNDLE_FILES",
@@ -86,6 +86,7 @@ __all__ = [
     "sign_envelope",
     "sign_pdf",
     "verify_bundle",
+    "verify_pdf",
     "write_bundle_atomically",
     "write_pkcs12",
 ]

