@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Debian packages the project benefits from. libharfbuzz-subset0 makes PDF
-# rendering about 8x faster; without it everything still works, only slower.
+# Debian packages the project uses when they are there:
+#   libharfbuzz-subset0  makes PDF rendering about 8x faster;
+#   softhsm2             a PKCS#11 token for the tests of signing on a token (HSM);
+#   poppler-utils        pdfsig, an independent check of the PDF signatures in the tests.
+# Without them everything still works: rendering is slower and those tests skip, saying why.
 set -u
-if dpkg -s libharfbuzz-subset0 >/dev/null 2>&1; then
+wanted=(libharfbuzz-subset0 softhsm2 poppler-utils)
+missing=()
+for package in "${wanted[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "installing Debian package libharfbuzz-subset0 (faster PDF rendering)"
-  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libharfbuzz-subset0) >/dev/null 2>&1; then
+  echo "installing Debian packages: ${missing[*]}"
+  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1; then
     exit 0
   fi
-  echo "note: could not install libharfbuzz-subset0; PDF rendering will be slower"
+  echo "note: could not install ${missing[*]}; rendering may be slower and the HSM and pdfsig tests will skip"
 else
-  echo "note: install Debian's libharfbuzz-subset0 for faster PDF rendering (needs root)"
+  echo "note: install Debian's ${missing[*]} (needs root) for faster rendering and the HSM and pdfsig tests"
 fi
 exit 0

@@ -582,7 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a local Hugging Face directory or an organism name (overrides the spec)")
     p.add_argument("--data", action="append", metavar="NAME=FILE", help="override a dataset of the spec")
     p.add_argument("--out", default="out", help="bundle directory to write (default: out)")
-    p.add_argument("--key", help="signing key (PKCS#12); default: a development key, not for filing")
+    p.add_argument("--key", help="signing key: a PKCS#12 file, or a key on a PKCS#11 token as "
+                   "'pkcs11:token=LABEL;object=KEY' (PIN from $INTERP_DOSSIER_PKCS11_PIN); default: a development "
+                   "key, not for filing")
     p.add_argument("--no-sign", action="store_true", help="write an unsigned draft bundle")
     p.add_argument("--external-evals", nargs="+", metavar="FILE",
                    help="behavioural evaluation results to cross-reference (Inspect logs, lm-eval results)")
@@ -592,7 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sign", help="sign an unsigned draft bundle (run --no-sign) into a new bundle")
     p.add_argument("draft", help="the draft bundle directory")
     p.add_argument("--out", required=True, help="signed bundle directory to write")
-    p.add_argument("--key", help="signing key (PKCS#12); default: a development key, not for filing")
+    p.add_argument("--key", help="signing key: a PKCS#12 file, or a key on a PKCS#11 token as "
+                   "'pkcs11:token=LABEL;object=KEY' (PIN from $INTERP_DOSSIER_PKCS11_PIN); default: a development "
+                   "key, not for filing")
     p.set_defaults(func=_cmd_sign)
 
     p = sub.add_parser("render", help="render a dossier.json to PDF/A-3b (unsigned)")

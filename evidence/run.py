@@ -28,7 +28,7 @@ from evidence.runspec import RunSpec
 from evidence.validation_report import cite, parse_report, shipped_report_file, shipped_report_path
 
 if TYPE_CHECKING:
-    from signing.keys import FileSigner
+    from signing.keys import Signer
 
 __all__ = ["RunOutcome", "publish", "run", "sign_draft"]
 
@@ -60,11 +60,15 @@ class RunOutcome:
         return [r for r in self.dossier.records if r.status == "error"]
 
 
-def _signer_for(key: Path | None) -> FileSigner:
+def _signer_for(key: Path | None) -> Signer:
     from signing.keys import ensure_development_signer, load_signer, passphrase_from_env_or_prompt
 
     if key is None:
         return ensure_development_signer()
+    from signing.pkcs11 import Pkcs11Signer, Pkcs11Uri, is_pkcs11_uri
+
+    if is_pkcs11_uri(key):  # a key on a token: an HSM, a smart card, SoftHSM
+        return Pkcs11Signer(Pkcs11Uri.parse(str(key)))
     if not key.is_file():
         raise ConfigError(
             f"key file {key} does not exist",
@@ -171,7 +175,7 @@ def publish(
     dossier: Dossier,
     out_dir: Path,
     *,
-    signer: FileSigner | None,
+    signer: Signer | None,
     progress: Progress | None = None,
     validation_report: bytes | None = None,
 ) -> RunOutcome:
@@ -239,6 +243,12 @@ def sign_draft(draft_dir: Path, out_dir: Path, *, key: Path | None, progress: Pr
                 f"{cited} cannot be read: the draft cites a validation report",
                 hint="sign the whole directory `run --no-sign` wrote",
             ) from None
-    return publish(dossier, out_dir, signer=_signer_for(key), progress=progress, validation_report=report)
+    signer = _signer_for(key)
+    try:
+        return publish(dossier, out_dir, signer=signer, progress=progress, validation_report=report)
+    finally:
+        close = getattr(signer, "close", None)  # a token's session ends here
+        if close is not None:
+            close()
 
 
