@@ -89,11 +89,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         spec = spec.with_model(args.model)
     if args.external_evals:
         spec = spec.with_external_evals([Path(p) for p in args.external_evals])
+    if args.tsa and args.no_sign:
+        raise _usage("--tsa timestamps the signatures: drop --no-sign, or pass --tsa to `sign` when signing the draft")
     outcome = run(
         spec,
         Path(args.out),
         key=Path(args.key) if args.key else None,
         sign=not args.no_sign,
+        tsa=args.tsa,
         predecessor=Path(args.predecessor) if args.predecessor else None,
         progress=_progress(),
         detail=_detail(),
@@ -130,7 +133,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     from evidence.run import sign_draft
 
     outcome = sign_draft(Path(args.draft), Path(args.out), key=Path(args.key) if args.key else None,
-                         progress=_progress())
+                         tsa=args.tsa, progress=_progress())  # fmt: skip
     print(f"bundle:  {outcome.out_dir}")
     print(f"dossier.json sha256: {outcome.dossier_sha256}")
     signer = outcome.dossier.signer
@@ -585,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="signing key: a PKCS#12 file, or a key on a PKCS#11 token as "
                    "'pkcs11:token=LABEL;object=KEY' (PIN from $INTERP_DOSSIER_PKCS11_PIN); default: a development "
                    "key, not for filing")
+    p.add_argument("--tsa", metavar="URL", help="timestamp authority (RFC 3161): PAdES B-T and a timestamp of the "
+                   "DSSE signature (dossier.dsse.tst, verification step 8)")
     p.add_argument("--no-sign", action="store_true", help="write an unsigned draft bundle")
     p.add_argument("--external-evals", nargs="+", metavar="FILE",
                    help="behavioural evaluation results to cross-reference (Inspect logs, lm-eval results)")
@@ -597,6 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="signing key: a PKCS#12 file, or a key on a PKCS#11 token as "
                    "'pkcs11:token=LABEL;object=KEY' (PIN from $INTERP_DOSSIER_PKCS11_PIN); default: a development "
                    "key, not for filing")
+    p.add_argument("--tsa", metavar="URL", help="timestamp authority (RFC 3161): PAdES B-T and a timestamp of the "
+                   "DSSE signature (dossier.dsse.tst, verification step 8)")
     p.set_defaults(func=_cmd_sign)
 
     p = sub.add_parser("render", help="render a dossier.json to PDF/A-3b (unsigned)")

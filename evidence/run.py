@@ -83,6 +83,7 @@ def run(
     *,
     key: Path | None = None,
     sign: bool = True,
+    tsa: str | None = None,
     predecessor: Path | None = None,
     progress: Progress | None = None,
     detail: Callable[[float, str], None] | None = None,
@@ -90,7 +91,8 @@ def run(
     """Measure, build, render, sign and write the bundle to ``out_dir``.
 
     ``progress`` receives one line per stage; ``detail`` the measurements' own
-    ``(fraction, message)`` reports within a stage.
+    ``(fraction, message)`` reports within a stage. ``tsa``: the URL of a timestamp
+    authority, which makes the signatures PAdES B-T and timestamps the envelope.
     """
     say = progress or (lambda _msg: None)
     out_dir = check_output_dir(out_dir)
@@ -168,7 +170,7 @@ def run(
     if previous is not None:
         old, link = previous
         dossier = with_fields(dossier, predecessor=link, changelog=diff_dossiers(old, dossier))
-    return publish(dossier, out_dir, signer=signer, progress=say, validation_report=report_file)
+    return publish(dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa)
 
 
 def publish(
@@ -178,6 +180,7 @@ def publish(
     signer: Signer | None,
     progress: Progress | None = None,
     validation_report: bytes | None = None,
+    tsa: str | None = None,
 ) -> RunOutcome:
     """Name the signer, serialise, render, sign and write the bundle atomically.
 
@@ -212,14 +215,21 @@ def publish(
 
     if signer is not None:
         say("signing")
-        files = seal(data, pdf, signer, statement_predicate(dossier), extra=exports)
+        timestamper = None
+        if tsa is not None:
+            from signing.timestamps import http_timestamper
+
+            timestamper = http_timestamper(tsa)
+        files = seal(data, pdf, signer, statement_predicate(dossier), extra=exports, timestamper=timestamper)
     else:
         files = {"dossier.json": data, "dossier.pdf": pdf, **exports}
     write_bundle_atomically(files, out_dir)
     return RunOutcome(out_dir=out_dir, dossier=dossier, dossier_sha256=sha256_hex(data), signed=signer is not None)
 
 
-def sign_draft(draft_dir: Path, out_dir: Path, *, key: Path | None, progress: Progress | None = None) -> RunOutcome:
+def sign_draft(
+    draft_dir: Path, out_dir: Path, *, key: Path | None, tsa: str | None = None, progress: Progress | None = None
+) -> RunOutcome:
     """Sign an unsigned draft bundle (``run --no-sign``) into a new, signed bundle."""
     out_dir = check_output_dir(out_dir)
     source = draft_dir / "dossier.json"
@@ -245,7 +255,7 @@ def sign_draft(draft_dir: Path, out_dir: Path, *, key: Path | None, progress: Pr
             ) from None
     signer = _signer_for(key)
     try:
-        return publish(dossier, out_dir, signer=signer, progress=progress, validation_report=report)
+        return publish(dossier, out_dir, signer=signer, progress=progress, validation_report=report, tsa=tsa)
     finally:
         close = getattr(signer, "close", None)  # a token's session ends here
         if close is not None:

@@ -6,6 +6,7 @@
     OUT/dossier.pdf         the rendered PDF with a PAdES signature
     OUT/dossier.dsse.json   DSSE envelope over an in-toto statement naming every other data file
     OUT/signer.pem          the signer's certificate chain (public material only)
+    OUT/dossier.dsse.tst    with --tsa: an RFC 3161 timestamp token over the DSSE signature
     OUT/<export>            optional extra data files (e.g. dossier.cdx.json), also statement subjects
 """
 
@@ -16,11 +17,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pyhanko.sign.timestamps.api import TimeStamper
+
 from evidence.files import BUNDLE_MARKER, check_output_dir, write_directory_atomically
-from signing.dsse import build_statement, sign_envelope
+from signing.dsse import build_statement, parse_envelope, sign_envelope
 from signing.errors import BundleError
 from signing.keys import Signer, certificate_chain_pem
 from signing.pades import sign_pdf
+from signing.timestamps import TIMESTAMP_FILE, timestamp_signature
 
 __all__ = [
     "BUNDLE_FILES",
@@ -29,6 +33,7 @@ __all__ = [
     "DSSE_ENVELOPE",
     "MAX_FILE_BYTES",
     "SIGNER_PEM",
+    "TIMESTAMP_FILE",
     "UNSIGNED_FILES",
     "seal",
     "write_bundle_atomically",
@@ -40,8 +45,9 @@ DSSE_ENVELOPE = "dossier.dsse.json"
 SIGNER_PEM = "signer.pem"
 #: The files every signed bundle has, in the order they are written.
 BUNDLE_FILES = (DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM)
-#: Files of a bundle that are not statement subjects (the signature and the public chain).
-UNSIGNED_FILES = (DSSE_ENVELOPE, SIGNER_PEM)
+#: Files of a bundle that are not statement subjects (the signature, the public chain and,
+#: when the bundle was timestamped, the signature's timestamp token).
+UNSIGNED_FILES = (DSSE_ENVELOPE, SIGNER_PEM, TIMESTAMP_FILE)
 #: The largest bundle file verification reads (64 MiB, far above any real dossier, PDF or export);
 #: a larger file is refused from its size, without being read.
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -53,24 +59,28 @@ def seal(
     signer: Signer,
     predicate: Mapping[str, Any],
     extra: Mapping[str, bytes] | None = None,
+    *,
+    timestamper: TimeStamper | None = None,
 ) -> dict[str, bytes]:
     """The bundle's files (name -> bytes): the PDF PAdES-signed, every data file attested by DSSE.
 
     ``extra`` files (exports such as ``dossier.cdx.json``) join the bundle and the statement's
-    subjects; they cannot take the name of a core file.
+    subjects; they cannot take the name of a core file. With ``timestamper`` (a timestamp
+    authority) the PDF signature is PAdES B-T and the DSSE signature gets a timestamp token,
+    written as ``dossier.dsse.tst`` (checked by verification step 8).
     """
     extra = dict(extra or {})
     clash = sorted(set(extra) & set(BUNDLE_FILES))
     if clash:
         raise BundleError(f"extra bundle files may not be named {', '.join(clash)}")
-    signed_pdf = sign_pdf(pdf, signer)
+    signed_pdf = sign_pdf(pdf, signer, timestamper=timestamper)
     subjects = {DOSSIER_JSON: dossier_json, DOSSIER_PDF: signed_pdf, **extra}
     statement = build_statement(subjects, predicate)
-    return {
-        **subjects,
-        DSSE_ENVELOPE: sign_envelope(statement, signer),
-        SIGNER_PEM: certificate_chain_pem(signer),
-    }
+    envelope = sign_envelope(statement, signer)
+    files = {**subjects, DSSE_ENVELOPE: envelope, SIGNER_PEM: certificate_chain_pem(signer)}
+    if timestamper is not None:
+        files[TIMESTAMP_FILE] = timestamp_signature(parse_envelope(envelope).signature, timestamper)
+    return files
 
 
 def write_bundle_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:

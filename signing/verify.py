@@ -25,12 +25,16 @@ The step numbers are those of the verification procedure in the README
    every verdict, the gate decision and the clause index (even an empty one)
    recompute from the records and the policy recorded in dossier.json, and
    every calibration check's outcome recomputes from the value, interval,
-   baseline and criteria it records.
+   baseline and criteria it records;
+8. (a timestamped bundle only) ``dossier.dsse.tst`` is an RFC 3161 token over the
+   envelope's signature by a timestamp authority that chains to a supplied
+   anchor, dated within the signer certificate's validity.
 
 Steps depend on each other (``_DEPENDS_ON``)::
 
     1 -> 2 -> 3 -> 4 -> 7
               3 -> 5 -> 6
+    1 -> 8
 
 Step 3 establishes that the bytes of every bundle file are the signed ones, so
 no later step reads a file before it; step 5 needs the signer found in step 1
@@ -92,6 +96,7 @@ from signing.bundle import (
     DSSE_ENVELOPE,
     MAX_FILE_BYTES,
     SIGNER_PEM,
+    TIMESTAMP_FILE,
     UNSIGNED_FILES,
 )
 from signing.dsse import (
@@ -106,6 +111,7 @@ from signing.dsse import (
 )
 from signing.errors import BundleError, TrustError, VerificationError
 from signing.keys import certificate_sha256, is_development_certificate
+from signing.timestamps import check_signature_timestamp
 from signing.trust import SignerPolicy, anchor_problems, signer_problems
 
 __all__ = ["STEP_TITLES", "StepResult", "VerificationReport", "load_trust_anchors", "verify_bundle", "verify_pdf"]
@@ -118,9 +124,10 @@ STEP_TITLES: dict[int, str] = {
     5: "PDF signature intact, trusted and covering the entire file",
     6: "PDF embeds this dossier.json and prints its digest",
     7: "verdicts, gate, clause index and calibration checks recompute from records and policy",
+    8: "the DSSE signature's timestamp is valid, trusted and names it",
 }
 #: step -> the steps whose results it relies on (see the module docstring).
-_DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (3,), 5: (3,), 6: (3, 5), 7: (3, 4)}
+_DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (3,), 5: (3,), 6: (3, 5), 7: (3, 4), 8: (1,)}
 #: A step's status: it passed, it failed, or it was not run because a step it depends on did not pass.
 PASS, FAIL, NOT_EVALUATED = "pass", "fail", "not evaluated"
 _PADES_SUBFILTER = "/ETSI.CAdES.detached"
@@ -537,16 +544,19 @@ def _step5_pdf_signature(st: _State) -> str:
     if subfilter != _PADES_SUBFILTER:
         raise _Failed(f"the PDF signature's SubFilter is {subfilter}, expected {_PADES_SUBFILTER}")
     context = ValidationContext(trust_roots=st.anchors, allow_fetching=False)
+    ts_context = ValidationContext(trust_roots=st.anchors, allow_fetching=False)
 
     async def _validate() -> Any:
         try:
             return await async_validate_pdf_signature(
                 embedded,
                 signer_validation_context=context,
+                ts_validation_context=ts_context,
                 key_usage_settings=KeyUsageConstraints(key_usage={_KEY_USAGE}),
             )
         finally:
             await context.aclose()  # type: ignore[no-untyped-call]
+            await ts_context.aclose()  # type: ignore[no-untyped-call]
 
     _check_pdf_structure(st.files[DOSSIER_PDF], embedded, reader)
     status = run_sync(_validate)
@@ -565,13 +575,44 @@ def _step5_pdf_signature(st: _State) -> str:
     pdf_leaf = x509.load_der_x509_certificate(embedded.signer_cert.dump())
     if status.validation_path is not None:
         _check_trust(status.validation_path, pdf_leaf, st)
+    stamped = ""
+    timestamp = status.timestamp_validity
+    if timestamp is not None:  # PAdES B-T: the authority's timestamp of the signature value
+        if not (timestamp.intact and timestamp.valid):
+            raise _Failed("the PDF signature's timestamp is not intact or not valid")
+        if not timestamp.trusted:
+            raise _Failed(
+                "the PDF signature's timestamp authority does not chain to a supplied trust anchor "
+                "(pass the authority's root with --trust as well)"
+            )
+        stamped = f"; timestamped {timestamp.timestamp:%Y-%m-%d %H:%M:%S} UTC (PAdES B-T)"
     if st.pdf_only:
         st.chain = [pdf_leaf]
         signer = pdf_leaf.subject.rfc4514_string()
-        return f"PAdES signature by {signer}: intact, valid, trusted, covering the entire file"
+        return f"PAdES signature by {signer}: intact, valid, trusted, covering the entire file{stamped}"
     if not st.chain or pdf_leaf != st.chain[0]:
         raise _Failed("the PDF was signed with a different certificate than the DSSE envelope")
-    return "PAdES signature intact, valid, trusted, covering the entire file"
+    return f"PAdES signature intact, valid, trusted, covering the entire file{stamped}"
+
+
+# (8)
+def _step8_envelope_timestamp(st: _State) -> str:
+    if st.envelope is None or not st.chain:
+        raise _Failed("no verified envelope")
+    try:
+        check = check_signature_timestamp(st.files[TIMESTAMP_FILE], st.envelope.signature, st.anchors)
+    except ValueError as exc:
+        raise _Failed(f"{TIMESTAMP_FILE}: {exc}") from None
+    leaf = st.chain[0]
+    when = check.time.astimezone(dt.UTC)
+    if not leaf.not_valid_before_utc <= when <= leaf.not_valid_after_utc:
+        raise _Failed(
+            f"{TIMESTAMP_FILE} dates the signature {when:%Y-%m-%d %H:%M:%S} UTC, outside the signer certificate's "
+            f"validity ({leaf.not_valid_before_utc:%Y-%m-%d} to {leaf.not_valid_after_utc:%Y-%m-%d})"
+        )
+    if when > st.at + dt.timedelta(minutes=5):
+        raise _Failed(f"{TIMESTAMP_FILE} dates the signature in the future ({when:%Y-%m-%d %H:%M:%S} UTC)")
+    return f"the DSSE signature existed at {when:%Y-%m-%d %H:%M:%S} UTC, attested by {check.authority}"
 
 
 def _check_pdf_structure(pdf: bytes, embedded: Any, reader: PdfFileReader) -> None:
@@ -844,6 +885,9 @@ def verify_bundle(
         # (7) policy set before the run and judging the model's own records; verdicts, gate, clause index
         #     and calibration checks recompute from the records and the recorded policy
         run(7, _step7_recompute_judgement)
+        # (8) only for a timestamped bundle: the DSSE signature's RFC 3161 timestamp
+        if TIMESTAMP_FILE in files:
+            run(8, _step8_envelope_timestamp)
     steps = [results[n] for n in sorted(results)]
     leaf = state.chain[0] if state.chain else None
     development = leaf is not None and is_development_certificate(leaf)

@@ -108,3 +108,77 @@ def signer(leaf: Identity, *chain: Identity) -> FileSigner:
 
 
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
+
+
+@functools.cache
+def tsa() -> Identity:
+    """A timestamp authority of the test PKI (EKU timeStamping, critical, as RFC 3161 requires)."""
+    own = key("Test TSA")
+    issuer = root()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Test TSA"))
+        .issuer_name(issuer.cert.subject)
+        .public_key(own.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
+        .sign(issuer.key, hashes.SHA256())
+    )
+    return Identity(own, cert)
+
+
+def timestamper(authority: Identity | None = None):
+    """An in-process timestamp authority (pyHanko's DummyTimeStamper) signing with ``authority``."""
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives import serialization
+    from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+
+    authority = authority or tsa()
+    der = serialization.Encoding.DER
+    key_info = asn1_keys.PrivateKeyInfo.load(
+        authority.key.private_bytes(der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return DummyTimeStamper(
+        tsa_cert=asn1_x509.Certificate.load(authority.cert.public_bytes(der)),
+        tsa_key=key_info,
+        certs_to_embed=[asn1_x509.Certificate.load(authority.cert.public_bytes(der))],
+    )
+
+
+class LocalTSA:
+    """The in-process authority served over HTTP on 127.0.0.1 (``with LocalTSA() as url: ...``)."""
+
+    def __enter__(self) -> str:
+        import http.server
+        import threading
+
+        from asn1crypto import tsp
+
+        stamper = timestamper()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                response = stamper.request_tsa_response(tsp.TimeStampReq.load(body)).dump()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/timestamp-reply")
+                self.send_header("Content-Length", str(len(response)))
+                self.end_headers()
+                self.wfile.write(response)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

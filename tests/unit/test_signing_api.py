@@ -43,6 +43,7 @@ EXPECTED = [
     "sign_envelope",
     "sign_pdf",
     "verify_bundle",
+    "verify_pdf",
     "write_bundle_atomically",
     "write_pkcs12",
 ]
