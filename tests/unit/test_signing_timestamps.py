@@ -37,6 +37,12 @@ def test_a_timestamped_bundle_passes_eight_steps(stamped, tmp_path):
     assert [s.number for s in report.steps] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert "(PAdES B-T)" in report.steps[4].detail
     assert "the DSSE signature existed at" in report.steps[7].detail and "Test TSA" in report.steps[7].detail
+    import shutil
+    import subprocess
+
+    if shutil.which("pdfsig"):  # an independent reader of the B-T signature
+        out = subprocess.run(["pdfsig", str(stamped / "dossier.pdf")], capture_output=True, text=True).stdout
+        assert "Signature is Valid." in out and "Total document signed" in out
 
 
 def test_an_authority_the_auditor_does_not_trust_fails_steps_5_and_8(stamped):
