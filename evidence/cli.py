@@ -199,6 +199,59 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.bottom_line else EXIT_FAILED
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from evidence.dossier import parse_dossier
+    from evidence.runspec import default_runspec_path, load_runspec
+
+    try:
+        from evidence.reproduce import reproduce
+    except ModuleNotFoundError as exc:  # pragma: no cover - the light install has no torch
+        from evidence.errors import missing_extra
+
+        raise missing_extra("measure", exc) from None
+    target = Path(args.bundle)
+    source = target / "dossier.json" if target.is_dir() else target
+    try:
+        data = source.read_bytes()
+    except OSError:
+        raise _usage(f"{source} cannot be read; pass a bundle directory or its dossier.json") from None
+    dossier = parse_dossier(data)
+    overrides: dict[str, Path] = {}
+    for item in args.data or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise _usage(f"--data expects NAME=FILE, got {item!r}")
+        overrides[name] = Path(value)
+    spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
+    if args.model:
+        spec = spec.with_model(args.model)
+    elif dossier.model.source == "organism":
+        spec = spec.with_model(dossier.model.name)
+    else:
+        raise _usage(f"the dossier measured {dossier.model.name} from a directory; pass it with --model DIR")
+    say = _progress()
+    results = reproduce(
+        dossier, spec, measurements=args.measurement or None,
+        announce=lambda i, n, mid: say(f"[{i}/{n}] re-measuring {mid}"),
+    )  # fmt: skip
+    counts = {"identical": 0, "within tolerance": 0, "differs": 0}
+    for result in results:
+        if result.problem is not None:
+            print(f"[NOT REPRODUCED] {result.record_id}: {result.problem}")
+        for m in result.metrics:
+            counts[m.agreement] += 1
+            if m.agreement != "identical":
+                again = "absent" if m.reproduced is None else f"{m.reproduced:.6g}"
+                print(f"[{m.agreement.upper()}] {result.record_id} {m.name}: recorded {m.recorded:.6g}, "
+                      f"reproduced {again}")  # fmt: skip
+        if result.reproduced:
+            print(f"[REPRODUCED] {result.record_id}: {len(result.metrics)} metrics")
+    failed = [r for r in results if not r.reproduced]
+    print(f"{len(results) - len(failed)} of {len(results)} records reproduced; metrics: {counts['identical']} "
+          f"identical, {counts['within tolerance']} within tolerance, {counts['differs']} differ")  # fmt: skip
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from signing.keys import keygen, passphrase_from_env_or_prompt
 
@@ -621,6 +674,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(repeatable)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("reproduce", help="re-run the measurements a dossier records and compare every metric")
+    p.add_argument("bundle", help="bundle directory, or a dossier.json")
+    p.add_argument("--model", help="the model the dossier was made from (default: the organism it names)")
+    p.add_argument("--runspec", metavar="TOML", help="run spec naming the prompt sets and markers (default: bundled)")
+    p.add_argument("--data", action="append", metavar="NAME=FILE", help="a prompt set the dossier used (repeatable)")
+    p.add_argument("--measurement", action="append", metavar="ID", help="re-run only these (repeatable)")
+    p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("measurements", help="list the registered measurements and everything declared about them")
     p.add_argument("id", nargs="?", help="one measurement id (default: all)")

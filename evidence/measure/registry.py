@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from evidence.crossref import Rule
 from evidence.errors import ConfigError
-from evidence.records import ClauseRef, Criterion
+from evidence.records import ClauseRef, Criterion, Tolerance
 
 if TYPE_CHECKING:
     from evidence.measure.context import MeasureContext, MeasurementResult
@@ -143,6 +143,12 @@ class Detector:
             raise ValueError(f"detector {self.metric}: behaviour {self.behaviour!r} is not one of {BEHAVIOURS}")
 
 
+#: How closely a re-run in another environment must agree with a record, unless a measurement
+#: declares its own: float32 forward passes summed in another order differ by about 1e-6
+#: relative, and bootstrap intervals inherit it.
+DEFAULT_TOLERANCE = Tolerance(absolute=1e-6, relative=1e-4)
+
+
 @dataclass(frozen=True)
 class MeasurementDef:
     """A registered measurement and everything declared about it."""
@@ -159,6 +165,7 @@ class MeasurementDef:
     calibration: tuple[Expectation, ...] = ()
     crossref: tuple[Rule, ...] = field(default=())
     detectors: tuple[Detector, ...] = ()
+    tolerance: Tolerance = field(default_factory=lambda: DEFAULT_TOLERANCE)
 
     @property
     def required_datasets(self) -> tuple[str, ...]:
@@ -211,6 +218,7 @@ def measurement(
     calibration: Sequence[Expectation] = (),
     crossref: Sequence[Rule] = (),
     detectors: Sequence[Detector] = (),
+    tolerance: Tolerance | None = None,
 ) -> Callable[[F], F]:
     """Register ``fn(model, params, ctx) -> MeasurementResult`` with everything known about it."""
     if not _ID_PATTERN.match(id):
@@ -248,6 +256,7 @@ def measurement(
             calibration=tuple(calibration),
             crossref=tuple(crossref),
             detectors=tuple(detectors),
+            tolerance=tolerance or DEFAULT_TOLERANCE,
         )
         return fn
 

@@ -145,6 +145,7 @@ def run_task(
             data=list(result.data),
             summary=result.summary,
             duration_s=time.perf_counter() - start,
+            tolerance=definition.tolerance,
         )
     except Exception as exc:  # every failure inside a measurement is recorded
         return EvidenceRecord(

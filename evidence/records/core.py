@@ -47,6 +47,7 @@ __all__ = [
     "SignerInfo",
     "Table",
     "Threshold",
+    "Tolerance",
     "ValidationRequirement",
     "Verdict",
     "WeightFile",
@@ -226,6 +227,19 @@ class ErrorInfo(_Frozen):
     message: Annotated[str, StringConstraints(min_length=1)]
 
 
+class Tolerance(_Frozen):
+    """How closely a re-run must agree with a record to reproduce it (``interp-dossier reproduce``).
+
+    In the environment that made the record (same machine, libraries and threads)
+    a re-run is expected to be identical; elsewhere a value ``v`` reproduces a
+    recorded ``r`` when ``|v - r| <= absolute + relative * |r|`` (floating-point
+    reduction order differs between CPUs and library builds).
+    """
+
+    absolute: Annotated[float, Field(ge=0.0)]
+    relative: Annotated[float, Field(ge=0.0)]
+
+
 class EvidenceRecord(_Frozen):
     """The result of one measurement on one model: evidence, never judgement."""
 
@@ -243,6 +257,9 @@ class EvidenceRecord(_Frozen):
     experimental: bool = False
     summary: str = Field(default="", description="one paragraph, plain language")
     duration_s: Annotated[float, Field(ge=0.0)] | None = None
+    tolerance: Tolerance | None = Field(
+        default=None, description="how closely a re-run must agree with the metrics to reproduce them"
+    )
 
     @model_validator(mode="after")
     def _status_consistent(self) -> EvidenceRecord:
