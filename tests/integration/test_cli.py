@@ -59,6 +59,7 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
 def test_run_then_verify_passes(pipeline_bundle: Path, capsys):
     assert sorted(p.name for p in pipeline_bundle.iterdir()) == [
         "dossier.cdx.json", "dossier.dsse.json", "dossier.json", "dossier.pdf", "model-index.yaml", "signer.pem",
+        "validation-report.json",
     ]
     assert b"PRIVATE KEY" not in (pipeline_bundle / "signer.pem").read_bytes()
     code, out, _ = run_cli(capsys, "verify", str(pipeline_bundle), "--trust", str(pipeline_bundle / "signer.pem"))
