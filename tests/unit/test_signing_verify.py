@@ -24,6 +24,7 @@ from signing.dsse import PAYLOAD_TYPE, pae, sign_envelope
 from tests.helpers_bundle import (
     dossier_bytes,
     dossier_data,
+    dossier_with_calibration,
     make_bundle,
     pdf_appended_junk,
     pdf_byte_flipped_in_signed_range,
@@ -402,40 +403,8 @@ def test_clause_index_forged_and_resealed_fails_at_step_7(tmp_path, signer, doss
     assert "clause index" in step(report, 7).detail
 
 
-def _dossier_with_calibration(signer) -> bytes:
-    """The small dossier plus a calibration record whose one check honestly failed."""
-    from evidence.policy import evaluate, roll_up
-    from evidence.records import CalibrationCheck, Criterion, MeasurementSpec, Metric, SignerInfo
-    from signing import describe_signer
-    from tests.factories import make_dossier, make_policy, make_record
-
-    check = CalibrationCheck(
-        measurement="heads.inventory", organism="induction#untrained", planted=False,
-        metric="induction_score_max", value=0.4,
-        criteria=[Criterion(comparator="<", threshold=0.2, rule="point")],
-        criterion="induction_score_max: < 0.2", passed=False,
-    )  # fmt: skip
-    records = [
-        make_record("heads.inventory:toy-0"),
-        make_record(
-            "calibration.organisms:toy",
-            measurement=MeasurementSpec(id="calibration.organisms", version="1.0.0", params={}),
-            metrics=[Metric(name="checks_passed", value=0, unit="checks")],
-            checks=[check],
-        ),
-    ]
-    policy = make_policy()
-    verdicts = evaluate(policy, records, subject="toy")
-    dossier = make_dossier(
-        records=records, policy=policy, verdicts=verdicts, gate=roll_up(verdicts),
-        signer=SignerInfo.model_validate(describe_signer(signer)),
-        dossier_id="0f8fad5b-d9cb-469f-a165-70867728950e",
-    )  # fmt: skip
-    return dossier_bytes(dossier.model_dump(mode="json"))
-
-
 def test_calibration_checks_recompute_at_step_7(tmp_path, signer, anchor):
-    report = verify(tmp_path, make_bundle(signer, _dossier_with_calibration(signer)), anchor)
+    report = verify(tmp_path, make_bundle(signer, dossier_with_calibration(signer)), anchor)
     assert step(report, 7).passed, step(report, 7).detail
     assert "1 calibration checks recomputed" in step(report, 7).detail
 
@@ -443,7 +412,7 @@ def test_calibration_checks_recompute_at_step_7(tmp_path, signer, anchor):
 def test_calibration_check_flipped_to_passed_and_resealed_fails_at_step_7(tmp_path, signer, anchor):
     def flip(data):
         data["records"][1]["checks"][0]["passed"] = True
-    report = verify(tmp_path, _resealed_with(signer, _dossier_with_calibration(signer), flip), anchor)
+    report = verify(tmp_path, _resealed_with(signer, dossier_with_calibration(signer), flip), anchor)
     assert_fails_first_at(report, 7)
     detail = step(report, 7).detail
     assert "'calibration.organisms:toy'" in detail and "'induction#untrained'" in detail
