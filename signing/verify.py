@@ -71,6 +71,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import SignatureCoverageLevel, async_validate_pdf_signature
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import PathError
 from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
 from evidence.canonical import canonical_bytes, sha256_hex
@@ -379,7 +380,7 @@ def _step1_envelope_signature(st: _State) -> str:
 
     try:
         path = run_sync(_validate)
-    except CertValidationError as exc:
+    except (CertValidationError, PathError) as exc:  # PathError: no path to any anchor could be built
         raise _Failed(f"the signer certificate ({subject}) does not chain to a supplied trust anchor: {exc}") from None
     _check_trust(path, leaf, st)
     usage = _key_usage(leaf)

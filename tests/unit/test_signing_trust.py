@@ -181,3 +181,13 @@ def test_the_signed_predicate_must_describe_the_dossier_it_signs(tmp_path):
     # the same files with the statement the run signs verify
     resealed = write_files(reseal_envelope(files, signing), tmp_path / "ok")
     assert verify_bundle(resealed, [bundle / SIGNER_PEM]).bottom_line
+
+
+def test_a_chain_that_reaches_no_supplied_anchor_fails_step_1_in_a_sentence(tmp_path, good_leaf):
+    """The signer's chain (leaf and intermediate) is complete, but the auditor trusts an unrelated root."""
+    bundle = bundle_of(tmp_path, signer(good_leaf, intermediate()))
+    report = verify_bundle(bundle, [anchor_file(tmp_path, certificate("Unrelated Root CA", ca=True))])
+    number, detail = failure(report)
+    assert number == 1
+    assert detail.startswith("the signer certificate (CN=Example Lab signer,O=Example Test PKI) does not chain to a "
+                             "supplied trust anchor: "), detail  # fmt: skip
