@@ -565,6 +565,10 @@ def _step5_pdf_signature(st: _State) -> str:
         raise _Failed("the signed bytes of the PDF have changed (digest mismatch)")
     if not status.valid:
         raise _Failed("the PDF's CMS signature is not valid")
+    pdf_leaf = x509.load_der_x509_certificate(embedded.signer_cert.dump())
+    unfit = signer_problems(pdf_leaf, st.policy)
+    if unfit:  # before pyHanko's trust verdict, which refuses e.g. a 1024-bit key as merely "untrusted"
+        raise _Failed("; ".join(unfit))
     if not status.trusted:
         raise _Failed("the PDF signer's certificate does not chain to a supplied trust anchor")
     if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
@@ -573,7 +577,6 @@ def _step5_pdf_signature(st: _State) -> str:
             f"the PDF signature does not cover the entire file (coverage {coverage}): "
             "bytes or an incremental update were added after signing"
         )
-    pdf_leaf = x509.load_der_x509_certificate(embedded.signer_cert.dump())
     if status.validation_path is not None:
         _check_trust(status.validation_path, pdf_leaf, st)
     stamped = ""

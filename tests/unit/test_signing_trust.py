@@ -191,3 +191,15 @@ def test_a_chain_that_reaches_no_supplied_anchor_fails_step_1_in_a_sentence(tmp_
     assert number == 1
     assert detail.startswith("the signer certificate (CN=Example Lab signer,O=Example Test PKI) does not chain to a "
                              "supplied trust anchor: "), detail  # fmt: skip
+
+
+def test_a_pdf_signer_unfit_to_sign_is_named_as_such_not_as_untrusted(tmp_path):
+    """pyHanko refuses a 1024-bit key as "untrusted"; step 5 says what is wrong with the signer."""
+    from signing import sign_pdf, verify_pdf
+    from tests.helpers_bundle import render_pdf
+
+    weak = signer(certificate("weak signer", issuer=root(), bits=1024))
+    pdf = tmp_path / "dossier.pdf"
+    pdf.write_bytes(sign_pdf(render_pdf(dossier_bytes(dossier_data(weak))), weak))
+    number, detail = failure(verify_pdf(pdf, [anchor_file(tmp_path, root())]))
+    assert number == 5 and "its RSA key has 1024 bits" in detail, detail
