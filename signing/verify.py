@@ -536,8 +536,16 @@ def _check_binding(st: _State) -> None:
 
 # (5)
 def _step5_pdf_signature(st: _State) -> str:
-    reader = PdfFileReader(io.BytesIO(st.files[DOSSIER_PDF]))
-    signatures = reader.embedded_signatures
+    pdf = st.files[DOSSIER_PDF]
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf))
+        signatures = reader.embedded_signatures
+    except Exception:
+        if not pdf.rstrip(b"\r\n").endswith(b"%%EOF"):
+            raise _Failed(
+                "the PDF cannot be read and does not end with an %%EOF marker: it is truncated, or not a complete PDF"
+            ) from None
+        raise  # reported as a file that cannot be read (see _run_step)
     if len(signatures) != 1:
         raise _Failed(f"the PDF carries {len(signatures)} signatures; exactly one is expected")
     embedded = signatures[0]

@@ -703,3 +703,15 @@ def test_a_pdf_that_is_not_one_fails_step_5_in_a_sentence(tmp_path, anchor):
     report = verify_pdf(pdf, [anchor])
     failed = report.first_failure()
     assert failed.number == 5 and failed.detail.startswith("could not be evaluated: the file is malformed")
+
+
+@pytest.mark.parametrize("keep", [-7, 0.5])
+def test_a_truncated_pdf_fails_step_5_saying_so(tmp_path, files, anchor, keep):
+    from signing import verify_pdf
+    from tests.helpers_bundle import pdf_truncated
+
+    signed = files[DOSSIER_PDF]
+    pdf = tmp_path / "dossier.pdf"
+    pdf.write_bytes(pdf_truncated(signed, keep if isinstance(keep, int) else int(len(signed) * keep)))
+    failed = verify_pdf(pdf, [anchor]).first_failure()
+    assert failed.number == 5 and "it is truncated, or not a complete PDF" in failed.detail, failed.detail
