@@ -284,9 +284,9 @@ def _read_bundle(bundle_dir: Path) -> tuple[dict[str, bytes], dict[str, str]]:
     """Every regular file of the bundle by name, hidden ones included, and its other entries.
 
     Each file's size is checked before it is read: a file larger than
-    :data:`~signing.bundle.MAX_FILE_BYTES` is refused without being read. The
-    other entries (subdirectories and the like) are returned by name with what
-    they are, for step (3) to refuse.
+    :data:`~signing.bundle.MAX_FILE_BYTES` is not read. It is returned with the
+    other entries (subdirectories and the like), by name with what they are,
+    for step (3) to refuse (or step (1), if it is the envelope or signer.pem).
     """
     bundle_dir = Path(bundle_dir)
     if not bundle_dir.is_dir():
@@ -314,12 +314,12 @@ def _read_bundle(bundle_dir: Path) -> tuple[dict[str, bytes], dict[str, str]]:
         if not stat.S_ISREG(info.st_mode):
             others[path.name] = "not a regular file"
             continue
-        if info.st_size > MAX_FILE_BYTES:
-            raise BundleError(
-                f"bundle file {path} is {_mib(info.st_size)}, larger than the {_mib(MAX_FILE_BYTES)} "
-                "a bundle file may have; it was not read",
-                hint="a bundle holds only the files `interp-dossier run` wrote; remove anything else",
+        if info.st_size > MAX_FILE_BYTES:  # refused at step (3), like any entry that is not a signed file
+            others[path.name] = (
+                f"a file of {_mib(info.st_size)}, larger than the {_mib(MAX_FILE_BYTES)} a bundle file may have "
+                "(it was not read)"
             )
+            continue
         try:
             with path.open("rb") as handle:
                 data = handle.read(MAX_FILE_BYTES + 1)
@@ -359,6 +359,9 @@ def _quiet_pyhanko() -> Iterator[None]:
 
 # (1)
 def _step1_envelope_signature(st: _State) -> str:
+    for name in (DSSE_ENVELOPE, SIGNER_PEM):
+        if name not in st.files:
+            raise _Failed(f"{name} was not read: it is {st.others.get(name, 'not a regular file')}")
     try:
         envelope = parse_envelope(st.files[DSSE_ENVELOPE])
     except ValueError as exc:

@@ -488,7 +488,7 @@ def test_hidden_subdirectory_in_bundle_fails_at_step_3(tmp_path, files, anchor):
     assert ".git is a subdirectory" in step(report, 3).detail
 
 
-def test_huge_extra_file_is_refused_from_its_size_without_being_read(tmp_path, files, anchor, monkeypatch):
+def test_huge_extra_file_is_not_read_and_fails_step_3(tmp_path, files, anchor, monkeypatch):
     from signing.bundle import MAX_FILE_BYTES
 
     bundle = write_files(files, tmp_path / "bundle")
@@ -508,9 +508,25 @@ def test_huge_extra_file_is_refused_from_its_size_without_being_read(tmp_path, f
 
     monkeypatch.setattr(Path, "open", spy_open)
     monkeypatch.setattr(Path, "read_bytes", spy_read_bytes)
-    with pytest.raises(BundleError, match=r"padding\.bin is 64\.0 MiB, larger than the 64 MiB .*not read"):
-        verify_bundle(bundle, [anchor])
+    report = verify_bundle(bundle, [anchor])
+    assert_fails_first_at(report, 3)
+    assert step(report, 3).detail == (
+        "the bundle holds entries that are not signed files: padding.bin is a file of 64.0 MiB, larger than "
+        "the 64 MiB a bundle file may have (it was not read)"
+    )
     assert "padding.bin" not in opened
+
+
+@pytest.mark.parametrize(("name", "number"), [(DSSE_ENVELOPE, 1), (SIGNER_PEM, 1), (DOSSIER_PDF, 3)])
+def test_an_oversized_bundle_file_is_not_read_and_fails_its_step(tmp_path, files, anchor, name, number):
+    from signing.bundle import MAX_FILE_BYTES
+
+    bundle = write_files(files, tmp_path / "bundle")
+    with (bundle / name).open("r+b") as handle:  # sparse: takes no disk space
+        handle.truncate(MAX_FILE_BYTES + 1)
+    report = verify_bundle(bundle, [anchor])
+    assert_fails_first_at(report, number)
+    assert f"{name} " in step(report, number).detail and "larger than the 64 MiB" in step(report, number).detail
 
 
 def test_bundle_file_size_limit_is_generous():
