@@ -100,8 +100,19 @@ def check_signature_timestamp(
         raise ValueError("the timestamp token does not name this signature (its message imprint differs)")
     if not status.get("valid"):
         raise ValueError("the timestamp token's signature is not valid")
+    signer = status.get("signing_cert")
+    if signer is not None and not _is_timestamp_authority(signer):
+        raise ValueError(
+            f"the timestamp token is signed by {signer.subject.human_friendly}, whose certificate lacks the "
+            "timeStamping extended key usage: it is not a timestamp authority"
+        )
     if status.get("trust_problem_indic") is not None or status.get("validation_path") is None:
         raise ValueError("the timestamp authority's certificate does not chain to a supplied trust anchor")
-    signer = status.get("signing_cert")
     authority = signer.subject.human_friendly if signer is not None else "an unnamed authority"
     return TimestampCheck(status["timestamp"], authority)
+
+
+def _is_timestamp_authority(cert: asn1_x509.Certificate) -> bool:
+    """True if ``cert`` has the timeStamping extended key usage (RFC 3161 requires it of a TSA)."""
+    usage = cert.extended_key_usage_value
+    return usage is not None and "time_stamping" in usage.native

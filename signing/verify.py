@@ -71,6 +71,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import SignatureCoverageLevel, async_validate_pdf_signature
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import PathError
 from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
 from evidence.canonical import canonical_bytes, sha256_hex
@@ -283,9 +284,9 @@ def _read_bundle(bundle_dir: Path) -> tuple[dict[str, bytes], dict[str, str]]:
     """Every regular file of the bundle by name, hidden ones included, and its other entries.
 
     Each file's size is checked before it is read: a file larger than
-    :data:`~signing.bundle.MAX_FILE_BYTES` is refused without being read. The
-    other entries (subdirectories and the like) are returned by name with what
-    they are, for step (3) to refuse.
+    :data:`~signing.bundle.MAX_FILE_BYTES` is not read. It is returned with the
+    other entries (subdirectories and the like), by name with what they are,
+    for step (3) to refuse (or step (1), if it is the envelope or signer.pem).
     """
     bundle_dir = Path(bundle_dir)
     if not bundle_dir.is_dir():
@@ -313,12 +314,12 @@ def _read_bundle(bundle_dir: Path) -> tuple[dict[str, bytes], dict[str, str]]:
         if not stat.S_ISREG(info.st_mode):
             others[path.name] = "not a regular file"
             continue
-        if info.st_size > MAX_FILE_BYTES:
-            raise BundleError(
-                f"bundle file {path} is {_mib(info.st_size)}, larger than the {_mib(MAX_FILE_BYTES)} "
-                "a bundle file may have; it was not read",
-                hint="a bundle holds only the files `interp-dossier run` wrote; remove anything else",
+        if info.st_size > MAX_FILE_BYTES:  # refused at step (3), like any entry that is not a signed file
+            others[path.name] = (
+                f"a file of {_mib(info.st_size)}, larger than the {_mib(MAX_FILE_BYTES)} a bundle file may have "
+                "(it was not read)"
             )
+            continue
         try:
             with path.open("rb") as handle:
                 data = handle.read(MAX_FILE_BYTES + 1)
@@ -358,6 +359,9 @@ def _quiet_pyhanko() -> Iterator[None]:
 
 # (1)
 def _step1_envelope_signature(st: _State) -> str:
+    for name in (DSSE_ENVELOPE, SIGNER_PEM):
+        if name not in st.files:
+            raise _Failed(f"{name} was not read: it is {st.others.get(name, 'not a regular file')}")
     try:
         envelope = parse_envelope(st.files[DSSE_ENVELOPE])
     except ValueError as exc:
@@ -379,7 +383,7 @@ def _step1_envelope_signature(st: _State) -> str:
 
     try:
         path = run_sync(_validate)
-    except CertValidationError as exc:
+    except (CertValidationError, PathError) as exc:  # PathError: no path to any anchor could be built
         raise _Failed(f"the signer certificate ({subject}) does not chain to a supplied trust anchor: {exc}") from None
     _check_trust(path, leaf, st)
     usage = _key_usage(leaf)
@@ -535,8 +539,16 @@ def _check_binding(st: _State) -> None:
 
 # (5)
 def _step5_pdf_signature(st: _State) -> str:
-    reader = PdfFileReader(io.BytesIO(st.files[DOSSIER_PDF]))
-    signatures = reader.embedded_signatures
+    pdf = st.files[DOSSIER_PDF]
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf))
+        signatures = reader.embedded_signatures
+    except Exception:
+        if not pdf.rstrip(b"\r\n").endswith(b"%%EOF"):
+            raise _Failed(
+                "the PDF cannot be read and does not end with an %%EOF marker: it is truncated, or not a complete PDF"
+            ) from None
+        raise  # reported as a file that cannot be read (see _run_step)
     if len(signatures) != 1:
         raise _Failed(f"the PDF carries {len(signatures)} signatures; exactly one is expected")
     embedded = signatures[0]
@@ -564,6 +576,10 @@ def _step5_pdf_signature(st: _State) -> str:
         raise _Failed("the signed bytes of the PDF have changed (digest mismatch)")
     if not status.valid:
         raise _Failed("the PDF's CMS signature is not valid")
+    pdf_leaf = x509.load_der_x509_certificate(embedded.signer_cert.dump())
+    unfit = signer_problems(pdf_leaf, st.policy)
+    if unfit:  # before pyHanko's trust verdict, which refuses e.g. a 1024-bit key as merely "untrusted"
+        raise _Failed("; ".join(unfit))
     if not status.trusted:
         raise _Failed("the PDF signer's certificate does not chain to a supplied trust anchor")
     if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
@@ -572,7 +588,6 @@ def _step5_pdf_signature(st: _State) -> str:
             f"the PDF signature does not cover the entire file (coverage {coverage}): "
             "bytes or an incremental update were added after signing"
         )
-    pdf_leaf = x509.load_der_x509_certificate(embedded.signer_cert.dump())
     if status.validation_path is not None:
         _check_trust(status.validation_path, pdf_leaf, st)
     stamped = ""

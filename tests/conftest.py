@@ -76,3 +76,18 @@ def temporary_measurement():
     yield register
     for measurement_id in added:
         registry._REGISTRY.pop(measurement_id, None)
+
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """After a session that ran the attack corpus (tests/unit/test_attack_corpus.py), count its attacks."""
+    import sys
+
+    corpus = sys.modules.get("tests.attack_corpus")
+    if corpus is None or not corpus.STOPPED:  # the corpus test did not run (or no attack was stopped)
+        return
+    stopped, total = len(corpus.STOPPED), len(corpus.ATTACKS)
+    if stopped == total:
+        terminalreporter.write_line(f"attack corpus: {total} attacks, each failed at its named step")
+    else:
+        terminalreporter.write_line(f"attack corpus: {total} attacks, {stopped} of them run and stopped at their step")

@@ -50,23 +50,62 @@ def dossier_data(signer: FileSigner, *, n_records: int = 2) -> dict[str, Any]:
     return data
 
 
+def dossier_with_calibration(signer: FileSigner) -> bytes:
+    """The small dossier plus a calibration record whose one check honestly failed."""
+    from evidence.records import CalibrationCheck, Criterion, Metric
+
+    check = CalibrationCheck(
+        measurement="heads.inventory", organism="induction#untrained", planted=False,
+        metric="induction_score_max", value=0.4,
+        criteria=[Criterion(comparator="<", threshold=0.2, rule="point")],
+        criterion="induction_score_max: < 0.2", passed=False,
+    )  # fmt: skip
+    records = [
+        make_record("heads.inventory:toy-0"),
+        make_record(
+            "calibration.organisms:toy",
+            measurement=MeasurementSpec(id="calibration.organisms", version="1.0.0", params={}),
+            metrics=[Metric(name="checks_passed", value=0, unit="checks")],
+            checks=[check],
+        ),
+    ]
+    policy = make_policy()
+    verdicts = evaluate(policy, records, subject="toy")
+    dossier = make_dossier(
+        records=records, policy=policy, verdicts=verdicts, gate=roll_up(verdicts),
+        signer=SignerInfo.model_validate(describe_signer(signer)),
+        dossier_id="0f8fad5b-d9cb-469f-a165-70867728950e",
+    )  # fmt: skip
+    return dossier_bytes(dossier.model_dump(mode="json"))
+
+
 def dossier_bytes(data: dict[str, Any]) -> bytes:
     """Canonical bytes of dossier JSON data (which need not be a valid model)."""
     return canonical_bytes(data)
 
 
-def render_pdf(dossier_json: bytes, extra: dict[str, bytes] | None = None) -> bytes:
-    """A one-page PDF/A-3b embedding ``dossier_json`` (and ``extra`` files) and printing its sha256."""
+def render_pdf(
+    dossier_json: bytes,
+    extra: dict[str, bytes] | None = None,
+    *,
+    printed_digest: str | None = None,
+    embed_dossier: bool = True,
+) -> bytes:
+    """A one-page PDF/A-3b embedding ``dossier_json`` (and ``extra`` files) and printing its sha256.
+
+    ``printed_digest`` and ``embed_dossier=False`` make a dishonest PDF: another digest on the
+    cover, or no dossier.json embedded.
+    """
     from weasyprint import HTML, Attachment
 
-    digest = sha256_hex(dossier_json)
+    digest = printed_digest or sha256_hex(dossier_json)
     html = (
         "<html><head><title>Test dossier</title></head><body>"
         "<h1>Interpretability evidence dossier</h1>"
         f"<p>dossier.json sha256</p><p style='font-family: monospace; font-size: 8pt'>{digest}</p>"
         "</body></html>"
     )
-    attachments = [Attachment(string=dossier_json, name=DOSSIER_JSON, relationship="Data")]
+    attachments = [Attachment(string=dossier_json, name=DOSSIER_JSON, relationship="Data")] if embed_dossier else []
     attachments += [Attachment(string=data, name=name, relationship="Data") for name, data in (extra or {}).items()]
     pdf: bytes = HTML(string=html).write_pdf(pdf_variant="pdf/a-3b", attachments=attachments)
     return pdf
@@ -210,3 +249,44 @@ def pdf_gap_edited(pdf: bytes) -> bytes:
     assert gap.endswith(b"0000000000>")
     edited = gap[:-11] + b"00>/Ab<000>"
     return pdf[:len1] + edited + pdf[start2:]
+
+
+def pdf_second_signature_in_update(pdf: bytes, signer: FileSigner) -> bytes:
+    """A second PAdES signature, in a new field, added by an incremental update after the first."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+
+    meta = signers.PdfSignatureMetadata(
+        field_name="SecondSignature", subfilter=fields.SigSeedSubFilter.PADES, md_algorithm="sha256"
+    )
+    out = signers.PdfSigner(meta, signer.pyhanko_signer()).sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf)))
+    return bytes(out.getvalue())
+
+
+def pdf_overlay_in_update(pdf: bytes, text: str = "APPROVED FOR DEPLOYMENT") -> bytes:
+    """An incremental update after the signature that draws ``text`` over page 1 (a new content stream)."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    font = generic.DictionaryObject(
+        {
+            generic.NameObject("/Type"): generic.NameObject("/Font"),
+            generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
+            generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica"),
+        }
+    )
+    resources = generic.DictionaryObject(
+        {generic.NameObject("/Font"): generic.DictionaryObject({generic.NameObject("/FOverlay"): font})}
+    )
+    content = f"BT /FOverlay 36 Tf 60 400 Td ({text}) Tj ET".encode("ascii")
+    stream_ref = writer.add_object(generic.StreamObject(stream_data=content))
+    writer.add_stream_to_page(0, stream_ref, resources=resources)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def pdf_truncated(pdf: bytes, keep: int) -> bytes:
+    """The first ``keep`` bytes of the PDF (a negative ``keep`` drops that many from the end)."""
+    return pdf[:keep]

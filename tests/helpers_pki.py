@@ -111,13 +111,13 @@ SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
 
 
 @functools.cache
-def tsa() -> Identity:
-    """A timestamp authority of the test PKI (EKU timeStamping, critical, as RFC 3161 requires)."""
-    own = key("Test TSA")
-    issuer = root()
+def tsa(common_name: str = "Test TSA", issuer: Identity | None = None) -> Identity:
+    """A timestamp authority (EKU timeStamping, critical, as RFC 3161 requires), of the test PKI's root by default."""
+    own = key(common_name)
+    issuer = issuer or root()
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("Test TSA"))
+        .subject_name(_name(common_name))
         .issuer_name(issuer.cert.subject)
         .public_key(own.public_key())
         .serial_number(x509.random_serial_number())
@@ -131,8 +131,11 @@ def tsa() -> Identity:
     return Identity(own, cert)
 
 
-def timestamper(authority: Identity | None = None):
-    """An in-process timestamp authority (pyHanko's DummyTimeStamper) signing with ``authority``."""
+def timestamper(authority: Identity | None = None, *, at: dt.datetime | None = None):
+    """An in-process timestamp authority (pyHanko's DummyTimeStamper) signing with ``authority``.
+
+    ``at`` fixes the time the tokens state (by default, the time of each request).
+    """
     from asn1crypto import keys as asn1_keys
     from asn1crypto import x509 as asn1_x509
     from cryptography.hazmat.primitives import serialization
@@ -147,6 +150,7 @@ def timestamper(authority: Identity | None = None):
         tsa_cert=asn1_x509.Certificate.load(authority.cert.public_bytes(der)),
         tsa_key=key_info,
         certs_to_embed=[asn1_x509.Certificate.load(authority.cert.public_bytes(der))],
+        fixed_dt=at,
     )
 
 

@@ -81,6 +81,7 @@ def test_a_token_from_a_non_tsa_certificate_fails_step_8(tmp_path):
     bundle = write_files(files, tmp_path / "bundle")
     failed = verify_bundle(bundle, [bundle / SIGNER_PEM, *anchors(tmp_path, root())]).first_failure()
     assert failed is not None and failed.number == 8
+    assert "lacks the timeStamping extended key usage: it is not a timestamp authority" in failed.detail
 
 
 def test_the_cli_timestamps_through_an_authority_on_loopback(tmp_path, capsys):

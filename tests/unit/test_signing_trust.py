@@ -181,3 +181,25 @@ def test_the_signed_predicate_must_describe_the_dossier_it_signs(tmp_path):
     # the same files with the statement the run signs verify
     resealed = write_files(reseal_envelope(files, signing), tmp_path / "ok")
     assert verify_bundle(resealed, [bundle / SIGNER_PEM]).bottom_line
+
+
+def test_a_chain_that_reaches_no_supplied_anchor_fails_step_1_in_a_sentence(tmp_path, good_leaf):
+    """The signer's chain (leaf and intermediate) is complete, but the auditor trusts an unrelated root."""
+    bundle = bundle_of(tmp_path, signer(good_leaf, intermediate()))
+    report = verify_bundle(bundle, [anchor_file(tmp_path, certificate("Unrelated Root CA", ca=True))])
+    number, detail = failure(report)
+    assert number == 1
+    assert detail.startswith("the signer certificate (CN=Example Lab signer,O=Example Test PKI) does not chain to a "
+                             "supplied trust anchor: "), detail  # fmt: skip
+
+
+def test_a_pdf_signer_unfit_to_sign_is_named_as_such_not_as_untrusted(tmp_path):
+    """pyHanko refuses a 1024-bit key as "untrusted"; step 5 says what is wrong with the signer."""
+    from signing import sign_pdf, verify_pdf
+    from tests.helpers_bundle import render_pdf
+
+    weak = signer(certificate("weak signer", issuer=root(), bits=1024))
+    pdf = tmp_path / "dossier.pdf"
+    pdf.write_bytes(sign_pdf(render_pdf(dossier_bytes(dossier_data(weak))), weak))
+    number, detail = failure(verify_pdf(pdf, [anchor_file(tmp_path, root())]))
+    assert number == 5 and "its RSA key has 1024 bits" in detail, detail

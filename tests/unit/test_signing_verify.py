@@ -24,6 +24,7 @@ from signing.dsse import PAYLOAD_TYPE, pae, sign_envelope
 from tests.helpers_bundle import (
     dossier_bytes,
     dossier_data,
+    dossier_with_calibration,
     make_bundle,
     pdf_appended_junk,
     pdf_byte_flipped_in_signed_range,
@@ -402,40 +403,8 @@ def test_clause_index_forged_and_resealed_fails_at_step_7(tmp_path, signer, doss
     assert "clause index" in step(report, 7).detail
 
 
-def _dossier_with_calibration(signer) -> bytes:
-    """The small dossier plus a calibration record whose one check honestly failed."""
-    from evidence.policy import evaluate, roll_up
-    from evidence.records import CalibrationCheck, Criterion, MeasurementSpec, Metric, SignerInfo
-    from signing import describe_signer
-    from tests.factories import make_dossier, make_policy, make_record
-
-    check = CalibrationCheck(
-        measurement="heads.inventory", organism="induction#untrained", planted=False,
-        metric="induction_score_max", value=0.4,
-        criteria=[Criterion(comparator="<", threshold=0.2, rule="point")],
-        criterion="induction_score_max: < 0.2", passed=False,
-    )  # fmt: skip
-    records = [
-        make_record("heads.inventory:toy-0"),
-        make_record(
-            "calibration.organisms:toy",
-            measurement=MeasurementSpec(id="calibration.organisms", version="1.0.0", params={}),
-            metrics=[Metric(name="checks_passed", value=0, unit="checks")],
-            checks=[check],
-        ),
-    ]
-    policy = make_policy()
-    verdicts = evaluate(policy, records, subject="toy")
-    dossier = make_dossier(
-        records=records, policy=policy, verdicts=verdicts, gate=roll_up(verdicts),
-        signer=SignerInfo.model_validate(describe_signer(signer)),
-        dossier_id="0f8fad5b-d9cb-469f-a165-70867728950e",
-    )  # fmt: skip
-    return dossier_bytes(dossier.model_dump(mode="json"))
-
-
 def test_calibration_checks_recompute_at_step_7(tmp_path, signer, anchor):
-    report = verify(tmp_path, make_bundle(signer, _dossier_with_calibration(signer)), anchor)
+    report = verify(tmp_path, make_bundle(signer, dossier_with_calibration(signer)), anchor)
     assert step(report, 7).passed, step(report, 7).detail
     assert "1 calibration checks recomputed" in step(report, 7).detail
 
@@ -443,7 +412,7 @@ def test_calibration_checks_recompute_at_step_7(tmp_path, signer, anchor):
 def test_calibration_check_flipped_to_passed_and_resealed_fails_at_step_7(tmp_path, signer, anchor):
     def flip(data):
         data["records"][1]["checks"][0]["passed"] = True
-    report = verify(tmp_path, _resealed_with(signer, _dossier_with_calibration(signer), flip), anchor)
+    report = verify(tmp_path, _resealed_with(signer, dossier_with_calibration(signer), flip), anchor)
     assert_fails_first_at(report, 7)
     detail = step(report, 7).detail
     assert "'calibration.organisms:toy'" in detail and "'induction#untrained'" in detail
@@ -519,7 +488,7 @@ def test_hidden_subdirectory_in_bundle_fails_at_step_3(tmp_path, files, anchor):
     assert ".git is a subdirectory" in step(report, 3).detail
 
 
-def test_huge_extra_file_is_refused_from_its_size_without_being_read(tmp_path, files, anchor, monkeypatch):
+def test_huge_extra_file_is_not_read_and_fails_step_3(tmp_path, files, anchor, monkeypatch):
     from signing.bundle import MAX_FILE_BYTES
 
     bundle = write_files(files, tmp_path / "bundle")
@@ -539,9 +508,25 @@ def test_huge_extra_file_is_refused_from_its_size_without_being_read(tmp_path, f
 
     monkeypatch.setattr(Path, "open", spy_open)
     monkeypatch.setattr(Path, "read_bytes", spy_read_bytes)
-    with pytest.raises(BundleError, match=r"padding\.bin is 64\.0 MiB, larger than the 64 MiB .*not read"):
-        verify_bundle(bundle, [anchor])
+    report = verify_bundle(bundle, [anchor])
+    assert_fails_first_at(report, 3)
+    assert step(report, 3).detail == (
+        "the bundle holds entries that are not signed files: padding.bin is a file of 64.0 MiB, larger than "
+        "the 64 MiB a bundle file may have (it was not read)"
+    )
     assert "padding.bin" not in opened
+
+
+@pytest.mark.parametrize(("name", "number"), [(DSSE_ENVELOPE, 1), (SIGNER_PEM, 1), (DOSSIER_PDF, 3)])
+def test_an_oversized_bundle_file_is_not_read_and_fails_its_step(tmp_path, files, anchor, name, number):
+    from signing.bundle import MAX_FILE_BYTES
+
+    bundle = write_files(files, tmp_path / "bundle")
+    with (bundle / name).open("r+b") as handle:  # sparse: takes no disk space
+        handle.truncate(MAX_FILE_BYTES + 1)
+    report = verify_bundle(bundle, [anchor])
+    assert_fails_first_at(report, number)
+    assert f"{name} " in step(report, number).detail and "larger than the 64 MiB" in step(report, number).detail
 
 
 def test_bundle_file_size_limit_is_generous():
@@ -734,3 +719,15 @@ def test_a_pdf_that_is_not_one_fails_step_5_in_a_sentence(tmp_path, anchor):
     report = verify_pdf(pdf, [anchor])
     failed = report.first_failure()
     assert failed.number == 5 and failed.detail.startswith("could not be evaluated: the file is malformed")
+
+
+@pytest.mark.parametrize("keep", [-7, 0.5])
+def test_a_truncated_pdf_fails_step_5_saying_so(tmp_path, files, anchor, keep):
+    from signing import verify_pdf
+    from tests.helpers_bundle import pdf_truncated
+
+    signed = files[DOSSIER_PDF]
+    pdf = tmp_path / "dossier.pdf"
+    pdf.write_bytes(pdf_truncated(signed, keep if isinstance(keep, int) else int(len(signed) * keep)))
+    failed = verify_pdf(pdf, [anchor]).first_failure()
+    assert failed.number == 5 and "it is truncated, or not a complete PDF" in failed.detail, failed.detail
