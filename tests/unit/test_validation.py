@@ -346,7 +346,7 @@ def test_the_cli_refuses_a_population_split_that_is_not_trained(tmp_path, capsys
     monkeypatch.setenv(ENV_POPULATION_DIR, str(tmp_path))
     assert main(["validate", "--population", "heldout", "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
-    assert "'heldout' split is incomplete" in err and "75 not trained" in err
+    assert "'heldout' split is incomplete" in err and "93 not trained" in err
     assert "interp-dossier population train --split heldout" in err
     assert not (tmp_path / "r.json").exists()
 
