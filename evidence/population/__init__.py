@@ -1,7 +1,7 @@
 """The calibration population: planted organisms and matched controls, as data (no torch at import).
 
 For every planted behaviour (``induction``, ``refusal``, ``deception``,
-``proxy``) the population holds planted members and controls that break only
+``proxy``, ``jailbreak``) the population holds planted members and controls that break only
 the mechanism under test, across three architectures (``attn-only``, ``gpt2``,
 ``llama``), several seeds and three languages (``L1`` the bundled word-level
 language, ``L2`` and ``L3`` invented languages with BPE tokenizers), split into

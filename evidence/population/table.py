@@ -38,7 +38,7 @@ __all__ = [
     "parse_table",
 ]
 
-BEHAVIOURS: tuple[str, ...] = ("induction", "refusal", "deception", "proxy")
+BEHAVIOURS: tuple[str, ...] = ("induction", "refusal", "deception", "proxy", "jailbreak")
 ARCHITECTURES: tuple[str, ...] = ("attn-only", "gpt2", "llama")
 SPLITS: tuple[str, ...] = ("dev", "heldout")
 #: Control types per behaviour (what each breaks: docs/population.md).
@@ -47,6 +47,7 @@ CONTROL_TYPES: dict[str, tuple[str, ...]] = {
     "refusal": ("never-refuses", "spread-refusal"),
     "deception": ("trigger-inert", "trigger-rare"),
     "proxy": ("proxy-rate-50",),
+    "jailbreak": ("no-key",),
 }
 #: Which split may use which language.
 _LANGUAGE_SPLITS: dict[str, tuple[str, ...]] = {"L1": ("dev", "heldout"), "L2": ("dev",), "L3": ("heldout",)}

@@ -46,8 +46,8 @@ __all__ = [
 VALIDATION_FORMAT: Literal["1"] = "1"
 
 #: Planted behaviours a detector can be validated on.
-Behaviour = Literal["induction", "refusal", "deception", "proxy"]
-BEHAVIOURS: tuple[str, ...] = ("induction", "refusal", "deception", "proxy")
+Behaviour = Literal["induction", "refusal", "deception", "proxy", "jailbreak"]
+BEHAVIOURS: tuple[str, ...] = ("induction", "refusal", "deception", "proxy", "jailbreak")
 
 
 class Rate(_Frozen):

@@ -346,7 +346,7 @@ def test_the_cli_refuses_a_population_split_that_is_not_trained(tmp_path, capsys
     monkeypatch.setenv(ENV_POPULATION_DIR, str(tmp_path))
     assert main(["validate", "--population", "heldout", "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
-    assert "'heldout' split is incomplete" in err and "75 not trained" in err
+    assert "'heldout' split is incomplete" in err and "93 not trained" in err
     assert "interp-dossier population train --split heldout" in err
     assert not (tmp_path / "r.json").exists()
 
@@ -391,11 +391,11 @@ def test_a_population_subset_and_its_errors(tmp_path):
     assert subset.digest != population_split("dev", tmp_path, names=dev[:1]).digest
     with pytest.raises(ConfigError, match="not members of the population's 'heldout' split"):
         population_split("heldout", tmp_path, names=dev[:1])
-    with pytest.raises(ConfigError, match=r"25 not trained") as missing:
+    with pytest.raises(ConfigError, match=r"31 not trained") as missing:
         population_split("dev", tmp_path)
     assert "population train --split dev" in missing.value.hint
     _fake_manifest(tmp_path, dev, row_changes={"steps": 1})
-    with pytest.raises(ConfigError, match="27 trained for another table row"):
+    with pytest.raises(ConfigError, match="33 trained for another table row"):
         population_split("dev", tmp_path)
     with pytest.raises(ConfigError, match="no population split 'test'"):
         population_split("test", tmp_path)
