@@ -176,7 +176,7 @@ def test_draft_then_sign_then_verify(light_spec: Path, tmp_path: Path, capsys):
     code, out, _ = run_cli(capsys, "run", str(light_spec), "--no-sign", "--out", str(draft))
     assert code == 0, out
     assert sorted(p.name for p in draft.iterdir()) == [
-        "dossier.cdx.json", "dossier.json", "dossier.pdf", "model-index.yaml",
+        "dossier.cdx.json", "dossier.json", "dossier.pdf", "model-index.yaml", "validation-report.json",
     ]
     assert json.loads((draft / "dossier.json").read_bytes())["signer"] is None
 

@@ -12,7 +12,9 @@ from evidence.measure.suite import calibration_organisms as cal
 from evidence.policy import check_passes
 from evidence.records import Baseline, ConfidenceInterval, Criterion, Metric
 
-FAST = {"measurements": ["heads.inventory"], "params": {"heads.inventory": {"n_sequences": 16}}}
+# The expectations alone: the spot checks of the shipped validation report have their own tests
+# (tests/unit/test_validation.py) and would add population members to every run here.
+FAST = {"measurements": ["heads.inventory"], "params": {"heads.inventory": {"n_sequences": 16}}, "spot_check": 0}
 
 
 @pytest.fixture
@@ -199,9 +201,13 @@ def test_every_registered_expectation_names_a_metric_its_measurement_produces(in
     """The whole calibration (on the organisms' own prompt sets): every check is evaluated (minutes)."""
     record = calibrate(induction, {})
     assert record.status == "ok", record.error
-    assert len(record.checks) == len(cal.expectations())
+    expected = [c for c in record.checks if c.validation_report is None]
+    assert len(expected) == len(cal.expectations())
     missing = [(c.measurement, c.organism, c.metric, c.criterion) for c in record.checks if c.value is None]
     assert not missing, missing
+    spots = [c for c in record.checks if c.validation_report is not None]
+    assert record.metric("spot_checks_total").value == len(spots)
+    assert all(c.passed for c in spots), [(c.measurement, c.organism, c.metric) for c in spots if not c.passed]
 
 
 @pytest.mark.parametrize("params", [{"measurements": ["refusal.directoin"]}, {"params": {"heads.inventry": {}}}])
