@@ -74,16 +74,22 @@ def _detail(min_interval: float = 2.0) -> Callable[[float, str], None]:
 # --- commands -----------------------------------------------------------------------------
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from evidence.run import run
-    from evidence.runspec import default_runspec_path, load_runspec
-
+def _data_overrides(items: Sequence[str] | None) -> dict[str, Path]:
+    """``--data NAME=FILE`` options as a mapping; a usage error for one that is not of that form."""
     overrides: dict[str, Path] = {}
-    for item in args.data or []:
+    for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:
             raise _usage(f"--data expects NAME=FILE, got {item!r}")
         overrides[name] = Path(value)
+    return overrides
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from evidence.run import run
+    from evidence.runspec import default_runspec_path, load_runspec
+
+    overrides = _data_overrides(args.data)
     spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
@@ -216,12 +222,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     except OSError:
         raise _usage(f"{source} cannot be read; pass a bundle directory or its dossier.json") from None
     dossier = parse_dossier(data)
-    overrides: dict[str, Path] = {}
-    for item in args.data or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise _usage(f"--data expects NAME=FILE, got {item!r}")
-        overrides[name] = Path(value)
+    overrides = _data_overrides(args.data)
     spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)

@@ -903,11 +903,15 @@ def verify_bundle(
         # (8) only for a timestamped bundle: the DSSE signature's RFC 3161 timestamp
         if TIMESTAMP_FILE in files:
             run(8, _step8_envelope_timestamp)
-    steps = [results[n] for n in sorted(results)]
+    return _report(state, results)
+
+
+def _report(state: _State, results: Mapping[int, StepResult]) -> VerificationReport:
+    """The steps in numeric order, and who signed (as the verified certificate says)."""
     leaf = state.chain[0] if state.chain else None
     development = leaf is not None and is_development_certificate(leaf)
     return VerificationReport(
-        steps=steps,
+        steps=[results[n] for n in sorted(results)],
         development_key=development,
         signer_subject=leaf.subject.rfc4514_string() if leaf is not None else None,
         notice=DEVELOPMENT_KEY_NOTICE if development else None,
@@ -954,16 +958,7 @@ def verify_pdf(
         run(6, _step6_embedded_dossier)
         run(4, _step4_schema)
         run(7, _step7_recompute_judgement)
-    steps = [results[n] for n in sorted(results)]
-    leaf = state.chain[0] if state.chain else None
-    development = leaf is not None and is_development_certificate(leaf)
-    return VerificationReport(
-        steps=steps,
-        development_key=development,
-        signer_subject=leaf.subject.rfc4514_string() if leaf is not None else None,
-        notice=DEVELOPMENT_KEY_NOTICE if development else None,
-        warnings=state.warnings,
-    )
+    return _report(state, results)
 
 
 def _read_pdf(path: Path) -> bytes:

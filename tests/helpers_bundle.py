@@ -222,22 +222,30 @@ def pdf_coverage_spoof(pdf: bytes, replacement: bytes) -> bytes:
     embedded = PdfFileReader(io.BytesIO(pdf)).embedded_signatures[0]
     der = cms.ContentInfo.load(embedded.pkcs7_content).dump()
     _, len1, _start2, len2 = embedded.byte_range
-    length = len(der) + 1
-    for _ in range(20):
+
+    def written(length: int, filler: int) -> bytes:
         writer = IncrementalPdfFileWriter(io.BytesIO(swapped))
-        field = writer.root["/AcroForm"]["/Fields"][0].get_object()
-        ref = field.raw_get("/V")
+        ref = writer.root["/AcroForm"]["/Fields"][0].get_object().raw_get("/V")
         sig = ref.get_object()
         sig["/Contents"] = _literal_bytes(der + b"\0" * (length - len(der)))
+        # an unknown key pyHanko ignores, to adjust the file's size without changing /Contents
+        sig["/Ab"] = _literal_bytes(b"x" * filler)
         writer.mark_update(ref)
         out = io.BytesIO()
         writer.write(out)
-        data = out.getvalue()
-        off = len(data) - (len1 + len2 + 2 * length + 2)
-        if off == 0:
+        return out.getvalue()
+
+    # Fix /Contents at a length L whose target size the update can reach, then search the filler
+    # for the exact size (a compressed cross-reference stream makes the size not quite linear in it).
+    base = len(written(len(der), 0))
+    length = base - len1 - len2 + 64
+    target = len1 + len2 + 2 * length + 2
+    guess = target - len(written(length, 0))
+    for filler in sorted(range(max(0, guess - 64), guess + 65), key=lambda f: abs(f - guess)):
+        data = written(length, filler)
+        if len(data) == target:
             return data
-        length += off
-    raise AssertionError("the coverage spoof did not converge")
+    raise AssertionError("the coverage spoof found no filler length that makes the sizes match")
 
 
 def pdf_gap_edited(pdf: bytes) -> bytes:
