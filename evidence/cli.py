@@ -18,6 +18,7 @@ import types
 import typing
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         key=Path(args.key) if args.key else None,
         sign=not args.no_sign,
         tsa=args.tsa,
+        level=args.level,
         predecessor=Path(args.predecessor) if args.predecessor else None,
         progress=_progress(),
         detail=_detail(),
@@ -139,7 +141,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     from evidence.run import sign_draft
 
     outcome = sign_draft(Path(args.draft), Path(args.out), key=Path(args.key) if args.key else None,
-                         tsa=args.tsa, progress=_progress())  # fmt: skip
+                         tsa=args.tsa, level=args.level, progress=_progress())  # fmt: skip
     print(f"bundle:  {outcome.out_dir}")
     print(f"dossier.json sha256: {outcome.dossier_sha256}")
     signer = outcome.dossier.signer
@@ -179,11 +181,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     policy = SignerPolicy.pinned(args.signer_fingerprint or (), args.signer_subject or ())
     target, anchors = Path(args.bundle), [Path(t) for t in args.trust or []]
-    pdf_only = target.is_file()
-    if pdf_only:
-        report = verify_pdf(target, anchors, signer_policy=policy)
-    else:
-        report = verify_bundle(target, anchors, signer_policy=policy)
+    at = _parse_time(args.at) if args.at else None
+    revocation_data = [Path(p) for p in args.revocation_data or []]
+    verify = verify_pdf if target.is_file() else verify_bundle
+    pdf_only = verify is verify_pdf
+    report = verify(target, anchors, signer_policy=policy, at=at, revocation=args.revocation,
+                    revocation_data=revocation_data)  # fmt: skip
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
@@ -203,6 +206,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             where = f", first failure at step ({first.number}) {first.title}" if first is not None else ""
             print(f"FAILED: {args.bundle} did not verify{where}")
     return EXIT_OK if report.bottom_line else EXIT_FAILED
+
+
+def _parse_time(text: str) -> datetime:
+    """An ISO 8601 date or time for ``--at`` (UTC unless it names an offset)."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _usage(
+            f"--at expects an ISO 8601 date or time such as 2031-05-01 or 2031-05-01T12:00:00Z, got {text!r}"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -644,6 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "key, not for filing")
     p.add_argument("--tsa", metavar="URL", help="timestamp authority (RFC 3161): PAdES B-T and a timestamp of the "
                    "DSSE signature (dossier.dsse.tst, verification step 8)")
+    p.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"],
+                   help="PAdES level: B-B (no timestamp), B-T (timestamped), B-LT (and the certificate chains, "
+                   "CRLs and OCSP responses embedded for verification years later), B-LTA (and a document "
+                   "timestamp over them); default B-T with --tsa, else B-B; all but B-B need --tsa")
     p.add_argument("--no-sign", action="store_true", help="write an unsigned draft bundle")
     p.add_argument("--external-evals", nargs="+", metavar="FILE",
                    help="behavioural evaluation results to cross-reference (Inspect logs, lm-eval results)")
@@ -658,6 +676,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "key, not for filing")
     p.add_argument("--tsa", metavar="URL", help="timestamp authority (RFC 3161): PAdES B-T and a timestamp of the "
                    "DSSE signature (dossier.dsse.tst, verification step 8)")
+    p.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"],
+                   help="PAdES level: B-B (no timestamp), B-T (timestamped), B-LT (and the certificate chains, "
+                   "CRLs and OCSP responses embedded for verification years later), B-LTA (and a document "
+                   "timestamp over them); default B-T with --tsa, else B-B; all but B-B need --tsa")
     p.set_defaults(func=_cmd_sign)
 
     p = sub.add_parser("render", help="render a dossier.json to PDF/A-3b (unsigned)")
@@ -673,6 +695,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signer-subject", action="append", metavar="DN",
                    help="accept only a signer with this RFC 4514 subject, e.g. 'CN=Example Lab,O=Example' "
                         "(repeatable)")
+    p.add_argument("--at", metavar="TIME",
+                   help="validate as of this time (ISO 8601, UTC unless an offset is given; default: now), e.g. to "
+                   "check a filing years later; a timestamped signature's certificates are judged as of its "
+                   "timestamp, with the validation data embedded (PAdES B-LT/B-LTA) or passed")
+    p.add_argument("--revocation", choices=["soft-fail", "hard-fail"], default="soft-fail",
+                   help="soft-fail (default): judge revocation with the data at hand, pass when there is none; "
+                   "hard-fail: fail a certificate that names a CRL or OCSP responder when no current data from it "
+                   "is at hand (nothing is ever fetched)")
+    p.add_argument("--revocation-data", action="append", metavar="FILE",
+                   help="a CRL (DER or PEM) or OCSP response (DER) obtained from the signer's CA (repeatable)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_verify)
 
@@ -775,8 +807,10 @@ def _verify_error_json(message: str, *, kind: str, hint: str | None, exit_code: 
         "bottom_line": False,
         "development_key": False,
         "notice": None,
+        "revocation_policy": None,
         "signer_subject": None,
         "steps": [],
+        "validated_at": None,
         "warnings": [],
         "error": {"kind": kind, "message": message, "hint": hint, "exit_code": exit_code},
     }

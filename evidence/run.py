@@ -84,6 +84,7 @@ def run(
     key: Path | None = None,
     sign: bool = True,
     tsa: str | None = None,
+    level: str | None = None,
     predecessor: Path | None = None,
     progress: Progress | None = None,
     detail: Callable[[float, str], None] | None = None,
@@ -92,10 +93,13 @@ def run(
 
     ``progress`` receives one line per stage; ``detail`` the measurements' own
     ``(fraction, message)`` reports within a stage. ``tsa``: the URL of a timestamp
-    authority, which makes the signatures PAdES B-T and timestamps the envelope.
+    authority, which makes the signatures PAdES B-T and timestamps the envelope;
+    ``level``: the PAdES level (B-LT and B-LTA also embed validation data).
     """
     say = progress or (lambda _msg: None)
     out_dir = check_output_dir(out_dir)
+    if sign:
+        _check_level(level, tsa)
 
     started = datetime.now(UTC)
     policy = load_policy(spec.policy_path, run_started=started) if spec.policy_path is not None else None
@@ -170,7 +174,7 @@ def run(
     if previous is not None:
         old, link = previous
         dossier = with_fields(dossier, predecessor=link, changelog=diff_dossiers(old, dossier))
-    return publish(dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa)
+    return publish(dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa, level=level)
 
 
 def publish(
@@ -181,6 +185,7 @@ def publish(
     progress: Progress | None = None,
     validation_report: bytes | None = None,
     tsa: str | None = None,
+    level: str | None = None,
 ) -> RunOutcome:
     """Name the signer, serialise, render, sign and write the bundle atomically.
 
@@ -220,7 +225,9 @@ def publish(
             from signing.timestamps import http_timestamper
 
             timestamper = http_timestamper(tsa)
-        files = seal(data, pdf, signer, statement_predicate(dossier), extra=exports, timestamper=timestamper)
+        files = seal(
+            data, pdf, signer, statement_predicate(dossier), extra=exports, timestamper=timestamper, level=level
+        )
     else:
         files = {"dossier.json": data, "dossier.pdf": pdf, **exports}
     write_bundle_atomically(files, out_dir)
@@ -228,10 +235,17 @@ def publish(
 
 
 def sign_draft(
-    draft_dir: Path, out_dir: Path, *, key: Path | None, tsa: str | None = None, progress: Progress | None = None
+    draft_dir: Path,
+    out_dir: Path,
+    *,
+    key: Path | None,
+    tsa: str | None = None,
+    level: str | None = None,
+    progress: Progress | None = None,
 ) -> RunOutcome:
     """Sign an unsigned draft bundle (``run --no-sign``) into a new, signed bundle."""
     out_dir = check_output_dir(out_dir)
+    _check_level(level, tsa)
     source = draft_dir / "dossier.json"
     try:
         data = source.read_bytes()
@@ -255,10 +269,17 @@ def sign_draft(
             ) from None
     signer = _signer_for(key)
     try:
-        return publish(dossier, out_dir, signer=signer, progress=progress, validation_report=report, tsa=tsa)
+        return publish(
+            dossier, out_dir, signer=signer, progress=progress, validation_report=report, tsa=tsa, level=level
+        )
     finally:
         close = getattr(signer, "close", None)  # a token's session ends here
         if close is not None:
             close()
 
 
+def _check_level(level: str | None, tsa: str | None) -> None:
+    """Refuse an impossible PAdES level before any work (e.g. B-LT without a timestamp authority)."""
+    from signing.pades import check_level
+
+    check_level(level, tsa is not None)
