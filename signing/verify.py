@@ -42,7 +42,9 @@ Steps depend on each other (``_DEPENDS_ON``)::
     1 -> 8
 
 Step 3 establishes that the bytes of every bundle file are the signed ones, so
-no later step reads a file before it; step 5 needs the signer found in step 1
+no later step reads a file before it (revocation data excepted: CRLs and OCSP
+responses are signed by their issuers and validated as such wherever they
+come from, so step 1 may read them from the PDF's document security store); step 5 needs the signer found in step 1
 (through 3); step 6 reads the embedded file of a PDF whose signature step 5
 established; step 7 interprets a dossier.json that step 4 validated. A step
 whose dependency did not pass is not run: it is reported with the status
