@@ -899,7 +899,7 @@ def _summary(run: _Analysis, metrics: list[Metric], nodes: list[Node], params: C
 
 @measurement(
     "circuit.faithfulness",
-    version="2.1.0",
+    version="2.2.0",
     params=CircuitParams,
     clauses=CLAUSES,
     datasets=[
