@@ -93,6 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
+    spec = spec.with_placement(device=args.device, dtype=args.dtype)
     if args.external_evals:
         spec = spec.with_external_evals([Path(p) for p in args.external_evals])
     if args.tsa and args.no_sign:
@@ -231,6 +232,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     else:
         raise _usage(f"the dossier measured {dossier.model.name} from a directory; pass it with --model DIR")
     say = _progress()
+    # By default the measurements are re-run where and as the dossier says they ran.
+    recorded = dossier.model.processing
+    spec = spec.with_placement(
+        device=args.device or _recorded_text(recorded.get("device"), "cpu"),
+        dtype=args.dtype or _recorded_text(recorded.get("dtype"), "float32"),
+    )
     results = reproduce(
         dossier, spec, measurements=args.measurement or None,
         announce=lambda i, n, mid: say(f"[{i}/{n}] re-measuring {mid}"),
@@ -251,6 +258,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"{len(results) - len(failed)} of {len(results)} records reproduced; metrics: {counts['identical']} "
           f"identical, {counts['within tolerance']} within tolerance, {counts['differs']} differ")  # fmt: skip
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _recorded_text(value: object, default: str) -> str:
+    return value if isinstance(value, str) else default
+
+
+def _add_placement(p: argparse.ArgumentParser, *, default_note: str) -> None:
+    from evidence.model import DEVICES, DTYPES
+
+    p.add_argument("--device", choices=DEVICES, help=f"where to run the model ({default_note})")
+    p.add_argument("--dtype", choices=DTYPES, help=f"the model's floating-point format ({default_note}; float16 "
+                   "only on cuda or mps)")
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -636,7 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="measure, gate, build, render and sign a dossier bundle")
     p.add_argument("runspec", nargs="?", help="run spec (TOML); default: the bundled reference organisms")
-    p.add_argument("--model", help="a local Hugging Face directory or an organism name (overrides the spec)")
+    p.add_argument("--model", help="a local Hugging Face directory, an organism name, or a model id (org/name) in "
+                   "the local Hugging Face cache (overrides the spec)")
+    _add_placement(p, default_note="default: the spec's [model] device and dtype, else cpu and float32")
     p.add_argument("--data", action="append", metavar="NAME=FILE", help="override a dataset of the spec")
     p.add_argument("--out", default="out", help="bundle directory to write (default: out)")
     p.add_argument("--key", help="signing key: a PKCS#12 file, or a key on a PKCS#11 token as "
@@ -679,6 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="re-run the measurements a dossier records and compare every metric")
     p.add_argument("bundle", help="bundle directory, or a dossier.json")
     p.add_argument("--model", help="the model the dossier was made from (default: the organism it names)")
+    _add_placement(p, default_note="default: as the dossier records")
     p.add_argument("--runspec", metavar="TOML", help="run spec naming the prompt sets and markers (default: bundled)")
     p.add_argument("--data", action="append", metavar="NAME=FILE", help="a prompt set the dossier used (repeatable)")
     p.add_argument("--measurement", action="append", metavar="ID", help="re-run only these (repeatable)")

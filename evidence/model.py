@@ -22,6 +22,18 @@ Weights are used raw: no LayerNorm folding, no centring, no compatibility
 mode. :class:`evidence.records.ModelIdentity` records each of those choices
 explicitly, so two dossiers can be compared knowing what was measured.
 
+Device and dtype (``ModelSpec.device``, ``ModelSpec.dtype``; ``--device`` and
+``--dtype`` on the command line) are recorded in ``ModelIdentity.processing``.
+The default is the CPU in float32. ``cuda`` and ``mps`` are refused with the
+remedy when the machine has no such device; float16 on the CPU is refused
+(slow, and no more faithful than bfloat16, which the CPU runs natively).
+On any device, tensors passed to the model's forward follow the model's device
+(a forward pre-hook moves them), so measurements may build their inputs on the
+CPU. Multi-device placement (accelerate's ``device_map``) is not offered.
+
+``--model NAME`` that is neither a directory nor an organism is looked up in the
+local Hugging Face cache (:func:`resolve_cached_model`), offline.
+
 The weights digest (``ModelIdentity.weights_sha256``) covers every weight file:
 it is the sha256 of the concatenation, over the files sorted by name, of the
 lines ``<file name> NUL <sha256 of the file> LF`` (UTF-8, no spaces). Each file and its own
@@ -34,10 +46,12 @@ not when this module is imported, so specs can be handled without them.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +67,17 @@ if TYPE_CHECKING:
     from evidence.population import VerifiedMember
 
 __all__ = [
+    "DEVICES",
+    "DTYPES",
     "LoadedModel",
     "ModelSpec",
     "PROCESSING",
+    "check_device",
+    "hub_cache_dir",
     "load_model",
     "random_twin",
+    "resolve_cached_model",
+    "resolve_model_name",
     "weights_digest",
 ]
 
@@ -72,8 +92,11 @@ PROCESSING: Mapping[str, bool] = {
     "compatibility_mode": False,
 }
 
-_DTYPE = "float32"
-_DEVICE = "cpu"
+#: Devices a model can be measured on (``--device``).
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
+#: Floating-point formats a model can be measured in (``--dtype``).
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+
 _CHUNK = 1 << 20
 
 # Tokenizer files that transformers may read from a model directory.
@@ -97,6 +120,8 @@ class ModelSpec:
 
     organism: str | None = None
     path: Path | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if (self.organism is None) == (self.path is None):
@@ -108,12 +133,22 @@ class ModelSpec:
             raise ConfigError("the organism name is empty", hint="name one of the bundled organisms")
         if self.path is not None and not isinstance(self.path, Path):
             object.__setattr__(self, "path", Path(self.path))
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown device {self.device!r}", hint=f"use one of {', '.join(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
+        if self.dtype == "float16" and self.device == "cpu":
+            raise ConfigError(
+                "float16 is not offered on the CPU: it is slow there and no more faithful than bfloat16",
+                hint="pass --dtype bfloat16 (or float32) on the CPU, or --device cuda for float16",
+            )
 
     def describe(self) -> str:
         """A short human description, e.g. ``organism 'induction'``."""
+        where = "" if (self.device, self.dtype) == ("cpu", "float32") else f" on {self.device} in {self.dtype}"
         if self.organism is not None:
-            return f"organism {self.organism!r}"
-        return f"Hugging Face directory {str(self.path)!r}"
+            return f"organism {self.organism!r}{where}"
+        return f"Hugging Face directory {str(self.path)!r}{where}"
 
 
 @dataclass
@@ -149,13 +184,14 @@ class LoadedModel:
 def load_model(
     spec: ModelSpec, *, organisms_dir: Path | None = None, population_dir: Path | None = None
 ) -> LoadedModel:
-    """Load ``spec`` on the CPU in float32, raw weights, evaluation mode.
+    """Load ``spec`` on its device in its dtype, raw weights, evaluation mode.
 
     ``organisms_dir`` overrides where organism weights and their manifest are
     read from (default: :func:`evidence.organisms.weights_dir`); ``population_dir``
     where population members and their manifest are (default:
     :func:`evidence.population.members_dir`).
     """
+    check_device(spec.device)
     try:
         if spec.organism is not None:
             from evidence import organisms, population
@@ -185,7 +221,7 @@ def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
         from transformer_lens.model_bridge.sources import boot_native
 
         architecture: dict[str, Any] = dict(model.identity.architecture)
-        config = TransformerBridgeConfig(**architecture, seed=seed, device=_DEVICE)
+        config = TransformerBridgeConfig(**architecture, seed=seed, device="cpu")
         bridge = boot_native(config, tokenizer=model.tokenizer)
     else:
         from transformer_lens.model_bridge import TransformerBridge
@@ -197,12 +233,13 @@ def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
             torch.manual_seed(seed)
             bridge = TransformerBridge.boot_transformers(
                 str(directory),
-                device=_DEVICE,
+                device="cpu",
                 dtype=torch.float32,
                 tokenizer=model.tokenizer,
                 load_weights=False,
             )
-    bridge.eval()
+    # Initialised in float32 on the CPU (the same numbers on every machine), then placed like the model.
+    bridge = _place(bridge, model.spec)
     digest, size = _state_digest(bridge.state_dict())  # type: ignore[no-untyped-call]
     name = f"{model.identity.name}-random-init-{seed}"
     identity = ModelIdentity(
@@ -248,8 +285,53 @@ def _state_digest(state: Mapping[str, torch.Tensor]) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _processing() -> dict[str, Any]:
-    return {**PROCESSING, "dtype": _DTYPE, "device": _DEVICE}
+def _processing(spec: ModelSpec) -> dict[str, Any]:
+    return {**PROCESSING, "dtype": spec.dtype, "device": spec.device}
+
+
+def check_device(device: str) -> None:
+    """Refuse, with the remedy, a device this machine does not have."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("CUDA is not available on this machine", hint="pass --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("MPS (Apple GPU) is not available on this machine", hint="pass --device cpu")
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype named ``name`` (one of :data:`DTYPES`)."""
+    import torch
+
+    dtype = getattr(torch, name)
+    if not isinstance(dtype, torch.dtype):  # unreachable: ModelSpec admits only DTYPES
+        raise ConfigError(f"unknown dtype {name!r}")
+    return dtype
+
+
+def _place(bridge: TransformerBridge, spec: ModelSpec) -> TransformerBridge:
+    """Move and cast ``bridge`` as ``spec`` asks, in evaluation mode, with its inputs following its device."""
+    import torch
+
+    if spec.dtype != "float32":
+        bridge = bridge.to(dtype=_torch_dtype(spec.dtype), print_details=False)
+    if spec.device != "cpu":
+        bridge = bridge.to(device=spec.device, print_details=False)
+    bridge.eval()
+    device = torch.device(spec.device)
+
+    def inputs_follow(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        def move(value: Any) -> Any:
+            if isinstance(value, torch.Tensor) and value.device.type != device.type:
+                return value.to(device)
+            return value
+
+        return tuple(move(a) for a in args), {k: move(v) for k, v in kwargs.items()}
+
+    if not getattr(bridge, "_interp_dossier_inputs_follow", False):
+        bridge.register_forward_pre_hook(inputs_follow, with_kwargs=True)
+        bridge._interp_dossier_inputs_follow = True  # attached once
+    return bridge
 
 
 def _check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:
@@ -320,7 +402,7 @@ def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
         tokenizer_sha = weights_digest({tokenizer_path.name: file_sha})
 
     bridge = _boot_native(organism.architecture, organism.seed, weights, tokenizer, what=f"organism {name!r}",
-                          remedy=remedy)  # fmt: skip
+                          remedy=remedy, spec=spec)  # fmt: skip
     identity = ModelIdentity(
         name=f"{name} (replicate from seed {seed})" if replicate else name,
         source="organism",
@@ -330,13 +412,20 @@ def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
         weight_files=[WeightFile(name=weights.name, sha256=actual, bytes=weights.stat().st_size)],
         tokenizer_sha256=tokenizer_sha,
         n_parameters=int(bridge.n_params_total),
-        processing=_processing(),
+        processing=_processing(spec),
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
 
 
 def _boot_native(
-    architecture: Mapping[str, Any], seed: int, weights: Path, tokenizer: Any, *, what: str, remedy: str
+    architecture: Mapping[str, Any],
+    seed: int,
+    weights: Path,
+    tokenizer: Any,
+    *,
+    what: str,
+    remedy: str,
+    spec: ModelSpec,
 ) -> TransformerBridge:
     """A TransformerLens-native model of ``architecture`` with the (already verified) weights file loaded."""
     import torch
@@ -345,11 +434,11 @@ def _boot_native(
     from transformer_lens.model_bridge.sources import boot_native
 
     try:
-        state = load_file(str(weights), device=_DEVICE)
+        state = load_file(str(weights), device="cpu")
     except Exception as exc:  # safetensors raises its own error types
         raise ModelLoadError(f"cannot read the weights of {what} ({weights}): {exc}", hint=remedy) from exc
     _check_finite(state, what)
-    config = TransformerBridgeConfig(**architecture, seed=seed, device=_DEVICE)
+    config = TransformerBridgeConfig(**architecture, seed=seed, device="cpu")
     with torch.random.fork_rng(devices=[]):
         bridge = boot_native(config, tokenizer=tokenizer)
     try:
@@ -357,15 +446,14 @@ def _boot_native(
     except RuntimeError as exc:
         raise ModelLoadError(f"the weights {weights} do not fit the architecture of {what}: {exc}",
                              hint=remedy) from exc  # fmt: skip
-    bridge.eval()
-    return bridge
+    return _place(bridge, spec)
 
 
 def _load_member(spec: ModelSpec, verified: VerifiedMember) -> LoadedModel:
     """A population member whose files were just checked against the manifest."""
     directory = verified.directory
     if verified.native_architecture is None:
-        return _load_huggingface(ModelSpec(path=directory))
+        return _load_huggingface(ModelSpec(path=directory, device=spec.device, dtype=spec.dtype))
     name = verified.member.name
     remedy = f"interp-dossier population train --member {name}"
     with _offline():
@@ -378,7 +466,7 @@ def _load_member(spec: ModelSpec, verified: VerifiedMember) -> LoadedModel:
                                  hint=remedy) from exc  # fmt: skip
     weights = directory / "model.safetensors"
     bridge = _boot_native(verified.native_architecture, verified.member.seed, weights, tokenizer,
-                          what=f"population member {name!r}", remedy=remedy)  # fmt: skip
+                          what=f"population member {name!r}", remedy=remedy, spec=spec)  # fmt: skip
     tokenizer_files = {f: d for f, d in verified.files.items() if f in _TOKENIZER_FILES}
     identity = ModelIdentity(
         name=name,
@@ -390,7 +478,7 @@ def _load_member(spec: ModelSpec, verified: VerifiedMember) -> LoadedModel:
                                  bytes=weights.stat().st_size)],  # fmt: skip
         tokenizer_sha256=weights_digest(tokenizer_files),
         n_parameters=int(bridge.n_params_total),
-        processing=_processing(),
+        processing=_processing(spec),
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
 
@@ -471,7 +559,6 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
     tokenizer_sha = weights_digest({p.name: _sha256_file(p) for p in tokenizer_paths})
 
     with _offline():
-        import torch
         from transformer_lens.model_bridge import TransformerBridge
         from transformers import AutoTokenizer
 
@@ -484,7 +571,7 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
             ) from exc
         try:
             bridge = TransformerBridge.boot_transformers(
-                str(directory), device=_DEVICE, dtype=torch.float32, tokenizer=tokenizer
+                str(directory), device=spec.device, dtype=_torch_dtype(spec.dtype), tokenizer=tokenizer
             )
         except MemoryError:
             raise
@@ -503,7 +590,7 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
                 f"TransformerLens cannot load {directory}: {exc}",
                 hint="check that the directory holds a complete checkpoint of a supported architecture",
             ) from exc
-    bridge.eval()
+    bridge = _place(bridge, spec)
     _check_finite(bridge.original_model.state_dict(), f"the model in {directory}")
     identity = ModelIdentity(
         name=directory.resolve().name or "model",
@@ -514,6 +601,98 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
         weight_files=weight_files,
         tokenizer_sha256=tokenizer_sha,
         n_parameters=int(bridge.n_params_total),
-        processing={**_processing(), "attn_implementation": "eager"},
+        processing={**_processing(spec), "attn_implementation": "eager"},
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
+
+
+# --- models named by a Hugging Face id, read from the local cache -------------------------------
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def hub_cache_dir() -> Path:
+    """The local Hugging Face hub cache, where ``huggingface_hub`` keeps it.
+
+    ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub``, else
+    ``~/.cache/huggingface/hub``.
+    """
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    base = Path(os.environ["XDG_CACHE_HOME"]).expanduser() if os.environ.get("XDG_CACHE_HOME") else (
+        Path.home() / ".cache")  # fmt: skip
+    return base / "huggingface" / "hub"
+
+
+def resolve_cached_model(name: str) -> Path | None:
+    """The snapshot directory of model ``name`` (``org/name`` or ``name``) in the local hub cache, if it is there.
+
+    The cache keeps ``models--org--name/snapshots/<revision>/`` and ``refs/main`` naming the
+    revision downloaded last; with no ``refs/main``, a single snapshot is taken as it is. Several
+    snapshots and no ``refs/main`` are ambiguous: a ConfigError asking for the directory.
+    """
+    if not _HUB_ID.match(name):
+        return None
+    repo = hub_cache_dir() / ("models--" + name.replace("/", "--"))
+    snapshots = repo / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        revision = ref.read_text(encoding="utf-8").strip()
+        if (snapshots / revision).is_dir():
+            return snapshots / revision
+    found = sorted(p for p in snapshots.iterdir() if p.is_dir())
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        return None
+    raise ConfigError(
+        f"model {name!r} has {len(found)} snapshots in the local Hugging Face cache ({snapshots}) and no refs/main",
+        hint="pass the snapshot directory you mean with --model DIR",
+    )
+
+
+def resolve_model_name(model: str, *, known_organisms: Sequence[str], is_organism: Callable[[str], bool]) -> Path | str:
+    """What ``--model MODEL`` names: a directory (returned as its resolved path) or an organism (its name).
+
+    In this order: an existing directory or file; an organism (``is_organism``); a model in the
+    local Hugging Face cache. Anything else is a ConfigError that suggests the nearest directory
+    or organism name, and says how to bring a hub model into the cache.
+    """
+    path = Path(model).expanduser()
+    if path.exists():
+        return path.resolve()
+    if is_organism(model):
+        return model
+    cached = resolve_cached_model(model)
+    if cached is not None:
+        return cached.resolve()
+    parent = path.parent if str(path.parent) else Path(".")
+    siblings = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    near_dirs = difflib.get_close_matches(path.name, siblings, n=1, cutoff=0.75)
+    near_organisms = difflib.get_close_matches(model, list(known_organisms), n=1, cutoff=0.75)
+    if near_dirs:
+        suggestion = str(parent / near_dirs[0]) if str(parent) != "." else near_dirs[0]
+        raise ConfigError(
+            f"there is no model directory {model!r}; did you mean {suggestion!r}?",
+            hint=f"pass --model {suggestion}",
+        )
+    if near_organisms:
+        raise ConfigError(
+            f"there is no organism or model directory {model!r}; did you mean the organism {near_organisms[0]!r}?",
+            hint=f"pass --model {near_organisms[0]}",
+        )
+    if _HUB_ID.match(model) and not model.startswith("."):
+        where = hub_cache_dir() / ("models--" + model.replace("/", "--"))
+        raise ConfigError(
+            f"model {model!r} is not a directory, an organism, or in the local Hugging Face cache ({where})",
+            hint=f"download it on a connected machine with `huggingface-cli download {model}` and copy the cache "
+            "(or set HF_HUB_CACHE to where it is), or pass a local directory",
+        )
+    raise ConfigError(
+        f"there is no model directory at {model}",
+        hint="point --model at a local Hugging Face model directory, an organism name, or a cached hub model",
+    )

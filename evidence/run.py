@@ -8,7 +8,7 @@ every file of it exists (it is written to a temporary directory first).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from evidence.runspec import RunSpec
 from evidence.validation_report import cite, parse_report, shipped_report_file, shipped_report_path
 
 if TYPE_CHECKING:
+    from evidence.measure import MeasurementDef
     from signing.keys import Signer
 
 __all__ = ["RunOutcome", "publish", "run", "sign_draft"]
@@ -115,11 +116,14 @@ def run(
     try:
         from evidence.measure import Task, check_task, get, registered, run_suite
         from evidence.measure.runtime import capture_environment, configure_determinism
-        from evidence.model import ModelSpec, load_model
+        from evidence.model import ModelSpec, check_device, load_model
     except ModuleNotFoundError as exc:
         raise missing_extra("measure", exc) from None
 
-    model_spec = ModelSpec(organism=spec.model_organism, path=spec.model_path)
+    model_spec = ModelSpec(
+        organism=spec.model_organism, path=spec.model_path, device=spec.model_device, dtype=spec.model_dtype
+    )
+    check_device(model_spec.device)
     markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
     if policy is not None:  # a threshold on a measurement that does not exist can never be judged
         for threshold in policy.thresholds:
@@ -142,6 +146,7 @@ def run(
     configure_determinism(spec.seed, threads=1 if spec.model_organism else None)
     say(f"loading model {model_spec.describe()}")
     model = load_model(model_spec)
+    _require_chat_template(model.tokenizer, model_spec.describe(), spec, [get(t.measurement_id) for t in tasks])
 
     records = run_suite(
         tasks,
@@ -171,6 +176,24 @@ def run(
         old, link = previous
         dossier = with_fields(dossier, predecessor=link, changelog=diff_dossiers(old, dossier))
     return publish(dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa)
+
+
+def _require_chat_template(tokenizer: object, model: str, spec: RunSpec, definitions: Sequence[MeasurementDef]) -> None:
+    """Refuse, before measuring, prompt sets in chat ``messages`` for a model whose tokenizer has no chat template."""
+    if tokenizer is None or getattr(tokenizer, "chat_template", None):
+        return
+    used = {d.name for definition in definitions for d in definition.datasets}
+    chat = sorted(
+        f"{name} ({dataset.path})"
+        for name, dataset in spec.datasets.items()
+        if name in used and any(p.messages is not None for p in dataset.prompts)
+    )
+    if chat:
+        raise ConfigError(
+            f"{model} has no chat template, but the prompt sets {', '.join(chat)} are chat messages",
+            hint="save a tokenizer with a chat template next to the model (tokenizer.chat_template, then "
+            "tokenizer.save_pretrained(DIR)), or write those prompts as 'text'",
+        )
 
 
 def publish(

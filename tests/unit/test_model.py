@@ -11,11 +11,17 @@ from evidence.model import ModelSpec, load_model, weights_digest
 
 def test_public_api_is_pinned():
     assert model_module.__all__ == [
+        "DEVICES",
+        "DTYPES",
         "LoadedModel",
         "ModelSpec",
         "PROCESSING",
+        "check_device",
+        "hub_cache_dir",
         "load_model",
         "random_twin",
+        "resolve_cached_model",
+        "resolve_model_name",
         "weights_digest",
     ]
 
