@@ -159,7 +159,9 @@ def run(
     verdicts: list[Verdict] = []
     gate = None
     if policy is not None:
-        verdicts = evaluate(policy, records, subject=model.identity.name, validation=validation)
+        verdicts = evaluate(
+            policy, records, subject=model.identity.name, validation=validation, dtype=model_spec.dtype
+        )
         gate = roll_up(verdicts)
     dossier = build_dossier(
         model=model.identity,
