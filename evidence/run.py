@@ -28,7 +28,11 @@ from evidence.runspec import RunSpec
 from evidence.validation_report import cite, parse_report, shipped_report_file, shipped_report_path
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from evidence.measure import MeasurementDef
+    from evidence.measure.memory import ModelSize
+    from evidence.model import ModelSpec
     from signing.keys import Signer
 
 __all__ = ["RunOutcome", "publish", "run", "sign_draft"]
@@ -139,13 +143,20 @@ def run(
         )
         for mid, params in spec.measurements.items()
     ]
-    for task in tasks:  # every task is checked before the first minute of work
-        check_task(task)
+    checked = [check_task(task) for task in tasks]  # every task is checked before the first minute of work
 
     # Reference organisms are tiny: one thread is as fast and is not slowed by a busy machine.
     configure_determinism(spec.seed, threads=1 if spec.model_organism else None)
+    from evidence.measure import memory
+
+    size = memory.size_before_loading(spec.model_organism, spec.model_path)
+    if size is not None:  # refuse what cannot fit before loading it
+        _memory_preflight(checked, size, model_spec, spec, say)
     say(f"loading model {model_spec.describe()}")
     model = load_model(model_spec)
+    if size is None:
+        size = memory.size_of_loaded(model.identity.n_parameters, model.bridge.cfg)
+        _memory_preflight(checked, size, model_spec, spec, say)
     _require_chat_template(model.tokenizer, model_spec.describe(), spec, [get(t.measurement_id) for t in tasks])
 
     records = run_suite(
@@ -178,6 +189,33 @@ def run(
         old, link = previous
         dossier = with_fields(dossier, predecessor=link, changelog=diff_dossiers(old, dossier))
     return publish(dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa)
+
+
+def _memory_preflight(
+    checked: Sequence[tuple[MeasurementDef, BaseModel]],
+    size: ModelSize,
+    model_spec: ModelSpec,
+    spec: RunSpec,
+    say: Progress,
+) -> None:
+    """Estimate each measurement's peak memory; refuse the run, before any measurement, when the largest cannot fit."""
+    from evidence.measure import memory
+
+    estimates = [
+        memory.estimate(
+            definition.id, params.model_dump(), size, model_spec.dtype,
+            backprop=definition.backprop, model_copies=definition.model_copies,
+            datasets=[spec.datasets[d.name] for d in definition.datasets if d.name in spec.datasets],
+        )
+        for definition, params in checked
+    ]  # fmt: skip
+    available = memory.available_memory(model_spec.device)
+    batched = [definition.id for definition, _ in checked if "batch_size" in definition.params.model_fields]
+    largest = memory.check_fits(estimates, available, dtype=model_spec.dtype, device=model_spec.device,
+                                batched=batched)  # fmt: skip
+    if largest is not None:
+        room = f"{memory.format_bytes(available[0])} of {available[1]}" if available else "available memory unknown"
+        say(f"memory preflight: at most {largest.describe()} for {largest.measurement}; {room}")
 
 
 def _require_chat_template(tokenizer: object, model: str, spec: RunSpec, definitions: Sequence[MeasurementDef]) -> None:

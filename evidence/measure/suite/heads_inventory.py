@@ -547,6 +547,7 @@ def _joint(
 @measurement(
     "heads.inventory",
     version="2.1.0",
+    model_copies=2,  # the randomly initialised twin
     params=HeadsInventoryParams,
     clauses=CLAUSES,
     detectors=(
