@@ -29,7 +29,10 @@ remedy when the machine has no such device; float16 on the CPU is refused
 (slow, and no more faithful than bfloat16, which the CPU runs natively).
 On any device, tensors passed to the model's forward follow the model's device
 (a forward pre-hook moves them), so measurements may build their inputs on the
-CPU. Multi-device placement (accelerate's ``device_map``) is not offered.
+CPU; on a device other than the CPU the logits come back to the CPU (a forward
+hook), and :func:`evidence.measure.hooks.capture` stores activations there, so
+the measurements' numpy code runs unchanged. Multi-device placement
+(accelerate's ``device_map``) is not offered.
 
 ``--model NAME`` that is neither a directory nor an organism is looked up in the
 local Hugging Face cache (:func:`resolve_cached_model`), offline.
@@ -328,8 +331,15 @@ def _place(bridge: TransformerBridge, spec: ModelSpec) -> TransformerBridge:
 
         return tuple(move(a) for a in args), {k: move(v) for k, v in kwargs.items()}
 
+    def outputs_to_cpu(_module: Any, _args: Any, output: Any) -> Any:
+        # The measurements read logits with numpy: on another device they come back to the CPU
+        # (a differentiable copy, so gradients still reach the model).
+        return output.to("cpu") if isinstance(output, torch.Tensor) else output
+
     if not getattr(bridge, "_interp_dossier_inputs_follow", False):
         bridge.register_forward_pre_hook(inputs_follow, with_kwargs=True)
+        if device.type != "cpu":
+            bridge.register_forward_hook(outputs_to_cpu)
         bridge._interp_dossier_inputs_follow = True  # attached once
     return bridge
 
