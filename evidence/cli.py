@@ -93,7 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
-    spec = spec.with_placement(device=args.device, dtype=args.dtype)
+    spec = spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
     if args.external_evals:
         spec = spec.with_external_evals([Path(p) for p in args.external_evals])
     if args.tsa and args.no_sign:
@@ -234,9 +234,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     say = _progress()
     # By default the measurements are re-run where and as the dossier says they ran.
     recorded = dossier.model.processing
+    n_gpus = recorded.get("n_gpus")
     spec = spec.with_placement(
         device=args.device or _recorded_text(recorded.get("device"), "cpu"),
         dtype=args.dtype or _recorded_text(recorded.get("dtype"), "float32"),
+        n_gpus=args.n_gpus if args.n_gpus is not None else (n_gpus if isinstance(n_gpus, int) else 1),
     )
     results = reproduce(
         dossier, spec, measurements=args.measurement or None,
@@ -270,6 +272,8 @@ def _add_placement(p: argparse.ArgumentParser, *, default_note: str) -> None:
     p.add_argument("--device", choices=DEVICES, help=f"where to run the model ({default_note})")
     p.add_argument("--dtype", choices=DTYPES, help=f"the model's floating-point format ({default_note}; float16 "
                    "only on cuda or mps)")
+    p.add_argument("--n-gpus", type=int, metavar="N", help=f"spread a Hugging Face model over N CUDA devices "
+                   f"(accelerate's balanced device map; with --device cuda; {default_note})")
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:

@@ -125,6 +125,8 @@ class ModelSpec:
     path: Path | None = None
     device: str = "cpu"
     dtype: str = "float32"
+    #: Spread the model over this many GPUs (accelerate's balanced ``device_map``); 1: one device.
+    n_gpus: int = 1
 
     def __post_init__(self) -> None:
         if (self.organism is None) == (self.path is None):
@@ -145,10 +147,20 @@ class ModelSpec:
                 "float16 is not offered on the CPU: it is slow there and no more faithful than bfloat16",
                 hint="pass --dtype bfloat16 (or float32) on the CPU, or --device cuda for float16",
             )
+        if not isinstance(self.n_gpus, int) or self.n_gpus < 1:
+            raise ConfigError(f"--n-gpus must be a positive number of GPUs, not {self.n_gpus!r}")
+        if self.n_gpus > 1 and self.device != "cuda":
+            raise ConfigError("--n-gpus spreads the model over several CUDA devices", hint="add --device cuda")
+        if self.n_gpus > 1 and self.path is None:
+            raise ConfigError(
+                "the organisms are loaded on one device; --n-gpus is for Hugging Face model directories",
+                hint="drop --n-gpus",
+            )
 
     def describe(self) -> str:
         """A short human description, e.g. ``organism 'induction'``."""
-        where = "" if (self.device, self.dtype) == ("cpu", "float32") else f" on {self.device} in {self.dtype}"
+        device = self.device if self.n_gpus == 1 else f"{self.n_gpus} {self.device} devices"
+        where = "" if (self.device, self.dtype) == ("cpu", "float32") else f" on {device} in {self.dtype}"
         if self.organism is not None:
             return f"organism {self.organism!r}{where}"
         return f"Hugging Face directory {str(self.path)!r}{where}"
@@ -194,7 +206,7 @@ def load_model(
     where population members and their manifest are (default:
     :func:`evidence.population.members_dir`).
     """
-    check_device(spec.device)
+    check_device(spec.device, spec.n_gpus)
     try:
         if spec.organism is not None:
             from evidence import organisms, population
@@ -292,14 +304,19 @@ def _processing(spec: ModelSpec) -> dict[str, Any]:
     return {**PROCESSING, "dtype": spec.dtype, "device": spec.device}
 
 
-def check_device(device: str) -> None:
-    """Refuse, with the remedy, a device this machine does not have."""
+def check_device(device: str, n_gpus: int = 1) -> None:
+    """Refuse, with the remedy, a device this machine does not have (or not ``n_gpus`` of them)."""
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("CUDA is not available on this machine", hint="pass --device cpu")
     if device == "mps" and not torch.backends.mps.is_available():
         raise ModelLoadError("MPS (Apple GPU) is not available on this machine", hint="pass --device cpu")
+    if n_gpus > 1 and torch.cuda.device_count() < n_gpus:
+        raise ModelLoadError(
+            f"--n-gpus {n_gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})",
+            hint=f"pass --n-gpus {max(torch.cuda.device_count(), 1)} or fewer",
+        )
 
 
 def _torch_dtype(name: str) -> torch.dtype:
@@ -316,16 +333,21 @@ def _place(bridge: TransformerBridge, spec: ModelSpec) -> TransformerBridge:
     """Move and cast ``bridge`` as ``spec`` asks, in evaluation mode, with its inputs following its device."""
     import torch
 
-    if spec.dtype != "float32":
-        bridge = bridge.to(dtype=_torch_dtype(spec.dtype), print_details=False)
-    if spec.device != "cpu":
-        bridge = bridge.to(device=spec.device, print_details=False)
+    if spec.n_gpus > 1 and _dispatched(bridge):
+        # Placed across the GPUs and cast by accelerate at load: inputs go where the embedding is.
+        first = bridge._input_device()
+        device = first if isinstance(first, torch.device) else torch.device("cuda", 0)
+    else:
+        if spec.dtype != "float32":
+            bridge = bridge.to(dtype=_torch_dtype(spec.dtype), print_details=False)
+        if spec.device != "cpu":
+            bridge = bridge.to(device=spec.device, print_details=False)
+        device = torch.device(spec.device)
     bridge.eval()
-    device = torch.device(spec.device)
 
     def inputs_follow(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         def move(value: Any) -> Any:
-            if isinstance(value, torch.Tensor) and value.device.type != device.type:
+            if isinstance(value, torch.Tensor) and not _same_device(value.device, device):
                 return value.to(device)
             return value
 
@@ -342,6 +364,26 @@ def _place(bridge: TransformerBridge, spec: ModelSpec) -> TransformerBridge:
             bridge.register_forward_hook(outputs_to_cpu)
         bridge._interp_dossier_inputs_follow = True  # attached once
     return bridge
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` are the same device when 0 is the current one; compare by type and index."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda" or a.index is None or b.index is None:
+        return True
+    return bool(a.index == b.index)
+
+
+def _dispatched(bridge: TransformerBridge) -> bool:
+    """Whether accelerate spread the model's modules over devices (``hf_device_map``)."""
+    return isinstance(getattr(getattr(bridge, "original_model", None), "hf_device_map", None), dict)
+
+
+def _device_map(bridge: TransformerBridge) -> dict[str, Any]:
+    """Where accelerate put each module, as text (recorded in the identity)."""
+    mapping = getattr(getattr(bridge, "original_model", None), "hf_device_map", None) or {}
+    return {str(k): str(v) for k, v in sorted(mapping.items())}
 
 
 def _check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:
@@ -580,8 +622,11 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
                 hint="save the tokenizer next to the model with tokenizer.save_pretrained(DIR)",
             ) from exc
         try:
+            placement: dict[str, Any] = (
+                {"n_devices": spec.n_gpus} if spec.n_gpus > 1 else {"device": spec.device}
+            )  # device and a device map are exclusive
             bridge = TransformerBridge.boot_transformers(
-                str(directory), device=spec.device, dtype=_torch_dtype(spec.dtype), tokenizer=tokenizer
+                str(directory), dtype=_torch_dtype(spec.dtype), tokenizer=tokenizer, **placement
             )
         except MemoryError:
             raise
@@ -611,7 +656,11 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
         weight_files=weight_files,
         tokenizer_sha256=tokenizer_sha,
         n_parameters=int(bridge.n_params_total),
-        processing={**_processing(spec), "attn_implementation": "eager"},
+        processing={
+            **_processing(spec),
+            "attn_implementation": "eager",
+            **({"n_gpus": spec.n_gpus, "device_map": _device_map(bridge)} if spec.n_gpus > 1 else {}),
+        },
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
 

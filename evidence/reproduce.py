@@ -116,7 +116,8 @@ def reproduce(
     defs = registered()
     configure_determinism(spec.seed, threads=dossier.environment.threads)
     model = load_model(
-        ModelSpec(organism=spec.model_organism, path=spec.model_path, device=spec.model_device, dtype=spec.model_dtype)
+        ModelSpec(organism=spec.model_organism, path=spec.model_path, device=spec.model_device,
+                  dtype=spec.model_dtype, n_gpus=spec.model_n_gpus)  # fmt: skip
     )
     if model.identity.weights_sha256 != dossier.model.weights_sha256:
         raise ConfigError(

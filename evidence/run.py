@@ -125,9 +125,13 @@ def run(
         raise missing_extra("measure", exc) from None
 
     model_spec = ModelSpec(
-        organism=spec.model_organism, path=spec.model_path, device=spec.model_device, dtype=spec.model_dtype
+        organism=spec.model_organism,
+        path=spec.model_path,
+        device=spec.model_device,
+        dtype=spec.model_dtype,
+        n_gpus=spec.model_n_gpus,
     )
-    check_device(model_spec.device)
+    check_device(model_spec.device, model_spec.n_gpus)
     markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
     if policy is not None:  # a threshold on a measurement that does not exist can never be judged
         for threshold in policy.thresholds:
@@ -209,7 +213,7 @@ def _memory_preflight(
         )
         for definition, params in checked
     ]  # fmt: skip
-    available = memory.available_memory(model_spec.device)
+    available = memory.available_memory(model_spec.device, model_spec.n_gpus)
     batched = [definition.id for definition, _ in checked if "batch_size" in definition.params.model_fields]
     largest = memory.check_fits(estimates, available, dtype=model_spec.dtype, device=model_spec.device,
                                 batched=batched)  # fmt: skip

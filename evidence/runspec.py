@@ -50,6 +50,7 @@ class _ModelSection(_Strict):
     organism: str | None = None
     device: Literal["cpu", "cuda", "mps"] = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    n_gpus: Annotated[int, Field(ge=1)] = 1
 
 
 class _RunSection(_Strict):
@@ -87,6 +88,7 @@ class RunSpec:
     external_declarations: dict[str, Any] = field(default_factory=dict)
     model_device: str = "cpu"
     model_dtype: str = "float32"
+    model_n_gpus: int = 1
 
     def with_external_evals(self, paths: Sequence[Path]) -> RunSpec:
         """A copy that also cross-references these evaluation logs."""
@@ -108,9 +110,16 @@ class RunSpec:
             return replace(self, model_path=resolved, model_organism=None)
         return replace(self, model_path=None, model_organism=resolved)
 
-    def with_placement(self, *, device: str | None = None, dtype: str | None = None) -> RunSpec:
-        """A copy that measures on ``device`` in ``dtype`` (each kept as the spec says when None)."""
-        return replace(self, model_device=device or self.model_device, model_dtype=dtype or self.model_dtype)
+    def with_placement(
+        self, *, device: str | None = None, dtype: str | None = None, n_gpus: int | None = None
+    ) -> RunSpec:
+        """A copy that measures on ``device`` (``n_gpus`` of them) in ``dtype``; None keeps what the spec says."""
+        return replace(
+            self,
+            model_device=device or self.model_device,
+            model_dtype=dtype or self.model_dtype,
+            model_n_gpus=n_gpus if n_gpus is not None else self.model_n_gpus,
+        )
 
 
 def default_runspec_path() -> Path:
@@ -183,6 +192,7 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
         external_declarations=parse_declarations(parsed.external, source=str(path)),
         model_device=model.device,
         model_dtype=model.dtype,
+        model_n_gpus=model.n_gpus,
     )
 
 

@@ -22,10 +22,10 @@ template and generated tokens; a measurement without prompt sets uses ``2 * seq_
 has a ``seq_len`` parameter, else 64; always at most the model's context.
 
 Available memory: ``$INTERP_DOSSIER_MEMORY_BUDGET`` when set (bytes, or a number with KB, MB,
-GB, KiB, MiB or GiB); on ``cuda`` the device's free memory; otherwise the system's available
-memory (psutil when installed, else ``MemAvailable`` in ``/proc/meminfo``), lowered to a cgroup
-v2 limit when the process runs under one. When none can be read the preflight says so and does
-not refuse.
+GB, KiB, MiB or GiB); on ``cuda`` the device's free memory (of all ``n_gpus`` together);
+otherwise the system's available memory (psutil when installed, else ``MemAvailable`` in
+``/proc/meminfo``), lowered to a cgroup v2 limit when the process runs under one. When none can
+be read the preflight says so and does not refuse.
 """
 
 from __future__ import annotations
@@ -178,16 +178,19 @@ def format_bytes(n: int) -> str:
     return f"{n / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exponent - 1]}"
 
 
-def available_memory(device: str) -> tuple[int, str] | None:
-    """``(bytes available to the run, where that figure comes from)``, or None when it cannot be read."""
+def available_memory(device: str, n_gpus: int = 1) -> tuple[int, str] | None:
+    """``(bytes available to the run, where that figure comes from)``, or None when it cannot be read.
+
+    On ``cuda`` with ``n_gpus`` > 1: the free memory of the first ``n_gpus`` devices together.
+    """
     budget = os.environ.get(BUDGET_VARIABLE)
     if budget:
         return parse_size(budget), f"the budget {BUDGET_VARIABLE}"
     if device == "cuda":
         import torch
 
-        free, _total = torch.cuda.mem_get_info()
-        return int(free), "free CUDA memory"
+        free = sum(int(torch.cuda.mem_get_info(i)[0]) for i in range(n_gpus))
+        return free, "free CUDA memory" if n_gpus == 1 else f"free memory of {n_gpus} CUDA devices"
     system = _system_available()
     if system is None:
         return None

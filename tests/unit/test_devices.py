@@ -107,3 +107,38 @@ def test_bfloat16_on_the_cpu_measures_close_to_float32(tmp_path, one_thread):
         assert low[name] == pytest.approx(value, abs=0.01), name
     invariance = records["bfloat16"]["model.batch_invariance"]
     assert invariance.metric("max_abs_logit_diff").value <= invariance.metric("tolerance").value
+
+
+@pytest.mark.parametrize(
+    ("fields", "message", "hint"),
+    [
+        ({"path": "m", "n_gpus": 2}, "--n-gpus spreads the model over several CUDA devices", "add --device cuda"),
+        ({"organism": "demo", "device": "cuda", "n_gpus": 2}, "the organisms are loaded on one device",
+         "drop --n-gpus"),
+        ({"path": "m", "device": "cuda", "n_gpus": 0}, "--n-gpus must be a positive number of GPUs, not 0", None),
+    ],
+    ids=["not-cuda", "organism", "zero"],
+)
+def test_several_gpus_are_for_a_directory_on_cuda(fields, message, hint):
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        ModelSpec(**fields)
+    assert info.value.hint == hint
+
+
+def test_several_gpus_are_described_and_refused_when_the_machine_has_fewer(monkeypatch, tmp_path):
+    spec = ModelSpec(path=tmp_path, device="cuda", dtype="bfloat16", n_gpus=2)
+    assert spec.describe() == f"Hugging Face directory '{tmp_path}' on 2 cuda devices in bfloat16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    message = "--n-gpus 2 asks for more GPUs than this machine has (1)"
+    with pytest.raises(ModelLoadError, match=re.escape(message)) as info:
+        load_model(spec)
+    assert info.value.hint == "pass --n-gpus 1 or fewer"
+
+
+def test_n_gpus_without_cuda_on_the_command_line_is_one_line(tmp_path, capsys):
+    code = main(["run", "--model", str(tmp_path), "--n-gpus", "2", "--no-sign", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: --n-gpus spreads the model over several CUDA devices (add --device cuda)"
+    )
