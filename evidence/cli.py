@@ -266,14 +266,14 @@ def _recorded_text(value: object, default: str) -> str:
     return value if isinstance(value, str) else default
 
 
-def _add_placement(p: argparse.ArgumentParser, *, default_note: str) -> None:
+def _add_placement(p: argparse.ArgumentParser, *, default: str) -> None:
     from evidence.model import DEVICES, DTYPES
 
-    p.add_argument("--device", choices=DEVICES, help=f"where to run the model ({default_note})")
-    p.add_argument("--dtype", choices=DTYPES, help=f"the model's floating-point format ({default_note}; float16 "
-                   "only on cuda or mps)")
-    p.add_argument("--n-gpus", type=int, metavar="N", help=f"spread a Hugging Face model over N CUDA devices "
-                   f"(accelerate's balanced device map; with --device cuda; {default_note})")
+    p.add_argument("--device", choices=DEVICES, help=f"where to run the model (default: {default} device, else cpu)")
+    p.add_argument("--dtype", choices=DTYPES, help=f"the model's floating-point format (default: {default} dtype, "
+                   "else float32; float16 only on cuda or mps)")
+    p.add_argument("--n-gpus", type=int, metavar="N", help="spread a Hugging Face model over N CUDA devices "
+                   f"(accelerate's balanced device map; with --device cuda; default: {default} n_gpus, else 1)")
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -661,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runspec", nargs="?", help="run spec (TOML); default: the bundled reference organisms")
     p.add_argument("--model", help="a local Hugging Face directory, an organism name, or a model id (org/name) in "
                    "the local Hugging Face cache (overrides the spec)")
-    _add_placement(p, default_note="default: the spec's [model] device and dtype, else cpu and float32")
+    _add_placement(p, default="the spec's [model]")
     p.add_argument("--data", action="append", metavar="NAME=FILE", help="override a dataset of the spec")
     p.add_argument("--out", default="out", help="bundle directory to write (default: out)")
     p.add_argument("--key", help="signing key: a PKCS#12 file, or a key on a PKCS#11 token as "
@@ -704,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="re-run the measurements a dossier records and compare every metric")
     p.add_argument("bundle", help="bundle directory, or a dossier.json")
     p.add_argument("--model", help="the model the dossier was made from (default: the organism it names)")
-    _add_placement(p, default_note="default: as the dossier records")
+    _add_placement(p, default="the dossier's recorded")
     p.add_argument("--runspec", metavar="TOML", help="run spec naming the prompt sets and markers (default: bundled)")
     p.add_argument("--data", action="append", metavar="NAME=FILE", help="a prompt set the dossier used (repeatable)")
     p.add_argument("--measurement", action="append", metavar="ID", help="re-run only these (repeatable)")
