@@ -514,7 +514,7 @@ def _load_member(spec: ModelSpec, verified: VerifiedMember) -> LoadedModel:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
         except Exception as exc:
-            raise ModelLoadError(f"cannot load the tokenizer of population member {name!r}: {exc}",
+            raise ModelLoadError(f"cannot load the tokenizer of population member {name!r}: {_one_line(exc)}",
                                  hint=remedy) from exc  # fmt: skip
     weights = directory / "model.safetensors"
     bridge = _boot_native(verified.native_architecture, verified.member.seed, weights, tokenizer,
@@ -555,6 +555,38 @@ def _offline() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# The files a tokenizer's vocabulary can come from: one of these sets must be complete.
+_VOCABULARIES: tuple[tuple[str, ...], ...] = (
+    ("tokenizer.json",),
+    ("vocab.json", "merges.txt"),
+    ("tokenizer.model",),
+    ("spiece.model",),
+    ("vocab.txt",),
+)
+
+
+def _require_vocabulary(directory: Path, present: set[str]) -> None:
+    """Refuse, naming what is missing, tokenizer files that hold settings but no vocabulary."""
+    if any(all(name in present for name in files) for files in _VOCABULARIES):
+        return
+    partial = [files for files in _VOCABULARIES if any(name in present for name in files)]
+    if partial:
+        missing = ", ".join(name for name in partial[0] if name not in present)
+        what = f"{' with '.join(partial[0])} is incomplete: {missing} is missing"
+    else:
+        what = (f"it has {', '.join(sorted(present))} but no vocabulary file (tokenizer.json, vocab.json and "
+                "merges.txt, tokenizer.model, spiece.model or vocab.txt)")  # fmt: skip
+    raise ModelLoadError(
+        f"the tokenizer in {directory} cannot be loaded: {what}",
+        hint="save the tokenizer next to the model with tokenizer.save_pretrained(DIR)",
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's exception message on one line (some span several)."""
+    return " ".join(str(exc).split())
 
 
 def _weight_files(directory: Path) -> list[Path]:
@@ -605,6 +637,7 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
             f"{directory} has no tokenizer files (e.g. tokenizer.json)",
             hint="save the tokenizer next to the model with tokenizer.save_pretrained(DIR)",
         )
+    _require_vocabulary(directory, {p.name for p in tokenizer_paths})
 
     file_digests = {p.name: _sha256_file(p) for p in weight_paths}
     weight_files = [WeightFile(name=p.name, sha256=file_digests[p.name], bytes=p.stat().st_size) for p in weight_paths]
@@ -618,7 +651,7 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
             tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
         except Exception as exc:
             raise ModelLoadError(
-                f"cannot load the tokenizer from {directory}: {exc}",
+                f"cannot load the tokenizer from {directory}: {_one_line(exc)}",
                 hint="save the tokenizer next to the model with tokenizer.save_pretrained(DIR)",
             ) from exc
         try:
@@ -637,12 +670,12 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
                     hint="free memory or measure a smaller model",
                 ) from exc
             raise ModelLoadError(
-                f"TransformerLens cannot load {directory}: {exc}",
+                f"TransformerLens cannot load {directory}: {_one_line(exc)}",
                 hint="check that the directory holds a complete checkpoint of a supported architecture",
             ) from exc
         except Exception as exc:
             raise ModelLoadError(
-                f"TransformerLens cannot load {directory}: {exc}",
+                f"TransformerLens cannot load {directory}: {_one_line(exc)}",
                 hint="check that the directory holds a complete checkpoint of a supported architecture",
             ) from exc
     bridge = _place(bridge, spec)

@@ -126,3 +126,27 @@ def test_a_replicate_loads_and_says_so_in_its_identity(tmp_path):
     bundled = load_model(ModelSpec(organism="induction"))
     assert bundled.identity.name == "induction"
     assert loaded.identity.weights_sha256 == bundled.identity.weights_sha256  # the same file, here
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            ["tokenizer_config.json", "chat_template.jinja"],
+            "cannot be loaded: it has chat_template.jinja, tokenizer_config.json but no vocabulary file "
+            "(tokenizer.json, vocab.json and merges.txt, tokenizer.model, spiece.model or vocab.txt)",
+        ),
+        (["tokenizer_config.json", "vocab.json"], "cannot be loaded: vocab.json with merges.txt is incomplete: "
+         "merges.txt is missing"),
+    ],
+    ids=["settings-only", "bpe-without-merges"],
+)
+def test_tokenizer_files_without_a_vocabulary_name_what_is_missing(tmp_path, files, message):
+    write(tmp_path / "config.json")
+    write(tmp_path / "model.safetensors", "x")
+    for name in files:
+        write(tmp_path / name)
+    with pytest.raises(ModelLoadError) as info:
+        load_model(ModelSpec(path=tmp_path))
+    assert info.value.message == f"the tokenizer in {tmp_path} {message}"
+    assert "tokenizer.save_pretrained" in (info.value.hint or "")
