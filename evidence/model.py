@@ -31,8 +31,10 @@ On any device, tensors passed to the model's forward follow the model's device
 (a forward pre-hook moves them), so measurements may build their inputs on the
 CPU; on a device other than the CPU the logits come back to the CPU (a forward
 hook), and :func:`evidence.measure.hooks.capture` stores activations there, so
-the measurements' numpy code runs unchanged. Multi-device placement
-(accelerate's ``device_map``) is not offered.
+the measurements' numpy code runs unchanged. ``ModelSpec.n_gpus`` > 1 spreads
+a Hugging Face model over that many CUDA devices (``boot_transformers``'
+``n_devices``, accelerate's balanced ``device_map``), recorded with each
+module's device. None of the GPU paths runs in the test suite (no GPU there).
 
 ``--model NAME`` that is neither a directory nor an organism is looked up in the
 local Hugging Face cache (:func:`resolve_cached_model`), offline.
@@ -568,8 +570,19 @@ _VOCABULARIES: tuple[tuple[str, ...], ...] = (
 
 
 def _require_vocabulary(directory: Path, present: set[str]) -> None:
-    """Refuse, naming what is missing, tokenizer files that hold settings but no vocabulary."""
+    """Refuse, naming what is missing, tokenizer files that hold settings but no vocabulary.
+
+    A file of another vocabulary format (``*.model``, ``*.tiktoken``, ``*.spm``, a name with
+    ``vocab`` or ``merges``) lets the tokenizer library decide.
+    """
     if any(all(name in present for name in files) for files in _VOCABULARIES):
+        return
+    known = {name for files in _VOCABULARIES for name in files}
+    if any(
+        p.suffix in {".model", ".tiktoken", ".spm"} or "vocab" in p.name or "merges" in p.name
+        for p in directory.iterdir()
+        if p.is_file() and p.name not in known
+    ):
         return
     partial = [files for files in _VOCABULARIES if any(name in present for name in files)]
     if partial:

@@ -136,10 +136,8 @@ def test_a_replicate_loads_and_says_so_in_its_identity(tmp_path):
             "cannot be loaded: it has chat_template.jinja, tokenizer_config.json but no vocabulary file "
             "(tokenizer.json, vocab.json and merges.txt, tokenizer.model, spiece.model or vocab.txt)",
         ),
-        (["tokenizer_config.json", "vocab.json"], "cannot be loaded: vocab.json with merges.txt is incomplete: "
-         "merges.txt is missing"),
     ],
-    ids=["settings-only", "bpe-without-merges"],
+    ids=["settings-only"],
 )
 def test_tokenizer_files_without_a_vocabulary_name_what_is_missing(tmp_path, files, message):
     write(tmp_path / "config.json")
@@ -150,3 +148,22 @@ def test_tokenizer_files_without_a_vocabulary_name_what_is_missing(tmp_path, fil
         load_model(ModelSpec(path=tmp_path))
     assert info.value.message == f"the tokenizer in {tmp_path} {message}"
     assert "tokenizer.save_pretrained" in (info.value.hint or "")
+
+
+def test_bpe_vocabulary_without_merges_names_the_missing_file(tmp_path):
+    write(tmp_path / "config.json")
+    write(tmp_path / "model.safetensors", "x")
+    write(tmp_path / "tokenizer_config.json")
+    write(tmp_path / "vocab.json")
+    with pytest.raises(ModelLoadError, match="vocab.json with merges.txt is incomplete: merges.txt is missing"):
+        load_model(ModelSpec(path=tmp_path))
+
+
+def test_another_vocabulary_format_is_left_to_the_tokenizer_library(tmp_path):
+    write(tmp_path / "config.json")
+    write(tmp_path / "model.safetensors", "x")
+    write(tmp_path / "tokenizer_config.json")
+    write(tmp_path / "sentencepiece.bpe.model")
+    with pytest.raises(ModelLoadError, match="cannot load the tokenizer from") as info:  # not the vocabulary check
+        load_model(ModelSpec(path=tmp_path))
+    assert "\n" not in info.value.message
