@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,11 @@ def _cache_with(root: Path, repo_id: str, revision: str = "0123abcd", *, ref: bo
     """A hub cache in ``root`` holding a tiny GPT-2 as ``repo_id`` at ``revision`` (huggingface_hub's layout)."""
     repo = root / ("models--" + repo_id.replace("/", "--"))
     snapshot = build_gpt2(repo / "snapshots" / revision)
+    (repo / "blobs").mkdir()
+    for file in sorted(snapshot.iterdir()):  # as huggingface_hub stores them: symlinks into blobs/
+        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        file.rename(blob)
+        file.symlink_to(Path("..") / ".." / "blobs" / blob.name)
     if ref:
         (repo / "refs").mkdir(parents=True)
         (repo / "refs" / "main").write_text(revision)
@@ -48,6 +54,9 @@ def test_a_cached_model_loads_by_its_hub_name_offline(monkeypatch, tmp_path):
     loaded = load_model(ModelSpec(path=spec.model_path))
     assert loaded.identity.source == "huggingface"
     assert loaded.identity.path == str(snapshot.resolve())
+    (weights,) = loaded.identity.weight_files  # read through the snapshot's symlink, named as the model saved it
+    assert weights.name == "model.safetensors"
+    assert weights.sha256 == (snapshot / "model.safetensors").resolve().name
 
 
 def test_refs_main_chooses_among_snapshots_and_without_it_several_are_ambiguous(monkeypatch, tmp_path):
