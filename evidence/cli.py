@@ -94,6 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
+    spec = spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
     if args.external_evals:
         spec = spec.with_external_evals([Path(p) for p in args.external_evals])
     if args.tsa and args.no_sign:
@@ -245,6 +246,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     else:
         raise _usage(f"the dossier measured {dossier.model.name} from a directory; pass it with --model DIR")
     say = _progress()
+    # By default the measurements are re-run where and as the dossier says they ran.
+    recorded = dossier.model.processing
+    n_gpus = recorded.get("n_gpus")
+    spec = spec.with_placement(
+        device=args.device or _recorded_text(recorded.get("device"), "cpu"),
+        dtype=args.dtype or _recorded_text(recorded.get("dtype"), "float32"),
+        n_gpus=args.n_gpus if args.n_gpus is not None else (n_gpus if isinstance(n_gpus, int) else 1),
+    )
     results = reproduce(
         dossier, spec, measurements=args.measurement or None,
         announce=lambda i, n, mid: say(f"[{i}/{n}] re-measuring {mid}"),
@@ -265,6 +274,20 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"{len(results) - len(failed)} of {len(results)} records reproduced; metrics: {counts['identical']} "
           f"identical, {counts['within tolerance']} within tolerance, {counts['differs']} differ")  # fmt: skip
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _recorded_text(value: object, default: str) -> str:
+    return value if isinstance(value, str) else default
+
+
+def _add_placement(p: argparse.ArgumentParser, *, default: str) -> None:
+    from evidence.model import DEVICES, DTYPES
+
+    p.add_argument("--device", choices=DEVICES, help=f"where to run the model (default: {default} device, else cpu)")
+    p.add_argument("--dtype", choices=DTYPES, help=f"the model's floating-point format (default: {default} dtype, "
+                   "else float32; float16 only on cuda or mps)")
+    p.add_argument("--n-gpus", type=int, metavar="N", help="spread a Hugging Face model over N CUDA devices "
+                   f"(accelerate's balanced device map; with --device cuda; default: {default} n_gpus, else 1)")
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -650,7 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="measure, gate, build, render and sign a dossier bundle")
     p.add_argument("runspec", nargs="?", help="run spec (TOML); default: the bundled reference organisms")
-    p.add_argument("--model", help="a local Hugging Face directory or an organism name (overrides the spec)")
+    p.add_argument("--model", help="a local Hugging Face directory, an organism name, or a model id (org/name) in "
+                   "the local Hugging Face cache (overrides the spec)")
+    _add_placement(p, default="the spec's [model]")
     p.add_argument("--data", action="append", metavar="NAME=FILE", help="override a dataset of the spec")
     p.add_argument("--out", default="out", help="bundle directory to write (default: out)")
     p.add_argument("--key", help="signing key: a PKCS#12 file, or a key on a PKCS#11 token as "
@@ -711,6 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="re-run the measurements a dossier records and compare every metric")
     p.add_argument("bundle", help="bundle directory, or a dossier.json")
     p.add_argument("--model", help="the model the dossier was made from (default: the organism it names)")
+    _add_placement(p, default="the dossier's recorded")
     p.add_argument("--runspec", metavar="TOML", help="run spec naming the prompt sets and markers (default: bundled)")
     p.add_argument("--data", action="append", metavar="NAME=FILE", help="a prompt set the dossier used (repeatable)")
     p.add_argument("--measurement", action="append", metavar="ID", help="re-run only these (repeatable)")

@@ -983,8 +983,13 @@ def _step7_recompute_judgement(st: _State) -> str:
         verdicts_note = "no policy recorded, no verdicts"
     else:
         _check_policy_applies(dossier)
+        recorded_dtype = dossier.model.processing.get("dtype")
         recomputed = evaluate(
-            dossier.policy, dossier.records, subject=dossier.model.name, validation=_cited_validation(dossier, st.files)
+            dossier.policy,
+            dossier.records,
+            subject=dossier.model.name,
+            validation=_cited_validation(dossier, st.files),
+            dtype=recorded_dtype if isinstance(recorded_dtype, str) else "float32",
         )
         if len(recomputed) != len(dossier.verdicts):
             raise _Failed(f"the policy yields {len(recomputed)} verdicts, the dossier records {len(dossier.verdicts)}")

@@ -336,7 +336,7 @@ class EdgeModel:
             senders = by_receiver[logits_index]
 
             def final(activation: torch.Tensor, hook: Any) -> torch.Tensor:
-                return activation + shift(senders).to(activation.dtype)
+                return activation + shift(senders).to(activation)
 
             hooks[_FINAL] = final
         with torch.no_grad(), scoped_hooks(self.model.bridge, sorted(hooks.items())):
@@ -383,7 +383,7 @@ class EdgeModel:
         def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
             if senders is not None:
                 base = resid[f"mid{layer}"]
-                activation = self.mlp_output(layer, base + shift(senders).to(base.dtype)).to(activation.dtype)
+                activation = self.mlp_output(layer, base + shift(senders).to(base)).to(activation)
             current[index] = activation
             return activation
 

@@ -72,7 +72,7 @@ def steering_hook(vector: torch.Tensor, prompt_length: int, positions: str) -> H
                 f"[batch, >= {prompt_length}, {vector.shape[0]}]"
             )
         out = activation.clone()
-        out[:, start:prompt_length, :] = out[:, start:prompt_length, :] + vector.to(activation.dtype)
+        out[:, start:prompt_length, :] = out[:, start:prompt_length, :] + vector.to(activation)
         return out
 
     return hook
