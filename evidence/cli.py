@@ -291,8 +291,27 @@ def _add_placement(p: argparse.ArgumentParser, *, default: str) -> None:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from signing.keys import keygen, passphrase_from_env_or_prompt
+    from signing.keys import keygen, make_csr, pack_certificate, passphrase_from_env_or_prompt
 
+    if args.csr and args.cert:
+        raise _usage("--csr makes a key and a request; --cert packs the CA's certificate later: one at a time")
+    if (args.subject or args.algorithm) and not args.csr:
+        raise _usage("--subject and --algorithm go with --csr")
+    if args.csr:
+        if not args.subject:
+            raise _usage("--csr needs --subject, e.g. --subject 'CN=Example Lab dossier signer,O=Example Lab,C=DE'")
+        key_path, csr_path = make_csr(
+            Path(args.out), args.subject, args.algorithm or "rsa-3072", passphrase_from_env_or_prompt(confirm=True)
+        )
+        print(f"key:     {key_path} (PKCS#8, mode 0600; keep it private, it never leaves this directory)")
+        print(f"request: {csr_path} (send it to your organisation's CA for a document-signing certificate)")
+        print(f"then:    interp-dossier keygen --out {args.out} --cert CERT.pem  (its certificate, then the chain)")
+        return EXIT_OK
+    if args.cert:
+        p12 = pack_certificate(Path(args.out), Path(args.cert), passphrase_from_env_or_prompt(confirm=False))
+        print(f"key:     {p12} (PKCS#12 with the certificate chain, mode 0600; sign with --key {p12})")
+        print("auditors obtain your CA's root certificate from the CA, not from the bundle, and pass it with --trust")
+        return EXIT_OK
     key_path, cert_path = keygen(Path(args.out), passphrase_from_env_or_prompt(confirm=True))
     print(f"key:         {key_path} (PKCS#12, mode 0600; keep it private)")
     print(f"certificate: {cert_path} (give this to auditors as the trust anchor)")
@@ -762,8 +781,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="validation report (JSON) to write")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("keygen", help="make a self-signed development certificate and key")
-    p.add_argument("--out", required=True, help="directory for signer.p12 and signer.pem")
+    p = sub.add_parser("keygen", help="make a development key, or a key and certificate request for filing")
+    p.add_argument("--out", required=True, help="directory for the key files (signer.p12 and signer.pem; with "
+                   "--csr, signer.key and signer.csr)")
+    p.add_argument("--csr", action="store_true", help="make a key and a certificate signing request (signer.csr) "
+                   "for your organisation's CA instead of a self-signed development key")
+    p.add_argument("--subject", metavar="DN", help="with --csr: the signer's name, e.g. 'CN=Example Lab dossier "
+                   "signer,O=Example Lab,C=DE'")
+    p.add_argument("--algorithm", choices=["rsa-3072", "ecdsa-p256", "ecdsa-p384"],
+                   help="with --csr: the key's algorithm (default rsa-3072)")
+    p.add_argument("--cert", metavar="CERT.pem", help="pack the certificate the CA issued for signer.key (PEM, "
+                   "then its issuers) with the key into signer.p12")
     p.set_defaults(func=_cmd_keygen)
 
     p = sub.add_parser("schema", help="regenerate the JSON Schemas from the models")

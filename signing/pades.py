@@ -10,7 +10,7 @@
   validation data is itself dated.
 
 Every addition is an incremental update, so the rendered PDF/A-3b bytes stay
-intact underneath it; with an RSA key the file keeps declaring PDF 1.7 at every
+intact underneath it; with an RSA or an ECDSA key the file keeps declaring PDF 1.7 at every
 level.
 """
 
@@ -57,6 +57,23 @@ def check_level(level: str | None, timestamped: bool) -> str:
             "PAdES B-B has no timestamp, but --tsa names an authority", hint="drop --tsa, or sign at --level B-T"
         )
     return level
+
+
+class _Pdf17Signer(signers.PdfSigner):
+    """pyHanko's PAdES signer, declaring only the ESIC extension (on PDF 1.7) whatever the key.
+
+    pyHanko registers ISO 32002 for an ECDSA signature, which raises the file to
+    PDF 2.0 and breaks PDF/A-3. ECDSA in a CAdES signature needs no PDF 2.0
+    feature (ETSI EN 319 142-1 allows it in PAdES on PDF 1.7), so the file keeps
+    the version it was rendered with.
+    """
+
+    def register_extensions(self, pdf_out: Any, *, md_algorithm: str) -> None:
+        pdf_out.ensure_output_version(version=(1, 7))
+        if pdf_out.output_version < (2, 0):
+            from pyhanko.sign.signers import constants
+
+            pdf_out.register_extension(constants.ESIC_EXTENSION_1)
 
 
 def _revocation_context(signer: Signer, authority: list[Any]) -> Any:
@@ -122,7 +139,7 @@ def sign_pdf(pdf: bytes, signer: Signer, *, timestamper: TimeStamper | None = No
         )
         before = _pdf_version(pdf)
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-        pdf_signer = signers.PdfSigner(meta, signer.pyhanko_signer(), timestamper=timestamper)
+        pdf_signer = _Pdf17Signer(meta, signer.pyhanko_signer(), timestamper=timestamper)
 
         async def _sign() -> bytes:
             try:
@@ -148,13 +165,13 @@ def sign_pdf(pdf: bytes, signer: Signer, *, timestamper: TimeStamper | None = No
             ) from None
         raise SignatureError(
             f"cannot sign the PDF: {exc}",
-            hint="check that the PDF was rendered by interp-dossier and the key is an RSA key",
+            hint="check that the PDF was rendered by interp-dossier and the key is an RSA or ECDSA (P-256, P-384) key",
         ) from exc
     if after != before:
         raise SignatureError(
             f"signing changed the PDF version from {before[0]}.{before[1]} "
             f"to {after[0]}.{after[1]}, which breaks PDF/A-3",
-            hint="sign with an RSA key",
+            hint="sign with an RSA key, or ECDSA on P-256 or P-384",
         )
     return signed
 
