@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: install
-	@rc=0; $(CLI) run --out out/ || rc=$$?; \
+	@rc=0; $(CLI) run --out out/ --force || rc=$$?; \
 	if [ $$rc -ge 2 ]; then echo "demo: the run failed (exit $$rc); no bundle was written"; exit $$rc; fi; \
 	echo; echo "== verifying the bundle as an auditor would =="; \
 	vrc=0; $(CLI) verify out/ --trust out/signer.pem || vrc=$$?; \

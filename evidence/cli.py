@@ -106,12 +106,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sign=not args.no_sign,
         tsa=args.tsa,
         level=args.level,
+        force=args.force,
         predecessor=Path(args.predecessor) if args.predecessor else None,
         progress=_progress(),
         detail=_detail(),
     )
 
     print(f"bundle:  {outcome.out_dir}")
+    if outcome.kept_previous is not None:
+        print(f"the bundle it replaced held other files too; kept as {outcome.kept_previous}")
     print(f"pdf:     {outcome.pdf_path}")
     print(f"dossier.json sha256: {outcome.dossier_sha256}")
     flagged = [x for x in outcome.dossier.cross_references if x.flagged]
@@ -142,8 +145,10 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     from evidence.run import sign_draft
 
     outcome = sign_draft(Path(args.draft), Path(args.out), key=Path(args.key) if args.key else None,
-                         tsa=args.tsa, level=args.level, progress=_progress())  # fmt: skip
+                         tsa=args.tsa, level=args.level, progress=_progress(), force=args.force)  # fmt: skip
     print(f"bundle:  {outcome.out_dir}")
+    if outcome.kept_previous is not None:
+        print(f"the bundle it replaced held other files too; kept as {outcome.kept_previous}")
     print(f"dossier.json sha256: {outcome.dossier_sha256}")
     signer = outcome.dossier.signer
     if signer is not None and signer.development_key:
@@ -707,6 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "CRLs and OCSP responses embedded for verification years later), B-LTA (and a document "
                    "timestamp over them); default B-T with --tsa, else B-B; all but B-B need --tsa")
     p.add_argument("--no-sign", action="store_true", help="write an unsigned draft bundle")
+    p.add_argument("--force", action="store_true", help="replace the bundle already in --out (it is moved aside, "
+                   "and kept as OUT.previous-TIME if it holds files besides the bundle's own)")
     p.add_argument("--external-evals", nargs="+", metavar="FILE",
                    help="behavioural evaluation results to cross-reference (Inspect logs, lm-eval results)")
     p.add_argument("--predecessor", metavar="BUNDLE", help="the dossier this one supersedes (adds a changelog)")
@@ -715,6 +722,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sign", help="sign an unsigned draft bundle (run --no-sign) into a new bundle")
     p.add_argument("draft", help="the draft bundle directory")
     p.add_argument("--out", required=True, help="signed bundle directory to write")
+    p.add_argument("--force", action="store_true", help="replace the bundle already in --out (it is moved aside, "
+                   "and kept as OUT.previous-TIME if it holds files besides the bundle's own)")
     p.add_argument("--key", help="signing key: a PKCS#12 file, or a key on a PKCS#11 token as "
                    "'pkcs11:token=LABEL;object=KEY' (PIN from $INTERP_DOSSIER_PKCS11_PIN); default: a development "
                    "key, not for filing")

@@ -13,11 +13,12 @@ that :mod:`signing` may use.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from evidence.errors import ConfigError, UserFacingError
@@ -67,14 +68,20 @@ def _write_file(path: Path, data: bytes) -> None:
     path.chmod(0o644)
 
 
-def write_directory_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:
+def write_directory_atomically(
+    files: Mapping[str, bytes], out_dir: Path, *, replaceable: Collection[str] | None = None
+) -> Path | None:
     """Write ``files`` (name -> bytes) as the directory ``out_dir``, all at once or not at all.
 
     The files go into a temporary directory beside ``out_dir``, which is then
-    renamed into place; an existing ``out_dir`` is moved aside first and
-    removed only once the new one is in place. On any failure nothing new is
-    left behind and the previous ``out_dir`` is put back. Callers check the
-    target first with :func:`check_output_dir` and the names themselves.
+    renamed into place; an existing ``out_dir`` is moved aside first. Once the
+    new one is in place, the previous one is removed if it held nothing but
+    regular files named in ``replaceable`` (every name, when None); otherwise it
+    is kept beside the new one as ``<out_dir>.previous-<UTC time>`` and that path
+    is returned, so that nothing a user put there is lost. On any failure
+    nothing new is left behind and the previous ``out_dir`` is put back.
+    Callers check the target first with :func:`check_output_dir` and the names
+    themselves.
     """
     parent = out_dir.parent
     staging: Path | None = None
@@ -95,16 +102,39 @@ def write_directory_atomically(files: Mapping[str, bytes], out_dir: Path) -> Non
             if previous is not None and not out_dir.exists():
                 os.replace(previous, out_dir)  # put the previous directory back
                 previous = None
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
+    if previous is None:
+        return None
+    if _only_replaceable(previous, replaceable):
+        shutil.rmtree(previous, ignore_errors=True)
+        return None
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = parent / f"{out_dir.name}.previous-{stamp}"
+    suffix = 1
+    while kept.exists():
+        suffix += 1
+        kept = parent / f"{out_dir.name}.previous-{stamp}-{suffix}"
+    os.replace(previous, kept)
+    return kept
 
 
-def check_output_dir(out_dir: Path, *, error: type[UserFacingError] = ConfigError) -> Path:
+def _only_replaceable(directory: Path, replaceable: Collection[str] | None) -> bool:
+    """Whether ``directory`` holds only regular files named in ``replaceable`` (None: any name)."""
+    for entry in directory.iterdir():
+        if entry.is_symlink() or not entry.is_file():
+            return False
+        if replaceable is not None and entry.name not in replaceable:
+            return False
+    return True
+
+
+def check_output_dir(
+    out_dir: Path, *, error: type[UserFacingError] = ConfigError, replace: bool = False
+) -> Path:
     """Refuse, before any work, an output directory that cannot be written; returns it absolute.
 
     The directory's parent must exist; the directory itself may be absent,
-    empty, or a previous bundle (it holds a :data:`BUNDLE_MARKER`), which is
-    replaced. Anything else raises ``error``.
+    empty, or -- with ``replace`` (``--force``) -- a previous bundle (it holds a
+    :data:`BUNDLE_MARKER`), which is then replaced. Anything else raises ``error``.
     """
     out_dir = out_dir.expanduser().absolute()
     parent = out_dir.parent
@@ -123,5 +153,11 @@ def check_output_dir(out_dir: Path, *, error: type[UserFacingError] = ConfigErro
             f"refusing to replace {out_dir}: it is not empty and does not look like a "
             f"dossier bundle (no {BUNDLE_MARKER})",
             hint="choose a new or empty --out directory; only a previous bundle is replaced",
+        )
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not replace:
+        raise error(
+            f"refusing to replace the bundle in {out_dir}",
+            hint="choose another --out, or pass --force to replace it (the old bundle is moved aside, and kept as "
+            f"{out_dir.name}.previous-TIME if it holds anything besides the bundle's own files)",
         )
     return out_dir

@@ -48,6 +48,8 @@ class RunOutcome:
     dossier: Dossier
     dossier_sha256: str
     signed: bool
+    #: where a replaced bundle was kept because it held files of the user's (``--force``), if anywhere
+    kept_previous: Path | None = None
 
     @property
     def pdf_path(self) -> Path:
@@ -93,6 +95,7 @@ def run(
     predecessor: Path | None = None,
     progress: Progress | None = None,
     detail: Callable[[float, str], None] | None = None,
+    force: bool = False,
 ) -> RunOutcome:
     """Measure, build, render, sign and write the bundle to ``out_dir``.
 
@@ -100,9 +103,10 @@ def run(
     ``(fraction, message)`` reports within a stage. ``tsa``: the URL of a timestamp
     authority, which makes the signatures PAdES B-T and timestamps the envelope;
     ``level``: the PAdES level (B-LT and B-LTA also embed validation data).
+    ``force``: replace a previous bundle in ``out_dir`` (otherwise refused before any work).
     """
     say = progress or (lambda _msg: None)
-    out_dir = check_output_dir(out_dir)
+    out_dir = check_output_dir(out_dir, replace=force)
     if sign:
         _check_level(level, tsa)
 
@@ -196,7 +200,9 @@ def run(
     if previous is not None:
         old, link = previous
         dossier = with_fields(dossier, predecessor=link, changelog=diff_dossiers(old, dossier))
-    return publish(dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa, level=level)
+    return publish(
+        dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa, level=level, force=force
+    )
 
 
 def _memory_preflight(
@@ -253,8 +259,11 @@ def publish(
     validation_report: bytes | None = None,
     tsa: str | None = None,
     level: str | None = None,
+    force: bool = False,
 ) -> RunOutcome:
     """Name the signer, serialise, render, sign and write the bundle atomically.
+
+    ``force``: replace a previous bundle in ``out_dir`` (see :func:`signing.bundle.write_bundle_atomically`).
 
     ``validation_report``: the bytes of the validation report the dossier cites
     (required exactly when it cites one); it joins the bundle as
@@ -297,8 +306,9 @@ def publish(
         )
     else:
         files = {"dossier.json": data, "dossier.pdf": pdf, **exports}
-    write_bundle_atomically(files, out_dir)
-    return RunOutcome(out_dir=out_dir, dossier=dossier, dossier_sha256=sha256_hex(data), signed=signer is not None)
+    kept = write_bundle_atomically(files, out_dir, replace=force)
+    return RunOutcome(out_dir=out_dir, dossier=dossier, dossier_sha256=sha256_hex(data), signed=signer is not None,
+                      kept_previous=kept)  # fmt: skip
 
 
 def sign_draft(
@@ -309,9 +319,10 @@ def sign_draft(
     tsa: str | None = None,
     level: str | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> RunOutcome:
-    """Sign an unsigned draft bundle (``run --no-sign``) into a new, signed bundle."""
-    out_dir = check_output_dir(out_dir)
+    """Sign an unsigned draft bundle (``run --no-sign``) into a new, signed bundle (``force``: replacing one)."""
+    out_dir = check_output_dir(out_dir, replace=force)
     _check_level(level, tsa)
     source = draft_dir / "dossier.json"
     try:
@@ -337,7 +348,8 @@ def sign_draft(
     signer = _signer_for(key)
     try:
         return publish(
-            dossier, out_dir, signer=signer, progress=progress, validation_report=report, tsa=tsa, level=level
+            dossier, out_dir, signer=signer, progress=progress, validation_report=report, tsa=tsa, level=level,
+            force=force,
         )
     finally:
         close = getattr(signer, "close", None)  # a token's session ends here

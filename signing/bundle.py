@@ -85,21 +85,24 @@ def seal(
     return files
 
 
-def write_bundle_atomically(files: Mapping[str, bytes], out_dir: Path) -> None:
+def write_bundle_atomically(files: Mapping[str, bytes], out_dir: Path, *, replace: bool = False) -> Path | None:
     """Write ``files`` into ``out_dir`` all at once, or not at all.
 
     The files go into a temporary directory next to ``out_dir`` which is then
     renamed into place. An existing ``out_dir`` is replaced only if it is empty
-    or holds a previous bundle (a ``dossier.json``). On any failure nothing is
-    left behind and a previous bundle is kept.
+    or, with ``replace``, holds a previous bundle (a ``dossier.json``). On any
+    failure nothing is left behind and a previous bundle is kept. A previous
+    bundle that held other files than a bundle's is kept aside; its new path is
+    returned (see :func:`evidence.files.write_directory_atomically`).
     """
     out_dir = Path(out_dir)
     for name in files:
         if not name or name in (".", "..") or "/" in name or os.sep in name:
             raise BundleError(f"invalid bundle file name {name!r}")
-    check_output_dir(out_dir, error=BundleError)
+    check_output_dir(out_dir, error=BundleError, replace=replace)
+    own = {*files, *BUNDLE_FILES, TIMESTAMP_FILE, "dossier.cdx.json", "model-index.yaml", "validation-report.json"}
     try:
-        write_directory_atomically(files, out_dir)
+        return write_directory_atomically(files, out_dir, replaceable=own)
     except OSError as exc:
         raise BundleError(
             f"cannot write the bundle to {out_dir}: {exc.strerror or exc}",
