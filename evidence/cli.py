@@ -107,6 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         tsa=args.tsa,
         level=args.level,
         force=args.force,
+        strict=args.strict,
         predecessor=Path(args.predecessor) if args.predecessor else None,
         progress=_progress(),
         detail=_detail(),
@@ -119,7 +120,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"dossier.json sha256: {outcome.dossier_sha256}")
     flagged = [x for x in outcome.dossier.cross_references if x.flagged]
     for x in flagged:
-        print(f"cross-reference disagreement: {x.explanation}")
+        print(f"cross-reference {'of another model' if x.other_model else 'disagreement'}: {x.explanation}")
     signer = outcome.dossier.signer
     if signer is None:
         print("unsigned (--no-sign): this bundle cannot be verified")
@@ -717,6 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--external-evals", nargs="+", metavar="FILE",
                    help="behavioural evaluation results to cross-reference (Inspect logs, lm-eval results)")
     p.add_argument("--predecessor", metavar="BUNDLE", help="the dossier this one supersedes (adds a changelog)")
+    p.add_argument("--strict", action="store_true", help="refuse external evaluations that name another model "
+                   "than the one measured (by default they are recorded, flagged, and compared with nothing)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sign", help="sign an unsigned draft bundle (run --no-sign) into a new bundle")

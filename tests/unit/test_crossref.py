@@ -35,6 +35,12 @@ def test_fixtures_give_an_agreement_and_a_flagged_disagreement() -> None:
     ]
     evals = load_external_evals([ASSETS / "inspect_deception_eval.json", ASSETS / "lm_eval_results.json"])
     section = cross_reference(records, evals, subject="toy")
+    # both files evaluated acme/chat-7b, not toy: flagged, and compared with nothing
+    assert {(x.agreement, x.other_model, x.flagged) for x in section} == {("not comparable", True, True)}
+    assert all("names the model hf/acme/chat-7b, not toy" in x.explanation or "names the model acme/chat-7b, not toy"
+               in x.explanation for x in section)  # fmt: skip
+    records = [refusal(0.97, 0.94, 0.99, subject="chat-7b"), probe(0.40, 0.31, 0.49, subject="chat-7b")]
+    section = cross_reference(records, evals, subject="chat-7b")
     by_task = {x.external_task: x for x in section}
 
     agree = by_task["harmful_refusal"]  # lm-eval: 95% refused
@@ -56,7 +62,7 @@ def test_fixtures_give_an_agreement_and_a_flagged_disagreement() -> None:
     # No refusal.stability finding: the jailbreak eval is listed, not compared.
     jb = by_task["advbench_jailbreak"]
     assert (jb.agreement, jb.flagged, jb.record_id) == ("not comparable", False, None)
-    assert "refusal.stability was not run on toy" in jb.explanation
+    assert "refusal.stability was not run on chat-7b" in jb.explanation
     hs = by_task["hellaswag"]
     assert hs.agreement == "not comparable" and "no interpretability finding on the construct 'capability'" in (
         hs.explanation
@@ -182,7 +188,7 @@ def test_cross_reference_model_invariants() -> None:
     data = x.model_dump(mode="json")
     assert data["construct"] == "refusal_rate" and "construct_" not in data
     assert CrossReference.model_validate(data) == x
-    with pytest.raises(ValueError, match="exactly the disagreements are flagged"):
+    with pytest.raises(ValueError, match="exactly the disagreements and the evaluations of other models are flagged"):
         CrossReference.model_validate({**data, "flagged": True})
     with pytest.raises(ValueError, match="names the finding"):
         CrossReference.model_validate({**data, "record_id": None})
@@ -210,3 +216,35 @@ def test_section_round_trips_through_canonical_json_and_its_schema() -> None:
     jsonschema.Draft202012Validator(Carrier.model_json_schema(mode="validation")).validate(raw)
     assert {x["construct"] for x in raw["cross_references"]} >= {"refusal_rate"}
     assert Carrier.model_validate(raw) == carrier
+
+
+@pytest.mark.parametrize(
+    ("recorded", "subject", "same"),
+    [
+        ("hf/acme/chat-7b", "chat-7b", True),
+        ("acme/chat-7b", "acme/chat-7b", True),
+        ("pretrained=acme/chat-7b,dtype=bfloat16", "chat-7b", True),
+        ("ACME/Chat-7B", "chat-7b", True),
+        ("acme/chat-7b", "demo", False),
+        ("hf/acme/chat-70b", "chat-7b", False),
+        ("not recorded", "demo", None),
+    ],
+)
+def test_an_evaluation_names_the_measured_model_or_another(recorded: str, subject: str, same: bool | None) -> None:
+    from evidence.crossref import evaluates_subject
+
+    assert evaluates_subject(recorded, subject) is same
+
+
+def test_an_evaluation_of_another_model_is_flagged_and_refused_with_strict() -> None:
+    from evidence.errors import ConfigError
+    from evidence.run import _require_same_model
+
+    ev = make_external_eval("harmful_refusal", "refusal_rate", 0.95).model_copy(update={"model": "acme/chat-7b"})
+    (x,) = cross_reference([refusal(0.97, 0.94, 0.99)], [ev], subject="toy")
+    assert (x.agreement, x.other_model, x.flagged, x.record_id) == ("not comparable", True, True, None)
+    with pytest.raises(ValueError, match="flagged"):
+        CrossReference.model_validate(x.model_dump(by_alias=True) | {"other_model": False})
+    with pytest.raises(ConfigError, match="another model than toy: harmful_refusal.json .harmful_refusal. names"):
+        _require_same_model([ev], "toy")
+    _require_same_model([make_external_eval("harmful_refusal", "refusal_rate", 0.95)], "toy")  # hf/toy is toy

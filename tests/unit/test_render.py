@@ -213,7 +213,10 @@ def _dossier() -> Dossier:
         _verdict(records, THRESHOLDS[2], 1, "n/a",
                  "the measurement failed, so there is no value to judge"),
     ]
-    evals = load_external_evals([ASSETS / "inspect_deception_eval.json", ASSETS / "lm_eval_results.json"])
+    evals = [  # evaluations of the organism rendered (the files evaluated acme/chat-7b)
+        ev.model_copy(update={"model": ev.model.replace("acme/chat-7b", "demo")})
+        for ev in load_external_evals([ASSETS / "inspect_deception_eval.json", ASSETS / "lm_eval_results.json"])
+    ]
     return Dossier(
         schema_version="1.0",
         dossier_id="3f2b8c1e-5d4a-4e6f-9a7b-0c1d2e3f4a5b",
@@ -524,7 +527,7 @@ def test_cross_reference_lists_evaluations_findings_and_the_flagged_disagreement
     for ev in dossier.external_evals:
         assert _squash(f"{ev.task} {ev.tool}") in chapter
         assert ev.sha256[:16] in chapter and ev.source_file in chapter
-    assert _squash("model hf/acme/chat-7b") in chapter
+    assert _squash("model hf/demo") in chapter
     assert _squash("defection_rate inferred from task name") in chapter
     assert _squash("refusal_rate,none = 0.95 [0.9198, 0.9802]") in chapter
     # rows follow the rules in measurement-id order: deception.probe before refusal.direction
