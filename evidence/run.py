@@ -23,7 +23,15 @@ from evidence.export import build_exports
 from evidence.external import load_external_evals
 from evidence.files import check_output_dir
 from evidence.policy import evaluate, load_policy, roll_up
-from evidence.records import VALIDATION_REPORT_FILE, Dossier, EvidenceRecord, ExternalEval, SignerInfo, Verdict
+from evidence.records import (
+    VALIDATION_REPORT_FILE,
+    Dossier,
+    EvidenceRecord,
+    ExternalEval,
+    NumericsCertificate,
+    SignerInfo,
+    Verdict,
+)
 from evidence.runspec import RunSpec
 from evidence.validation_report import cite, parse_report, shipped_report_file, shipped_report_path
 
@@ -32,7 +40,7 @@ if TYPE_CHECKING:
 
     from evidence.measure import MeasurementDef
     from evidence.measure.memory import ModelSize
-    from evidence.model import ModelSpec
+    from evidence.model import LoadedModel, ModelSpec
     from signing.keys import Signer
 
 __all__ = ["RunOutcome", "publish", "run", "sign_draft"]
@@ -175,6 +183,8 @@ def run(
     _require_chat_template(model.tokenizer, model_spec.describe(), spec, [get(t.measurement_id) for t in tasks])
     if strict:
         _require_same_model(external, model.identity.name)
+    say("numerics certificate: the bridge against the plain model, batched against alone")
+    identity = model.identity.model_copy(update={"numerics": _numerics(model, spec)})
 
     records = run_suite(
         tasks,
@@ -192,7 +202,7 @@ def run(
         )
         gate = roll_up(verdicts)
     dossier = build_dossier(
-        model=model.identity,
+        model=identity,
         environment=capture_environment({"run": spec.seed}),
         records=records,
         policy=policy,
@@ -380,3 +390,32 @@ def _require_same_model(external: Sequence[ExternalEval], subject: str) -> None:
             f"external evaluations of another model than {subject}: {named}",
             hint="pass the evaluations of the measured model, or drop --strict to record them as not comparable",
         )
+
+
+def _numerics(model: LoadedModel, spec: RunSpec) -> NumericsCertificate:
+    """The run's numerics certificate, on the first prompts of the first dataset the spec names.
+
+    A spec without datasets, or a model without a tokenizer, gets seeded random token
+    sequences instead (the prompt source says so).
+    """
+    import torch
+
+    from evidence.measure.methods.behaviour import prompt_ids
+    from evidence.measure.numerics import MAX_PROMPTS, numerics_certificate
+
+    for name in sorted(spec.datasets):
+        if model.tokenizer is None:
+            break
+        seqs = []
+        for prompt in spec.datasets[name].prompts[:MAX_PROMPTS]:
+            try:
+                seqs.append(prompt_ids(model.tokenizer, prompt, max_tokens=model.bridge.cfg.n_ctx))
+            except ConfigError:
+                continue
+        if seqs:
+            return numerics_certificate(model, seqs, f"dataset {name}")
+    generator = torch.Generator().manual_seed(spec.seed)
+    vocab = int(model.bridge.cfg.d_vocab)
+    length = min(16, int(model.bridge.cfg.n_ctx))
+    seqs = [torch.randint(0, vocab, (length - k % 4,), generator=generator).tolist() for k in range(MAX_PROMPTS)]
+    return numerics_certificate(model, seqs, f"random token sequences (seed {spec.seed})")

@@ -432,6 +432,37 @@ class WeightFile(_Frozen):
     bytes: Annotated[int, Field(ge=0)]
 
 
+class NumericsCertificate(_Frozen):
+    """How faithfully the measured model computes: the bridge against the plain model, batched against alone.
+
+    Measured on the dossier's own prompts, in the dtype of the run, before any
+    measurement: the logits of every real token of each prompt, (a) through the
+    TransformerBridge against the plain ``transformers`` model it wraps (not
+    applicable to an organism, which exists only as a bridge), and (b) in one
+    left-padded batch with an attention mask against each prompt alone.
+    """
+
+    dtype: Dtype
+    prompt_source: Name = Field(description="the dataset the prompts were taken from")
+    prompts: Annotated[int, Field(ge=1)]
+    tokens: Annotated[int, Field(ge=1)] = Field(description="real tokens compared, over all prompts")
+    reference: Literal["transformers", "none"] = Field(
+        description="the plain implementation the bridge was compared with, or none (an organism)"
+    )
+    bridge_max_abs_diff: Number | None = Field(description="max |bridge - plain model| over all logits")
+    bridge_mean_abs_diff: Number | None
+    batched_max_abs_diff: Number = Field(description="max |padded batch - alone| over all logits of real tokens")
+    batched_mean_abs_diff: Number
+    note: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+    @model_validator(mode="after")
+    def _reference_consistent(self) -> NumericsCertificate:
+        compared = self.bridge_max_abs_diff is not None and self.bridge_mean_abs_diff is not None
+        if compared != (self.reference == "transformers"):
+            raise ValueError("the bridge is compared exactly when there is a plain model to compare with")
+        return self
+
+
 class ModelIdentity(_Frozen):
     """Which model was measured, exactly, and how its weights were processed."""
 
@@ -445,6 +476,9 @@ class ModelIdentity(_Frozen):
     n_parameters: Annotated[int, Field(ge=0)]
     processing: dict[str, JsonValue] = Field(
         description="every weight-processing flag (LayerNorm folding, centring, dtype, ...)"
+    )
+    numerics: NumericsCertificate | None = Field(
+        default=None, description="the numerics certificate of the run (dossiers made by run carry one)"
     )
 
 
