@@ -674,6 +674,11 @@ def _step5_pdf_signature(st: _State) -> str:
                 + why_untrusted(timestamp.trust_problem_indic, archived_at or st.at)
             )
         signature_time = timestamp.timestamp.astimezone(dt.UTC)
+        if signature_time > st.at + dt.timedelta(minutes=5):
+            raise _Failed(
+                f"the PDF signature's timestamp ({signature_time:%Y-%m-%d %H:%M:%S} UTC) is later than the "
+                f"validation time ({st.at:%Y-%m-%d %H:%M:%S} UTC)"
+            )
         # the signer's certificates are judged as of the time the signature is proven to have existed
         status = _validate_pdf_signature(st, embedded, signer_moment=signature_time, ts_moment=archived_at or st.at)
     if not status.intact:

@@ -131,6 +131,14 @@ def test_after_the_signer_certificate_expires_a_timestamped_bundle_still_verifie
     assert failed is not None and failed.number == 1 and "expired" in failed.detail.lower()
 
 
+def test_validation_as_of_a_time_before_the_signature_fails(bundles, anchor):
+    earlier = NOW - DAY / 2  # the certificates were valid then; the signature did not exist yet
+    failed = verify_pdf(bundles["B-T"] / DOSSIER_PDF, [anchor], at=earlier).first_failure()
+    assert failed is not None and failed.number == 5 and "later than the validation time" in failed.detail
+    failed = verify_bundle(bundles["B-T"], [anchor], at=earlier).first_failure()
+    assert failed is not None and failed.number in (5, 8)
+
+
 def test_a_pdf_verified_alone_after_expiry_uses_its_timestamp(bundles, anchor):
     later = NOW + 10 * DAY
     assert verify_pdf(bundles["B-LTA"] / DOSSIER_PDF, [anchor], at=later).bottom_line
