@@ -11,18 +11,28 @@ data: ``templates/dossier.html.j2`` (Jinja2, autoescaped) with the partials
 it includes (``templates/_*.html.j2``), and ``templates/dossier.css``. Links
 to records, verdicts and chapters print the page they point at; WeasyPrint
 resolves those page numbers when it lays the document out.
+
+The document uses only the fonts shipped in ``evidence/fonts/`` (DejaVu, and
+Droid Sans Fallback for CJK, with their licences), never the machine's, so
+that the same dossier.json renders to the same pages everywhere.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import math
 import mimetypes
-from collections.abc import Callable, Mapping, Sequence
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape as xml_escape
 
 from evidence.canonical import sha256_hex
 from evidence.errors import ConfigError, EvidenceError, RenderError, missing_extra
@@ -41,13 +51,18 @@ if TYPE_CHECKING:
 
     import jinja2
 
-__all__ = ["render_pdf"]
+__all__ = ["render_pdf", "shipped_fonts"]
 
 #: The page template and the stylesheet, inside ``templates/``.
 TEMPLATE = "dossier.html.j2"
 STYLESHEET = "dossier.css"
 #: The name under which the dossier is embedded in the PDF.
 DOSSIER_JSON = "dossier.json"
+
+#: The font families the document uses, all shipped in ``evidence/fonts/`` with their licences. Each
+#: CSS generic family maps to one of them, and every family falls back to the CJK-capable one.
+FONT_FAMILIES = {"sans-serif": "DejaVu Sans", "serif": "DejaVu Serif", "monospace": "DejaVu Sans Mono"}
+FALLBACK_FONT_FAMILY = "Droid Sans Fallback"
 
 _VERDICT_ORDER = ("pass", "fail", "inconclusive", "n/a")
 _CHANGE_AREAS = ("model", "suite", "policy", "verdicts")
@@ -499,6 +514,75 @@ def _mime_type(name: str) -> str:
     return guessed or "application/octet-stream"
 
 
+# -- fonts --------------------------------------------------------------------------------
+#
+# The document must render the same on every machine, whatever fonts it has installed: WeasyPrint
+# (through Pango and fontconfig) sees only the fonts shipped in evidence/fonts/. Fontconfig reads
+# FONTCONFIG_FILE when WeasyPrint builds its font configuration, so the renderer points it, for
+# that moment only, at a configuration that lists nothing but the shipped directory.
+
+_FONTCONFIG_LOCK = threading.Lock()
+
+
+def shipped_fonts() -> Path:
+    """The directory of the fonts the PDF uses (``evidence/fonts/``, with their licences)."""
+    from importlib import resources
+
+    path = Path(str(resources.files("evidence").joinpath("fonts")))
+    if not any(path.glob("*.ttf")):
+        raise RenderError(f"the shipped fonts are missing from {path}", hint="reinstall interp-dossier")
+    return path
+
+
+def _fonts_conf(fonts: Path, cache: Path) -> str:
+    """A fontconfig configuration that knows the shipped fonts only, generic families mapped to them."""
+
+    def family(name: str) -> str:
+        return f"<family>{xml_escape(name)}</family>"
+
+    aliases = "".join(
+        f'<alias binding="same">{family(generic)}<prefer>{family(name)}{family(FALLBACK_FONT_FAMILY)}</prefer></alias>'
+        for generic, name in FONT_FAMILIES.items()
+    )
+    return (
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">\n<fontconfig>'
+        f"<dir>{xml_escape(str(fonts))}</dir><cachedir>{xml_escape(str(cache))}</cachedir>"
+        "<config><rescan><int>0</int></rescan></config>"
+        f"{aliases}"
+        # Any other family name (or none) ends in the sans-serif family, then the CJK fallback.
+        '<match target="pattern"><edit name="family" mode="append_last">'
+        f"<string>{xml_escape(FONT_FAMILIES['sans-serif'])}</string>"
+        f"<string>{xml_escape(FALLBACK_FONT_FAMILY)}</string></edit></match>"
+        "</fontconfig>\n"
+    )
+
+
+@contextlib.contextmanager
+def _shipped_font_config() -> Iterator[Any]:
+    """A WeasyPrint ``FontConfiguration`` that sees the shipped fonts and no others."""
+    from weasyprint.text.fonts import FontConfiguration
+
+    fonts = shipped_fonts()
+    with tempfile.TemporaryDirectory(prefix="interp-dossier-fonts-") as tmp:
+        conf = Path(tmp) / "fonts.conf"
+        conf.write_text(_fonts_conf(fonts, Path(tmp) / "cache"), encoding="utf-8")
+        names = ("FONTCONFIG_FILE", "FONTCONFIG_PATH", "FONTCONFIG_SYSROOT")
+        with _FONTCONFIG_LOCK:
+            saved = {name: os.environ.get(name) for name in names}
+            try:
+                for name in names:
+                    os.environ.pop(name, None)
+                os.environ["FONTCONFIG_FILE"] = str(conf)
+                font_config = FontConfiguration()
+            finally:
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+        yield font_config
+
+
 def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetime) -> bytes:
     try:
         import weasyprint
@@ -537,19 +621,24 @@ def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetim
     logger = logging.getLogger("weasyprint")
     logger.addHandler(collector)
     try:
-        pdf: bytes = weasyprint.HTML(string=html, url_fetcher=no_fetch).write_pdf(
-            stylesheets=[weasyprint.CSS(string=css, url_fetcher=no_fetch)],
-            pdf_variant="pdf/a-3b",
-            attachments=pdf_attachments,
-            finisher=_finish,
-        )
+        with _shipped_font_config() as font_config:
+            pdf: bytes = weasyprint.HTML(string=html, url_fetcher=no_fetch).write_pdf(
+                stylesheets=[weasyprint.CSS(string=css, url_fetcher=no_fetch, font_config=font_config)],
+                pdf_variant="pdf/a-3b",
+                attachments=pdf_attachments,
+                finisher=_finish,
+                font_config=font_config,
+            )
     except _MissingGlyphsError as exc:
         chars = ", ".join(f"U+{cp:04X} {chr(cp)!r}" for cp in exc.codepoints[:8])
         raise RenderError(
-            f"the dossier contains characters no installed font can draw ({chars}); "
-            "PDF/A forbids missing glyphs",
-            hint="keep names and summaries to Latin script, or install a font covering them",
+            f"the dossier contains characters that none of the fonts shipped with interp-dossier can draw "
+            f"({chars}); PDF/A forbids missing glyphs",
+            hint="remove or replace those characters in the names and summaries; the PDF uses only the "
+            "shipped fonts (DejaVu, and Droid Sans Fallback for CJK), never the machine's",
         ) from None
+    except RenderError:
+        raise
     except Exception as exc:  # WeasyPrint has no exception hierarchy of its own
         raise RenderError(
             f"WeasyPrint failed to render the dossier: {type(exc).__name__}: {exc}",
