@@ -41,9 +41,13 @@ from evidence.records import (
     ClauseIndexEntry,
     CrossReference,
     Dossier,
+    ErrorInfo,
+    EvidenceRecord,
+    Metric,
     Table,
     Threshold,
     ValidationReport,
+    Verdict,
 )
 
 if TYPE_CHECKING:
@@ -406,6 +410,95 @@ def _what_it_measures(dossier: Dossier) -> dict[str, str]:
     return summaries
 
 
+# -- the executive summary ------------------------------------------------------------------
+
+#: What the PDF says of a failure that is not one of the program's own, reader-facing errors: the
+#: exception's text (kept verbatim in dossier.json) speaks of the program's internals, not of the model.
+INTERNAL_ERROR_TEXT = (
+    "The measurement stopped on an internal error before it produced a result. This is a fault of the "
+    "measuring program or its environment, not a finding about the model; the technical error text is kept "
+    "in the embedded dossier.json for the maintainers."
+)
+INTERNAL_ERROR_REMEDY = (
+    "Run the measurement again with the parameters shown (interp-dossier reproduce re-runs it as recorded); "
+    "if it fails again, report the fault with this dossier."
+)
+
+
+def _reader_facing_error_types() -> frozenset[str]:
+    """The names of the program's own errors, whose messages are written for a reader."""
+    from evidence.errors import UserFacingError
+
+    names: set[str] = set()
+    pending: list[type] = [UserFacingError]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return frozenset(names)
+
+
+def _error_text(error: ErrorInfo) -> dict[str, str | None]:
+    """What went wrong and the remedy, in words for a reader; never an internal exception text."""
+    if error.type not in _reader_facing_error_types():
+        return {"what": INTERNAL_ERROR_TEXT, "remedy": INTERNAL_ERROR_REMEDY, "internal": "yes"}
+    message, hint = error.message, error.hint
+    if hint and message.endswith(f" ({hint})"):
+        message = message[: -len(hint) - 3]
+    return {"what": message, "remedy": hint, "internal": None}
+
+
+def _failed_checks(record: EvidenceRecord) -> int:
+    """How many of the record's calibration checks failed."""
+    return sum(not check.passed for check in record.checks)
+
+
+def _headline(record: EvidenceRecord) -> Metric | None:
+    """The metric the record's measurement declared as its headline, when the record carries it."""
+    if record.headline is None or record.status != "ok":
+        return None
+    return record.metric(record.headline)
+
+
+def _validation_status(dossier: Dossier, measurement: str, metric: str | None) -> str:
+    """How the instrument behind ``metric`` was validated, in a few words."""
+    if metric is None:
+        return "\u2014"
+    if dossier.validation is None:
+        return "no validation report cited"
+    for detector in dossier.validation.detectors:
+        if (detector.measurement, detector.metric) == (measurement, metric):
+            words = (
+                f"detection {detector.detection.k}/{detector.detection.n}, "
+                f"false alarms {detector.false_alarms.k}/{detector.false_alarms.n}"
+            )
+            if detector.run != "same":
+                words += f" (validated: {detector.run.replace('-', ' ')})"
+            elif detector.target_shortfalls:
+                words += " (misses its targets)"
+            return words
+    return "not validated"
+
+
+def _summary_rows(dossier: Dossier) -> list[dict[str, Any]]:
+    """One row per record: its headline metric, the verdicts on it and its instrument's validation."""
+    rows = []
+    for record in dossier.records:
+        verdicts: list[Verdict] = [v for v in dossier.verdicts if v.record_id == record.record_id]
+        # The verdict on the headline first, then the others in policy order.
+        verdicts.sort(key=lambda v: v.metric != record.headline)
+        rows.append(
+            {
+                "record": record,
+                "headline": _headline(record),
+                "verdicts": verdicts,
+                "validation": _validation_status(dossier, record.measurement.id, record.headline),
+                "failed_checks": _failed_checks(record),
+            }
+        )
+    return rows
+
+
 def _context(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> dict[str, Any]:
     from evidence.validation_report import TARGET_DETECTION, TARGET_FALSE_ALARMS
 
@@ -436,6 +529,9 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "num": {anchor: i for i, (anchor, _) in enumerate(sections, start=1)},
         # "What this measures": from the method page of the record's measurement (docs/methods/<id>.md).
         "what_it_measures": _what_it_measures(dossier),
+        "summary_rows": _summary_rows(dossier),
+        "error_text": _error_text,
+        "failed_checks": _failed_checks,
         "record_anchor": _first_anchors([r.record_id for r in dossier.records], "record"),
         "verdict_anchor": _first_anchors([v.verdict_id for v in dossier.verdicts], "verdict"),
         "eval_label": {ev.eval_id: f"E{i}" for i, ev in enumerate(dossier.external_evals, start=1)},

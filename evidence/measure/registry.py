@@ -4,6 +4,8 @@ Everything the rest of the program needs to know about a measurement is
 declared on its decorator, in its one suite module (``evidence/measure/suite/``):
 
 * id, semver version, parameter model, experimental flag;
+* its headline metric: the one its policy thresholds and validation detectors
+  read, shown first wherever the dossier summarises the measurement;
 * the run-spec datasets it reads and the labels each accepts (:class:`DatasetUse`);
   the run-spec parser asks :func:`dataset_labels` instead of keeping a table;
 * the ``[markers]`` kinds it needs;
@@ -166,6 +168,7 @@ class MeasurementDef:
     crossref: tuple[Rule, ...] = field(default=())
     detectors: tuple[Detector, ...] = ()
     tolerance: Tolerance = field(default_factory=lambda: DEFAULT_TOLERANCE)
+    headline: str | None = None
 
     @property
     def required_datasets(self) -> tuple[str, ...]:
@@ -219,6 +222,7 @@ def measurement(
     crossref: Sequence[Rule] = (),
     detectors: Sequence[Detector] = (),
     tolerance: Tolerance | None = None,
+    headline: str | None = None,
 ) -> Callable[[F], F]:
     """Register ``fn(model, params, ctx) -> MeasurementResult`` with everything known about it."""
     if not _ID_PATTERN.match(id):
@@ -235,6 +239,8 @@ def measurement(
     names = [d.name for d in uses]
     if len(set(names)) != len(names):
         raise ValueError(f"measurement {id!r} declares a dataset twice: {names}")
+    if headline is not None and detectors and headline not in {d.metric for d in detectors}:
+        raise ValueError(f"measurement {id!r}: headline {headline!r} must be one of its detectors' metrics")
     for rule in crossref:
         if rule.measurement != id:
             raise ValueError(f"measurement {id!r} declares a cross-reference rule for {rule.measurement!r}")
@@ -257,6 +263,7 @@ def measurement(
             crossref=tuple(crossref),
             detectors=tuple(detectors),
             tolerance=tolerance or DEFAULT_TOLERANCE,
+            headline=headline,
         )
         return fn
 

@@ -127,6 +127,7 @@ def _records() -> list[EvidenceRecord]:
         ],
         summary=HOSTILE_SUMMARY,
         duration_s=1.75,
+        headline="refusal_drop_under_ablation",
     )
     failed = EvidenceRecord(
         record_id="demo/refusal.stability/0",
@@ -135,7 +136,9 @@ def _records() -> list[EvidenceRecord]:
         ),
         subject="demo",
         status="error",
-        error=ErrorInfo(type="DatasetError", message="refusal.harmful has no held-out split"),
+        error=ErrorInfo(type="ConfigError", message="refusal.harmful has no held-out split (give it a split)",
+                        hint="give it a split"),
+        headline="attack_success_rate",
         seeds={"split": 3},
         clauses=[ClauseRef(id="EU-AIA/Art15/5@OJ-2024-07-12", strength="partial",
                            rationale="tests resistance to adversarial inputs")],
@@ -157,6 +160,7 @@ def _records() -> list[EvidenceRecord]:
                       rationale="evaluation result with its method and scoring"),
         ],
         summary="A linear probe separates instructed deception from honest answers.",
+        headline="flagged_rate_eval",
     )
     proxy = EvidenceRecord(
         record_id="demo/goal.proxy_reliance/0",
@@ -408,8 +412,8 @@ def test_records_render_with_their_details(text):
         "1.235e-4",
         "per-layer effect",
         "0.1235",
-        "Measurement failed: DatasetError.",
-        "refusal.harmful has no held-out split",
+        "The measurement failed. refusal.harmful has no held-out split",
+        "Remedy. give it a split",
         "EXPERIMENTAL",
         '"I cannot"',
         "[1,2]",  # parameters as compact JSON

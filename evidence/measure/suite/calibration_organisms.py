@@ -259,7 +259,13 @@ def _spot_checks(params: CalibrationParams, ctx: MeasureContext) -> list[Calibra
     )
 
 
-@measurement("calibration.organisms", version="1.3.0", params=CalibrationParams, clauses=CLAUSES)
+@measurement(
+    "calibration.organisms",
+    version="1.3.0",
+    params=CalibrationParams,
+    clauses=CLAUSES,
+    headline="all_checks_passed",
+)
 def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext) -> MeasurementResult:
     """Run each calibrated measurement on its organisms and controls and check the outcome."""
     wanted = expectations(params.measurements)

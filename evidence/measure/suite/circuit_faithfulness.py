@@ -900,6 +900,7 @@ def _summary(run: _Analysis, metrics: list[Metric], nodes: list[Node], params: C
 @measurement(
     "circuit.faithfulness",
     version="2.1.0",
+    headline="edge_circuit_found",
     params=CircuitParams,
     clauses=CLAUSES,
     datasets=[

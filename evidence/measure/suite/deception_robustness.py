@@ -822,6 +822,7 @@ def _summary(
 @measurement(
     "deception.robustness",
     version="2.2.0",
+    headline="delta_auroc",
     params=DeceptionRobustnessParams,
     clauses=CLAUSES,
     datasets=DATASETS,

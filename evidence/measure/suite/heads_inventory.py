@@ -547,6 +547,7 @@ def _joint(
 @measurement(
     "heads.inventory",
     version="2.1.0",
+    headline="induction_score_max",
     params=HeadsInventoryParams,
     clauses=CLAUSES,
     detectors=(

@@ -871,6 +871,7 @@ def _summary(
 @measurement(
     "refusal.stability",
     version="2.1.0",
+    headline="attack_compliance_rate",
     params=RefusalStabilityParams,
     clauses=CLAUSES,
     datasets=[DatasetUse.of(HARMFUL, "harmful"), DatasetUse.of(HARMLESS, "harmless")],
