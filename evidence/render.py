@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     import jinja2
 
-__all__ = ["render_pdf", "shipped_fonts"]
+__all__ = ["render_pdf"]
 
 #: The page template and the stylesheet, inside ``templates/``.
 TEMPLATE = "dossier.html.j2"
@@ -499,6 +499,18 @@ def _summary_rows(dossier: Dossier) -> list[dict[str, Any]]:
     return rows
 
 
+def _figures(dossier: Dossier) -> list[list[dict[str, Any]]]:
+    """Each record's figures as ``{"name", "caption", "svg"}``, the SVG marked safe to inline."""
+    import markupsafe
+
+    from evidence.figures import figures_for
+
+    return [
+        [{"name": f.name, "caption": f.caption, "svg": markupsafe.Markup(f.svg)} for f in figures_for(record)]
+        for record in dossier.records
+    ]
+
+
 def _context(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> dict[str, Any]:
     from evidence.validation_report import TARGET_DETECTION, TARGET_FALSE_ALARMS
 
@@ -530,6 +542,8 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         # "What this measures": from the method page of the record's measurement (docs/methods/<id>.md).
         "what_it_measures": _what_it_measures(dossier),
         "summary_rows": _summary_rows(dossier),
+        # Figures drawn from each record (SVG, inlined), in the order of the records.
+        "figures": _figures(dossier),
         "error_text": _error_text,
         "failed_checks": _failed_checks,
         "record_anchor": _first_anchors([r.record_id for r in dossier.records], "record"),
@@ -620,16 +634,6 @@ def _mime_type(name: str) -> str:
 _FONTCONFIG_LOCK = threading.Lock()
 
 
-def shipped_fonts() -> Path:
-    """The directory of the fonts the PDF uses (``evidence/fonts/``, with their licences)."""
-    from importlib import resources
-
-    path = Path(str(resources.files("evidence").joinpath("fonts")))
-    if not any(path.glob("*.ttf")):
-        raise RenderError(f"the shipped fonts are missing from {path}", hint="reinstall interp-dossier")
-    return path
-
-
 def _fonts_conf(fonts: Path, cache: Path) -> str:
     """A fontconfig configuration that knows the shipped fonts only, generic families mapped to them."""
 
@@ -658,7 +662,12 @@ def _shipped_font_config() -> Iterator[Any]:
     """A WeasyPrint ``FontConfiguration`` that sees the shipped fonts and no others."""
     from weasyprint.text.fonts import FontConfiguration
 
-    fonts = shipped_fonts()
+    from evidence.resources import shipped_fonts
+
+    try:
+        fonts = shipped_fonts()
+    except ConfigError as exc:
+        raise RenderError(exc.message, hint=exc.hint) from None
     with tempfile.TemporaryDirectory(prefix="interp-dossier-fonts-") as tmp:
         conf = Path(tmp) / "fonts.conf"
         conf.write_text(_fonts_conf(fonts, Path(tmp) / "cache"), encoding="utf-8")

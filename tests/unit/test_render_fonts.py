@@ -17,6 +17,7 @@ fontTools = pytest.importorskip("fontTools.ttLib")
 from evidence import render  # noqa: E402
 from evidence.canonical import canonical_bytes  # noqa: E402
 from evidence.records import Dossier  # noqa: E402
+from evidence.resources import shipped_fonts  # noqa: E402
 from tests.unit.test_render import LEAN, NO_POLICY, _dossier  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +56,7 @@ def _render_with_env(env: dict[str, str]) -> bytes:
 
 def _impostor_font(directory: Path) -> None:
     """DejaVu Serif renamed "DejaVu Sans": a machine font that claims the family the stylesheet names."""
-    font = fontTools.TTFont(render.shipped_fonts() / "DejaVuSerif.ttf")
+    font = fontTools.TTFont(shipped_fonts() / "DejaVuSerif.ttf")
     names = {1: "DejaVu Sans", 4: "DejaVu Sans", 6: "ImpostorSans", 16: "DejaVu Sans"}
     for record in font["name"].names:
         if record.nameID in names:
@@ -89,7 +90,7 @@ def _embedded_font_names(pdf: bytes) -> set[str]:
 
 
 def _shipped_font_names() -> set[str]:
-    fonts = render.shipped_fonts().glob("*.ttf")
+    fonts = shipped_fonts().glob("*.ttf")
     return {_plain(str(fontTools.TTFont(path)["name"].getDebugName(6))) for path in fonts}
 
 
@@ -100,7 +101,7 @@ def reference() -> bytes:
 
 
 def test_the_shipped_fonts_come_with_their_licences():
-    fonts = render.shipped_fonts()
+    fonts = shipped_fonts()
     assert {p.name for p in fonts.glob("LICENSE-*.txt")} == {"LICENSE-DejaVu.txt", "LICENSE-DroidSansFallback.txt"}
     assert (fonts / "Apache-2.0.txt").is_file()
     families = {str(fontTools.TTFont(p)["name"].getDebugName(1)) for p in fonts.glob("*.ttf")}
