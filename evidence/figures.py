@@ -91,9 +91,11 @@ def _style() -> dict[str, Any]:
 
 
 def _new_figure() -> tuple[Any, Any]:
+    # Fixed margins, no layout engine: where things go does not depend on how wide any font draws text.
     _, mpl_figure, canvas_svg, _ = _matplotlib()
-    figure = mpl_figure(figsize=(_WIDTH_IN, _HEIGHT_IN), layout="constrained")
+    figure = mpl_figure(figsize=(_WIDTH_IN, _HEIGHT_IN))
     canvas_svg(figure)
+    figure.subplots_adjust(left=0.1, right=0.98, bottom=0.17, top=0.95)
     return figure, figure.add_subplot()
 
 
@@ -170,7 +172,7 @@ def _probe_auroc_by_layer(record: EvidenceRecord) -> Figure | None:
                 axes.errorbar([row[col["layer"]]], [random.value],
                               yerr=[[random.value - random.ci.lower], [random.ci.upper - random.value]],
                               color=PALETTE["vermillion"], marker="D", markersize=4, capsize=3, linestyle="none",
-                              label="random directions at the selected point (CI)")
+                              label="random directions (selected point, CI)")
         axes.axhline(0.5, color=PALETTE["grey"], linewidth=0.8, linestyle="--", label="chance (0.5)")
         axes.set_xticks(sorted({r[col["layer"]] for rows in curves.values() for r in rows}))
         axes.set_ylim(0.0, 1.02)
@@ -193,7 +195,9 @@ def _refusal_rates(record: EvidenceRecord) -> Figure | None:
     bars: list[tuple[str, str, float, Any, str]] = []  # (group, label, value, ci, colour)
 
     def add(group: str, label: str, metric: Metric | None, colour: str, baseline: bool = False) -> None:
-        source: Any = metric.baseline if (baseline and metric is not None) else metric
+        if metric is None or metric.unit != "fraction":  # the axis reads fractions as percentages
+            return
+        source: Any = metric.baseline if baseline else metric
         if source is not None and _finite(source.value):
             bars.append((group, label, float(source.value), source.ci, colour))
 
@@ -222,6 +226,7 @@ def _refusal_rates(record: EvidenceRecord) -> Figure | None:
         upper = [100.0 * (b[3].upper - b[2]) if b[3] is not None else 0.0 for b in bars]
         axes.bar(positions, values, width=0.75, color=[b[4] for b in bars], yerr=[lower, upper], capsize=3,
                  error_kw={"elinewidth": 0.8, "ecolor": PALETTE["black"]})
+        figure.subplots_adjust(bottom=0.24)
         labels = [f"{textwrap.fill(t, 16)}\n({g.split()[0]})" for t, g in zip(ticks, groups, strict=True)]
         axes.set_xticks(positions, labels, fontsize=6.5)
         axes.set_ylim(0.0, 105.0)
@@ -236,7 +241,63 @@ def _refusal_rates(record: EvidenceRecord) -> Figure | None:
     return Figure(name="refusal rates", caption=caption, svg=_draw(drawing))
 
 
+# -- heads.inventory: head scores, layer x head -----------------------------------------------
+
+#: The sequential colour map of heat maps: cividis, designed to read the same with colour-vision deficiencies.
+HEATMAP = "cividis"
+_MAX_ANNOTATED_CELLS = 96
+
+
+def _head_scores(record: EvidenceRecord) -> Figure | None:
+    table = _table(record, "head_scores")
+    if table is None or table.columns[:2] != ["layer", "head"] or len(table.columns) < 3 or not table.rows:
+        return None
+    if not all(isinstance(row[0], int) and isinstance(row[1], int) and row[0] >= 0 and row[1] >= 0
+               for row in table.rows):
+        return None
+    scores = table.columns[2:]
+    n_layers = 1 + max(int(row[0]) for row in table.rows)  # type: ignore[arg-type]
+    n_heads = 1 + max(int(row[1]) for row in table.rows)  # type: ignore[arg-type]
+    grids = {name: [[math.nan] * n_heads for _ in range(n_layers)] for name in scores}
+    for row in table.rows:
+        for name, value in zip(scores, row[2:], strict=True):
+            if _finite(value):
+                grids[name][int(row[0])][int(row[1])] = float(value)  # type: ignore[arg-type]
+
+    def drawing(figure: Any, axes: Any) -> None:
+        figure.delaxes(axes)
+        figure.subplots_adjust(left=0.07, right=0.9, bottom=0.17, top=0.9, wspace=0.25)
+        panels = figure.subplots(1, len(scores), squeeze=False)[0]
+        mesh = None
+        for panel, name in zip(panels, scores, strict=True):
+            # Vector cells (pcolormesh), never a raster image.
+            mesh = panel.pcolormesh(grids[name], cmap=HEATMAP, vmin=0.0, vmax=1.0, edgecolors="none")
+            panel.set_title(name.replace("_", " "), fontsize=8)
+            panel.set_xlabel("head (index)")
+            panel.set_xticks([h + 0.5 for h in range(n_heads)], [str(h) for h in range(n_heads)])
+            panel.set_yticks([layer + 0.5 for layer in range(n_layers)], [str(layer) for layer in range(n_layers)])
+            if n_layers * n_heads <= _MAX_ANNOTATED_CELLS:
+                for layer in range(n_layers):
+                    for head in range(n_heads):
+                        value = grids[name][layer][head]
+                        if math.isfinite(value):
+                            panel.text(head + 0.5, layer + 0.5, f"{value:.2f}", ha="center", va="center",
+                                       fontsize=5.5, color="white" if value < 0.55 else "black")
+        panels[0].set_ylabel("layer (index)")
+        if mesh is not None:
+            bar = figure.colorbar(mesh, ax=list(panels), label="mean score (0 to 1)", shrink=0.9)
+            bar.solids.set_rasterized(False)  # matplotlib rasterizes long colour bars; keep it vector
+
+    caption = (
+        f"Mean score of every head ({n_layers} layers \u00d7 {n_heads} heads) over the evaluation sequences, "
+        f"one panel per score ({', '.join(s.replace('_', ' ') for s in scores)}), from the record's "
+        "head_scores table."
+    )
+    return Figure(name="head scores", caption=caption, svg=_draw(drawing))
+
+
 _DRAWERS: dict[str, tuple[Callable[[EvidenceRecord], Figure | None], ...]] = {
     "deception.probe": (_probe_auroc_by_layer,),
+    "heads.inventory": (_head_scores,),
     "refusal.direction": (_refusal_rates,),
 }

@@ -226,3 +226,16 @@ def make_refusal_direction_record(record_id: str = "refusal.direction:demo") -> 
         ],
         headline="refusal_rate_baseline",
     )
+
+
+def make_heads_record(record_id: str = "heads.inventory:demo", layers: int = 2, heads: int = 4) -> EvidenceRecord:
+    """A heads.inventory record shaped like the default run's, with its head_scores table."""
+    rows: list[list[Any]] = []
+    for layer in range(layers):
+        for head in range(heads):
+            planted = (layer, head) in ((0, 1), (1, 2))
+            rows.append([layer, head, 0.9 if planted and layer == 0 else 0.05 * head,
+                         0.1, 0.85 if planted and layer == 1 else 0.02 * layer])  # fmt: skip
+    table = Table(name="head_scores", columns=["layer", "head", "prev_token", "duplicate_token", "induction"],
+                  rows=rows)
+    return make_record(record_id, tables=[table], headline="induction_score_max")

@@ -21,6 +21,7 @@ from evidence.records import ErrorInfo  # noqa: E402
 from tests.factories import (  # noqa: E402
     PROBE_CURVE_COLUMNS,
     make_dossier,
+    make_heads_record,
     make_probe_record,
     make_record,
     make_refusal_direction_record,
@@ -53,6 +54,21 @@ def test_the_refusal_record_draws_six_rates_with_their_intervals():
     assert figures.PALETTE["green"].lower() in figure.svg.lower()
 
 
+def test_the_heads_record_draws_one_heat_map_panel_per_score():
+    (figure,) = figures.figures_for(make_heads_record())
+    assert figure.name == "head scores"
+    assert "2 layers \u00d7 4 heads" in figure.caption
+    assert "prev token, duplicate token, induction" in figure.caption
+    assert len(re.findall(r'<g id="axes_\d+">', figure.svg)) == 4  # three panels and the colour bar
+    assert "<image" not in figure.svg  # vector cells, no raster image
+
+
+def test_the_heads_table_must_be_layer_by_head_to_be_drawn():
+    record = make_heads_record()
+    table = record.tables[0].model_copy(update={"columns": ["head", "layer", *record.tables[0].columns[2:]]})
+    assert figures.figures_for(record.model_copy(update={"tables": [table]})) == []
+
+
 def test_records_without_the_data_or_that_failed_draw_nothing():
     assert figures.figures_for(make_record()) == []  # heads.inventory: no figure yet
     bare = make_probe_record().model_copy(update={"tables": []})
@@ -69,13 +85,14 @@ def test_svg_is_deterministic_and_carries_no_date_and_no_text_that_needs_a_font(
     assert "<dc:date>" not in first
     assert "<text" not in first  # text drawn as paths from the shipped font
     assert "font-family" not in first
+    assert "<image" not in first
 
 
 _DRAW = """
 import sys
 from evidence import figures
-from tests.factories import make_probe_record, make_refusal_direction_record
-for record in (make_probe_record(), make_refusal_direction_record()):
+from tests.factories import make_heads_record, make_probe_record, make_refusal_direction_record
+for record in (make_probe_record(), make_refusal_direction_record(), make_heads_record()):
     sys.stdout.write(figures.figures_for(record)[0].svg)
 """
 
@@ -91,13 +108,15 @@ def test_the_svg_does_not_depend_on_the_machines_matplotlib_configuration(tmp_pa
     result = subprocess.run([sys.executable, "-c", _DRAW], cwd=REPO, env=env, capture_output=True, check=False,
                             timeout=300)
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    expected = "".join(figures.figures_for(r)[0].svg for r in (make_probe_record(), make_refusal_direction_record()))
+    records = (make_probe_record(), make_refusal_direction_record(), make_heads_record())
+    expected = "".join(figures.figures_for(r)[0].svg for r in records)
     assert result.stdout.decode() == expected
 
 
 def test_a_default_run_like_dossier_renders_with_its_figures():
-    dossier = make_dossier(records=[make_refusal_direction_record(), make_probe_record(), make_record()])
+    dossier = make_dossier(records=[make_refusal_direction_record(), make_probe_record(), make_heads_record()])
     pdf = render.render_pdf(dossier, canonical_bytes(dossier))
     text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages))
-    assert "(refusal rates)" in text and "(per-layer probe AUROC)" in text
+    for name in ("refusal rates", "per-layer probe AUROC", "head scores"):
+        assert f"({name})" in text
     assert render.render_pdf(dossier, canonical_bytes(dossier)) == pdf  # deterministic with figures
