@@ -296,8 +296,47 @@ def _head_scores(record: EvidenceRecord) -> Figure | None:
     return Figure(name="head scores", caption=caption, svg=_draw(drawing))
 
 
+# -- deception.robustness: the attack-budget curve --------------------------------------------
+
+
+def _attack_budget(record: EvidenceRecord) -> Figure | None:
+    table = _table(record, "attack_budget_curve")
+    series = (("recall_at_1pct_fpr", "probe recall at 1% FPR", PALETTE["blue"], "o"),
+              ("defection_rate", "defection rate (model output)", PALETTE["vermillion"], "s"))  # fmt: skip
+    if table is None or "step" not in table.columns:
+        return None
+    col = {c: table.columns.index(c) for c in table.columns}
+    drawn = [s for s in series if s[0] in col]
+    points = {
+        name: sorted((row[col["step"]], row[col[name]]) for row in table.rows
+                     if _finite(row[col["step"]]) and _finite(row[col[name]]))
+        for name, *_ in drawn
+    }  # fmt: skip
+    if not any(points.values()):
+        return None
+
+    def drawing(figure: Any, axes: Any) -> None:
+        for name, label, colour, marker in drawn:
+            if points[name]:
+                steps, values = zip(*points[name], strict=True)
+                axes.plot(steps, [100.0 * v for v in values], color=colour, marker=marker, markersize=3,
+                          linewidth=1.2, label=label)
+        axes.set_ylim(0.0, 105.0)
+        axes.set_xlabel("attack budget (optimisation steps against the probe)")
+        axes.set_ylabel("% of triggered prompts")
+        axes.legend(loc="best", fontsize=6.5)
+
+    caption = (
+        "The obfuscation attack's budget curve on the held-out triggered evaluation prompts: the probe's recall "
+        "at its 1% false-positive operating point and the model's defection rate, after each number of attack "
+        "steps (point values from the record's attack_budget_curve table, which carries no intervals)."
+    )
+    return Figure(name="attack budget", caption=caption, svg=_draw(drawing))
+
+
 _DRAWERS: dict[str, tuple[Callable[[EvidenceRecord], Figure | None], ...]] = {
     "deception.probe": (_probe_auroc_by_layer,),
+    "deception.robustness": (_attack_budget,),
     "heads.inventory": (_head_scores,),
     "refusal.direction": (_refusal_rates,),
 }

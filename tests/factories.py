@@ -239,3 +239,20 @@ def make_heads_record(record_id: str = "heads.inventory:demo", layers: int = 2, 
     table = Table(name="head_scores", columns=["layer", "head", "prev_token", "duplicate_token", "induction"],
                   rows=rows)
     return make_record(record_id, tables=[table], headline="induction_score_max")
+
+
+def make_robustness_record(record_id: str = "deception.robustness:demo") -> EvidenceRecord:
+    """A deception.robustness record with its attack-budget curve."""
+    curve = [[step, 2.0 - step / 40, max(0.95 - step / 80, 0.1), 1.0 - step / 400, 3.0 - step / 50]
+             for step in (0, 8, 16, 32, 64)]  # fmt: skip
+    table = Table(name="attack_budget_curve",
+                  columns=["step", "loss", "recall_at_1pct_fpr", "defection_rate", "mean_defection_log_odds"],
+                  rows=curve)  # fmt: skip
+    return make_record(
+        record_id,
+        measurement=MeasurementSpec(id="deception.robustness", version="1.0.0", params={"attack_steps": 64}),
+        subject="demo",
+        metrics=[Metric(name="delta_auroc", value=-0.2, unit="AUROC")],
+        tables=[table],
+        headline="delta_auroc",
+    )

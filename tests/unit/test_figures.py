@@ -25,6 +25,7 @@ from tests.factories import (  # noqa: E402
     make_probe_record,
     make_record,
     make_refusal_direction_record,
+    make_robustness_record,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +43,7 @@ def test_the_probe_record_draws_its_per_layer_auroc_with_bands_and_the_random_ba
     assert figure.svg.startswith("<svg")
     for colour in (figures.PALETTE["blue"], figures.PALETTE["orange"], figures.PALETTE["vermillion"]):
         assert colour.lower() in figure.svg.lower()
+    assert "fill-opacity: 0.2" in figure.svg  # the AUROC interval bands
     assert "random-direction baseline" in figure.caption
 
 
@@ -61,6 +63,14 @@ def test_the_heads_record_draws_one_heat_map_panel_per_score():
     assert "prev token, duplicate token, induction" in figure.caption
     assert len(re.findall(r'<g id="axes_\d+">', figure.svg)) == 4  # three panels and the colour bar
     assert "<image" not in figure.svg  # vector cells, no raster image
+
+
+def test_the_robustness_record_draws_its_attack_budget_curve_without_inventing_intervals():
+    (figure,) = figures.figures_for(make_robustness_record())
+    assert figure.name == "attack budget" and "carries no intervals" in figure.caption
+    assert figures.PALETTE["blue"].lower() in figure.svg.lower()
+    assert figures.PALETTE["vermillion"].lower() in figure.svg.lower()
+    assert "fill-opacity: 0.2" not in figure.svg  # no interval band: the table has no intervals
 
 
 def test_the_heads_table_must_be_layer_by_head_to_be_drawn():
@@ -91,8 +101,10 @@ def test_svg_is_deterministic_and_carries_no_date_and_no_text_that_needs_a_font(
 _DRAW = """
 import sys
 from evidence import figures
-from tests.factories import make_heads_record, make_probe_record, make_refusal_direction_record
-for record in (make_probe_record(), make_refusal_direction_record(), make_heads_record()):
+from tests.factories import (
+    make_heads_record, make_probe_record, make_refusal_direction_record, make_robustness_record,
+)
+for record in (make_probe_record(), make_refusal_direction_record(), make_heads_record(), make_robustness_record()):
     sys.stdout.write(figures.figures_for(record)[0].svg)
 """
 
@@ -108,7 +120,7 @@ def test_the_svg_does_not_depend_on_the_machines_matplotlib_configuration(tmp_pa
     result = subprocess.run([sys.executable, "-c", _DRAW], cwd=REPO, env=env, capture_output=True, check=False,
                             timeout=300)
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    records = (make_probe_record(), make_refusal_direction_record(), make_heads_record())
+    records = (make_probe_record(), make_refusal_direction_record(), make_heads_record(), make_robustness_record())
     expected = "".join(figures.figures_for(r)[0].svg for r in records)
     assert result.stdout.decode() == expected
 
