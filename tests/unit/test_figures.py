@@ -115,8 +115,7 @@ def test_the_svg_does_not_depend_on_the_machines_matplotlib_configuration(tmp_pa
         "font.family: serif\nfont.serif: DejaVu Serif\nfont.size: 14\nsvg.hashsalt: other\nsvg.fonttype: none\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MATPLOTLIBRC": str(tmp_path / "matplotlibrc"),
-           "MPLCONFIGDIR": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MATPLOTLIBRC": str(tmp_path / "matplotlibrc")}
     result = subprocess.run([sys.executable, "-c", _DRAW], cwd=REPO, env=env, capture_output=True, check=False,
                             timeout=300)
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
