@@ -541,6 +541,7 @@ def _describe_measurement(definition: MeasurementDef) -> dict[str, Any]:
         "id": definition.id,
         "version": definition.version,
         "experimental": definition.experimental,
+        "headline": definition.headline,
         "parameters": [_describe_parameter(name, f) for name, f in definition.params.model_fields.items()],
         "datasets": [
             {"name": d.name, "labels": sorted(d.labels), "required": d.required, "description": d.description}
@@ -631,6 +632,8 @@ def _measurement_lines(info: dict[str, Any]) -> list[str]:
     """One measurement as a block of text (from the same data ``--json`` prints)."""
     head = f"{info['id']} {info['version']}" + ("  [experimental]" if info["experimental"] else "")
     lines = [head, f"  documentation: {info['doc_page']}"]
+    if info["headline"] is not None:
+        lines.append(f"  headline metric: {info['headline']}")
 
     def part(title: str, items: list[str]) -> None:
         if not items:

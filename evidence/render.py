@@ -11,18 +11,28 @@ data: ``templates/dossier.html.j2`` (Jinja2, autoescaped) with the partials
 it includes (``templates/_*.html.j2``), and ``templates/dossier.css``. Links
 to records, verdicts and chapters print the page they point at; WeasyPrint
 resolves those page numbers when it lays the document out.
+
+The document uses only the fonts shipped in ``evidence/fonts/`` (DejaVu, and
+Droid Sans Fallback for CJK, with their licences), never the machine's, so
+that the same dossier.json renders to the same pages everywhere.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import math
 import mimetypes
-from collections.abc import Callable, Mapping, Sequence
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape as xml_escape
 
 from evidence.canonical import sha256_hex
 from evidence.errors import ConfigError, EvidenceError, RenderError, missing_extra
@@ -31,9 +41,13 @@ from evidence.records import (
     ClauseIndexEntry,
     CrossReference,
     Dossier,
+    ErrorInfo,
+    EvidenceRecord,
+    Metric,
     Table,
     Threshold,
     ValidationReport,
+    Verdict,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +62,11 @@ TEMPLATE = "dossier.html.j2"
 STYLESHEET = "dossier.css"
 #: The name under which the dossier is embedded in the PDF.
 DOSSIER_JSON = "dossier.json"
+
+#: The font families the document uses, all shipped in ``evidence/fonts/`` with their licences. Each
+#: CSS generic family maps to one of them, and every family falls back to the CJK-capable one.
+FONT_FAMILIES = {"sans-serif": "DejaVu Sans", "serif": "DejaVu Serif", "monospace": "DejaVu Sans Mono"}
+FALLBACK_FONT_FAMILY = "Droid Sans Fallback"
 
 _VERDICT_ORDER = ("pass", "fail", "inconclusive", "n/a")
 _CHANGE_AREAS = ("model", "suite", "policy", "verdicts")
@@ -391,6 +410,107 @@ def _what_it_measures(dossier: Dossier) -> dict[str, str]:
     return summaries
 
 
+# -- the executive summary ------------------------------------------------------------------
+
+#: What the PDF says of a failure that is not one of the program's own, reader-facing errors: the
+#: exception's text (kept verbatim in dossier.json) speaks of the program's internals, not of the model.
+INTERNAL_ERROR_TEXT = (
+    "The measurement stopped on an internal error before it produced a result. This is a fault of the "
+    "measuring program or its environment, not a finding about the model; the technical error text is kept "
+    "in the embedded dossier.json for the maintainers."
+)
+INTERNAL_ERROR_REMEDY = (
+    "Run the measurement again with the parameters shown (interp-dossier reproduce re-runs it as recorded); "
+    "if it fails again, report the fault with this dossier."
+)
+
+
+def _reader_facing_error_types() -> frozenset[str]:
+    """The names of the program's own errors, whose messages are written for a reader."""
+    from evidence.errors import UserFacingError
+
+    names: set[str] = set()
+    pending: list[type] = [UserFacingError]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return frozenset(names)
+
+
+def _error_text(error: ErrorInfo) -> dict[str, str | None]:
+    """What went wrong and the remedy, in words for a reader; never an internal exception text."""
+    if error.type not in _reader_facing_error_types():
+        return {"what": INTERNAL_ERROR_TEXT, "remedy": INTERNAL_ERROR_REMEDY, "internal": "yes"}
+    message, hint = error.message, error.hint
+    if hint and message.endswith(f" ({hint})"):
+        message = message[: -len(hint) - 3]
+    return {"what": message, "remedy": hint, "internal": None}
+
+
+def _failed_checks(record: EvidenceRecord) -> int:
+    """How many of the record's calibration checks failed."""
+    return sum(not check.passed for check in record.checks)
+
+
+def _headline(record: EvidenceRecord) -> Metric | None:
+    """The metric the record's measurement declared as its headline, when the record carries it."""
+    if record.headline is None or record.status != "ok":
+        return None
+    return record.metric(record.headline)
+
+
+def _validation_status(dossier: Dossier, measurement: str, metric: str | None) -> str:
+    """How the instrument behind ``metric`` was validated, in a few words."""
+    if metric is None:
+        return "\u2014"
+    if dossier.validation is None:
+        return "no validation report cited"
+    for detector in dossier.validation.detectors:
+        if (detector.measurement, detector.metric) == (measurement, metric):
+            words = (
+                f"detection {detector.detection.k}/{detector.detection.n}, "
+                f"false alarms {detector.false_alarms.k}/{detector.false_alarms.n}"
+            )
+            if detector.run != "same":
+                words += f" (validated: {detector.run.replace('-', ' ')})"
+            elif detector.target_shortfalls:
+                words += " (misses its targets)"
+            return words
+    return "not validated"
+
+
+def _summary_rows(dossier: Dossier) -> list[dict[str, Any]]:
+    """One row per record: its headline metric, the verdicts on it and its instrument's validation."""
+    rows = []
+    for record in dossier.records:
+        verdicts: list[Verdict] = [v for v in dossier.verdicts if v.record_id == record.record_id]
+        # The verdict on the headline first, then the others in policy order.
+        verdicts.sort(key=lambda v: v.metric != record.headline)
+        rows.append(
+            {
+                "record": record,
+                "headline": _headline(record),
+                "verdicts": verdicts,
+                "validation": _validation_status(dossier, record.measurement.id, record.headline),
+                "failed_checks": _failed_checks(record),
+            }
+        )
+    return rows
+
+
+def _figures(dossier: Dossier) -> list[list[dict[str, Any]]]:
+    """Each record's figures as ``{"name", "caption", "svg"}``, the SVG marked safe to inline."""
+    import markupsafe
+
+    from evidence.figures import figures_for
+
+    return [
+        [{"name": f.name, "caption": f.caption, "svg": markupsafe.Markup(f.svg)} for f in figures_for(record)]
+        for record in dossier.records
+    ]
+
+
 def _context(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> dict[str, Any]:
     from evidence.validation_report import TARGET_DETECTION, TARGET_FALSE_ALARMS
 
@@ -421,6 +541,11 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "num": {anchor: i for i, (anchor, _) in enumerate(sections, start=1)},
         # "What this measures": from the method page of the record's measurement (docs/methods/<id>.md).
         "what_it_measures": _what_it_measures(dossier),
+        "summary_rows": _summary_rows(dossier),
+        # Figures drawn from each record (SVG, inlined), in the order of the records.
+        "figures": _figures(dossier),
+        "error_text": _error_text,
+        "failed_checks": _failed_checks,
         "record_anchor": _first_anchors([r.record_id for r in dossier.records], "record"),
         "verdict_anchor": _first_anchors([v.verdict_id for v in dossier.verdicts], "verdict"),
         "eval_label": {ev.eval_id: f"E{i}" for i, ev in enumerate(dossier.external_evals, start=1)},
@@ -499,6 +624,70 @@ def _mime_type(name: str) -> str:
     return guessed or "application/octet-stream"
 
 
+# -- fonts --------------------------------------------------------------------------------
+#
+# The document must render the same on every machine, whatever fonts it has installed: WeasyPrint
+# (through Pango and fontconfig) sees only the fonts shipped in evidence/fonts/. Fontconfig reads
+# FONTCONFIG_FILE when WeasyPrint builds its font configuration, so the renderer points it, for
+# that moment only, at a configuration that lists nothing but the shipped directory.
+
+_FONTCONFIG_LOCK = threading.Lock()
+
+
+def _fonts_conf(fonts: Path, cache: Path) -> str:
+    """A fontconfig configuration that knows the shipped fonts only, generic families mapped to them."""
+
+    def family(name: str) -> str:
+        return f"<family>{xml_escape(name)}</family>"
+
+    aliases = "".join(
+        f'<alias binding="same">{family(generic)}<prefer>{family(name)}{family(FALLBACK_FONT_FAMILY)}</prefer></alias>'
+        for generic, name in FONT_FAMILIES.items()
+    )
+    return (
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">\n<fontconfig>'
+        f"<dir>{xml_escape(str(fonts))}</dir><cachedir>{xml_escape(str(cache))}</cachedir>"
+        "<config><rescan><int>0</int></rescan></config>"
+        f"{aliases}"
+        # Any other family name (or none) ends in the sans-serif family, then the CJK fallback.
+        '<match target="pattern"><edit name="family" mode="append_last">'
+        f"<string>{xml_escape(FONT_FAMILIES['sans-serif'])}</string>"
+        f"<string>{xml_escape(FALLBACK_FONT_FAMILY)}</string></edit></match>"
+        "</fontconfig>\n"
+    )
+
+
+@contextlib.contextmanager
+def _shipped_font_config() -> Iterator[Any]:
+    """A WeasyPrint ``FontConfiguration`` that sees the shipped fonts and no others."""
+    from weasyprint.text.fonts import FontConfiguration
+
+    from evidence.resources import shipped_fonts
+
+    try:
+        fonts = shipped_fonts()
+    except ConfigError as exc:
+        raise RenderError(exc.message, hint=exc.hint) from None
+    with tempfile.TemporaryDirectory(prefix="interp-dossier-fonts-") as tmp:
+        conf = Path(tmp) / "fonts.conf"
+        conf.write_text(_fonts_conf(fonts, Path(tmp) / "cache"), encoding="utf-8")
+        names = ("FONTCONFIG_FILE", "FONTCONFIG_PATH", "FONTCONFIG_SYSROOT")
+        with _FONTCONFIG_LOCK:
+            saved = {name: os.environ.get(name) for name in names}
+            try:
+                for name in names:
+                    os.environ.pop(name, None)
+                os.environ["FONTCONFIG_FILE"] = str(conf)
+                font_config = FontConfiguration()
+            finally:
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+        yield font_config
+
+
 def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetime) -> bytes:
     try:
         import weasyprint
@@ -537,19 +726,24 @@ def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetim
     logger = logging.getLogger("weasyprint")
     logger.addHandler(collector)
     try:
-        pdf: bytes = weasyprint.HTML(string=html, url_fetcher=no_fetch).write_pdf(
-            stylesheets=[weasyprint.CSS(string=css, url_fetcher=no_fetch)],
-            pdf_variant="pdf/a-3b",
-            attachments=pdf_attachments,
-            finisher=_finish,
-        )
+        with _shipped_font_config() as font_config:
+            pdf: bytes = weasyprint.HTML(string=html, url_fetcher=no_fetch).write_pdf(
+                stylesheets=[weasyprint.CSS(string=css, url_fetcher=no_fetch, font_config=font_config)],
+                pdf_variant="pdf/a-3b",
+                attachments=pdf_attachments,
+                finisher=_finish,
+                font_config=font_config,
+            )
     except _MissingGlyphsError as exc:
         chars = ", ".join(f"U+{cp:04X} {chr(cp)!r}" for cp in exc.codepoints[:8])
         raise RenderError(
-            f"the dossier contains characters no installed font can draw ({chars}); "
-            "PDF/A forbids missing glyphs",
-            hint="keep names and summaries to Latin script, or install a font covering them",
+            f"the dossier contains characters that none of the fonts shipped with interp-dossier can draw "
+            f"({chars}); PDF/A forbids missing glyphs",
+            hint="remove or replace those characters in the names and summaries; the PDF uses only the "
+            "shipped fonts (DejaVu, and Droid Sans Fallback for CJK), never the machine's",
         ) from None
+    except RenderError:
+        raise
     except Exception as exc:  # WeasyPrint has no exception hierarchy of its own
         raise RenderError(
             f"WeasyPrint failed to render the dossier: {type(exc).__name__}: {exc}",

@@ -1,4 +1,4 @@
-"""Locate the data directories that ship with the package (schemas/, templates/, docs/methods/).
+"""Locate the data directories that ship with the package (schemas/, templates/, docs/methods/, the fonts).
 
 In a source checkout or an editable install they sit at the top of the
 repository; in a built wheel they are packed under ``evidence/_resources/``.
@@ -14,7 +14,7 @@ from typing import Literal
 
 from evidence.errors import ConfigError
 
-__all__ = ["resource_dir"]
+__all__ = ["resource_dir", "shipped_fonts"]
 
 
 def resource_dir(name: Literal["schemas", "templates", "docs/methods"]) -> Traversable:
@@ -29,3 +29,11 @@ def resource_dir(name: Literal["schemas", "templates", "docs/methods"]) -> Trave
         f"the installed package has no {name}/ directory",
         hint="reinstall interp-dossier; the wheel must ship schemas/, templates/ and docs/methods/",
     )
+
+
+def shipped_fonts() -> Path:
+    """The directory of the fonts the PDF and its figures use (``evidence/fonts/``, with their licences)."""
+    path = Path(str(resources.files("evidence").joinpath("fonts")))
+    if not any(path.glob("*.ttf")):
+        raise ConfigError(f"the shipped fonts are missing from {path}", hint="reinstall interp-dossier")
+    return path

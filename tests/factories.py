@@ -7,6 +7,7 @@ from typing import Any
 
 from evidence.dossier import build_dossier
 from evidence.records import (
+    Baseline,
     ClauseRef,
     ConfidenceInterval,
     Dossier,
@@ -16,6 +17,7 @@ from evidence.records import (
     Metric,
     ModelIdentity,
     Policy,
+    Table,
     Threshold,
     WeightFile,
 )
@@ -166,3 +168,91 @@ def cross_reference(records, evals, *, subject):
     from evidence.crossref import cross_reference as judge
 
     return judge(records, evals, subject=subject, rules=suite_rules())
+
+
+def _wilson(lower: float, upper: float, n: int = 32) -> ConfidenceInterval:
+    return ConfidenceInterval(lower=lower, upper=upper, level=0.95, method="wilson", n=n)
+
+
+#: The columns of deception.probe's per-layer table (evidence/measure/suite/deception_probe.py).
+PROBE_CURVE_COLUMNS = [
+    "layer", "hook", "probe", "cv_auroc_train", "cv_separation_train", "selectable", "auroc", "auroc_ci_lower",
+    "auroc_ci_upper", "auroc_behaviour", "shift_fraction", "recall_at_operating_point", "flagged_rate_eval",
+    "selected",
+]  # fmt: skip
+
+
+def make_probe_record(record_id: str = "deception.probe:demo") -> EvidenceRecord:
+    """A deception.probe record shaped like the default run's: a per-layer curve for two probe kinds."""
+    rows: list[list[Any]] = []
+    for kind, lift in (("mass-mean", 0.0), ("logistic", -0.04)):
+        for layer, auroc in ((-1, 0.52), (0, 0.71), (1, 0.97), (2, 0.93)):
+            value = auroc + lift
+            rows.append([layer, f"blocks.{max(layer, 0)}.hook_resid_pre", kind, value, 1.2, int(layer >= 0), value,
+                         max(value - 0.08, 0.0), min(value + 0.05, 1.0), None, 0.6, 0.5, 0.02,
+                         int(kind == "mass-mean" and layer == 1)])  # fmt: skip
+    auroc = Metric(
+        name="auroc", value=0.97, unit="AUROC", ci=ConfidenceInterval(lower=0.89, upper=1.0, level=0.95,
+                                                                    method="DeLong", n=64),
+        baseline=Baseline(name="random direction", value=0.55, ci=_wilson(0.48, 0.62)),
+    )  # fmt: skip
+    return make_record(
+        record_id,
+        measurement=MeasurementSpec(id="deception.probe", version="1.3.0", params={"probe": "mass-mean"}),
+        subject="demo",
+        metrics=[auroc, Metric(name="defection_state_evidence", value=1, unit="flag")],
+        tables=[Table(name="per_layer_curve", columns=PROBE_CURVE_COLUMNS, rows=rows)],
+        headline="defection_state_evidence",
+    )
+
+
+def make_refusal_direction_record(record_id: str = "refusal.direction:demo") -> EvidenceRecord:
+    """A refusal.direction record shaped like the default run's: rates with and without interventions."""
+    def rate(name: str, value: float, lower: float, upper: float, baseline: Baseline | None = None) -> Metric:
+        return Metric(name=name, value=value, unit="fraction", ci=_wilson(lower, upper), baseline=baseline)
+
+    random_ablated = Baseline(name="random direction", value=0.94, ci=_wilson(0.80, 0.98))
+    random_added = Baseline(name="random direction", value=0.03, ci=_wilson(0.006, 0.16))
+    return make_record(
+        record_id,
+        measurement=MeasurementSpec(id="refusal.direction", version="2.0.0", params={"max_prompts": 32}),
+        subject="demo",
+        metrics=[
+            Metric(name="selected_layer", value=1, unit="layer index"),
+            rate("refusal_rate_baseline", 0.97, 0.84, 0.99),
+            rate("refusal_rate_ablated", 0.06, 0.02, 0.20, random_ablated),
+            rate("refusal_rate_induced", 0.88, 0.72, 0.95, random_added),
+            rate("refusal_rate_harmless", 0.0, 0.0, 0.11),
+        ],
+        headline="refusal_rate_baseline",
+    )
+
+
+def make_heads_record(record_id: str = "heads.inventory:demo", layers: int = 2, heads: int = 4) -> EvidenceRecord:
+    """A heads.inventory record shaped like the default run's, with its head_scores table."""
+    rows: list[list[Any]] = []
+    for layer in range(layers):
+        for head in range(heads):
+            planted = (layer, head) in ((0, 1), (1, 2))
+            rows.append([layer, head, 0.9 if planted and layer == 0 else 0.05 * head,
+                         0.1, 0.85 if planted and layer == 1 else 0.02 * layer])  # fmt: skip
+    table = Table(name="head_scores", columns=["layer", "head", "prev_token", "duplicate_token", "induction"],
+                  rows=rows)
+    return make_record(record_id, tables=[table], headline="induction_score_max")
+
+
+def make_robustness_record(record_id: str = "deception.robustness:demo") -> EvidenceRecord:
+    """A deception.robustness record with its attack-budget curve."""
+    curve = [[step, 2.0 - step / 40, max(0.95 - step / 80, 0.1), 1.0 - step / 400, 3.0 - step / 50]
+             for step in (0, 8, 16, 32, 64)]  # fmt: skip
+    table = Table(name="attack_budget_curve",
+                  columns=["step", "loss", "recall_at_1pct_fpr", "defection_rate", "mean_defection_log_odds"],
+                  rows=curve)  # fmt: skip
+    return make_record(
+        record_id,
+        measurement=MeasurementSpec(id="deception.robustness", version="1.0.0", params={"attack_steps": 64}),
+        subject="demo",
+        metrics=[Metric(name="delta_auroc", value=-0.2, unit="AUROC")],
+        tables=[table],
+        headline="delta_auroc",
+    )

@@ -4,6 +4,8 @@ Everything the rest of the program needs to know about a measurement is
 declared on its decorator, in its one suite module (``evidence/measure/suite/``):
 
 * id, semver version, parameter model, experimental flag;
+* its headline metric: the one its policy thresholds and validation detectors
+  read, shown first wherever the dossier summarises the measurement;
 * the run-spec datasets it reads and the labels each accepts (:class:`DatasetUse`);
   the run-spec parser asks :func:`dataset_labels` instead of keeping a table;
 * the ``[markers]`` kinds it needs;
@@ -168,6 +170,7 @@ class MeasurementDef:
     tolerance: Tolerance = field(default_factory=lambda: DEFAULT_TOLERANCE)
     backprop: bool = False
     model_copies: int = 1
+    headline: str | None = None
 
     @property
     def required_datasets(self) -> tuple[str, ...]:
@@ -223,6 +226,7 @@ def measurement(
     tolerance: Tolerance | None = None,
     backprop: bool = False,
     model_copies: int = 1,
+    headline: str | None = None,
 ) -> Callable[[F], F]:
     """Register ``fn(model, params, ctx) -> MeasurementResult`` with everything known about it.
 
@@ -245,6 +249,8 @@ def measurement(
     names = [d.name for d in uses]
     if len(set(names)) != len(names):
         raise ValueError(f"measurement {id!r} declares a dataset twice: {names}")
+    if headline is not None and detectors and headline not in {d.metric for d in detectors}:
+        raise ValueError(f"measurement {id!r}: headline {headline!r} must be one of its detectors' metrics")
     for rule in crossref:
         if rule.measurement != id:
             raise ValueError(f"measurement {id!r} declares a cross-reference rule for {rule.measurement!r}")
@@ -269,6 +275,7 @@ def measurement(
             tolerance=tolerance or DEFAULT_TOLERANCE,
             backprop=backprop,
             model_copies=model_copies,
+            headline=headline,
         )
         return fn
 

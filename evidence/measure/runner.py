@@ -88,6 +88,11 @@ def check_task(task: Task) -> tuple[MeasurementDef, BaseModel]:
     return definition, params
 
 
+def _error_hint(exc: BaseException) -> str | None:
+    hint = getattr(exc, "hint", None)
+    return hint if isinstance(hint, str) and hint else None
+
+
 def _error_message(exc: BaseException) -> str:
     message = str(exc).strip() or repr(exc)
     hint = getattr(exc, "hint", None)
@@ -146,12 +151,15 @@ def run_task(
             summary=result.summary,
             duration_s=time.perf_counter() - start,
             tolerance=definition.tolerance,
+            # A result may lack its headline metric (e.g. a part that did not apply): then it claims none.
+            headline=definition.headline if any(m.name == definition.headline for m in result.metrics) else None,
         )
     except Exception as exc:  # every failure inside a measurement is recorded
         return EvidenceRecord(
             **common,
             status="error",
-            error=ErrorInfo(type=type(exc).__name__, message=_error_message(exc)),
+            error=ErrorInfo(type=type(exc).__name__, message=_error_message(exc), hint=_error_hint(exc)),
+            headline=definition.headline,
             seeds={"task": task.seed, **ctx.seeds},
             duration_s=time.perf_counter() - start,
         )

@@ -227,6 +227,7 @@ class ErrorInfo(_Frozen):
 
     type: Name
     message: Annotated[str, StringConstraints(min_length=1)]
+    hint: str | None = Field(default=None, description="the remedy, in words, when the measurement gave one")
 
 
 class Tolerance(_Frozen):
@@ -262,6 +263,11 @@ class EvidenceRecord(_Frozen):
     tolerance: Tolerance | None = Field(
         default=None, description="how closely a re-run must agree with the metrics to reproduce them"
     )
+    headline: Name | None = Field(
+        default=None,
+        description="the metric its measurement declares as its headline (the one its policy thresholds and "
+        "validation detectors read); null when none was declared or the record does not carry it",
+    )
 
     @model_validator(mode="after")
     def _status_consistent(self) -> EvidenceRecord:
@@ -273,6 +279,8 @@ class EvidenceRecord(_Frozen):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"record {self.record_id!r}: duplicate metric names {dupes}")
+        if self.status == "ok" and self.headline is not None and self.headline not in names:
+            raise ValueError(f"record {self.record_id!r}: headline {self.headline!r} is not one of its metrics")
         return self
 
     def metric(self, name: str) -> Metric:

@@ -110,6 +110,34 @@ def test_every_method_page_belongs_to_a_registered_measurement():
 # -- unknown ids are an error wherever they are named ------------------------------------------
 
 
+def test_every_measurement_declares_a_headline_its_policy_or_detectors_read():
+    import tomllib
+
+    policy = tomllib.loads((ROOT / "evidence" / "specs" / "policy-organisms.toml").read_text(encoding="utf-8"))
+    gated: dict[str, set[str]] = {}
+    for threshold in policy["threshold"]:
+        gated.setdefault(threshold["measurement"], set()).add(threshold["metric"])
+    for mid, definition in suite_definitions().items():
+        assert definition.headline, mid
+        if definition.detectors:
+            assert definition.headline in {d.metric for d in definition.detectors}, mid
+        if mid in gated:
+            assert definition.headline in gated[mid], mid
+
+
+def test_a_headline_outside_the_detectors_is_refused():
+    from evidence.measure import Detector, MeasurementParams
+    from evidence.records import Criterion
+
+    class NoParams(MeasurementParams):
+        pass
+
+    detector = Detector("found", "refusal", (Criterion(comparator=">=", threshold=1, rule="point"),))
+    with pytest.raises(ValueError, match="headline 'other' must be one of its detectors' metrics"):
+        registry.measurement("test.bad_headline", version="1.0.0", params=NoParams, detectors=[detector],
+                             headline="other")
+
+
 def test_an_unknown_id_suggests_the_closest_registered_one():
     with pytest.raises(ConfigError) as info:
         registry.require_known(["heads.inventory", "probe.casuality"], where="somewhere")

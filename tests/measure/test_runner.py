@@ -46,7 +46,9 @@ def model() -> LoadedModel:
 
 @pytest.fixture(autouse=True)
 def toy_measurements() -> Iterator[None]:
-    @measurement("test.toy_ok", version="1.2.3", params=ToyParams, clauses=[CLAUSE], experimental=True)
+    @measurement(
+        "test.toy_ok", version="1.2.3", params=ToyParams, clauses=[CLAUSE], experimental=True, headline="value"
+    )
     def toy_ok(model: LoadedModel, params: ToyParams, ctx: MeasureContext) -> MeasurementResult:
         value = float(ctx.numpy_rng("value").random()) + params.alpha
         ctx.progress(1.0, "done")
@@ -55,9 +57,13 @@ def toy_measurements() -> Iterator[None]:
             summary=f"label {params.label}",
         )
 
-    @measurement("test.toy_raises", version="1.0.0", params=ToyParams)
+    @measurement("test.toy_raises", version="1.0.0", params=ToyParams, headline="value")
     def toy_raises(model: LoadedModel, params: ToyParams, ctx: MeasureContext) -> MeasurementResult:
-        raise MeasurementError("the toy measurement failed on purpose")
+        raise MeasurementError("the toy measurement failed on purpose", hint="give it a reason not to")
+
+    @measurement("test.toy_no_headline", version="1.0.0", params=ToyParams, headline="missing")
+    def toy_no_headline(model: LoadedModel, params: ToyParams, ctx: MeasureContext) -> MeasurementResult:
+        return MeasurementResult(metrics=[Metric(name="value", value=1.0, unit="score")])
 
     @measurement("test.toy_nan", version="1.0.0", params=ToyParams)
     def toy_nan(model: LoadedModel, params: ToyParams, ctx: MeasureContext) -> MeasurementResult:
@@ -68,7 +74,8 @@ def toy_measurements() -> Iterator[None]:
         return {"value": 1.0}  # type: ignore[return-value]
 
     yield
-    for key in ("test.toy_ok", "test.toy_raises", "test.toy_nan", "test.toy_wrong_type", "toy.needs_inputs"):
+    for key in ("test.toy_ok", "test.toy_raises", "test.toy_nan", "test.toy_wrong_type", "toy.needs_inputs",
+                "test.toy_no_headline"):
         registry._REGISTRY.pop(key, None)
 
 
@@ -123,6 +130,17 @@ def test_ok_record_carries_spec_seeds_clauses_and_flags(model):
     assert record.summary == "label x"
     assert record.duration_s is not None and record.duration_s >= 0
     assert progress == [1.0]
+    assert record.headline == "value"
+
+
+def test_a_result_without_its_headline_metric_claims_none(model):
+    record = run_task(Task("test.toy_no_headline", {}, 0, SPEC), model)
+    assert record.status == "ok" and record.headline is None
+
+
+def test_an_internal_error_records_no_hint(model):
+    record = run_task(Task("test.toy_wrong_type", {}, 0, SPEC), model)
+    assert record.error is not None and record.error.hint is None
 
 
 def test_same_task_gives_the_same_record_apart_from_duration(model):
@@ -139,7 +157,9 @@ def test_a_failing_measurement_becomes_an_error_record(model):
     assert record.status == "error"
     assert record.error is not None
     assert record.error.type == "MeasurementError"
-    assert record.error.message == "the toy measurement failed on purpose"
+    assert record.error.message == "the toy measurement failed on purpose (give it a reason not to)"
+    assert record.error.hint == "give it a reason not to"
+    assert record.headline == "value"  # what the measurement would have headlined
     assert record.metrics == [] and record.tables == [] and record.data == []
     assert record.measurement.params == {"alpha": 1, "label": "y"}
 

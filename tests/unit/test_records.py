@@ -52,6 +52,20 @@ def test_error_status_requires_error_and_ok_forbids_it():
         )
 
 
+def test_an_ok_record_headlines_one_of_its_own_metrics():
+    spec = MeasurementSpec(id="heads.inventory", version="1.0.0")
+    metric = Metric(name="induction_score_max", value=0.9, unit="score")
+    record = EvidenceRecord(record_id="r1", measurement=spec, subject="m", status="ok", metrics=[metric],
+                            headline="induction_score_max")
+    assert record.metric(record.headline).value == 0.9
+    with pytest.raises(ValidationError, match="headline 'auroc' is not one of its metrics"):
+        EvidenceRecord(record_id="r1", measurement=spec, subject="m", status="ok", metrics=[metric],
+                       headline="auroc")
+    failed = EvidenceRecord(record_id="r1", measurement=spec, subject="m", status="error",
+                            error={"type": "X", "message": "y"}, headline="induction_score_max")
+    assert failed.metrics == [] and failed.headline == "induction_score_max"
+
+
 def test_measurement_id_and_version_are_checked():
     with pytest.raises(ValidationError):
         MeasurementSpec(id="NoDots", version="1.0.0")

@@ -127,6 +127,7 @@ def _records() -> list[EvidenceRecord]:
         ],
         summary=HOSTILE_SUMMARY,
         duration_s=1.75,
+        headline="refusal_drop_under_ablation",
     )
     failed = EvidenceRecord(
         record_id="demo/refusal.stability/0",
@@ -135,7 +136,9 @@ def _records() -> list[EvidenceRecord]:
         ),
         subject="demo",
         status="error",
-        error=ErrorInfo(type="DatasetError", message="refusal.harmful has no held-out split"),
+        error=ErrorInfo(type="ConfigError", message="refusal.harmful has no held-out split (give it a split)",
+                        hint="give it a split"),
+        headline="attack_success_rate",
         seeds={"split": 3},
         clauses=[ClauseRef(id="EU-AIA/Art15/5@OJ-2024-07-12", strength="partial",
                            rationale="tests resistance to adversarial inputs")],
@@ -157,6 +160,7 @@ def _records() -> list[EvidenceRecord]:
                       rationale="evaluation result with its method and scoring"),
         ],
         summary="A linear probe separates instructed deception from honest answers.",
+        headline="flagged_rate_eval",
     )
     proxy = EvidenceRecord(
         record_id="demo/goal.proxy_reliance/0",
@@ -411,8 +415,8 @@ def test_records_render_with_their_details(text):
         "1.235e-4",
         "per-layer effect",
         "0.1235",
-        "Measurement failed: DatasetError.",
-        "refusal.harmful has no held-out split",
+        "The measurement failed. refusal.harmful has no held-out split",
+        "Remedy. give it a split",
         "EXPERIMENTAL",
         '"I cannot"',
         "[1,2]",  # parameters as compact JSON
@@ -675,10 +679,11 @@ def test_json_that_does_not_encode_the_dossier_is_refused():
 
 
 def test_characters_without_a_glyph_are_refused():
+    # Cuneiform: no font shipped with the project covers it (and no other font is used).
     dossier = _dossier()
-    record = dossier.records[3].model_copy(update={"summary": "\u62d2\u7edd"})
+    record = dossier.records[3].model_copy(update={"summary": "\U00012000\U00012001"})
     dossier = dossier.model_copy(update={"records": [record], **NO_POLICY, **LEAN})
-    with pytest.raises(RenderError, match="U\\+62D2"):
+    with pytest.raises(RenderError, match="shipped.*U\\+12000"):
         render.render_pdf(dossier, canonical_bytes(dossier))
 
 

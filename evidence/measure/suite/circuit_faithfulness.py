@@ -902,6 +902,7 @@ def _summary(run: _Analysis, metrics: list[Metric], nodes: list[Node], params: C
     version="2.2.0",
     backprop=True,  # attribution patching: gradients of the metric through the model
     model_copies=2,  # the randomly initialised twin
+    headline="edge_circuit_found",
     params=CircuitParams,
     clauses=CLAUSES,
     datasets=[

@@ -534,6 +534,7 @@ def _summary(
 @measurement(
     "deception.probe",
     version="2.2.0",
+    headline="defection_state_evidence",
     params=DeceptionProbeParams,
     clauses=CLAUSES,
     datasets=DATASETS,

@@ -823,6 +823,7 @@ def _summary(
     "deception.robustness",
     version="2.2.0",
     backprop=True,  # the obfuscation and suffix attacks: gradients through the model
+    headline="delta_auroc",
     params=DeceptionRobustnessParams,
     clauses=CLAUSES,
     datasets=DATASETS,

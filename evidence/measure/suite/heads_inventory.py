@@ -548,6 +548,7 @@ def _joint(
     "heads.inventory",
     version="2.1.0",
     model_copies=2,  # the randomly initialised twin
+    headline="induction_score_max",
     params=HeadsInventoryParams,
     clauses=CLAUSES,
     detectors=(

@@ -570,6 +570,7 @@ def _generation_table(generation: _Generation) -> Table:
 @measurement(
     "model.batch_invariance",
     version="2.0.0",
+    headline="max_abs_logit_diff",
     params=BatchInvarianceParams,
     clauses=CLAUSES,
     calibration=(

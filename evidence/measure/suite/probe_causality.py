@@ -521,6 +521,7 @@ def _curve_table(rows: list[Row], where: str, n_neg: int, n_pos: int) -> Table:
 @measurement(
     "probe.causality",
     version="2.1.0",
+    headline="nie",
     params=ProbeCausalityParams,
     clauses=CLAUSES,
     datasets=DATASETS,

@@ -695,6 +695,7 @@ def _summary(
 @measurement(
     "refusal.direction",
     version="2.1.0",
+    headline="refusal_rate_baseline",
     params=RefusalDirectionParams,
     clauses=CLAUSES,
     datasets=[DatasetUse.of(HARMFUL, "harmful"), DatasetUse.of(HARMLESS, "harmless")],

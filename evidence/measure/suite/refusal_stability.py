@@ -872,6 +872,7 @@ def _summary(
     "refusal.stability",
     version="2.1.0",
     backprop=True,  # the suffix attack: gradients through the model to the suffix tokens
+    headline="attack_compliance_rate",
     params=RefusalStabilityParams,
     clauses=CLAUSES,
     datasets=[DatasetUse.of(HARMFUL, "harmful"), DatasetUse.of(HARMLESS, "harmless")],

@@ -1,0 +1,342 @@
+"""Figures of the dossier, drawn as SVG from the records alone (never from tensors).
+
+Each figure reads what a record carries (its metrics, their intervals and
+baselines, its tables) and draws nothing the record does not hold. The figures
+use one colour-blind-safe palette (Okabe & Ito 2008), label their axes with
+units, and are deterministic: the same record gives the same SVG bytes on every
+machine. Text is drawn as paths from the font shipped with the package
+(``evidence/fonts/DejaVuSans.ttf``), so neither drawing nor viewing depends on
+the fonts a machine has installed.
+
+matplotlib (the ``[render]`` extra) is imported only when a figure is drawn.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evidence.errors import missing_extra
+from evidence.records import EvidenceRecord, Metric, Table
+
+__all__ = ["PALETTE", "Figure", "figures_for"]
+
+#: Okabe & Ito's colour-blind-safe palette, in the order the figures use it.
+PALETTE = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "green": "#009E73",
+    "vermillion": "#D55E00",
+    "sky": "#56B4E9",
+    "purple": "#CC79A7",
+    "yellow": "#F0E442",
+    "black": "#000000",
+    "grey": "#999999",
+}
+
+#: A fixed salt for the ids matplotlib writes into an SVG (clip paths, glyphs): same input, same bytes.
+_SVG_SALT = "interp-dossier"
+_WIDTH_IN, _HEIGHT_IN = 6.3, 2.6
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a record: an SVG document (no XML prolog, ready to inline) and its caption."""
+
+    name: str
+    caption: str
+    svg: str
+
+
+def figures_for(record: EvidenceRecord) -> list[Figure]:
+    """The figures drawn from ``record``; none when its measurement has no figure or the record lacks the data."""
+    if record.status != "ok":
+        return []
+    drawers = _DRAWERS.get(record.measurement.id, ())
+    return [figure for draw in drawers if (figure := draw(record)) is not None]
+
+
+# -- drawing helpers --------------------------------------------------------------------------
+
+
+def _matplotlib() -> Any:
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_svg import FigureCanvasSVG
+        from matplotlib.figure import Figure as MplFigure
+        from matplotlib.font_manager import FontProperties
+    except ImportError as exc:
+        raise missing_extra("render", exc) from None
+    return matplotlib, MplFigure, FigureCanvasSVG, FontProperties
+
+
+def _style() -> dict[str, Any]:
+    return {
+        "svg.hashsalt": _SVG_SALT,
+        "svg.fonttype": "path",
+        "text.usetex": False,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.linewidth": 0.6,
+        "xtick.major.width": 0.6,
+        "ytick.major.width": 0.6,
+        "font.size": 8.0,
+        "legend.frameon": False,
+        "path.simplify": False,
+    }
+
+
+def _new_figure() -> tuple[Any, Any]:
+    # Fixed margins, no layout engine: where things go does not depend on how wide any font draws text.
+    _, mpl_figure, canvas_svg, _ = _matplotlib()
+    figure = mpl_figure(figsize=(_WIDTH_IN, _HEIGHT_IN))
+    canvas_svg(figure)
+    figure.subplots_adjust(left=0.1, right=0.98, bottom=0.17, top=0.95)
+    return figure, figure.add_subplot()
+
+
+def _to_svg(figure: Any) -> str:
+    """The figure as SVG text, every text in the shipped font, without prolog or varying metadata."""
+    from evidence.resources import shipped_fonts
+
+    _, _, _, font_properties = _matplotlib()
+    from matplotlib.text import Text
+
+    font = shipped_fonts() / "DejaVuSans.ttf"
+    figure.draw_without_rendering()  # creates every tick label, so that each gets the shipped font
+    for text in figure.findobj(Text):
+        text.set_fontproperties(font_properties(fname=font, size=text.get_fontsize()))
+    out = io.StringIO()
+    figure.savefig(out, format="svg", metadata={"Date": None, "Creator": "interp-dossier"})
+    svg = out.getvalue()
+    return svg[svg.index("<svg") :]
+
+
+def _draw(drawing: Callable[[Any, Any], None]) -> str:
+    matplotlib, _, _, _ = _matplotlib()
+    with matplotlib.rc_context(_style()):
+        figure, axes = _new_figure()
+        drawing(figure, axes)
+        return _to_svg(figure)
+
+
+def _metric(record: EvidenceRecord, name: str) -> Metric | None:
+    return next((m for m in record.metrics if m.name == name), None)
+
+
+def _table(record: EvidenceRecord, name: str) -> Table | None:
+    return next((t for t in record.tables if t.name == name), None)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# -- deception.probe: per-layer AUROC --------------------------------------------------------
+
+
+def _probe_auroc_by_layer(record: EvidenceRecord) -> Figure | None:
+    table = _table(record, "per_layer_curve")
+    needed = ("layer", "probe", "auroc", "auroc_ci_lower", "auroc_ci_upper", "selected")
+    if table is None or any(c not in table.columns for c in needed):
+        return None
+    col = {c: table.columns.index(c) for c in table.columns}
+    curves: dict[str, list[Sequence[Any]]] = {}
+    for row in table.rows:
+        if all(_finite(row[col[c]]) for c in ("layer", "auroc", "auroc_ci_lower", "auroc_ci_upper")):
+            curves.setdefault(str(row[col["probe"]]), []).append(row)
+    if not curves:
+        return None
+    auroc = _metric(record, "auroc")
+    random = auroc.baseline if auroc is not None else None
+    selected = [row for rows in curves.values() for row in rows if row[col["selected"]] == 1]
+    colours = [PALETTE["blue"], PALETTE["orange"], PALETTE["green"], PALETTE["purple"]]
+
+    def drawing(figure: Any, axes: Any) -> None:
+        for (kind, rows), colour in zip(sorted(curves.items()), colours * 4, strict=False):
+            rows = sorted(rows, key=lambda r: r[col["layer"]])
+            layers = [r[col["layer"]] for r in rows]
+            axes.fill_between(layers, [r[col["auroc_ci_lower"]] for r in rows],
+                              [r[col["auroc_ci_upper"]] for r in rows], color=colour, alpha=0.2, linewidth=0)
+            axes.plot(layers, [r[col["auroc"]] for r in rows], color=colour, marker="o", markersize=3,
+                      linewidth=1.2, label=f"{kind} probe (95% CI band)" if rows else kind)
+        if selected:
+            row = selected[0]
+            axes.plot([row[col["layer"]]], [row[col["auroc"]]], linestyle="none", marker="s", markersize=7,
+                      markerfacecolor="none", markeredgecolor=PALETTE["black"], label="selected read point")
+            if random is not None and random.ci is not None:
+                axes.errorbar([row[col["layer"]]], [random.value],
+                              yerr=[[random.value - random.ci.lower], [random.ci.upper - random.value]],
+                              color=PALETTE["vermillion"], marker="D", markersize=4, capsize=3, linestyle="none",
+                              label="random directions (selected point, CI)")
+        axes.axhline(0.5, color=PALETTE["grey"], linewidth=0.8, linestyle="--", label="chance (0.5)")
+        axes.set_xticks(sorted({r[col["layer"]] for rows in curves.values() for r in rows}))
+        axes.set_ylim(0.0, 1.02)
+        axes.set_xlabel("layer (read point; -1 is the input of block 0)")
+        axes.set_ylabel("AUROC on the evaluation set (unitless)")
+        axes.legend(loc="lower right", fontsize=6.5)
+
+    caption = (
+        "Probe AUROC at every candidate layer, triggered vs untriggered evaluation prompts, with each "
+        "AUROC's confidence interval as a band; the square marks the read point the selection rule chose"
+        + ("; the diamond is the random-direction baseline at that point, with its interval." if random else ".")
+    )
+    return Figure(name="per-layer probe AUROC", caption=caption, svg=_draw(drawing))
+
+
+# -- refusal.direction: refusal rates under interventions -------------------------------------
+
+
+def _refusal_rates(record: EvidenceRecord) -> Figure | None:
+    bars: list[tuple[str, str, float, Any, str]] = []  # (group, label, value, ci, colour)
+
+    def add(group: str, label: str, metric: Metric | None, colour: str, baseline: bool = False) -> None:
+        if metric is None or metric.unit != "fraction":  # the axis reads fractions as percentages
+            return
+        source: Any = metric.baseline if baseline else metric
+        if source is not None and _finite(source.value):
+            bars.append((group, label, float(source.value), source.ci, colour))
+
+    ablated, induced = _metric(record, "refusal_rate_ablated"), _metric(record, "refusal_rate_induced")
+    add("harmful prompts", "no intervention", _metric(record, "refusal_rate_baseline"), PALETTE["grey"])
+    add("harmful prompts", "direction ablated", ablated, PALETTE["blue"])
+    add("harmful prompts", "random direction ablated", ablated, PALETTE["orange"], baseline=True)
+    add("harmless prompts", "no intervention", _metric(record, "refusal_rate_harmless"), PALETTE["grey"])
+    add("harmless prompts", "direction added", induced, PALETTE["green"])
+    add("harmless prompts", "random vector added", induced, PALETTE["orange"], baseline=True)
+    if len(bars) < 2:
+        return None
+
+    def drawing(figure: Any, axes: Any) -> None:
+        positions, ticks, groups = [], [], []
+        x = 0.0
+        for i, (group, label, _, _, _) in enumerate(bars):
+            if i and group != bars[i - 1][0]:
+                x += 0.6
+            positions.append(x)
+            ticks.append(label)
+            groups.append(group)
+            x += 1.0
+        values = [100.0 * b[2] for b in bars]
+        lower = [100.0 * (b[2] - b[3].lower) if b[3] is not None else 0.0 for b in bars]
+        upper = [100.0 * (b[3].upper - b[2]) if b[3] is not None else 0.0 for b in bars]
+        axes.bar(positions, values, width=0.75, color=[b[4] for b in bars], yerr=[lower, upper], capsize=3,
+                 error_kw={"elinewidth": 0.8, "ecolor": PALETTE["black"]})
+        figure.subplots_adjust(bottom=0.24)
+        labels = [f"{textwrap.fill(t, 16)}\n({g.split()[0]})" for t, g in zip(ticks, groups, strict=True)]
+        axes.set_xticks(positions, labels, fontsize=6.5)
+        axes.set_ylim(0.0, 105.0)
+        axes.set_ylabel("refusal rate (% of prompts)")
+
+    caption = (
+        "Refusal rates read from the model's own greedy output, with their intervals: harmful prompts without "
+        "intervention (every part of the set), with the refusal direction ablated and with a random direction "
+        "ablated (the evaluation part); harmless prompts of the evaluation part without intervention, with the "
+        "direction added and with a random vector of the same norm added."
+    )
+    return Figure(name="refusal rates", caption=caption, svg=_draw(drawing))
+
+
+# -- heads.inventory: head scores, layer x head -----------------------------------------------
+
+#: The sequential colour map of heat maps: cividis, designed to read the same with colour-vision deficiencies.
+HEATMAP = "cividis"
+_MAX_ANNOTATED_CELLS = 96
+
+
+def _head_scores(record: EvidenceRecord) -> Figure | None:
+    table = _table(record, "head_scores")
+    if table is None or table.columns[:2] != ["layer", "head"] or len(table.columns) < 3 or not table.rows:
+        return None
+    if not all(isinstance(row[0], int) and isinstance(row[1], int) and row[0] >= 0 and row[1] >= 0
+               for row in table.rows):
+        return None
+    scores = table.columns[2:]
+    n_layers = 1 + max(int(row[0]) for row in table.rows)  # type: ignore[arg-type]
+    n_heads = 1 + max(int(row[1]) for row in table.rows)  # type: ignore[arg-type]
+    grids = {name: [[math.nan] * n_heads for _ in range(n_layers)] for name in scores}
+    for row in table.rows:
+        for name, value in zip(scores, row[2:], strict=True):
+            if _finite(value):
+                grids[name][int(row[0])][int(row[1])] = float(value)  # type: ignore[arg-type]
+
+    def drawing(figure: Any, axes: Any) -> None:
+        figure.delaxes(axes)
+        figure.subplots_adjust(left=0.07, right=0.9, bottom=0.17, top=0.9, wspace=0.25)
+        panels = figure.subplots(1, len(scores), squeeze=False)[0]
+        mesh = None
+        for panel, name in zip(panels, scores, strict=True):
+            # Vector cells (pcolormesh), never a raster image.
+            mesh = panel.pcolormesh(grids[name], cmap=HEATMAP, vmin=0.0, vmax=1.0, edgecolors="none")
+            panel.set_title(name.replace("_", " "), fontsize=8)
+            panel.set_xlabel("head (index)")
+            panel.set_xticks([h + 0.5 for h in range(n_heads)], [str(h) for h in range(n_heads)])
+            panel.set_yticks([layer + 0.5 for layer in range(n_layers)], [str(layer) for layer in range(n_layers)])
+            if n_layers * n_heads <= _MAX_ANNOTATED_CELLS:
+                for layer in range(n_layers):
+                    for head in range(n_heads):
+                        value = grids[name][layer][head]
+                        if math.isfinite(value):
+                            panel.text(head + 0.5, layer + 0.5, f"{value:.2f}", ha="center", va="center",
+                                       fontsize=5.5, color="white" if value < 0.55 else "black")
+        panels[0].set_ylabel("layer (index)")
+        if mesh is not None:
+            bar = figure.colorbar(mesh, ax=list(panels), label="mean score (0 to 1)", shrink=0.9)
+            bar.solids.set_rasterized(False)  # matplotlib rasterizes long colour bars; keep it vector
+
+    caption = (
+        f"Mean score of every head ({n_layers} layers \u00d7 {n_heads} heads) over the evaluation sequences, "
+        f"one panel per score ({', '.join(s.replace('_', ' ') for s in scores)}), from the record's "
+        "head_scores table."
+    )
+    return Figure(name="head scores", caption=caption, svg=_draw(drawing))
+
+
+# -- deception.robustness: the attack-budget curve --------------------------------------------
+
+
+def _attack_budget(record: EvidenceRecord) -> Figure | None:
+    table = _table(record, "attack_budget_curve")
+    series = (("recall_at_1pct_fpr", "probe recall at 1% FPR", PALETTE["blue"], "o"),
+              ("defection_rate", "defection rate (model output)", PALETTE["vermillion"], "s"))  # fmt: skip
+    if table is None or "step" not in table.columns:
+        return None
+    col = {c: table.columns.index(c) for c in table.columns}
+    drawn = [s for s in series if s[0] in col]
+    points = {
+        name: sorted((row[col["step"]], row[col[name]]) for row in table.rows
+                     if _finite(row[col["step"]]) and _finite(row[col[name]]))
+        for name, *_ in drawn
+    }  # fmt: skip
+    if not any(points.values()):
+        return None
+
+    def drawing(figure: Any, axes: Any) -> None:
+        for name, label, colour, marker in drawn:
+            if points[name]:
+                steps, values = zip(*points[name], strict=True)
+                axes.plot(steps, [100.0 * v for v in values], color=colour, marker=marker, markersize=3,
+                          linewidth=1.2, label=label)
+        axes.set_ylim(0.0, 105.0)
+        axes.set_xlabel("attack budget (optimisation steps against the probe)")
+        axes.set_ylabel("% of triggered prompts")
+        axes.legend(loc="best", fontsize=6.5)
+
+    caption = (
+        "The obfuscation attack's budget curve on the held-out triggered evaluation prompts: the probe's recall "
+        "at its 1% false-positive operating point and the model's defection rate, after each number of attack "
+        "steps (point values from the record's attack_budget_curve table, which carries no intervals)."
+    )
+    return Figure(name="attack budget", caption=caption, svg=_draw(drawing))
+
+
+_DRAWERS: dict[str, tuple[Callable[[EvidenceRecord], Figure | None], ...]] = {
+    "deception.probe": (_probe_auroc_by_layer,),
+    "deception.robustness": (_attack_budget,),
+    "heads.inventory": (_head_scores,),
+    "refusal.direction": (_refusal_rates,),
+}

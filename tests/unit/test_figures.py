@@ -1,0 +1,133 @@
+"""Figures drawn from the records: what they show, that they are deterministic and font-independent."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("weasyprint")
+pypdf = pytest.importorskip("pypdf")
+
+from evidence import figures, render  # noqa: E402
+from evidence.canonical import canonical_bytes  # noqa: E402
+from evidence.records import ErrorInfo  # noqa: E402
+from tests.factories import (  # noqa: E402
+    PROBE_CURVE_COLUMNS,
+    make_dossier,
+    make_heads_record,
+    make_probe_record,
+    make_record,
+    make_refusal_direction_record,
+    make_robustness_record,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_factory_matches_the_probe_tables_columns():
+    from evidence.measure.suite.deception_probe import _CURVE_COLUMNS
+
+    assert PROBE_CURVE_COLUMNS == _CURVE_COLUMNS
+
+
+def test_the_probe_record_draws_its_per_layer_auroc_with_bands_and_the_random_baseline():
+    (figure,) = figures.figures_for(make_probe_record())
+    assert figure.name == "per-layer probe AUROC"
+    assert figure.svg.startswith("<svg")
+    for colour in (figures.PALETTE["blue"], figures.PALETTE["orange"], figures.PALETTE["vermillion"]):
+        assert colour.lower() in figure.svg.lower()
+    assert "fill-opacity: 0.2" in figure.svg  # the AUROC interval bands
+    assert "random-direction baseline" in figure.caption
+
+
+def test_the_refusal_record_draws_six_rates_with_their_intervals():
+    (figure,) = figures.figures_for(make_refusal_direction_record())
+    assert figure.name == "refusal rates"
+    # One bar per rate, each in a palette colour (grey for "no intervention").
+    bars = re.findall(r'<g id="patch_\d+">', figure.svg)
+    assert len(bars) >= 6
+    assert figures.PALETTE["green"].lower() in figure.svg.lower()
+
+
+def test_the_heads_record_draws_one_heat_map_panel_per_score():
+    (figure,) = figures.figures_for(make_heads_record())
+    assert figure.name == "head scores"
+    assert "2 layers \u00d7 4 heads" in figure.caption
+    assert "prev token, duplicate token, induction" in figure.caption
+    assert len(re.findall(r'<g id="axes_\d+">', figure.svg)) == 4  # three panels and the colour bar
+    assert "<image" not in figure.svg  # vector cells, no raster image
+
+
+def test_the_robustness_record_draws_its_attack_budget_curve_without_inventing_intervals():
+    (figure,) = figures.figures_for(make_robustness_record())
+    assert figure.name == "attack budget" and "carries no intervals" in figure.caption
+    assert figures.PALETTE["blue"].lower() in figure.svg.lower()
+    assert figures.PALETTE["vermillion"].lower() in figure.svg.lower()
+    assert "fill-opacity: 0.2" not in figure.svg  # no interval band: the table has no intervals
+
+
+def test_the_heads_table_must_be_layer_by_head_to_be_drawn():
+    record = make_heads_record()
+    table = record.tables[0].model_copy(update={"columns": ["head", "layer", *record.tables[0].columns[2:]]})
+    assert figures.figures_for(record.model_copy(update={"tables": [table]})) == []
+
+
+def test_records_without_the_data_or_that_failed_draw_nothing():
+    assert figures.figures_for(make_record()) == []  # heads.inventory: no figure yet
+    bare = make_probe_record().model_copy(update={"tables": []})
+    assert figures.figures_for(bare) == []
+    failed = make_probe_record().model_copy(
+        update={"status": "error", "metrics": [], "tables": [], "headline": None,
+                "error": ErrorInfo(type="MeasurementError", message="x")})
+    assert figures.figures_for(failed) == []
+
+
+def test_svg_is_deterministic_and_carries_no_date_and_no_text_that_needs_a_font():
+    first = figures.figures_for(make_probe_record())[0].svg
+    assert figures.figures_for(make_probe_record())[0].svg == first
+    assert "<dc:date>" not in first
+    assert "<text" not in first  # text drawn as paths from the shipped font
+    assert "font-family" not in first
+    assert "<image" not in first
+
+
+_DRAW = """
+import sys
+from evidence import figures
+from tests.factories import (
+    make_heads_record, make_probe_record, make_refusal_direction_record, make_robustness_record,
+)
+for record in (make_probe_record(), make_refusal_direction_record(), make_heads_record(), make_robustness_record()):
+    sys.stdout.write(figures.figures_for(record)[0].svg)
+"""
+
+
+def test_the_svg_does_not_depend_on_the_machines_matplotlib_configuration(tmp_path: Path):
+    # Another user's matplotlibrc: other fonts, other sizes, other salt.
+    (tmp_path / "matplotlibrc").write_text(
+        "font.family: serif\nfont.serif: DejaVu Serif\nfont.size: 14\nsvg.hashsalt: other\nsvg.fonttype: none\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MATPLOTLIBRC": str(tmp_path / "matplotlibrc")}
+    result = subprocess.run([sys.executable, "-c", _DRAW], cwd=REPO, env=env, capture_output=True, check=False,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    records = (make_probe_record(), make_refusal_direction_record(), make_heads_record(), make_robustness_record())
+    expected = "".join(figures.figures_for(r)[0].svg for r in records)
+    assert result.stdout.decode() == expected
+
+
+def test_a_default_run_like_dossier_renders_with_its_figures():
+    dossier = make_dossier(records=[make_refusal_direction_record(), make_probe_record(), make_heads_record()])
+    pdf = render.render_pdf(dossier, canonical_bytes(dossier))
+    text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages))
+    for name in ("refusal rates", "per-layer probe AUROC", "head scores"):
+        assert f"({name})" in text
+    assert render.render_pdf(dossier, canonical_bytes(dossier)) == pdf  # deterministic with figures
