@@ -549,7 +549,10 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "record_anchor": _first_anchors([r.record_id for r in dossier.records], "record"),
         "verdict_anchor": _first_anchors([v.verdict_id for v in dossier.verdicts], "verdict"),
         "eval_label": {ev.eval_id: f"E{i}" for i, ev in enumerate(dossier.external_evals, start=1)},
-        "flagged": [(i, x) for i, x in enumerate(dossier.cross_references, start=1) if x.flagged],
+        "flagged": [
+            (i, x) for i, x in enumerate(dossier.cross_references, start=1) if x.flagged and not x.other_model
+        ],
+        "other_models": [(i, x) for i, x in enumerate(dossier.cross_references, start=1) if x.other_model],
         "finding_label": _finding_label,
         "plural": _plural,
         "clause_groups": _clause_groups(dossier.clause_index),

@@ -751,3 +751,30 @@ def test_validation_chapter_says_when_no_report_is_cited(text):
     chapter = _squash(_chapter(text, "Validation of the instruments"))
     assert _squash("This dossier cites no validation report") in chapter
     assert _squash("A threshold that requires its instrument's validation is inconclusive") in chapter
+
+
+def test_the_numerics_certificate_and_evaluations_of_another_model_are_shown():
+    from evidence.crossref import cross_reference as judge
+    from evidence.records import NumericsCertificate
+    from tests.factories import suite_rules
+
+    certificate = NumericsCertificate(
+        dtype="float32", prompt_source="dataset refusal.harmful", prompts=8, tokens=96, reference="transformers",
+        bridge_max_abs_diff=2.4e-7, bridge_mean_abs_diff=3.1e-8, batched_max_abs_diff=1.2e-6,
+        batched_mean_abs_diff=1.0e-7, note="The bridge differs from the plain transformers model by little.",
+    )  # fmt: skip
+    base = _dossier()
+    others = [ev.model_copy(update={"model": "acme/chat-7b"}) for ev in base.external_evals]
+    dossier = base.model_copy(
+        update={
+            "model": base.model.model_copy(update={"numerics": certificate}),
+            "external_evals": others,
+            "cross_references": judge(base.records, others, subject="demo", rules=suite_rules()),
+        }
+    )
+    html = render._render_html(dossier, "0" * 64)
+    assert "Numerics certificate" in html and certificate.note in html
+    assert "max 2.4e-07, mean 3.1e-08" in html and "max 1.2e-06, mean 1e-07" in html
+    assert f"{len(others)} evaluations of another model than the one measured" in html
+    assert "of another model, compared with nothing" in html
+    assert "flagged disagreement" not in html
