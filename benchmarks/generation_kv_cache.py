@@ -11,8 +11,15 @@ under directional ablation of a random direction at every block, as
 ``refusal.direction`` generates.
 
 The two paths alternate, ``--repeats`` times each after one warm-up, in one
-process; the table gives the median wall time of each, their ratio, and whether
-the replies were identical token for token.
+process; the table gives the median CPU time of this process for each (with one
+thread, CPU time is what the work costs; wall time on a shared machine also
+counts the other processes), their ratio, the ratio of the median wall times,
+and whether the replies were identical token for token.
+
+With ``--measurement ID`` (e.g. ``refusal.direction``) it also times that whole
+measurement on the held-out member, with generation cached and with the cache
+switched off (every generation then takes the full-recompute path), alternating,
+and compares the two records metric by metric (``evidence.reproduce``).
 
 Models: a held-out population member (``--member``, a native model as the
 organisms), the ``demo`` organism, and tiny GPT-2 and Llama checkpoints built
@@ -29,12 +36,17 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from evidence.measure.hooks import scoped_hooks
+from evidence.measure.methods import behaviour
 from evidence.measure.methods.behaviour import greedy_generate, ordinary_token_ids
 from evidence.measure.methods.directions import ablation_hooks
 from evidence.model import LoadedModel, ModelSpec, load_model
@@ -46,24 +58,87 @@ def _prompts(model: LoadedModel, n: int, lo: int, hi: int, seed: int) -> list[li
     return [[int(t) for t in rng.choice(ordinary, size=int(rng.integers(lo, hi + 1)))] for _ in range(n)]
 
 
-def _time(model: LoadedModel, seqs: list[list[int]], args: argparse.Namespace) -> tuple[float, float, bool]:
-    """Median seconds without and with the cache, and whether the replies were identical."""
+@dataclass
+class Timings:
+    """CPU and wall seconds of each run, without (``False``) and with (``True``) the cache."""
+
+    cpu: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})
+    wall: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})
+
+    @contextmanager
+    def run(self, cache: bool, keep: bool) -> Iterator[None]:
+        """Time the block; keep the times unless it is the warm-up."""
+        cpu, wall = time.process_time(), time.perf_counter()
+        yield
+        if keep:
+            self.cpu[cache].append(time.process_time() - cpu)
+            self.wall[cache].append(time.perf_counter() - wall)
+
+    def row(self) -> str:
+        """``old CPU | new CPU | CPU ratio | wall ratio`` (medians)."""
+        old, new = statistics.median(self.cpu[False]), statistics.median(self.cpu[True])
+        wall = statistics.median(self.wall[False]) / statistics.median(self.wall[True])
+        return f"{old:.2f} | {new:.2f} | {old / new:.2f}x | {wall:.2f}x"
+
+
+HEADER = "full recompute (CPU s) | KV cache (CPU s) | speed-up (CPU) | speed-up (wall)"
+
+
+def _time(model: LoadedModel, seqs: list[list[int]], args: argparse.Namespace) -> tuple[Timings, bool]:
+    """Times without and with the cache, and whether the replies were identical."""
     hooks = []
     if args.ablate:
         g = torch.Generator().manual_seed(0)
         hooks = ablation_hooks(model, torch.randn(model.bridge.cfg.d_model, generator=g))
-    times: dict[bool, list[float]] = {False: [], True: []}
+    timings = Timings()
     replies: dict[bool, list[list[int]]] = {}
     for run in range(args.repeats + 1):
         for cache in (False, True):
-            start = time.perf_counter()
-            with scoped_hooks(model.bridge, hooks):
+            with timings.run(cache, keep=run > 0), scoped_hooks(model.bridge, hooks):
                 replies[cache] = greedy_generate(
                     model.bridge, seqs, args.tokens, args.batch_size, stop_ids=(), cache=cache
                 )
-            if run:  # the first round warms up
-                times[cache].append(time.perf_counter() - start)
-    return statistics.median(times[False]), statistics.median(times[True]), replies[False] == replies[True]
+    return timings, replies[False] == replies[True]
+
+
+@contextmanager
+def _no_cache() -> Iterator[None]:
+    """Every generation inside the block takes the full-recompute path (as before the cache existed)."""
+    saved = behaviour.kv_cache
+
+    @contextmanager
+    def none(forward: object) -> Iterator[None]:
+        yield None
+
+    behaviour.kv_cache = none  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        behaviour.kv_cache = saved
+
+
+def _time_measurement(member_name: str, measurement: str, repeats: int) -> tuple[Timings, str]:
+    """Times of ``measurement`` on the member without and with the cache, and how the records agree."""
+    from evidence.measure.registry import DEFAULT_TOLERANCE
+    from evidence.reproduce import compare_records
+    from evidence.validation import _Measurer, population_split
+
+    (member,) = population_split("heldout", names=[member_name]).members
+    measurer = _Measurer()
+    timings = Timings()
+    records = {}
+    for run in range(repeats + 1):
+        for cache in (False, True):
+            measurer.shared.clear()  # nothing carried over between runs
+            with timings.run(cache, keep=run > 0), (nullcontext() if cache else _no_cache()):
+                record, why = measurer.measure(member, measurement, {}, seed=0)
+            if record is None:
+                raise SystemExit(f"{measurement} failed on {member_name}: {why}")
+            records[cache] = record
+    comparison = compare_records(records[False], records[True], DEFAULT_TOLERANCE)
+    agreement = Counter(m.agreement for m in comparison.metrics)
+    verdict = ", ".join(f"{n} {a}" for a, n in sorted(agreement.items()))
+    return timings, verdict
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hf-width", type=int, default=64)
     parser.add_argument("--ablate", action="store_true", help="generate under directional ablation")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--measurement", help="also time this whole measurement on the member, e.g. refusal.direction")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -100,12 +176,18 @@ def main(argv: list[str] | None = None) -> int:
               f"batch {args.batch_size}, {args.threads} thread(s), median of {args.repeats}"
               f"{', under directional ablation' if args.ablate else ''}")  # fmt: skip
         print()
-        print("| model | full recompute (s) | KV cache (s) | speed-up | identical replies |")
-        print("| --- | ---: | ---: | ---: | --- |")
+        print(f"| model | {HEADER} | identical replies |")
+        print("| --- | ---: | ---: | ---: | ---: | --- |")
         for name, model in models.items():
             seqs = _prompts(model, args.prompts, args.min_length, args.max_length, seed=0)
-            old, new, same = _time(model, seqs, args)
-            print(f"| {name} | {old:.2f} | {new:.2f} | {old / new:.1f}x | {'yes' if same else 'NO'} |")
+            timings, same = _time(model, seqs, args)
+            print(f"| {name} | {timings.row()} | {'yes' if same else 'NO'} |")
+    if args.measurement:
+        timings, verdict = _time_measurement(args.member, args.measurement, args.repeats)
+        print()
+        print(f"| measurement on {args.member} | {HEADER} | metrics |")
+        print("| --- | ---: | ---: | ---: | ---: | --- |")
+        print(f"| {args.measurement} | {timings.row()} | {verdict} |")
     return 0
 
 
