@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hf-width", type=int, default=64)
     parser.add_argument("--ablate", action="store_true", help="generate under directional ablation")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default="member,demo,gpt2,llama", help="which of member,demo,gpt2,llama")
     parser.add_argument("--measurement", help="also time this whole measurement on the member, e.g. refusal.direction")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -162,16 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     from tests.hf_models import build_gpt2, build_llama
 
     with tempfile.TemporaryDirectory() as tmp:
-        models = {
-            f"member {args.member}": load_model(ModelSpec(organism=args.member)),
-            "organism demo": load_model(ModelSpec(organism="demo")),
-            f"GPT-2 {args.hf_layers}x{args.hf_width} (HF)": load_model(
-                ModelSpec(path=build_gpt2(Path(tmp) / "gpt2", n_layer=args.hf_layers, d_model=args.hf_width))
-            ),
-            f"Llama {args.hf_layers}x{args.hf_width} GQA (HF)": load_model(
-                ModelSpec(path=build_llama(Path(tmp) / "llama", n_layer=args.hf_layers, d_model=args.hf_width))
-            ),
-        }
+        size = f"{args.hf_layers}x{args.hf_width}"
+        build = {
+            "member": (f"member {args.member}", lambda: ModelSpec(organism=args.member)),
+            "demo": ("organism demo", lambda: ModelSpec(organism="demo")),
+            "gpt2": (f"GPT-2 {size} (HF)", lambda: ModelSpec(path=build_gpt2(Path(tmp) / "gpt2",
+                                                                            n_layer=args.hf_layers,
+                                                                            d_model=args.hf_width))),
+            "llama": (f"Llama {size} GQA (HF)", lambda: ModelSpec(path=build_llama(Path(tmp) / "llama",
+                                                                                 n_layer=args.hf_layers,
+                                                                                 d_model=args.hf_width))),
+        }  # fmt: skip
+        wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = sorted(set(wanted) - set(build))
+        if unknown:
+            parser.error(f"unknown models {unknown}; choose from {sorted(build)}")
+        models = {build[m][0]: load_model(build[m][1]()) for m in wanted}
         print(f"{args.prompts} prompts of {args.min_length}-{args.max_length} tokens, {args.tokens} new tokens each, "
               f"batch {args.batch_size}, {args.threads} thread(s), median of {args.repeats}"
               f"{', under directional ablation' if args.ablate else ''}")  # fmt: skip

@@ -23,7 +23,9 @@ project loads, so :func:`kv_cache` supplies one, for the duration of a
   model's own cache is never filled and a cached step attends to the new token
   alone. Inside the block a forward pre-hook on each attention component hands
   it the cache under the name it reads. After the prefill the cache must hold
-  every prompt position in every layer; otherwise the block refuses.
+  every prompt position in every layer, once; a model whose cache does not
+  (an architecture whose attention fills it otherwise) is decoded by full
+  recompute instead, the same replies at the old cost.
 
 Any other forward (a plain callable, another architecture) gets ``None``, and
 callers keep the full-recompute path. Equivalence with that path, token for
@@ -54,51 +56,58 @@ class CachedDecoder:
         self._bridge = bridge
         self._native = native  # native models: layer -> (keys, values) kept so far; None for the model's own cache
         self._hf_cache: Any = None
-        self._length = 0
+        self._tokens = torch.zeros((0, 0), dtype=torch.long)  # the sequences so far, for the fallback
+        #: Set when the model's own cache was not filled by a prefill: every later step recomputes.
+        self.recomputes = False
 
     def prefill(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits at the last position of ``tokens [rows, length]`` (a fresh cache), ``[rows, vocab]``."""
+        self._tokens = tokens
         if self._native is not None:
             self._native.clear()
             logits = self._bridge(tokens)
+        elif self.recomputes:
+            logits = self._bridge(tokens)
         else:
             logits, self._hf_cache = self._bridge(tokens, return_type="logits_and_cache", use_cache=True)
-            self._check_filled(tokens.shape[1])
-        self._length = tokens.shape[1]
+            self.recomputes = not self._filled(tokens.shape[1])
         last: torch.Tensor = logits[:, -1, :]
         return last
 
     def step(self, new: torch.Tensor) -> torch.Tensor:
         """Logits after appending one token per row (``new [rows]``), ``[rows, vocab]``."""
-        positions = torch.full((new.shape[0], 1), self._length, dtype=torch.long)
-        with decoding_at(self._length):
-            if self._native is not None:
-                logits = self._bridge(new[:, None], position_ids=positions)
-            else:
-                logits, self._hf_cache = self._bridge(
-                    new[:, None], return_type="logits_and_cache", cache=self._hf_cache, use_cache=True,
-                    position_ids=positions,
-                )  # fmt: skip
-        self._length += 1
+        length = self._tokens.shape[1]
+        self._tokens = torch.cat([self._tokens, new[:, None].to(self._tokens.dtype)], dim=1)
+        if self.recomputes:
+            logits = self._bridge(self._tokens)
+        else:
+            positions = torch.full((new.shape[0], 1), length, dtype=torch.long)
+            with decoding_at(length):
+                if self._native is not None:
+                    logits = self._bridge(new[:, None], position_ids=positions)
+                else:
+                    logits, self._hf_cache = self._bridge(
+                        new[:, None], return_type="logits_and_cache", cache=self._hf_cache, use_cache=True,
+                        position_ids=positions,
+                    )  # fmt: skip
         last: torch.Tensor = logits[:, -1, :]
         return last
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only ``rows`` (indices into the current batch) in the cache, in that order."""
+        self._tokens = self._tokens[rows]
         if self._native is not None:
             for layer, (k, v) in self._native.items():
                 self._native[layer] = (k[rows], v[rows])
-        else:
+        elif not self.recomputes:
             self._hf_cache.batch_select_indices(rows)
 
-    def _check_filled(self, length: int) -> None:
+    def _filled(self, length: int) -> bool:
+        """Whether every layer of the model's cache holds the ``length`` prompt positions (exactly once)."""
         layers = getattr(self._hf_cache, "layers", None)
-        filled = [] if layers is None else [self._hf_cache.get_seq_length(i) for i in range(len(layers))]
-        if not filled or any(n != length for n in filled):
-            raise MeasurementError(
-                f"the model's key/value cache holds {filled} positions per layer after a {length}-token prompt",
-                hint="generate with cache=False (full recompute) for this model",
-            )
+        if not layers:
+            return False
+        return all(self._hf_cache.get_seq_length(i) == length for i in range(len(layers)))
 
 
 @contextmanager
@@ -111,6 +120,9 @@ def kv_cache(forward: Forward) -> Iterator[CachedDecoder | None]:
         return
     with ExitStack() as stack:
         native = _native_attention(original)
+        if native == []:  # a native model this cache does not reproduce exactly
+            yield None
+            return
         if native is not None:
             store: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
             for layer, attention in enumerate(native):
@@ -133,7 +145,11 @@ def _restore_forward(module: torch.nn.Module) -> None:
 
 
 def _native_attention(original: torch.nn.Module) -> list[torch.nn.Module] | None:
-    """The ``NativeAttention`` module of every layer, in order, if ``original`` is a TransformerLens-native model."""
+    """The ``NativeAttention`` module of every layer, in order, if ``original`` is a TransformerLens-native model.
+
+    ``None`` for another model; an empty list for a native model whose attention is not the
+    causal ``NativeAttention`` that :func:`_cached_forward` reproduces.
+    """
     from transformer_lens.model_bridge.sources.native.model import NativeAttention, NativeModel
 
     if not isinstance(original, NativeModel):
@@ -142,7 +158,7 @@ def _native_attention(original: torch.nn.Module) -> list[torch.nn.Module] | None
     for block in original.layers:
         attention = getattr(block.attn, "original_component", block.attn)
         if type(attention) is not NativeAttention or not attention.causal:
-            return None
+            return []
         found.append(attention)
     return found
 

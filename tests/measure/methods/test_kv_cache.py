@@ -229,3 +229,24 @@ def test_a_plain_callable_keeps_the_full_recompute():
         assert decoder is None
     assert greedy_generate(forward, [[0, 1]], 3, stop_ids=()) == [[2, 2, 2]]
     assert calls == [2, 3, 4]
+
+
+def test_a_cache_the_model_does_not_fill_falls_back_to_the_full_recompute(hf_models, monkeypatch):
+    """Without the hand-over of the cache (as for an architecture that fills it otherwise), steps recompute."""
+    from evidence.measure.methods import kv_cache as module
+
+    monkeypatch.setattr(module, "_hand_cache", lambda component, args, kwargs: (args, kwargs))
+    model = hf_models["llama"]
+    seqs = _prompts(model, n=6, seed=4)
+    tokens = torch.tensor([s for s in seqs if len(s) == len(seqs[0])])
+    reference = _greedy_batch(model.bridge, tokens, 10, frozenset())
+    with kv_cache(model.bridge) as decoder:
+        assert decoder is not None
+        cached = _greedy_batch(model.bridge, tokens, 10, frozenset(), decoder=decoder)
+        assert decoder.recomputes
+    assert cached == reference
+    monkeypatch.undo()
+    with kv_cache(model.bridge) as decoder:  # with the hand-over the cache is filled and used
+        assert decoder is not None
+        assert _greedy_batch(model.bridge, tokens, 10, frozenset(), decoder=decoder) == reference
+        assert not decoder.recomputes
