@@ -11,8 +11,8 @@ TransformerLens 4.3's bridge has no cache that works for the models this
 project loads, so :func:`kv_cache` supplies one, for the duration of a
 ``with`` block and nothing else:
 
-* **native models** (``boot_native``: the organisms and the population
-  members): ``NativeAttention`` keeps no cache. Inside the block each
+* **native models** (``boot_native``: the organisms and the natively built
+  population members): ``NativeAttention`` keeps no cache. Inside the block each
   attention module computes with a cache-aware version of its own forward
   pass (the same projections, rotary embedding, scaling, soft cap, causal mask
   and pattern hook, on the new positions' queries against every position's
@@ -28,9 +28,14 @@ project loads, so :func:`kv_cache` supplies one, for the duration of a
   recompute instead, the same replies at the old cost.
 
 Any other forward (a plain callable, another architecture) gets ``None``, and
-callers keep the full-recompute path. Equivalence with that path, token for
-token, is checked by the tests on the organisms and on GPT-2- and
-Llama-style checkpoints.
+callers keep the full-recompute path.
+
+The cached logits are the full recompute's up to float32 rounding (matrix
+products of other shapes): at most 3e-5 on the organisms (logits up to 18),
+1e-7 on the tiny GPT-2 and Llama checkpoints. Greedy tokens are therefore the
+same unless two logits tie within that rounding, which the full recompute
+would not decide reliably either; the tests compare the replies token for
+token on organisms, held-out population members and both checkpoint styles.
 """
 
 from __future__ import annotations
