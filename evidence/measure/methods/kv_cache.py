@@ -82,11 +82,11 @@ class CachedDecoder:
     def step(self, new: torch.Tensor) -> torch.Tensor:
         """Logits after appending one token per row (``new [rows]``), ``[rows, vocab]``."""
         length = self._tokens.shape[1]
-        self._tokens = torch.cat([self._tokens, new[:, None].to(self._tokens.dtype)], dim=1)
+        self._tokens = torch.cat([self._tokens, new[:, None].to(self._tokens)], dim=1)
         if self.recomputes:
             logits = self._bridge(self._tokens)
         else:
-            positions = torch.full((new.shape[0], 1), length, dtype=torch.long)
+            positions = torch.full((new.shape[0], 1), length, dtype=torch.long, device=new.device)
             with decoding_at(length):
                 if self._native is not None:
                     logits = self._bridge(new[:, None], position_ids=positions)
