@@ -18,6 +18,7 @@ import types
 import typing
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
+    spec = spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
     if args.external_evals:
         spec = spec.with_external_evals([Path(p) for p in args.external_evals])
     if args.tsa and args.no_sign:
@@ -103,6 +105,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         key=Path(args.key) if args.key else None,
         sign=not args.no_sign,
         tsa=args.tsa,
+        level=args.level,
         predecessor=Path(args.predecessor) if args.predecessor else None,
         progress=_progress(),
         detail=_detail(),
@@ -139,7 +142,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     from evidence.run import sign_draft
 
     outcome = sign_draft(Path(args.draft), Path(args.out), key=Path(args.key) if args.key else None,
-                         tsa=args.tsa, progress=_progress())  # fmt: skip
+                         tsa=args.tsa, level=args.level, progress=_progress())  # fmt: skip
     print(f"bundle:  {outcome.out_dir}")
     print(f"dossier.json sha256: {outcome.dossier_sha256}")
     signer = outcome.dossier.signer
@@ -179,11 +182,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     policy = SignerPolicy.pinned(args.signer_fingerprint or (), args.signer_subject or ())
     target, anchors = Path(args.bundle), [Path(t) for t in args.trust or []]
-    pdf_only = target.is_file()
-    if pdf_only:
-        report = verify_pdf(target, anchors, signer_policy=policy)
-    else:
-        report = verify_bundle(target, anchors, signer_policy=policy)
+    at = _parse_time(args.at) if args.at else None
+    revocation_data = [Path(p) for p in args.revocation_data or []]
+    verify = verify_pdf if target.is_file() else verify_bundle
+    pdf_only = verify is verify_pdf
+    report = verify(target, anchors, signer_policy=policy, at=at, revocation=args.revocation,
+                    revocation_data=revocation_data)  # fmt: skip
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
@@ -203,6 +207,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             where = f", first failure at step ({first.number}) {first.title}" if first is not None else ""
             print(f"FAILED: {args.bundle} did not verify{where}")
     return EXIT_OK if report.bottom_line else EXIT_FAILED
+
+
+def _parse_time(text: str) -> datetime:
+    """An ISO 8601 date or time for ``--at`` (UTC unless it names an offset)."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _usage(
+            f"--at expects an ISO 8601 date or time such as 2031-05-01 or 2031-05-01T12:00:00Z, got {text!r}"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -231,6 +246,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     else:
         raise _usage(f"the dossier measured {dossier.model.name} from a directory; pass it with --model DIR")
     say = _progress()
+    # By default the measurements are re-run where and as the dossier says they ran.
+    recorded = dossier.model.processing
+    n_gpus = recorded.get("n_gpus")
+    spec = spec.with_placement(
+        device=args.device or _recorded_text(recorded.get("device"), "cpu"),
+        dtype=args.dtype or _recorded_text(recorded.get("dtype"), "float32"),
+        n_gpus=args.n_gpus if args.n_gpus is not None else (n_gpus if isinstance(n_gpus, int) else 1),
+    )
     results = reproduce(
         dossier, spec, measurements=args.measurement or None,
         announce=lambda i, n, mid: say(f"[{i}/{n}] re-measuring {mid}"),
@@ -253,9 +276,42 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _cmd_keygen(args: argparse.Namespace) -> int:
-    from signing.keys import keygen, passphrase_from_env_or_prompt
+def _recorded_text(value: object, default: str) -> str:
+    return value if isinstance(value, str) else default
 
+
+def _add_placement(p: argparse.ArgumentParser, *, default: str) -> None:
+    from evidence.model import DEVICES, DTYPES
+
+    p.add_argument("--device", choices=DEVICES, help=f"where to run the model (default: {default} device, else cpu)")
+    p.add_argument("--dtype", choices=DTYPES, help=f"the model's floating-point format (default: {default} dtype, "
+                   "else float32; float16 only on cuda or mps)")
+    p.add_argument("--n-gpus", type=int, metavar="N", help="spread a Hugging Face model over N CUDA devices "
+                   f"(accelerate's balanced device map; with --device cuda; default: {default} n_gpus, else 1)")
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from signing.keys import keygen, make_csr, pack_certificate, passphrase_from_env_or_prompt
+
+    if args.csr and args.cert:
+        raise _usage("--csr makes a key and a request; --cert packs the CA's certificate later: one at a time")
+    if (args.subject or args.algorithm) and not args.csr:
+        raise _usage("--subject and --algorithm go with --csr")
+    if args.csr:
+        if not args.subject:
+            raise _usage("--csr needs --subject, e.g. --subject 'CN=Example Lab dossier signer,O=Example Lab,C=DE'")
+        key_path, csr_path = make_csr(
+            Path(args.out), args.subject, args.algorithm or "rsa-3072", passphrase_from_env_or_prompt(confirm=True)
+        )
+        print(f"key:     {key_path} (PKCS#8, mode 0600; keep it private, it never leaves this directory)")
+        print(f"request: {csr_path} (send it to your organisation's CA for a document-signing certificate)")
+        print(f"then:    interp-dossier keygen --out {args.out} --cert CERT.pem  (its certificate, then the chain)")
+        return EXIT_OK
+    if args.cert:
+        p12 = pack_certificate(Path(args.out), Path(args.cert), passphrase_from_env_or_prompt(confirm=False))
+        print(f"key:     {p12} (PKCS#12 with the certificate chain, mode 0600; sign with --key {p12})")
+        print("auditors obtain your CA's root certificate from the CA, not from the bundle, and pass it with --trust")
+        return EXIT_OK
     key_path, cert_path = keygen(Path(args.out), passphrase_from_env_or_prompt(confirm=True))
     print(f"key:         {key_path} (PKCS#12, mode 0600; keep it private)")
     print(f"certificate: {cert_path} (give this to auditors as the trust anchor)")
@@ -636,7 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="measure, gate, build, render and sign a dossier bundle")
     p.add_argument("runspec", nargs="?", help="run spec (TOML); default: the bundled reference organisms")
-    p.add_argument("--model", help="a local Hugging Face directory or an organism name (overrides the spec)")
+    p.add_argument("--model", help="a local Hugging Face directory, an organism name, or a model id (org/name) in "
+                   "the local Hugging Face cache (overrides the spec)")
+    _add_placement(p, default="the spec's [model]")
     p.add_argument("--data", action="append", metavar="NAME=FILE", help="override a dataset of the spec")
     p.add_argument("--out", default="out", help="bundle directory to write (default: out)")
     p.add_argument("--key", help="signing key: a PKCS#12 file, or a key on a PKCS#11 token as "
@@ -644,6 +702,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "key, not for filing")
     p.add_argument("--tsa", metavar="URL", help="timestamp authority (RFC 3161): PAdES B-T and a timestamp of the "
                    "DSSE signature (dossier.dsse.tst, verification step 8)")
+    p.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"],
+                   help="PAdES level: B-B (no timestamp), B-T (timestamped), B-LT (and the certificate chains, "
+                   "CRLs and OCSP responses embedded for verification years later), B-LTA (and a document "
+                   "timestamp over them); default B-T with --tsa, else B-B; all but B-B need --tsa")
     p.add_argument("--no-sign", action="store_true", help="write an unsigned draft bundle")
     p.add_argument("--external-evals", nargs="+", metavar="FILE",
                    help="behavioural evaluation results to cross-reference (Inspect logs, lm-eval results)")
@@ -658,6 +720,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "key, not for filing")
     p.add_argument("--tsa", metavar="URL", help="timestamp authority (RFC 3161): PAdES B-T and a timestamp of the "
                    "DSSE signature (dossier.dsse.tst, verification step 8)")
+    p.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"],
+                   help="PAdES level: B-B (no timestamp), B-T (timestamped), B-LT (and the certificate chains, "
+                   "CRLs and OCSP responses embedded for verification years later), B-LTA (and a document "
+                   "timestamp over them); default B-T with --tsa, else B-B; all but B-B need --tsa")
     p.set_defaults(func=_cmd_sign)
 
     p = sub.add_parser("render", help="render a dossier.json to PDF/A-3b (unsigned)")
@@ -673,12 +739,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signer-subject", action="append", metavar="DN",
                    help="accept only a signer with this RFC 4514 subject, e.g. 'CN=Example Lab,O=Example' "
                         "(repeatable)")
+    p.add_argument("--at", metavar="TIME",
+                   help="validate as of this time (ISO 8601, UTC unless an offset is given; default: now), e.g. to "
+                   "check a filing years later; a timestamped signature's certificates are judged as of its "
+                   "timestamp, with the validation data embedded (PAdES B-LT/B-LTA) or passed")
+    p.add_argument("--revocation", choices=["soft-fail", "hard-fail"], default="soft-fail",
+                   help="soft-fail (default): judge revocation with the data at hand, pass when there is none; "
+                   "hard-fail: fail a certificate that names a CRL or OCSP responder when no current data from it "
+                   "is at hand (nothing is ever fetched)")
+    p.add_argument("--revocation-data", action="append", metavar="FILE",
+                   help="a CRL (DER or PEM) or OCSP response (DER) obtained from the signer's CA (repeatable)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("reproduce", help="re-run the measurements a dossier records and compare every metric")
     p.add_argument("bundle", help="bundle directory, or a dossier.json")
     p.add_argument("--model", help="the model the dossier was made from (default: the organism it names)")
+    _add_placement(p, default="the dossier's recorded")
     p.add_argument("--runspec", metavar="TOML", help="run spec naming the prompt sets and markers (default: bundled)")
     p.add_argument("--data", action="append", metavar="NAME=FILE", help="a prompt set the dossier used (repeatable)")
     p.add_argument("--measurement", action="append", metavar="ID", help="re-run only these (repeatable)")
@@ -704,8 +781,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="validation report (JSON) to write")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("keygen", help="make a self-signed development certificate and key")
-    p.add_argument("--out", required=True, help="directory for signer.p12 and signer.pem")
+    p = sub.add_parser("keygen", help="make a development key, or a key and certificate request for filing")
+    p.add_argument("--out", required=True, help="directory for the key files (signer.p12 and signer.pem; with "
+                   "--csr, signer.key and signer.csr)")
+    p.add_argument("--csr", action="store_true", help="make a key and a certificate signing request (signer.csr) "
+                   "for your organisation's CA instead of a self-signed development key")
+    p.add_argument("--subject", metavar="DN", help="with --csr: the signer's name, e.g. 'CN=Example Lab dossier "
+                   "signer,O=Example Lab,C=DE'")
+    p.add_argument("--algorithm", choices=["rsa-3072", "ecdsa-p256", "ecdsa-p384"],
+                   help="with --csr: the key's algorithm (default rsa-3072)")
+    p.add_argument("--cert", metavar="CERT.pem", help="pack the certificate the CA issued for signer.key (PEM, "
+                   "then its issuers) with the key into signer.p12")
     p.set_defaults(func=_cmd_keygen)
 
     p = sub.add_parser("schema", help="regenerate the JSON Schemas from the models")
@@ -775,8 +861,10 @@ def _verify_error_json(message: str, *, kind: str, hint: str | None, exit_code: 
         "bottom_line": False,
         "development_key": False,
         "notice": None,
+        "revocation_policy": None,
         "signer_subject": None,
         "steps": [],
+        "validated_at": None,
         "warnings": [],
         "error": {"kind": kind, "message": message, "hint": hint, "exit_code": exit_code},
     }

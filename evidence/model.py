@@ -22,6 +22,23 @@ Weights are used raw: no LayerNorm folding, no centring, no compatibility
 mode. :class:`evidence.records.ModelIdentity` records each of those choices
 explicitly, so two dossiers can be compared knowing what was measured.
 
+Device and dtype (``ModelSpec.device``, ``ModelSpec.dtype``; ``--device`` and
+``--dtype`` on the command line) are recorded in ``ModelIdentity.processing``.
+The default is the CPU in float32. ``cuda`` and ``mps`` are refused with the
+remedy when the machine has no such device; float16 on the CPU is refused
+(slow, and no more faithful than bfloat16, which the CPU runs natively).
+On any device, tensors passed to the model's forward follow the model's device
+(a forward pre-hook moves them), so measurements may build their inputs on the
+CPU; on a device other than the CPU the logits come back to the CPU (a forward
+hook), and :func:`evidence.measure.hooks.capture` stores activations there, so
+the measurements' numpy code runs unchanged. ``ModelSpec.n_gpus`` > 1 spreads
+a Hugging Face model over that many CUDA devices (``boot_transformers``'
+``n_devices``, accelerate's balanced ``device_map``), recorded with each
+module's device. None of the GPU paths runs in the test suite (no GPU there).
+
+``--model NAME`` that is neither a directory nor an organism is looked up in the
+local Hugging Face cache (:func:`resolve_cached_model`), offline.
+
 The weights digest (``ModelIdentity.weights_sha256``) covers every weight file:
 it is the sha256 of the concatenation, over the files sorted by name, of the
 lines ``<file name> NUL <sha256 of the file> LF`` (UTF-8, no spaces). Each file and its own
@@ -34,10 +51,12 @@ not when this module is imported, so specs can be handled without them.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +72,17 @@ if TYPE_CHECKING:
     from evidence.population import VerifiedMember
 
 __all__ = [
+    "DEVICES",
+    "DTYPES",
     "LoadedModel",
     "ModelSpec",
     "PROCESSING",
+    "check_device",
+    "hub_cache_dir",
     "load_model",
     "random_twin",
+    "resolve_cached_model",
+    "resolve_model_name",
     "weights_digest",
 ]
 
@@ -72,8 +97,11 @@ PROCESSING: Mapping[str, bool] = {
     "compatibility_mode": False,
 }
 
-_DTYPE = "float32"
-_DEVICE = "cpu"
+#: Devices a model can be measured on (``--device``).
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
+#: Floating-point formats a model can be measured in (``--dtype``).
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+
 _CHUNK = 1 << 20
 
 # Tokenizer files that transformers may read from a model directory.
@@ -97,6 +125,10 @@ class ModelSpec:
 
     organism: str | None = None
     path: Path | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    #: Spread the model over this many GPUs (accelerate's balanced ``device_map``); 1: one device.
+    n_gpus: int = 1
 
     def __post_init__(self) -> None:
         if (self.organism is None) == (self.path is None):
@@ -108,12 +140,32 @@ class ModelSpec:
             raise ConfigError("the organism name is empty", hint="name one of the bundled organisms")
         if self.path is not None and not isinstance(self.path, Path):
             object.__setattr__(self, "path", Path(self.path))
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown device {self.device!r}", hint=f"use one of {', '.join(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
+        if self.dtype == "float16" and self.device == "cpu":
+            raise ConfigError(
+                "float16 is not offered on the CPU: it is slow there and no more faithful than bfloat16",
+                hint="pass --dtype bfloat16 (or float32) on the CPU, or --device cuda for float16",
+            )
+        if not isinstance(self.n_gpus, int) or self.n_gpus < 1:
+            raise ConfigError(f"--n-gpus must be a positive number of GPUs, not {self.n_gpus!r}")
+        if self.n_gpus > 1 and self.device != "cuda":
+            raise ConfigError("--n-gpus spreads the model over several CUDA devices", hint="add --device cuda")
+        if self.n_gpus > 1 and self.path is None:
+            raise ConfigError(
+                "the organisms are loaded on one device; --n-gpus is for Hugging Face model directories",
+                hint="drop --n-gpus",
+            )
 
     def describe(self) -> str:
         """A short human description, e.g. ``organism 'induction'``."""
+        device = self.device if self.n_gpus == 1 else f"{self.n_gpus} {self.device} devices"
+        where = "" if (self.device, self.dtype) == ("cpu", "float32") else f" on {device} in {self.dtype}"
         if self.organism is not None:
-            return f"organism {self.organism!r}"
-        return f"Hugging Face directory {str(self.path)!r}"
+            return f"organism {self.organism!r}{where}"
+        return f"Hugging Face directory {str(self.path)!r}{where}"
 
 
 @dataclass
@@ -149,13 +201,14 @@ class LoadedModel:
 def load_model(
     spec: ModelSpec, *, organisms_dir: Path | None = None, population_dir: Path | None = None
 ) -> LoadedModel:
-    """Load ``spec`` on the CPU in float32, raw weights, evaluation mode.
+    """Load ``spec`` on its device in its dtype, raw weights, evaluation mode.
 
     ``organisms_dir`` overrides where organism weights and their manifest are
     read from (default: :func:`evidence.organisms.weights_dir`); ``population_dir``
     where population members and their manifest are (default:
     :func:`evidence.population.members_dir`).
     """
+    check_device(spec.device, spec.n_gpus)
     try:
         if spec.organism is not None:
             from evidence import organisms, population
@@ -185,7 +238,7 @@ def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
         from transformer_lens.model_bridge.sources import boot_native
 
         architecture: dict[str, Any] = dict(model.identity.architecture)
-        config = TransformerBridgeConfig(**architecture, seed=seed, device=_DEVICE)
+        config = TransformerBridgeConfig(**architecture, seed=seed, device="cpu")
         bridge = boot_native(config, tokenizer=model.tokenizer)
     else:
         from transformer_lens.model_bridge import TransformerBridge
@@ -197,12 +250,13 @@ def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
             torch.manual_seed(seed)
             bridge = TransformerBridge.boot_transformers(
                 str(directory),
-                device=_DEVICE,
+                device="cpu",
                 dtype=torch.float32,
                 tokenizer=model.tokenizer,
                 load_weights=False,
             )
-    bridge.eval()
+    # Initialised in float32 on the CPU (the same numbers on every machine), then placed like the model.
+    bridge = _place(bridge, model.spec)
     digest, size = _state_digest(bridge.state_dict())  # type: ignore[no-untyped-call]
     name = f"{model.identity.name}-random-init-{seed}"
     identity = ModelIdentity(
@@ -248,8 +302,90 @@ def _state_digest(state: Mapping[str, torch.Tensor]) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _processing() -> dict[str, Any]:
-    return {**PROCESSING, "dtype": _DTYPE, "device": _DEVICE}
+def _processing(spec: ModelSpec) -> dict[str, Any]:
+    return {**PROCESSING, "dtype": spec.dtype, "device": spec.device}
+
+
+def check_device(device: str, n_gpus: int = 1) -> None:
+    """Refuse, with the remedy, a device this machine does not have (or not ``n_gpus`` of them)."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("CUDA is not available on this machine", hint="pass --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("MPS (Apple GPU) is not available on this machine", hint="pass --device cpu")
+    if n_gpus > 1 and torch.cuda.device_count() < n_gpus:
+        raise ModelLoadError(
+            f"--n-gpus {n_gpus} asks for more GPUs than this machine has ({torch.cuda.device_count()})",
+            hint=f"pass --n-gpus {max(torch.cuda.device_count(), 1)} or fewer",
+        )
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype named ``name`` (one of :data:`DTYPES`)."""
+    import torch
+
+    dtype = getattr(torch, name)
+    if not isinstance(dtype, torch.dtype):  # unreachable: ModelSpec admits only DTYPES
+        raise ConfigError(f"unknown dtype {name!r}")
+    return dtype
+
+
+def _place(bridge: TransformerBridge, spec: ModelSpec) -> TransformerBridge:
+    """Move and cast ``bridge`` as ``spec`` asks, in evaluation mode, with its inputs following its device."""
+    import torch
+
+    if spec.n_gpus > 1 and _dispatched(bridge):
+        # Placed across the GPUs and cast by accelerate at load: inputs go where the embedding is.
+        first = bridge._input_device()
+        device = first if isinstance(first, torch.device) else torch.device("cuda", 0)
+    else:
+        if spec.dtype != "float32":
+            bridge = bridge.to(dtype=_torch_dtype(spec.dtype), print_details=False)
+        if spec.device != "cpu":
+            bridge = bridge.to(device=spec.device, print_details=False)
+        device = torch.device(spec.device)
+    bridge.eval()
+
+    def inputs_follow(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        def move(value: Any) -> Any:
+            if isinstance(value, torch.Tensor) and not _same_device(value.device, device):
+                return value.to(device)
+            return value
+
+        return tuple(move(a) for a in args), {k: move(v) for k, v in kwargs.items()}
+
+    def outputs_to_cpu(_module: Any, _args: Any, output: Any) -> Any:
+        # The measurements read logits with numpy: on another device they come back to the CPU
+        # (a differentiable copy, so gradients still reach the model).
+        return output.to("cpu") if isinstance(output, torch.Tensor) else output
+
+    if not getattr(bridge, "_interp_dossier_inputs_follow", False):
+        bridge.register_forward_pre_hook(inputs_follow, with_kwargs=True)
+        if device.type != "cpu":
+            bridge.register_forward_hook(outputs_to_cpu)
+        bridge._interp_dossier_inputs_follow = True  # attached once
+    return bridge
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` are the same device when 0 is the current one; compare by type and index."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda" or a.index is None or b.index is None:
+        return True
+    return bool(a.index == b.index)
+
+
+def _dispatched(bridge: TransformerBridge) -> bool:
+    """Whether accelerate spread the model's modules over devices (``hf_device_map``)."""
+    return isinstance(getattr(getattr(bridge, "original_model", None), "hf_device_map", None), dict)
+
+
+def _device_map(bridge: TransformerBridge) -> dict[str, Any]:
+    """Where accelerate put each module, as text (recorded in the identity)."""
+    mapping = getattr(getattr(bridge, "original_model", None), "hf_device_map", None) or {}
+    return {str(k): str(v) for k, v in sorted(mapping.items())}
 
 
 def _check_finite(state: Mapping[str, torch.Tensor], what: str) -> None:
@@ -320,7 +456,7 @@ def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
         tokenizer_sha = weights_digest({tokenizer_path.name: file_sha})
 
     bridge = _boot_native(organism.architecture, organism.seed, weights, tokenizer, what=f"organism {name!r}",
-                          remedy=remedy)  # fmt: skip
+                          remedy=remedy, spec=spec)  # fmt: skip
     identity = ModelIdentity(
         name=f"{name} (replicate from seed {seed})" if replicate else name,
         source="organism",
@@ -330,13 +466,20 @@ def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
         weight_files=[WeightFile(name=weights.name, sha256=actual, bytes=weights.stat().st_size)],
         tokenizer_sha256=tokenizer_sha,
         n_parameters=int(bridge.n_params_total),
-        processing=_processing(),
+        processing=_processing(spec),
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
 
 
 def _boot_native(
-    architecture: Mapping[str, Any], seed: int, weights: Path, tokenizer: Any, *, what: str, remedy: str
+    architecture: Mapping[str, Any],
+    seed: int,
+    weights: Path,
+    tokenizer: Any,
+    *,
+    what: str,
+    remedy: str,
+    spec: ModelSpec,
 ) -> TransformerBridge:
     """A TransformerLens-native model of ``architecture`` with the (already verified) weights file loaded."""
     import torch
@@ -345,11 +488,11 @@ def _boot_native(
     from transformer_lens.model_bridge.sources import boot_native
 
     try:
-        state = load_file(str(weights), device=_DEVICE)
+        state = load_file(str(weights), device="cpu")
     except Exception as exc:  # safetensors raises its own error types
         raise ModelLoadError(f"cannot read the weights of {what} ({weights}): {exc}", hint=remedy) from exc
     _check_finite(state, what)
-    config = TransformerBridgeConfig(**architecture, seed=seed, device=_DEVICE)
+    config = TransformerBridgeConfig(**architecture, seed=seed, device="cpu")
     with torch.random.fork_rng(devices=[]):
         bridge = boot_native(config, tokenizer=tokenizer)
     try:
@@ -357,15 +500,14 @@ def _boot_native(
     except RuntimeError as exc:
         raise ModelLoadError(f"the weights {weights} do not fit the architecture of {what}: {exc}",
                              hint=remedy) from exc  # fmt: skip
-    bridge.eval()
-    return bridge
+    return _place(bridge, spec)
 
 
 def _load_member(spec: ModelSpec, verified: VerifiedMember) -> LoadedModel:
     """A population member whose files were just checked against the manifest."""
     directory = verified.directory
     if verified.native_architecture is None:
-        return _load_huggingface(ModelSpec(path=directory))
+        return _load_huggingface(ModelSpec(path=directory, device=spec.device, dtype=spec.dtype))
     name = verified.member.name
     remedy = f"interp-dossier population train --member {name}"
     with _offline():
@@ -374,11 +516,11 @@ def _load_member(spec: ModelSpec, verified: VerifiedMember) -> LoadedModel:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
         except Exception as exc:
-            raise ModelLoadError(f"cannot load the tokenizer of population member {name!r}: {exc}",
+            raise ModelLoadError(f"cannot load the tokenizer of population member {name!r}: {_one_line(exc)}",
                                  hint=remedy) from exc  # fmt: skip
     weights = directory / "model.safetensors"
     bridge = _boot_native(verified.native_architecture, verified.member.seed, weights, tokenizer,
-                          what=f"population member {name!r}", remedy=remedy)  # fmt: skip
+                          what=f"population member {name!r}", remedy=remedy, spec=spec)  # fmt: skip
     tokenizer_files = {f: d for f, d in verified.files.items() if f in _TOKENIZER_FILES}
     identity = ModelIdentity(
         name=name,
@@ -390,7 +532,7 @@ def _load_member(spec: ModelSpec, verified: VerifiedMember) -> LoadedModel:
                                  bytes=weights.stat().st_size)],  # fmt: skip
         tokenizer_sha256=weights_digest(tokenizer_files),
         n_parameters=int(bridge.n_params_total),
-        processing=_processing(),
+        processing=_processing(spec),
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
 
@@ -415,6 +557,49 @@ def _offline() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# The files a tokenizer's vocabulary can come from: one of these sets must be complete.
+_VOCABULARIES: tuple[tuple[str, ...], ...] = (
+    ("tokenizer.json",),
+    ("vocab.json", "merges.txt"),
+    ("tokenizer.model",),
+    ("spiece.model",),
+    ("vocab.txt",),
+)
+
+
+def _require_vocabulary(directory: Path, present: set[str]) -> None:
+    """Refuse, naming what is missing, tokenizer files that hold settings but no vocabulary.
+
+    A file of another vocabulary format (``*.model``, ``*.tiktoken``, ``*.spm``, a name with
+    ``vocab`` or ``merges``) lets the tokenizer library decide.
+    """
+    if any(all(name in present for name in files) for files in _VOCABULARIES):
+        return
+    known = {name for files in _VOCABULARIES for name in files}
+    if any(
+        p.suffix in {".model", ".tiktoken", ".spm"} or "vocab" in p.name or "merges" in p.name
+        for p in directory.iterdir()
+        if p.is_file() and p.name not in known
+    ):
+        return
+    partial = [files for files in _VOCABULARIES if any(name in present for name in files)]
+    if partial:
+        missing = ", ".join(name for name in partial[0] if name not in present)
+        what = f"{' with '.join(partial[0])} is incomplete: {missing} is missing"
+    else:
+        what = (f"it has {', '.join(sorted(present))} but no vocabulary file (tokenizer.json, vocab.json and "
+                "merges.txt, tokenizer.model, spiece.model or vocab.txt)")  # fmt: skip
+    raise ModelLoadError(
+        f"the tokenizer in {directory} cannot be loaded: {what}",
+        hint="save the tokenizer next to the model with tokenizer.save_pretrained(DIR)",
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's exception message on one line (some span several)."""
+    return " ".join(str(exc).split())
 
 
 def _weight_files(directory: Path) -> list[Path]:
@@ -465,13 +650,13 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
             f"{directory} has no tokenizer files (e.g. tokenizer.json)",
             hint="save the tokenizer next to the model with tokenizer.save_pretrained(DIR)",
         )
+    _require_vocabulary(directory, {p.name for p in tokenizer_paths})
 
     file_digests = {p.name: _sha256_file(p) for p in weight_paths}
     weight_files = [WeightFile(name=p.name, sha256=file_digests[p.name], bytes=p.stat().st_size) for p in weight_paths]
     tokenizer_sha = weights_digest({p.name: _sha256_file(p) for p in tokenizer_paths})
 
     with _offline():
-        import torch
         from transformer_lens.model_bridge import TransformerBridge
         from transformers import AutoTokenizer
 
@@ -479,12 +664,15 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
             tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
         except Exception as exc:
             raise ModelLoadError(
-                f"cannot load the tokenizer from {directory}: {exc}",
+                f"cannot load the tokenizer from {directory}: {_one_line(exc)}",
                 hint="save the tokenizer next to the model with tokenizer.save_pretrained(DIR)",
             ) from exc
         try:
+            placement: dict[str, Any] = (
+                {"n_devices": spec.n_gpus} if spec.n_gpus > 1 else {"device": spec.device}
+            )  # device and a device map are exclusive
             bridge = TransformerBridge.boot_transformers(
-                str(directory), device=_DEVICE, dtype=torch.float32, tokenizer=tokenizer
+                str(directory), dtype=_torch_dtype(spec.dtype), tokenizer=tokenizer, **placement
             )
         except MemoryError:
             raise
@@ -495,15 +683,15 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
                     hint="free memory or measure a smaller model",
                 ) from exc
             raise ModelLoadError(
-                f"TransformerLens cannot load {directory}: {exc}",
+                f"TransformerLens cannot load {directory}: {_one_line(exc)}",
                 hint="check that the directory holds a complete checkpoint of a supported architecture",
             ) from exc
         except Exception as exc:
             raise ModelLoadError(
-                f"TransformerLens cannot load {directory}: {exc}",
+                f"TransformerLens cannot load {directory}: {_one_line(exc)}",
                 hint="check that the directory holds a complete checkpoint of a supported architecture",
             ) from exc
-    bridge.eval()
+    bridge = _place(bridge, spec)
     _check_finite(bridge.original_model.state_dict(), f"the model in {directory}")
     identity = ModelIdentity(
         name=directory.resolve().name or "model",
@@ -514,6 +702,102 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
         weight_files=weight_files,
         tokenizer_sha256=tokenizer_sha,
         n_parameters=int(bridge.n_params_total),
-        processing={**_processing(), "attn_implementation": "eager"},
+        processing={
+            **_processing(spec),
+            "attn_implementation": "eager",
+            **({"n_gpus": spec.n_gpus, "device_map": _device_map(bridge)} if spec.n_gpus > 1 else {}),
+        },
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
+
+
+# --- models named by a Hugging Face id, read from the local cache -------------------------------
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def hub_cache_dir() -> Path:
+    """The local Hugging Face hub cache, where ``huggingface_hub`` keeps it.
+
+    ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub``, else
+    ``~/.cache/huggingface/hub``.
+    """
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    base = Path(os.environ["XDG_CACHE_HOME"]).expanduser() if os.environ.get("XDG_CACHE_HOME") else (
+        Path.home() / ".cache")  # fmt: skip
+    return base / "huggingface" / "hub"
+
+
+def resolve_cached_model(name: str) -> Path | None:
+    """The snapshot directory of model ``name`` (``org/name`` or ``name``) in the local hub cache, if it is there.
+
+    The cache keeps ``models--org--name/snapshots/<revision>/`` and ``refs/main`` naming the
+    revision downloaded last; with no ``refs/main``, a single snapshot is taken as it is. Several
+    snapshots and no ``refs/main`` are ambiguous: a ConfigError asking for the directory.
+    """
+    if not _HUB_ID.match(name):
+        return None
+    repo = hub_cache_dir() / ("models--" + name.replace("/", "--"))
+    snapshots = repo / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        revision = ref.read_text(encoding="utf-8").strip()
+        if (snapshots / revision).is_dir():
+            return snapshots / revision
+    found = sorted(p for p in snapshots.iterdir() if p.is_dir())
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        return None
+    raise ConfigError(
+        f"model {name!r} has {len(found)} snapshots in the local Hugging Face cache ({snapshots}) and no refs/main",
+        hint="pass the snapshot directory you mean with --model DIR",
+    )
+
+
+def resolve_model_name(model: str, *, known_organisms: Sequence[str], is_organism: Callable[[str], bool]) -> Path | str:
+    """What ``--model MODEL`` names: a directory (returned as its resolved path) or an organism (its name).
+
+    In this order: an existing directory or file; an organism (``is_organism``); a model in the
+    local Hugging Face cache. Anything else is a ConfigError that suggests the nearest directory
+    or organism name, and says how to bring a hub model into the cache.
+    """
+    path = Path(model).expanduser()
+    if path.exists():
+        return path.resolve()
+    if is_organism(model):
+        return model
+    cached = resolve_cached_model(model)
+    if cached is not None:
+        return cached.resolve()
+    parent = path.parent if str(path.parent) else Path(".")
+    siblings = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    near_dirs = difflib.get_close_matches(path.name, siblings, n=1, cutoff=0.75)
+    near_organisms = difflib.get_close_matches(model, list(known_organisms), n=1, cutoff=0.75)
+    if near_dirs:
+        suggestion = str(parent / near_dirs[0]) if str(parent) != "." else near_dirs[0]
+        raise ConfigError(
+            f"there is no model directory {model!r}; did you mean {suggestion!r}?",
+            hint=f"pass --model {suggestion}",
+        )
+    if near_organisms:
+        raise ConfigError(
+            f"there is no organism or model directory {model!r}; did you mean the organism {near_organisms[0]!r}?",
+            hint=f"pass --model {near_organisms[0]}",
+        )
+    if _HUB_ID.match(model) and not model.startswith("."):
+        where = hub_cache_dir() / ("models--" + model.replace("/", "--"))
+        raise ConfigError(
+            f"model {model!r} is not a directory, an organism, or in the local Hugging Face cache ({where})",
+            hint=f"download it on a connected machine with `huggingface-cli download {model}` and copy the cache "
+            "(or set HF_HUB_CACHE to where it is), or pass a local directory",
+        )
+    raise ConfigError(
+        f"there is no model directory at {model}",
+        hint="point --model at a local Hugging Face model directory, an organism name, or a cached hub model",
+    )

@@ -177,12 +177,18 @@ def evaluate(
     *,
     subject: str,
     validation: tuple[ValidationReport, str] | None = None,
+    dtype: str = "float32",
 ) -> list[Verdict]:
     """One verdict per threshold, judged on the record of ``subject`` for its measurement.
 
     ``validation``: the validation report (and its sha256) that thresholds with a
     ``validation`` requirement consult; a requirement that the report does not
     meet, or no report at all, makes that verdict INCONCLUSIVE with the reason.
+
+    ``dtype``: the dtype the records were measured in (the model identity's
+    ``processing["dtype"]``). A policy that names another dtype, or a validation
+    report measured in another, leaves the verdicts that rely on it INCONCLUSIVE:
+    a threshold set in one dtype is never applied silently to another.
     """
     by_measurement = {r.measurement.id: r for r in records if r.subject == subject}
     verdicts = []
@@ -210,11 +216,18 @@ def evaluate(
             verdicts.append(_verdict(fields, "inconclusive", reason))
             continue
         fields |= {"observed": metric.value, "ci": metric.ci}
+        if policy.dtype is not None and policy.dtype != dtype:
+            reason = (
+                f"the policy's thresholds were set for {policy.dtype}, but {subject} was measured in {dtype}; "
+                f"{t.metric} is not judged against a threshold set in another dtype"
+            )
+            verdicts.append(_verdict(fields, "inconclusive", reason))
+            continue
         if t.validation is not None:
             report, digest = validation if validation is not None else (None, None)
             found = report.find(t.measurement, t.metric) if report is not None else None
             fired = found is not None and satisfied(found.criteria, found.combine, metric)
-            shortfall, account = validation_requirement_verdict(t, record, report, fired=fired)
+            shortfall, account = validation_requirement_verdict(t, record, report, fired=fired, dtype=dtype)
             if shortfall is None and digest is not None:
                 shortfall = _spot_check_shortfall(t, records, digest)
             fields |= {"validation": account, "validation_report": digest}

@@ -115,7 +115,10 @@ def reproduce(
     _check_datasets(records, spec.datasets)
     defs = registered()
     configure_determinism(spec.seed, threads=dossier.environment.threads)
-    model = load_model(ModelSpec(organism=spec.model_organism, path=spec.model_path))
+    model = load_model(
+        ModelSpec(organism=spec.model_organism, path=spec.model_path, device=spec.model_device,
+                  dtype=spec.model_dtype, n_gpus=spec.model_n_gpus)  # fmt: skip
+    )
     if model.identity.weights_sha256 != dossier.model.weights_sha256:
         raise ConfigError(
             f"the model's weights digest {model.identity.weights_sha256[:16]} is not the dossier's "

@@ -8,7 +8,7 @@ every file of it exists (it is written to a temporary directory first).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,11 @@ from evidence.runspec import RunSpec
 from evidence.validation_report import cite, parse_report, shipped_report_file, shipped_report_path
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from evidence.measure import MeasurementDef
+    from evidence.measure.memory import ModelSize
+    from evidence.model import ModelSpec
     from signing.keys import Signer
 
 __all__ = ["RunOutcome", "publish", "run", "sign_draft"]
@@ -84,6 +89,7 @@ def run(
     key: Path | None = None,
     sign: bool = True,
     tsa: str | None = None,
+    level: str | None = None,
     predecessor: Path | None = None,
     progress: Progress | None = None,
     detail: Callable[[float, str], None] | None = None,
@@ -92,10 +98,13 @@ def run(
 
     ``progress`` receives one line per stage; ``detail`` the measurements' own
     ``(fraction, message)`` reports within a stage. ``tsa``: the URL of a timestamp
-    authority, which makes the signatures PAdES B-T and timestamps the envelope.
+    authority, which makes the signatures PAdES B-T and timestamps the envelope;
+    ``level``: the PAdES level (B-LT and B-LTA also embed validation data).
     """
     say = progress or (lambda _msg: None)
     out_dir = check_output_dir(out_dir)
+    if sign:
+        _check_level(level, tsa)
 
     started = datetime.now(UTC)
     policy = load_policy(spec.policy_path, run_started=started) if spec.policy_path is not None else None
@@ -115,11 +124,18 @@ def run(
     try:
         from evidence.measure import Task, check_task, get, registered, run_suite
         from evidence.measure.runtime import capture_environment, configure_determinism
-        from evidence.model import ModelSpec, load_model
+        from evidence.model import ModelSpec, check_device, load_model
     except ModuleNotFoundError as exc:
         raise missing_extra("measure", exc) from None
 
-    model_spec = ModelSpec(organism=spec.model_organism, path=spec.model_path)
+    model_spec = ModelSpec(
+        organism=spec.model_organism,
+        path=spec.model_path,
+        device=spec.model_device,
+        dtype=spec.model_dtype,
+        n_gpus=spec.model_n_gpus,
+    )
+    check_device(model_spec.device, model_spec.n_gpus)
     markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
     if policy is not None:  # a threshold on a measurement that does not exist can never be judged
         for threshold in policy.thresholds:
@@ -135,13 +151,21 @@ def run(
         )
         for mid, params in spec.measurements.items()
     ]
-    for task in tasks:  # every task is checked before the first minute of work
-        check_task(task)
+    checked = [check_task(task) for task in tasks]  # every task is checked before the first minute of work
 
     # Reference organisms are tiny: one thread is as fast and is not slowed by a busy machine.
     configure_determinism(spec.seed, threads=1 if spec.model_organism else None)
+    from evidence.measure import memory
+
+    size = memory.size_before_loading(spec.model_organism, spec.model_path)
+    if size is not None:  # refuse what cannot fit before loading it
+        _memory_preflight(checked, size, model_spec, spec, say)
     say(f"loading model {model_spec.describe()}")
     model = load_model(model_spec)
+    if size is None:
+        size = memory.size_of_loaded(model.identity.n_parameters, model.bridge.cfg)
+        _memory_preflight(checked, size, model_spec, spec, say)
+    _require_chat_template(model.tokenizer, model_spec.describe(), spec, [get(t.measurement_id) for t in tasks])
 
     records = run_suite(
         tasks,
@@ -154,7 +178,9 @@ def run(
     verdicts: list[Verdict] = []
     gate = None
     if policy is not None:
-        verdicts = evaluate(policy, records, subject=model.identity.name, validation=validation)
+        verdicts = evaluate(
+            policy, records, subject=model.identity.name, validation=validation, dtype=model_spec.dtype
+        )
         gate = roll_up(verdicts)
     dossier = build_dossier(
         model=model.identity,
@@ -170,7 +196,52 @@ def run(
     if previous is not None:
         old, link = previous
         dossier = with_fields(dossier, predecessor=link, changelog=diff_dossiers(old, dossier))
-    return publish(dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa)
+    return publish(dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa, level=level)
+
+
+def _memory_preflight(
+    checked: Sequence[tuple[MeasurementDef, BaseModel]],
+    size: ModelSize,
+    model_spec: ModelSpec,
+    spec: RunSpec,
+    say: Progress,
+) -> None:
+    """Estimate each measurement's peak memory; refuse the run, before any measurement, when the largest cannot fit."""
+    from evidence.measure import memory
+
+    estimates = [
+        memory.estimate(
+            definition.id, params.model_dump(), size, model_spec.dtype,
+            backprop=definition.backprop, model_copies=definition.model_copies,
+            datasets=[spec.datasets[d.name] for d in definition.datasets if d.name in spec.datasets],
+        )
+        for definition, params in checked
+    ]  # fmt: skip
+    available = memory.available_memory(model_spec.device, model_spec.n_gpus)
+    batched = [definition.id for definition, _ in checked if "batch_size" in definition.params.model_fields]
+    largest = memory.check_fits(estimates, available, dtype=model_spec.dtype, device=model_spec.device,
+                                batched=batched)  # fmt: skip
+    if largest is not None:
+        room = f"{memory.format_bytes(available[0])} of {available[1]}" if available else "available memory unknown"
+        say(f"memory preflight: at most {largest.describe()} for {largest.measurement}; {room}")
+
+
+def _require_chat_template(tokenizer: object, model: str, spec: RunSpec, definitions: Sequence[MeasurementDef]) -> None:
+    """Refuse, before measuring, prompt sets in chat ``messages`` for a model whose tokenizer has no chat template."""
+    if tokenizer is None or getattr(tokenizer, "chat_template", None):
+        return
+    used = {d.name for definition in definitions for d in definition.datasets}
+    chat = sorted(
+        f"{name} ({dataset.path})"
+        for name, dataset in spec.datasets.items()
+        if name in used and any(p.messages is not None for p in dataset.prompts)
+    )
+    if chat:
+        raise ConfigError(
+            f"{model} has no chat template, but the prompt sets {', '.join(chat)} are chat messages",
+            hint="save a tokenizer with a chat template next to the model (tokenizer.chat_template, then "
+            "tokenizer.save_pretrained(DIR)), or write those prompts as 'text'",
+        )
 
 
 def publish(
@@ -181,6 +252,7 @@ def publish(
     progress: Progress | None = None,
     validation_report: bytes | None = None,
     tsa: str | None = None,
+    level: str | None = None,
 ) -> RunOutcome:
     """Name the signer, serialise, render, sign and write the bundle atomically.
 
@@ -220,7 +292,9 @@ def publish(
             from signing.timestamps import http_timestamper
 
             timestamper = http_timestamper(tsa)
-        files = seal(data, pdf, signer, statement_predicate(dossier), extra=exports, timestamper=timestamper)
+        files = seal(
+            data, pdf, signer, statement_predicate(dossier), extra=exports, timestamper=timestamper, level=level
+        )
     else:
         files = {"dossier.json": data, "dossier.pdf": pdf, **exports}
     write_bundle_atomically(files, out_dir)
@@ -228,10 +302,17 @@ def publish(
 
 
 def sign_draft(
-    draft_dir: Path, out_dir: Path, *, key: Path | None, tsa: str | None = None, progress: Progress | None = None
+    draft_dir: Path,
+    out_dir: Path,
+    *,
+    key: Path | None,
+    tsa: str | None = None,
+    level: str | None = None,
+    progress: Progress | None = None,
 ) -> RunOutcome:
     """Sign an unsigned draft bundle (``run --no-sign``) into a new, signed bundle."""
     out_dir = check_output_dir(out_dir)
+    _check_level(level, tsa)
     source = draft_dir / "dossier.json"
     try:
         data = source.read_bytes()
@@ -255,10 +336,17 @@ def sign_draft(
             ) from None
     signer = _signer_for(key)
     try:
-        return publish(dossier, out_dir, signer=signer, progress=progress, validation_report=report, tsa=tsa)
+        return publish(
+            dossier, out_dir, signer=signer, progress=progress, validation_report=report, tsa=tsa, level=level
+        )
     finally:
         close = getattr(signer, "close", None)  # a token's session ends here
         if close is not None:
             close()
 
 
+def _check_level(level: str | None, tsa: str | None) -> None:
+    """Refuse an impossible PAdES level before any work (e.g. B-LT without a timestamp authority)."""
+    from signing.pades import check_level
+
+    check_level(level, tsa is not None)

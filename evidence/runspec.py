@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
@@ -48,6 +48,9 @@ class _Strict(BaseModel):
 class _ModelSection(_Strict):
     path: str | None = None
     organism: str | None = None
+    device: Literal["cpu", "cuda", "mps"] = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    n_gpus: Annotated[int, Field(ge=1)] = 1
 
 
 class _RunSection(_Strict):
@@ -83,17 +86,40 @@ class RunSpec:
     policy_path: Path | None = None
     external_eval_paths: tuple[Path, ...] = ()
     external_declarations: dict[str, Any] = field(default_factory=dict)
+    model_device: str = "cpu"
+    model_dtype: str = "float32"
+    model_n_gpus: int = 1
 
     def with_external_evals(self, paths: Sequence[Path]) -> RunSpec:
         """A copy that also cross-references these evaluation logs."""
         return replace(self, external_eval_paths=(*self.external_eval_paths, *paths))
 
     def with_model(self, model: str) -> RunSpec:
-        """A copy that measures ``model`` (a local directory, or an organism name) instead."""
-        path = Path(model)
-        if path.exists() or "/" in model or model.startswith("."):
-            return replace(self, model_path=path.resolve(), model_organism=None)
-        return replace(self, model_path=None, model_organism=model)
+        """A copy that measures ``model`` instead: a directory, an organism, or a model in the local hub cache.
+
+        See :func:`evidence.model.resolve_model_name`.
+        """
+        from evidence import organisms, population
+        from evidence.model import resolve_model_name
+
+        def is_organism(name: str) -> bool:
+            return name in organisms.ORGANISM_NAMES or population.is_member(name)
+
+        resolved = resolve_model_name(model, known_organisms=organisms.ORGANISM_NAMES, is_organism=is_organism)
+        if isinstance(resolved, Path):
+            return replace(self, model_path=resolved, model_organism=None)
+        return replace(self, model_path=None, model_organism=resolved)
+
+    def with_placement(
+        self, *, device: str | None = None, dtype: str | None = None, n_gpus: int | None = None
+    ) -> RunSpec:
+        """A copy that measures on ``device`` (``n_gpus`` of them) in ``dtype``; None keeps what the spec says."""
+        return replace(
+            self,
+            model_device=device or self.model_device,
+            model_dtype=dtype or self.model_dtype,
+            model_n_gpus=n_gpus if n_gpus is not None else self.model_n_gpus,
+        )
 
 
 def default_runspec_path() -> Path:
@@ -164,6 +190,9 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
         policy_path=(base / parsed.run.policy) if parsed.run.policy is not None else None,
         external_eval_paths=tuple(base / p for p in parsed.run.external_evals),
         external_declarations=parse_declarations(parsed.external, source=str(path)),
+        model_device=model.device,
+        model_dtype=model.dtype,
+        model_n_gpus=model.n_gpus,
     )
 
 

@@ -185,6 +185,7 @@ def cite(report: ValidationReport, digest: str, records: Sequence[EvidenceRecord
         producer=report.producer,
         level=report.level,
         organisms=len(report.organisms),
+        dtype=report.environment.dtype,
         detectors=detectors,
     )
 
@@ -199,7 +200,12 @@ def _comparable(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def validation_requirement_verdict(
-    threshold: Threshold, record: EvidenceRecord, report: ValidationReport | None, *, fired: bool
+    threshold: Threshold,
+    record: EvidenceRecord,
+    report: ValidationReport | None,
+    *,
+    fired: bool,
+    dtype: str = "float32",
 ) -> tuple[str | None, str]:
     """``(reason it falls short or None, one-line account of the validation)`` for a threshold that needs one.
 
@@ -207,6 +213,7 @@ def validation_requirement_verdict(
     instrument reports the behaviour present. A reading that says "present" is as credible as
     the instrument's false alarms are rare, so it must meet ``max_false_alarms``; one that says
     "absent" is as credible as its detections are sure, so it must meet ``min_detection``.
+    ``dtype``: the dtype the record was measured in; a report measured in another does not vouch for it.
     """
     requirement = threshold.validation
     assert requirement is not None
@@ -227,6 +234,12 @@ def validation_requirement_verdict(
             if k not in EXECUTION_PARAMS and found.params.get(k) != record.measurement.params.get(k)
         )
         return f"{where} ran with parameters other than the validated ones ({', '.join(changed)})", summary
+    if report.environment.dtype != dtype:
+        return (
+            f"{where} was validated in {report.environment.dtype}, but this run measured in {dtype}; "
+            "the validation does not carry over to another dtype",
+            summary,
+        )
     if fired:
         if found.false_alarms.ci is None:
             return f"{where} {reading}, and was validated on no control", summary

@@ -61,19 +61,21 @@ def seal(
     extra: Mapping[str, bytes] | None = None,
     *,
     timestamper: TimeStamper | None = None,
+    level: str | None = None,
 ) -> dict[str, bytes]:
     """The bundle's files (name -> bytes): the PDF PAdES-signed, every data file attested by DSSE.
 
     ``extra`` files (exports such as ``dossier.cdx.json``) join the bundle and the statement's
     subjects; they cannot take the name of a core file. With ``timestamper`` (a timestamp
     authority) the PDF signature is PAdES B-T and the DSSE signature gets a timestamp token,
-    written as ``dossier.dsse.tst`` (checked by verification step 8).
+    written as ``dossier.dsse.tst`` (checked by verification step 8). ``level``: the PAdES
+    level (:data:`signing.pades.LEVELS`; B-LT and B-LTA embed validation data).
     """
     extra = dict(extra or {})
     clash = sorted(set(extra) & set(BUNDLE_FILES))
     if clash:
         raise BundleError(f"extra bundle files may not be named {', '.join(clash)}")
-    signed_pdf = sign_pdf(pdf, signer, timestamper=timestamper)
+    signed_pdf = sign_pdf(pdf, signer, timestamper=timestamper, level=level)
     subjects = {DOSSIER_JSON: dossier_json, DOSSIER_PDF: signed_pdf, **extra}
     statement = build_statement(subjects, predicate)
     envelope = sign_envelope(statement, signer)

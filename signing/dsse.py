@@ -21,11 +21,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from evidence.canonical import canonical_bytes, sha256_hex
 from signing._json import parse_object
-from signing.keys import Signer, certificate_sha256, dsse_padding
+from signing.keys import Signer, certificate_sha256, dsse_hash, dsse_padding
 
 __all__ = [
     "PAYLOAD_TYPE",
@@ -120,18 +120,23 @@ def parse_envelope(data: bytes) -> Envelope:
 
 
 def verify_envelope_signature(envelope: Envelope, cert: x509.Certificate) -> bool:
-    """True if the envelope's signature over the PAE verifies with ``cert``'s RSA key (PSS)."""
+    """True if the envelope's signature over the PAE verifies with ``cert``'s key.
+
+    RSA: RSASSA-PSS with SHA-256 (:func:`signing.keys.dsse_padding`); ECDSA: DER
+    signatures with the curve's digest (:func:`signing.keys.dsse_hash`). Any
+    other key, or other parameters, do not verify.
+    """
     public = cert.public_key()
-    if not isinstance(public, rsa.RSAPublicKey):
-        return False
+    digest = dsse_hash(public)
+    message = pae(envelope.payload_type, envelope.payload)
     try:
-        public.verify(
-            envelope.signature,
-            pae(envelope.payload_type, envelope.payload),
-            dsse_padding(),
-            hashes.SHA256(),
-        )
-    except InvalidSignature:
+        if isinstance(public, rsa.RSAPublicKey):
+            public.verify(envelope.signature, message, dsse_padding(), hashes.SHA256())
+        elif isinstance(public, ec.EllipticCurvePublicKey) and digest is not None:
+            public.verify(envelope.signature, message, ec.ECDSA(digest))
+        else:
+            return False
+    except (InvalidSignature, ValueError):  # ValueError: not a DER ECDSA signature
         return False
     return True
 

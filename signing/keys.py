@@ -5,10 +5,12 @@ or (later) a PKCS#11 token are interchangeable for both signatures a bundle
 carries: the PAdES signature inside the PDF (through pyHanko) and the DSSE
 signature over the in-toto statement (raw bytes).
 
-Keys are RSA-3072. DSSE signatures use RSASSA-PSS with SHA-256, MGF1 with
-SHA-256 and a salt as long as the digest; verification accepts exactly that.
-RSA also keeps pyHanko's output at PDF 1.7 (an ECDSA signature makes it
-declare PDF 2.0, which PDF/A-3 does not allow).
+Development keys are RSA-3072; a key file for filing may hold RSA (2048 bits
+or more) or ECDSA on P-256 or P-384. DSSE signatures use RSASSA-PSS with
+SHA-256, MGF1 with SHA-256 and a salt as long as the digest, or ECDSA with
+SHA-256 (P-256) or SHA-384 (P-384), DER-encoded; verification accepts exactly
+that (:func:`dsse_hash`). The PDF stays at version 1.7 with either (see
+:mod:`signing.pades`).
 
 Private keys never go into a bundle. A development key lives in the user's data
 directory (:func:`development_key_path`), with file mode 0600, and its
@@ -31,7 +33,7 @@ from asn1crypto import pkcs12 as asn1_pkcs12
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from pyhanko.sign import signers
@@ -86,6 +88,22 @@ def dsse_padding() -> padding.PSS:
     return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
+#: ECDSA curves a signer may use, and the digest its DSSE signatures are made with.
+ECDSA_CURVES: dict[str, type[hashes.HashAlgorithm]] = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384}
+
+
+def dsse_hash(public: object) -> hashes.HashAlgorithm | None:
+    """The digest a DSSE signature by this public key is made with (None: not a key this project signs with)."""
+    if isinstance(public, rsa.RSAPublicKey):
+        return hashes.SHA256()
+    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name in ECDSA_CURVES:
+        return ECDSA_CURVES[public.curve.name]()
+    return None
+
+
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
 @runtime_checkable
 class Signer(Protocol):
     """Key material that signs a bundle, wherever the private key lives."""
@@ -101,7 +119,7 @@ class Signer(Protocol):
         ...
 
     def sign(self, data: bytes) -> bytes:
-        """A raw RSASSA-PSS / SHA-256 signature over ``data`` (for DSSE)."""
+        """A raw signature over ``data`` (for DSSE): RSASSA-PSS / SHA-256, or ECDSA (:func:`dsse_hash`)."""
         ...
 
     def pyhanko_signer(self) -> signers.Signer:
@@ -110,17 +128,17 @@ class Signer(Protocol):
 
 
 class FileSigner:
-    """A :class:`Signer` whose RSA key is held in memory (loaded from a PKCS#12 file)."""
+    """A :class:`Signer` whose RSA or ECDSA key is held in memory (loaded from a PKCS#12 file)."""
 
     def __init__(
         self,
-        key: rsa.RSAPrivateKey,
+        key: SigningKey,
         chain: Sequence[x509.Certificate],
         source: Path | None = None,
     ) -> None:
         if not chain:
             raise KeyLoadError("a signer needs at least its own certificate")
-        if key.public_key().public_numbers() != _rsa_public_numbers(chain[0]):
+        if not _same_public_key(key, chain[0]):
             where = f" in {source}" if source else ""
             raise KeyLoadError(
                 f"the private key{where} does not belong to its certificate",
@@ -141,7 +159,12 @@ class FileSigner:
         return list(self._chain)
 
     def sign(self, data: bytes) -> bytes:
-        """A raw RSASSA-PSS / SHA-256 signature over ``data``."""
+        """A raw signature over ``data``: RSASSA-PSS / SHA-256, or DER ECDSA with the curve's digest."""
+        if isinstance(self._key, ec.EllipticCurvePrivateKey):
+            digest = dsse_hash(self._key.public_key())
+            if digest is None:
+                raise SigningError(f"ECDSA on {self._key.curve.name} is not supported", hint="use P-256 or P-384")
+            return self._key.sign(data, ec.ECDSA(digest))
         return self._key.sign(data, dsse_padding(), hashes.SHA256())
 
     def pyhanko_signer(self) -> signers.Signer:
@@ -149,9 +172,7 @@ class FileSigner:
         der = serialization.Encoding.DER
         certs = [asn1_x509.Certificate.load(c.public_bytes(der)) for c in self._chain]
         key_info = asn1_keys.PrivateKeyInfo.load(
-            self._key.private_bytes(
-                der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
+            self._key.private_bytes(der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         )
         return signers.SimpleSigner(
             signing_cert=certs[0],
@@ -160,9 +181,10 @@ class FileSigner:
         )
 
 
-def _rsa_public_numbers(cert: x509.Certificate) -> rsa.RSAPublicNumbers | None:
-    public = cert.public_key()
-    return public.public_numbers() if isinstance(public, rsa.RSAPublicKey) else None
+def _same_public_key(key: SigningKey, cert: x509.Certificate) -> bool:
+    """Whether ``cert`` certifies ``key``'s public key."""
+    der, info = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return key.public_key().public_bytes(der, info) == cert.public_key().public_bytes(der, info)
 
 
 # --- identities -----------------------------------------------------------------------------
@@ -212,9 +234,7 @@ def generate_development_identity(
             critical=True,
         )
         .add_extension(ski, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
     )
     return key, cert
@@ -278,7 +298,7 @@ def _write_new_file(path: Path, data: bytes, mode: int, *, overwrite: bool, what
 
 def write_pkcs12(
     path: Path,
-    key: rsa.RSAPrivateKey,
+    key: SigningKey,
     cert: x509.Certificate,
     passphrase: bytes | None,
     *,
@@ -316,7 +336,7 @@ def _is_pkcs12(data: bytes) -> bool:
 
 
 def load_signer(path: Path, passphrase: bytes | None) -> FileSigner:
-    """Load an RSA signing key and its certificate chain from a PKCS#12 file."""
+    """Load a signing key (RSA of 2048 bits or more, ECDSA P-256 or P-384) and its chain from a PKCS#12 file."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -326,9 +346,7 @@ def load_signer(path: Path, passphrase: bytes | None) -> FileSigner:
             hint="create one with `interp-dossier keygen --out DIR` or pass another --key",
         ) from None
     except IsADirectoryError:
-        raise KeyLoadError(
-            f"key file {path} is a directory", hint="pass the .p12 file itself"
-        ) from None
+        raise KeyLoadError(f"key file {path} is a directory", hint="pass the .p12 file itself") from None
     except OSError as exc:
         raise KeyLoadError(
             f"cannot read key file {path}: {exc.strerror or exc}",
@@ -337,8 +355,7 @@ def load_signer(path: Path, passphrase: bytes | None) -> FileSigner:
     if not _is_pkcs12(data):
         raise KeyLoadError(
             f"key file {path} is not a PKCS#12 (.p12) file",
-            hint="pass a PKCS#12 file holding the key and its certificate, "
-            "e.g. one written by `interp-dossier keygen`",
+            hint="pass a PKCS#12 file holding the key and its certificate, e.g. one written by `interp-dossier keygen`",
         )
     loaded = None
     # A passphrase given for an unencrypted file is not an error.
@@ -359,12 +376,16 @@ def load_signer(path: Path, passphrase: bytes | None) -> FileSigner:
             f"key file {path} holds no {missing}",
             hint="export the key together with its certificate into one PKCS#12 file",
         )
-    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < _MIN_RSA_BITS:
+    usable = (isinstance(key, rsa.RSAPrivateKey) and key.key_size >= _MIN_RSA_BITS) or (
+        isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in ECDSA_CURVES
+    )
+    if not usable:
         raise KeyLoadError(
-            f"key file {path} does not hold an RSA key of at least {_MIN_RSA_BITS} bits",
-            hint=f"interp-dossier signs with RSA ({RSA_KEY_SIZE} bits); "
-            "create one with `interp-dossier keygen`",
+            f"key file {path} does not hold an RSA key of at least {_MIN_RSA_BITS} bits or an ECDSA key on P-256 "
+            "or P-384",
+            hint="create a key with `interp-dossier keygen --csr` and have your CA certify it",
         )
+    assert isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey))
     return FileSigner(key, [cert, *others], source=path)
 
 
@@ -417,8 +438,7 @@ def ensure_development_signer() -> FileSigner:
                 directory.chmod(0o700)
             except OSError as exc:
                 raise KeyLoadError(
-                    f"cannot create the development key directory {directory}: "
-                    f"{exc.strerror or exc}",
+                    f"cannot create the development key directory {directory}: {exc.strerror or exc}",
                     hint=f"set {HOME_ENV} to a writable directory",
                 ) from exc
         key, cert = generate_development_identity()
@@ -438,13 +458,8 @@ def ensure_development_signer() -> FileSigner:
     return signer
 
 
-def keygen(out_dir: Path, passphrase: bytes | None) -> tuple[Path, Path]:
-    """Write a development key and certificate: ``out_dir/signer.p12`` and ``out_dir/signer.pem``.
-
-    ``out_dir`` is created (mode 0700) if its parent exists. Existing files are
-    never overwritten.
-    """
-    out_dir = Path(out_dir)
+def _key_directory(out_dir: Path) -> Path:
+    """``out_dir``, created with mode 0700 if its parent exists; an error if it cannot be a key directory."""
     if not out_dir.exists():
         if not out_dir.parent.is_dir():
             raise SigningError(
@@ -460,6 +475,16 @@ def keygen(out_dir: Path, passphrase: bytes | None) -> tuple[Path, Path]:
             ) from exc
     elif not out_dir.is_dir():
         raise SigningError(f"{out_dir} exists and is not a directory", hint="choose another --out")
+    return out_dir
+
+
+def keygen(out_dir: Path, passphrase: bytes | None) -> tuple[Path, Path]:
+    """Write a development key and certificate: ``out_dir/signer.p12`` and ``out_dir/signer.pem``.
+
+    ``out_dir`` is created (mode 0700) if its parent exists. Existing files are
+    never overwritten.
+    """
+    out_dir = _key_directory(Path(out_dir))
     key_path, cert_path = out_dir / KEY_FILE_NAME, out_dir / CERT_FILE_NAME
     for existing in (key_path, cert_path):
         if existing.exists():
@@ -481,3 +506,136 @@ def keygen(out_dir: Path, passphrase: bytes | None) -> tuple[Path, Path]:
         key_path.unlink(missing_ok=True)
         raise
     return key_path, cert_path
+
+
+# --- keys for filing: a certificate signing request, then the CA's certificate ----------------
+
+#: Extended key usage documentSigning (RFC 9336), which ``keygen --csr`` requests.
+DOCUMENT_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
+#: Key algorithms ``keygen --csr`` makes.
+KEY_ALGORITHMS = ("rsa-3072", "ecdsa-p256", "ecdsa-p384")
+#: The private key ``keygen --csr`` writes (PKCS#8 PEM) and the request it writes beside it.
+PRIVATE_KEY_FILE_NAME = "signer.key"
+CSR_FILE_NAME = "signer.csr"
+
+
+def _new_key(algorithm: str) -> SigningKey:
+    if algorithm == "rsa-3072":
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
+    if algorithm == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm == "ecdsa-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    raise SigningError(f"there is no key algorithm {algorithm!r}", hint=f"choose one of {', '.join(KEY_ALGORITHMS)}")
+
+
+def _subject(dn: str) -> x509.Name:
+    try:
+        name = x509.Name.from_rfc4514_string(dn)
+    except ValueError as exc:
+        raise SigningError(
+            f"--subject {dn!r} is not an RFC 4514 distinguished name ({exc})",
+            hint="e.g. 'CN=Example Lab dossier signer,O=Example Lab,C=DE'",
+        ) from None
+    if not name.get_attributes_for_oid(NameOID.COMMON_NAME):
+        raise SigningError(f"--subject {dn!r} has no common name (CN)", hint="add CN=... naming the signer")
+    return name
+
+
+def make_csr(out_dir: Path, subject: str, algorithm: str, passphrase: bytes | None) -> tuple[Path, Path]:
+    """A new signing key and a certificate signing request for it, for an organisation's CA.
+
+    Writes ``out_dir/signer.key`` (PKCS#8 PEM, mode 0600, encrypted with the
+    passphrase when one is given) and ``out_dir/signer.csr`` (PEM). The request asks
+    for what verification requires of a signer (:mod:`signing.trust`): not a CA,
+    key usage digitalSignature and nonRepudiation, extended key usage document
+    signing. Once the CA has issued the certificate, :func:`pack_certificate`
+    joins key and certificate into ``signer.p12``. Existing files are never
+    overwritten.
+    """
+    out_dir = _key_directory(Path(out_dir))
+    name = _subject(subject)
+    key = _new_key(algorithm)
+    key_path, csr_path = out_dir / PRIVATE_KEY_FILE_NAME, out_dir / CSR_FILE_NAME
+    for existing in (key_path, csr_path):
+        if existing.exists():
+            raise SigningError(f"refusing to overwrite {existing}", hint="choose another --out directory")
+    digest = (
+        hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256 else hashes.SHA256()
+    )
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=True, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([DOCUMENT_SIGNING_EKU]), critical=False)
+        .sign(key, digest)
+    )  # fmt: skip
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    pem = serialization.Encoding.PEM
+    _write_new_file(
+        key_path, key.private_bytes(pem, serialization.PrivateFormat.PKCS8, encryption), 0o600,
+        overwrite=False, what="private key file",
+    )  # fmt: skip
+    try:
+        _write_new_file(csr_path, csr.public_bytes(pem), 0o644, overwrite=False, what="certificate request")
+    except BaseException:
+        key_path.unlink(missing_ok=True)
+        raise
+    return key_path, csr_path
+
+
+def pack_certificate(out_dir: Path, cert_path: Path, passphrase: bytes | None) -> Path:
+    """Join ``out_dir/signer.key`` and the certificate(s) the CA issued into ``out_dir/signer.p12``.
+
+    ``cert_path`` holds PEM certificates: the signer's first, then its issuers
+    (they travel in the bundle's signer.pem). The certificate must certify the
+    key; the key must be one a signer may use. The PKCS#12 file is encrypted with
+    the passphrase when one is given.
+    """
+    out_dir = Path(out_dir)
+    key_path = out_dir / PRIVATE_KEY_FILE_NAME
+    try:
+        key_pem = key_path.read_bytes()
+    except OSError as exc:
+        raise KeyLoadError(
+            f"cannot read {key_path}: {exc.strerror or exc}",
+            hint="pass the --out directory where `keygen --csr` wrote the key",
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, passphrase or None)
+    except TypeError:
+        raise KeyLoadError(f"{key_path} is protected by a passphrase", hint=_PASSPHRASE_HINT) from None
+    except ValueError:
+        raise KeyLoadError(f"{key_path} cannot be read (wrong passphrase, or not a PEM private key)",
+                           hint=_PASSPHRASE_HINT) from None  # fmt: skip
+    try:
+        certs = x509.load_pem_x509_certificates(Path(cert_path).read_bytes())
+    except OSError as exc:
+        raise KeyLoadError(f"cannot read {cert_path}: {exc.strerror or exc}", hint="pass the CA's PEM file") from None
+    except ValueError:
+        raise KeyLoadError(
+            f"{cert_path} holds no PEM certificate", hint="pass the certificate the CA issued, as PEM"
+        ) from None
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise KeyLoadError(f"{key_path} holds a key interp-dossier does not sign with", hint="use RSA or ECDSA")
+    from signing.trust import signer_problems
+
+    signer = FileSigner(key, certs, source=Path(cert_path))  # refuses a certificate of another key
+    problems = signer_problems(signer.certificate, None)
+    if problems:
+        raise KeyLoadError(
+            f"the certificate in {cert_path} may not sign dossiers: {'; '.join(problems)}",
+            hint="ask the CA for a document-signing certificate (not a CA, no TLS server usage)",
+        )
+    p12 = out_dir / KEY_FILE_NAME
+    write_pkcs12(p12, key, certs[0], passphrase, extra_certs=certs[1:])
+    return p12

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
 from typing import Any
 
 from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
 from pyhanko.sign.timestamps.api import TimeStamper
+from pyhanko_certvalidator import ValidationContext
 
 from signing._aio import run_sync
 from signing.errors import SigningError
@@ -64,12 +64,14 @@ class TimestampCheck:
         self.authority = authority
 
 
-def check_signature_timestamp(
-    token: bytes, signature: bytes, anchors: Sequence[asn1_x509.Certificate]
-) -> TimestampCheck:
-    """Check that ``token`` timestamps ``signature`` and comes from a trusted TSA; :class:`ValueError` if not."""
+def check_signature_timestamp(token: bytes, signature: bytes, context: ValidationContext) -> TimestampCheck:
+    """Check that ``token`` timestamps ``signature`` and comes from a TSA trusted in ``context``.
+
+    ``context`` holds the auditor's anchors, the validation data at hand and the
+    time the authority's certificate is judged at (see :mod:`signing.longterm`).
+    :class:`ValueError` if the token does not hold.
+    """
     from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
-    from pyhanko_certvalidator import ValidationContext
 
     try:
         info = cms.ContentInfo.load(token)
@@ -81,7 +83,6 @@ def check_signature_timestamp(
             raise ValueError("its content is not a TSTInfo")
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"the timestamp token cannot be read ({exc})") from None
-    context = ValidationContext(trust_roots=list(anchors), allow_fetching=False)
 
     async def _validate() -> dict[str, Any]:
         try:
@@ -106,8 +107,15 @@ def check_signature_timestamp(
             f"the timestamp token is signed by {signer.subject.human_friendly}, whose certificate lacks the "
             "timeStamping extended key usage: it is not a timestamp authority"
         )
+    if status.get("revocation_details") is not None:
+        revoked = status["revocation_details"].revocation_date
+        raise ValueError(f"the timestamp authority's certificate chain was revoked on {revoked:%Y-%m-%d %H:%M:%S} UTC")
     if status.get("trust_problem_indic") is not None or status.get("validation_path") is None:
-        raise ValueError("the timestamp authority's certificate does not chain to a supplied trust anchor")
+        from signing.longterm import why_untrusted
+
+        raise ValueError(
+            "the timestamp authority's certificate " + why_untrusted(status.get("trust_problem_indic"), context.moment)
+        )
     authority = signer.subject.human_friendly if signer is not None else "an unnamed authority"
     return TimestampCheck(status["timestamp"], authority)
 

@@ -5,9 +5,12 @@ The step numbers are those of the verification procedure in the README
 
 1. the envelope parses, carries exactly one signature, the signer's certificate
    chains to a trust anchor the auditor supplied, the anchor may vouch for it
-   (valid now; a CA with keyCertSign if it issues) and the signer may sign
+   (valid; a CA with keyCertSign if it issues) and the signer may sign
    documents (:mod:`signing.trust`), and the signature over the DSSE PAE is
-   valid (with a keyid naming that certificate);
+   valid (with a keyid naming that certificate); the chain is judged as of the
+   validation time, or of the DSSE signature's timestamp when it has a valid
+   one, and nothing in it may have been revoked before then
+   (:mod:`signing.longterm`);
 2. payloadType is in-toto, the statement is v1, the predicateType is ours;
 3. the subject digests equal sha256 of the bundle's dossier.json and dossier.pdf,
    and the bundle holds nothing else than the statement's subjects, the
@@ -18,7 +21,9 @@ The step numbers are those of the verification procedure in the README
    is the one dossier.json yields, and the signer it names (subject,
    fingerprint, development flag) is the certificate that signed;
 5. the PDF's one signature is intact, valid, trusted and covers the entire
-   file, and was made with the DSSE signer's certificate;
+   file (or, at PAdES B-LT/B-LTA, its revision, followed only by validation
+   data and document timestamps, themselves valid and trusted), and was made
+   with the DSSE signer's certificate;
 6. the PDF embeds a byte-identical dossier.json and prints its digest on page 1;
 7. the recorded policy was set before the dossier was created, and every
    record of a measurement it has a threshold on is of the model (exact name);
@@ -37,7 +42,9 @@ Steps depend on each other (``_DEPENDS_ON``)::
     1 -> 8
 
 Step 3 establishes that the bytes of every bundle file are the signed ones, so
-no later step reads a file before it; step 5 needs the signer found in step 1
+no later step reads a file before it (revocation data excepted: CRLs and OCSP
+responses are signed by their issuers and validated as such wherever they
+come from, so step 1 may read them from the PDF's document security store); step 5 needs the signer found in step 1
 (through 3); step 6 reads the embedded file of a PDF whose signature step 5
 established; step 7 interprets a dossier.json that step 4 validated. A step
 whose dependency did not pass is not run: it is reported with the status
@@ -67,11 +74,12 @@ import pypdf
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.validation import SignatureCoverageLevel, async_validate_pdf_signature
+from pyhanko.sign.validation import SignatureCoverageLevel, async_validate_pdf_signature, async_validate_pdf_timestamp
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
-from pyhanko_certvalidator.errors import PathError
+from pyhanko_certvalidator.errors import InsufficientRevinfoError, PathError, RevokedError
 from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
 from evidence.canonical import canonical_bytes, sha256_hex
@@ -112,7 +120,17 @@ from signing.dsse import (
 )
 from signing.errors import BundleError, TrustError, VerificationError
 from signing.keys import certificate_sha256, is_development_certificate
-from signing.timestamps import check_signature_timestamp
+from signing.longterm import (
+    RevocationPolicy,
+    ValidationData,
+    context,
+    latest_revocation,
+    load_revocation_data,
+    long_term_diff_policy,
+    read_dss,
+    why_untrusted,
+)
+from signing.timestamps import TimestampCheck, check_signature_timestamp
 from signing.trust import SignerPolicy, anchor_problems, signer_problems
 
 __all__ = ["STEP_TITLES", "StepResult", "VerificationReport", "load_trust_anchors", "verify_bundle", "verify_pdf"]
@@ -180,6 +198,9 @@ class VerificationReport:
     notice: str | None = field(default=None)
     #: what the auditor must know though no step failed, e.g. that the bundle vouched for itself
     warnings: list[str] = field(default_factory=list)
+    #: the validation time, and how missing revocation data was treated
+    validated_at: dt.datetime | None = None
+    revocation_policy: str | None = None
 
     @property
     def bottom_line(self) -> bool:
@@ -202,8 +223,10 @@ class VerificationReport:
             "development_key": self.development_key,
             "error": None,
             "notice": self.notice,
+            "revocation_policy": self.revocation_policy,
             "signer_subject": self.signer_subject,
             "steps": [s.to_json() for s in self.steps],
+            "validated_at": self.validated_at.isoformat().replace("+00:00", "Z") if self.validated_at else None,
             "warnings": list(self.warnings),
         }
 
@@ -234,10 +257,26 @@ class _State:
     #: what the auditor requires of the signer, and the time the certificates are judged at
     policy: SignerPolicy | None = None
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    #: how missing revocation data is treated, and the CRLs / OCSP responses the auditor supplied
+    revocation: RevocationPolicy = "soft-fail"
+    supplied: ValidationData = field(default_factory=ValidationData)
+    _validation_data: ValidationData | None = None
     #: what the auditor must know though no step failed (e.g. the bundle vouches for itself)
     warnings: list[str] = field(default_factory=list)
     #: a PDF verified on its own: its embedded files stand in for the bundle's, and no envelope exists
     pdf_only: bool = False
+
+    def validation_data(self) -> ValidationData:
+        """The PDF's DSS and what the auditor supplied: revocation data, signed by its issuers, so usable before (3)."""
+        if self._validation_data is None:
+            pdf = self.files.get(DOSSIER_PDF)
+            self._validation_data = (read_dss(pdf) if pdf is not None else ValidationData()) + self.supplied
+        return self._validation_data
+
+    def context(self, moment: dt.datetime, other_certs: Sequence[asn1_x509.Certificate] = ()) -> ValidationContext:
+        """Certificates judged as of ``moment`` against the auditor's anchors, with all validation data at hand."""
+        return context(self.anchors, self.validation_data(), moment=moment, policy=self.revocation,
+                       other_certs=other_certs)  # fmt: skip
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -372,20 +411,31 @@ def _step1_envelope_signature(st: _State) -> str:
     st.chain = chain
     leaf = chain[0]
     subject = leaf.subject.rfc4514_string()
-    context = ValidationContext(trust_roots=st.anchors, other_certs=[_asn1(c) for c in chain[1:]], allow_fetching=False)
-    validator = CertificateValidator(_asn1(leaf), validation_context=context)
+    stamped = _envelope_timestamp(st, envelope.signature)
+    if stamped is not None and not leaf.not_valid_before_utc <= stamped.time <= leaf.not_valid_after_utc:
+        stamped = None  # a timestamp outside the certificate's life proves nothing; step 8 says so
+    moment = stamped.time.astimezone(dt.UTC) if stamped is not None else st.at
+    ctx = st.context(moment, other_certs=[_asn1(c) for c in chain[1:]])
+    validator = CertificateValidator(_asn1(leaf), validation_context=ctx)
 
     async def _validate() -> Any:
         try:
             return await validator.async_validate_path()
         finally:
-            await context.aclose()  # type: ignore[no-untyped-call]
+            await ctx.aclose()  # type: ignore[no-untyped-call]
 
     try:
         path = run_sync(_validate)
+    except RevokedError as exc:
+        raise _Failed(_revoked(subject, exc, moment, stamped is not None)) from None
+    except InsufficientRevinfoError:
+        raise _Failed(_no_revocation_data(subject, st)) from None
     except (CertValidationError, PathError) as exc:  # PathError: no path to any anchor could be built
-        raise _Failed(f"the signer certificate ({subject}) does not chain to a supplied trust anchor: {exc}") from None
-    _check_trust(path, leaf, st)
+        raise _Failed(
+            f"the signer certificate ({subject}) does not chain to a supplied trust anchor: {exc} "
+            f"(judged {_as_of(moment, stamped is not None)})"
+        ) from None
+    _check_trust(path, leaf, st, moment, stamped is not None)
     usage = _key_usage(leaf)
     if usage is not None and not usage.digital_signature:
         raise _Failed(f"the signer certificate ({subject}) is not valid for digitalSignature")
@@ -394,17 +444,66 @@ def _step1_envelope_signature(st: _State) -> str:
     if envelope.keyid != certificate_sha256(leaf):
         raise _Failed("the signature's keyid does not name the signer certificate")
     st.envelope = envelope
+    if stamped is not None:
+        return f"signed by {subject}; the chain judged as of the signature's timestamp ({moment:%Y-%m-%d %H:%M:%S} UTC)"
     return f"signed by {subject}"
 
 
-def _check_trust(path: Any, leaf: x509.Certificate, st: _State) -> None:
-    """The path's anchor may vouch for it at the validation time, and the signer may sign documents."""
+def _envelope_timestamp(st: _State, signature: bytes) -> TimestampCheck | None:
+    """The DSSE signature's timestamp, if the bundle has one that verifies (step 8 reports on it either way)."""
+    token = st.files.get(TIMESTAMP_FILE)
+    if token is None:
+        return None
+    try:
+        return check_signature_timestamp(token, signature, st.context(st.at))
+    except ValueError:
+        return None
+
+
+def _as_of(moment: dt.datetime, stamped: bool) -> str:
+    what = "the time of the signature's timestamp" if stamped else "the validation time"
+    return f"as of {what}, {moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _revoked(subject: str, exc: RevokedError, moment: dt.datetime, stamped: bool) -> str:
+    """Why a revoked certificate fails: when it was revoked, and that this was before the signature's time."""
+    when = exc.revocation_dt.astimezone(dt.UTC)
+    reason = exc.reason.human_friendly if exc.reason is not None else "an unspecified reason"
+    return (
+        f"a certificate of the chain of {subject} was revoked on {when:%Y-%m-%d %H:%M:%S} UTC ({reason}), before "
+        f"{_as_of(moment, stamped)[6:]}: the signature cannot be trusted"
+    )
+
+
+def _no_revocation_data(subject: str, st: _State) -> str:
+    return (
+        f"the revocation status of the chain of {subject} cannot be established from the validation data at hand "
+        f"({st.validation_data().describe()}; missing, or out of date at the time of judgement) and the revocation "
+        "policy is hard-fail: sign at PAdES B-LT or B-LTA, or pass the CA's current CRL or an OCSP response with "
+        "--revocation-data"
+    )
+
+
+def _check_trust(path: Any, leaf: x509.Certificate, st: _State, moment: dt.datetime, stamped: bool) -> None:
+    """The path's anchor may vouch for it at ``moment``, the signer may sign documents, and nothing was revoked.
+
+    Revocation is read from every CRL and OCSP response at hand
+    (:func:`signing.longterm.latest_revocation`), not only the first that answers.
+    """
     certs = [x509.load_der_x509_certificate(c.dump()) for c in path.iter_certs(include_root=True)]
     if len(certs) > 1 and certs[0] == certs[-1]:  # a leaf trusted directly is its own path
         certs = certs[:1]
-    problems = anchor_problems(certs, st.at) + signer_problems(leaf, st.policy)
+    problems = anchor_problems(certs, moment) + signer_problems(leaf, st.policy)
     if problems:
         raise _Failed("; ".join(problems))
+    for issuer, cert in zip(certs, certs[1:], strict=False):
+        revoked = latest_revocation(cert, issuer, st.validation_data())
+        if revoked is not None and revoked.date < moment:
+            raise _Failed(
+                f"the certificate {cert.subject.rfc4514_string()} was revoked on {revoked.date:%Y-%m-%d %H:%M:%S} UTC "
+                f"({revoked.reason}, says a {revoked.source} of {issuer.subject.rfc4514_string()}), before "
+                f"{_as_of(moment, stamped)[6:]}: the signature cannot be trusted"
+            )
 
 
 def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
@@ -542,36 +641,41 @@ def _step5_pdf_signature(st: _State) -> str:
     pdf = st.files[DOSSIER_PDF]
     try:
         reader = PdfFileReader(io.BytesIO(pdf))
-        signatures = reader.embedded_signatures
+        embedded_all = reader.embedded_signatures
     except Exception:
         if not pdf.rstrip(b"\r\n").endswith(b"%%EOF"):
             raise _Failed(
                 "the PDF cannot be read and does not end with an %%EOF marker: it is truncated, or not a complete PDF"
             ) from None
         raise  # reported as a file that cannot be read (see _run_step)
+    signatures = [s for s in embedded_all if s.sig_object_type != "/DocTimeStamp"]
+    archive_stamps = [s for s in embedded_all if s.sig_object_type == "/DocTimeStamp"]
     if len(signatures) != 1:
         raise _Failed(f"the PDF carries {len(signatures)} signatures; exactly one is expected")
     embedded = signatures[0]
     subfilter = embedded.sig_object.get("/SubFilter")
     if subfilter != _PADES_SUBFILTER:
         raise _Failed(f"the PDF signature's SubFilter is {subfilter}, expected {_PADES_SUBFILTER}")
-    context = ValidationContext(trust_roots=st.anchors, allow_fetching=False)
-    ts_context = ValidationContext(trust_roots=st.anchors, allow_fetching=False)
-
-    async def _validate() -> Any:
-        try:
-            return await async_validate_pdf_signature(
-                embedded,
-                signer_validation_context=context,
-                ts_validation_context=ts_context,
-                key_usage_settings=KeyUsageConstraints(key_usage={_KEY_USAGE}),
+    if any(stamp.signed_revision < embedded.signed_revision for stamp in archive_stamps):
+        raise _Failed("the PDF has a document timestamp older than its signature: it was added before signing")
+    _check_pdf_structure(pdf, embedded, reader, archive_stamps)
+    # Document timestamps (B-LTA) are judged now (or --at); the latest one dates everything it covers.
+    archived_at = _archive_timestamps(st, archive_stamps)
+    # The signature's own timestamp (B-T) is judged as of the archive timestamp that covers it, if any.
+    status = _validate_pdf_signature(st, embedded, signer_moment=st.at, ts_moment=archived_at or st.at)
+    signature_time = None
+    timestamp = status.timestamp_validity
+    if timestamp is not None:
+        if not (timestamp.intact and timestamp.valid):
+            raise _Failed("the PDF signature's timestamp is not intact or not valid")
+        if not timestamp.trusted:
+            raise _Failed(
+                "the PDF signature's timestamp authority's certificate "
+                + why_untrusted(timestamp.trust_problem_indic, archived_at or st.at)
             )
-        finally:
-            await context.aclose()  # type: ignore[no-untyped-call]
-            await ts_context.aclose()  # type: ignore[no-untyped-call]
-
-    _check_pdf_structure(st.files[DOSSIER_PDF], embedded, reader)
-    status = run_sync(_validate)
+        signature_time = timestamp.timestamp.astimezone(dt.UTC)
+        # the signer's certificates are judged as of the time the signature is proven to have existed
+        status = _validate_pdf_signature(st, embedded, signer_moment=signature_time, ts_moment=archived_at or st.at)
     if not status.intact:
         raise _Failed("the signed bytes of the PDF have changed (digest mismatch)")
     if not status.valid:
@@ -580,34 +684,117 @@ def _step5_pdf_signature(st: _State) -> str:
     unfit = signer_problems(pdf_leaf, st.policy)
     if unfit:  # before pyHanko's trust verdict, which refuses e.g. a 1024-bit key as merely "untrusted"
         raise _Failed("; ".join(unfit))
-    if not status.trusted:
-        raise _Failed("the PDF signer's certificate does not chain to a supplied trust anchor")
-    if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
-        coverage = status.coverage.name if status.coverage is not None else "unknown"
+    moment = signature_time or st.at
+    subject = pdf_leaf.subject.rfc4514_string()
+    details = status.revocation_details
+    if details is not None:
+        when = details.revocation_date.astimezone(dt.UTC)
         raise _Failed(
-            f"the PDF signature does not cover the entire file (coverage {coverage}): "
-            "bytes or an incremental update were added after signing"
+            f"a certificate of the chain of the PDF's signer {subject} was revoked on {when:%Y-%m-%d %H:%M:%S} UTC, "
+            f"before {_as_of(moment, signature_time is not None)[6:]}: the signature cannot be trusted"
         )
+    if not status.trusted:
+        reason = why_untrusted(status.trust_problem_indic, moment)
+        raise _Failed(f"the PDF signer's certificate {reason} (judged {_as_of(moment, signature_time is not None)})")
+    level = _check_coverage(status, archive_stamps)
     if status.validation_path is not None:
-        _check_trust(status.validation_path, pdf_leaf, st)
+        _check_trust(status.validation_path, pdf_leaf, st, moment, signature_time is not None)
     stamped = ""
-    timestamp = status.timestamp_validity
-    if timestamp is not None:  # PAdES B-T: the authority's timestamp of the signature value
-        if not (timestamp.intact and timestamp.valid):
-            raise _Failed("the PDF signature's timestamp is not intact or not valid")
-        if not timestamp.trusted:
-            raise _Failed(
-                "the PDF signature's timestamp authority does not chain to a supplied trust anchor "
-                "(pass the authority's root with --trust as well)"
-            )
-        stamped = f"; timestamped {timestamp.timestamp:%Y-%m-%d %H:%M:%S} UTC (PAdES B-T)"
+    if signature_time is not None:
+        stamped = f"; timestamped {signature_time:%Y-%m-%d %H:%M:%S} UTC"
+    if level != "B-B":
+        stamped += f" (PAdES {level})"
     if st.pdf_only:
         st.chain = [pdf_leaf]
-        signer = pdf_leaf.subject.rfc4514_string()
-        return f"PAdES signature by {signer}: intact, valid, trusted, covering the entire file{stamped}"
+        return f"PAdES signature by {subject}: intact, valid, trusted, covering the entire {_covered(level)}{stamped}"
     if not st.chain or pdf_leaf != st.chain[0]:
         raise _Failed("the PDF was signed with a different certificate than the DSSE envelope")
-    return f"PAdES signature intact, valid, trusted, covering the entire file{stamped}"
+    return f"PAdES signature intact, valid, trusted, covering the entire {_covered(level)}{stamped}"
+
+
+def _covered(level: str) -> str:
+    return "file" if level in ("B-B", "B-T") else "signed revision; later revisions add only validation data"
+
+
+def _validate_pdf_signature(st: _State, embedded: Any, *, signer_moment: dt.datetime, ts_moment: dt.datetime) -> Any:
+    """The signature's status (pyHanko): its signer judged as of ``signer_moment``, its timestamp at ``ts_moment``."""
+    signer_context = st.context(signer_moment)
+    ts_context = st.context(ts_moment)
+
+    async def _validate() -> Any:
+        try:
+            return await async_validate_pdf_signature(
+                embedded,
+                signer_validation_context=signer_context,
+                ts_validation_context=ts_context,
+                diff_policy=long_term_diff_policy(),
+                key_usage_settings=KeyUsageConstraints(key_usage={_KEY_USAGE}),
+            )
+        finally:
+            await signer_context.aclose()  # type: ignore[no-untyped-call]
+            await ts_context.aclose()  # type: ignore[no-untyped-call]
+
+    return run_sync(_validate)
+
+
+def _archive_timestamps(st: _State, stamps: Sequence[Any]) -> dt.datetime | None:
+    """Check every document timestamp (B-LTA) as of the validation time; the earliest one's time, if any.
+
+    Each must be intact, valid, by a trusted timestamp authority, and structurally
+    sound like the signature (its gap one hex string). The earliest covers the
+    signature and its validation data: from then on they are proven to exist.
+    """
+    times = []
+    for stamp in stamps:
+        context_now = st.context(st.at)
+
+        async def _validate(stamp: Any = stamp, ctx: Any = context_now) -> Any:
+            try:
+                return await async_validate_pdf_timestamp(
+                    stamp, validation_context=ctx, diff_policy=long_term_diff_policy()
+                )
+            finally:
+                await ctx.aclose()
+
+        status = run_sync(_validate)
+        if not (status.intact and status.valid):
+            raise _Failed("a document timestamp of the PDF (PAdES B-LTA) is not intact or not valid")
+        if not status.trusted:
+            raise _Failed(
+                "the certificate of the authority of a document timestamp of the PDF (PAdES B-LTA) "
+                + why_untrusted(status.trust_problem_indic, st.at)
+            )
+        times.append(status.timestamp.astimezone(dt.UTC))
+    return min(times) if times else None
+
+
+def _check_coverage(status: Any, archive_stamps: Sequence[Any]) -> str:
+    """The PAdES level the file shows, if what follows the signed revision is allowed; fails otherwise.
+
+    B-B and B-T: the signature covers the entire file. B-LT and B-LTA: it covers
+    its revision, and pyHanko's difference analysis, under a policy that allows
+    only validation data and document timestamps (:func:`signing.longterm.long_term_diff_policy`),
+    finds nothing else in the later revisions.
+    """
+    from pyhanko.sign.diff_analysis.policy_api import ModificationLevel
+
+    has_timestamp = status.timestamp_validity is not None
+    if status.coverage == SignatureCoverageLevel.ENTIRE_FILE:
+        return "B-T" if has_timestamp else "B-B"
+    if status.coverage == SignatureCoverageLevel.ENTIRE_REVISION and status.modification_level is not None:
+        if status.modification_level <= ModificationLevel.LTA_UPDATES and status.docmdp_ok is not False:
+            if not has_timestamp:
+                raise _Failed(
+                    "the PDF has revisions after its signature but the signature has no timestamp: long-term "
+                    "validation data is added only to a timestamped (B-T) signature"
+                )
+            return "B-LTA" if archive_stamps else "B-LT"
+    coverage = status.coverage.name if status.coverage is not None else "unknown"
+    changes = status.modification_level.name if status.modification_level is not None else "not analysed"
+    raise _Failed(
+        f"the PDF signature does not cover the entire file (coverage {coverage}, later changes {changes}): "
+        "bytes or an incremental update were added after signing that are not validation data or a document timestamp"
+    )
 
 
 # (8)
@@ -615,7 +802,7 @@ def _step8_envelope_timestamp(st: _State) -> str:
     if st.envelope is None or not st.chain:
         raise _Failed("no verified envelope")
     try:
-        check = check_signature_timestamp(st.files[TIMESTAMP_FILE], st.envelope.signature, st.anchors)
+        check = check_signature_timestamp(st.files[TIMESTAMP_FILE], st.envelope.signature, st.context(st.at))
     except ValueError as exc:
         raise _Failed(f"{TIMESTAMP_FILE}: {exc}") from None
     leaf = st.chain[0]
@@ -630,8 +817,8 @@ def _step8_envelope_timestamp(st: _State) -> str:
     return f"the DSSE signature existed at {when:%Y-%m-%d %H:%M:%S} UTC, attested by {check.authority}"
 
 
-def _check_pdf_structure(pdf: bytes, embedded: Any, reader: PdfFileReader) -> None:
-    """The signature's byte ranges, read from the file itself, cover all of it but the signature value.
+def _check_pdf_structure(pdf: bytes, embedded: Any, reader: PdfFileReader, archive_stamps: Sequence[Any]) -> None:
+    """The signature's byte ranges, read from the file itself, cover all of its revision but the signature value.
 
     pyHanko (0.38) reports "covers the entire file" when the file's size equals the
     two signed ranges plus twice the declared /Contents plus two, without looking at
@@ -640,44 +827,87 @@ def _check_pdf_structure(pdf: bytes, embedded: Any, reader: PdfFileReader) -> No
     to the right length, satisfies that equation while the update swaps the
     embedded dossier. These checks do not trust the equation:
 
-    * the ByteRange is ``[0 a b c]`` with ``a < b`` and ``b + c`` equal to the file's
-      size, so nothing follows the signed revision;
-    * the gap ``[a, b)`` is exactly one hex string, and it is the signature value
-      the signature dictionary declares (so the dictionary read is the one signed);
-    * the signed bytes end with the revision's ``%%EOF`` and the signature belongs
-      to the file's last revision.
+    * the ByteRange is ``[0 a b c]`` with ``a < b``, and the gap ``[a, b)`` is
+      exactly one hex string: the signature value the signature dictionary
+      declares (so the dictionary read is the one signed);
+    * the signed bytes end with the revision's ``%%EOF``, and the signature
+      dictionary was not redefined by a later revision;
+    * nothing follows the signed revision, unless the file is long-term (B-LT,
+      B-LTA): then what follows is judged by the difference analysis
+      (:func:`_check_coverage`), and the same structure is demanded of every
+      document timestamp, the last of which covers the file to its end or is
+      followed by validation data only.
     """
-    byte_range = [int(x) for x in embedded.byte_range]
-    if len(byte_range) != 4 or byte_range[0] != 0:
-        raise _Failed(f"the PDF signature's ByteRange {byte_range} is not of the form [0 a b c]")
-    _, len1, start2, len2 = byte_range
-    if not 0 < len1 < start2 or len2 < 0:
-        raise _Failed(f"the PDF signature's ByteRange {byte_range} does not describe two ranges around a gap")
-    if start2 + len2 != len(pdf):
+    last = reader.xrefs.total_revisions - 1
+    long_term = bool(archive_stamps) or _has_dss(reader)
+    _check_range_form(pdf, embedded, "signature")
+    end = _signed_end(embedded)
+    if end != len(pdf) and (embedded.signed_revision == last or not long_term):
         raise _Failed(
-            f"the PDF signature covers the file up to byte {start2 + len2}, but the file has {len(pdf)} bytes: "
+            f"the PDF signature covers the file up to byte {end}, but the file has {len(pdf)} bytes: "
             "something was added after the signed revision"
         )
-    gap = pdf[len1:start2]
-    value = re.fullmatch(rb"<([0-9A-Fa-f]*)>", gap)
-    if value is None or len(value.group(1)) % 2:
-        raise _Failed(
-            "the unsigned gap between the PDF signature's two byte ranges is not one hex string: it holds "
-            "something besides the signature value"
-        )
-    if bytes.fromhex(value.group(1).decode("ascii")) != bytes(embedded.pkcs7_content):
-        raise _Failed(
-            "the signature value the PDF's signature dictionary declares is not the one in the signed file's "
-            "gap: the signature dictionary was redefined after signing"
-        )
-    if not pdf[: start2 + len2].rstrip(b"\r\n").endswith(b"%%EOF"):
-        raise _Failed("the PDF's signed bytes do not end with the revision's %%EOF marker")
-    last = reader.xrefs.total_revisions - 1
-    if embedded.signed_revision != last:
+    _check_byte_range(pdf, embedded, reader, "signature")
+    if embedded.signed_revision != last and not long_term:
         raise _Failed(
             f"the PDF signature belongs to revision {embedded.signed_revision + 1} of {last + 1}: "
             "revisions were added after signing"
         )
+    for stamp in archive_stamps:
+        _check_byte_range(pdf, stamp, reader, "document timestamp")
+    if archive_stamps:
+        latest = max(archive_stamps, key=lambda s: s.signed_revision)
+        if latest.signed_revision == last and _signed_end(latest) != len(pdf):
+            raise _Failed("bytes were appended to the PDF after its last document timestamp")
+
+
+def _signed_end(embedded: Any) -> int:
+    _, _, start2, len2 = (int(x) for x in embedded.byte_range)
+    return start2 + len2
+
+
+def _has_dss(reader: PdfFileReader) -> bool:
+    try:
+        return "/DSS" in reader.root
+    except Exception:  # an unreadable catalog has no DSS to speak of
+        return False
+
+
+def _check_range_form(pdf: bytes, embedded: Any, what: str) -> None:
+    """``embedded``'s ByteRange is ``[0 a b c]``: two ranges around a gap, inside the file."""
+    byte_range = [int(x) for x in embedded.byte_range]
+    if len(byte_range) != 4 or byte_range[0] != 0:
+        raise _Failed(f"the PDF {what}'s ByteRange {byte_range} is not of the form [0 a b c]")
+    _, len1, start2, len2 = byte_range
+    if not 0 < len1 < start2 or len2 < 0 or start2 + len2 > len(pdf):
+        raise _Failed(f"the PDF {what}'s ByteRange {byte_range} does not describe two ranges around a gap")
+
+
+def _check_byte_range(pdf: bytes, embedded: Any, reader: PdfFileReader, what: str) -> None:
+    """``embedded``'s ByteRange is ``[0 a b c]`` around one hex string, its declared value, ending at an %%EOF."""
+    _check_range_form(pdf, embedded, what)
+    _, len1, start2, len2 = (int(x) for x in embedded.byte_range)
+    gap = pdf[len1:start2]
+    value = re.fullmatch(rb"<([0-9A-Fa-f]*)>", gap)
+    if value is None or len(value.group(1)) % 2:
+        raise _Failed(
+            f"the unsigned gap between the PDF {what}'s two byte ranges is not one hex string: it holds "
+            f"something besides the {what} value"
+        )
+    if bytes.fromhex(value.group(1).decode("ascii")) != bytes(embedded.pkcs7_content):
+        raise _Failed(
+            f"the {what} value the PDF's signature dictionary declares is not the one in the signed file's "
+            "gap: the signature dictionary was redefined after signing"
+        )
+    if not pdf[: start2 + len2].rstrip(b"\r\n").endswith(b"%%EOF"):
+        raise _Failed(f"the PDF's {what}'s signed bytes do not end with the revision's %%EOF marker")
+    reference = embedded.sig_field.raw_get("/V")
+    if isinstance(reference, generic.IndirectObject):
+        changed = reader.xrefs.get_last_change(reference.reference)
+        if changed != embedded.signed_revision:
+            raise _Failed(
+                f"the PDF {what}'s dictionary was redefined in revision {changed + 1}, after the revision it signs"
+            )
 
 
 # (6)
@@ -753,8 +983,13 @@ def _step7_recompute_judgement(st: _State) -> str:
         verdicts_note = "no policy recorded, no verdicts"
     else:
         _check_policy_applies(dossier)
+        recorded_dtype = dossier.model.processing.get("dtype")
         recomputed = evaluate(
-            dossier.policy, dossier.records, subject=dossier.model.name, validation=_cited_validation(dossier, st.files)
+            dossier.policy,
+            dossier.records,
+            subject=dossier.model.name,
+            validation=_cited_validation(dossier, st.files),
+            dtype=recorded_dtype if isinstance(recorded_dtype, str) else "float32",
         )
         if len(recomputed) != len(dossier.verdicts):
             raise _Failed(f"the policy yields {len(recomputed)} verdicts, the dossier records {len(dossier.verdicts)}")
@@ -776,9 +1011,7 @@ def _step7_recompute_judgement(st: _State) -> str:
         raise _Failed(exc.one_line()) from None
     if index != dossier.clause_index:
         if not dossier.clause_index:
-            raise _Failed(
-                f"the clause index is empty, but the records and verdicts yield {len(index)} clause entries"
-            )
+            raise _Failed(f"the clause index is empty, but the records and verdicts yield {len(index)} clause entries")
         raise _Failed("the clause index does not follow from the records and verdicts")
     n_checks = 0
     for record in dossier.records:
@@ -861,16 +1094,28 @@ def _walk_name_tree(node: Any, out: list[Any], depth: int) -> None:
 
 
 def verify_bundle(
-    bundle_dir: Path, trust_anchors: Sequence[Path], *, signer_policy: SignerPolicy | None = None
+    bundle_dir: Path,
+    trust_anchors: Sequence[Path],
+    *,
+    signer_policy: SignerPolicy | None = None,
+    at: dt.datetime | None = None,
+    revocation: RevocationPolicy = "soft-fail",
+    revocation_data: Sequence[Path] = (),
 ) -> VerificationReport:
     """Check the bundle in ``bundle_dir`` against the auditor's trust anchors, step by step.
 
     ``signer_policy``: the signer the auditor expects (pinned fingerprint or subject);
     every signer must in any case be fit to sign documents (:mod:`signing.trust`).
+    ``at``: the validation time (default now); a timestamped signature's certificates
+    are judged as of its timestamp instead. ``revocation`` and ``revocation_data``:
+    how missing revocation data is treated, and CRLs / OCSP responses the auditor
+    obtained (see :mod:`signing.longterm`).
     """
     anchors = load_trust_anchors(trust_anchors)
+    supplied = load_revocation_data(revocation_data)
     files, others = _read_bundle(bundle_dir)
-    state = _State(files=files, anchors=[_asn1(a) for a in anchors], others=others, policy=signer_policy)
+    state = _State(files=files, anchors=[_asn1(a) for a in anchors], others=others, policy=signer_policy,
+                   at=_validation_time(at), revocation=revocation, supplied=supplied)  # fmt: skip
     own = (Path(bundle_dir) / SIGNER_PEM).resolve()
     if any(Path(t).resolve() == own for t in trust_anchors):
         state.warnings.append(
@@ -916,6 +1161,8 @@ def _report(state: _State, results: Mapping[int, StepResult]) -> VerificationRep
         signer_subject=leaf.subject.rfc4514_string() if leaf is not None else None,
         notice=DEVELOPMENT_KEY_NOTICE if development else None,
         warnings=state.warnings,
+        validated_at=state.at,
+        revocation_policy=state.revocation,
     )
 
 
@@ -925,7 +1172,13 @@ _PDF_ONLY_DEPENDS_ON: dict[int, tuple[int, ...]] = {5: (), 6: (5,), 4: (6,), 7: 
 
 
 def verify_pdf(
-    pdf_path: Path, trust_anchors: Sequence[Path], *, signer_policy: SignerPolicy | None = None
+    pdf_path: Path,
+    trust_anchors: Sequence[Path],
+    *,
+    signer_policy: SignerPolicy | None = None,
+    at: dt.datetime | None = None,
+    revocation: RevocationPolicy = "soft-fail",
+    revocation_data: Sequence[Path] = (),
 ) -> VerificationReport:
     """Check a dossier PDF on its own, as a regulator who was sent only the PDF would.
 
@@ -934,9 +1187,11 @@ def verify_pdf(
     dossier.json and the digest on the cover, the dossier's schema and its
     signer against the PDF's signing certificate, and the verdicts recomputed
     from the embedded dossier (and the embedded validation report, when cited).
-    Steps 1-3 concern the DSSE envelope of a bundle and do not apply.
+    Steps 1-3 concern the DSSE envelope of a bundle and do not apply. ``at``,
+    ``revocation`` and ``revocation_data`` as for :func:`verify_bundle`.
     """
     anchors = load_trust_anchors(trust_anchors)
+    supplied = load_revocation_data(revocation_data)
     pdf = _read_pdf(Path(pdf_path))
     files: dict[str, bytes] = {DOSSIER_PDF: pdf}
     try:
@@ -947,7 +1202,8 @@ def verify_pdf(
                 files[name] = copies[0]
     except Exception:  # an unreadable PDF fails step 5 with pyHanko's reading, in a sentence
         pass
-    state = _State(files=files, anchors=[_asn1(a) for a in anchors], policy=signer_policy, pdf_only=True)
+    state = _State(files=files, anchors=[_asn1(a) for a in anchors], policy=signer_policy, pdf_only=True,
+                   at=_validation_time(at), revocation=revocation, supplied=supplied)  # fmt: skip
     results: dict[int, StepResult] = {}
 
     def run(number: int, check: Callable[[_State], str]) -> None:
@@ -959,6 +1215,13 @@ def verify_pdf(
         run(4, _step4_schema)
         run(7, _step7_recompute_judgement)
     return _report(state, results)
+
+
+def _validation_time(at: dt.datetime | None) -> dt.datetime:
+    """``at`` in UTC (a naive time is taken as UTC), or now."""
+    if at is None:
+        return dt.datetime.now(dt.UTC)
+    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
 
 
 def _read_pdf(path: Path) -> bytes:

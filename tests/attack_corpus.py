@@ -631,7 +631,7 @@ def _untrusted_tsa() -> pki.Identity:
     return pki.tsa("Untrusted TSA", pki.certificate("Untrusted TSA Root", ca=True))
 
 
-@attack("pdf-timestamp-by-untrusted-authority", step=5, message="timestamp authority does not chain",
+@attack("pdf-timestamp-by-untrusted-authority", step=5, message="timestamp authority's certificate does not chain",
         description="The bundle is timestamped (PAdES B-T, DSSE token) by an authority the auditor does not trust.")
 def _(c: Clean) -> Hostile:
     stamper = pki.timestamper(_untrusted_tsa())

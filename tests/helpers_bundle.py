@@ -168,6 +168,30 @@ def pdf_incremental_update_title(pdf: bytes) -> bytes:
     return out.getvalue()
 
 
+def pdf_xmp_title_in_update(pdf: bytes, title: str = "Amended dossier") -> bytes:
+    """An incremental update after the signature that rewrites the dc:title of the XMP metadata only."""
+    import re as _re
+
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    ref = writer.root.raw_get("/Metadata")
+    stream = ref.get_object()
+    xml = stream.data
+    pattern = rb"(<dc:title[^>]*>.*?<rdf:li[^>]*>)(.*?)(</rdf:li>)"
+    changed = _re.sub(pattern, rb"\g<1>" + title.encode() + rb"\g<3>", xml, count=1, flags=_re.S)
+    assert changed != xml, "the XMP has no dc:title to rewrite"
+    replacement = generic.StreamObject({generic.NameObject("/Type"): generic.NameObject("/Metadata"),
+                                        generic.NameObject("/Subtype"): generic.NameObject("/XML")},
+                                       stream_data=changed)  # fmt: skip
+    writer.root["/Metadata"] = writer.add_object(replacement)
+    writer.update_root()
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def pdf_embedded_file_swapped_in_update(pdf: bytes, replacement: bytes) -> bytes:
     """An incremental update after the signature replacing the embedded dossier.json."""
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter

@@ -141,7 +141,7 @@ def scoped_hooks(bridge: TransformerBridge, hooks: Sequence[tuple[str, HookFn]])
 
 
 def capture(bridge: TransformerBridge, names: Sequence[str], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run ``tokens`` through the model and return the activations at ``names`` (detached).
+    """Run ``tokens`` through the model and return the activations at ``names`` (detached, on the CPU).
 
     Goes through :func:`scoped_hooks`, so a point that never fires is an error
     rather than a missing key.
@@ -152,7 +152,7 @@ def capture(bridge: TransformerBridge, names: Sequence[str], tokens: torch.Tenso
         def fn(activation: torch.Tensor, hook: Any) -> None:
             if name in stored:
                 raise MeasurementError(f"hook point {name!r} fired more than once in one forward pass")
-            stored[name] = activation.detach().clone()
+            stored[name] = activation.detach().to("cpu", copy=True)  # on the CPU, whatever the model's device
 
         return fn
 
@@ -179,9 +179,9 @@ def keep_graph(key: str, store: dict[str, torch.Tensor]) -> HookFn:
 
 
 def record(key: str, store: dict[str, torch.Tensor]) -> HookFn:
-    """A hook that stores a detached view of the activation under ``key`` and changes nothing."""
+    """A hook that stores a detached view of the activation (a copy on the CPU for a model elsewhere) under ``key``."""
 
     def hook(activation: torch.Tensor, hook: Any) -> None:
-        store[key] = activation.detach()
+        store[key] = activation.detach().cpu()
 
     return hook

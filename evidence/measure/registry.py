@@ -166,6 +166,8 @@ class MeasurementDef:
     crossref: tuple[Rule, ...] = field(default=())
     detectors: tuple[Detector, ...] = ()
     tolerance: Tolerance = field(default_factory=lambda: DEFAULT_TOLERANCE)
+    backprop: bool = False
+    model_copies: int = 1
 
     @property
     def required_datasets(self) -> tuple[str, ...]:
@@ -219,8 +221,16 @@ def measurement(
     crossref: Sequence[Rule] = (),
     detectors: Sequence[Detector] = (),
     tolerance: Tolerance | None = None,
+    backprop: bool = False,
+    model_copies: int = 1,
 ) -> Callable[[F], F]:
-    """Register ``fn(model, params, ctx) -> MeasurementResult`` with everything known about it."""
+    """Register ``fn(model, params, ctx) -> MeasurementResult`` with everything known about it.
+
+    ``backprop``: the measurement backpropagates through the model (gradients and every block's
+    activations are held); ``model_copies``: how many models of the subject's size it holds at once
+    (2 with a randomly initialised twin; 0 when it never runs the subject). Both feed the memory
+    preflight (:mod:`evidence.measure.memory`).
+    """
     if not _ID_PATTERN.match(id):
         raise ValueError(f"measurement id {id!r} must look like 'family.name' (lower case)")
     if not _VERSION_PATTERN.match(version):
@@ -257,6 +267,8 @@ def measurement(
             crossref=tuple(crossref),
             detectors=tuple(detectors),
             tolerance=tolerance or DEFAULT_TOLERANCE,
+            backprop=backprop,
+            model_copies=model_copies,
         )
         return fn
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from evidence.records import Environment, ValidationEnvironment
+from evidence.records.core import Dtype
 
 __all__ = ["capture_environment", "capture_validation_environment", "configure_determinism"]
 
@@ -47,9 +48,10 @@ def capture_environment(seeds: dict[str, int]) -> Environment:
     )
 
 
-def capture_validation_environment() -> ValidationEnvironment:
-    """The software and CPU a validation ran on (the CPU kernels change float rounding)."""
+def capture_validation_environment(dtype: Dtype = "float32") -> ValidationEnvironment:
+    """The software and CPU a validation ran on (the CPU kernels change float rounding), and its dtype."""
     return ValidationEnvironment(
+        dtype=dtype,
         python=sys.version.split()[0],
         torch=_version("torch"),
         transformer_lens=_version("transformer-lens"),

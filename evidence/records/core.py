@@ -65,6 +65,8 @@ Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 MeasurementId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
 SemVer = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+#: The floating-point format a model was measured in (ModelIdentity.processing["dtype"]).
+Dtype = Literal["float32", "bfloat16", "float16"]
 ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9.:-]*(/[^/\s@]+)*(@[^\s/@]+)?$")]
 # Finite numbers only: non-finite values are not representable in signed JSON.
 Number = Annotated[float, Field(allow_inf_nan=False)] | int
@@ -324,6 +326,11 @@ class Policy(_Frozen):
     set_by: Name
     set_at: AwareDatetime
     sha256: Sha256Hex = Field(description="sha256 of the policy file as read")
+    dtype: Dtype | None = Field(
+        default=None,
+        description="the dtype the thresholds were set for: a model measured in another is judged INCONCLUSIVE; "
+        "null: the policy makes no claim about the dtype",
+    )
     thresholds: list[Threshold] = Field(min_length=1)
 
     @model_validator(mode="after")

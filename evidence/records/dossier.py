@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 from evidence.records.core import (
     ChangeEntry,
     ClauseIndexEntry,
+    Dtype,
     Environment,
     EvidenceRecord,
     Gate,
@@ -79,6 +80,11 @@ class ValidationCitation(_Frozen):
     producer: Name = Field(description="the interp-dossier version that measured it")
     level: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(description="coverage of every interval")
     organisms: Annotated[int, Field(ge=0)] = Field(description="organisms in the population split")
+    dtype: Dtype = Field(
+        default="float32",
+        description="the dtype the report's organisms were measured in; a verdict that rests on the report for a "
+        "model measured in another dtype is INCONCLUSIVE",
+    )
     detectors: list[ValidatedDetector]
 
 

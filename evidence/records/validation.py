@@ -24,6 +24,7 @@ from evidence.records.core import (
     Baseline,
     ConfidenceInterval,
     Criterion,
+    Dtype,
     MeasurementId,
     Name,
     Number,
@@ -157,6 +158,11 @@ class ValidationEnvironment(_Frozen):
     platform: Name
     cpu_capability: Name | None
     threads: Annotated[int, Field(ge=1)]
+    dtype: Dtype = Field(
+        default="float32",
+        description="the dtype every organism was measured in (reports that do not say were measured in float32, "
+        "the only dtype before this field)",
+    )
 
 
 class ValidationReport(_Frozen):

@@ -11,11 +11,17 @@ from evidence.model import ModelSpec, load_model, weights_digest
 
 def test_public_api_is_pinned():
     assert model_module.__all__ == [
+        "DEVICES",
+        "DTYPES",
         "LoadedModel",
         "ModelSpec",
         "PROCESSING",
+        "check_device",
+        "hub_cache_dir",
         "load_model",
         "random_twin",
+        "resolve_cached_model",
+        "resolve_model_name",
         "weights_digest",
     ]
 
@@ -120,3 +126,44 @@ def test_a_replicate_loads_and_says_so_in_its_identity(tmp_path):
     bundled = load_model(ModelSpec(organism="induction"))
     assert bundled.identity.name == "induction"
     assert loaded.identity.weights_sha256 == bundled.identity.weights_sha256  # the same file, here
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            ["tokenizer_config.json", "chat_template.jinja"],
+            "cannot be loaded: it has chat_template.jinja, tokenizer_config.json but no vocabulary file "
+            "(tokenizer.json, vocab.json and merges.txt, tokenizer.model, spiece.model or vocab.txt)",
+        ),
+    ],
+    ids=["settings-only"],
+)
+def test_tokenizer_files_without_a_vocabulary_name_what_is_missing(tmp_path, files, message):
+    write(tmp_path / "config.json")
+    write(tmp_path / "model.safetensors", "x")
+    for name in files:
+        write(tmp_path / name)
+    with pytest.raises(ModelLoadError) as info:
+        load_model(ModelSpec(path=tmp_path))
+    assert info.value.message == f"the tokenizer in {tmp_path} {message}"
+    assert "tokenizer.save_pretrained" in (info.value.hint or "")
+
+
+def test_bpe_vocabulary_without_merges_names_the_missing_file(tmp_path):
+    write(tmp_path / "config.json")
+    write(tmp_path / "model.safetensors", "x")
+    write(tmp_path / "tokenizer_config.json")
+    write(tmp_path / "vocab.json")
+    with pytest.raises(ModelLoadError, match="vocab.json with merges.txt is incomplete: merges.txt is missing"):
+        load_model(ModelSpec(path=tmp_path))
+
+
+def test_another_vocabulary_format_is_left_to_the_tokenizer_library(tmp_path):
+    write(tmp_path / "config.json")
+    write(tmp_path / "model.safetensors", "x")
+    write(tmp_path / "tokenizer_config.json")
+    write(tmp_path / "sentencepiece.bpe.model")
+    with pytest.raises(ModelLoadError, match="cannot load the tokenizer from") as info:  # not the vocabulary check
+        load_model(ModelSpec(path=tmp_path))
+    assert "\n" not in info.value.message

@@ -139,3 +139,18 @@ def test_importing_runspec_does_not_import_the_registry():
 
     code = "import sys, evidence.runspec; print('evidence.measure' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_model_device_and_dtype_come_from_the_spec_and_yield_to_the_command_line(tmp_path):
+    spec = load_runspec(write(tmp_path, MINIMAL))
+    assert (spec.model_device, spec.model_dtype) == ("cpu", "float32")
+    spec = load_runspec(write(tmp_path, MINIMAL + 'dtype = "bfloat16"\n'))
+    assert (spec.model_device, spec.model_dtype) == ("cpu", "bfloat16")
+    assert spec.with_placement(device=None, dtype="float32").model_dtype == "float32"
+    assert spec.with_placement(device="cuda").model_device == "cuda"
+    assert spec.with_placement(device="cuda").model_dtype == "bfloat16"
+
+
+def test_an_unknown_model_dtype_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="dtype"):
+        load_runspec(write(tmp_path, MINIMAL + 'dtype = "float8"\n'))

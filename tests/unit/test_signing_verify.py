@@ -111,8 +111,12 @@ def test_report_to_json(tmp_path, files, anchor):
     assert data["bottom_line"] is True
     assert set(data["steps"][0]) == {"number", "title", "status", "passed", "blocked_by", "detail"}
     assert {s["status"] for s in data["steps"]} == {"pass"}
-    assert set(data) == {"bottom_line", "development_key", "error", "notice", "signer_subject", "steps", "warnings"}
+    assert set(data) == {
+        "bottom_line", "development_key", "error", "notice", "revocation_policy", "signer_subject", "steps",
+        "validated_at", "warnings",
+    }  # fmt: skip
     assert data["error"] is None
+    assert data["revocation_policy"] == "soft-fail" and data["validated_at"].endswith("Z")
 
 
 def test_bottom_line_is_computed_from_the_steps():

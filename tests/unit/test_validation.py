@@ -669,3 +669,86 @@ def test_the_shipped_report_validates_the_shipped_instruments_on_the_held_out_sp
         shipped_params = definition.validate_params(run_params.get(d.measurement, {})).model_dump(mode="json")
         assert _comparable(d.params) == _comparable(shipped_params), f"{d.measurement}: parameters changed"
         assert min(d.detection.n, d.false_alarms.n) >= 9, f"{d.measurement} {d.metric}: fewer than 9 per role"
+
+
+def _report_in(dtype: str, *detectors: DetectorValidation) -> tuple[ValidationReport, str]:
+    r, _ = report(*detectors)
+    r = r.model_copy(update={"environment": r.environment.model_copy(update={"dtype": dtype})})
+    return r, sha256_hex(canonical_bytes(r))
+
+
+def test_a_report_that_does_not_name_its_dtype_was_measured_in_float32():
+    r, _ = report(detector((9, 9), (0, 12)))
+    raw = r.model_dump(mode="json")
+    del raw["environment"]["dtype"]
+    assert ValidationReport.model_validate(raw).environment.dtype == "float32"
+    assert _report_in("bfloat16", detector((9, 9), (0, 12)))[0].environment.dtype == "bfloat16"
+
+
+def test_a_validation_in_one_dtype_does_not_vouch_for_a_run_in_another():
+    policy = make_policy(thresholds=[gated(min_detection=0.6, max_false_alarms=0.3)])
+
+    def verdict(validation, dtype):
+        spot = spot_checked(validation[1], True, True)
+        return evaluate(policy, [make_record(), spot], subject="toy", validation=validation, dtype=dtype)[0]
+
+    full = _report_in("float32", detector((9, 9), (0, 12)))
+    assert verdict(full, "float32").verdict == "pass"
+    other = verdict(full, "bfloat16")
+    assert other.verdict == "inconclusive"
+    assert other.reason == (
+        "heads.inventory 1.0.0 induction_score_max was validated in float32, but this run measured in bfloat16; "
+        "the validation does not carry over to another dtype"
+    )
+    assert other.validation_report == full[1]  # the verdict still cites the report it could not rest on
+    low = _report_in("bfloat16", detector((9, 9), (0, 12)))
+    assert verdict(low, "bfloat16").verdict == "pass"
+    assert verdict(low, "float32").verdict == "inconclusive"
+
+
+def test_a_policy_set_for_one_dtype_is_not_applied_to_another():
+    dtyped = make_policy(thresholds=[gated(min_detection=0.6, max_false_alarms=0.3)]).model_copy(
+        update={"dtype": "float32"}
+    )
+    plain = dtyped.model_copy(update={"thresholds": [t.model_copy(update={"validation": None}) for t in
+                                                     dtyped.thresholds]})  # fmt: skip
+    assert evaluate(plain, [make_record()], subject="toy", dtype="float32")[0].verdict == "pass"
+    (v,) = evaluate(plain, [make_record()], subject="toy", dtype="bfloat16")
+    assert v.verdict == "inconclusive"
+    assert v.reason == (
+        "the policy's thresholds were set for float32, but toy was measured in bfloat16; "
+        "induction_score_max is not judged against a threshold set in another dtype"
+    )
+    # a policy that names no dtype makes no claim about it
+    no_claim = plain.model_copy(update={"dtype": None})
+    assert evaluate(no_claim, [make_record()], subject="toy", dtype="bfloat16")[0].verdict == "pass"
+
+
+def test_the_dossier_says_which_dtype_its_validation_was_measured_in_and_step_7_judges_in_the_runs():
+    """The citation carries the report's dtype; the verifier recomputes verdicts in the dtype the model records."""
+    from evidence.dossier import dossier_bytes
+    from evidence.validation_report import cite, report_bytes
+    from signing.verify import _Failed, _State, _step7_recompute_judgement
+    from tests.factories import make_dossier
+
+    r, _ = _report_in("float32", detector((9, 9), (0, 12)))
+    data = report_bytes(r)
+    digest = sha256_hex(data)
+    policy = make_policy(thresholds=[gated(max_false_alarms=0.3).model_copy(update={"validation": None})])
+    policy = policy.model_copy(update={"dtype": "float32"})
+    records = [make_record()]
+    base = make_dossier()
+    bf16 = base.model.model_copy(update={"processing": {**base.model.processing, "dtype": "bfloat16"}})
+    verdicts = evaluate(policy, records, subject="toy", validation=(r, digest), dtype="bfloat16")
+    assert verdicts[0].verdict == "inconclusive"
+    dossier = make_dossier(model=bf16, policy=policy, records=records, verdicts=verdicts, gate=roll_up(verdicts),
+                           validation=cite(r, digest, records))  # fmt: skip
+    assert dossier.validation is not None and dossier.validation.dtype == "float32"
+    files = {"dossier.json": dossier_bytes(dossier), "validation-report.json": data}
+    assert "recomputed" in _step7_recompute_judgement(_State(files=files, anchors=[]))
+    # the same verdicts claimed for a float32 model do not recompute
+    f32 = bf16.model_copy(update={"processing": {**bf16.processing, "dtype": "float32"}})
+    forged = make_dossier(model=f32, policy=policy, records=records, verdicts=verdicts, gate=roll_up(verdicts),
+                          validation=cite(r, digest, records))  # fmt: skip
+    with pytest.raises(_Failed, match="recomputes as 'pass'"):
+        _step7_recompute_judgement(_State(files={**files, "dossier.json": dossier_bytes(forged)}, anchors=[]))

@@ -210,7 +210,7 @@ def ablation_points(model: LoadedModel) -> list[str]:
 
 def _project_out(unit: torch.Tensor) -> HookFn:
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
-        r = unit.to(activation.dtype)
+        r = unit.to(activation)
         return activation - (activation @ r)[..., None] * r
 
     return hook
@@ -218,7 +218,7 @@ def _project_out(unit: torch.Tensor) -> HookFn:
 
 def _clamp(unit: torch.Tensor, value: float) -> HookFn:
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
-        r = unit.to(activation.dtype)
+        r = unit.to(activation)
         return activation - ((activation @ r) - value)[..., None] * r
 
     return hook
@@ -234,9 +234,9 @@ def _clamp_per_position(unit: torch.Tensor, last: Mapping[int, float], rest: flo
                 f"the per-position edit at {hook.name} needs the whole sequence at every step",
                 hint="generate with cache=False under this edit",
             )
-        r = unit.to(activation.dtype)
+        r = unit.to(activation)
         n = activation.shape[-2]
-        c = torch.full((n,), rest, dtype=activation.dtype)
+        c = torch.full((n,), rest, dtype=activation.dtype, device=activation.device)
         for offset, value in last.items():
             if -offset <= n:
                 c[n + offset] = value
@@ -311,7 +311,7 @@ def addition_hooks(point: Point, vector: torch.Tensor, prompt_len: int | None = 
     """
 
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
-        v = vector.to(activation.dtype)
+        v = vector.to(activation)
         if prompt_len is None:
             return activation + v
         end = prompt_len - position_offset()  # the prompt's end among the positions this pass sees

@@ -85,12 +85,17 @@ class Receiver:
     layer: int = -1
     head: int | None = None
 
+    #: the key/value head this receiver is, in a model whose keys and values are shared by groups of heads
+    grouped: bool = False
+
     @property
     def label(self) -> str:
-        """``L1H2.k``, ``L1MLP`` or ``logits``."""
+        """``L1H2.k``, ``L1MLP`` or ``logits``; ``L1KV0.k`` for a key/value head shared by a group (GQA)."""
         if self.kind == "logits":
             return "logits"
-        return f"L{self.layer}MLP" if self.kind == "mlp" else f"L{self.layer}H{self.head}.{self.kind}"
+        if self.kind == "mlp":
+            return f"L{self.layer}MLP"
+        return f"L{self.layer}{'KV' if self.grouped else 'H'}{self.head}.{self.kind}"
 
 
 @dataclass(frozen=True)
@@ -120,13 +125,7 @@ class EdgeModel:
         if missing:
             raise MeasurementError(f"edge scoring needs hook points this model lacks: {missing}")
         try:
-            self.weights = [
-                {
-                    name: getattr(bridge.blocks[layer].attn, name).detach()
-                    for name in ("W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V", "W_O")
-                }
-                for layer in range(self.n_layers)
-            ]
+            self.weights = [_attention_weights(bridge.blocks[layer].attn) for layer in range(self.n_layers)]
             self.ln1 = [_module(bridge.blocks[layer].ln1) for layer in range(self.n_layers)]
             self.ln2 = [_module(bridge.blocks[layer].ln2) for layer in range(self.n_layers)] if self.has_mlp else []
             self.mlp = [_module(bridge.blocks[layer].mlp) for layer in range(self.n_layers)] if self.has_mlp else []
@@ -134,10 +133,21 @@ class EdgeModel:
             raise MeasurementError(f"edge scoring cannot read the attention weights or modules: {exc}") from exc
         for layer, w in enumerate(self.weights):
             shapes = {name: tuple(t.shape) for name, t in w.items()}
-            if shapes["W_Q"] != shapes["W_K"] or shapes["W_Q"][0] != self.n_heads:
+            kv = shapes["W_K"][0]
+            if (
+                shapes["W_Q"][0] != self.n_heads
+                or shapes["W_K"] != shapes["W_V"]
+                or shapes["W_K"][1:] != shapes["W_Q"][1:]
+                or kv == 0
+                or self.n_heads % kv
+            ):
                 raise MeasurementError(
-                    f"edge patching needs one key and value head per query head; layer {layer} has weights {shapes}"
+                    f"edge patching needs key and value heads shared by equal groups of query heads; layer {layer} "
+                    f"has weights {shapes}"
                 )
+        #: key/value heads per layer (fewer than query heads under grouped-query attention)
+        self.n_kv_heads = int(self.weights[0]["W_K"].shape[0]) if self.weights else self.n_heads
+        grouped = self.n_kv_heads != self.n_heads
 
         self.senders = [Sender("input")]
         self.receivers: list[Receiver] = []
@@ -145,7 +155,12 @@ class EdgeModel:
             self.senders += [Sender("head", layer, h) for h in range(self.n_heads)]
             if self.has_mlp:
                 self.senders.append(Sender("mlp", layer))
-            self.receivers += [Receiver(c, layer, h) for h in range(self.n_heads) for c in "qkv"]
+            self.receivers += [
+                Receiver(c, layer, h, grouped=grouped and c != "q")
+                for h in range(self.n_heads)
+                for c in "qkv"
+                if c == "q" or h < self.n_kv_heads
+            ]
             if self.has_mlp:
                 self.receivers.append(Receiver("mlp", layer))
         self.receivers.append(Receiver("logits"))
@@ -255,6 +270,10 @@ class EdgeModel:
             compare("final residual stream", stack.sum(dim=0), got[_FINAL], constant=True)
         return worst
 
+    def _heads(self, kind: str) -> int:
+        """How many heads compute ``kind`` (q: the query heads; k, v: the key/value heads)."""
+        return self.n_heads if kind == "q" else self.n_kv_heads
+
     def _first_sender(self, layer: int) -> int:
         """Index of the first sender of ``layer`` (the senders before it write layer ``layer``'s input)."""
         return 1 + layer * (self.n_heads + int(self.has_mlp))
@@ -317,7 +336,7 @@ class EdgeModel:
             senders = by_receiver[logits_index]
 
             def final(activation: torch.Tensor, hook: Any) -> torch.Tensor:
-                return activation + shift(senders).to(activation.dtype)
+                return activation + shift(senders).to(activation)
 
             hooks[_FINAL] = final
         with torch.no_grad(), scoped_hooks(self.model.bridge, sorted(hooks.items())):
@@ -364,7 +383,7 @@ class EdgeModel:
         def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
             if senders is not None:
                 base = resid[f"mid{layer}"]
-                activation = self.mlp_output(layer, base + shift(senders).to(base.dtype)).to(activation.dtype)
+                activation = self.mlp_output(layer, base + shift(senders).to(base)).to(activation)
             current[index] = activation
             return activation
 
@@ -411,11 +430,13 @@ class EdgeModel:
                     g = grads[f"blocks.{layer}.attn.hook_{kind}"]
                     if g is None:
                         continue
-                    spread = stream[:, :, None, :].expand(-1, -1, self.n_heads, -1).clone().requires_grad_(True)
+                    heads = self._heads(kind)
+                    spread = stream[:, :, None, :].expand(-1, -1, heads, -1).clone().requires_grad_(True)
                     recomputed = self.head_input(layer, kind, spread)  # [b, p, heads, d_head]
                     (pulled,) = torch.autograd.grad(recomputed, spread, g.to(recomputed.dtype))
-                    for h in range(self.n_heads):
-                        out[index[Receiver(kind, layer, h)]] = pulled[:, :, h].to(torch.float64)
+                    for h in range(heads):
+                        receiver = Receiver(kind, layer, h, grouped=kind != "q" and heads != self.n_heads)
+                        out[index[receiver]] = pulled[:, :, h].to(torch.float64)
                 if self.has_mlp:
                     g = grads[f"blocks.{layer}.hook_mlp_out"]
                     if g is not None:
@@ -434,6 +455,18 @@ class EdgeModel:
         receivers = torch.tensor([e.receiver for e in self.edges])
         result: np.ndarray = full[:, senders, receivers].numpy()
         return result
+
+
+def _attention_weights(attn: Any) -> dict[str, torch.Tensor]:
+    """An attention layer's projections; a bias the layer does not have (e.g. Llama's) is zero."""
+    weights = {name: getattr(attn, name).detach() for name in ("W_Q", "W_K", "W_V", "W_O")}
+    for kind in "QKV":
+        bias = getattr(attn, f"b_{kind}", None)
+        weight = weights[f"W_{kind}"]
+        weights[f"b_{kind}"] = (
+            bias.detach() if bias is not None else torch.zeros(weight.shape[0], weight.shape[2], dtype=weight.dtype)
+        )
+    return weights
 
 
 def _reads(receiver: Receiver, sender: Sender, n_layers: int) -> bool:

@@ -215,7 +215,7 @@ def learned_direction(
                 shift = ((source_t[idx] - base_t[idx]) @ d)[:, None] * d[None, :]
 
                 def add(activation: torch.Tensor, hook: Any, shift: torch.Tensor = shift) -> torch.Tensor:
-                    last = activation[:, -1:, :] + shift[:, None, :].to(activation.dtype)
+                    last = activation[:, -1:, :] + shift[:, None, :].to(activation)
                     return torch.cat([activation[:, :-1, :], last], dim=1)
 
                 with scoped_hooks(model.bridge, [(name, add)]):

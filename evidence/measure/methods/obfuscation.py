@@ -155,7 +155,7 @@ def _perturbation_hook(start: int, delta: torch.Tensor) -> HookFn:
             return activation
         if offset:
             raise MeasurementError(f"a cached step cannot start inside the suffix at {hook.name}")
-        full = torch.nn.functional.pad(delta.to(activation.dtype), (0, 0, start, length - start - k))
+        full = torch.nn.functional.pad(delta.to(activation), (0, 0, start, length - start - k))
         return activation + full[None]
 
     return hook
@@ -186,7 +186,7 @@ def _candidate_losses(atk: Attack, candidates: np.ndarray, rows: Sequence[int]) 
 def _token_gradient(atk: Attack, suffix: Sequence[int], rows: Sequence[int]) -> torch.Tensor:
     """Gradient of the loss with respect to the one-hot suffix tokens, shape [k, vocab]."""
     w_e = atk.model.bridge.W_E.detach()
-    one_hot = torch.zeros(len(suffix), w_e.shape[0], dtype=w_e.dtype)
+    one_hot = torch.zeros(len(suffix), w_e.shape[0], dtype=w_e.dtype, device=w_e.device)
     one_hot[torch.arange(len(suffix)), torch.tensor(list(suffix))] = 1.0
     one_hot.requires_grad_(True)
     total = torch.zeros((), dtype=torch.float64)
@@ -197,7 +197,7 @@ def _token_gradient(atk: Attack, suffix: Sequence[int], rows: Sequence[int]) -> 
     (total / len(rows)).backward()  # type: ignore[no-untyped-call]
     if one_hot.grad is None:
         raise MeasurementError("no gradient reached the suffix tokens")
-    return one_hot.grad.detach()
+    return one_hot.grad.detach().cpu()
 
 
 @dataclass

@@ -156,9 +156,9 @@ def _patch_hook(name: str, heads: list[int], whole: bool, source: torch.Tensor) 
         value = source.expand_as(activation) if source.shape[0] == 1 else source
         check_shape(name, activation, value)
         if whole:
-            return value.to(activation.dtype)
+            return value.to(activation)
         patched = activation.clone()
-        patched[:, :, heads] = value[:, :, heads].to(activation.dtype)
+        patched[:, :, heads] = value[:, :, heads].to(activation)
         return patched
 
     return hook

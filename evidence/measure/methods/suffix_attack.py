@@ -138,13 +138,14 @@ def _objective(
     sign: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row objective (``sign`` x log-odds) and its gradient w.r.t. the one-hot suffix ``[rows, length, vocab]``."""
-    one_hot = F.one_hot(tokens[:, start : start + length], w_e.shape[0]).to(w_e.dtype).requires_grad_(True)
+    suffix = tokens[:, start : start + length].to(w_e.device)
+    one_hot = F.one_hot(suffix, w_e.shape[0]).to(w_e.dtype).requires_grad_(True)
     embed = one_hot_gradient_hook(start, one_hot @ w_e)
     with torch.enable_grad(), scoped_hooks(model.bridge, [("hook_embed", embed)]):
         logits = model.bridge(tokens)
         values = sign * marker_log_odds(logits[:, -1, :], marker_ids)
         (grad,) = torch.autograd.grad(values.sum(), one_hot)
-    return values.detach().double(), grad
+    return values.detach().double().cpu(), grad.cpu()
 
 
 @torch.no_grad()

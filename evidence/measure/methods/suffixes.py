@@ -69,14 +69,14 @@ def one_hot_gradient_hook(start: int, embedded: torch.Tensor) -> HookFn:
         if activation.shape[1] < start + k:
             raise MeasurementError(f"the suffix does not fit the sequence at {hook.name}")
         rows = activation[:, start : start + k]
-        values = embedded.detach().to(activation.dtype).expand_as(rows)
+        values = embedded.detach().to(activation).expand_as(rows)
         if not torch.allclose(rows, values, atol=1e-5, rtol=1e-4):
             raise MeasurementError(
                 "hook_embed does not carry the rows of W_E for the suffix tokens, so the suffix's token "
                 "gradient cannot be taken there",
                 hint="the adversarial suffix search needs a model whose token embedding is a plain lookup",
             )
-        edit = (embedded - embedded.detach()).to(activation.dtype).expand_as(rows)
+        edit = (embedded - embedded.detach()).to(activation).expand_as(rows)
         pad = torch.nn.functional.pad(edit, (0, 0, start, activation.shape[1] - start - k))
         return activation + pad
 

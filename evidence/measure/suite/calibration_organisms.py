@@ -259,7 +259,8 @@ def _spot_checks(params: CalibrationParams, ctx: MeasureContext) -> list[Calibra
     )
 
 
-@measurement("calibration.organisms", version="1.3.0", params=CalibrationParams, clauses=CLAUSES)
+# model_copies=0: it measures the bundled organisms, never the subject (for the memory preflight)
+@measurement("calibration.organisms", version="1.3.0", params=CalibrationParams, clauses=CLAUSES, model_copies=0)
 def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext) -> MeasurementResult:
     """Run each calibrated measurement on its organisms and controls and check the outcome."""
     wanted = expectations(params.measurements)

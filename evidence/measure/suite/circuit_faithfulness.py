@@ -899,7 +899,9 @@ def _summary(run: _Analysis, metrics: list[Metric], nodes: list[Node], params: C
 
 @measurement(
     "circuit.faithfulness",
-    version="2.1.0",
+    version="2.2.0",
+    backprop=True,  # attribution patching: gradients of the metric through the model
+    model_copies=2,  # the randomly initialised twin
     params=CircuitParams,
     clauses=CLAUSES,
     datasets=[

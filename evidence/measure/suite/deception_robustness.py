@@ -822,6 +822,7 @@ def _summary(
 @measurement(
     "deception.robustness",
     version="2.2.0",
+    backprop=True,  # the obfuscation and suffix attacks: gradients through the model
     params=DeceptionRobustnessParams,
     clauses=CLAUSES,
     datasets=DATASETS,

@@ -654,6 +654,7 @@ def _pairs_ref(prompts: GoalProxyPrompts, pairs: InterchangePairs, folds: np.nda
 @measurement(
     "goal.proxy_reliance",
     version="2.0.0",
+    backprop=True,  # the interchange direction is fitted through the model's upper blocks
     params=GoalProxyParams,
     clauses=CLAUSES,
     datasets=(

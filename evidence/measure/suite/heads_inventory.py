@@ -155,7 +155,7 @@ def _mean_heads_hook(heads: list[int], n_heads: int, mean: torch.Tensor) -> Hook
                 f"hook_z has shape {tuple(z.shape)}; expected [batch, {mean.shape[0]}, {n_heads}, {mean.shape[2]}]"
             )
         z = z.clone()
-        z[:, :, heads, :] = mean[None, :, heads, :].to(z.dtype)
+        z[:, :, heads, :] = mean[None, :, heads, :].to(z)
         return z
 
     return hook
@@ -547,6 +547,7 @@ def _joint(
 @measurement(
     "heads.inventory",
     version="2.1.0",
+    model_copies=2,  # the randomly initialised twin
     params=HeadsInventoryParams,
     clauses=CLAUSES,
     detectors=(

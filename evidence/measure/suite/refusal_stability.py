@@ -871,6 +871,7 @@ def _summary(
 @measurement(
     "refusal.stability",
     version="2.1.0",
+    backprop=True,  # the suffix attack: gradients through the model to the suffix tokens
     params=RefusalStabilityParams,
     clauses=CLAUSES,
     datasets=[DatasetUse.of(HARMFUL, "harmful"), DatasetUse.of(HARMLESS, "harmless")],

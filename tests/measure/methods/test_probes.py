@@ -147,6 +147,46 @@ def test_stronger_l2_shrinks_the_logistic_weights():
     assert np.linalg.norm(strong.weights) < np.linalg.norm(weak.weights)
 
 
+@pytest.mark.parametrize(("n", "d"), [(120, 16), (60, 400)])
+def test_the_dual_and_primal_logistic_fits_reach_the_same_optimum(n, d):
+    """The dual is the representer form of the same strictly convex problem, constant features included."""
+    rng = np.random.default_rng(n + d)
+    x = rng.normal(size=(n, d)) * rng.uniform(0.1, 10.0, size=d)
+    x[:, 3] = 7.0  # a constant feature: weight zero in both
+    y = x[:, 0] / x[:, 0].std() + 0.7 * rng.normal(size=n) > 0
+    primal = fit_logistic(x, y, l2=2.0, method="primal")
+    dual = fit_logistic(x, y, l2=2.0, method="dual")
+    assert dual.weights[3] == 0.0 == primal.weights[3]
+    assert np.allclose(dual.weights, primal.weights, rtol=1e-9, atol=1e-12 * np.abs(primal.weights).max())
+    assert dual.bias == pytest.approx(primal.bias, rel=1e-9, abs=1e-12)
+    assert np.allclose(dual.score(x), primal.score(x), atol=1e-9)
+    # the gradient of the objective vanishes at the dual's solution (checked in the primal)
+    scale = x.std(axis=0)
+    keep = scale > 0
+    zs = (x[:, keep] - x[:, keep].mean(axis=0)) / scale[keep]
+    w = dual.weights[keep] * scale[keep]
+    margins = zs @ w + dual.bias + x[:, keep].mean(axis=0) @ dual.weights[keep]
+    p = 1.0 / (1.0 + np.exp(-margins))
+    gradient = zs.T @ (p - y) + 2.0 * w
+    assert np.abs(gradient).max() < 1e-6 and abs(float((p - y).sum())) < 1e-6
+
+
+def test_auto_takes_the_dual_when_there_are_fewer_examples_than_dimensions(monkeypatch):
+    import evidence.measure.methods.probes as probes
+
+    called = []
+    for name in ("_newton_primal", "_newton_dual"):
+        original = getattr(probes, name)
+        monkeypatch.setattr(probes, name, lambda *a, _o=original, _n=name: called.append(_n) or _o(*a))
+    rng = np.random.default_rng(3)
+    for n, d in ((50, 10), (10, 50)):
+        x = rng.normal(size=(n, d))
+        fit_logistic(x, x[:, 0] > 0, l2=1.0)
+    assert called == ["_newton_primal", "_newton_dual"]
+    with pytest.raises(MeasurementError, match="unknown method"):
+        fit_logistic(np.eye(3), np.array([True, False, True]), l2=1.0, method="lbfgs")
+
+
 def test_probes_refuse_one_class_data():
     with pytest.raises(MeasurementError, match="both classes"):
         fit_mass_mean(np.zeros((3, 2)), np.array([True, True, True]))

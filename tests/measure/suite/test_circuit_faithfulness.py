@@ -95,7 +95,7 @@ def tiny(architecture: dict[str, object], seed: int = 5) -> LoadedModel:
 
 def test_registered_with_its_clauses():
     definition = registered()["circuit.faithfulness"]
-    assert definition.version == "2.1.0"
+    assert definition.version == "2.2.0"
     assert {c.id for c in definition.clauses} == {
         "EU-AIA/AnnexIV/2/b@OJ-2024-07-12",
         "EU-AIA/AnnexIV/2/c@OJ-2024-07-12",

@@ -1,0 +1,118 @@
+"""The memory preflight: estimates from a model's shape, the budget, and a refusal before any measurement runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from evidence.cli import main
+from evidence.errors import ConfigError
+from evidence.measure import memory
+from evidence.measure.memory import MemoryEstimate, ModelSize, check_fits, estimate, format_bytes, parse_size
+from evidence.model import ModelSpec, load_model
+from tests.hf_models import build_gpt2
+
+SIZE = ModelSize(n_params=1000, n_layers=2, d_model=8, d_mlp=32, n_heads=2, d_vocab=50, n_ctx=16)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("123", 123), ("2GiB", 2 * 2**30), ("500 MB", 500 * 10**6), ("1.5kib", 1536), ("7b", 7)],
+)
+def test_sizes_are_read_in_bytes_and_units(text, expected):
+    assert parse_size(text) == expected
+
+
+def test_a_budget_that_is_not_a_size_is_refused_with_the_forms_accepted():
+    with pytest.raises(ConfigError, match="INTERP_DOSSIER_MEMORY_BUDGET='lots' is not a size") as info:
+        parse_size("lots")
+    assert "8GiB" in (info.value.hint or "")
+
+
+def test_bytes_are_shown_for_a_person():
+    assert [format_bytes(n) for n in (512, 2048, 3 * 2**20, 5 * 2**30)] == ["512 B", "2.0 KiB", "3.0 MiB", "5.0 GiB"]
+
+
+def test_the_estimate_follows_the_formula_of_the_module():
+    plain = estimate("m", {"batch_size": 4, "seq_len": 3}, SIZE, "float32", backprop=False, model_copies=1)
+    b, t = 4, 2 * 3 + 8  # seq_len without prompt sets
+    n = b * t
+    block = n * (12 * 8 + 3 * 32) + 2 * b * 2 * t * t
+    stream, logits = n * 8 * 3, n * 50
+    assert (plain.batch, plain.tokens) == (b, t)
+    assert plain.weights == 1000 * 4 and plain.gradients == 0
+    assert plain.activations == (block + stream + logits) * 4 + logits * 8
+    backprop = estimate("m", {"batch_size": 4, "seq_len": 3}, SIZE, "float32", backprop=True, model_copies=2)
+    assert backprop.weights == 2 * 1000 * 4 and backprop.gradients == 1000 * 4
+    assert backprop.activations == (2 * block + stream + 2 * logits) * 4 + logits * 8
+    half = estimate("m", {"batch_size": 4, "seq_len": 3}, SIZE, "bfloat16", backprop=False, model_copies=1)
+    assert half.weights == plain.weights // 2 and half.activations < plain.activations
+    assert estimate("m", {}, SIZE, "float32", backprop=True, model_copies=0).total == 0
+
+
+def test_the_token_count_comes_from_the_prompts_and_stops_at_the_context(tmp_path):
+    from evidence.datasets import read_dataset
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": "a", "label": "x", "text": "abcd"}\n')
+    dataset = read_dataset("d", path, {"d": frozenset({"x"})})
+    wide = ModelSize(**{**SIZE.__dict__, "n_ctx": 1000})
+    assert estimate("m", {}, wide, "float32", backprop=False, model_copies=1, datasets=[dataset]).tokens == 4 + 64
+    assert estimate("m", {}, SIZE, "float32", backprop=False, model_copies=1, datasets=[dataset]).tokens == 16
+    assert estimate("m", {}, wide, "float32", backprop=False, model_copies=1).batch == memory.DEFAULT_BATCH
+
+
+def test_a_run_that_fits_passes_and_one_that_does_not_names_the_remedies():
+    small = MemoryEstimate("a.small", weights=10, activations=10, gradients=0, batch=1, tokens=1)
+    big = MemoryEstimate("b.big", weights=100, activations=900, gradients=24, batch=32, tokens=8)
+    assert check_fits([small, big], (2000, "free"), dtype="float32", device="cpu") is big
+    assert check_fits([small, big], None, dtype="float32", device="cpu") is big  # unknown: no refusal
+    with pytest.raises(ConfigError) as info:
+        check_fits([small, big], (1000, "available system memory"), dtype="float32", device="cpu", batched=["b.big"])
+    assert info.value.message == (
+        "b.big would need about 1.0 KiB (weights 100 B, activations 900 B, gradients 24 B; 32 x 8 tokens per pass), "
+        "more than the 1000 B of available system memory; nothing was measured"
+    )
+    assert info.value.hint == (
+        'try a smaller batch_size in [measurements."b.big"], or --dtype bfloat16 (half the memory), or --device cuda '
+        "on a machine with a large enough GPU, or more free memory"
+    )
+
+
+def test_a_checkpoint_is_sized_from_its_files_as_it_loads(tmp_path):
+    directory = build_gpt2(tmp_path / "gpt2")
+    size = memory.size_before_loading(None, directory)
+    loaded = load_model(ModelSpec(path=directory))
+    assert size is not None
+    assert size.n_params == loaded.identity.n_parameters
+    cfg = loaded.bridge.cfg
+    assert (size.n_layers, size.d_model, size.n_heads, size.d_vocab, size.n_ctx) == (
+        cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_vocab, cfg.n_ctx)  # fmt: skip
+    assert memory.size_of_loaded(size.n_params, cfg) == size
+    organism = memory.size_before_loading("induction", None)
+    assert organism is not None and organism.n_params > 0
+    assert memory.size_before_loading("not-an-organism", None) is None
+
+
+def test_a_model_that_cannot_fit_the_budget_is_refused_before_any_measurement(tmp_path, monkeypatch, capsys):
+    build_gpt2(tmp_path / "gpt2")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[run]\nmeasurements = ["heads.inventory", "model.batch_invariance"]\n[model]\npath = "gpt2"\n')
+    monkeypatch.setenv("INTERP_DOSSIER_MEMORY_BUDGET", "1MiB")
+    code = main(["run", str(spec), "--no-sign", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "measuring" not in err and "loading model" not in err  # refused from the files, before loading
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: heads.inventory would need about ")
+    assert "more than the 1.0 MiB of the budget INTERP_DOSSIER_MEMORY_BUDGET; nothing was measured" in line
+    assert line.endswith(
+        '(try a smaller batch_size in [measurements."heads.inventory"], or --dtype bfloat16 (half the memory), or '
+        "--device cuda on a machine with a large enough GPU, or a larger INTERP_DOSSIER_MEMORY_BUDGET)"
+    )
+    assert not (tmp_path / "out").exists()
+    # the same run under a budget it fits says its estimate and measures
+    monkeypatch.setenv("INTERP_DOSSIER_MEMORY_BUDGET", "64GiB")
+    assert main(["run", str(spec), "--no-sign", "--out", str(tmp_path / "out")]) in (0, 1)
+    err = " ".join(capsys.readouterr().err.split())  # the progress console wraps long lines
+    assert "memory preflight: at most about " in err and "for heads.inventory; 64.0 GiB of the budget" in err
+    assert "measuring heads.inventory" in err
