@@ -11,13 +11,24 @@ Hook names are TransformerLens names; the classic aliases resolve to the
 bridge's canonical points (``blocks.L.attn.hook_z`` is reported by the hook
 as ``blocks.L.attn.o.hook_in`` and carries ``[batch, pos, head, d_head]``;
 ``blocks.L.attn.hook_pattern`` carries ``[batch, head, query, key]``).
+
+Generation with a key/value cache (:mod:`evidence.measure.methods.kv_cache`)
+shows hooks the prompt once and then one new position per step. A hook that
+edits every position the same way needs nothing more; a hook that edits
+positions by their index reads :func:`position_offset` (the absolute position
+of the first position it sees); a hook whose edit of earlier positions changes
+as the sequence grows (e.g. one counted from the end of the sequence) cannot
+run incrementally: it is marked with :func:`whole_sequence`, and generation
+under it recomputes the whole sequence at every step (:func:`incremental`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
+from weakref import WeakSet
 
 import torch
 
@@ -26,10 +37,53 @@ from evidence.errors import MeasurementError
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-__all__ = ["HookFn", "capture", "keep_graph", "record", "scoped_hooks"]
+__all__ = [
+    "HookFn",
+    "capture",
+    "decoding_at",
+    "incremental",
+    "keep_graph",
+    "position_offset",
+    "record",
+    "scoped_hooks",
+    "whole_sequence",
+]
 
 #: ``fn(activation, hook) -> replacement or None`` (None keeps the activation).
 HookFn = Callable[[torch.Tensor, Any], "torch.Tensor | None"]
+
+_OFFSET: ContextVar[int] = ContextVar("position_offset", default=0)
+_WHOLE_SEQUENCE: WeakSet[Callable[..., Any]] = WeakSet()
+
+
+def position_offset() -> int:
+    """The absolute position of the first position hooks see in the current forward pass.
+
+    0, except during a cached generation step, where hooks see only the new
+    position(s) that follow the kept ones.
+    """
+    return _OFFSET.get()
+
+
+@contextmanager
+def decoding_at(offset: int) -> Iterator[None]:
+    """Forward passes inside the block start at absolute position ``offset`` (see :func:`position_offset`)."""
+    token = _OFFSET.set(offset)
+    try:
+        yield
+    finally:
+        _OFFSET.reset(token)
+
+
+def whole_sequence(fn: HookFn) -> HookFn:
+    """Mark ``fn`` as needing the whole sequence at every generation step (see :func:`incremental`)."""
+    _WHOLE_SEQUENCE.add(fn)
+    return fn
+
+
+def incremental(hooks: Sequence[tuple[str, HookFn]]) -> bool:
+    """Whether generation under ``hooks`` may run one new position at a time (no hook is :func:`whole_sequence`)."""
+    return not any(fn in _WHOLE_SEQUENCE for _, fn in hooks)
 
 
 def _attached_count(bridge: TransformerBridge) -> int:

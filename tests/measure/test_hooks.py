@@ -41,7 +41,17 @@ def zero(activation: torch.Tensor, hook: object) -> torch.Tensor:
 
 
 def test_public_api_is_pinned():
-    assert hooks.__all__ == ["HookFn", "capture", "keep_graph", "record", "scoped_hooks"]
+    assert hooks.__all__ == [
+        "HookFn",
+        "capture",
+        "decoding_at",
+        "incremental",
+        "keep_graph",
+        "position_offset",
+        "record",
+        "scoped_hooks",
+        "whole_sequence",
+    ]
 
 
 def test_keep_graph_gives_gradients_at_the_kept_points_and_record_changes_nothing(bridge, tokens):

@@ -1,6 +1,7 @@
 """Shared algorithms of the suite: no records, no registry, no measurement ids.
 
 * :mod:`.behaviour` — prompts to token ids, markers, greedy generation, behaviour read from output;
+* :mod:`.kv_cache` — incremental decoding with a key/value cache, through the bridge and its hooks;
 * :mod:`.directions` — difference-in-means directions, directional ablation and addition;
 * :mod:`.refusal_search` — the refusal direction search (prompt sets, read-out, candidates, selection);
 * :mod:`.rewording` — rewording prompts of the organisms' language;

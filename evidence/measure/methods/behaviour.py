@@ -36,10 +36,15 @@ the phrase encoded alone: with sub-word tokenizers ``" I"`` and ``"I"`` are
 different tokens, and which one follows a prompt depends on how the template
 ends (:func:`marker_tokens`, :func:`first_token_ids` with ``contexts``).
 
-Generation recomputes the whole sequence at every step, without a key/value
-cache: in TransformerLens 4.3 the bridge's native models keep no cache, and
-with ``transformers`` 5 its attention components ignore the cache the model
-passes them (cached greedy decoding diverges from uncached decoding).
+Generation runs each prompt once and then one new token per step, with a
+key/value cache (:mod:`evidence.measure.methods.kv_cache`: TransformerLens 4.3's
+bridge keeps none for native models, and with ``transformers`` 5 its attention
+components ignore the cache the model passes them, so the project supplies it).
+Hooks attached while generating then see the prompt, and afterwards one new
+position per step (:func:`evidence.measure.hooks.position_offset`); under a hook
+that needs the whole sequence at every step (:func:`evidence.measure.hooks.incremental`)
+callers pass ``cache=False``, which recomputes the whole sequence for every new
+token: the reference path, token for token the same replies.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,6 +61,7 @@ import torch
 
 from evidence.datasets import Prompt
 from evidence.errors import ConfigError, MeasurementError
+from evidence.measure.methods.kv_cache import CachedDecoder, kv_cache
 
 if TYPE_CHECKING:
     from evidence.model import LoadedModel
@@ -329,6 +336,36 @@ def _cut(ids: Sequence[int], stop_ids: Collection[int]) -> list[int]:
     return out
 
 
+class _Recompute:
+    """Next-token logits by re-running the whole sequence: the reference path (no cache)."""
+
+    def __init__(self, forward: Forward, tokens: torch.Tensor) -> None:
+        self.forward, self.current = forward, tokens
+
+    def first(self) -> torch.Tensor:
+        return self.forward(self.current)[:, -1, :]
+
+    def next(self, keep: torch.Tensor, picks: torch.Tensor) -> torch.Tensor:
+        self.current = torch.cat([self.current[keep], picks[:, None].to(self.current.dtype)], dim=1)
+        return self.forward(self.current)[:, -1, :]
+
+
+class _Incremental:
+    """Next-token logits from the prompt once, then one new token per step, with the kept rows' cache."""
+
+    def __init__(self, decoder: CachedDecoder, tokens: torch.Tensor) -> None:
+        self.decoder, self.tokens, self.rows = decoder, tokens, tokens.shape[0]
+
+    def first(self) -> torch.Tensor:
+        return self.decoder.prefill(self.tokens)
+
+    def next(self, keep: torch.Tensor, picks: torch.Tensor) -> torch.Tensor:
+        if keep.shape[0] != self.rows:
+            self.decoder.keep(keep)
+            self.rows = keep.shape[0]
+        return self.decoder.step(picks)
+
+
 @torch.no_grad()
 def _greedy_batch(
     forward: Forward,
@@ -336,19 +373,22 @@ def _greedy_batch(
     max_new_tokens: int,
     stop_ids: Collection[int],
     decided: Callable[[list[int]], bool] | None = None,
+    decoder: CachedDecoder | None = None,
 ) -> list[list[int]]:
     """Greedy replies of one batch of equal-length prompts, each cut before its first stop token.
 
     A row is done once it has produced a stop token, or once ``decided(reply)`` says more tokens
-    cannot change its verdict; a done row leaves the batch (the others' sequences keep their
-    length, so no padding is ever needed). Generation ends when every row is done, or after
-    ``max_new_tokens`` steps.
+    cannot change its verdict; a done row leaves the batch (and its cache: the others' sequences
+    keep their length, so no padding is ever needed). Generation ends when every row is done, or
+    after ``max_new_tokens`` steps. With a ``decoder`` each step runs the new tokens only;
+    without, the whole sequence.
     """
+    steps: _Recompute | _Incremental = _Recompute(forward, tokens) if decoder is None else _Incremental(decoder, tokens)
     replies: list[list[int]] = [[] for _ in range(tokens.shape[0])]
     live = list(range(tokens.shape[0]))
-    current = tokens
+    logits = steps.first()
     for step in range(max_new_tokens):
-        picks = _check_finite(forward(current)[:, -1, :], "logits").argmax(dim=-1)
+        picks = _check_finite(logits, "logits").argmax(dim=-1)
         keep: list[int] = []
         for k, (row, token) in enumerate(zip(live, picks.tolist(), strict=True)):
             if token in stop_ids:
@@ -359,7 +399,7 @@ def _greedy_batch(
         if not keep or step == max_new_tokens - 1:
             break
         index = torch.tensor(keep, dtype=torch.long)
-        current = torch.cat([current[index], picks[index, None].to(current.dtype)], dim=1)
+        logits = steps.next(index, picks[index])
         live = [live[k] for k in keep]
     return replies
 
@@ -371,18 +411,33 @@ def greedy_generate(
     batch_size: int = 32,
     *,
     stop_ids: Collection[int],
+    cache: bool = True,
 ) -> list[list[int]]:
     """The greedy reply to each sequence (new tokens only), in input order.
 
     A reply ends before its first token in ``stop_ids`` (see :func:`stop_token_ids`), or
-    after ``max_new_tokens`` tokens; the stop token itself is not part of it.
+    after ``max_new_tokens`` tokens; the stop token itself is not part of it. With ``cache``
+    (where :func:`~evidence.measure.methods.kv_cache.kv_cache` supports the model) each step
+    runs only the new token; ``cache=False`` recomputes the whole sequence at every step, as
+    hooks that need the whole sequence require (:func:`evidence.measure.hooks.incremental`).
     """
     stops = frozenset(int(i) for i in stop_ids)
     out: list[list[int]] = [[] for _ in seqs]
-    for idx, tokens in batches_by_length(seqs, batch_size):
-        for row, reply in zip(idx, _greedy_batch(forward, tokens, max_new_tokens, stops), strict=True):
-            out[row] = reply
+    with _decoder(forward, cache) as decoder:
+        for idx, tokens in batches_by_length(seqs, batch_size):
+            replies = _greedy_batch(forward, tokens, max_new_tokens, stops, decoder=decoder)
+            for row, reply in zip(idx, replies, strict=True):
+                out[row] = reply
     return out
+
+
+@contextmanager
+def _decoder(forward: Forward, cache: bool) -> Iterator[CachedDecoder | None]:
+    if not cache:
+        yield None
+        return
+    with kv_cache(forward) as decoder:
+        yield decoder
 
 
 _WHITESPACE = re.compile(r"\s+")
@@ -444,6 +499,8 @@ def generated_matches(
     phrases: Sequence[str],
     max_new_tokens: int,
     batch_size: int = 32,
+    *,
+    cache: bool = True,
 ) -> np.ndarray:
     """Whether the greedy reply to each sequence shows one of the phrases, generating only until it is decided.
 
@@ -452,6 +509,7 @@ def generated_matches(
     is decided once it has stopped, or once a phrase occurs in it with a word boundary already
     written after it. More tokens cannot undo such a match (a longer reply decodes to a longer
     text with the same beginning), so the flags equal those of the full ``max_new_tokens`` replies.
+    ``cache`` as in :func:`greedy_generate`.
     """
     wanted = _wanted(phrases)
     stops = stop_token_ids(tokenizer)
@@ -461,9 +519,10 @@ def generated_matches(
         return any(_occurs(text, w, final=False) for w in wanted)
 
     out = np.zeros(len(seqs), dtype=bool)
-    for idx, tokens in batches_by_length(seqs, batch_size):
-        replies = _greedy_batch(forward, tokens, max_new_tokens, stops, decided)
-        out[idx] = [_judge(tokenizer, reply, wanted) for reply in replies]
+    with _decoder(forward, cache) as decoder:
+        for idx, tokens in batches_by_length(seqs, batch_size):
+            replies = _greedy_batch(forward, tokens, max_new_tokens, stops, decided, decoder)
+            out[idx] = [_judge(tokenizer, reply, wanted) for reply in replies]
     return out
 
 

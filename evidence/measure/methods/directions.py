@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from evidence.errors import ConfigError, MeasurementError
-from evidence.measure.hooks import HookFn, capture, scoped_hooks
+from evidence.measure.hooks import HookFn, capture, position_offset, scoped_hooks, whole_sequence
 from evidence.measure.methods.behaviour import batches_by_length
 from evidence.model import LoadedModel
 from evidence.records import DataRef
@@ -225,7 +225,15 @@ def _clamp(unit: torch.Tensor, value: float) -> HookFn:
 
 
 def _clamp_per_position(unit: torch.Tensor, last: Mapping[int, float], rest: float) -> HookFn:
+    # The reference of a position depends on its distance from the end of the sequence, so every step of a
+    # generation edits the earlier positions anew: it cannot run one new position at a time.
+    @whole_sequence
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+        if position_offset():
+            raise MeasurementError(
+                f"the per-position edit at {hook.name} needs the whole sequence at every step",
+                hint="generate with cache=False under this edit",
+            )
         r = unit.to(activation)
         n = activation.shape[-2]
         c = torch.full((n,), rest, dtype=activation.dtype, device=activation.device)
@@ -298,15 +306,19 @@ def addition_hooks(point: Point, vector: torch.Tensor, prompt_len: int | None = 
     """A hook that adds ``vector`` to the residual stream at ``point``.
 
     At every position, or, with ``prompt_len``, at the first ``prompt_len`` positions only (the
-    prompt), so that generated tokens follow from the steered prompt without being steered.
+    prompt), so that generated tokens follow from the steered prompt without being steered
+    (positions are absolute: a cached generation step, which sees only new positions, edits none).
     """
 
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
         v = vector.to(activation)
         if prompt_len is None:
             return activation + v
+        end = prompt_len - position_offset()  # the prompt's end among the positions this pass sees
+        if end <= 0:
+            return activation
         out = activation.clone()
-        out[:, :prompt_len] += v
+        out[:, :end] += v
         return out
 
     return [(point.hook, hook)]

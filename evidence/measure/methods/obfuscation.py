@@ -18,7 +18,7 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, MeasurementParams
-from evidence.measure.hooks import HookFn, scoped_hooks
+from evidence.measure.hooks import HookFn, position_offset, scoped_hooks
 from evidence.measure.methods.behaviour import generated_matches, marker_log_odds
 from evidence.measure.methods.suffixes import allowed_token_ids, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
@@ -139,13 +139,22 @@ class Attack:
 
 
 def _perturbation_hook(start: int, delta: torch.Tensor) -> HookFn:
-    """Add ``delta [k, d_model]`` to the token embeddings of the suffix positions ``[start, start + k)``."""
+    """Add ``delta [k, d_model]`` to the token embeddings of the suffix positions ``[start, start + k)``.
+
+    Positions are absolute: a cached generation step, which sees only positions after the prompt
+    (:func:`~evidence.measure.hooks.position_offset`), edits none.
+    """
     k = delta.shape[0]
 
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+        offset = position_offset()
         length = activation.shape[1]
-        if length < start + k:
+        if offset + length < start + k:
             raise MeasurementError(f"the suffix does not fit the sequence at {hook.name}")
+        if offset >= start + k:
+            return activation
+        if offset:
+            raise MeasurementError(f"a cached step cannot start inside the suffix at {hook.name}")
         full = torch.nn.functional.pad(delta.to(activation), (0, 0, start, length - start - k))
         return activation + full[None]
 

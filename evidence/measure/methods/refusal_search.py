@@ -40,7 +40,7 @@ from pydantic import Field
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import MeasureContext, UncertaintyParams
-from evidence.measure.hooks import HookFn, scoped_hooks
+from evidence.measure.hooks import HookFn, incremental, scoped_hooks
 from evidence.measure.methods.behaviour import (
     first_token_ids,
     generated_matches,
@@ -283,10 +283,19 @@ class Reader:
         return np.asarray(marker_log_odds(logits, self.refusal_ids).double().numpy(), dtype=np.float64)
 
     def refused(self, seqs: Sequence[Sequence[int]], hooks: Sequence[tuple[str, HookFn]] = ()) -> np.ndarray:
-        """Whether the greedy reply to each prompt contains a refusal phrase (generated only until decided)."""
+        """Whether the greedy reply to each prompt contains a refusal phrase (generated only until decided).
+
+        With a key/value cache, unless a hook needs the whole sequence at every step.
+        """
         with scoped_hooks(self.model.bridge, list(hooks)):
             return generated_matches(
-                self.model.bridge, self.model.tokenizer, seqs, self.phrases, self.max_new_tokens, self.batch_size
+                self.model.bridge,
+                self.model.tokenizer,
+                seqs,
+                self.phrases,
+                self.max_new_tokens,
+                self.batch_size,
+                cache=incremental(hooks),
             )
 
     def generate(self, seqs: Sequence[Sequence[int]], hooks: Sequence[tuple[str, HookFn]] = ()) -> list[list[int]]:
@@ -298,6 +307,7 @@ class Reader:
                 self.max_new_tokens,
                 self.batch_size,
                 stop_ids=stop_token_ids(self.model.tokenizer),
+                cache=incremental(hooks),
             )
 
     def refused_steered(self, seqs: Sequence[Sequence[int]], point: Point, vector: torch.Tensor) -> np.ndarray:

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, UncertaintyParams
-from evidence.measure.hooks import HookFn, scoped_hooks
+from evidence.measure.hooks import HookFn, position_offset, scoped_hooks
 from evidence.measure.methods.behaviour import (
     JUDGE_TOKENS,
     generated_matches,
@@ -61,18 +61,27 @@ def steering_hook(vector: torch.Tensor, prompt_length: int, positions: str) -> H
 
     Positions after ``prompt_length`` (tokens generated since) are left alone:
     the edit is an intervention on how the prompt is processed, and the model's
-    continuation is its own.
+    continuation is its own. Positions are absolute: a cached generation step,
+    which sees only new positions (:func:`~evidence.measure.hooks.position_offset`), edits none.
     """
     start = prompt_length - 1 if positions == "last" else 0
 
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
-        if activation.dim() != 3 or activation.shape[-1] != vector.shape[0] or activation.shape[1] < prompt_length:
+        offset = position_offset()
+        if (
+            activation.dim() != 3
+            or activation.shape[-1] != vector.shape[0]
+            or offset + activation.shape[1] < prompt_length
+        ):
             raise MeasurementError(
-                f"cannot steer {hook.name}: shape {tuple(activation.shape)}, expected "
+                f"cannot steer {hook.name}: shape {tuple(activation.shape)} from position {offset}, expected "
                 f"[batch, >= {prompt_length}, {vector.shape[0]}]"
             )
+        lo, hi = max(start - offset, 0), prompt_length - offset
+        if hi <= 0:
+            return activation
         out = activation.clone()
-        out[:, start:prompt_length, :] = out[:, start:prompt_length, :] + vector.to(activation)
+        out[:, lo:hi, :] = out[:, lo:hi, :] + vector.to(activation)
         return out
 
     return hook
