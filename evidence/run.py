@@ -393,29 +393,7 @@ def _require_same_model(external: Sequence[ExternalEval], subject: str) -> None:
 
 
 def _numerics(model: LoadedModel, spec: RunSpec) -> NumericsCertificate:
-    """The run's numerics certificate, on the first prompts of the first dataset the spec names.
+    """The run's numerics certificate (:func:`evidence.measure.numerics.run_certificate`)."""
+    from evidence.measure.numerics import run_certificate
 
-    A spec without datasets, or a model without a tokenizer, gets seeded random token
-    sequences instead (the prompt source says so).
-    """
-    import torch
-
-    from evidence.measure.methods.behaviour import prompt_ids
-    from evidence.measure.numerics import MAX_PROMPTS, numerics_certificate
-
-    for name in sorted(spec.datasets):
-        if model.tokenizer is None:
-            break
-        seqs = []
-        for prompt in spec.datasets[name].prompts[:MAX_PROMPTS]:
-            try:
-                seqs.append(prompt_ids(model.tokenizer, prompt, max_tokens=model.bridge.cfg.n_ctx))
-            except ConfigError:
-                continue
-        if seqs:
-            return numerics_certificate(model, seqs, f"dataset {name}")
-    generator = torch.Generator().manual_seed(spec.seed)
-    vocab = int(model.bridge.cfg.d_vocab)
-    length = min(16, int(model.bridge.cfg.n_ctx))
-    seqs = [torch.randint(0, vocab, (length - k % 4,), generator=generator).tolist() for k in range(MAX_PROMPTS)]
-    return numerics_certificate(model, seqs, f"random token sequences (seed {spec.seed})")
+    return run_certificate(model, spec.datasets, spec.seed)

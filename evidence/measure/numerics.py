@@ -21,18 +21,19 @@ measurement that judges padding against a tolerance.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
+from evidence.datasets import Dataset
 from evidence.errors import MeasurementError
 from evidence.measure.methods.batching import pad_rows, run_padded
 from evidence.model import LoadedModel
 from evidence.records import NumericsCertificate
 from evidence.records.core import Dtype
 
-__all__ = ["MAX_PROMPTS", "numerics_certificate"]
+__all__ = ["MAX_PROMPTS", "numerics_certificate", "run_certificate"]
 
 #: Prompts the certificate compares (the first ones of its dataset).
 MAX_PROMPTS = 8
@@ -95,6 +96,33 @@ def numerics_certificate(
         batched_mean_abs_diff=batched_mean,
         note=note,
     )
+
+
+def run_certificate(model: LoadedModel, datasets: Mapping[str, Dataset], seed: int) -> NumericsCertificate:
+    """A run's certificate, on the first prompts of the first dataset (by name) the run uses.
+
+    Without a dataset, or for a model without a tokenizer, on seeded random token
+    sequences instead (the prompt source says so).
+    """
+    from evidence.errors import ConfigError
+    from evidence.measure.methods.behaviour import prompt_ids
+
+    for name in sorted(datasets):
+        if model.tokenizer is None:
+            break
+        seqs = []
+        for prompt in datasets[name].prompts[:MAX_PROMPTS]:
+            try:
+                seqs.append(prompt_ids(model.tokenizer, prompt, max_tokens=model.bridge.cfg.n_ctx))
+            except ConfigError:
+                continue
+        if seqs:
+            return numerics_certificate(model, seqs, f"dataset {name}")
+    generator = torch.Generator().manual_seed(seed)
+    vocab = int(model.bridge.cfg.d_vocab)
+    length = min(16, int(model.bridge.cfg.n_ctx))
+    seqs = [torch.randint(0, vocab, (length - k % 4,), generator=generator).tolist() for k in range(MAX_PROMPTS)]
+    return numerics_certificate(model, seqs, f"random token sequences (seed {seed})")
 
 
 def _logits(out: torch.Tensor) -> torch.Tensor:

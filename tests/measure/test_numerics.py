@@ -65,3 +65,16 @@ def test_padding_that_leaks_into_the_logits_shows_in_the_batched_difference(orga
     leaky = numerics_certificate(model, seqs, "test")
     assert leaky.batched_max_abs_diff > 1e-3
     torch.manual_seed(0)
+
+
+def test_a_run_certificate_reads_the_first_dataset_or_falls_back_to_seeded_tokens(organism):
+    from evidence.measure.numerics import run_certificate
+    from evidence.runspec import default_runspec_path, load_runspec
+
+    spec = load_runspec(default_runspec_path())
+    model = organism(spec.model_organism)
+    cert = run_certificate(model, spec.datasets, spec.seed)
+    assert cert.prompt_source == f"dataset {sorted(spec.datasets)[0]}" and cert.prompts == 8
+    fallback = run_certificate(model, {}, 3)
+    assert fallback.prompt_source == "random token sequences (seed 3)"
+    assert fallback == run_certificate(model, {}, 3)
