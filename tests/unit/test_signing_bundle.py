@@ -55,12 +55,18 @@ def test_write_into_new_directory(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_replaces_a_previous_bundle(tmp_path):
+def test_replaces_a_previous_bundle_only_when_asked_and_keeps_what_is_not_its_own(tmp_path):
     out = tmp_path / "out"
-    write_bundle_atomically({"dossier.json": b"old", "stale.txt": b"s"}, out)
-    write_bundle_atomically(_small(), out)
+    write_bundle_atomically({"dossier.json": b"old", "dossier.pdf": b"%PDF"}, out)
+    with pytest.raises(BundleError, match="refusing to replace the bundle"):
+        write_bundle_atomically(_small(), out)
+    assert write_bundle_atomically(_small(), out, replace=True) is None  # only bundle files: removed
     assert sorted(p.name for p in out.iterdir()) == sorted(_small())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    (out / "stale.txt").write_bytes(b"s")
+    kept = write_bundle_atomically(_small(), out, replace=True)
+    assert kept is not None and (kept / "stale.txt").read_bytes() == b"s"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", kept.name])
 
 
 def test_writes_into_an_empty_existing_directory(tmp_path):
@@ -110,7 +116,7 @@ def test_failure_while_writing_leaves_nothing_and_keeps_the_previous_bundle(tmp_
 
     monkeypatch.setattr(evidence.files, "_write_file", failing_write)
     with pytest.raises(BundleError, match="No space left on device"):
-        write_bundle_atomically(_small(), out)
+        write_bundle_atomically(_small(), out, replace=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert [p.name for p in out.iterdir()] == ["dossier.json"]
     assert (out / "dossier.json").read_bytes() == b"previous"
@@ -130,7 +136,7 @@ def test_failure_at_the_final_rename_restores_the_previous_bundle(tmp_path, monk
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(BundleError, match="Input/output error"):
-        write_bundle_atomically(_small(), out)
+        write_bundle_atomically(_small(), out, replace=True)
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert (out / "dossier.json").read_bytes() == b"previous"
