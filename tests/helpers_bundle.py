@@ -260,15 +260,17 @@ def pdf_coverage_spoof(pdf: bytes, replacement: bytes) -> bytes:
         return out.getvalue()
 
     # Fix /Contents at a length L whose target size the update can reach, then search the filler
-    # for the exact size (a compressed cross-reference stream makes the size not quite linear in it).
+    # for the exact size (a compressed cross-reference stream makes the size not quite linear in it:
+    # when its offsets gain a byte the size can jump over the target, and the next L is tried).
     base = len(written(len(der), 0))
-    length = base - len1 - len2 + 64
-    target = len1 + len2 + 2 * length + 2
-    guess = target - len(written(length, 0))
-    for filler in sorted(range(max(0, guess - 64), guess + 65), key=lambda f: abs(f - guess)):
-        data = written(length, filler)
-        if len(data) == target:
-            return data
+    for extra in range(64, 80):
+        length = base - len1 - len2 + extra
+        target = len1 + len2 + 2 * length + 2
+        guess = target - len(written(length, 0))
+        for filler in sorted(range(max(0, guess - 64), guess + 65), key=lambda f: abs(f - guess)):
+            data = written(length, filler)
+            if len(data) == target:
+                return data
     raise AssertionError("the coverage spoof found no filler length that makes the sizes match")
 
 
