@@ -54,8 +54,14 @@ def certificate(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     organization: str = "Example Test PKI",
+    crl_url: str | None = None,
+    ocsp_url: str | None = None,
 ) -> Identity:
-    """A certificate for ``common_name``, issued by ``issuer`` (self-signed when None)."""
+    """A certificate for ``common_name``, issued by ``issuer`` (self-signed when None).
+
+    ``crl_url`` and ``ocsp_url`` name where its revocation status is published. An
+    extended key usage of timeStamping alone is marked critical, as RFC 3161 requires.
+    """
     own = key(common_name, bits)
     subject = _name(common_name, organization)
     signing_key = issuer.key if issuer is not None else own
@@ -89,7 +95,16 @@ def certificate(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
         )
     if ekus and not ca:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(ekus)), critical=False)
+        critical = list(ekus) == [ExtendedKeyUsageOID.TIME_STAMPING]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(ekus)), critical=critical)
+    if crl_url is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    if ocsp_url is not None:
+        access = x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
     return Identity(own, builder.sign(signing_key, hashes.SHA256()))
 
 
@@ -224,44 +239,16 @@ class LocalPKI:
         ocsp: bool = False,
         not_after: dt.datetime | None = None,
     ) -> Identity:
-        own = key(f"{self.tag} {common_name}")
-        subject = _name(f"{common_name} ({self.tag})")
-        signing = issuer.key if issuer is not None else own
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer.cert.subject if issuer is not None else subject)
-            .public_key(own.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - dt.timedelta(days=2))
-            .not_valid_after(not_after or NOW + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(own.public_key()), critical=False)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=not ca, content_commitment=not ca, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
-                    encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-        )  # fmt: skip
-        if issuer is not None:
-            builder = builder.add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
-            )
-        if ekus:
-            critical = ekus == [ExtendedKeyUsageOID.TIME_STAMPING]  # RFC 3161 requires it of a TSA
-            builder = builder.add_extension(x509.ExtendedKeyUsage(ekus), critical=critical)
-        if crl is not None:
-            point = x509.DistributionPoint([x509.UniformResourceIdentifier(f"{self.url}{crl}")], None, None, None)
-            builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
-        if ocsp:
-            access = x509.AccessDescription(
-                x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(f"{self.url}ocsp")
-            )
-            builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
-        return Identity(own, builder.sign(signing, hashes.SHA256()))
+        return certificate(
+            f"{common_name} ({self.tag})",
+            issuer=issuer,
+            ca=ca,
+            ekus=tuple(ekus) if ekus else None,
+            not_before=NOW - dt.timedelta(days=2),
+            not_after=not_after or NOW + dt.timedelta(days=3650),
+            crl_url=f"{self.url}{crl}" if crl is not None else None,
+            ocsp_url=f"{self.url}ocsp" if ocsp else None,
+        )
 
     def _build(self) -> None:
         self.root = self._issue("Root CA", None, ca=True, ekus=None, crl=None)
