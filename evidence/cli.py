@@ -836,7 +836,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip members that are trained and match the manifest (finish an interrupted split)")
     t.add_argument("--out", metavar="DIR", help="members directory to write (default: the bundled members)")
     t.set_defaults(func=_cmd_population_train)
+
+    p = sub.add_parser("completion", help="print a shell completion script (bash or zsh)")
+    p.add_argument("shell", choices=["bash", "zsh"], help="the shell; load the script with "
+                   "`source <(interp-dossier completion bash)` (e.g. in ~/.bashrc)")
+    p.set_defaults(func=_cmd_completion)
     return parser
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from evidence.completion import completion_script
+
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return EXIT_OK
 
 
 def _quiet_libraries() -> None:
