@@ -182,6 +182,25 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from evidence.view import write_view
+
+    target = Path(args.bundle)
+    if args.out:
+        out = Path(args.out)
+    else:
+        base = target.absolute() if target.is_dir() else target.absolute().parent / target.stem
+        out = base.with_name(base.name + ".view")
+    index = write_view(target, out, force=args.force)
+    print(f"view: {index} (open it in a browser; it needs no server and no network)")
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(index.as_uri()):
+            print("note: no web browser could be started here; open the file above in one")
+    return EXIT_OK
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from signing.trust import SignerPolicy
     from signing.verify import verify_bundle, verify_pdf
@@ -745,6 +764,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dossier", help="dossier.json")
     p.add_argument("--out", required=True, help="PDF file to write")
     p.set_defaults(func=_cmd_render)
+
+    p = sub.add_parser("view", help="write a browsable HTML view of a dossier (offline, no server)")
+    p.add_argument("bundle", help="bundle directory, or a dossier.json")
+    p.add_argument("--out", help="directory to write the view to (default: BUNDLE.view beside the bundle)")
+    p.add_argument("--force", action="store_true", help="replace a view already in --out")
+    p.add_argument("--open", action="store_true", help="open the view in the default web browser")
+    p.set_defaults(func=_cmd_view)
 
     p = sub.add_parser("verify", help="verify a bundle, or a dossier PDF on its own, offline (the auditor's check)")
     p.add_argument("bundle", help="bundle directory, or a dossier PDF to verify on its own")

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     import jinja2
 
-__all__ = ["render_pdf"]
+__all__ = ["render_html", "render_pdf", "template_text"]
 
 #: The page template and the stylesheet, inside ``templates/``.
 TEMPLATE = "dossier.html.j2"
@@ -763,3 +763,16 @@ def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetim
         )
     return pdf
 
+
+
+# -- the same document for a browser ------------------------------------------------------
+
+
+def render_html(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> str:
+    """The document's HTML, from which the PDF is laid out; the browsable view (:mod:`evidence.view`) shows it."""
+    return _render_html(dossier, digest, report)
+
+
+def template_text(name: str) -> str:
+    """A shipped file of ``templates/`` (e.g. the stylesheet), as text."""
+    return _read_template(name)
