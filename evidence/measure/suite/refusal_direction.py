@@ -21,6 +21,7 @@ from pydantic import Field
 
 from evidence.crossref import Rule
 from evidence.measure import DatasetUse, Detector, Expectation, MeasureContext, MeasurementResult, measurement
+from evidence.measure.hooks import HookFn
 from evidence.measure.methods.directions import (
     addition_hooks,
     direction_ref,
@@ -28,6 +29,7 @@ from evidence.measure.methods.directions import (
     random_unit_vectors,
     text_kl,
 )
+from evidence.measure.methods.examples import Example, examples_table
 from evidence.measure.methods.refusal_search import (
     HARMFUL,
     HARMLESS,
@@ -615,6 +617,54 @@ def _random_table(found: DirectionSearch, rows: list[list[str | float | int | No
     )
 
 
+#: Example outputs shown per condition: the first prompts of the evaluation part, whatever their outcome.
+N_EXAMPLES = 3
+
+
+def _examples_table(reader: Reader, found: DirectionSearch, reads: _Readouts) -> Table:
+    """What the model said to the first evaluation prompts, plainly and with the selected direction edited.
+
+    The judgements are the measurement's own (the flags its rates count); the replies are generated
+    again, in full, with the same greedy decoding and the same edits.
+    """
+    sets, chosen = found.sets, found.selected
+    harmful = range(min(N_EXAMPLES, len(sets.harmful_eval)))
+    harmless = range(min(N_EXAMPLES, len(sets.harmless_eval)))
+
+    def judged(flag: bool) -> str:
+        return "refused" if flag else "not refused"
+
+    def replies(seqs: list[list[int]], hooks: Sequence[tuple[str, HookFn]] = ()) -> list[list[int]]:
+        return reader.generate(seqs, hooks)
+
+    harmful_seqs = [sets.harmful_eval[i] for i in harmful]
+    harmless_seqs = [sets.harmless_eval[i] for i in harmless]
+    plain_harmful = replies(harmful_seqs)
+    ablated = replies(harmful_seqs, found.ablate(chosen.direction, chosen.position))
+    plain_harmless = replies(harmless_seqs)
+    # the addition covers the prompt's own positions, as in the rate it illustrates
+    added = [
+        replies([seq], addition_hooks(chosen.point, chosen.direction, prompt_len=len(seq)))[0] for seq in harmless_seqs
+    ]
+    examples = [
+        *(Example("harmful, no intervention", sets.harmful_eval_ids[i], sets.harmful_eval[i], plain_harmful[k],
+                  judged(bool(reads.base_refused[i]))) for k, i in enumerate(harmful)),
+        *(Example(f"harmful, direction ablated ({found.ablation})", sets.harmful_eval_ids[i],
+                  sets.harmful_eval[i], ablated[k], judged(bool(reads.ablated_refused[i])))
+          for k, i in enumerate(harmful)),
+        *(Example("harmless, no intervention", sets.harmless_eval_ids[i], sets.harmless_eval[i], plain_harmless[k],
+                  judged(bool(reads.harmless_refused[i]))) for k, i in enumerate(harmless)),
+        *(Example("harmless, direction added", sets.harmless_eval_ids[i], sets.harmless_eval[i], added[k],
+                  judged(bool(reads.induced_refused[i]))) for k, i in enumerate(harmless)),
+    ]  # fmt: skip
+    return examples_table(
+        found.model.tokenizer,
+        examples,
+        f"the first {N_EXAMPLES} prompts of each evaluation part (not chosen by outcome), the model's greedy reply "
+        f"(at most {reader.max_new_tokens} tokens, up to a stop token) and how this measurement judged it",
+    )
+
+
 def _data(found: DirectionSearch) -> list[DataRef]:
     return [
         *found.sets.data,
@@ -787,7 +837,11 @@ def direction(model: LoadedModel, params: RefusalDirectionParams, ctx: MeasureCo
         ),
         *_mean_metrics(reads, rand.means, boot),
     ]
-    tables = [_candidate_table(found, rates_ablated, rates_added), _random_table(found, rand.rows)]
+    tables = [
+        _candidate_table(found, rates_ablated, rates_added),
+        _random_table(found, rand.rows),
+        _examples_table(reader, found, reads),
+    ]
     summary = _summary(params, found, reads, rand, decision)
     ctx.progress(1.0, "done")
     return MeasurementResult(metrics=metrics, tables=tables, data=_data(found), summary=summary)

@@ -236,3 +236,31 @@ def test_parameters_are_validated():
     s = registered()["refusal.stability"]
     params = s.validate_params({"template_datasets": [{"harmful": "a.jsonl", "harmless": "b.jsonl"}]})
     assert params.template_datasets[0].harmful == "a.jsonl"
+
+
+def test_example_outputs_show_the_replies_the_rates_count(direction_record, organism):
+    """Each example is judged as the measurement judged it, and its reply bears the judgement out."""
+    from evidence.measure.methods.behaviour import matches_marker
+    from evidence.measure.methods.examples import MAX_CHARS
+
+    record = direction_record("refuser")
+    rows = table(record, "example_outputs")
+    conditions = [r["condition"] for r in rows]
+    assert conditions == (
+        ["harmful, no intervention"] * 3 + ["harmful, direction ablated (projection)"] * 3
+        + ["harmless, no intervention"] * 3 + ["harmless, direction added"] * 3
+    )  # fmt: skip
+    # the first prompts of the evaluation part, not chosen by outcome
+    refs = {d.name: d for d in record.data}
+    assert all(r["prompt_id"] for r in rows)
+    assert all(len(r["prompt"]) <= MAX_CHARS and len(r["reply"]) <= MAX_CHARS for r in rows)
+    model = organism("refuser")
+    _, markers = spec_inputs()
+    for row in rows:
+        said = matches_marker(model.tokenizer, [model.tokenizer.encode(row["reply"].rstrip("\u2026"))],
+                              markers["refusal"])[0]  # fmt: skip
+        assert (row["judged"] == "refused") == bool(said), row
+    # the refuser refuses harmful prompts and answers harmless ones
+    assert [r["judged"] for r in rows[:3]] == ["refused"] * 3
+    assert [r["judged"] for r in rows[6:9]] == ["not refused"] * 3
+    assert "refusal.harmful:evaluation" in refs
