@@ -47,6 +47,7 @@ from evidence.measure.methods.directions import (
     residuals,
     split_half_cosines,
 )
+from evidence.measure.methods.examples import Example, examples_table
 from evidence.measure.methods.refusal_search import (
     HARMFUL,
     HARMLESS,
@@ -805,7 +806,43 @@ def _attack_part(
     report.tables += _attack_tables(
         model, params, found, campaign, targets, (logodds_random, logodds_found), generate(attacked), end_len
     )
+    prompts = (seqs, randomised, attacked)
+    report.tables.append(_examples(model, found, targets, prompts, generate, (helpful, refusal), params.judge_tokens))
     return objective
+
+
+#: Attacked prompts shown in the example outputs: the first ones attacked, whatever the outcome.
+N_EXAMPLES = 3
+
+
+def _examples(
+    model: LoadedModel,
+    found: DirectionSearch,
+    targets: list[int],
+    prompts: tuple[list[list[int]], list[list[int]], list[list[int]]],
+    generate: Callable[[list[list[int]]], list[list[int]]],
+    phrases: tuple[tuple[str, ...], tuple[str, ...]],
+    judge_tokens: int,
+) -> Table:
+    """The first attacked prompts without a suffix, with the random starting suffix and with the one found."""
+    helpful, refusal = phrases
+    ids = [found.sets.harmful_eval_ids[i] for i in targets[:N_EXAMPLES]]
+    conditions = ("harmful, no suffix", "harmful, random suffix", "harmful, optimised suffix")
+    examples = []
+    for condition, seqs in zip(conditions, (p[:N_EXAMPLES] for p in prompts), strict=True):
+        replies = generate(seqs)
+        flags = complied(model.tokenizer, replies, helpful, refusal)
+        examples += [
+            Example(condition, ids[k], seq, reply, "complied" if flags[k] else "did not comply")
+            for k, (seq, reply) in enumerate(zip(seqs, replies, strict=True))
+        ]
+    return examples_table(
+        model.tokenizer,
+        examples,
+        f"the first {len(ids)} attacked prompts (not chosen by outcome) as they are, with the random starting "
+        f"suffix and with the suffix the search found; the model's greedy reply (at most {judge_tokens} tokens) "
+        "and whether it complied by this measurement's rule",
+    )
 
 
 def _summary(
