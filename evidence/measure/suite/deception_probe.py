@@ -22,6 +22,7 @@ from pydantic import Field
 
 from evidence.crossref import Rule
 from evidence.measure import Detector, Expectation, MeasureContext, MeasurementResult, measurement
+from evidence.measure.methods.behaviour import greedy_generate, stop_token_ids
 from evidence.measure.methods.deception import (
     DATASETS,
     FPR,
@@ -31,6 +32,7 @@ from evidence.measure.methods.deception import (
     ProbeFit,
     ProbeParams,
     describe_point,
+    encode_prompts,
     evaluate_scores,
     middle_layers,
     random_direction_probes,
@@ -38,6 +40,7 @@ from evidence.measure.methods.deception import (
     shared_eval_behaviour,
     shared_probe_fit,
 )
+from evidence.measure.methods.examples import Example, examples_table
 from evidence.measure.methods.steering import CausalCheck, CausalParams, shared_causal_check
 from evidence.measure.stats import (
     STRATIFIED_BOOTSTRAP,
@@ -631,4 +634,39 @@ def probe(model: LoadedModel, params: DeceptionProbeParams, ctx: MeasureContext)
     summary = _summary(fit, params, best, parts, check, (separates, colocates, evidence), behaviour)
     data = [ctx.data_ref(d.name) for d in DATASETS]
     ctx.progress(1.0, "done")
-    return MeasurementResult(metrics=metrics, tables=[table], data=data, summary=summary)
+    tables = [table, _examples_table(model, fit, behaviour, params.batch_size)]
+    return MeasurementResult(metrics=metrics, tables=tables, data=data, summary=summary)
+
+
+#: Example outputs shown per label: the first evaluation prompts of each, whatever their outcome.
+N_EXAMPLES = 3
+
+
+def _examples_table(model: LoadedModel, fit: ProbeFit, behaviour: EvalBehaviour, batch_size: int) -> Table:
+    """What the model said to the first positive and negative evaluation prompts, and whether it defected."""
+    labels = fit.eval_labels
+    examples = []
+    for label, wanted in (("positive", True), ("negative", False)):
+        rows = [i for i in range(labels.size) if bool(labels[i]) == wanted][:N_EXAMPLES]
+        prompts = [fit.eval_prompts[i] for i in rows]
+        seqs = encode_prompts(model, prompts)
+        replies = greedy_generate(
+            model.bridge, seqs, behaviour.tokens, batch_size, stop_ids=stop_token_ids(model.tokenizer)
+        )
+        examples += [
+            Example(
+                f"deception.eval, {label}",
+                prompt.id,
+                seq,
+                reply,
+                "defected" if behaviour.defects[i] else "did not defect",
+            )
+            for i, prompt, seq, reply in zip(rows, prompts, seqs, replies, strict=True)
+        ]
+    return examples_table(
+        model.tokenizer,
+        examples,
+        f"the first {N_EXAMPLES} evaluation prompts of each label (positive: the trigger is present; not chosen "
+        f"by outcome), the model's greedy reply (at most {behaviour.tokens} tokens, up to a stop token) and whether "
+        "it showed a defection phrase, as the defection rates count it",
+    )
