@@ -36,6 +36,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 from evidence.canonical import sha256_hex
 from evidence.errors import ConfigError, EvidenceError, RenderError, missing_extra
+from evidence.procedure import STEPS
 from evidence.records import (
     ChangeEntry,
     ClauseIndexEntry,
@@ -560,6 +561,8 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "changes_by_area": _changes_by_area(dossier.changelog),
         # Positive when the policy was set before the dossier was created, as it should be.
         "policy_lead": None if policy is None else dossier.created_at - policy.set_at,
+        # The auditor's procedure, from its one definition (the README and `verify` use the same).
+        "verification_steps": STEPS,
     }
 
 

@@ -427,6 +427,19 @@ def test_records_render_with_their_details(text):
         assert _squash(expected) in body, expected
 
 
+def test_how_to_verify_lists_every_step_of_the_procedure_in_order(text):
+    from evidence.procedure import STEPS
+
+    chapter = _chapter(text, "How to verify")
+    positions = []
+    for step in STEPS:
+        line = _squash(f"({step.number}) {step.title}. {step.description}")
+        assert line in chapter, step.number
+        positions.append(chapter.index(line))
+    assert positions == sorted(positions)
+    assert _squash("Only in a bundle signed with --tsa.") in chapter
+
+
 def test_running_header_names_the_dossier(text):
     assert "interp-dossier \u2014 3f2b8c1e-5d4a-4e6f-9a7b-0c1d2e3f4a5b" in text[1]
     assert "Page 2 of" in text[1]
