@@ -302,7 +302,7 @@ def _squash(s: str) -> str:
 
 #: The chapters of the rich dossier, in order, as the contents list names them.
 CHAPTERS = [
-    "Summary of records",
+    "Executive summary",
     "Changes since the previous dossier",
     "Evidence records",
     "Policy",
