@@ -654,6 +654,18 @@ def _figures(dossier: Dossier) -> list[list[dict[str, Any]]]:
     ]
 
 
+def _validation_figure(dossier: Dossier) -> dict[str, Any] | None:
+    """The validation report's rates as a figure ``{"name", "caption", "svg"}``, when the dossier cites one."""
+    import markupsafe
+
+    from evidence.figures import validation_figure
+
+    figure = validation_figure(dossier.validation) if dossier.validation is not None else None
+    if figure is None:
+        return None
+    return {"name": figure.name, "caption": figure.caption, "svg": markupsafe.Markup(figure.svg)}
+
+
 def _context(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> dict[str, Any]:
     from evidence.validation_report import TARGET_DETECTION, TARGET_FALSE_ALARMS
 
@@ -691,6 +703,7 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "check_rows": _check_rows,
         # Figures drawn from each record (SVG, inlined), in the order of the records.
         "figures": _figures(dossier),
+        "validation_figure": _validation_figure(dossier),
         "error_text": _error_text,
         "failed_checks": _failed_checks,
         "record_anchor": _first_anchors([r.record_id for r in dossier.records], "record"),

@@ -289,3 +289,8 @@ def test_the_checks_table_replaces_the_records_table_of_criteria_in_words():
     assert '<table class="grid checks">' in html and "<caption>extra" in html
     assert '<span class="status status-error">failed</span>' in html
     assert '<span class="status status-ok">passed</span>' in html
+
+
+def test_the_validation_chapter_draws_the_cited_reports_rates(pages):
+    text = " ".join(pages)
+    assert re.search(r"Figure \d+\.1 \(validation rates\)\. Detection and false-alarm rates", text)
