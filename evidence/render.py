@@ -771,7 +771,7 @@ class _LogCollector(logging.Handler):
 
 
 def _finish(document: Any, pdf: Any) -> None:
-    """WeasyPrint finisher: refuse .notdef glyphs, list each associated file once."""
+    """WeasyPrint finisher: refuse .notdef glyphs, list each associated file once, open on the outline."""
     # PDF/A forbids .notdef; WeasyPrint draws it (and records the code point)
     # for characters that no installed font covers.
     missing = sorted({cp for font in document.fonts.values() for cp in font.missing})
@@ -781,6 +781,16 @@ def _finish(document: Any, pdf: Any) -> None:
     af = pdf.catalog.get("AF")
     if af is not None:
         af[:] = list(dict.fromkeys(af))
+    # A viewer opens the document with its outline (the chapters and records) shown, and names the
+    # window after the document's title rather than its file name.
+    import pydyf
+
+    pdf.catalog["PageMode"] = "/UseOutlines"
+    viewer = pdf.catalog.get("ViewerPreferences")
+    if viewer is None:
+        pdf.catalog["ViewerPreferences"] = pydyf.Dictionary({"DisplayDocTitle": "true"})
+    else:
+        viewer["DisplayDocTitle"] = "true"
 
 
 def _mime_type(name: str) -> str:
