@@ -654,6 +654,19 @@ def _figures(dossier: Dossier) -> list[list[dict[str, Any]]]:
     ]
 
 
+def _model_summary(dossier: Dossier) -> str:
+    """The model in a few words for the cover: size, depth, and the dtype and device it was measured in."""
+    model = dossier.model
+    words = [f"{_format_grouped(model.n_parameters)} parameters"]
+    layers = model.architecture.get("n_layers")
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        words.append(_plural(layers, "layer"))
+    dtype, device = model.processing.get("dtype"), model.processing.get("device")
+    if isinstance(dtype, str):
+        words.append(f"measured in {dtype}" + (f" on {device}" if isinstance(device, str) else ""))
+    return ", ".join(words)
+
+
 def _validation_figure(dossier: Dossier) -> dict[str, Any] | None:
     """The validation report's rates as a figure ``{"name", "caption", "svg"}``, when the dossier cites one."""
     import markupsafe
@@ -687,6 +700,7 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "unvalidated": _unvalidated(dossier),
         "title": f"Interpretability evidence dossier \u2014 {dossier.model.name}",
         "producer": f"{dossier.producer.name} {dossier.producer.version}",
+        "model_summary": _model_summary(dossier),
         "created_w3c": dossier.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "json_sha256": digest,
         "json_name": DOSSIER_JSON,
