@@ -26,6 +26,7 @@ import logging
 import math
 import mimetypes
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -642,6 +643,18 @@ def _detector(dossier: Dossier, measurement: str, metric: str | None) -> Validat
     return None
 
 
+_SVG_ID = re.compile(r'(\sid="|\shref="#|url\(#)([^")]+)')
+
+
+def _scoped_svg(svg: str, prefix: str) -> str:
+    """``svg`` with every element id, and every reference to one, prefixed.
+
+    Inlined side by side in one document, figures must not share ids (matplotlib numbers its
+    elements the same way in every figure).
+    """
+    return _SVG_ID.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", svg)
+
+
 def _figures(dossier: Dossier) -> list[list[dict[str, Any]]]:
     """Each record's figures as ``{"name", "caption", "svg"}``, the SVG marked safe to inline."""
     import markupsafe
@@ -649,8 +662,11 @@ def _figures(dossier: Dossier) -> list[list[dict[str, Any]]]:
     from evidence.figures import figures_for
 
     return [
-        [{"name": f.name, "caption": f.caption, "svg": markupsafe.Markup(f.svg)} for f in figures_for(record)]
-        for record in dossier.records
+        [
+            {"name": f.name, "caption": f.caption, "svg": markupsafe.Markup(_scoped_svg(f.svg, f"fig{i}-{j}"))}
+            for j, f in enumerate(figures_for(record), start=1)
+        ]
+        for i, record in enumerate(dossier.records, start=1)
     ]
 
 
@@ -676,7 +692,7 @@ def _validation_figure(dossier: Dossier) -> dict[str, Any] | None:
     figure = validation_figure(dossier.validation) if dossier.validation is not None else None
     if figure is None:
         return None
-    return {"name": figure.name, "caption": figure.caption, "svg": markupsafe.Markup(figure.svg)}
+    return {"name": figure.name, "caption": figure.caption, "svg": markupsafe.Markup(_scoped_svg(figure.svg, "figv"))}
 
 
 def _context(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> dict[str, Any]:
