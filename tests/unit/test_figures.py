@@ -209,3 +209,16 @@ def test_new_figures_render_into_the_pdf():
     text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages))
     for name in ("induction faithfulness curve", "suffix attack budget"):
         assert f"({name})" in text
+
+
+def test_figures_side_by_side_share_no_element_ids_and_keep_their_references():
+    from collections import Counter
+
+    from tests.factories import make_faithfulness_record
+
+    records = [make_faithfulness_record("circuit.faithfulness:a"), make_faithfulness_record("circuit.faithfulness:b")]
+    html = render._render_html(make_dossier(records=records), "0" * 64)
+    ids = Counter(re.findall(r'\sid="([^"]+)"', html))
+    assert [name for name, count in ids.items() if count > 1] == []
+    references = re.findall(r'(?:\shref="#|url\(#)([^")]+)', html)
+    assert references and all(ref in ids for ref in references)
