@@ -643,7 +643,7 @@ def _detector(dossier: Dossier, measurement: str, metric: str | None) -> Validat
     return None
 
 
-_SVG_ID = re.compile(r'(\sid="|\shref="#|url\(#)([^")]+)')
+_SVG_ID = re.compile(r'(\sid="|href="#|url\(#)([^")]+)')
 
 
 def _scoped_svg(svg: str, prefix: str) -> str:

@@ -220,5 +220,9 @@ def test_figures_side_by_side_share_no_element_ids_and_keep_their_references():
     html = render._render_html(make_dossier(records=records), "0" * 64)
     ids = Counter(re.findall(r'\sid="([^"]+)"', html))
     assert [name for name, count in ids.items() if count > 1] == []
-    references = re.findall(r'(?:\shref="#|url\(#)([^")]+)', html)
-    assert references and all(ref in ids for ref in references)
+    references = re.findall(r'(?:href="#|url\(#)([^")]+)', html)
+    assert [ref for ref in references if ref not in ids] == []
+    # Glyphs (text drawn as paths) and clip paths of both figures are among them.
+    glyphs = re.findall(r'xlink:href="#([^"]+)"', html)
+    assert any(g.startswith("fig1-") for g in glyphs) and any(g.startswith("fig2-") for g in glyphs)
+    assert any(ref.startswith("fig2-") for ref in re.findall(r"url\(#([^)]+)\)", html))
