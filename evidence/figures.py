@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from evidence.errors import missing_extra
-from evidence.records import EvidenceRecord, Metric, Table
+from evidence.records import EvidenceRecord, Metric, Table, ValidationCitation
 
-__all__ = ["PALETTE", "Figure", "figures_for"]
+__all__ = ["PALETTE", "Figure", "figures_for", "validation_figure"]
 
 #: Okabe & Ito's colour-blind-safe palette, in the order the figures use it.
 PALETTE = {
@@ -134,6 +134,22 @@ def _table(record: EvidenceRecord, name: str) -> Table | None:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numeric_rows(table: Table, columns: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, float]]:
+    """The rows of ``table`` whose ``columns`` are all finite numbers, as floats by column name.
+
+    Sorted by the first of ``columns``; each of ``optional`` is kept when finite (absent otherwise).
+    """
+    index = {c: table.columns.index(c) for c in table.columns}
+    rows = []
+    for row in table.rows:
+        if all(_finite(row[index[c]]) for c in columns):
+            values = {c: float(row[index[c]]) for c in columns}  # type: ignore[arg-type]
+            values.update({c: float(row[index[c]]) for c in optional  # type: ignore[arg-type]
+                           if c in index and _finite(row[index[c]])})  # fmt: skip
+            rows.append(values)
+    return sorted(rows, key=lambda r: r[columns[0]])
 
 
 # -- deception.probe: per-layer AUROC --------------------------------------------------------
@@ -334,9 +350,160 @@ def _attack_budget(record: EvidenceRecord) -> Figure | None:
     return Figure(name="attack budget", caption=caption, svg=_draw(drawing))
 
 
+# -- circuit.faithfulness: the faithfulness curve f(k) against random circuits -----------------
+
+
+def _faithfulness_curve(prefix: str, task: str) -> Callable[[EvidenceRecord], Figure | None]:
+    """The drawer of the ``<prefix>faithfulness_curve`` table (the induction task's, or the refusal task's)."""
+
+    def draw(record: EvidenceRecord) -> Figure | None:
+        table = _table(record, prefix + "faithfulness_curve")
+        needed = ("k", "faithfulness", "ci_lower", "ci_upper", "faithfulness_random")
+        if table is None or any(c not in table.columns for c in needed):
+            return None
+        extra = ("random_ci_lower", "random_ci_upper", "faithfulness_patching_ranked")
+        rows = _numeric_rows(table, needed, extra)
+        if len(rows) < 2:
+            return None
+        band = all("random_ci_lower" in r and "random_ci_upper" in r for r in rows)
+        size = _metric(record, prefix + "circuit_size_k")
+        target = record.measurement.params.get("target_faithfulness")
+
+        def drawing(figure: Any, axes: Any) -> None:
+            ks = [r["k"] for r in rows]
+            if band:
+                axes.fill_between(ks, [r["random_ci_lower"] for r in rows], [r["random_ci_upper"] for r in rows],
+                                  color=PALETTE["orange"], alpha=0.25, linewidth=0, step="post",
+                                  label="random circuits: 95% CI of the mean")
+            axes.step(ks, [r["faithfulness_random"] for r in rows], where="post", color=PALETTE["orange"],
+                      linewidth=1.0, label="random circuits (mean)")
+            axes.fill_between(ks, [r["ci_lower"] for r in rows], [r["ci_upper"] for r in rows],
+                              color=PALETTE["blue"], alpha=0.2, linewidth=0, step="post")
+            axes.step(ks, [r["faithfulness"] for r in rows], where="post", color=PALETTE["blue"],
+                      linewidth=1.4, label="circuit by attribution score (95% CI band)")
+            ranked = [(r["k"], r["faithfulness_patching_ranked"]) for r in rows if "faithfulness_patching_ranked" in r]
+            if ranked:
+                axes.step(*zip(*ranked, strict=True), where="post", color=PALETTE["green"], linewidth=1.0,
+                          linestyle="--", label="circuit by patching effect")
+            if isinstance(target, int | float) and _finite(target):
+                axes.axhline(float(target), color=PALETTE["grey"], linewidth=0.8, linestyle=":",
+                             label=f"target faithfulness ({float(target):g})")
+            if size is not None and _finite(size.value):
+                axes.axvline(float(size.value), color=PALETTE["black"], linewidth=0.8, linestyle="-.",
+                             label=f"chosen k = {size.value:g}")
+            axes.set_xlabel("k (components kept in the circuit; all others patched)")
+            axes.set_ylabel("faithfulness (fraction of M's effect)")
+            axes.legend(loc="lower right", fontsize=6.5)
+
+        caption = (
+            f"Faithfulness f(k) of the {task} circuit on the held-out examples, (m(C) \u2212 m(\u2205)) / "
+            "(m(M) \u2212 m(\u2205)), as the k top components by attribution score are kept and every other is "
+            "patched, with its confidence interval; the same for the components ranked by their measured patching "
+            "effect, and the mean of random rankings"
+            + (" with the confidence interval of that mean." if band else " (the record carries no interval of the "
+               "random rankings' mean at every k).")
+        )
+        return Figure(name=f"{task} faithfulness curve", caption=caption, svg=_draw(drawing))
+
+    return draw
+
+
+# -- refusal.stability: the suffix attack's budget curve ---------------------------------------
+
+
+def _suffix_attack_budget(record: EvidenceRecord) -> Figure | None:
+    table = _table(record, "attack_budget_curve")
+    needed = ("evaluations_per_prompt", "compliance_rate", "ci_lower", "ci_upper")
+    if table is None or any(c not in table.columns for c in needed):
+        return None
+    rows = _numeric_rows(table, needed, ("restart", "step"))
+    if len(rows) < 2:
+        return None
+    metric = _metric(record, "attack_compliance_rate")
+    random = metric.baseline if metric is not None else None
+    # Where a later restart of the search begins (its step 0), on the budget axis.
+    restarts = sorted({r["evaluations_per_prompt"] for r in rows if r.get("step") == 0 and r.get("restart", 0) > 0})
+
+    def drawing(figure: Any, axes: Any) -> None:
+        x = [r["evaluations_per_prompt"] for r in rows]
+        axes.fill_between(x, [100.0 * r["ci_lower"] for r in rows], [100.0 * r["ci_upper"] for r in rows],
+                          color=PALETTE["vermillion"], alpha=0.2, linewidth=0, step="post")
+        axes.step(x, [100.0 * r["compliance_rate"] for r in rows], where="post", color=PALETTE["vermillion"],
+                  linewidth=1.4, marker="o", markersize=2.5, label="attack success (Wilson 95% CI band)")
+        if random is not None and _finite(random.value):
+            axes.axhline(100.0 * random.value, color=PALETTE["blue"], linewidth=1.0, linestyle="--",
+                         label=f"baseline: {random.name}")
+            if random.ci is not None:
+                axes.axhspan(100.0 * random.ci.lower, 100.0 * random.ci.upper, color=PALETTE["blue"], alpha=0.12,
+                             linewidth=0)
+        for i, at in enumerate(restarts):
+            axes.axvline(at, color=PALETTE["grey"], linewidth=0.7, linestyle=":",
+                         label="restart of the search" if i == 0 else None)
+        axes.set_ylim(0.0, 105.0)
+        axes.set_xlabel("attack budget (forward evaluations per prompt)")
+        axes.set_ylabel("attacked prompts complied (%)")
+        axes.legend(loc="upper left", fontsize=6.5)
+
+    caption = (
+        "The suffix attack's budget curve: the share of attacked harmful prompts on which some suffix found so far "
+        "made the model comply, against the forward evaluations spent per prompt, with Wilson intervals"
+        + ("; the dashed line and band are the random-suffix baseline." if random is not None else ".")
+    )
+    return Figure(name="suffix attack budget", caption=caption, svg=_draw(drawing))
+
+
+# -- the validation report: detection and false-alarm rates per instrument ---------------------
+
+
+def validation_figure(citation: ValidationCitation) -> Figure | None:
+    """Each validated detector's detection and false-alarm rates with their intervals, against the targets."""
+    from evidence.validation_report import TARGET_DETECTION, TARGET_FALSE_ALARMS
+
+    detectors = [d for d in citation.detectors if d.detection.n or d.false_alarms.n]
+    if not detectors:
+        return None
+    labels = [f"{d.measurement}\n{d.metric}" for d in detectors]
+
+    def drawing(figure: Any, axes: Any) -> None:
+        figure.delaxes(axes)
+        height = max(_HEIGHT_IN, 0.42 * len(detectors) + 0.9)
+        figure.set_size_inches(_WIDTH_IN, height)
+        figure.subplots_adjust(left=0.34, right=0.98, bottom=0.6 / height, top=1 - 0.3 / height, wspace=0.12)
+        panels = figure.subplots(1, 2, sharey=True)
+        y = list(range(len(detectors)))[::-1]
+        for panel, attr, colour, target, title in (
+            (panels[0], "detection", PALETTE["blue"], TARGET_DETECTION, "detected (target \u2265"),
+            (panels[1], "false_alarms", PALETTE["vermillion"], TARGET_FALSE_ALARMS, "false alarms (target \u2264"),
+        ):
+            for row, detector in zip(y, detectors, strict=True):
+                rate = getattr(detector, attr)
+                if not rate.n or rate.rate is None or rate.ci is None:
+                    continue
+                panel.errorbar([100.0 * rate.rate], [row], xerr=[[100.0 * (rate.rate - rate.ci.lower)],
+                               [100.0 * (rate.ci.upper - rate.rate)]], color=colour, marker="o", markersize=4,
+                               capsize=2.5, linestyle="none", elinewidth=1.0)
+                panel.text(106.0, row, f"{rate.k}/{rate.n}", va="center", fontsize=6.5)
+            panel.axvline(100.0 * target, color=PALETTE["grey"], linewidth=0.8, linestyle="--")
+            panel.set_xlim(0.0, 122.0)
+            panel.set_xticks([0, 25, 50, 75, 100])
+            panel.set_title(f"{title} {target:.0%})", fontsize=7.5)
+            panel.set_xlabel("rate (% of organisms, 95% CI)")
+        panels[0].set_yticks(y, labels, fontsize=6.5)
+        panels[0].set_ylim(-0.6, len(detectors) - 0.4)
+
+    caption = (
+        f"Detection and false-alarm rates of each validated instrument over the {citation.population} population "
+        f"({citation.organisms} organisms), with exact (Clopper\u2013Pearson) intervals and the counts; dashed "
+        "lines mark the targets. From the validation report the dossier cites."
+    )
+    return Figure(name="validation rates", caption=caption, svg=_draw(drawing))
+
+
 _DRAWERS: dict[str, tuple[Callable[[EvidenceRecord], Figure | None], ...]] = {
+    "circuit.faithfulness": (_faithfulness_curve("", "induction"), _faithfulness_curve("refusal_", "refusal")),
     "deception.probe": (_probe_auroc_by_layer,),
     "deception.robustness": (_attack_budget,),
     "heads.inventory": (_head_scores,),
     "refusal.direction": (_refusal_rates,),
+    "refusal.stability": (_suffix_attack_budget,),
 }

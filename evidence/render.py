@@ -26,6 +26,7 @@ import logging
 import math
 import mimetypes
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,9 +37,11 @@ from xml.sax.saxutils import escape as xml_escape
 
 from evidence.canonical import sha256_hex
 from evidence.errors import ConfigError, EvidenceError, RenderError, missing_extra
+from evidence.procedure import STEPS
 from evidence.records import (
     ChangeEntry,
     ClauseIndexEntry,
+    Criterion,
     CrossReference,
     Dossier,
     ErrorInfo,
@@ -46,6 +49,7 @@ from evidence.records import (
     Metric,
     Table,
     Threshold,
+    ValidatedDetector,
     ValidationReport,
     Verdict,
 )
@@ -340,7 +344,7 @@ def _environment() -> jinja2.Environment:
 
 def _sections(dossier: Dossier) -> list[tuple[str, str]]:
     """The chapters after the cover, in order, as (anchor, title); optional ones only when they apply."""
-    sections = [("summary", "Summary of records")]
+    sections = [("summary", "Executive summary")]
     if dossier.predecessor is not None:
         sections.append(("changelog", "Changes since the previous dossier"))
     sections.append(("records", "Evidence records"))
@@ -410,7 +414,133 @@ def _what_it_measures(dossier: Dossier) -> dict[str, str]:
     return summaries
 
 
+def _constructs(dossier: Dossier) -> dict[str, str]:
+    """What each recorded measurement measures, in a few words, by id.
+
+    The opening clause of the method page's "Construct" section (up to its first colon or full
+    stop), Markdown emphasis removed; none for a measurement without a page or that section.
+    """
+    from evidence.methods_docs import find_doc_page
+
+    constructs: dict[str, str] = {}
+    for measurement_id in sorted({r.measurement.id for r in dossier.records}):
+        try:
+            page = find_doc_page(measurement_id)
+            text = page.section("Construct") if page is not None else ""
+        except (ConfigError, KeyError):
+            continue  # a malformed page is reported by _what_it_measures; no section, no construct
+        words = " ".join(text.replace("*", "").replace("`", "").split())
+        cut = min((i for i in (words.find(": "), words.find(". ")) if i > 0), default=len(words))
+        if words:
+            constructs[measurement_id] = words[:cut].rstrip(".:")
+    return constructs
+
+
 # -- the executive summary ------------------------------------------------------------------
+
+_COMPARATOR_SIGNS = {">=": "\u2265", ">": ">", "<=": "\u2264", "<": "<"}
+
+
+def _criterion_cells(criterion: Criterion) -> tuple[str, str]:
+    """A calibration criterion as (what is compared, with what): ``("CI lower bound \u2265", "0.5")``."""
+    sign = _COMPARATOR_SIGNS[criterion.comparator]
+    if criterion.rule == "ci-bound":
+        side = "lower" if criterion.comparator in (">=", ">") else "upper"
+        compared = f"CI {side} bound {sign}"
+    elif criterion.rule == "ci-lower":
+        compared = f"CI lower bound {sign}"
+    elif criterion.rule == "ci-upper":
+        compared = f"CI upper bound {sign}"
+    else:
+        compared = f"value {sign}"
+    threshold = _format_number(criterion.threshold)
+    if criterion.above_baseline:
+        if criterion.threshold == 0:
+            threshold = "baseline"
+        else:
+            sign_word = "+" if criterion.threshold > 0 else "\u2212"
+            threshold = f"baseline {sign_word} {_format_number(abs(criterion.threshold))}"
+    if criterion.margin:
+        threshold += f", margin {_format_number(criterion.margin)}"
+    return compared, threshold
+
+
+def _check_rows(record: EvidenceRecord) -> list[dict[str, Any]]:
+    """A record's calibration checks for a table: each criterion split into comparison and threshold."""
+    rows = []
+    for check in record.checks:
+        rows.append(
+            {
+                "check": check,
+                "role": "planted" if check.planted else "control",
+                "criteria": [_criterion_cells(c) for c in check.criteria],
+                "joiner": "and" if check.combine == "all" else "or",
+                # A check that could not be evaluated says why in its criterion text.
+                "why_not": check.criterion if check.value is None else None,
+            }
+        )
+    return rows
+
+
+def _verdict_words(verdict: Verdict) -> str:
+    """``deception.probe on defection_state_evidence (observed 1, required \u2264 0)``."""
+    observed = "not measured" if verdict.observed is None else f"observed {_format_number(verdict.observed)}"
+    required = f"{_COMPARATOR_SIGNS[verdict.comparator]} {_format_number(verdict.threshold)}"
+    if verdict.margin:
+        required += f" with margin {_format_number(verdict.margin)}"
+    return f"{verdict.measurement} on {verdict.metric} ({observed}, required {required})"
+
+
+def _summary_sentences(dossier: Dossier, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A few sentences that count what the records and verdicts say; every number comes from the dossier."""
+    records = dossier.records
+    if not records:
+        return []
+    failed = [r for r in records if r.status == "error"]
+    sentences = [
+        f"{_plural(len(records), 'measurement record')}: "
+        + (
+            f"{len(records) - len(failed)} ran to completion, {len(failed)} failed "
+            f"({', '.join(r.measurement.id for r in failed)})."
+            if failed
+            else "every measurement ran to completion."
+        )
+    ]
+    with_checks = [r for r in records if r.checks]
+    if with_checks:
+        total = sum(len(r.checks) for r in with_checks)
+        missed = sum(_failed_checks(r) for r in with_checks)
+        sentences.append(
+            f"Calibration on planted ground truth: {total - missed} of {_plural(total, 'check')} held"
+            + (f", {missed} did not." if missed else ".")
+        )
+    verdicts = dossier.verdicts
+    if verdicts:
+        counts = {v: sum(x.verdict == v for x in verdicts) for v in _VERDICT_ORDER}
+        told = ", ".join(f"{counts[v]} {v}" for v in _VERDICT_ORDER if counts[v])
+        decision = f"; the gate decision is {dossier.gate.decision.upper()}" if dossier.gate is not None else ""
+        sentences.append(f"The policy set {_plural(len(verdicts), 'threshold')}: {told}{decision}.")
+        for kind in ("fail", "inconclusive"):
+            named = [_verdict_words(v) for v in verdicts if v.verdict == kind]
+            if named:
+                label = "Failed" if kind == "fail" else "Inconclusive"
+                sentences.append(f"{label}: {'; '.join(named)}.")
+    else:
+        sentences.append("No policy was applied: no metric was judged against a threshold.")
+    if dossier.validation is None:
+        sentences.append("The dossier cites no validation report: no instrument's detection rate is on record.")
+    else:
+        headlines = [row for row in rows if row["record"].headline is not None]
+        validated = [row for row in headlines if row["validated"]]
+        meeting = [row for row in validated if row["meets_targets"]]
+        sentences.append(
+            f"{len(validated)} of {_plural(len(headlines), 'headline metric')} rest on an instrument the cited "
+            f"validation report covers in this version and with these parameters; {len(meeting)} of them meet "
+            "the detection and false-alarm targets."
+        )
+    return sentences
+
+
 
 #: What the PDF says of a failure that is not one of the program's own, reader-facing errors: the
 #: exception's text (kept verbatim in dossier.json) speaks of the program's internals, not of the model.
@@ -487,16 +617,42 @@ def _summary_rows(dossier: Dossier) -> list[dict[str, Any]]:
         verdicts: list[Verdict] = [v for v in dossier.verdicts if v.record_id == record.record_id]
         # The verdict on the headline first, then the others in policy order.
         verdicts.sort(key=lambda v: v.metric != record.headline)
+        detector = _detector(dossier, record.measurement.id, record.headline)
         rows.append(
             {
                 "record": record,
                 "headline": _headline(record),
                 "verdicts": verdicts,
                 "validation": _validation_status(dossier, record.measurement.id, record.headline),
+                "validated": detector is not None and detector.run == "same",
+                "meets_targets": detector is not None and detector.run == "same" and not detector.target_shortfalls,
                 "failed_checks": _failed_checks(record),
+                "error": _error_text(record.error) if record.error is not None else None,
             }
         )
     return rows
+
+
+def _detector(dossier: Dossier, measurement: str, metric: str | None) -> ValidatedDetector | None:
+    """The cited validation report's detector of ``metric``, if it has one."""
+    if dossier.validation is None or metric is None:
+        return None
+    for detector in dossier.validation.detectors:
+        if (detector.measurement, detector.metric) == (measurement, metric):
+            return detector
+    return None
+
+
+_SVG_ID = re.compile(r'(\sid="|href="#|url\(#)([^")]+)')
+
+
+def _scoped_svg(svg: str, prefix: str) -> str:
+    """``svg`` with every element id, and every reference to one, prefixed.
+
+    Inlined side by side in one document, figures must not share ids (matplotlib numbers its
+    elements the same way in every figure).
+    """
+    return _SVG_ID.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", svg)
 
 
 def _figures(dossier: Dossier) -> list[list[dict[str, Any]]]:
@@ -506,9 +662,37 @@ def _figures(dossier: Dossier) -> list[list[dict[str, Any]]]:
     from evidence.figures import figures_for
 
     return [
-        [{"name": f.name, "caption": f.caption, "svg": markupsafe.Markup(f.svg)} for f in figures_for(record)]
-        for record in dossier.records
+        [
+            {"name": f.name, "caption": f.caption, "svg": markupsafe.Markup(_scoped_svg(f.svg, f"fig{i}-{j}"))}
+            for j, f in enumerate(figures_for(record), start=1)
+        ]
+        for i, record in enumerate(dossier.records, start=1)
     ]
+
+
+def _model_summary(dossier: Dossier) -> str:
+    """The model in a few words for the cover: size, depth, and the dtype and device it was measured in."""
+    model = dossier.model
+    words = [f"{_format_grouped(model.n_parameters)} parameters"]
+    layers = model.architecture.get("n_layers")
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        words.append(_plural(layers, "layer"))
+    dtype, device = model.processing.get("dtype"), model.processing.get("device")
+    if isinstance(dtype, str):
+        words.append(f"measured in {dtype}" + (f" on {device}" if isinstance(device, str) else ""))
+    return ", ".join(words)
+
+
+def _validation_figure(dossier: Dossier) -> dict[str, Any] | None:
+    """The validation report's rates as a figure ``{"name", "caption", "svg"}``, when the dossier cites one."""
+    import markupsafe
+
+    from evidence.figures import validation_figure
+
+    figure = validation_figure(dossier.validation) if dossier.validation is not None else None
+    if figure is None:
+        return None
+    return {"name": figure.name, "caption": figure.caption, "svg": markupsafe.Markup(_scoped_svg(figure.svg, "figv"))}
 
 
 def _context(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> dict[str, Any]:
@@ -523,6 +707,7 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
     by_digest = {record_digest(r): r.record_id for r in dossier.records}
     sections = _sections(dossier)
     policy = dossier.policy
+    rows = _summary_rows(dossier)
     return {
         "dossier": dossier,
         "validation_report": report,
@@ -531,6 +716,7 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "unvalidated": _unvalidated(dossier),
         "title": f"Interpretability evidence dossier \u2014 {dossier.model.name}",
         "producer": f"{dossier.producer.name} {dossier.producer.version}",
+        "model_summary": _model_summary(dossier),
         "created_w3c": dossier.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "json_sha256": digest,
         "json_name": DOSSIER_JSON,
@@ -541,9 +727,13 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "num": {anchor: i for i, (anchor, _) in enumerate(sections, start=1)},
         # "What this measures": from the method page of the record's measurement (docs/methods/<id>.md).
         "what_it_measures": _what_it_measures(dossier),
-        "summary_rows": _summary_rows(dossier),
+        "summary_rows": rows,
+        "summary_sentences": _summary_sentences(dossier, rows),
+        "constructs": _constructs(dossier),
+        "check_rows": _check_rows,
         # Figures drawn from each record (SVG, inlined), in the order of the records.
         "figures": _figures(dossier),
+        "validation_figure": _validation_figure(dossier),
         "error_text": _error_text,
         "failed_checks": _failed_checks,
         "record_anchor": _first_anchors([r.record_id for r in dossier.records], "record"),
@@ -560,6 +750,8 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "changes_by_area": _changes_by_area(dossier.changelog),
         # Positive when the policy was set before the dossier was created, as it should be.
         "policy_lead": None if policy is None else dossier.created_at - policy.set_at,
+        # The auditor's procedure, from its one definition (the README and `verify` use the same).
+        "verification_steps": STEPS,
     }
 
 
@@ -609,7 +801,7 @@ class _LogCollector(logging.Handler):
 
 
 def _finish(document: Any, pdf: Any) -> None:
-    """WeasyPrint finisher: refuse .notdef glyphs, list each associated file once."""
+    """WeasyPrint finisher: refuse .notdef glyphs, list each associated file once, open on the outline."""
     # PDF/A forbids .notdef; WeasyPrint draws it (and records the code point)
     # for characters that no installed font covers.
     missing = sorted({cp for font in document.fonts.values() for cp in font.missing})
@@ -619,6 +811,16 @@ def _finish(document: Any, pdf: Any) -> None:
     af = pdf.catalog.get("AF")
     if af is not None:
         af[:] = list(dict.fromkeys(af))
+    # A viewer opens the document with its outline (the chapters and records) shown, and names the
+    # window after the document's title rather than its file name.
+    import pydyf
+
+    pdf.catalog["PageMode"] = "/UseOutlines"
+    viewer = pdf.catalog.get("ViewerPreferences")
+    if viewer is None:
+        pdf.catalog["ViewerPreferences"] = pydyf.Dictionary({"DisplayDocTitle": "true"})
+    else:
+        viewer["DisplayDocTitle"] = "true"
 
 
 def _mime_type(name: str) -> str:

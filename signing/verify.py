@@ -1,7 +1,9 @@
 """The auditor's check of a bundle: numbered steps, one bottom line.
 
-The step numbers are those of the verification procedure in the README
-("Verification procedure"), and appear as ``# (N)`` below in the order they run:
+The step numbers and titles are those of the verification procedure, defined
+once in :mod:`evidence.procedure` (which the README's "Verification procedure"
+and the PDF's "How to verify" list), and appear as ``# (N)`` below in the order
+they run:
 
 1. the envelope parses, carries exactly one signature, the signer's certificate
    chains to a trust anchor the auditor supplied, the anchor may vouch for it
@@ -87,6 +89,7 @@ from evidence.clauses import build_clause_index
 from evidence.dossier import parse_dossier, statement_predicate
 from evidence.errors import EvidenceError
 from evidence.policy import check_passes, evaluate, roll_up
+from evidence.procedure import step_titles
 from evidence.records import (
     DEVELOPMENT_KEY_NOTICE,
     SUPPORTED_SCHEMA_VERSIONS,
@@ -135,16 +138,8 @@ from signing.trust import SignerPolicy, anchor_problems, signer_problems
 
 __all__ = ["STEP_TITLES", "StepResult", "VerificationReport", "load_trust_anchors", "verify_bundle", "verify_pdf"]
 
-STEP_TITLES: dict[int, str] = {
-    1: "envelope signed by a trusted signer",
-    2: "in-toto statement v1 with the dossier predicate",
-    3: "subject digests match dossier.json and dossier.pdf",
-    4: "dossier.json is canonical, validates, and agrees with the signed statement and signer",
-    5: "PDF signature intact, trusted and covering the entire file",
-    6: "PDF embeds this dossier.json and prints its digest",
-    7: "verdicts, gate, clause index and calibration checks recompute from records and policy",
-    8: "the DSSE signature's timestamp is valid, trusted and names it",
-}
+#: The steps' names, from the procedure's one definition (:mod:`evidence.procedure`).
+STEP_TITLES: dict[int, str] = step_titles()
 #: step -> the steps whose results it relies on (see the module docstring).
 _DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (3,), 5: (3,), 6: (3, 5), 7: (3, 4), 8: (1,)}
 #: A step's status: it passed, it failed, or it was not run because a step it depends on did not pass.

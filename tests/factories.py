@@ -256,3 +256,58 @@ def make_robustness_record(record_id: str = "deception.robustness:demo") -> Evid
         tables=[table],
         headline="delta_auroc",
     )
+
+
+#: The columns of circuit.faithfulness's curve tables (evidence/measure/suite/circuit_faithfulness.py).
+FAITHFULNESS_CURVE_COLUMNS = [
+    "k", "fraction", "added_node", "faithfulness", "ci_lower", "ci_upper", "faithfulness_patching_ranked",
+    "faithfulness_random", "faithfulness_discovery", "random_ci_lower", "random_ci_upper",
+]  # fmt: skip
+
+
+def make_faithfulness_record(record_id: str = "circuit.faithfulness:demo", *, random_band: bool = True
+                             ) -> EvidenceRecord:  # fmt: skip
+    """A circuit.faithfulness record with its induction curve (and, with ``random_band``, the random band)."""
+    n = 8
+    rows: list[list[Any]] = []
+    for k in range(1, n + 1):
+        f = min(1.0, 0.15 * k * k / 4)
+        r = k / n * 0.6 if k < n else 1.0
+        rows.append([k, k / n, f"L{k % 2}H{k % 4}", f, f - 0.04, f + 0.03, f - 0.02, r, f + 0.01,
+                     r - 0.05, r + 0.05])  # fmt: skip
+    columns = FAITHFULNESS_CURVE_COLUMNS
+    if not random_band:
+        columns, rows = columns[:-2], [row[:-2] for row in rows]
+    return make_record(
+        record_id,
+        measurement=MeasurementSpec(id="circuit.faithfulness", version="2.2.0", params={"target_faithfulness": 0.8}),
+        subject="demo",
+        metrics=[Metric(name="circuit_size_k", value=5, unit="nodes"),
+                 Metric(name="circuit_found", value=1, unit="flag")],  # fmt: skip
+        tables=[Table(name="faithfulness_curve", columns=columns, rows=rows)],
+        headline="circuit_found",
+    )
+
+
+def make_stability_record(record_id: str = "refusal.stability:demo") -> EvidenceRecord:
+    """A refusal.stability record with its suffix attack's budget curve (two restarts, Wilson intervals)."""
+    rows: list[list[Any]] = []
+    for restart in (0, 1):
+        for step in (0, 4, 16):
+            spent = restart * 1024 + step * 64
+            rate = min(0.05 * (spent // 256), 0.4)
+            rows.append([restart, step, spent, rate, max(rate - 0.1, 0.0), min(rate + 0.15, 1.0), 10.0 - step / 2])
+    table = Table(name="attack_budget_curve",
+                  columns=["restart", "step", "evaluations_per_prompt", "compliance_rate", "ci_lower", "ci_upper",
+                           "mean_objective"],
+                  rows=rows)  # fmt: skip
+    rate = Metric(name="attack_compliance_rate", value=0.4, unit="fraction", ci=_wilson(0.22, 0.61),
+                  baseline=Baseline(name="random suffix", value=0.0, ci=_wilson(0.0, 0.19)))  # fmt: skip
+    return make_record(
+        record_id,
+        measurement=MeasurementSpec(id="refusal.stability", version="2.1.0", params={"attack_restarts": 2}),
+        subject="demo",
+        metrics=[rate],
+        tables=[table],
+        headline="attack_compliance_rate",
+    )

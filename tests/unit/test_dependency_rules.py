@@ -89,6 +89,7 @@ LIGHT_CORE = (
     "evidence.errors",
     "evidence.files",
     "evidence.policy",
+    "evidence.procedure",
     "evidence.records",
     "evidence.resources",
     "evidence.schema",

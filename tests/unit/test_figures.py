@@ -102,9 +102,11 @@ _DRAW = """
 import sys
 from evidence import figures
 from tests.factories import (
-    make_heads_record, make_probe_record, make_refusal_direction_record, make_robustness_record,
+    make_faithfulness_record, make_heads_record, make_probe_record, make_refusal_direction_record,
+    make_robustness_record, make_stability_record,
 )
-for record in (make_probe_record(), make_refusal_direction_record(), make_heads_record(), make_robustness_record()):
+for record in (make_probe_record(), make_refusal_direction_record(), make_heads_record(), make_robustness_record(),
+               make_faithfulness_record(), make_stability_record()):
     sys.stdout.write(figures.figures_for(record)[0].svg)
 """
 
@@ -119,7 +121,10 @@ def test_the_svg_does_not_depend_on_the_machines_matplotlib_configuration(tmp_pa
     result = subprocess.run([sys.executable, "-c", _DRAW], cwd=REPO, env=env, capture_output=True, check=False,
                             timeout=300)
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    records = (make_probe_record(), make_refusal_direction_record(), make_heads_record(), make_robustness_record())
+    from tests.factories import make_faithfulness_record, make_stability_record
+
+    records = (make_probe_record(), make_refusal_direction_record(), make_heads_record(), make_robustness_record(),
+               make_faithfulness_record(), make_stability_record())
     expected = "".join(figures.figures_for(r)[0].svg for r in records)
     assert result.stdout.decode() == expected
 
@@ -131,3 +136,93 @@ def test_a_default_run_like_dossier_renders_with_its_figures():
     for name in ("refusal rates", "per-layer probe AUROC", "head scores"):
         assert f"({name})" in text
     assert render.render_pdf(dossier, canonical_bytes(dossier)) == pdf  # deterministic with figures
+
+
+# -- the faithfulness curve, the suffix attack's budget and the validation rates -----------------
+
+
+def test_the_faithfulness_curve_shows_the_circuit_and_the_random_band_from_the_table():
+    from tests.factories import make_faithfulness_record
+
+    (figure,) = figures.figures_for(make_faithfulness_record())
+    assert figure.name == "induction faithfulness curve"
+    assert "with the confidence interval of that mean" in figure.caption
+    assert figures.PALETTE["blue"].lower() in figure.svg.lower()
+    assert figures.PALETTE["orange"].lower() in figure.svg.lower()
+    assert "fill-opacity: 0.25" in figure.svg  # the random band
+    assert "fill-opacity: 0.2;" in figure.svg or "fill-opacity: 0.2\"" in figure.svg  # the circuit's band
+
+
+def test_a_curve_without_the_random_interval_says_so_and_draws_no_random_band():
+    from tests.factories import make_faithfulness_record
+
+    (figure,) = figures.figures_for(make_faithfulness_record(random_band=False))
+    assert "carries no interval of the random rankings' mean" in figure.caption
+    assert "fill-opacity: 0.25" not in figure.svg
+
+
+def test_the_factory_matches_the_faithfulness_curves_columns():
+    import inspect
+
+    from evidence.measure.suite import circuit_faithfulness
+    from tests.factories import FAITHFULNESS_CURVE_COLUMNS
+
+    source = re.sub(r"\s+", "", inspect.getsource(circuit_faithfulness._curve_table))
+    assert "columns=" + repr(FAITHFULNESS_CURVE_COLUMNS).replace(" ", "").replace("'", '"') in source
+
+
+def test_the_stability_record_draws_its_suffix_attack_budget_with_intervals_and_baseline():
+    from tests.factories import make_stability_record
+
+    (figure,) = figures.figures_for(make_stability_record())
+    assert figure.name == "suffix attack budget"
+    assert "random-suffix baseline" in figure.caption
+    assert figures.PALETTE["vermillion"].lower() in figure.svg.lower()
+    assert figures.PALETTE["blue"].lower() in figure.svg.lower()
+    assert "fill-opacity: 0.2" in figure.svg  # the Wilson band
+    assert "<image" not in figure.svg and "<text" not in figure.svg
+
+
+def test_the_validation_report_draws_detection_and_false_alarm_rates_per_detector():
+    from evidence.validation_report import cite, shipped_report
+
+    shipped = shipped_report()
+    if shipped is None:
+        pytest.skip("this release ships no validation report")
+    citation = cite(*shipped, [])
+    figure = figures.validation_figure(citation)
+    assert figure is not None and figure.name == "validation rates"
+    assert f"{citation.organisms} organisms" in figure.caption
+    # Two panels, one point with its interval per detector and rate.
+    assert len(re.findall(r'<g id="axes_\d+">', figure.svg)) == 2
+    assert figures.PALETTE["blue"].lower() in figure.svg.lower()
+    assert figures.PALETTE["vermillion"].lower() in figure.svg.lower()
+    empty = citation.model_copy(update={"detectors": []})
+    assert figures.validation_figure(empty) is None
+
+
+def test_new_figures_render_into_the_pdf():
+    from tests.factories import make_faithfulness_record, make_stability_record
+
+    dossier = make_dossier(records=[make_faithfulness_record(), make_stability_record()])
+    pdf = render.render_pdf(dossier, canonical_bytes(dossier))
+    text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages))
+    for name in ("induction faithfulness curve", "suffix attack budget"):
+        assert f"({name})" in text
+
+
+def test_figures_side_by_side_share_no_element_ids_and_keep_their_references():
+    from collections import Counter
+
+    from tests.factories import make_faithfulness_record
+
+    records = [make_faithfulness_record("circuit.faithfulness:a"), make_faithfulness_record("circuit.faithfulness:b")]
+    html = render._render_html(make_dossier(records=records), "0" * 64)
+    ids = Counter(re.findall(r'\sid="([^"]+)"', html))
+    assert [name for name, count in ids.items() if count > 1] == []
+    references = re.findall(r'(?:href="#|url\(#)([^")]+)', html)
+    assert [ref for ref in references if ref not in ids] == []
+    # Glyphs (text drawn as paths) and clip paths of both figures are among them.
+    glyphs = re.findall(r'xlink:href="#([^"]+)"', html)
+    assert any(g.startswith("fig1-") for g in glyphs) and any(g.startswith("fig2-") for g in glyphs)
+    assert any(ref.startswith("fig2-") for ref in re.findall(r"url\(#([^)]+)\)", html))

@@ -302,7 +302,7 @@ def _squash(s: str) -> str:
 
 #: The chapters of the rich dossier, in order, as the contents list names them.
 CHAPTERS = [
-    "Summary of records",
+    "Executive summary",
     "Changes since the previous dossier",
     "Evidence records",
     "Policy",
@@ -405,6 +405,28 @@ def test_page_one_carries_the_development_key_notice_and_gate(rendered, text):
     assert re.search(r"PASS\s*1.*FAIL\s*1.*INCONCLUSIVE\s*0.*N/A\s*1", text[0], re.S)
 
 
+def test_the_cover_names_the_model_the_signers_certificate_and_the_superseded_dossier(rendered, text):
+    dossier, _, _ = rendered
+    cover = _squash(text[0])
+    assert dossier.signer is not None and dossier.predecessor is not None
+    assert _squash(dossier.signer.certificate_sha256) in cover
+    assert _squash(f"supersedes {dossier.predecessor.dossier_id}") in cover
+    assert _squash(render._model_summary(dossier)) in cover
+    assert _squash(render._format_grouped(dossier.model.n_parameters) + " parameters") in cover
+
+
+def test_the_model_summary_says_size_depth_dtype_and_device():
+    from tests.factories import make_dossier
+
+    dossier = make_dossier()
+    model = dossier.model.model_copy(update={"architecture": {"n_layers": 2}, "n_parameters": 1048576,
+                                             "processing": {"dtype": "bfloat16", "device": "cuda"}})  # fmt: skip
+    summary = render._model_summary(dossier.model_copy(update={"model": model}))
+    assert summary == "1\u2009048\u2009576 parameters, 2 layers, measured in bfloat16 on cuda"
+    bare = dossier.model.model_copy(update={"architecture": {}, "n_parameters": 10, "processing": {}})
+    assert render._model_summary(dossier.model_copy(update={"model": bare})) == "10 parameters"
+
+
 def test_records_render_with_their_details(text):
     # Table cells wrap, so compare with whitespace removed.
     body = _squash("\n".join(text[1:]))
@@ -425,6 +447,19 @@ def test_records_render_with_their_details(text):
         "interp-dossier verify <bundle dir> --trust <issuer certificate>",
     ]:
         assert _squash(expected) in body, expected
+
+
+def test_how_to_verify_lists_every_step_of_the_procedure_in_order(text):
+    from evidence.procedure import STEPS
+
+    chapter = _chapter(text, "How to verify")
+    positions = []
+    for step in STEPS:
+        line = _squash(f"({step.number}) {step.title}. {step.description}")
+        assert line in chapter, step.number
+        positions.append(chapter.index(line))
+    assert positions == sorted(positions)
+    assert _squash("Only in a bundle signed with --tsa.") in chapter
 
 
 def test_running_header_names_the_dossier(text):

@@ -3,7 +3,9 @@
 The summary shows the metric each measurement declares as its headline (never simply its first metric),
 with its interval and baseline, the thresholds and verdicts on it and its instrument's validation; a
 calibration record whose checks failed is never shown as "ok"; a failed record shows its parameters, what
-went wrong and the remedy in words, never an internal exception text.
+went wrong and the remedy in words, never an internal exception text. The summary opens with sentences
+counted from the records, names each measurement's construct from its method page, and calibration
+criteria print as comparison and threshold columns.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def _squash(s: str) -> str:
 
 def _summary(pages: list[str]) -> str:
     body = _squash(" ".join(pages[1:]))
-    start = body.index(_squash("1 Summary of records"))
+    start = body.index(_squash("1 Executive summary"))
     return body[start:body.index(_squash("2 Evidence records"), start)]
 
 
@@ -184,3 +186,111 @@ def test_a_reader_facing_error_keeps_its_message_and_shows_its_hint_as_the_remed
                                          "internal": None}
     internal = render._error_text(ErrorInfo(type="AttributeError", message=INTERNAL_TEXT))
     assert internal["what"] == render.INTERNAL_ERROR_TEXT and INTERNAL_TEXT not in str(internal)
+
+
+# -- the generated findings, the construct column and readable calibration criteria -----------
+
+
+def test_the_summary_opens_with_sentences_counted_from_the_records(summary_dossier, pages):
+    summary = _summary(pages)
+    assert _squash("3 measurement records: 2 ran to completion, 1 failed (probe.causality).") in summary
+    assert _squash("Calibration on planted ground truth: 2 of 5 checks held, 3 did not.") in summary
+    assert _squash("The policy set 1 threshold: 1 inconclusive.") in summary
+    assert _squash(
+        "Inconclusive: refusal.direction on refusal_rate_baseline (observed 0.9688, required \u2265 0.9 with margin "
+        "0.02)."
+    ) in summary
+    assert "Failed:" not in summary  # no verdict failed
+    detectors = {(d.measurement, d.metric): d for d in summary_dossier.validation.detectors}
+    covered = [r for r in summary_dossier.records
+               if (d := detectors.get((r.measurement.id, r.headline))) is not None and d.run == "same"]  # fmt: skip
+    assert _squash(f"{len(covered)} of 3 headline metrics rest on an instrument the cited validation report") in summary
+
+
+def test_findings_name_failed_verdicts_and_the_gate_and_say_when_nothing_was_judged():
+    from tests.factories import make_dossier, make_record
+
+    record = make_record()
+    failing = Verdict(
+        verdict_id="induction-present", verdict="fail", measurement="heads.inventory", metric="induction_score_max",
+        record_id=record.record_id, record_digest=record_digest(record), observed=0.9, ci=record.metrics[0].ci,
+        threshold=0.95, comparator=">=", rule="ci-bound", margin=0.0, reason="below", set_by="board", set_at=SET_AT,
+    )  # fmt: skip
+    judged = make_dossier(records=[record], verdicts=[failing])
+    rows = render._summary_rows(judged)
+    sentences = render._summary_sentences(judged, rows)
+    assert sentences[0] == "1 measurement record: every measurement ran to completion."
+    assert any(s.startswith("The policy set 1 threshold: 1 fail") for s in sentences)
+    assert "Failed: heads.inventory on induction_score_max (observed 0.9, required \u2265 0.95)." in sentences
+    unjudged = make_dossier(records=[record], verdicts=[])
+    assert "No policy was applied: no metric was judged against a threshold." in render._summary_sentences(
+        unjudged, render._summary_rows(unjudged)
+    )
+    assert render._summary_sentences(make_dossier(records=[]), []) == []
+
+
+def test_the_construct_column_comes_from_each_method_page(summary_dossier, pages):
+    from evidence.methods_docs import find_doc_page
+
+    constructs = render._constructs(summary_dossier)
+    assert set(constructs) == {r.measurement.id for r in summary_dossier.records}
+    for measurement_id, construct in constructs.items():
+        page = find_doc_page(measurement_id)
+        assert page is not None
+        section = " ".join(page.section("Construct").replace("*", "").replace("`", "").split())
+        assert section.startswith(construct) and 0 < len(construct) <= 120, measurement_id
+        assert _squash(construct) in _summary(pages), measurement_id
+    assert constructs["refusal.direction"] == "Refusal is mediated by a single direction of the residual stream"
+
+
+def test_a_failed_record_shows_its_error_remedy_and_parameters_in_the_summary(pages):
+    summary = _summary(pages)
+    assert _squash(f"The measurement failed. {render.INTERNAL_ERROR_TEXT}") in summary
+    assert _squash(f"Remedy. {render.INTERNAL_ERROR_REMEDY}") in summary
+    assert _squash("Parameters: steering_alpha=4.0") in summary
+
+
+@pytest.mark.parametrize(
+    ("criterion", "cells"),
+    [
+        (Criterion(comparator=">=", threshold=0.5), ("CI lower bound \u2265", "0.5")),
+        (Criterion(comparator="<", threshold=0.1), ("CI upper bound <", "0.1")),
+        (Criterion(comparator=">", threshold=0.5, rule="point"), ("value >", "0.5")),
+        (Criterion(comparator="<=", threshold=0.2, rule="ci-lower", margin=0.05),
+         ("CI lower bound \u2264", "0.2, margin 0.05")),
+        (Criterion(comparator=">", threshold=0, above_baseline=True), ("CI lower bound >", "baseline")),
+        (Criterion(comparator=">", threshold=0.1, rule="ci-upper", above_baseline=True),
+         ("CI upper bound >", "baseline + 0.1")),
+    ],
+)  # fmt: skip
+def test_a_calibration_criterion_splits_into_comparison_and_threshold(criterion, cells):
+    assert render._criterion_cells(criterion) == cells
+
+
+def test_calibration_checks_print_as_metric_comparison_threshold_and_outcome(pages):
+    text = _squash(" ".join(pages))
+    assert _squash("Measurement Organism Metric Value Comparison Threshold Outcome") in text
+    assert _squash("heads.inventory organism-0 planted induction_score_max 0.9 value \u2265 0.5 passed") in text
+    assert _squash("heads.inventory organism-4 planted induction_score_max 0.1 value \u2265 0.5 failed") in text
+
+
+def test_the_checks_table_replaces_the_records_table_of_criteria_in_words():
+    from evidence.records import Table
+
+    record = _calibration()
+    long_words = "induction_score_max: CI lower bound >= 0.5 with margin 0.05 and " * 3
+    table = Table(name="calibration checks", columns=["measurement", "organism", "criterion", "passed"],
+                  rows=[["heads.inventory", "organism-0", long_words, True]])  # fmt: skip
+    other = Table(name="extra", columns=["organism", "value"], rows=[["organism-0", 1.0]])
+    dossier = _summary_dossier()
+    dossier = dossier.model_copy(update={"records": [record.model_copy(update={"tables": [table, other]})]})
+    html = render._render_html(dossier, "0" * 64)
+    assert long_words not in html
+    assert '<table class="grid checks">' in html and "<caption>extra" in html
+    assert '<span class="status status-error">failed</span>' in html
+    assert '<span class="status status-ok">passed</span>' in html
+
+
+def test_the_validation_chapter_draws_the_cited_reports_rates(pages):
+    text = " ".join(pages)
+    assert re.search(r"Figure \d+\.1 \(validation rates\)\. Detection and false-alarm rates", text)

@@ -579,20 +579,24 @@ def _curve_table(nodes: list[Node], run: _Analysis) -> Table:
     rows: list[list[str | float | int | None]] = []
     for i, k in enumerate(scorer.ks):
         ci = scorer.boot.interval(float(held.main.point[i]), held.main.draws[:, i])
+        random_ci = scorer.boot.interval(float(held.rnd.point[i]), held.rnd.draws[:, i])
         added = nodes[rankings.circuit[k - 1]].label
         rows.append([
             k, k / scorer.n_components, added, float(held.main.point[i]), ci.lower, ci.upper,
             float(held.by_patching.point[i]), float(held.rnd.point[i]), float(found.main.point[i]),
+            random_ci.lower, random_ci.upper,
         ])  # fmt: skip
     return Table(
         name=run.posed.prefix + "faithfulness_curve",
         columns=["k", "fraction", "added_node", "faithfulness", "ci_lower", "ci_upper",
-                 "faithfulness_patching_ranked", "faithfulness_random", "faithfulness_discovery"],
+                 "faithfulness_patching_ranked", "faithfulness_random", "faithfulness_discovery",
+                 "random_ci_lower", "random_ci_upper"],
         rows=rows,
         description=(
             "on the evaluation examples: faithfulness of the top-k circuit (all other nodes patched) with its CI, "
-            "the same for the ranking by verified patching effect and for random rankings (mean); last, the "
-            "circuit's faithfulness on the discovery examples, where k was chosen"
+            "the same for the ranking by verified patching effect and for random rankings (mean); the "
+            "circuit's faithfulness on the discovery examples, where k was chosen; last, the CI of the random "
+            "rankings' mean (the same bootstrap as the circuit's)"
         ),
     )  # fmt: skip
 

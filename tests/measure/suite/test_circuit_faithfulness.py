@@ -268,6 +268,13 @@ def test_the_curve_is_complete(record):
     assert curve[k - 1]["faithfulness"] == pytest.approx(record.metric("heldout_faithfulness_at_k").value)
     for r in curve:
         assert float(r["ci_lower"]) <= float(r["faithfulness"]) <= float(r["ci_upper"])
+        assert float(r["random_ci_lower"]) <= float(r["faithfulness_random"]) <= float(r["random_ci_upper"])
+    # The random band at the circuit's k is the interval of the metric's random baseline.
+    baseline = record.metric("heldout_faithfulness_at_k").baseline
+    assert baseline is not None and baseline.ci is not None
+    assert (curve[k - 1]["random_ci_lower"], curve[k - 1]["random_ci_upper"]) == pytest.approx(
+        (baseline.ci.lower, baseline.ci.upper)
+    )
     assert set(record.seeds) == {"task", "tokens", "split", "random_rankings", "bootstrap", "twin", "edge_rankings"}
 
 
