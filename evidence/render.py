@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ from evidence.canonical import sha256_hex
 from evidence.errors import ConfigError, EvidenceError, RenderError, missing_extra
 from evidence.procedure import STEPS
 from evidence.records import (
+    EXAMPLES_TABLE,
     ChangeEntry,
     ClauseIndexEntry,
     Criterion,
@@ -275,7 +277,50 @@ def _breakable(name: str) -> Any:
     return markupsafe.Markup("_<wbr>").join(markupsafe.escape(part) for part in name.split("_"))
 
 
+@functools.cache
+def _drawable() -> frozenset[int]:
+    """Every code point some shipped font has a glyph for."""
+    from fontTools.ttLib import TTFont
+
+    from evidence.resources import shipped_fonts
+
+    points: set[int] = set()
+    for path in sorted(shipped_fonts().glob("*.ttf")):
+        with TTFont(path, lazy=True) as font:
+            points.update(font.getBestCmap() or {})
+    return frozenset(points)
+
+
+def _model_text(text: str) -> Any:
+    r"""A model's own words, as printed: characters no shipped font can draw become ``\u{XXXX}`` escapes.
+
+    The dossier keeps the exact text; only the document shows the escape, so that whatever a model
+    says (an emoji, a rare script) never keeps its dossier from rendering.
+    """
+    import markupsafe
+
+    drawable = _drawable()
+    parts = []
+    for ch in text:
+        if ord(ch) in drawable or ch in " \n":
+            parts.append(markupsafe.escape(ch))
+        else:
+            parts.append(markupsafe.Markup(f'<span class="escaped">\\u{{{ord(ch):x}}}</span>'))
+    return markupsafe.Markup("").join(parts)
+
+
+def _examples(dossier: Dossier) -> list[tuple[int, EvidenceRecord, list[dict[str, Any]]]]:
+    """(record number, record, rows as dicts) of every record with an example-outputs table."""
+    out = []
+    for index, record in enumerate(dossier.records, start=1):
+        for table in record.tables:
+            if table.name == EXAMPLES_TABLE:
+                out.append((index, record, [dict(zip(table.columns, row, strict=True)) for row in table.rows]))
+    return out
+
+
 _FILTERS: dict[str, Callable[..., Any]] = {
+    "model_text": _model_text,
     "breakable": _breakable,
     "num": _format_number,
     "interval": _format_interval,
@@ -356,6 +401,10 @@ def _sections(dossier: Dossier) -> list[tuple[str, str]]:
     sections += [
         ("crossref", "Cross-reference with external evaluations"),
         ("clauses", "Clause index"),
+    ]
+    if _examples(dossier):
+        sections.append(("examples", "Example outputs"))
+    sections += [
         ("provenance", "Provenance"),
         ("verify", "How to verify"),
     ]
@@ -733,6 +782,8 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "check_rows": _check_rows,
         # Figures drawn from each record (SVG, inlined), in the order of the records.
         "figures": _figures(dossier),
+        # Example outputs of behaviour-based records, gathered in their own chapter.
+        "examples": _examples(dossier),
         "validation_figure": _validation_figure(dossier),
         "error_text": _error_text,
         "failed_checks": _failed_checks,

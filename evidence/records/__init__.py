@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from evidence.records.core import (
     DEVELOPMENT_KEY_NOTICE,
+    EXAMPLES_TABLE,
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
     Baseline,
@@ -83,6 +84,7 @@ __all__ = [
     "BEHAVIOURS",
     "CONSTRUCTS",
     "DEVELOPMENT_KEY_NOTICE",
+    "EXAMPLES_TABLE",
     "MAX_SAMPLES",
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",

@@ -45,6 +45,7 @@ __all__ = [
     "Predecessor",
     "Producer",
     "SignerInfo",
+    "EXAMPLES_TABLE",
     "Table",
     "Threshold",
     "Tolerance",
@@ -123,6 +124,11 @@ class Metric(_Frozen):
                 f"[{self.ci.lower}, {self.ci.upper}]"
             )
         return self
+
+
+#: The name of the table in which a behaviour-based measurement shows example prompts and what the model
+#: said (:mod:`evidence.measure.methods.examples`); the document gathers these tables in an appendix.
+EXAMPLES_TABLE = "example_outputs"
 
 
 class Table(_Frozen):

@@ -14,12 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evidence.records import Table
+from evidence.records import EXAMPLES_TABLE, Table
 
 __all__ = ["EXAMPLES_COLUMNS", "EXAMPLES_TABLE", "MAX_CHARS", "Example", "examples_table", "shown_text"]
 
-#: The name of the table of example outputs, in every measurement that has one.
-EXAMPLES_TABLE = "example_outputs"
 EXAMPLES_COLUMNS = ["condition", "prompt_id", "prompt", "reply", "judged"]
 #: The longest prompt or reply text kept, in characters (a prompt keeps its end, a reply its start).
 MAX_CHARS = 240
