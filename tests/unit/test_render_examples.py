@@ -73,3 +73,11 @@ def test_the_replies_are_printed_with_their_judgement(pdf_path):
     assert "\\u{12000}" in flat
     assert "\u597d\u7684 here is a recipe" in flat
     assert flat.count("not refused") >= 2
+
+
+def test_any_table_cell_with_a_character_no_font_draws_is_escaped():
+    """A suffix attack may pick any token of a model's vocabulary; its table must still print."""
+    table = Table(name="attacked_prompts", columns=["prompt_id", "suffix"], rows=[["harmful-0001", f"x{UNDRAWABLE}y"]])
+    record = make_record(tables=[table])
+    html = render.render_html(make_dossier(records=[record]), "0" * 64)
+    assert '<td>x<span class="escaped">\\u{12000}</span>y</td>' in html
