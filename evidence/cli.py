@@ -97,6 +97,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
     if args.external_evals:
         spec = spec.with_external_evals([Path(p) for p in args.external_evals])
+    if args.cache_dir and args.no_cache:
+        raise _usage("--no-cache reuses and stores nothing: drop --cache-dir, or drop --no-cache")
     if args.tsa and args.no_sign:
         raise _usage("--tsa timestamps the signatures: drop --no-sign, or pass --tsa to `sign` when signing the draft")
     outcome = run(
@@ -108,6 +110,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         level=args.level,
         force=args.force,
         strict=args.strict,
+        use_cache=not args.no_cache,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         predecessor=Path(args.predecessor) if args.predecessor else None,
         progress=_progress(),
         detail=_detail(),
@@ -723,6 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predecessor", metavar="BUNDLE", help="the dossier this one supersedes (adds a changelog)")
     p.add_argument("--strict", action="store_true", help="refuse external evaluations that name another model "
                    "than the one measured (by default they are recorded, flagged, and compared with nothing)")
+    p.add_argument("--no-cache", action="store_true", help="measure everything again: reuse no finished result "
+                   "from the result cache and store none")
+    p.add_argument("--cache-dir", metavar="DIR", help="the result cache (default: $INTERP_DOSSIER_CACHE_DIR, else "
+                   "$XDG_CACHE_HOME/interp-dossier/results, else ~/.cache/interp-dossier/results)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sign", help="sign an unsigned draft bundle (run --no-sign) into a new bundle")

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from evidence.measure import MeasurementDef
+    from evidence.measure.cache import ResultCache
     from evidence.measure.memory import ModelSize
     from evidence.model import LoadedModel, ModelSpec
     from signing.keys import Signer
@@ -105,6 +106,8 @@ def run(
     detail: Callable[[float, str], None] | None = None,
     force: bool = False,
     strict: bool = False,
+    use_cache: bool = True,
+    cache_dir: Path | None = None,
 ) -> RunOutcome:
     """Measure, build, render, sign and write the bundle to ``out_dir``.
 
@@ -115,9 +118,13 @@ def run(
     ``force``: replace a previous bundle in ``out_dir`` (otherwise refused before any work).
     ``strict``: refuse, before measuring, an external evaluation of another model than the one
     measured (otherwise it is recorded as a flagged, not-comparable cross-reference).
+    ``use_cache``: reuse finished records from the result cache in ``cache_dir`` (default:
+    :func:`evidence.measure.cache.default_cache_dir`) and keep new ones there, one progress
+    line per reused measurement; False recomputes everything and stores nothing.
     """
     say = progress or (lambda _msg: None)
     out_dir = check_output_dir(out_dir, replace=force)
+    cache = _result_cache(cache_dir, say) if use_cache else None
     if sign:
         _check_level(level, tsa)
 
@@ -191,6 +198,9 @@ def run(
         model,
         announce=lambda i, n, task: say(f"[{i}/{n}] measuring {task.measurement_id}"),
         progress=detail,
+        cache=cache,
+        reused=lambda i, n, task, key: say(f"[{i}/{n}] reused {task.measurement_id} "
+                                           f"from the result cache ({key[:16]})"),
     )
     rules = [rule for definition in registered().values() for rule in definition.crossref]
 
@@ -218,6 +228,19 @@ def run(
     return publish(
         dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa, level=level, force=force
     )
+
+
+def _result_cache(directory: Path | None, say: Progress) -> ResultCache:
+    """The run's result cache; refused before any work when its directory is not one."""
+    from evidence.measure.cache import ResultCache, default_cache_dir
+
+    where = directory if directory is not None else default_cache_dir()
+    if where.exists() and not where.is_dir():
+        raise ConfigError(
+            f"the result cache {where} is not a directory",
+            hint="pass --cache-dir DIR (or set $INTERP_DOSSIER_CACHE_DIR) to a directory, or run with --no-cache",
+        )
+    return ResultCache(where, warn=lambda message: say(f"warning: {message}"))
 
 
 def _memory_preflight(

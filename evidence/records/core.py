@@ -268,6 +268,11 @@ class EvidenceRecord(_Frozen):
         description="the metric its measurement declares as its headline (the one its policy thresholds and "
         "validation detectors read); null when none was declared or the record does not carry it",
     )
+    reused_cache_key: Sha256Hex | None = Field(
+        default=None,
+        description="set when the run did not recompute this record but reused a finished one from its result "
+        "cache: the cache key (sha256 of everything the record depends on); null: computed by this run",
+    )
 
     @model_validator(mode="after")
     def _status_consistent(self) -> EvidenceRecord:
