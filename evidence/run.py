@@ -9,7 +9,7 @@ every file of it exists (it is written to a temporary directory first).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ from evidence.external import load_external_evals
 from evidence.files import check_output_dir
 from evidence.policy import evaluate, load_policy, roll_up
 from evidence.records import (
+    PROFILES,
     VALIDATION_REPORT_FILE,
     Dossier,
     EvidenceRecord,
@@ -32,6 +33,7 @@ from evidence.records import (
     SignerInfo,
     Verdict,
 )
+from evidence.records.core import Profile
 from evidence.runspec import RunSpec
 from evidence.validation_report import cite, parse_report, shipped_report_file, shipped_report_path
 
@@ -108,6 +110,8 @@ def run(
     strict: bool = False,
     use_cache: bool = True,
     cache_dir: Path | None = None,
+    profile: Profile = "standard",
+    limit: int | None = None,
 ) -> RunOutcome:
     """Measure, build, render, sign and write the bundle to ``out_dir``.
 
@@ -121,8 +125,14 @@ def run(
     ``use_cache``: reuse finished records from the result cache in ``cache_dir`` (default:
     :func:`evidence.measure.cache.default_cache_dir`) and keep new ones there, one progress
     line per reused measurement; False recomputes everything and stores nothing.
+    ``profile``: the budget profile whose parameter overrides each measurement declares (the
+    run spec's parameters win over them); ``limit``: at most this many prompts of each dataset
+    (:func:`evidence.datasets.limit_prompts`). Both are recorded, and a policy set for another
+    profile, or for every prompt, judges the records INCONCLUSIVE.
     """
     say = progress or (lambda _msg: None)
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}", hint=f"use one of {', '.join(PROFILES)}")
     out_dir = check_output_dir(out_dir, replace=force)
     cache = _result_cache(cache_dir, say) if use_cache else None
     if sign:
@@ -159,6 +169,8 @@ def run(
     )
     check_device(model_spec.device, model_spec.n_gpus)
     markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
+    if limit is not None:
+        spec = _limited(spec, limit)
     if policy is not None:  # a threshold on a measurement that does not exist can never be judged
         for threshold in policy.thresholds:
             get(threshold.measurement, where=f"policy {spec.policy_path}: threshold {threshold.id!r}")
@@ -170,6 +182,8 @@ def run(
             subject=model_spec,
             datasets=spec.datasets,
             markers=markers,
+            profile=profile,
+            prompt_limit=limit,
         )
         for mid, params in spec.measurements.items()
     ]
@@ -182,6 +196,7 @@ def run(
     size = memory.size_before_loading(spec.model_organism, spec.model_path)
     if size is not None:  # refuse what cannot fit before loading it
         _memory_preflight(checked, size, model_spec, spec, say)
+    say(_budget_line(profile, limit))
     say(f"loading model {model_spec.describe()}")
     model = load_model(model_spec)
     if size is None:
@@ -221,6 +236,8 @@ def run(
         external_evals=external,
         cross_references=cross_reference(records, external, subject=model.identity.name, rules=rules),
         validation=cite(*validation, records) if validation is not None else None,
+        profile=profile,
+        prompt_limit=limit,
     )
     if previous is not None:
         old, link = previous
@@ -228,6 +245,21 @@ def run(
     return publish(
         dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa, level=level, force=force
     )
+
+
+def _budget_line(profile: str, limit: int | None) -> str:
+    """The progress line that states the run's budget."""
+    prompts = f"at most {limit} prompts per dataset (--limit)" if limit is not None else "every prompt"
+    return f"profile {profile}, {prompts}"
+
+
+def _limited(spec: RunSpec, limit: int) -> RunSpec:
+    """``spec`` with at most ``limit`` prompts of each dataset (a seeded, label-stratified subset)."""
+    from evidence.datasets import limit_prompts
+
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"--limit must be a positive number of prompts, not {limit!r}")
+    return replace(spec, datasets={name: limit_prompts(d, limit, spec.seed) for name, d in spec.datasets.items()})
 
 
 def _result_cache(directory: Path | None, say: Progress) -> ResultCache:

@@ -74,11 +74,14 @@ def cache_key(
     datasets: Mapping[str, Dataset],
     markers: Mapping[str, tuple[str, ...]],
     seed: int,
+    *,
+    budget: Mapping[str, Any] | None = None,
 ) -> str:
     """The cache key of a task: sha256 of the canonical JSON of everything its record depends on.
 
     ``placement``: where and how the model ran (device, dtype, number of GPUs);
-    ``measurement``: the id, version and *validated* parameters (defaults included).
+    ``measurement``: the id, version and *validated* parameters (defaults included);
+    ``budget``: the run's profile and prompt limit (the record states both).
     """
     from evidence import __version__
 
@@ -92,6 +95,7 @@ def cache_key(
         "datasets": {name: [dataset.sha256, dataset.count] for name, dataset in sorted(datasets.items())},
         "markers": {kind: list(phrases) for kind, phrases in sorted(markers.items())},
         "seed": seed,
+        "budget": dict(budget or {}),
     }
     return sha256_hex(canonical_bytes(material))
 

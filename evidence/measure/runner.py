@@ -37,7 +37,7 @@ from evidence.measure.cache import ResultCache, cache_key
 from evidence.measure.context import MeasureContext, MeasurementResult, ProgressFn, SharedResults
 from evidence.measure.registry import MeasurementDef, get
 from evidence.model import LoadedModel, ModelSpec
-from evidence.records import ErrorInfo, EvidenceRecord, MeasurementSpec
+from evidence.records import PROFILES, ErrorInfo, EvidenceRecord, MeasurementSpec
 
 __all__ = ["Task", "check_task", "run_suite", "run_task", "task_cache_key"]
 
@@ -54,12 +54,21 @@ class Task:
     subject: ModelSpec
     datasets: Mapping[str, Dataset] = field(default_factory=dict)
     markers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The budget profile: its parameter overrides apply under ``params`` (explicit parameters win).
+    profile: str = "standard"
+    #: At most this many prompts of each dataset (the datasets are already cut to it); recorded in the record.
+    prompt_limit: int | None = None
 
     def __post_init__(self) -> None:
         # A private copy: a task never shares mutable state with its creator.
         object.__setattr__(self, "params", copy.deepcopy(dict(self.params)))
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"task {self.measurement_id!r}: seed must be a non-negative integer")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"unknown profile {self.profile!r}", hint=f"use one of {', '.join(PROFILES)}")
+        limit = self.prompt_limit
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ConfigError(f"task {self.measurement_id!r}: the prompt limit must be a positive integer")
 
 
 def _seed_everything(seed: int) -> None:
@@ -77,7 +86,7 @@ def _record_id(measurement_id: str, subject: str) -> str:
 def check_task(task: Task) -> tuple[MeasurementDef, BaseModel]:
     """Refuse, before any work, a task that cannot run: unknown id, bad parameters, missing inputs."""
     definition = get(task.measurement_id)
-    params = definition.validate_params(task.params)
+    params = definition.params_for(task.params, task.profile)
     for name in definition.required_datasets:
         if name not in task.datasets:
             raise ConfigError(
@@ -137,6 +146,8 @@ def run_task(
         "subject": subject,
         "clauses": list(definition.clauses),
         "experimental": definition.experimental,
+        "profile": task.profile,
+        "prompt_limit": task.prompt_limit,
     }
     ctx = MeasureContext(
         seed=task.seed,
@@ -222,4 +233,7 @@ def run_suite(
 def task_cache_key(task: Task, model: LoadedModel, definition: MeasurementDef, params: BaseModel) -> str:
     """The result-cache key of ``task`` on ``model`` (see :func:`evidence.measure.cache.cache_key`)."""
     placement = {"device": task.subject.device, "dtype": task.subject.dtype, "n_gpus": task.subject.n_gpus}
-    return cache_key(model.identity, placement, _spec(definition, params), task.datasets, task.markers, task.seed)
+    budget = {"profile": task.profile, "prompt_limit": task.prompt_limit}
+    return cache_key(
+        model.identity, placement, _spec(definition, params), task.datasets, task.markers, task.seed, budget=budget
+    )

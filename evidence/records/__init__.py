@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from evidence.records.core import (
     DEVELOPMENT_KEY_NOTICE,
+    PROFILES,
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
     Baseline,
@@ -84,6 +85,7 @@ __all__ = [
     "CONSTRUCTS",
     "DEVELOPMENT_KEY_NOTICE",
     "MAX_SAMPLES",
+    "PROFILES",
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
     "Agreement",

@@ -550,6 +550,10 @@ def _joint(
     model_copies=2,  # the randomly initialised twin
     headline="induction_score_max",
     params=HeadsInventoryParams,
+    profiles={
+        "quick": {"bootstrap_resamples": 200, "random_ablation_draws": 8},
+        "thorough": {"bootstrap_resamples": 4000, "random_ablation_draws": 128},
+    },
     clauses=CLAUSES,
     detectors=(
         Detector("induction_score_max", "induction", (Criterion(comparator=">=", threshold=0.5, rule="ci-bound"),)),

@@ -572,6 +572,10 @@ def _generation_table(generation: _Generation) -> Table:
     version="2.0.0",
     headline="max_abs_logit_diff",
     params=BatchInvarianceParams,
+    profiles={
+        "quick": {"bootstrap_resamples": 200},
+        "thorough": {"bootstrap_resamples": 4000},
+    },
     clauses=CLAUSES,
     calibration=(
         Expectation(

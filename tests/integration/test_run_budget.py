@@ -1,0 +1,67 @@
+"""`run --profile` and `run --limit`: the budget is applied, stated and recorded, and the gate does not pass it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from evidence.cli import main
+from evidence.runspec import default_runspec_path
+
+POLICY = """\
+name = "standard-budget"
+version = "1"
+set_by = "tests"
+set_at = 2026-01-01T00:00:00Z
+
+[[threshold]]
+id = "induction-circuit-present"
+measurement = "heads.inventory"
+metric = "induction_score_max"
+comparator = ">="
+threshold = 0.5
+rationale = "the induction circuit is found"
+"""
+
+
+def test_a_quick_limited_run_is_recorded_as_such_and_judged_inconclusive(tmp_path: Path, capsys):
+    control = default_runspec_path().parent.parent / "organisms" / "data" / "deception.control.jsonl"
+    (tmp_path / "policy.toml").write_text(POLICY)
+    spec = tmp_path / "budget.toml"
+    spec.write_text(
+        '[run]\nseed = 0\npolicy = "policy.toml"\nmeasurements = ["heads.inventory", "model.batch_invariance"]\n'
+        '[model]\norganism = "demo"\n'
+        f'[datasets]\n"deception.control" = "{control}"\n'
+        '[measurements."heads.inventory"]\nn_sequences = 8\nbootstrap_resamples = 100\n'
+    )
+    out = tmp_path / "out"
+    code = main(["run", str(spec), "--no-sign", "--out", str(out), "--profile", "quick", "--limit", "8"])
+    stdout, err = capsys.readouterr()
+    assert code == 1, stdout  # not a pass
+    assert "\u2026 profile quick, at most 8 prompts per dataset (--limit)" in err.splitlines()
+    assert "profile: quick, at most 8 prompts per dataset (--limit)" in stdout.splitlines()
+    assert "gate: INCONCLUSIVE" in stdout.splitlines()
+    assert (
+        "  - induction-circuit-present: the policy's thresholds were set for the standard profile, but "
+        "heads.inventory:demo was measured under the quick profile; induction_score_max is not judged against it"
+    ) in stdout.splitlines()
+
+    dossier = json.loads((out / "dossier.json").read_bytes())
+    assert (dossier["profile"], dossier["prompt_limit"]) == ("quick", 8)
+    heads, batch = dossier["records"]
+    assert [(r["profile"], r["prompt_limit"]) for r in (heads, batch)] == [("quick", 8), ("quick", 8)]
+    # the spec's own parameter wins over the profile; the profile sets the rest
+    assert heads["measurement"]["params"]["bootstrap_resamples"] == 100
+    assert heads["measurement"]["params"]["random_ablation_draws"] == 8
+    assert batch["measurement"]["params"]["bootstrap_resamples"] == 200
+    assert [(d["name"], d["count"]) for d in batch["data"]] == [("deception.control", 8)]
+
+
+def test_bad_budget_options_are_usage_errors(tmp_path: Path, capsys):
+    for argv, fragment in [
+        (["--limit", "0"], "--limit must be a positive number of prompts, not 0"),
+        (["--profile", "fastest"], "invalid choice: 'fastest'"),
+    ]:
+        code = main(["run", "--no-sign", "--out", str(tmp_path / "out"), *argv])
+        _, err = capsys.readouterr()
+        assert code == 2 and "Traceback" not in err and fragment in err, err
