@@ -553,6 +553,7 @@ def _describe_measurement(definition: MeasurementDef) -> dict[str, Any]:
         "version": definition.version,
         "experimental": definition.experimental,
         "headline": definition.headline,
+        "profiles": {profile: dict(overrides) for profile, overrides in definition.profiles.items()},
         "parameters": [_describe_parameter(name, f) for name, f in definition.params.model_fields.items()],
         "datasets": [
             {"name": d.name, "labels": sorted(d.labels), "required": d.required, "description": d.description}
@@ -662,6 +663,10 @@ def _measurement_lines(info: dict[str, Any]) -> list[str]:
             text += f" \u2014 {p['description']}"
         params.append(text)
     part("parameters", params)
+    if info["profiles"]:  # parameter overrides of run --profile
+        lines.append("  profiles:")
+        lines.extend(f"    {profile}: " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in overrides.items())
+                     for profile, overrides in info["profiles"].items())  # fmt: skip
     part("datasets", [
         f"{d['name']} ({'required' if d['required'] else 'optional'}); labels: {', '.join(d['labels'])}"
         + (f" \u2014 {d['description']}" if d["description"] else "")

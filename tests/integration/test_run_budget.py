@@ -65,3 +65,20 @@ def test_bad_budget_options_are_usage_errors(tmp_path: Path, capsys):
         code = main(["run", "--no-sign", "--out", str(tmp_path / "out"), *argv])
         _, err = capsys.readouterr()
         assert code == 2 and "Traceback" not in err and fragment in err, err
+
+
+def test_measurements_shows_each_profile_budget(capsys):
+    assert main(["measurements", "heads.inventory"]) == 0
+    out, _ = capsys.readouterr()
+    lines = out.splitlines()
+    at = lines.index("  profiles:")
+    assert lines[at + 1 : at + 3] == [
+        "    quick: bootstrap_resamples = 200, random_ablation_draws = 8",
+        "    thorough: bootstrap_resamples = 4000, random_ablation_draws = 128",
+    ]
+    assert main(["measurements", "model.batch_invariance", "--json"]) == 0
+    out, _ = capsys.readouterr()
+    assert json.loads(out)["model.batch_invariance"]["profiles"] == {
+        "quick": {"bootstrap_resamples": 200},
+        "thorough": {"bootstrap_resamples": 4000},
+    }
