@@ -208,10 +208,11 @@ def run(
     say("numerics certificate: the bridge against the plain model, batched against alone")
     identity = model.identity.model_copy(update={"numerics": _numerics(model, spec)})
 
+    estimates = _time_estimates(checked, model, spec, say)
     records = run_suite(
         tasks,
         model,
-        announce=lambda i, n, task: say(f"[{i}/{n}] measuring {task.measurement_id}"),
+        announce=lambda i, n, task: say(f"[{i}/{n}] measuring {task.measurement_id}{estimates[i - 1]}"),
         progress=detail,
         cache=cache,
         reused=lambda i, n, task, key: say(f"[{i}/{n}] reused {task.measurement_id} "
@@ -245,6 +246,25 @@ def run(
     return publish(
         dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa, level=level, force=force
     )
+
+
+def _time_estimates(
+    checked: Sequence[tuple[MeasurementDef, BaseModel]], model: LoadedModel, spec: RunSpec, say: Progress
+) -> list[str]:
+    """Say the run's time estimate; return each measurement's, as a suffix of its progress line ("" for none).
+
+    Estimates only (:mod:`evidence.measure.cost`): declared passes times a forward pass timed now.
+    """
+    from evidence.measure.cost import estimate_seconds, format_seconds, time_forward
+
+    if all(definition.cost is None for definition, _ in checked):
+        return [""] * len(checked)
+    timing = time_forward(model)
+    sizes = {name: dataset.count for name, dataset in spec.datasets.items()}
+    seconds = [estimate_seconds(definition, params, sizes, timing) for definition, params in checked]
+    known = [s for s in seconds if s is not None]
+    say(f"time estimate: about {format_seconds(sum(known))} ({len(known)} of {len(seconds)} measurements have one)")
+    return [f" (about {format_seconds(s)}, an estimate)" if s is not None else "" for s in seconds]
 
 
 def _budget_line(profile: str, limit: int | None) -> str:

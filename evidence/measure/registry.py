@@ -13,6 +13,7 @@ declared on its decorator, in its one suite module (``evidence/measure/suite/``)
 * its calibration expectations (:class:`Expectation`), judged by the same code
   as the policy gate (:mod:`evidence.policy`), so that a verifier can recompute them;
 * its cross-reference rules (:class:`evidence.crossref.Rule`);
+* the passes through the model it makes (``cost=``), for time estimates;
 * its budget per profile (``profiles={"quick": {...}, "thorough": {...}}``):
   parameter overrides that ``run --profile`` applies under the run spec's own
   parameters; ``standard`` is the parameters' defaults and takes none.
@@ -40,6 +41,7 @@ from evidence.records import PROFILES, ClauseRef, Criterion, Tolerance
 
 if TYPE_CHECKING:
     from evidence.measure.context import MeasureContext, MeasurementResult
+    from evidence.measure.cost import CostFn
     from evidence.model import LoadedModel
 
 __all__ = [
@@ -176,6 +178,8 @@ class MeasurementDef:
     headline: str | None = None
     #: Parameter overrides per budget profile (``quick``, ``thorough``); ``standard`` is the defaults.
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    #: The passes through the model it makes, for time estimates (:mod:`evidence.measure.cost`); None: undeclared.
+    cost: CostFn | None = None
 
     @property
     def required_datasets(self) -> tuple[str, ...]:
@@ -241,6 +245,7 @@ def measurement(
     model_copies: int = 1,
     headline: str | None = None,
     profiles: Mapping[str, Mapping[str, Any]] | None = None,
+    cost: CostFn | None = None,
 ) -> Callable[[F], F]:
     """Register ``fn(model, params, ctx) -> MeasurementResult`` with everything known about it.
 
@@ -248,7 +253,8 @@ def measurement(
     activations are held); ``model_copies``: how many models of the subject's size it holds at once
     (2 with a randomly initialised twin; 0 when it never runs the subject). Both feed the memory
     preflight (:mod:`evidence.measure.memory`). ``profiles``: parameter overrides for the
-    ``quick`` and ``thorough`` budgets (only parameters the model has, each valid).
+    ``quick`` and ``thorough`` budgets (only parameters the model has, each valid). ``cost``:
+    ``cost(params, dataset_sizes) -> Passes``, the passes it makes, for the run's time estimate.
     """
     if not _ID_PATTERN.match(id):
         raise ValueError(f"measurement id {id!r} must look like 'family.name' (lower case)")
@@ -293,6 +299,7 @@ def measurement(
             model_copies=model_copies,
             headline=headline,
             profiles=budgets,
+            cost=cost,
         )
         return fn
 

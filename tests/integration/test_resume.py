@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,12 @@ def interrupt_second(monkeypatch):
 
 
 def steps(err: str) -> list[str]:
-    return [line.removeprefix("\u2026 ") for line in err.splitlines() if line.startswith("\u2026 [")]
+    """The progress line of each measurement, its time estimate left out."""
+    return [
+        re.sub(r" \(about \d+ s, an estimate\)$", "", line.removeprefix("\u2026 "))
+        for line in err.splitlines()
+        if line.startswith("\u2026 [")
+    ]
 
 
 def cached_record(cache: Path) -> EvidenceRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from evidence.cli import main
@@ -39,6 +40,10 @@ def test_a_quick_limited_run_is_recorded_as_such_and_judged_inconclusive(tmp_pat
     stdout, err = capsys.readouterr()
     assert code == 1, stdout  # not a pass
     assert "\u2026 profile quick, at most 8 prompts per dataset (--limit)" in err.splitlines()
+    progress = [line for line in err.splitlines() if re.match(r"\u2026 (time estimate|\[\d/2\])", line)]
+    assert len(progress) == 3, progress
+    assert re.fullmatch(r"\u2026 time estimate: about \d+ s \(2 of 2 measurements have one\)", progress[0])
+    assert re.fullmatch(r"\u2026 \[1/2\] measuring heads\.inventory \(about \d+ s, an estimate\)", progress[1])
     assert "profile: quick, at most 8 prompts per dataset (--limit)" in stdout.splitlines()
     assert "gate: INCONCLUSIVE" in stdout.splitlines()
     assert (
