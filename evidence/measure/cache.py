@@ -4,9 +4,12 @@ A record is stored under its *cache key*, the sha256 of the canonical JSON of
 everything the record depends on: the model's identity (weights and tokenizer
 digests, architecture, every processing flag), where and in which dtype it ran,
 the measurement's id, version and validated parameters, the digest of every
-dataset of the task, the markers, the seed, and the versions of this package and
-of the libraries that compute the numbers. A change to any of them is a new key,
-so a stale record is never found; nothing is ever looked up by name alone.
+dataset of the task, the markers, the seed, the run's profile and prompt limit,
+the versions of this package and of the libraries that compute the numbers, and
+a digest of this package's code and data files (:func:`code_digest`; the bundled
+weights enter through their manifests' digests), so that an edited measurement
+never returns a record of its former self. A change to any of them is a new
+key, so a stale record is never found; nothing is ever looked up by name alone.
 
 Entries are written atomically (a temporary file in the same directory, then a
 rename), so an interrupted run leaves either a whole entry or none. Each entry
@@ -23,6 +26,8 @@ Where the cache lives: ``--cache-dir``, else ``$INTERP_DOSSIER_CACHE_DIR``, else
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import re
@@ -40,7 +45,7 @@ from evidence.datasets import Dataset
 from evidence.errors import ConfigError
 from evidence.records import EvidenceRecord, MeasurementSpec, ModelIdentity
 
-__all__ = ["CACHE_DIR_ENV", "ResultCache", "cache_key", "default_cache_dir"]
+__all__ = ["CACHE_DIR_ENV", "ResultCache", "cache_key", "code_digest", "default_cache_dir"]
 
 #: The environment variable naming the cache directory (``--cache-dir`` wins over it).
 CACHE_DIR_ENV: Final = "INTERP_DOSSIER_CACHE_DIR"
@@ -58,6 +63,23 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
     return base / "interp-dossier" / "results"
+
+
+_CODE_SUFFIXES: Final = frozenset({".py", ".json", ".jsonl", ".toml", ".txt"})
+
+
+@functools.cache
+def code_digest() -> str:
+    """sha256 over this package's code and data files (path and content digest of each, in path order)."""
+    import evidence
+
+    root = Path(evidence.__file__).parent
+    digest = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.suffix in _CODE_SUFFIXES and "__pycache__" not in p.parts)
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def _version_of(distribution: str) -> str | None:
@@ -88,6 +110,7 @@ def cache_key(
     material = {
         "format": _FORMAT,
         "producer": __version__,
+        "code": code_digest(),
         "libraries": {name: _version_of(name) for name in ("torch", "transformer-lens", "transformers", "numpy")},
         "model": identity.model_dump(mode="json", exclude={"numerics"}),
         "placement": dict(placement),

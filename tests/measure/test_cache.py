@@ -219,3 +219,15 @@ def test_heads_inventory_on_an_organism_is_reused_identically_and_recomputed_for
     assert without_note(second) == canonical_bytes(first)
     (third,), said = run(model, cache, Task(**{**task.__dict__, "seed": 1}))
     assert said == ["[1/1] measuring heads.inventory"] and third.seeds["task"] == 1
+
+
+def test_an_edit_of_the_code_is_measured_again(model, tmp_path: Path, monkeypatch):
+    import evidence.measure.cache as cache_module
+
+    cache = ResultCache(tmp_path)
+    task = Task("cache.counted", {}, 0, SPEC)
+    run(model, cache, task)
+    assert len(cache_module.code_digest()) == 64 and cache_module.code_digest() == cache_module.code_digest()
+    monkeypatch.setattr(cache_module, "code_digest", lambda: "f" * 64)
+    _, said = run(model, cache, task)
+    assert said == ["[1/1] measuring cache.counted"]
