@@ -133,6 +133,8 @@ def run(
     say = progress or (lambda _msg: None)
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}", hint=f"use one of {', '.join(PROFILES)}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"--limit must be a positive number of prompts, not {limit!r}")
     out_dir = check_output_dir(out_dir, replace=force)
     cache = _result_cache(cache_dir, say) if use_cache else None
     if sign:
@@ -277,8 +279,6 @@ def _limited(spec: RunSpec, limit: int) -> RunSpec:
     """``spec`` with at most ``limit`` prompts of each dataset (a seeded, label-stratified subset)."""
     from evidence.datasets import limit_prompts
 
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigError(f"--limit must be a positive number of prompts, not {limit!r}")
     return replace(spec, datasets={name: limit_prompts(d, limit, spec.seed) for name, d in spec.datasets.items()})
 
 

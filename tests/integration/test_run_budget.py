@@ -102,3 +102,18 @@ def test_the_pdf_states_a_non_standard_budget_and_a_reused_record():
         "<th>Reused</th><td>from the result cache of an earlier run with the same inputs, key "
         f'<code class="digest">{"e" * 64}</code>' in html
     )
+
+
+def test_run_refuses_a_bad_limit_or_profile_before_any_work(tmp_path: Path):
+    import pytest
+
+    from evidence.errors import ConfigError
+    from evidence.run import run
+    from evidence.runspec import load_runspec
+
+    spec = load_runspec(default_runspec_path())
+    with pytest.raises(ConfigError, match="--limit must be a positive number of prompts, not 0"):
+        run(spec, tmp_path / "out", sign=False, limit=0)
+    with pytest.raises(ConfigError, match="unknown profile 'fast'"):
+        run(spec, tmp_path / "out", sign=False, profile="fast")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
