@@ -51,6 +51,8 @@ def diff_dossiers(old: Dossier, new: Dossier) -> list[ChangeEntry]:
     for key in sorted(set(om.processing) | set(nm.processing)):
         add("model", f"processing.{key}", om.processing.get(key), nm.processing.get(key))
 
+    add("suite", "profile", old.profile, new.profile)
+    add("suite", "prompt_limit", old.prompt_limit, new.prompt_limit)
     old_specs = {r.measurement.id: r.measurement for r in old.records if r.subject == om.name}
     new_specs = {r.measurement.id: r.measurement for r in new.records if r.subject == nm.name}
     for mid in sorted(set(old_specs) | set(new_specs)):

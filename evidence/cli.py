@@ -97,6 +97,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
     if args.external_evals:
         spec = spec.with_external_evals([Path(p) for p in args.external_evals])
+    if args.limit is not None and args.limit < 1:
+        raise _usage(f"--limit must be a positive number of prompts, not {args.limit}")
+    if args.cache_dir and args.no_cache:
+        raise _usage("--no-cache reuses and stores nothing: drop --cache-dir, or drop --no-cache")
     if args.tsa and args.no_sign:
         raise _usage("--tsa timestamps the signatures: drop --no-sign, or pass --tsa to `sign` when signing the draft")
     outcome = run(
@@ -108,6 +112,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         level=args.level,
         force=args.force,
         strict=args.strict,
+        use_cache=not args.no_cache,
+        profile=args.profile,
+        limit=args.limit,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         predecessor=Path(args.predecessor) if args.predecessor else None,
         progress=_progress(),
         detail=_detail(),
@@ -118,6 +126,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"the bundle it replaced held other files too; kept as {outcome.kept_previous}")
     print(f"pdf:     {outcome.pdf_path}")
     print(f"dossier.json sha256: {outcome.dossier_sha256}")
+    limited = outcome.dossier.prompt_limit
+    print(f"profile: {outcome.dossier.profile}"
+          + (f", at most {limited} prompts per dataset (--limit)" if limited is not None else ""))
     flagged = [x for x in outcome.dossier.cross_references if x.flagged]
     for x in flagged:
         print(f"cross-reference {'of another model' if x.other_model else 'disagreement'}: {x.explanation}")
@@ -561,6 +572,7 @@ def _describe_measurement(definition: MeasurementDef) -> dict[str, Any]:
         "version": definition.version,
         "experimental": definition.experimental,
         "headline": definition.headline,
+        "profiles": {profile: dict(overrides) for profile, overrides in definition.profiles.items()},
         "parameters": [_describe_parameter(name, f) for name, f in definition.params.model_fields.items()],
         "datasets": [
             {"name": d.name, "labels": sorted(d.labels), "required": d.required, "description": d.description}
@@ -670,6 +682,10 @@ def _measurement_lines(info: dict[str, Any]) -> list[str]:
             text += f" \u2014 {p['description']}"
         params.append(text)
     part("parameters", params)
+    if info["profiles"]:  # parameter overrides of run --profile
+        lines.append("  profiles:")
+        lines.extend(f"    {profile}: " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in overrides.items())
+                     for profile, overrides in info["profiles"].items())  # fmt: skip
     part("datasets", [
         f"{d['name']} ({'required' if d['required'] else 'optional'}); labels: {', '.join(d['labels'])}"
         + (f" \u2014 {d['description']}" if d["description"] else "")
@@ -742,6 +758,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predecessor", metavar="BUNDLE", help="the dossier this one supersedes (adds a changelog)")
     p.add_argument("--strict", action="store_true", help="refuse external evaluations that name another model "
                    "than the one measured (by default they are recorded, flagged, and compared with nothing)")
+    p.add_argument("--profile", choices=["quick", "standard", "thorough"], default="standard",
+                   help="measurement budget: quick (fewer bootstrap resamples, attack steps, random directions), "
+                   "standard (the defaults), thorough (more); the spec's own parameters win; a policy set for "
+                   "another profile judges INCONCLUSIVE (default: standard)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N prompts of each dataset: a seeded subset "
+                   "that keeps every label and every pair; recorded, and judged INCONCLUSIVE by the policy")
+    p.add_argument("--no-cache", action="store_true", help="measure everything again: reuse no finished result "
+                   "from the result cache and store none")
+    p.add_argument("--cache-dir", metavar="DIR", help="the result cache (default: $INTERP_DOSSIER_CACHE_DIR, else "
+                   "$XDG_CACHE_HOME/interp-dossier/results, else ~/.cache/interp-dossier/results)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("sign", help="sign an unsigned draft bundle (run --no-sign) into a new bundle")

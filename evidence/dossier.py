@@ -31,6 +31,7 @@ from evidence.records import (
     ValidationCitation,
     Verdict,
 )
+from evidence.records.core import Profile
 
 __all__ = ["build_dossier", "dossier_bytes", "parse_dossier", "record_digest", "statement_predicate", "with_fields"]
 
@@ -51,6 +52,8 @@ def build_dossier(
     created_at: datetime | None = None,
     dossier_id: str | None = None,
     validation: ValidationCitation | None = None,
+    profile: Profile = "standard",
+    prompt_limit: int | None = None,
 ) -> Dossier:
     """A new dossier with a fresh id and a timezone-aware creation time."""
     from evidence.clauses import build_clause_index, load_catalog
@@ -76,6 +79,8 @@ def build_dossier(
             clause_catalog_version=catalog.version,
             clause_index=build_clause_index(records, verdicts, catalog),
             validation=validation,
+            profile=profile,
+            prompt_limit=prompt_limit,
         )
     except ValidationError as exc:
         raise RecordError(f"the dossier would be invalid: {exc.errors()[0]['msg']}") from None

@@ -72,6 +72,21 @@ def load_policy(path: Path, *, run_started: datetime | None = None) -> Policy:
     return policy
 
 
+def _budget_mismatch(policy: Policy, record: EvidenceRecord) -> str | None:
+    """Why ``record`` was measured on another budget than the policy's thresholds were set for, if it was."""
+    if record.profile != policy.profile:
+        return (
+            f"the policy's thresholds were set for the {policy.profile} profile, but {record.record_id} was "
+            f"measured under the {record.profile} profile"
+        )
+    if record.prompt_limit is not None:
+        return (
+            f"{record.record_id} was measured on at most {record.prompt_limit} prompts per dataset (--limit), "
+            "the policy's thresholds on every prompt"
+        )
+    return None
+
+
 def _clears(value: float, threshold: float, comparator: str) -> bool:
     if comparator == ">=":
         return value >= threshold
@@ -189,6 +204,10 @@ def evaluate(
     ``processing["dtype"]``). A policy that names another dtype, or a validation
     report measured in another, leaves the verdicts that rely on it INCONCLUSIVE:
     a threshold set in one dtype is never applied silently to another.
+
+    Likewise a record measured under another budget profile than the policy's
+    (``run --profile``), or on a limited number of prompts (``run --limit``), is
+    judged INCONCLUSIVE: a threshold calibrated on one budget never passes another.
     """
     by_measurement = {r.measurement.id: r for r in records if r.subject == subject}
     verdicts = []
@@ -222,6 +241,10 @@ def evaluate(
                 f"{t.metric} is not judged against a threshold set in another dtype"
             )
             verdicts.append(_verdict(fields, "inconclusive", reason))
+            continue
+        budget = _budget_mismatch(policy, record)
+        if budget is not None:
+            verdicts.append(_verdict(fields, "inconclusive", f"{budget}; {t.metric} is not judged against it"))
             continue
         if t.validation is not None:
             report, digest = validation if validation is not None else (None, None)

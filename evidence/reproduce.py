@@ -126,6 +126,7 @@ def reproduce(
             hint="reproduce on the model the dossier was made from (--model)",
         )
     markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
+    datasets = _as_limited(dossier, spec)
     shared = SharedResults()
     out = []
     for i, record in enumerate(records, start=1):
@@ -143,12 +144,24 @@ def reproduce(
             params=dict(record.measurement.params),
             seed=record.seeds.get("task", spec.seed),
             subject=model.spec,
-            datasets=spec.datasets,
+            datasets=datasets,
             markers=markers,
+            profile=record.profile,
+            prompt_limit=record.prompt_limit,
         )
         again = run_task(task, model, shared=shared)
         out.append(compare_records(record, again, DEFAULT_TOLERANCE))
     return out
+
+
+def _as_limited(dossier: Dossier, spec: RunSpec) -> Mapping[str, Dataset]:
+    """The run spec's datasets cut as the dossier's run cut them (``run --limit``), else as they are."""
+    if dossier.prompt_limit is None:
+        return spec.datasets
+    from evidence.datasets import limit_prompts
+
+    seed = dossier.environment.seeds.get("run", spec.seed)
+    return {name: limit_prompts(d, dossier.prompt_limit, seed) for name, d in spec.datasets.items()}
 
 
 def _check_datasets(records: Sequence[EvidenceRecord], datasets: Mapping[str, Dataset]) -> None:

@@ -9,7 +9,7 @@ every file of it exists (it is written to a temporary directory first).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ from evidence.external import load_external_evals
 from evidence.files import check_output_dir
 from evidence.policy import evaluate, load_policy, roll_up
 from evidence.records import (
+    PROFILES,
     VALIDATION_REPORT_FILE,
     Dossier,
     EvidenceRecord,
@@ -32,6 +33,7 @@ from evidence.records import (
     SignerInfo,
     Verdict,
 )
+from evidence.records.core import Profile
 from evidence.runspec import RunSpec
 from evidence.validation_report import cite, parse_report, shipped_report_file, shipped_report_path
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from evidence.measure import MeasurementDef
+    from evidence.measure.cache import ResultCache
     from evidence.measure.memory import ModelSize
     from evidence.model import LoadedModel, ModelSpec
     from signing.keys import Signer
@@ -105,6 +108,10 @@ def run(
     detail: Callable[[float, str], None] | None = None,
     force: bool = False,
     strict: bool = False,
+    use_cache: bool = True,
+    cache_dir: Path | None = None,
+    profile: Profile = "standard",
+    limit: int | None = None,
 ) -> RunOutcome:
     """Measure, build, render, sign and write the bundle to ``out_dir``.
 
@@ -115,9 +122,21 @@ def run(
     ``force``: replace a previous bundle in ``out_dir`` (otherwise refused before any work).
     ``strict``: refuse, before measuring, an external evaluation of another model than the one
     measured (otherwise it is recorded as a flagged, not-comparable cross-reference).
+    ``use_cache``: reuse finished records from the result cache in ``cache_dir`` (default:
+    :func:`evidence.measure.cache.default_cache_dir`) and keep new ones there, one progress
+    line per reused measurement; False recomputes everything and stores nothing.
+    ``profile``: the budget profile whose parameter overrides each measurement declares (the
+    run spec's parameters win over them); ``limit``: at most this many prompts of each dataset
+    (:func:`evidence.datasets.limit_prompts`). Both are recorded, and a policy set for another
+    profile, or for every prompt, judges the records INCONCLUSIVE.
     """
     say = progress or (lambda _msg: None)
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}", hint=f"use one of {', '.join(PROFILES)}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"--limit must be a positive number of prompts, not {limit!r}")
     out_dir = check_output_dir(out_dir, replace=force)
+    cache = _result_cache(cache_dir, say) if use_cache else None
     if sign:
         _check_level(level, tsa)
 
@@ -152,6 +171,8 @@ def run(
     )
     check_device(model_spec.device, model_spec.n_gpus)
     markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
+    if limit is not None:
+        spec = _limited(spec, limit)
     if policy is not None:  # a threshold on a measurement that does not exist can never be judged
         for threshold in policy.thresholds:
             get(threshold.measurement, where=f"policy {spec.policy_path}: threshold {threshold.id!r}")
@@ -163,6 +184,8 @@ def run(
             subject=model_spec,
             datasets=spec.datasets,
             markers=markers,
+            profile=profile,
+            prompt_limit=limit,
         )
         for mid, params in spec.measurements.items()
     ]
@@ -175,6 +198,7 @@ def run(
     size = memory.size_before_loading(spec.model_organism, spec.model_path)
     if size is not None:  # refuse what cannot fit before loading it
         _memory_preflight(checked, size, model_spec, spec, say)
+    say(_budget_line(profile, limit))
     say(f"loading model {model_spec.describe()}")
     model = load_model(model_spec)
     if size is None:
@@ -186,11 +210,15 @@ def run(
     say("numerics certificate: the bridge against the plain model, batched against alone")
     identity = model.identity.model_copy(update={"numerics": _numerics(model, spec)})
 
+    estimates = _time_estimates(checked, model, spec, say)
     records = run_suite(
         tasks,
         model,
-        announce=lambda i, n, task: say(f"[{i}/{n}] measuring {task.measurement_id}"),
+        announce=lambda i, n, task: say(f"[{i}/{n}] measuring {task.measurement_id}{estimates[i - 1]}"),
         progress=detail,
+        cache=cache,
+        reused=lambda i, n, task, key: say(f"[{i}/{n}] reused {task.measurement_id} "
+                                           f"from the result cache ({key[:16]})"),
     )
     rules = [rule for definition in registered().values() for rule in definition.crossref]
 
@@ -211,6 +239,8 @@ def run(
         external_evals=external,
         cross_references=cross_reference(records, external, subject=model.identity.name, rules=rules),
         validation=cite(*validation, records) if validation is not None else None,
+        profile=profile,
+        prompt_limit=limit,
     )
     if previous is not None:
         old, link = previous
@@ -218,6 +248,51 @@ def run(
     return publish(
         dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa, level=level, force=force
     )
+
+
+def _time_estimates(
+    checked: Sequence[tuple[MeasurementDef, BaseModel]], model: LoadedModel, spec: RunSpec, say: Progress
+) -> list[str]:
+    """Say the run's time estimate; return each measurement's, as a suffix of its progress line ("" for none).
+
+    Estimates only (:mod:`evidence.measure.cost`): declared passes times a forward pass timed now.
+    """
+    from evidence.measure.cost import estimate_seconds, format_seconds, time_forward
+
+    if all(definition.cost is None for definition, _ in checked):
+        return [""] * len(checked)
+    timing = time_forward(model)
+    sizes = {name: dataset.count for name, dataset in spec.datasets.items()}
+    seconds = [estimate_seconds(definition, params, sizes, timing) for definition, params in checked]
+    known = [s for s in seconds if s is not None]
+    say(f"time estimate: about {format_seconds(sum(known))} ({len(known)} of {len(seconds)} measurements have one)")
+    return [f" (about {format_seconds(s)}, an estimate)" if s is not None else "" for s in seconds]
+
+
+def _budget_line(profile: str, limit: int | None) -> str:
+    """The progress line that states the run's budget."""
+    prompts = f"at most {limit} prompts per dataset (--limit)" if limit is not None else "every prompt"
+    return f"profile {profile}, {prompts}"
+
+
+def _limited(spec: RunSpec, limit: int) -> RunSpec:
+    """``spec`` with at most ``limit`` prompts of each dataset (a seeded, label-stratified subset)."""
+    from evidence.datasets import limit_prompts
+
+    return replace(spec, datasets={name: limit_prompts(d, limit, spec.seed) for name, d in spec.datasets.items()})
+
+
+def _result_cache(directory: Path | None, say: Progress) -> ResultCache:
+    """The run's result cache; refused before any work when its directory is not one."""
+    from evidence.measure.cache import ResultCache, default_cache_dir
+
+    where = directory if directory is not None else default_cache_dir()
+    if where.exists() and not where.is_dir():
+        raise ConfigError(
+            f"the result cache {where} is not a directory",
+            hint="pass --cache-dir DIR (or set $INTERP_DOSSIER_CACHE_DIR) to a directory, or run with --no-cache",
+        )
+    return ResultCache(where, warn=lambda message: say(f"warning: {message}"))
 
 
 def _memory_preflight(

@@ -9,10 +9,12 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_key_home(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Development keys go to a temporary home, never to the user's."""
+    """Development keys and cached results go to temporary directories, never to the user's."""
     mp = pytest.MonkeyPatch()
     mp.setenv("INTERP_DOSSIER_HOME", str(tmp_path_factory.mktemp("interp-dossier-home")))
     mp.delenv("INTERP_DOSSIER_KEY_PASSPHRASE", raising=False)
+    # Results are cached per test session: no test reads or writes a developer's result cache.
+    mp.setenv("INTERP_DOSSIER_CACHE_DIR", str(tmp_path_factory.mktemp("result-cache")))
     yield
     mp.undo()
 

@@ -12,7 +12,11 @@ declared on its decorator, in its one suite module (``evidence/measure/suite/``)
 * its regulatory clause mappings;
 * its calibration expectations (:class:`Expectation`), judged by the same code
   as the policy gate (:mod:`evidence.policy`), so that a verifier can recompute them;
-* its cross-reference rules (:class:`evidence.crossref.Rule`).
+* its cross-reference rules (:class:`evidence.crossref.Rule`);
+* the passes through the model it makes (``cost=``), for time estimates;
+* its budget per profile (``profiles={"quick": {...}, "thorough": {...}}``):
+  parameter overrides that ``run --profile`` applies under the run spec's own
+  parameters; ``standard`` is the parameters' defaults and takes none.
 
 Discovery is automatic: every module of :mod:`evidence.measure.suite` is
 imported on first use of the registry, and each must register exactly one id
@@ -33,10 +37,11 @@ from pydantic import BaseModel, ValidationError
 
 from evidence.crossref import Rule
 from evidence.errors import ConfigError
-from evidence.records import ClauseRef, Criterion, Tolerance
+from evidence.records import PROFILES, ClauseRef, Criterion, Tolerance
 
 if TYPE_CHECKING:
     from evidence.measure.context import MeasureContext, MeasurementResult
+    from evidence.measure.cost import CostFn
     from evidence.model import LoadedModel
 
 __all__ = [
@@ -171,11 +176,23 @@ class MeasurementDef:
     backprop: bool = False
     model_copies: int = 1
     headline: str | None = None
+    #: Parameter overrides per budget profile (``quick``, ``thorough``); ``standard`` is the defaults.
+    profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    #: The passes through the model it makes, for time estimates (:mod:`evidence.measure.cost`); None: undeclared.
+    cost: CostFn | None = None
 
     @property
     def required_datasets(self) -> tuple[str, ...]:
         """Names of the datasets the measurement cannot run without."""
         return tuple(d.name for d in self.datasets if d.required)
+
+    def params_for(self, raw: Mapping[str, Any], profile: str = "standard") -> BaseModel:
+        """The parameters of a run under ``profile``: its overrides, then ``raw`` (explicit parameters win)."""
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile {profile!r}", hint=f"use one of {', '.join(PROFILES)}")
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"measurement {self.id!r}: parameters must be a table of key = value")
+        return self.validate_params({**self.profiles.get(profile, {}), **raw})
 
     def validate_params(self, raw: Mapping[str, Any]) -> BaseModel:
         """Parse ``raw`` into the parameter model; ConfigError names the offending key."""
@@ -227,13 +244,17 @@ def measurement(
     backprop: bool = False,
     model_copies: int = 1,
     headline: str | None = None,
+    profiles: Mapping[str, Mapping[str, Any]] | None = None,
+    cost: CostFn | None = None,
 ) -> Callable[[F], F]:
     """Register ``fn(model, params, ctx) -> MeasurementResult`` with everything known about it.
 
     ``backprop``: the measurement backpropagates through the model (gradients and every block's
     activations are held); ``model_copies``: how many models of the subject's size it holds at once
     (2 with a randomly initialised twin; 0 when it never runs the subject). Both feed the memory
-    preflight (:mod:`evidence.measure.memory`).
+    preflight (:mod:`evidence.measure.memory`). ``profiles``: parameter overrides for the
+    ``quick`` and ``thorough`` budgets (only parameters the model has, each valid). ``cost``:
+    ``cost(params, dataset_sizes) -> Passes``, the passes it makes, for the run's time estimate.
     """
     if not _ID_PATTERN.match(id):
         raise ValueError(f"measurement id {id!r} must look like 'family.name' (lower case)")
@@ -254,6 +275,7 @@ def measurement(
     for rule in crossref:
         if rule.measurement != id:
             raise ValueError(f"measurement {id!r} declares a cross-reference rule for {rule.measurement!r}")
+    budgets = _check_profiles(id, params, profiles or {})
 
     def register(fn: F) -> F:
         existing = _REGISTRY.get(id)
@@ -276,10 +298,31 @@ def measurement(
             backprop=backprop,
             model_copies=model_copies,
             headline=headline,
+            profiles=budgets,
+            cost=cost,
         )
         return fn
 
     return register
+
+
+def _check_profiles(
+    id: str, params: type[BaseModel], profiles: Mapping[str, Mapping[str, Any]]
+) -> Mapping[str, Mapping[str, Any]]:
+    """Each profile's overrides, checked at registration: known profiles, existing parameters, valid values."""
+    budgets: dict[str, Mapping[str, Any]] = {}
+    for profile, overrides in profiles.items():
+        if profile not in PROFILES or profile == "standard":
+            raise ValueError(f"measurement {id!r}: profile {profile!r} is not one of quick, thorough")
+        unknown = sorted(set(overrides) - set(params.model_fields))
+        if unknown:
+            raise ValueError(f"measurement {id!r}: profile {profile!r} sets unknown parameters {unknown}")
+        try:
+            params.model_validate(dict(overrides))
+        except ValidationError as exc:
+            raise ValueError(f"measurement {id!r}: profile {profile!r} is invalid: {exc}") from None
+        budgets[profile] = MappingProxyType(dict(overrides))
+    return MappingProxyType(budgets)
 
 
 def _discover() -> None:

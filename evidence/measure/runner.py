@@ -12,6 +12,10 @@ Failure policy: invalid parameters and missing inputs are the user's error and
 raise :class:`evidence.errors.ConfigError` before any work; anything that goes
 wrong inside a measurement (including non-finite numbers and invalid metrics)
 becomes a record with ``status="error"`` — recorded, never dropped, never raised.
+
+Resume: given a :class:`~evidence.measure.cache.ResultCache`, :func:`run_suite`
+reuses the finished record of a task whose cache key it holds, and stores each
+new ``ok`` record as soon as it exists.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from pydantic import BaseModel
 
 from evidence.datasets import Dataset
 from evidence.errors import ConfigError, MeasurementError
+from evidence.measure.cache import ResultCache, cache_key
 from evidence.measure.context import MeasureContext, MeasurementResult, ProgressFn, SharedResults
 from evidence.measure.registry import MeasurementDef, get
 from evidence.model import LoadedModel, ModelSpec
-from evidence.records import ErrorInfo, EvidenceRecord, MeasurementSpec
+from evidence.records import PROFILES, ErrorInfo, EvidenceRecord, MeasurementSpec
 
-__all__ = ["Task", "check_task", "run_suite", "run_task"]
+__all__ = ["Task", "check_task", "run_suite", "run_task", "task_cache_key"]
 
 _RECORD_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:@/-]")
 
@@ -49,12 +54,21 @@ class Task:
     subject: ModelSpec
     datasets: Mapping[str, Dataset] = field(default_factory=dict)
     markers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The budget profile: its parameter overrides apply under ``params`` (explicit parameters win).
+    profile: str = "standard"
+    #: At most this many prompts of each dataset (the datasets are already cut to it); recorded in the record.
+    prompt_limit: int | None = None
 
     def __post_init__(self) -> None:
         # A private copy: a task never shares mutable state with its creator.
         object.__setattr__(self, "params", copy.deepcopy(dict(self.params)))
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"task {self.measurement_id!r}: seed must be a non-negative integer")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"unknown profile {self.profile!r}", hint=f"use one of {', '.join(PROFILES)}")
+        limit = self.prompt_limit
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ConfigError(f"task {self.measurement_id!r}: the prompt limit must be a positive integer")
 
 
 def _seed_everything(seed: int) -> None:
@@ -72,7 +86,7 @@ def _record_id(measurement_id: str, subject: str) -> str:
 def check_task(task: Task) -> tuple[MeasurementDef, BaseModel]:
     """Refuse, before any work, a task that cannot run: unknown id, bad parameters, missing inputs."""
     definition = get(task.measurement_id)
-    params = definition.validate_params(task.params)
+    params = definition.params_for(task.params, task.profile)
     for name in definition.required_datasets:
         if name not in task.datasets:
             raise ConfigError(
@@ -86,6 +100,19 @@ def check_task(task: Task) -> tuple[MeasurementDef, BaseModel]:
                 hint=f'e.g. {kind} = ["I cannot"]',
             )
     return definition, params
+
+
+def _check_subject(task: Task, model: LoadedModel) -> None:
+    if model.spec != task.subject:
+        raise ConfigError(
+            f"task for {task.subject.describe()} was given {model.spec.describe()}",
+            hint="load the task's subject model before running it",
+        )
+
+
+def _spec(definition: MeasurementDef, params: BaseModel) -> MeasurementSpec:
+    """What a record says was measured: id, version and the validated parameters, defaults included."""
+    return MeasurementSpec(id=definition.id, version=definition.version, params=params.model_dump(mode="json"))
 
 
 def _error_hint(exc: BaseException) -> str | None:
@@ -110,12 +137,8 @@ def run_task(
 ) -> EvidenceRecord:
     """Run ``task`` on ``model`` and return its record (``status="error"`` on any failure inside)."""
     definition, params = check_task(task)
-    if model.spec != task.subject:
-        raise ConfigError(
-            f"task for {task.subject.describe()} was given {model.spec.describe()}",
-            hint="load the task's subject model before running it",
-        )
-    spec = MeasurementSpec(id=definition.id, version=definition.version, params=params.model_dump(mode="json"))
+    _check_subject(task, model)
+    spec = _spec(definition, params)
     subject = model.identity.name
     common: dict[str, Any] = {
         "record_id": _record_id(definition.id, subject),
@@ -123,6 +146,8 @@ def run_task(
         "subject": subject,
         "clauses": list(definition.clauses),
         "experimental": definition.experimental,
+        "profile": task.profile,
+        "prompt_limit": task.prompt_limit,
     }
     ctx = MeasureContext(
         seed=task.seed,
@@ -171,14 +196,44 @@ def run_suite(
     *,
     announce: Callable[[int, int, Task], None] | None = None,
     progress: ProgressFn | None = None,
+    cache: ResultCache | None = None,
+    reused: Callable[[int, int, Task, str], None] | None = None,
 ) -> list[EvidenceRecord]:
-    """Run every task on ``model`` in order, sharing intermediate results; one record per task."""
-    for task in tasks:  # every task is checked before the first minute of work
-        check_task(task)
+    """Run every task on ``model`` in order, sharing intermediate results; one record per task.
+
+    ``cache``: finished records are taken from it instead of being recomputed (the
+    record then carries ``reused_cache_key``, and ``reused`` is told instead of
+    ``announce``), and each new ``ok`` record is stored in it as soon as it is
+    finished, so that a run interrupted later keeps it.
+    """
+    checked = [check_task(task) for task in tasks]  # every task is checked before the first minute of work
+    for task in tasks:
+        _check_subject(task, model)
     shared = SharedResults()
     records = []
-    for i, task in enumerate(tasks, start=1):
+    for i, (task, (definition, params)) in enumerate(zip(tasks, checked, strict=True), start=1):
+        key = None
+        if cache is not None:
+            key = task_cache_key(task, model, definition, params)
+            found = cache.get(key, _spec(definition, params))
+            if found is not None:
+                if reused is not None:
+                    reused(i, len(tasks), task, key)
+                records.append(EvidenceRecord.model_validate({**found.model_dump(), "reused_cache_key": key}))
+                continue
         if announce is not None:
             announce(i, len(tasks), task)
-        records.append(run_task(task, model, progress=progress, shared=shared))
+        record = run_task(task, model, progress=progress, shared=shared)
+        if cache is not None and key is not None:
+            cache.put(key, record)
+        records.append(record)
     return records
+
+
+def task_cache_key(task: Task, model: LoadedModel, definition: MeasurementDef, params: BaseModel) -> str:
+    """The result-cache key of ``task`` on ``model`` (see :func:`evidence.measure.cache.cache_key`)."""
+    placement = {"device": task.subject.device, "dtype": task.subject.dtype, "n_gpus": task.subject.n_gpus}
+    budget = {"profile": task.profile, "prompt_limit": task.prompt_limit}
+    return cache_key(
+        model.identity, placement, _spec(definition, params), task.datasets, task.markers, task.seed, budget=budget
+    )

@@ -25,6 +25,7 @@ from __future__ import annotations
 from evidence.records.core import (
     DEVELOPMENT_KEY_NOTICE,
     EXAMPLES_TABLE,
+    PROFILES,
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
     Baseline,
@@ -86,6 +87,7 @@ __all__ = [
     "DEVELOPMENT_KEY_NOTICE",
     "EXAMPLES_TABLE",
     "MAX_SAMPLES",
+    "PROFILES",
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
     "Agreement",

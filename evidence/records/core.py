@@ -24,6 +24,7 @@ from pydantic import (
 
 __all__ = [
     "DEVELOPMENT_KEY_NOTICE",
+    "PROFILES",
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
     "Baseline",
@@ -68,6 +69,10 @@ SemVer = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 #: The floating-point format a model was measured in (ModelIdentity.processing["dtype"]).
 Dtype = Literal["float32", "bfloat16", "float16"]
+#: A run's budget profile: each measurement's parameter overrides for it (``standard``: the defaults).
+Profile = Literal["quick", "standard", "thorough"]
+#: The profiles, in order of budget.
+PROFILES: Final = ("quick", "standard", "thorough")
 ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9.:-]*(/[^/\s@]+)*(@[^\s/@]+)?$")]
 # Finite numbers only: non-finite values are not representable in signed JSON.
 Number = Annotated[float, Field(allow_inf_nan=False)] | int
@@ -274,6 +279,20 @@ class EvidenceRecord(_Frozen):
         description="the metric its measurement declares as its headline (the one its policy thresholds and "
         "validation detectors read); null when none was declared or the record does not carry it",
     )
+    profile: Profile = Field(
+        default="standard",
+        description="the budget profile the run measured under (its parameter overrides are in measurement.params)",
+    )
+    prompt_limit: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="at most this many prompts of each dataset were used (a seeded, label-stratified subset); "
+        "null: every prompt",
+    )
+    reused_cache_key: Sha256Hex | None = Field(
+        default=None,
+        description="set when the run did not recompute this record but reused a finished one from its result "
+        "cache: the cache key (sha256 of everything the record depends on); null: computed by this run",
+    )
 
     @model_validator(mode="after")
     def _status_consistent(self) -> EvidenceRecord:
@@ -344,6 +363,11 @@ class Policy(_Frozen):
         default=None,
         description="the dtype the thresholds were set for: a model measured in another is judged INCONCLUSIVE; "
         "null: the policy makes no claim about the dtype",
+    )
+    profile: Profile = Field(
+        default="standard",
+        description="the budget profile the thresholds were set for: records measured under another, or on a "
+        "limited number of prompts, are judged INCONCLUSIVE",
     )
     thresholds: list[Threshold] = Field(min_length=1)
 

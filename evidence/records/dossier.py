@@ -24,6 +24,7 @@ from evidence.records.core import (
     Policy,
     Predecessor,
     Producer,
+    Profile,
     Sha256Hex,
     SignerInfo,
     Verdict,
@@ -117,11 +118,25 @@ class Dossier(_Frozen):
         description="the validation report of the instruments (detection and false-alarm rates over a "
         "population of organisms), cited by digest; none when the release ships no report",
     )
+    profile: Profile = Field(default="standard", description="the budget profile every record was measured under")
+    prompt_limit: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="at most this many prompts of each dataset were used; null: every prompt"
+    )
 
     @model_validator(mode="after")
     def _changelog_needs_predecessor(self) -> Dossier:
         if self.changelog and self.predecessor is None:
             raise ValueError("a changelog requires a predecessor")
+        return self
+
+    @model_validator(mode="after")
+    def _records_share_the_run_budget(self) -> Dossier:
+        for r in self.records:
+            if (r.profile, r.prompt_limit) != (self.profile, self.prompt_limit):
+                raise ValueError(
+                    f"record {r.record_id!r} was measured under profile {r.profile!r} with prompt limit "
+                    f"{r.prompt_limit}, the dossier says {self.profile!r} with {self.prompt_limit}"
+                )
         return self
 
     @model_validator(mode="after")

@@ -55,3 +55,10 @@ def _write(tmp_path, data):
     path = tmp_path / "prev.json"
     path.write_bytes(data)
     return path
+
+
+def test_a_change_of_budget_is_a_suite_change():
+    old = make_dossier()
+    new = make_dossier(records=[make_record(profile="quick", prompt_limit=16)], profile="quick", prompt_limit=16)
+    changes = [(c.area, c.item, c.before, c.after) for c in diff_dossiers(old, new)]
+    assert changes == [("suite", "profile", "standard", "quick"), ("suite", "prompt_limit", None, "16")]

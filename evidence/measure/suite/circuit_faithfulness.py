@@ -908,6 +908,10 @@ def _summary(run: _Analysis, metrics: list[Metric], nodes: list[Node], params: C
     model_copies=2,  # the randomly initialised twin
     headline="edge_circuit_found",
     params=CircuitParams,
+    profiles={
+        "quick": {"bootstrap_resamples": 200, "random_rankings": 2},
+        "thorough": {"bootstrap_resamples": 4000, "random_rankings": 20},
+    },
     clauses=CLAUSES,
     datasets=[
         DatasetUse.of(HARMFUL, "harmful", description="the refusal task's clean inputs", required=False),

@@ -539,6 +539,10 @@ def _summary(
     version="2.2.0",
     headline="defection_state_evidence",
     params=DeceptionProbeParams,
+    profiles={
+        "quick": {"bootstrap_resamples": 200, "n_random_directions": 4, "n_steering_random": 8},
+        "thorough": {"bootstrap_resamples": 4000, "n_random_directions": 64, "n_steering_random": 64},
+    },
     clauses=CLAUSES,
     datasets=DATASETS,
     markers=["defection"],

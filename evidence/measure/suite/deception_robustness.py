@@ -825,6 +825,10 @@ def _summary(
     backprop=True,  # the obfuscation and suffix attacks: gradients through the model
     headline="delta_auroc",
     params=DeceptionRobustnessParams,
+    profiles={
+        "quick": {"bootstrap_resamples": 200, "n_random_directions": 4, "attack_steps": 20},
+        "thorough": {"bootstrap_resamples": 4000, "n_random_directions": 64, "attack_steps": 240},
+    },
     clauses=CLAUSES,
     datasets=DATASETS,
     markers=["defection"],

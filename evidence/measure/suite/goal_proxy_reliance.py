@@ -657,6 +657,10 @@ def _pairs_ref(prompts: GoalProxyPrompts, pairs: InterchangePairs, folds: np.nda
     backprop=True,  # the interchange direction is fitted through the model's upper blocks
     headline="pri",
     params=GoalProxyParams,
+    profiles={
+        "quick": {"bootstrap_resamples": 200, "random_directions": 4},
+        "thorough": {"bootstrap_resamples": 4000, "random_directions": 32},
+    },
     clauses=CLAUSES,
     datasets=(
         DatasetUse.of(ALIGNED, "aligned", description="goal and proxy agree"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure import Detector, Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
+from evidence.measure.cost import Passes
 from evidence.measure.hooks import HookFn, capture, scoped_hooks
 from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids
 from evidence.measure.stats import bootstrap_mean, bounded_mean
@@ -544,12 +546,24 @@ def _joint(
     return [count, *metrics], f"All {len(joint)} heads above {params.score_threshold} together: m" + sentence[1:]
 
 
+def _cost(params: HeadsInventoryParams, _sizes: Mapping[str, int]) -> Passes:
+    """Passes over each half of the sequences: scores of model and twin, means, clean loss, two ablation checks."""
+    half = params.n_sequences // 2
+    passes_per_half = 2 + 2 + 1 + 1 + 2 * (1 + params.random_ablation_draws)
+    return Passes.batched(half, 1 + 2 * params.seq_len, params.batch_size, times=passes_per_half)
+
+
 @measurement(
     "heads.inventory",
     version="2.1.0",
     model_copies=2,  # the randomly initialised twin
     headline="induction_score_max",
     params=HeadsInventoryParams,
+    cost=_cost,
+    profiles={
+        "quick": {"bootstrap_resamples": 200, "random_ablation_draws": 8},
+        "thorough": {"bootstrap_resamples": 4000, "random_ablation_draws": 128},
+    },
     clauses=CLAUSES,
     detectors=(
         Detector("induction_score_max", "induction", (Criterion(comparator=">=", threshold=0.5, rule="ci-bound"),)),

@@ -12,6 +12,7 @@ Method, parameters and validation: docs/methods/model.batch_invariance.md.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +22,7 @@ from pydantic import Field, model_validator
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
+from evidence.measure.cost import Passes
 from evidence.measure.methods.batching import (
     Side,
     accepts_keyword,
@@ -567,11 +569,33 @@ def _generation_table(generation: _Generation) -> Table:
     )
 
 
+def _cost(params: BatchInvarianceParams, sizes: Mapping[str, int]) -> Passes:
+    """The passes it makes: the setup pass, each prompt alone, padded batches per side, the noise floor, generation.
+
+    Prompts are counted at ``max_length`` tokens: an upper bound.
+    """
+    chosen = next((sizes[name] for name in DATASET_CANDIDATES if name in sizes), None)
+    if params.prompts in sizes:
+        chosen = sizes[params.prompts]
+    n = min(params.n_prompts, chosen) if chosen is not None and params.prompts != "random" else params.n_prompts
+    width = params.max_length + params.min_padding
+    passes = Passes(calls=1 + n, tokens=params.max_length * (1 + n))  # the setup pass and each prompt alone
+    passes += Passes.batched(n, width, params.batch_size + 1, times=len(params.padding_sides))
+    passes += Passes(calls=n, tokens=n * max(2, params.batch_size) * params.max_length)  # the noise floor
+    g, steps = min(params.generation_prompts, n), params.generation_tokens
+    return passes + Passes(calls=(g + 1) * steps, tokens=(2 * g + 1) * (width + steps))  # greedy, with a cache
+
+
 @measurement(
     "model.batch_invariance",
     version="2.0.0",
     headline="max_abs_logit_diff",
     params=BatchInvarianceParams,
+    cost=_cost,
+    profiles={
+        "quick": {"bootstrap_resamples": 200},
+        "thorough": {"bootstrap_resamples": 4000},
+    },
     clauses=CLAUSES,
     calibration=(
         Expectation(

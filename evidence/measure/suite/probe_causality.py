@@ -523,6 +523,10 @@ def _curve_table(rows: list[Row], where: str, n_neg: int, n_pos: int) -> Table:
     version="2.1.0",
     headline="nie",
     params=ProbeCausalityParams,
+    profiles={
+        "quick": {"bootstrap_resamples": 200, "n_random_directions": 4, "n_steering_random": 8},
+        "thorough": {"bootstrap_resamples": 4000, "n_random_directions": 64, "n_steering_random": 64},
+    },
     clauses=CLAUSES,
     datasets=DATASETS,
     markers=["defection"],

@@ -747,6 +747,10 @@ def _summary(
     version="2.1.0",
     headline="refusal_rate_baseline",
     params=RefusalDirectionParams,
+    profiles={
+        "quick": {"bootstrap_resamples": 200, "n_random_directions": 4},
+        "thorough": {"bootstrap_resamples": 4000, "n_random_directions": 64},
+    },
     clauses=CLAUSES,
     datasets=[DatasetUse.of(HARMFUL, "harmful"), DatasetUse.of(HARMLESS, "harmless")],
     markers=["refusal"],

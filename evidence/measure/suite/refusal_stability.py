@@ -911,6 +911,12 @@ def _summary(
     backprop=True,  # the suffix attack: gradients through the model to the suffix tokens
     headline="attack_compliance_rate",
     params=RefusalStabilityParams,
+    profiles={
+        "quick": {"bootstrap_resamples": 200, "n_random_directions": 4, "n_permutations": 50, "attack_steps": 50},
+        "thorough": {
+            "bootstrap_resamples": 4000, "n_random_directions": 64, "n_permutations": 1000, "attack_steps": 1000,
+        },
+    },
     clauses=CLAUSES,
     datasets=[DatasetUse.of(HARMFUL, "harmful"), DatasetUse.of(HARMLESS, "harmless")],
     markers=["refusal"],

@@ -1,0 +1,58 @@
+"""Time estimates: declared passes times a timed forward pass, checked against the time a measurement takes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from evidence.measure import Task, get, run_task
+from evidence.measure.cost import ForwardTiming, Passes, estimate_seconds, format_seconds, time_forward
+from evidence.model import ModelSpec
+
+
+def test_passes_add_up_and_batch():
+    assert Passes.batched(10, 7, 4) == Passes(calls=3, tokens=70)
+    assert Passes.batched(10, 7, 4, times=2) + Passes(1, 5, 2, 9) == Passes(
+        calls=7, tokens=145, backward_calls=2, backward_tokens=9
+    )
+    assert Passes.batched(0, 7, 4) == Passes(calls=0, tokens=0)
+
+
+def test_a_backward_pass_counts_as_two_forward_passes():
+    timing = ForwardTiming(per_call=0.5, per_token=0.01)
+    assert timing.seconds(Passes(calls=2, tokens=100)) == pytest.approx(2.0)
+    assert timing.seconds(Passes(calls=0, tokens=0, backward_calls=1, backward_tokens=10)) == pytest.approx(1.2)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0.2, "1 s"), (42.4, "42 s"), (600, "10 min"), (9000, "2.5 h")])
+def test_format_seconds(seconds, text):
+    assert format_seconds(seconds) == text
+
+
+def test_a_measurement_without_a_declared_cost_has_no_estimate():
+    definition = get("refusal.direction")
+    assert definition.cost is None
+    assert estimate_seconds(definition, definition.params_for({}), {}, ForwardTiming(0.01, 1e-5)) is None
+
+
+@pytest.mark.parametrize(
+    ("measurement_id", "params"),
+    [
+        ("heads.inventory", {"n_sequences": 32, "bootstrap_resamples": 200, "random_ablation_draws": 8}),
+        ("model.batch_invariance", {"prompts": "random", "bootstrap_resamples": 200}),
+    ],
+)
+def test_the_estimate_is_within_five_times_the_measured_time_on_demo(organism, one_thread, measurement_id, params):
+    model = organism("demo")
+    timing = time_forward(model)
+    assert timing.per_call > 0 or timing.per_token > 0
+    definition = get(measurement_id)
+    estimate = estimate_seconds(definition, definition.params_for(params), {}, timing)
+    assert estimate is not None and estimate > 0
+
+    start = time.perf_counter()
+    record = run_task(Task(measurement_id, params, 0, ModelSpec(organism="demo")), model)
+    measured = time.perf_counter() - start
+    assert record.status == "ok", record.error
+    assert measured / 5 <= estimate <= measured * 5, (estimate, measured)
