@@ -91,7 +91,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from evidence.runspec import default_runspec_path, load_runspec
 
     overrides = _data_overrides(args.data)
-    spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
+    spec_path = Path(args.runspec) if args.runspec else default_runspec_path(args.model)
+    spec = load_runspec(spec_path, data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
     spec = spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
@@ -244,7 +245,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise _usage(f"{source} cannot be read; pass a bundle directory or its dossier.json") from None
     dossier = parse_dossier(data)
     overrides = _data_overrides(args.data)
-    spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
+    spec_path = Path(args.runspec) if args.runspec else default_runspec_path(args.model)
+    spec = load_runspec(spec_path, data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
     elif dossier.model.source == "organism":
