@@ -138,3 +138,23 @@ def test_a_spec_without_a_model_takes_it_from_the_command_line(tmp_path, spec):
     with pytest.raises(ConfigError, match="not neither") as info:
         ModelSpec(organism=loaded.model_organism, path=loaded.model_path)
     assert "--model" in info.value.hint
+
+
+def test_run_on_a_chat_model_directory_reads_the_natural_language_spec(tmp_path, monkeypatch, capsys):
+    import evidence.run
+    from evidence.cli import main
+
+    seen = []
+
+    def stop(spec, *args, **kwargs):
+        seen.append(spec)
+        raise ConfigError("stopped before measuring")
+
+    monkeypatch.setattr(evidence.run, "run", stop)
+    chat = _hf_dir(tmp_path, "chat", {"chat_template.jinja": "{{ messages }}"})
+    assert main(["run", "--model", str(chat), "--out", str(tmp_path / "out"), "--no-sign"]) == 2
+    assert main(["run", "--model", "demo", "--out", str(tmp_path / "out"), "--no-sign"]) == 2
+    capsys.readouterr()
+    assert seen[0].source == natural_language_runspec_path().resolve() and seen[0].model_path == chat.resolve()
+    assert seen[0].datasets["deception.control"].count == 1024
+    assert seen[1].source == default_runspec_path().resolve() and seen[1].model_organism == "demo"
