@@ -123,8 +123,15 @@ def cheap_spec(directory: Path) -> Path:
     """The natural-language spec with absolute dataset paths and the cheap parameters appended."""
     shipped = natural_language_runspec_path()
     text = shipped.read_text().replace('= "natural-language/', f'= "{shipped.parent}/natural-language/')
+    # A table the shipped spec already has takes the cheap parameters under its own header.
+    for table in CHEAP.strip().split("\n\n"):
+        header, _, body = table.partition("\n")
+        if header in text:
+            text = text.replace(header + "\n", table + "\n", 1)
+        else:
+            text += "\n" + table + "\n"
     path = directory / "chat-suite.toml"
-    path.write_text(text + CHEAP)
+    path.write_text(text)
     return path
 
 
