@@ -95,6 +95,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = load_runspec(spec_path, data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
+    elif spec.model_path is None and spec.model_organism is None:
+        raise _usage(f"run spec {spec_path} names no model: pass --model DIR (or an organism), or add [model] to it")
     spec = spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
     if args.external_evals:
         spec = spec.with_external_evals([Path(p) for p in args.external_evals])

@@ -158,3 +158,13 @@ def test_run_on_a_chat_model_directory_reads_the_natural_language_spec(tmp_path,
     assert seen[0].source == natural_language_runspec_path().resolve() and seen[0].model_path == chat.resolve()
     assert seen[0].datasets["deception.control"].count == 1024
     assert seen[1].source == default_runspec_path().resolve() and seen[1].model_organism == "demo"
+
+
+def test_a_spec_without_a_model_run_without_model_is_a_one_line_error(tmp_path, capsys):
+    from evidence.cli import main
+
+    assert main(["run", str(natural_language_runspec_path()), "--out", str(tmp_path / "out"), "--no-sign"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "natural-language.toml names no model: pass --model DIR" in err
+    assert not (tmp_path / "out").exists()
