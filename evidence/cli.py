@@ -91,9 +91,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from evidence.runspec import default_runspec_path, load_runspec
 
     overrides = _data_overrides(args.data)
-    spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
+    spec_path = Path(args.runspec) if args.runspec else default_runspec_path(args.model)
+    spec = load_runspec(spec_path, data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
+    elif spec.model_path is None and spec.model_organism is None:
+        raise _usage(f"run spec {spec_path} names no model: pass --model DIR (or an organism), or add [model] to it")
     spec = spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
     if args.external_evals:
         spec = spec.with_external_evals([Path(p) for p in args.external_evals])
@@ -274,7 +277,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise _usage(f"{source} cannot be read; pass a bundle directory or its dossier.json") from None
     dossier = parse_dossier(data)
     overrides = _data_overrides(args.data)
-    spec = load_runspec(Path(args.runspec) if args.runspec else default_runspec_path(), data_overrides=overrides)
+    spec_path = Path(args.runspec) if args.runspec else default_runspec_path(args.model)
+    spec = load_runspec(spec_path, data_overrides=overrides)
     if args.model:
         spec = spec.with_model(args.model)
     elif dossier.model.source == "organism":

@@ -134,7 +134,7 @@ class ModelSpec:
         if (self.organism is None) == (self.path is None):
             raise ConfigError(
                 "a model is named either by organism or by path, not both and not neither",
-                hint='use [model] organism = "induction" or [model] path = "DIR" in the run spec',
+                hint='pass --model, or use [model] organism = "induction" or [model] path = "DIR" in the run spec',
             )
         if self.organism is not None and not self.organism:
             raise ConfigError("the organism name is empty", hint="name one of the bundled organisms")

@@ -7,6 +7,7 @@ names the file and the offending key or line; a spec object that exists is valid
 from __future__ import annotations
 
 import hashlib
+import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,8 @@ __all__ = [
     "RunSpec",
     "dataset_labels",
     "default_runspec_path",
+    "is_chat_model_dir",
+    "natural_language_runspec_path",
     "load_runspec",
 ]
 
@@ -63,7 +66,7 @@ class _RunSection(_Strict):
 
 class _SpecFile(_Strict):
     run: _RunSection = Field(default_factory=_RunSection)
-    model: _ModelSection
+    model: _ModelSection = Field(default_factory=_ModelSection)
     datasets: dict[str, str] = Field(default_factory=dict)
     markers: dict[str, list[Annotated[str, StringConstraints(min_length=1)]]] = Field(default_factory=dict)
     measurements: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
@@ -122,9 +125,47 @@ class RunSpec:
         )
 
 
-def default_runspec_path() -> Path:
-    """The run spec `interp-dossier run` uses when given none."""
+def default_runspec_path(model: str | None = None) -> Path:
+    """The run spec `interp-dossier run` uses when given none.
+
+    The standard suite on the reference organisms; or, when ``model`` (what ``--model`` says)
+    names a Hugging Face chat model directory (:func:`is_chat_model_dir`), the same suite with the
+    project's prompt sets for natural-language chat models (:func:`natural_language_runspec_path`).
+    Organisms and population members keep their own synthetic sets.
+    """
+    if model is not None:
+        from evidence import organisms, population
+        from evidence.model import resolve_model_name
+
+        def is_organism(name: str) -> bool:
+            return name in organisms.ORGANISM_NAMES or population.is_member(name)
+
+        resolved = resolve_model_name(model, known_organisms=organisms.ORGANISM_NAMES, is_organism=is_organism)
+        if isinstance(resolved, Path) and is_chat_model_dir(resolved):
+            return natural_language_runspec_path()
     return Path(str(resources.files("evidence") / "specs" / "default.toml"))
+
+
+def natural_language_runspec_path() -> Path:
+    """The run spec for natural-language chat models: the standard suite on the project's chat prompt sets."""
+    return Path(str(resources.files("evidence") / "specs" / "natural-language.toml"))
+
+
+def is_chat_model_dir(path: Path) -> bool:
+    """Whether ``path`` is a Hugging Face model directory whose tokenizer carries a chat template.
+
+    Transformers writes the template to ``chat_template.jinja`` (or ``chat_template.json``), older
+    releases into ``tokenizer_config.json``; an unreadable configuration counts as no template.
+    """
+    if not path.is_dir():
+        return False
+    if (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file():
+        return True
+    try:
+        config = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("chat_template"))
 
 
 def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None) -> RunSpec:
@@ -147,7 +188,7 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
         ) from None
 
     model = parsed.model
-    if (model.path is None) == (model.organism is None):
+    if model.path is not None and model.organism is not None:
         raise ConfigError(
             f"run spec {path}: [model] needs exactly one of 'path' or 'organism'",
             hint='e.g. organism = "induction" or path = "checkpoints/my-model"',

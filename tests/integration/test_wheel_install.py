@@ -44,6 +44,8 @@ def test_wheel_contains_data_directories(wheel):
     assert "evidence/_resources/docs/methods/refusal.direction.md" in names
     assert any(n.startswith("evidence/organisms/weights/") and n.endswith(".safetensors") for n in names)
     assert "evidence/specs/default.toml" in names
+    assert "evidence/specs/natural-language.toml" in names
+    assert "evidence/specs/natural-language/deception.control.jsonl" in names
     # The PDF's fonts and their licences.
     assert {"evidence/fonts/DejaVuSans.ttf", "evidence/fonts/DroidSansFallbackFull.ttf",
             "evidence/fonts/LICENSE-DejaVu.txt", "evidence/fonts/LICENSE-DroidSansFallback.txt"} <= set(names)

@@ -31,7 +31,7 @@ along the straight path from the clean to the corrupted token embeddings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,8 @@ __all__ = [
 _EMBED = "hook_embed"
 _FINAL = "ln_final.hook_in"
 _CHECK_TOLERANCE = 1e-3
+#: Bytes of float64 operands :meth:`EdgeModel.edge_scores` multiplies at once.
+SCORE_CHUNK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -391,16 +393,13 @@ class EdgeModel:
 
     # -- gradients at every receiver's input ---------------------------------------------------------
 
-    def receiver_gradients(
+    def _output_gradients(
         self, tokens: torch.Tensor, metric: Callable[[torch.Tensor], torch.Tensor], embed_hook: HookFn | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(d metric / d input of each receiver [receivers, b, p, d_model], metric [b])``.
+    ) -> tuple[dict[str, torch.Tensor | None], dict[str, torch.Tensor], torch.Tensor]:
+        """One backward pass: ``(gradient at each receiver's output, the streams receivers read, metric)``.
 
-        The gradient at a receiver's output (its q, k or v, the MLP's output, or
-        the final residual stream) is pulled back through that receiver's own
-        recomputation, so each head's query, key and value get their own
-        gradient with respect to the stream they read. ``embed_hook`` replaces
-        the token embeddings (for integrated gradients).
+        The outputs are each layer's q, k and v (``[b, p, heads, d_head]``), each MLP's output and the
+        final residual stream; all are as small as the stream itself.
         """
         bridge = self.model.bridge
         kept: dict[str, torch.Tensor] = {}
@@ -419,9 +418,18 @@ class EdgeModel:
         with torch.enable_grad(), scoped_hooks(bridge, hooks):
             value = metric(bridge(tokens))
         raw = torch.autograd.grad(value.sum(), [kept[name] for name in outputs], allow_unused=True)
-        grads = {name: g for name, g in zip(outputs, raw, strict=True)}
-        shape = kept[_FINAL].shape
-        out = torch.zeros((len(self.receivers), *shape), dtype=torch.float64)
+        grads: dict[str, torch.Tensor | None] = {name: g for name, g in zip(outputs, raw, strict=True)}
+        streams[_FINAL] = kept[_FINAL].detach()
+        return grads, streams, value.detach()
+
+    def _gradient_groups(
+        self, grads: dict[str, torch.Tensor | None], streams: dict[str, torch.Tensor]
+    ) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """``(receiver indices, d metric / d their input [receivers, b, p, d_model])``, a layer's q, k or v at a time.
+
+        Each group is pulled back through the receivers' own recomputation in the model's dtype; a
+        receiver the metric does not depend on is left out.
+        """
         index = {r: i for i, r in enumerate(self.receivers)}
         with torch.enable_grad():
             for layer in range(self.n_layers):
@@ -434,19 +442,39 @@ class EdgeModel:
                     spread = stream[:, :, None, :].expand(-1, -1, heads, -1).clone().requires_grad_(True)
                     recomputed = self.head_input(layer, kind, spread)  # [b, p, heads, d_head]
                     (pulled,) = torch.autograd.grad(recomputed, spread, g.to(recomputed.dtype))
-                    for h in range(heads):
-                        receiver = Receiver(kind, layer, h, grouped=kind != "q" and heads != self.n_heads)
-                        out[index[receiver]] = pulled[:, :, h].to(torch.float64)
+                    rows = [
+                        index[Receiver(kind, layer, h, grouped=kind != "q" and heads != self.n_heads)]
+                        for h in range(heads)
+                    ]
+                    yield rows, pulled.detach().permute(2, 0, 1, 3)
                 if self.has_mlp:
                     g = grads[f"blocks.{layer}.hook_mlp_out"]
                     if g is not None:
                         mid = streams[f"blocks.{layer}.hook_resid_mid"].clone().requires_grad_(True)
                         (pulled,) = torch.autograd.grad(self.mlp_output(layer, mid), mid, g.to(mid.dtype))
-                        out[index[Receiver("mlp", layer)]] = pulled.to(torch.float64)
+                        yield [index[Receiver("mlp", layer)]], pulled.detach()[None]
         final = grads[_FINAL]
         if final is not None:
-            out[-1] = final.to(torch.float64)
-        return out, value.detach()
+            yield [len(self.receivers) - 1], final.detach()[None]
+
+    def receiver_gradients(
+        self, tokens: torch.Tensor, metric: Callable[[torch.Tensor], torch.Tensor], embed_hook: HookFn | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(d metric / d input of each receiver [receivers, b, p, d_model], metric [b])``.
+
+        The gradient at a receiver's output (its q, k or v, the MLP's output, or
+        the final residual stream) is pulled back through that receiver's own
+        recomputation, so each head's query, key and value get their own
+        gradient with respect to the stream they read. ``embed_hook`` replaces
+        the token embeddings (for integrated gradients). This holds every
+        receiver's gradient at once, in float64: :meth:`edge_scores` scores the
+        same edges a group of receivers at a time.
+        """
+        grads, streams, value = self._output_gradients(tokens, metric, embed_hook)
+        out = torch.zeros((len(self.receivers), *streams[_FINAL].shape), dtype=torch.float64)
+        for rows, gradient in self._gradient_groups(grads, streams):
+            out[rows] = gradient.to(torch.float64)
+        return out, value
 
     def scores(self, delta: torch.Tensor, gradients: torch.Tensor) -> np.ndarray:
         """Per-example edge scores ``[batch, edges]`` from sender changes and receiver gradients."""
@@ -455,6 +483,53 @@ class EdgeModel:
         receivers = torch.tensor([e.receiver for e in self.edges])
         result: np.ndarray = full[:, senders, receivers].numpy()
         return result
+
+    def edge_scores(
+        self,
+        tokens: torch.Tensor,
+        metric: Callable[[torch.Tensor], torch.Tensor],
+        delta: torch.Tensor,
+        embed_hooks: Iterable[HookFn | None],
+        chunk_bytes: int = SCORE_CHUNK_BYTES,
+    ) -> np.ndarray:
+        """Per-example edge scores ``[batch, edges]``, averaged over one gradient per hook in ``embed_hooks``.
+
+        The same numbers as :meth:`scores` of the mean of :meth:`receiver_gradients`, up to the
+        order of float64 additions, in bounded memory: ``delta`` (each sender's change, ``[senders,
+        b, p, d_model]``) is kept in its own dtype (float32), each receiver group's gradient
+        (:meth:`_gradient_groups`: at most one layer's heads) lives only while it is scored, and the
+        products are formed in float64 a block of senders at a time, each block's operands within
+        ``chunk_bytes``. Extra memory beyond the model's own backward pass: one group's gradient in
+        the model's dtype and in float64, plus ``chunk_bytes``, plus the ``[b, senders, group]``
+        products.
+        """
+        by_receiver: dict[int, tuple[list[int], list[int]]] = {}
+        for e, edge in enumerate(self.edges):
+            edges_of, senders_of = by_receiver.setdefault(edge.receiver, ([], []))
+            edges_of.append(e)
+            senders_of.append(edge.sender)
+        b, p, d = delta.shape[1:]
+        per_sender = b * p * d * 8  # one sender's change in float64
+        total = np.zeros((b, len(self.edges)), dtype=np.float64)
+        n = 0
+        for hook in embed_hooks:
+            n += 1
+            grads, streams, _ = self._output_gradients(tokens, metric, hook)
+            for rows, gradient in self._gradient_groups(grads, streams):
+                wide = gradient.to(torch.float64)
+                reach = max(max(by_receiver[r][1]) for r in rows if r in by_receiver) + 1
+                block = max(1, (chunk_bytes - wide.numel() * 8) // per_sender)
+                products = torch.empty((b, reach, len(rows)), dtype=torch.float64)
+                for start in range(0, reach, block):
+                    part = delta[start : min(start + block, reach)].to(torch.float64)
+                    products[:, start : start + part.shape[0]] = torch.einsum("sbpd,rbpd->bsr", part, wide)
+                for local, r in enumerate(rows):
+                    if r in by_receiver:
+                        edges_of, senders_of = by_receiver[r]
+                        total[:, edges_of] += products[:, senders_of, local].numpy()
+        if n == 0:
+            raise MeasurementError("edge scoring needs at least one gradient")
+        return total / n if n > 1 else total
 
 
 def _attention_weights(attn: Any) -> dict[str, torch.Tensor]:
@@ -548,6 +623,10 @@ def edge_attribution_scores(edges: EdgePatchingInputs, method: str, ig_steps: in
     the gradient of ``m`` with respect to what ``v`` reads: at the clean run
     (``atp``, and ``atp*``, whose QK fix is not applied to edges), or averaged
     along the path from the clean to the corrupted embeddings (``eap-ig``).
+    When every receiver's gradient of a batch fits :data:`SCORE_CHUNK_BYTES` in
+    float64 they are scored at once; otherwise a group of receivers at a time
+    (:meth:`EdgeModel.edge_scores`: the same scores up to the order of float64
+    additions, in bounded memory).
     """
     graph, task = edges.graph, edges.inputs.task
     n = task.n
@@ -557,14 +636,21 @@ def edge_attribution_scores(edges: EdgePatchingInputs, method: str, ig_steps: in
     for part, clean, corrupted, source in edges.batches():
         metric = edges.metric(part, clean)
         delta = source - graph.outputs(clean)
-        gradient, value = graph.receiver_gradients(clean, metric, None)
-        clean_metric[part] = value.numpy()
-        if method == "eap-ig":
-            gradient = torch.zeros_like(gradient)
-            for point in path_hooks(bridge, clean, corrupted, ig_steps):
+        with torch.no_grad():
+            clean_metric[part] = metric(bridge(clean)).numpy()
+        points: list[HookFn | None] = (
+            list(path_hooks(bridge, clean, corrupted, ig_steps)) if method == "eap-ig" else [None]
+        )
+        if len(graph.receivers) * delta[0].numel() * 8 <= SCORE_CHUNK_BYTES:
+            # Every receiver's gradient fits the budget: the mean gradient, scored at once.
+            gradient = graph.receiver_gradients(clean, metric, points[0])[0]
+            for point in points[1:]:
                 gradient += graph.receiver_gradients(clean, metric, point)[0]
-            gradient /= ig_steps
-        scores[part] = graph.scores(delta, gradient)
+            if len(points) > 1:
+                gradient /= len(points)
+            scores[part] = graph.scores(delta, gradient)
+        else:
+            scores[part] = graph.edge_scores(clean, metric, delta, points)
     if not np.all(np.isfinite(scores)):
         raise MeasurementError("edge attribution scores are not finite")
     return scores, clean_metric

@@ -475,6 +475,23 @@ def test_too_many_edges_are_skipped_with_the_reason(induction):
     assert off.metric("edges_scored").value == 0 and "Edges were not scored" not in off.summary
 
 
+
+def test_edges_scored_a_group_of_receivers_at_a_time_give_the_same_record(induction, monkeypatch):
+    # Below the budget every receiver's gradient is scored at once; above it, a group at a time.
+    from evidence.measure.methods import edges
+
+    params = {"n_examples": 16, "bootstrap_resamples": 200, "twin_baseline": False, "max_patched_edges": 16}
+    whole = run_task(Task("circuit.faithfulness", params, 0, SPEC), induction)
+    monkeypatch.setattr(edges, "SCORE_CHUNK_BYTES", 4096)
+    chunked = run_task(Task("circuit.faithfulness", params, 0, SPEC), induction)
+    assert whole.status == chunked.status == "ok" and whole.metric("edges_scored").value == 1
+    before, after = table(whole, "edges"), table(chunked, "edges")
+    assert [(r["sender"], r["receiver"]) for r in before] == [(r["sender"], r["receiver"]) for r in after]
+    assert [r["attribution"] for r in after] == pytest.approx([r["attribution"] for r in before], rel=1e-9)
+    for a, b in zip(whole.metrics, chunked.metrics, strict=True):
+        assert a.name == b.name and a.value == pytest.approx(b.value, rel=1e-9, abs=1e-12), a.name
+
+
 # -- the refusal task ----------------------------------------------------------------------------
 
 #: Small budgets: 48 pairs (24 to choose the circuit on, 24 to score it on), fewer curve points and draws.
