@@ -303,8 +303,8 @@ class Preflight:
                           hint=f"add {t.measurement!r} to [run].measurements, or drop the threshold")  # fmt: skip
             declared = declared_metrics(defs[definition.id])
             if t.metric not in declared:
-                close = difflib.get_close_matches(t.metric, sorted(declared), n=1, cutoff=0.6)
-                guess = f"did you mean {close[0]!r}? " if close else ""
+                close = difflib.get_close_matches(t.metric, sorted(declared), n=2, cutoff=0.6)
+                guess = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
                 self.warn("policy", f"{where}: {definition.id} declares no metric {t.metric!r}; a record without it "
                           "leaves the verdict INCONCLUSIVE",
                           hint=f"{guess}it declares {', '.join(sorted(declared))}; `interp-dossier measurements "
@@ -508,8 +508,8 @@ class Preflight:
                 self.problems.append(Problem(
                     "markers", f"goal.proxy_reliance answer {word!r} splits into {len(ids)} tokens after a prompt "
                     f"({pieces}); the measurement reads each answer as one token",
-                    hint="choose answers that are one token for this tokenizer (the prompts' \"answers\", or "
-                    "answer_goal_true / answer_goal_false)",
+                    hint="choose answers that are one token for this tokenizer: the prompts' \"answers\", or "
+                    "answer_goal_true and answer_goal_false",
                 ))  # fmt: skip
         if tokens[0][0] == tokens[1][0]:
             self.problems.append(Problem(
