@@ -78,6 +78,8 @@ class Problem:
     severity: Severity = "error"
     #: the dataset the problem is about, if any: a dataset that does not load is not also reported missing
     dataset: str | None = None
+    #: the error a validator raised, re-raised as it was when it is the only one that stops a run
+    error: UserFacingError | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -86,7 +88,7 @@ class Problem:
     @classmethod
     def of(cls, source: str, exc: UserFacingError, severity: Severity = "error", dataset: str | None = None) -> Problem:
         """A problem from an error a validator raised."""
-        return cls(source=source, message=exc.message, hint=exc.hint, severity=severity, dataset=dataset)
+        return cls(source=source, message=exc.message, hint=exc.hint, severity=severity, dataset=dataset, error=exc)
 
     @classmethod
     def from_spec(cls, problem: SpecProblem) -> Problem:
@@ -97,9 +99,9 @@ class Problem:
         """The message and its remedy as one line."""
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
-    def as_error(self) -> ConfigError:
-        """The problem as the ConfigError a validator would raise."""
-        return ConfigError(self.message, hint=self.hint)
+    def as_error(self) -> UserFacingError:
+        """The error a validator raised (a ConfigError for a problem found by the check itself)."""
+        return self.error if self.error is not None else ConfigError(self.message, hint=self.hint)
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,7 @@ class Preflight:
             raise errors[0].as_error()
         if errors:
             raise PreflightError(
-                f"the run cannot start: {len(errors)} problems; nothing was loaded or measured",
+                f"the run cannot start: {len(errors)} problems; nothing was measured",
                 hint="fix them; `interp-dossier check SPEC` lists every problem, warnings too",
                 details=tuple(f"{p.source}: {p.one_line()}" for p in errors),
             )
@@ -282,7 +284,6 @@ class Preflight:
             self.check_memory(size)
 
     def _check_policy(self) -> None:
-        from evidence.measure import registered
         from evidence.measure.registry import get
         from evidence.policy import load_policy
 
@@ -294,7 +295,6 @@ class Preflight:
         except ConfigError as exc:
             self.add("policy", exc)
             return
-        defs = registered()
         for t in self.policy.thresholds:
             where = f"policy {path}: threshold {t.id!r}"
             try:
@@ -306,14 +306,13 @@ class Preflight:
                 self.warn("policy", f"{where} judges {t.measurement}, which the run spec does not run: its verdict "
                           "will be INCONCLUSIVE and so will the gate",
                           hint=f"add {t.measurement!r} to [run].measurements, or drop the threshold")  # fmt: skip
-            declared = declared_metrics(defs[definition.id])
+            declared = declared_metrics(definition)
             if t.metric not in declared:
                 close = difflib.get_close_matches(t.metric, sorted(declared), n=2, cutoff=0.6)
                 guess = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
                 self.warn("policy", f"{where}: {definition.id} declares no metric {t.metric!r}; a record without it "
                           "leaves the verdict INCONCLUSIVE",
-                          hint=f"{guess}it declares {', '.join(sorted(declared))}; `interp-dossier measurements "
-                          f"{definition.id}` lists its metrics")  # fmt: skip
+                          hint=f"{guess}it declares {', '.join(sorted(declared))}")  # fmt: skip
 
     def _check_tasks(self) -> None:
         from evidence.measure import Task
@@ -544,8 +543,8 @@ class Preflight:
         if seqs and params.template_end_tokens > shared:
             self.warn("spec", f'[measurements."refusal.stability"] template_end_tokens = {params.template_end_tokens} '
                       f"is more than the {shared} closing tokens the harmful prompts share: the suffix would go "
-                      "inside the requests' own words", hint=f"set it to at most {shared}, or leave it out (the "
-                      "shared closing tokens are then found)")  # fmt: skip
+                      "inside the requests' own words", hint=f"set it to at most {shared}, or leave it out to use "
+                      "the shared closing tokens")  # fmt: skip
 
     def _check_evaluated_model(self, subject: str) -> None:
         other = other_model_error(self.external, subject)

@@ -69,6 +69,7 @@ n_sequences = 0
 
 [measurements."refusal.stability"]
 exclude_text = ["|deploymnet|"]
+template_end_tokens = 5
 """
 
 
@@ -86,7 +87,7 @@ def budget(monkeypatch):
 
 @pytest.fixture()
 def planted(tmp_path: Path) -> Path:
-    """A run spec with ten planted problems across spec, policy, datasets and markers."""
+    """A run spec with ten planted problems (six errors, four warnings) across spec, policy, datasets and markers."""
     shutil.copy(ORGANISM_DATA / "refusal.harmful.jsonl", tmp_path / "harmful.jsonl")
     (tmp_path / "policy.toml").write_text(PLANTED_POLICY)
     spec = tmp_path / "spec.toml"
@@ -114,13 +115,15 @@ def test_check_lists_every_planted_problem_at_once_grouped_by_source(planted: Pa
         "score_threshold, seq_len, top_k)",
         "    warning: [measurements.\"refusal.stability\"] exclude_text '|deploymnet|' occurs in no prompt of the run "
         "spec's datasets (check its spelling: it should be text the prompts carry, such as a trigger)",
+        '    warning: [measurements."refusal.stability"] template_end_tokens = 5 is more than the 2 closing tokens '
+        "the harmful prompts share: the suffix would go inside the requests' own words (set it to at most 2, or leave "
+        "it out to use the shared closing tokens)",
         "  policy:",
         f"    error: policy {d / 'policy.toml'}: threshold 'typo': unknown measurement 'head.inventory' (did you mean "
         f"'heads.inventory'? registered measurements: {REGISTERED})",
         f"    warning: policy {d / 'policy.toml'}: threshold 'refuses': refusal.direction declares no metric "
         "'refusal_rate'; a record without it leaves the verdict INCONCLUSIVE (did you mean 'refusal_rate_induced' or "
-        "'refusal_rate_baseline'? it declares causal_direction_found, refusal_rate_baseline, refusal_rate_induced; "
-        "`interp-dossier measurements refusal.direction` lists its metrics)",
+        "'refusal_rate_baseline'? it declares causal_direction_found, refusal_rate_baseline, refusal_rate_induced)",
         f"    warning: policy {d / 'policy.toml'}: threshold 'not-run' judges deception.probe, which the run spec does "
         "not run: its verdict will be INCONCLUSIVE and so will the gate (add 'deception.probe' to [run].measurements, "
         "or drop the threshold)",
@@ -142,7 +145,7 @@ def test_check_lists_every_planted_problem_at_once_grouped_by_source(planted: Pa
     assert "MiB (64 x " in rows[2]
     assert rows[-2:] == [
         "memory available: 8.0 GiB (the budget INTERP_DOSSIER_MEMORY_BUDGET)",
-        "FAILED: 6 errors, 3 warnings; fix the errors before `run`",
+        "FAILED: 6 errors, 4 warnings; fix the errors before `run`",
     ]
 
 
@@ -154,8 +157,8 @@ def test_run_refuses_the_planted_spec_with_the_full_list_before_loading_the_mode
     assert out == ""
     assert "Traceback" not in err and "loading model" not in err
     assert err.splitlines() == [
-        "error: the run cannot start: 5 problems; nothing was loaded or measured (fix them; `interp-dossier check "
-        "SPEC` lists every problem, warnings too)",
+        "error: the run cannot start: 5 problems; nothing was measured (fix them; `interp-dossier check SPEC` "
+        "lists every problem, warnings too)",
         f"  - spec: run spec {planted}: [run].measurements: unknown measurement 'heads.inventroy' (did you mean "
         f"'heads.inventory'? registered measurements: {REGISTERED})",
         "  - datasets: unknown dataset name 'refusal.harmfull' (known datasets: deception.control, deception.eval, "
