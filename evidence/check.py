@@ -316,6 +316,7 @@ class Preflight:
 
     def _check_tasks(self) -> None:
         from evidence.measure import Task
+        from evidence.measure.methods.behaviour import Markers
         from evidence.measure.registry import get
         from evidence.measure.runner import task_problems
 
@@ -340,8 +341,6 @@ class Preflight:
             if not any(p.source == "spec" for p in found):
                 self.checked.append((definition, definition.validate_params(params)))
             self.rows.append(MeasurementRow(measurement=mid, version=definition.version))
-        from evidence.measure.methods.behaviour import Markers
-
         try:
             Markers.from_spec(self.spec.markers)
         except ConfigError as exc:
