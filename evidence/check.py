@@ -276,7 +276,7 @@ class Preflight:
         try:
             self.model_spec  # noqa: B018 - constructing it checks the placement
             check_device(self.spec.model_device, self.spec.model_n_gpus)
-        except ConfigError as exc:
+        except UserFacingError as exc:  # ConfigError, or ModelLoadError for a device this machine lacks
             self.add("model", exc)
             return
         size = memory.size_before_loading(self.spec.model_organism, self.spec.model_path)
