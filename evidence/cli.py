@@ -87,12 +87,16 @@ def _data_overrides(items: Sequence[str] | None) -> dict[str, Path]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from evidence.check import Problem
     from evidence.run import run
-    from evidence.runspec import default_runspec_path, load_runspec
+    from evidence.runspec import default_runspec_path, read_runspec
 
     overrides = _data_overrides(args.data)
     spec_path = Path(args.runspec) if args.runspec else default_runspec_path(args.model)
-    spec = load_runspec(spec_path, data_overrides=overrides)
+    reading = read_runspec(spec_path, data_overrides=overrides)
+    if reading.spec is None:  # not a run spec at all: nothing else can be checked
+        raise reading.problems[0].error
+    spec = reading.spec
     if args.model:
         spec = spec.with_model(args.model)
     elif spec.model_path is None and spec.model_organism is None:
@@ -122,6 +126,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         predecessor=Path(args.predecessor) if args.predecessor else None,
         progress=_progress(),
         detail=_detail(),
+        spec_problems=[Problem.from_spec(p) for p in reading.problems],
     )
 
     print(f"bundle:  {outcome.out_dir}")
@@ -154,6 +159,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
             for reason in gate.reasons:
                 print(f"  - {reason}")
     return EXIT_FAILED if failed or not outcome.gate_passed else EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from evidence.check import check_spec
+    from evidence.runspec import default_runspec_path
+
+    report = check_spec(
+        Path(args.runspec) if args.runspec else default_runspec_path(args.model),
+        data_overrides=_data_overrides(args.data),
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        n_gpus=args.n_gpus,
+        external_evals=[Path(p) for p in args.external_evals or []],
+        strict=args.strict,
+    )
+    for line in report.lines():
+        print(line)
+    return EXIT_OK if report.ok else EXIT_USAGE
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from evidence.starter import write_starter
+
+    written = write_starter(Path(args.out), Path(args.model) if args.model else None)
+    for path in written.files:
+        print(f"wrote {path}")
+    for path in written.to_provide:
+        print(f"provide {path} (a prompt set; see the comments in {written.spec.name})")
+    print(f"then: interp-dossier check {written.spec}")
+    return EXIT_OK
 
 
 def _cmd_sign(args: argparse.Namespace) -> int:
@@ -774,6 +810,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "$XDG_CACHE_HOME/interp-dossier/results, else ~/.cache/interp-dossier/results)")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("check", help="everything knowable before measuring: spec, policy, datasets, markers in "
+                       "context, model, memory")
+    p.add_argument("runspec", nargs="?", help="run spec (TOML); default: the bundled reference organisms")
+    p.add_argument("--model", help="a local Hugging Face directory, an organism name, or a model id (org/name) in "
+                   "the local Hugging Face cache (overrides the spec)")
+    _add_placement(p, default="the spec's [model]")
+    p.add_argument("--data", action="append", metavar="NAME=FILE", help="override a dataset of the spec")
+    p.add_argument("--external-evals", nargs="+", metavar="FILE",
+                   help="behavioural evaluation results to cross-reference (Inspect logs, lm-eval results)")
+    p.add_argument("--strict", action="store_true", help="an external evaluation of another model is an error, "
+                   "as with run --strict")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("init", help="write a starter run spec and policy (and, for a model directory, the prompt "
+                       "sets to provide)")
+    p.add_argument("--model", metavar="DIR", help="a local Hugging Face model directory (default: the bundled demo "
+                   "organism)")
+    p.add_argument("--out", default=".", metavar="DIR", help="where to write runspec.toml and policy.toml "
+                   "(default: the current directory); existing files are never overwritten")
+    p.set_defaults(func=_cmd_init)
+
     p = sub.add_parser("sign", help="sign an unsigned draft bundle (run --no-sign) into a new bundle")
     p.add_argument("draft", help="the draft bundle directory")
     p.add_argument("--out", required=True, help="signed bundle directory to write")
@@ -930,9 +987,22 @@ def _wants_verify_json(argv: Sequence[str]) -> bool:
     return bool(positional) and positional[0] == "verify" and "--json" in argv
 
 
-def _failed(message: str, *, kind: str, code: int, hint: str | None = None, as_json: bool = False) -> int:
-    """Report an error in one line on stderr (and, for ``verify --json``, as the JSON object on stdout)."""
+def _failed(
+    message: str,
+    *,
+    kind: str,
+    code: int,
+    hint: str | None = None,
+    as_json: bool = False,
+    details: Sequence[str] = (),
+) -> int:
+    """Report an error in one line on stderr (and, for ``verify --json``, as the JSON object on stdout).
+
+    ``details``: several problems found together (a refused run), one more line each.
+    """
     _err(f"{message} ({hint})" if hint else message)
+    for line in details:
+        print(f"  - {line}", file=sys.stderr)
     if as_json:
         print(json.dumps(_verify_error_json(message, kind=kind, hint=hint, exit_code=code), indent=2, sort_keys=True))
     return code
@@ -965,7 +1035,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         return _failed(str(exc), kind="usage", code=EXIT_USAGE, as_json=as_json)
     except UserFacingError as exc:
-        return _failed(exc.message, kind="error", code=exc.exit_code, hint=exc.hint, as_json=as_json)
+        return _failed(exc.message, kind="error", code=exc.exit_code, hint=exc.hint, as_json=as_json,
+                       details=getattr(exc, "details", ()))
     except KeyboardInterrupt:
         return _failed("interrupted; nothing was written", kind="interrupted", code=EXIT_INTERRUPTED, as_json=as_json)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback

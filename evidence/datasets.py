@@ -175,7 +175,11 @@ def read_dataset(name: str, path: Path, known: Mapping[str, frozenset[str]]) -> 
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"dataset {name!r}: file {path} does not exist", hint="check the path") from None
+        raise ConfigError(
+            f"dataset {name!r}: file {path} does not exist",
+            hint="check the path, or write the prompt set there: JSONL, one prompt a line, "
+            f"labels {', '.join(sorted(allowed))}",
+        ) from None
     except OSError as exc:
         raise ConfigError(f"dataset {name!r}: file {path} cannot be read: {exc.strerror}") from None
     prompts: list[Prompt] = []

@@ -9,6 +9,7 @@ Tree::
     UserFacingError
     ├── EvidenceError                producing a dossier
     │   ├── ConfigError              bad run spec, option, dataset or path
+    │   │   └── PreflightError       several of them, found together before a run
     │   ├── ModelLoadError           model directory or weights cannot be loaded / do not match
     │   ├── MeasurementError         a measurement cannot produce a valid result (recorded by the runner)
     │   ├── RecordError              a record or dossier would be invalid
@@ -32,6 +33,7 @@ __all__ = [
     "MissingExtraError",
     "MeasurementError",
     "ModelLoadError",
+    "PreflightError",
     "RecordError",
     "RenderError",
     "UnsupportedVersionError",
@@ -67,6 +69,14 @@ class EvidenceError(UserFacingError):
 
 class ConfigError(EvidenceError):
     """A run spec, option, dataset or path is invalid."""
+
+
+class PreflightError(ConfigError):
+    """Several problems found together before a run; ``details`` holds one line for each."""
+
+    def __init__(self, message: str, *, hint: str | None = None, details: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.details = details
 
 
 class ModelLoadError(EvidenceError):

@@ -16,19 +16,18 @@ from typing import TYPE_CHECKING
 
 from evidence.canonical import sha256_hex
 from evidence.changelog import diff_dossiers, load_predecessor
+from evidence.check import Preflight, Problem
 from evidence.crossref import cross_reference
 from evidence.dossier import build_dossier, dossier_bytes, parse_dossier, statement_predicate, with_fields
 from evidence.errors import ConfigError, missing_extra
 from evidence.export import build_exports
-from evidence.external import load_external_evals
 from evidence.files import check_output_dir
-from evidence.policy import evaluate, load_policy, roll_up
+from evidence.policy import evaluate, roll_up
 from evidence.records import (
     PROFILES,
     VALIDATION_REPORT_FILE,
     Dossier,
     EvidenceRecord,
-    ExternalEval,
     NumericsCertificate,
     SignerInfo,
     Verdict,
@@ -42,8 +41,7 @@ if TYPE_CHECKING:
 
     from evidence.measure import MeasurementDef
     from evidence.measure.cache import ResultCache
-    from evidence.measure.memory import ModelSize
-    from evidence.model import LoadedModel, ModelSpec
+    from evidence.model import LoadedModel
     from signing.keys import Signer
 
 __all__ = ["RunOutcome", "publish", "run", "sign_draft"]
@@ -112,8 +110,14 @@ def run(
     cache_dir: Path | None = None,
     profile: Profile = "standard",
     limit: int | None = None,
+    spec_problems: Sequence[Problem] = (),
 ) -> RunOutcome:
     """Measure, build, render, sign and write the bundle to ``out_dir``.
+
+    Before the model is loaded, and again with it, the pre-run check (:mod:`evidence.check`) runs:
+    an error refuses the run (the error itself, or a :class:`~evidence.errors.PreflightError`
+    listing every one), a warning is passed to ``progress``. ``spec_problems``: what reading the
+    spec found (:func:`evidence.runspec.read_runspec`), refused with the rest.
 
     ``progress`` receives one line per stage; ``detail`` the measurements' own
     ``(fraction, message)`` reports within a stage. ``tsa``: the URL of a timestamp
@@ -139,14 +143,9 @@ def run(
     cache = _result_cache(cache_dir, say) if use_cache else None
     if sign:
         _check_level(level, tsa)
-
     started = datetime.now(UTC)
-    policy = load_policy(spec.policy_path, run_started=started) if spec.policy_path is not None else None
-    previous = load_predecessor(predecessor) if predecessor is not None else None
-    external = (
-        load_external_evals(spec.external_eval_paths, spec.external_declarations) if spec.external_eval_paths else []
-    )
     signer = _signer_for(key) if sign else None
+    previous = load_predecessor(predecessor) if predecessor is not None else None
     report_file = shipped_report_file()
     validation = (
         (parse_report(report_file, source=str(shipped_report_path())), sha256_hex(report_file))
@@ -156,26 +155,19 @@ def run(
 
     # Measurement (torch, TransformerLens) is imported only now.
     try:
-        from evidence.measure import Task, check_task, get, registered, run_suite
+        from evidence.measure import Task, check_task, registered, run_suite
         from evidence.measure.runtime import capture_environment, configure_determinism
-        from evidence.model import ModelSpec, check_device, load_model
     except ModuleNotFoundError as exc:
         raise missing_extra("measure", exc) from None
 
-    model_spec = ModelSpec(
-        organism=spec.model_organism,
-        path=spec.model_path,
-        device=spec.model_device,
-        dtype=spec.model_dtype,
-        n_gpus=spec.model_n_gpus,
-    )
-    check_device(model_spec.device, model_spec.n_gpus)
-    markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
+    # The pre-run check (evidence.check): everything knowable without the model, then with it.
+    pre = Preflight(spec, strict=strict, run_started=started, problems=list(spec_problems))
+    pre.check_spec()
+    pre.raise_for_errors()
+    model_spec = pre.model_spec  # check_spec reported an impossible placement as an error
     if limit is not None:
         spec = _limited(spec, limit)
-    if policy is not None:  # a threshold on a measurement that does not exist can never be judged
-        for threshold in policy.thresholds:
-            get(threshold.measurement, where=f"policy {spec.policy_path}: threshold {threshold.id!r}")
+    markers = {kind: tuple(phrases) for kind, phrases in spec.markers.items()}
     tasks = [
         Task(
             measurement_id=mid,
@@ -189,24 +181,21 @@ def run(
         )
         for mid, params in spec.measurements.items()
     ]
-    checked = [check_task(task) for task in tasks]  # every task is checked before the first minute of work
-
+    checked = [check_task(task) for task in tasks]  # with the profile's budgets, before the first minute of work
     # Reference organisms are tiny: one thread is as fast and is not slowed by a busy machine.
     configure_determinism(spec.seed, threads=1 if spec.model_organism else None)
-    from evidence.measure import memory
-
-    size = memory.size_before_loading(spec.model_organism, spec.model_path)
-    if size is not None:  # refuse what cannot fit before loading it
-        _memory_preflight(checked, size, model_spec, spec, say)
     say(_budget_line(profile, limit))
     say(f"loading model {model_spec.describe()}")
-    model = load_model(model_spec)
-    if size is None:
-        size = memory.size_of_loaded(model.identity.n_parameters, model.bridge.cfg)
-        _memory_preflight(checked, size, model_spec, spec, say)
-    _require_chat_template(model.tokenizer, model_spec.describe(), spec, [get(t.measurement_id) for t in tasks])
-    if strict:
-        _require_same_model(external, model.identity.name)
+    model = pre.load()
+    pre.raise_for_errors()
+    if model is None:  # pragma: no cover - load() reports why as an error, raised above
+        raise ConfigError(f"{model_spec.describe()} could not be loaded")
+    pre.check_model(model)
+    pre.raise_for_errors()
+    for line in [pre.memory_line(), *(f"warning: {p.source}: {p.one_line()}" for p in pre.problems)]:
+        if line is not None:
+            say(line)
+    policy, external = pre.policy, pre.external
     say("numerics certificate: the bridge against the plain model, batched against alone")
     identity = model.identity.model_copy(update={"numerics": _numerics(model, spec)})
 
@@ -293,51 +282,6 @@ def _result_cache(directory: Path | None, say: Progress) -> ResultCache:
             hint="pass --cache-dir DIR (or set $INTERP_DOSSIER_CACHE_DIR) to a directory, or run with --no-cache",
         )
     return ResultCache(where, warn=lambda message: say(f"warning: {message}"))
-
-
-def _memory_preflight(
-    checked: Sequence[tuple[MeasurementDef, BaseModel]],
-    size: ModelSize,
-    model_spec: ModelSpec,
-    spec: RunSpec,
-    say: Progress,
-) -> None:
-    """Estimate each measurement's peak memory; refuse the run, before any measurement, when the largest cannot fit."""
-    from evidence.measure import memory
-
-    estimates = [
-        memory.estimate(
-            definition.id, params.model_dump(), size, model_spec.dtype,
-            backprop=definition.backprop, model_copies=definition.model_copies,
-            datasets=[spec.datasets[d.name] for d in definition.datasets if d.name in spec.datasets],
-        )
-        for definition, params in checked
-    ]  # fmt: skip
-    available = memory.available_memory(model_spec.device, model_spec.n_gpus)
-    batched = [definition.id for definition, _ in checked if "batch_size" in definition.params.model_fields]
-    largest = memory.check_fits(estimates, available, dtype=model_spec.dtype, device=model_spec.device,
-                                batched=batched)  # fmt: skip
-    if largest is not None:
-        room = f"{memory.format_bytes(available[0])} of {available[1]}" if available else "available memory unknown"
-        say(f"memory preflight: at most {largest.describe()} for {largest.measurement}; {room}")
-
-
-def _require_chat_template(tokenizer: object, model: str, spec: RunSpec, definitions: Sequence[MeasurementDef]) -> None:
-    """Refuse, before measuring, prompt sets in chat ``messages`` for a model whose tokenizer has no chat template."""
-    if tokenizer is None or getattr(tokenizer, "chat_template", None):
-        return
-    used = {d.name for definition in definitions for d in definition.datasets}
-    chat = sorted(
-        f"{name} ({dataset.path})"
-        for name, dataset in spec.datasets.items()
-        if name in used and any(p.messages is not None for p in dataset.prompts)
-    )
-    if chat:
-        raise ConfigError(
-            f"{model} has no chat template, but the prompt sets {', '.join(chat)} are chat messages",
-            hint="save a tokenizer with a chat template next to the model (tokenizer.chat_template, then "
-            "tokenizer.save_pretrained(DIR)), or write those prompts as 'text'",
-        )
 
 
 def publish(
@@ -452,19 +396,6 @@ def _check_level(level: str | None, tsa: str | None) -> None:
     from signing.pades import check_level
 
     check_level(level, tsa is not None)
-
-
-def _require_same_model(external: Sequence[ExternalEval], subject: str) -> None:
-    """``--strict``: every external evaluation names the measured model (or names none)."""
-    from evidence.crossref import evaluates_subject
-
-    others = [ev for ev in external if evaluates_subject(ev.model, subject) is False]
-    if others:
-        named = "; ".join(f"{ev.source_file} ({ev.task}) names {ev.model}" for ev in others)
-        raise ConfigError(
-            f"external evaluations of another model than {subject}: {named}",
-            hint="pass the evaluations of the measured model, or drop --strict to record them as not comparable",
-        )
 
 
 def _numerics(model: LoadedModel, spec: RunSpec) -> NumericsCertificate:

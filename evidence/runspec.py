@@ -25,11 +25,14 @@ __all__ = [
     "Dataset",
     "Prompt",
     "RunSpec",
+    "SpecProblem",
+    "SpecReading",
     "dataset_labels",
     "default_runspec_path",
     "is_chat_model_dir",
-    "natural_language_runspec_path",
     "load_runspec",
+    "natural_language_runspec_path",
+    "read_runspec",
 ]
 
 def dataset_labels() -> dict[str, frozenset[str]]:
@@ -169,7 +172,106 @@ def is_chat_model_dir(path: Path) -> bool:
 
 
 def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None) -> RunSpec:
-    """Read and validate a run spec file; datasets are loaded and digested."""
+    """Read and validate a run spec file; datasets are loaded and digested.
+
+    The first problem is raised as a ConfigError (:func:`read_runspec` collects them all).
+    """
+    reading = read_runspec(path, data_overrides=data_overrides)
+    spec, problems = reading.spec, reading.problems
+    if spec is None or problems:  # read_runspec reports a problem whenever it returns no spec
+        raise problems[0].error
+    return spec
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One problem of a run spec file: ``source`` ``"spec"`` or ``"datasets"``, and the dataset it is about, if any."""
+
+    source: str
+    error: ConfigError
+    dataset: str | None = None
+
+
+@dataclass(frozen=True)
+class SpecReading:
+    """What :func:`read_runspec` made of a run spec file: the spec and every problem found.
+
+    ``spec`` is None when the file cannot be read as a run spec at all; otherwise it holds what
+    could be read (a measurement with an unknown id and a dataset that does not load are left
+    out), and it is the valid spec exactly when there is no problem.
+    """
+
+    spec: RunSpec | None
+    problems: tuple[SpecProblem, ...] = ()
+
+
+def read_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None) -> SpecReading:
+    """Read a run spec file and collect every problem instead of stopping at the first."""
+    try:
+        raw_bytes, parsed = _parse_file(path)
+    except ConfigError as exc:
+        return SpecReading(spec=None, problems=(SpecProblem("spec", exc),))
+    unknown = _unknown_measurements(parsed, path)
+    problems = [SpecProblem("spec", exc) for _, exc in unknown]
+    model = parsed.model
+    base = path.parent
+    model_path = (base / model.path).resolve() if model.path is not None else None
+
+    dataset_paths = {name: base / rel for name, rel in parsed.datasets.items()}
+    for name, override in (data_overrides or {}).items():
+        dataset_paths[name] = override
+    datasets: dict[str, Dataset] = {}
+    for name, dataset_path in sorted(dataset_paths.items()):
+        try:
+            datasets[name] = load_dataset(name, dataset_path)
+        except ConfigError as exc:
+            problems.append(SpecProblem("datasets", exc, dataset=name))
+
+    measurements = dict(parsed.measurements)
+    if parsed.run.measurements is not None:
+        unknown_params = sorted(set(measurements) - set(parsed.run.measurements))
+        if unknown_params:
+            problems.append(SpecProblem("spec", ConfigError(
+                f"run spec {path}: parameters given for {unknown_params}, "
+                "which [run].measurements does not select",
+                hint="add them to [run].measurements or remove their tables",
+            )))  # fmt: skip
+        measurements = {m: dict(measurements.get(m, {})) for m in parsed.run.measurements}
+    if not measurements:
+        problems.append(SpecProblem("spec", ConfigError(
+            f"run spec {path} selects no measurement",
+            hint="list them in [run].measurements or give [measurements.\"ID\"] tables",
+        )))  # fmt: skip
+    for measurement_id, _ in unknown:  # reported above; what cannot run is left out
+        measurements.pop(measurement_id, None)
+    try:
+        declarations = parse_declarations(parsed.external, source=str(path))
+    except ConfigError as exc:
+        problems.append(SpecProblem("spec", exc))
+        declarations = {}
+
+    spec = RunSpec(
+        source=path.resolve(),
+        sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        seed=parsed.run.seed,
+        model_path=model_path,
+        model_organism=model.organism,
+        measurements=measurements,
+        datasets=datasets,
+        markers={k: list(v) for k, v in parsed.markers.items()},
+        calibration_organisms=tuple(parsed.run.calibration_organisms),
+        policy_path=(base / parsed.run.policy) if parsed.run.policy is not None else None,
+        external_eval_paths=tuple(base / p for p in parsed.run.external_evals),
+        external_declarations=declarations,
+        model_device=model.device,
+        model_dtype=model.dtype,
+        model_n_gpus=model.n_gpus,
+    )
+    return SpecReading(spec=spec, problems=tuple(problems))
+
+
+def _parse_file(path: Path) -> tuple[bytes, _SpecFile]:
+    """The file's bytes and its parsed tables; a ConfigError when it is not a run spec at all."""
     try:
         raw_bytes = path.read_bytes()
     except FileNotFoundError:
@@ -186,70 +288,30 @@ def load_runspec(path: Path, *, data_overrides: Mapping[str, Path] | None = None
         raise config_error_from_validation(
             exc, source=f"run spec {path}", hint="see the run spec section of the README for the accepted keys"
         ) from None
-
-    model = parsed.model
-    if model.path is not None and model.organism is not None:
+    if parsed.model.path is not None and parsed.model.organism is not None:
         raise ConfigError(
             f"run spec {path}: [model] needs exactly one of 'path' or 'organism'",
             hint='e.g. organism = "induction" or path = "checkpoints/my-model"',
         )
-    _check_measurement_ids(parsed, path)
-    base = path.parent
-    model_path = (base / model.path).resolve() if model.path is not None else None
-
-    dataset_paths = {name: base / rel for name, rel in parsed.datasets.items()}
-    for name, override in (data_overrides or {}).items():
-        dataset_paths[name] = override
-    datasets = {name: load_dataset(name, p) for name, p in sorted(dataset_paths.items())}
-
-    measurements = dict(parsed.measurements)
-    if parsed.run.measurements is not None:
-        unknown_params = sorted(set(measurements) - set(parsed.run.measurements))
-        if unknown_params:
-            raise ConfigError(
-                f"run spec {path}: parameters given for {unknown_params}, "
-                "which [run].measurements does not select",
-                hint="add them to [run].measurements or remove their tables",
-            )
-        measurements = {m: dict(measurements.get(m, {})) for m in parsed.run.measurements}
-    if not measurements:
-        raise ConfigError(
-            f"run spec {path} selects no measurement",
-            hint="list them in [run].measurements or give [measurements.\"ID\"] tables",
-        )
-
-    return RunSpec(
-        source=path.resolve(),
-        sha256=hashlib.sha256(raw_bytes).hexdigest(),
-        seed=parsed.run.seed,
-        model_path=model_path,
-        model_organism=model.organism,
-        measurements=measurements,
-        datasets=datasets,
-        markers={k: list(v) for k, v in parsed.markers.items()},
-        calibration_organisms=tuple(parsed.run.calibration_organisms),
-        policy_path=(base / parsed.run.policy) if parsed.run.policy is not None else None,
-        external_eval_paths=tuple(base / p for p in parsed.run.external_evals),
-        external_declarations=parse_declarations(parsed.external, source=str(path)),
-        model_device=model.device,
-        model_dtype=model.dtype,
-        model_n_gpus=model.n_gpus,
-    )
+    return raw_bytes, parsed
 
 
-def _check_measurement_ids(parsed: _SpecFile, path: Path) -> None:
-    """Refuse a measurement id that no measurement registers, with the closest registered one."""
+def _unknown_measurements(parsed: _SpecFile, path: Path) -> list[tuple[str, ConfigError]]:
+    """Every measurement id that no measurement registers, with the closest registered one."""
     try:  # the registry imports the suite (torch): only when a spec is read
-        from evidence.measure.registry import require_known
+        from evidence.measure.registry import get
     except ModuleNotFoundError as exc:
-        from evidence.errors import missing_extra
-
         raise missing_extra("measure", exc) from None
 
-    if parsed.run.measurements is not None:
-        require_known(parsed.run.measurements, where=f"run spec {path}: [run].measurements")
-    for measurement_id in parsed.measurements:
-        require_known([measurement_id], where=f'run spec {path}: [measurements."{measurement_id}"]')
+    named = [(m, f"run spec {path}: [run].measurements") for m in parsed.run.measurements or []]
+    named += [(m, f'run spec {path}: [measurements."{m}"]') for m in parsed.measurements]
+    unknown: list[tuple[str, ConfigError]] = []
+    for measurement_id, where in named:
+        try:
+            get(measurement_id, where=where)
+        except ConfigError as exc:
+            unknown.append((measurement_id, exc))
+    return unknown
 
 
 def load_dataset(name: str, path: Path) -> Dataset:

@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel
@@ -39,7 +39,7 @@ from evidence.measure.registry import MeasurementDef, get
 from evidence.model import LoadedModel, ModelSpec
 from evidence.records import PROFILES, ErrorInfo, EvidenceRecord, MeasurementSpec
 
-__all__ = ["Task", "check_task", "run_suite", "run_task", "task_cache_key"]
+__all__ = ["Task", "TaskProblem", "check_task", "run_suite", "run_task", "task_cache_key", "task_problems"]
 
 _RECORD_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:@/-]")
 
@@ -84,22 +84,53 @@ def _record_id(measurement_id: str, subject: str) -> str:
 
 
 def check_task(task: Task) -> tuple[MeasurementDef, BaseModel]:
-    """Refuse, before any work, a task that cannot run: unknown id, bad parameters, missing inputs."""
+    """Refuse, before any work, a task that cannot run: unknown id, bad parameters, missing inputs.
+
+    The first of :func:`task_problems` is raised.
+    """
     definition = get(task.measurement_id)
-    params = definition.params_for(task.params, task.profile)
+    problems = task_problems(task)
+    if problems:
+        raise problems[0].error
+    return definition, definition.params_for(task.params, task.profile)
+
+
+class TaskProblem(NamedTuple):
+    """Why a task cannot run: ``source`` ``"spec"``, ``"datasets"`` or ``"markers"``, the error, the dataset missing."""
+
+    source: str
+    error: ConfigError
+    dataset: str | None = None
+
+
+def task_problems(task: Task) -> list[TaskProblem]:
+    """Everything that keeps ``task`` from running; empty when it can run.
+
+    An unknown id or bad parameters (source ``"spec"``), each required dataset missing
+    (``"datasets"``), each required marker kind missing (``"markers"``).
+    """
+    try:
+        definition = get(task.measurement_id)
+    except ConfigError as exc:
+        return [TaskProblem("spec", exc)]
+    problems: list[TaskProblem] = []
+    try:
+        definition.params_for(task.params, task.profile)
+    except ConfigError as exc:
+        problems.append(TaskProblem("spec", exc))
     for name in definition.required_datasets:
         if name not in task.datasets:
-            raise ConfigError(
+            problems.append(TaskProblem("datasets", ConfigError(
                 f"measurement {definition.id!r} needs the dataset {name!r}",
                 hint=f'add "{name}" = "FILE.jsonl" to [datasets] in the run spec',
-            )
+            ), dataset=name))  # fmt: skip
     for kind in definition.markers:
         if not task.markers.get(kind):
-            raise ConfigError(
+            problems.append(TaskProblem("markers", ConfigError(
                 f"measurement {definition.id!r} needs [markers].{kind} in the run spec",
                 hint=f'e.g. {kind} = ["I cannot"]',
-            )
-    return definition, params
+            )))  # fmt: skip
+    return problems
 
 
 def _check_subject(task: Task, model: LoadedModel) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from transformers import AutoTokenizer
 
+from evidence.check import chat_template_problem
 from evidence.cli import main
-from evidence.errors import ConfigError
 from evidence.measure import get
-from evidence.run import _require_chat_template
 from evidence.runspec import load_runspec
 from tests.hf_models import build_gpt2
 
@@ -61,7 +59,10 @@ def test_the_same_sets_pass_the_check_when_the_template_is_there(tmp_path):
     spec = load_runspec(spec_path)
     tokenizer = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
     assert tokenizer.chat_template
-    assert _require_chat_template(tokenizer, "m", spec, [get("refusal.direction")]) is None
+    used = [d.name for d in get("refusal.direction").datasets]
+    assert chat_template_problem(tokenizer, "m", spec, used) is None
     tokenizer.chat_template = None
-    with pytest.raises(ConfigError, match="has no chat template"):
-        _require_chat_template(tokenizer, "m", spec, [get("refusal.direction")])
+    problem = chat_template_problem(tokenizer, "m", spec, used)
+    assert problem is not None
+    assert (problem.source, problem.severity) == ("datasets", "error")
+    assert problem.message.startswith("m has no chat template, but the prompt sets refusal.harmful")

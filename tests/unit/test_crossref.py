@@ -237,14 +237,15 @@ def test_an_evaluation_names_the_measured_model_or_another(recorded: str, subjec
 
 
 def test_an_evaluation_of_another_model_is_flagged_and_refused_with_strict() -> None:
-    from evidence.errors import ConfigError
-    from evidence.run import _require_same_model
+    from evidence.check import other_model_error
 
     ev = make_external_eval("harmful_refusal", "refusal_rate", 0.95).model_copy(update={"model": "acme/chat-7b"})
     (x,) = cross_reference([refusal(0.97, 0.94, 0.99)], [ev], subject="toy")
     assert (x.agreement, x.other_model, x.flagged, x.record_id) == ("not comparable", True, True, None)
     with pytest.raises(ValueError, match="flagged"):
         CrossReference.model_validate(x.model_dump(by_alias=True) | {"other_model": False})
-    with pytest.raises(ConfigError, match="another model than toy: harmful_refusal.json .harmful_refusal. names"):
-        _require_same_model([ev], "toy")
-    _require_same_model([make_external_eval("harmful_refusal", "refusal_rate", 0.95)], "toy")  # hf/toy is toy
+    error = other_model_error([ev], "toy")
+    assert error is not None
+    assert error.message.startswith("external evaluations of another model than toy: harmful_refusal.json "
+                                    "(harmful_refusal) names")
+    assert other_model_error([make_external_eval("harmful_refusal", "refusal_rate", 0.95)], "toy") is None
