@@ -111,6 +111,8 @@ class MeasurementRow:
     measurement: str
     version: str
     memory: MemoryEstimate | None = None
+    #: estimated seconds (:mod:`evidence.measure.cost`): declared passes times a forward pass timed here
+    seconds: float | None = None
 
     def cells(self) -> tuple[str, ...]:
         """The row's cells, in the order of :data:`COLUMNS`."""
@@ -126,11 +128,18 @@ def _memory_cell(row: MeasurementRow) -> str:
     return f"{format_bytes(m.total)} ({m.batch} x {m.tokens} tokens per pass)"
 
 
+def _time_cell(row: MeasurementRow) -> str:
+    from evidence.measure.cost import format_seconds
+
+    return "not estimated" if row.seconds is None else f"about {format_seconds(row.seconds)}"
+
+
 #: The report's columns: a heading and how to read the cell from a row.
 COLUMNS: tuple[tuple[str, Callable[[MeasurementRow], str]], ...] = (
     ("measurement", lambda row: row.measurement),
     ("version", lambda row: row.version),
     ("peak memory (estimate)", _memory_cell),
+    ("time (estimate)", _time_cell),
 )
 
 
@@ -376,10 +385,7 @@ class Preflight:
             )
             for definition, params in self.checked
         }  # fmt: skip
-        self.rows = [
-            MeasurementRow(row.measurement, row.version, estimates.get(row.measurement, row.memory))
-            for row in self.rows
-        ]
+        self.rows = [replace(row, memory=estimates.get(row.measurement, row.memory)) for row in self.rows]
         try:
             self.available = memory.available_memory(model_spec.device, model_spec.n_gpus)
             batched = [d.id for d, _ in self.checked if "batch_size" in d.params.model_fields]
@@ -387,6 +393,17 @@ class Preflight:
                                              device=model_spec.device, batched=batched)  # fmt: skip
         except ConfigError as exc:
             self.add("model", exc)
+
+    def check_time(self, model: LoadedModel) -> None:
+        """Each measurement's estimated run time (into its row), for those that declare their passes."""
+        from evidence.measure.cost import estimate_seconds, time_forward
+
+        if all(definition.cost is None for definition, _ in self.checked):
+            return
+        timing = time_forward(model)
+        sizes = {name: dataset.count for name, dataset in self.spec.datasets.items()}
+        seconds = {d.id: estimate_seconds(d, params, sizes, timing) for d, params in self.checked}
+        self.rows = [replace(row, seconds=seconds.get(row.measurement)) for row in self.rows]
 
     def memory_line(self) -> str | None:
         """One line on the largest estimate and the room for it, once the memory preflight ran."""
@@ -643,5 +660,6 @@ def check_spec(
     loaded = pre.load()
     if loaded is not None:
         pre.check_model(loaded)
+        pre.check_time(loaded)
     report = pre.report()
     return report if unresolved is None else replace(report, model=model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def test_check_lists_every_planted_problem_at_once_grouped_by_source(planted: Pa
         "replies spell them)",
     ]
     rows = out.splitlines()[out.splitlines().index("measurements:") + 1 :]
-    assert rows[0].split() == ["measurement", "version", "peak", "memory", "(estimate)"]
+    assert rows[0].split() == ["measurement", "version", "peak", "memory", "(estimate)", "time", "(estimate)"]
     for row, mid in zip(rows[1:4], ["heads.inventory", "refusal.direction", "refusal.stability"], strict=True):
         assert row.split()[:2] == [mid, get(mid).version]
     assert rows[1].endswith("not estimated")  # its parameters are invalid
@@ -181,6 +182,10 @@ def test_check_passes_the_default_spec(budget, capsys):
     assert lines[:3] == [f"run spec: {default_runspec_path()}", "model: organism 'demo'", "measurements:"]
     assert "problems:" not in lines
     assert lines[-1] == "OK: ready to run (0 warnings)"
+    # measurements that declare their passes get a time estimate, the others say they have none
+    rows = {line.split()[0]: line for line in lines[lines.index("measurements:") + 2 : -2]}
+    assert re.search(r"about \d+ (s|min)$", rows["heads.inventory"]), rows["heads.inventory"]
+    assert rows["refusal.direction"].endswith("not estimated")
 
 
 def test_init_writes_a_demo_starter_that_check_passes_and_never_overwrites(tmp_path: Path, budget, capsys):

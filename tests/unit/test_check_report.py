@@ -20,7 +20,10 @@ def test_the_report_groups_problems_by_source_errors_first_then_rows_then_the_bo
             Problem("spec", "unknown measurement 'x'", "did you mean 'y'?"),
             Problem("markers", "marker 'zz' is unknown"),
         ),
-        rows=(MeasurementRow("refusal.direction", "2.1.0", memory), MeasurementRow("heads.inventory", "2.1.0")),
+        rows=(
+            MeasurementRow("refusal.direction", "2.1.0", memory),
+            MeasurementRow("heads.inventory", "2.1.0", seconds=95.0),
+        ),
         available_memory=(8 * 2**30, "the budget INTERP_DOSSIER_MEMORY_BUDGET"),
     )
     assert report.lines() == [
@@ -33,9 +36,9 @@ def test_the_report_groups_problems_by_source_errors_first_then_rows_then_the_bo
         "    error: marker 'zz' is unknown",
         "    warning: marker 'Sure' splits (prefer one token)",
         "measurements:",
-        "  measurement        version  peak memory (estimate)",
-        "  refusal.direction  2.1.0    3.0 KiB (8 x 40 tokens per pass)",
-        "  heads.inventory    2.1.0    not estimated",
+        "  measurement        version  peak memory (estimate)            time (estimate)",
+        "  refusal.direction  2.1.0    3.0 KiB (8 x 40 tokens per pass)  not estimated",
+        "  heads.inventory    2.1.0    not estimated                     about 2 min",
         "memory available: 8.0 GiB (the budget INTERP_DOSSIER_MEMORY_BUDGET)",
         "FAILED: 2 errors, 1 warning; fix the errors before `run`",
     ]
