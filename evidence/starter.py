@@ -71,20 +71,40 @@ def _default_spec() -> tuple[Path, dict[str, object]]:
     return path, tomllib.loads(path.read_text(encoding="utf-8"))
 
 
+def _chat_spec(model: Path | None) -> tuple[Path, dict[str, object]] | None:
+    """The shipped run spec for chat models when ``model`` is a chat model's directory, else None."""
+    from evidence.runspec import is_chat_model_dir, natural_language_runspec_path
+
+    if model is None or not is_chat_model_dir(model):
+        return None
+    path = natural_language_runspec_path()
+    return path, tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def _shipped_sets(spec: tuple[Path, dict[str, object]]) -> list[DatasetFile]:
+    """A shipped spec's prompt sets, to be copied beside the starter spec."""
+    spec_path, raw_spec = spec
+    raw = raw_spec.get("datasets", {})
+    names = raw if isinstance(raw, dict) else {}
+    return [
+        DatasetFile(name, f"{DATA_DIR}/{name}.jsonl", (spec_path.parent / str(rel)).resolve())
+        for name, rel in sorted(names.items())
+    ]
+
+
 def dataset_files(model: Path | None, measurements: Sequence[str]) -> list[DatasetFile]:
     """The prompt sets a starter spec names for ``model`` (None: the demo organism) and the measurements.
 
-    The demo organism's are the organisms' own sets, copied beside the spec; a model directory's
-    are files under ``data/`` that the user writes, one for each dataset the measurements read.
+    The demo organism's are the organisms' own sets, and a chat model's (its tokenizer has a chat
+    template) the project's prompt sets for chat models, each copied beside the spec; any other
+    model directory's are files under ``data/`` that the user writes, one for each dataset the
+    measurements read.
     """
     if model is None:
-        default_path, default = _default_spec()
-        raw = default.get("datasets", {})
-        names = raw if isinstance(raw, dict) else {}
-        return [
-            DatasetFile(name, f"{DATA_DIR}/{name}.jsonl", (default_path.parent / str(rel)).resolve())
-            for name, rel in sorted(names.items())
-        ]
+        return _shipped_sets(_default_spec())
+    chat = _chat_spec(model)
+    if chat is not None:
+        return _shipped_sets(chat)
     from evidence.measure import get
 
     used = sorted({d.name for m in measurements for d in get(m).datasets})
@@ -103,6 +123,9 @@ def write_starter(out: Path, model: Path | None = None) -> Starter:
     if model is None:
         _, default = _default_spec()
         run = default.get("run", {})
+        measurements = list(run.get("measurements", [])) if isinstance(run, dict) else []
+    elif (chat := _chat_spec(model)) is not None:
+        run = chat[1].get("run", {})
         measurements = list(run.get("measurements", [])) if isinstance(run, dict) else []
     else:
         measurements = list(NATURAL_LANGUAGE_MEASUREMENTS)
@@ -166,7 +189,13 @@ def _spec_text(out: Path, model: Path | None, measurements: Sequence[str], datas
         model_lines = ['# A bundled reference organism; or path = "DIR", a local Hugging Face model directory.',
                        'organism = "demo"']  # fmt: skip
     else:
-        markers, params = _ENGLISH_MARKERS, {}
+        chat = _chat_spec(model)
+        if chat is not None:  # the shipped spec for chat models: its markers and parameters
+            chat_markers, chat_params = chat[1].get("markers", {}), chat[1].get("measurements", {})
+            markers = chat_markers if isinstance(chat_markers, dict) else {}
+            params = chat_params if isinstance(chat_params, dict) else {}
+        else:
+            markers, params = _ENGLISH_MARKERS, {}
         about = f"the model in {model}"
         model_lines = ["# A local Hugging Face model directory (relative to this file, or absolute);",
                        '# or organism = "demo" for a bundled reference organism.',

@@ -249,7 +249,9 @@ def test_check_tokenizes_markers_and_answers_in_context_with_a_sub_word_tokenize
     ]
     assert out.splitlines()[-1] == "FAILED: 1 error, 1 warning; fix the errors before `run`"
 
-    # init for this model directory names the prompt sets to provide, and check reports them missing with the remedy
+    # init for a model directory without a chat template names the prompt sets to provide, and check reports
+    # them missing with the remedy
+    (tmp_path / "model" / "chat_template.jinja").unlink()
     code, out, _ = run_cli(capsys, "init", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "starter"))
     assert code == 0
     harmful = tmp_path / "starter" / "data" / "refusal.harmful.jsonl"
@@ -302,8 +304,9 @@ def test_an_evaluation_of_another_model_is_a_warning_and_an_error_with_strict(
 
 
 def test_init_for_a_model_directory_passes_check_once_its_prompt_sets_are_written(tmp_path: Path, budget, capsys):
-    build_gpt2(tmp_path / "model")
-    assert main(["init", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "starter")]) == 0
+    model = build_gpt2(tmp_path / "model")
+    (model / "chat_template.jinja").unlink()  # not a chat model: the prompt sets are the user's to write
+    assert main(["init", "--model", str(model), "--out", str(tmp_path / "starter")]) == 0
     labels = {"refusal.harmful": "harmful", "refusal.harmless": "harmless", "deception.train": "honest",
               "deception.eval": "negative", "deception.control": "negative"}  # fmt: skip
     for name, label in labels.items():
@@ -313,6 +316,29 @@ def test_init_for_a_model_directory_passes_check_once_its_prompt_sets_are_writte
     assert code == 0, out
     assert [line.split(":")[0] for line in _problems_block(out)] == ["  markers", "    warning", "    warning"]
     assert out.splitlines()[-1] == "OK: ready to run (2 warnings)"  # the English markers split in a tiny vocabulary
+
+
+def test_init_for_a_chat_model_copies_the_shipped_chat_prompt_sets_and_check_passes(tmp_path: Path, budget, capsys):
+    from evidence.runspec import natural_language_runspec_path
+
+    model = build_gpt2(tmp_path / "model")
+    assert main(["init", "--model", str(model), "--out", str(tmp_path / "starter")]) == 0
+    shipped = natural_language_runspec_path().parent / "natural-language"
+    data = tmp_path / "starter" / "data"
+    for name in ("refusal.harmful", "deception.control", "goal.aligned"):
+        assert (data / f"{name}.jsonl").read_bytes() == (shipped / f"{name}.jsonl").read_bytes()
+    spec = (tmp_path / "starter" / "runspec.toml").read_text()
+    assert "to be written" not in spec and '"As an AI"' in spec and '"goal.proxy_reliance"' in spec
+    capsys.readouterr()
+    code, out, _ = run_cli(capsys, "check", str(tmp_path / "starter" / "runspec.toml"))
+    # The sets and markers are the chat models' own; this test model's 512-token vocabulary spells the
+    # goal task's answers in pieces, which check finds (a real model's vocabulary holds "same" whole).
+    errors = [line.strip() for line in out.splitlines() if line.strip().startswith("error:")]
+    assert [e.split(" splits")[0] for e in errors] == [
+        "error: goal.proxy_reliance answer 'same'",
+        "error: goal.proxy_reliance answer 'different'",
+    ]
+    assert code == 2 and out.splitlines()[-1].startswith("FAILED: 2 errors")
 
 
 def test_check_reports_chat_messages_for_a_tokenizer_without_a_chat_template(tmp_path: Path, budget, capsys):
