@@ -22,6 +22,8 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure import Expectation, MeasureContext, MeasurementResult, measurement
+from evidence.measure.hooks import scoped_hooks
+from evidence.measure.methods.behaviour import greedy_generate, stop_token_ids
 from evidence.measure.methods.deception import (
     DATASETS,
     ProbeEval,
@@ -36,6 +38,7 @@ from evidence.measure.methods.deception import (
     shared_eval_behaviour,
     shared_probe_fit,
 )
+from evidence.measure.methods.examples import Example, examples_table
 from evidence.measure.methods.steering import (
     Behaviour,
     BehaviourReader,
@@ -46,6 +49,7 @@ from evidence.measure.methods.steering import (
     probe_steering_gap,
     remove_span,
     shared_causal_check,
+    steering_hook,
     unembedding_directions,
 )
 from evidence.measure.stats import bootstrap_mean, wilson_interval
@@ -180,12 +184,51 @@ class _Runs:
 
 def _eval_sequences(
     model: LoadedModel, fit: ProbeFit, cap: int | None, rng: np.random.Generator
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids of the triggered and the untriggered evaluation prompts, each capped at ``cap``."""
+) -> tuple[list[list[int]], list[list[int]], list[str], list[str]]:
+    """Token ids of the triggered and the untriggered evaluation prompts, each capped at ``cap``, and their ids."""
     labelled = list(zip(fit.eval_prompts, fit.eval_labels, strict=True))
     positives = _subsample([p for p, lab in labelled if lab], cap, rng)
     negatives = _subsample([p for p, lab in labelled if not lab], cap, rng)
-    return encode_prompts(model, positives), encode_prompts(model, negatives)
+    return (
+        encode_prompts(model, positives),
+        encode_prompts(model, negatives),
+        [p.id for p in positives],
+        [p.id for p in negatives],
+    )
+
+
+#: Example outputs shown per condition: the first prompts of each, whatever their outcome.
+N_EXAMPLES = 3
+
+
+def _examples_table(
+    read: BehaviourReader, runs: _Runs, ids: tuple[list[str], list[str]], vector: torch.Tensor
+) -> Table:
+    """What the model said to the first prompts of each condition, with and without the steering edit."""
+    model = read.model
+    pos_ids, neg_ids = ids
+    conditions = (
+        ("triggered, no edit", runs.pos_seqs, pos_ids, None, runs.pos_base),
+        ("untriggered, no edit", runs.neg_seqs, neg_ids, None, runs.neg_base),
+        ("untriggered, +alpha x probe direction", runs.neg_seqs, neg_ids, vector, runs.neg_plus),
+        ("triggered, -alpha x probe direction", runs.pos_seqs, pos_ids, -vector, runs.pos_minus),
+    )
+    stops = stop_token_ids(model.tokenizer)
+    examples = []
+    for condition, seqs, names, edit, behaviour in conditions:
+        for i in range(min(N_EXAMPLES, len(seqs))):
+            hooks = [] if edit is None else [(read.hook_name, steering_hook(edit, len(seqs[i]), read.positions))]
+            with scoped_hooks(model.bridge, hooks):
+                reply = greedy_generate(model.bridge, [seqs[i]], read.tokens, 1, stop_ids=stops)[0]
+            judged = "defected" if behaviour.defects[i] else "did not defect"
+            examples.append(Example(condition, names[i], seqs[i], reply, judged))
+    return examples_table(
+        model.tokenizer,
+        examples,
+        f"the first {N_EXAMPLES} evaluation prompts of each condition (not chosen by outcome), the model's greedy "
+        f"reply (at most {read.tokens} tokens) with the steering edit on the prompt's positions or without it, and "
+        "whether it showed a defection phrase, as the defection rates count it",
+    )
 
 
 def _alpha_curve(
@@ -564,7 +607,7 @@ def causality(model: LoadedModel, params: ProbeCausalityParams, ctx: MeasureCont
     read = BehaviourReader(
         model, marker_ids, phrases, point.hook, params.positions, params.batch_size, behaviour.tokens
     )
-    pos_seqs, neg_seqs = _eval_sequences(model, fit, params.max_prompts, subsample_rng)
+    pos_seqs, neg_seqs, pos_ids, neg_ids = _eval_sequences(model, fit, params.max_prompts, subsample_rng)
 
     ctx.progress(0.3, "the shared causal check")
     check = shared_causal_check(model, fit, behaviour, helpful, params, params.batch_size, ctx)
@@ -591,7 +634,10 @@ def causality(model: LoadedModel, params: ProbeCausalityParams, ctx: MeasureCont
     decorative = is_decorative(ev.auroc, check.causal, params)
     metrics.append(_flag_metric(decorative, params))
     ctx.progress(0.85, "per-layer NIE")
-    tables = [_curve_table(curve_rows, where, len(neg_seqs), len(pos_seqs))]
+    tables = [
+        _curve_table(curve_rows, where, len(neg_seqs), len(pos_seqs)),
+        _examples_table(read, runs, (pos_ids, neg_ids), alpha * u),
+    ]
     if check.gap_defined:
         unembedding = unembedding_directions(
             model,
