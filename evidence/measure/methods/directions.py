@@ -34,7 +34,16 @@ import numpy as np
 import torch
 
 from evidence.errors import ConfigError, MeasurementError
-from evidence.measure.hooks import HookFn, capture, position_offset, scoped_hooks, whole_sequence
+from evidence.measure.hooks import (
+    ActivationBuffer,
+    HookFn,
+    capture,
+    capture_at,
+    position_offset,
+    scoped_hooks,
+    whole_sequence,
+)
+from evidence.measure.methods.batching import batch_keywords, columns, prompt_batches
 from evidence.measure.methods.behaviour import batches_by_length
 from evidence.model import LoadedModel
 from evidence.records import DataRef
@@ -125,15 +134,17 @@ def activations_at(
     positions: Sequence[int],
     batch_size: int,
 ) -> torch.Tensor:
-    """Activations at hook points ``names`` and ``positions``: ``[prompt, name, position, d_model]``."""
-    pos = torch.tensor(list(positions))
-    out: list[torch.Tensor | None] = [None] * len(seqs)
-    for idx, tokens in batches_by_length(seqs, batch_size):
-        acts = capture(model.bridge, names, tokens)
-        at = torch.stack([acts[n][:, tokens.shape[1] + pos, :] for n in names], dim=1).float()
-        for row, i in enumerate(idx):
-            out[i] = at[row]
-    result = torch.stack([t for t in out if t is not None])
+    """Activations at hook points ``names`` and ``positions``: ``[prompt, name, position, d_model]``.
+
+    ``positions`` count from the prompt's end (``-1`` its last token). Prompts run in the model's
+    batches (:func:`~evidence.measure.methods.batching.prompt_batches`); only those positions
+    are kept, picked inside the hooks.
+    """
+    buffer = ActivationBuffer(len(seqs), names, len(positions))
+    for idx, batch in prompt_batches(model.bridge, seqs, batch_size):
+        cols = columns(batch, positions)
+        capture_at(model.bridge, names, batch.tokens, cols, buffer, idx, **batch_keywords(batch))
+    result = buffer.values
     if not torch.isfinite(result).all():
         raise MeasurementError("the model's activations hold non-finite values")
     return result
