@@ -29,6 +29,7 @@ counted from a prompt's start is ``starts[row] + position``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
@@ -44,6 +45,7 @@ __all__ = [
     "Side",
     "accepts_keyword",
     "batch_keywords",
+    "batched_as",
     "batching_mode",
     "columns",
     "greedy_alone",
@@ -243,6 +245,28 @@ def batching_mode(forward: Any) -> Batching:
         known = "left-padded" if _honours_padding(forward) else "by-length"
         _MODES[forward] = known
     return "left-padded" if known == "left-padded" else "by-length"
+
+
+@contextmanager
+def batched_as(forward: Any, mode: Batching) -> Iterator[None]:
+    """Batch ``forward`` in ``mode`` while the block runs (``"left-padded"`` only where :func:`batching_mode` allows).
+
+    For comparing the two modes on one model: ``"by-length"`` is always possible; asking for
+    ``"left-padded"`` on a model whose probe refused it is an error.
+    """
+    if mode not in BATCHING_MODES:
+        raise MeasurementError(f"unknown batching mode {mode!r}", hint=f"use one of {', '.join(BATCHING_MODES)}")
+    probed = batching_mode(forward)
+    if mode == "left-padded" and probed != "left-padded":
+        raise MeasurementError(
+            "this model's forward does not honour an attention mask and position ids, so it is batched by length",
+            hint='compare with mode "by-length" only',
+        )
+    _MODES[forward] = mode
+    try:
+        yield
+    finally:
+        _MODES[forward] = probed
 
 
 def _rows_for(forward: Any, width: int, cap: int | None, available: int | None) -> int:
