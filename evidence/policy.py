@@ -178,6 +178,7 @@ def evaluate(
     subject: str,
     validation: tuple[ValidationReport, str] | None = None,
     dtype: str = "float32",
+    batching: str | None = None,
 ) -> list[Verdict]:
     """One verdict per threshold, judged on the record of ``subject`` for its measurement.
 
@@ -189,6 +190,9 @@ def evaluate(
     ``processing["dtype"]``). A policy that names another dtype, or a validation
     report measured in another, leaves the verdicts that rely on it INCONCLUSIVE:
     a threshold set in one dtype is never applied silently to another.
+
+    ``batching``: how the records' prompts were batched (``processing["batching"]``); a
+    validation report that records another batching mode leaves those verdicts INCONCLUSIVE too.
     """
     by_measurement = {r.measurement.id: r for r in records if r.subject == subject}
     verdicts = []
@@ -227,7 +231,9 @@ def evaluate(
             report, digest = validation if validation is not None else (None, None)
             found = report.find(t.measurement, t.metric) if report is not None else None
             fired = found is not None and satisfied(found.criteria, found.combine, metric)
-            shortfall, account = validation_requirement_verdict(t, record, report, fired=fired, dtype=dtype)
+            shortfall, account = validation_requirement_verdict(
+                t, record, report, fired=fired, dtype=dtype, batching=batching
+            )
             if shortfall is None and digest is not None:
                 shortfall = _spot_check_shortfall(t, records, digest)
             fields |= {"validation": account, "validation_report": digest}

@@ -706,6 +706,39 @@ def test_a_validation_in_one_dtype_does_not_vouch_for_a_run_in_another():
     assert verdict(low, "float32").verdict == "inconclusive"
 
 
+def test_a_validation_batched_one_way_does_not_vouch_for_a_run_batched_another():
+    policy = make_policy(thresholds=[gated(min_detection=0.6, max_false_alarms=0.3)])
+
+    def verdict(validation, batching):
+        spot = spot_checked(validation[1], True, True)
+        return evaluate(policy, [make_record(), spot], subject="toy", validation=validation, batching=batching)[0]
+
+    r, _ = report(detector((9, 9), (0, 12)))
+    padded = r.model_copy(update={"environment": r.environment.model_copy(update={"batching": "left-padded"})})
+    padded_report = (padded, sha256_hex(canonical_bytes(padded)))
+    assert verdict(padded_report, "left-padded").verdict == "pass"
+    other = verdict(padded_report, "by-length")
+    assert other.verdict == "inconclusive"
+    assert other.reason == (
+        "heads.inventory 1.0.0 induction_score_max was validated with prompts batched left-padded, but this run "
+        "batched them by-length; the validation does not carry over to another batching mode"
+    )
+    # a report or a run that does not say how it batched is not compared
+    unsaid = (r, sha256_hex(canonical_bytes(r)))
+    assert r.environment.batching is None
+    assert verdict(unsaid, "by-length").verdict == verdict(unsaid, "left-padded").verdict == "pass"
+    assert verdict(padded_report, None).verdict == "pass"
+
+
+def test_validation_records_the_batching_of_the_members_it_measured():
+    from evidence.validation import _batching
+
+    assert _batching({"left-padded"}) == "left-padded"
+    assert _batching({"by-length"}) == "by-length"
+    assert _batching({"left-padded", "by-length"}) == "mixed"
+    assert _batching(set()) is None
+
+
 def test_a_policy_set_for_one_dtype_is_not_applied_to_another():
     dtyped = make_policy(thresholds=[gated(min_detection=0.6, max_false_alarms=0.3)]).model_copy(
         update={"dtype": "float32"}
