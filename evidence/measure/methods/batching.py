@@ -269,25 +269,21 @@ def batched_as(forward: Any, mode: Batching) -> Iterator[None]:
         _MODES[forward] = probed
 
 
-def _rows_for(forward: Any, width: int, cap: int | None, available: int | None) -> int:
-    """Rows of ``width`` tokens per batch under the memory budget (see :func:`evidence.measure.memory.batch_rows`)."""
-    from evidence.measure.memory import batch_rows, size_of_loaded
+def _row_budget(forward: Any, cap: int | None) -> Callable[[int], int]:
+    """Rows of a given width per batch under the memory budget (see :func:`evidence.measure.memory.batch_rows`)."""
+    from evidence.measure.memory import available_memory, batch_rows, size_of_loaded
 
     cfg = getattr(forward, "cfg", None)
-    if cfg is None:
-        return max(1, cap) if cap is not None else 32
-    n_params = int(getattr(forward, "n_params_total", 0) or 0)
-    dtype = next((str(p.dtype).removeprefix("torch.") for p in forward.parameters()), "float32")
-    return batch_rows(size_of_loaded(n_params, cfg), dtype, width, available, cap)
-
-
-def _available(forward: Any) -> int | None:
-    from evidence.measure.memory import available_memory
-
-    params = forward.parameters() if isinstance(forward, torch.nn.Module) else iter(())
-    device = next((p.device.type for p in params), "cpu")
+    if cfg is None or not isinstance(forward, torch.nn.Module):
+        fixed = max(1, cap) if cap is not None else 32
+        return lambda width: fixed
+    first = next(forward.parameters(), None)
+    dtype = str(first.dtype).removeprefix("torch.") if first is not None else "float32"
+    device = first.device.type if first is not None else "cpu"
     found = available_memory(device if device in ("cpu", "cuda") else "cpu")
-    return found[0] if found is not None else None
+    available = found[0] if found is not None else None
+    size = size_of_loaded(int(getattr(forward, "n_params_total", 0) or 0), cfg)
+    return lambda width: batch_rows(size, dtype, width, available, cap)
 
 
 def prompt_batches(
@@ -304,18 +300,18 @@ def prompt_batches(
         raise MeasurementError("a prompt encodes to no token", hint="remove the empty prompt")
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     padded = batching_mode(forward) == "left-padded"
-    available = _available(forward)
+    rows_of = _row_budget(forward, batch_size)
     start = 0
     while start < len(order):
         first = len(seqs[order[start]])
-        rows = _rows_for(forward, first, batch_size, available)
+        rows = rows_of(first)
         chunk = [order[start]]
         while start + len(chunk) < len(order) and len(chunk) < rows:
             nxt = order[start + len(chunk)]
             width = len(seqs[nxt])
             if not padded and width != first:
                 break
-            if padded and len(chunk) + 1 > _rows_for(forward, width, batch_size, available):
+            if padded and len(chunk) + 1 > rows_of(width):
                 break
             chunk.append(nxt)
         start += len(chunk)
