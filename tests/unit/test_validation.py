@@ -730,6 +730,35 @@ def test_a_validation_batched_one_way_does_not_vouch_for_a_run_batched_another()
     assert verdict(padded_report, None).verdict == "pass"
 
 
+def test_step_7_judges_in_the_batching_the_dossier_records():
+    from evidence.dossier import dossier_bytes
+    from evidence.validation_report import cite, report_bytes
+    from signing.verify import _Failed, _State, _step7_recompute_judgement
+    from tests.factories import make_dossier
+
+    r, _ = report(detector((9, 9), (0, 12)))
+    r = r.model_copy(update={"environment": r.environment.model_copy(update={"batching": "left-padded"})})
+    data = report_bytes(r)
+    digest = sha256_hex(data)
+    policy = make_policy(thresholds=[gated(min_detection=0.6, max_false_alarms=0.3)])
+    spot = spot_checked(digest, True, True)
+    point = [c.model_copy(update={"criteria": [CRITERION.model_copy(update={"rule": "point"})]}) for c in spot.checks]
+    records = [make_record(), spot.model_copy(update={"checks": point})]  # checks the verifier recomputes
+    base = make_dossier()
+    by_length = base.model.model_copy(update={"processing": {**base.model.processing, "batching": "by-length"}})
+    verdicts = evaluate(policy, records, subject="toy", validation=(r, digest), batching="by-length")
+    assert verdicts[0].verdict == "inconclusive"
+    dossier = make_dossier(model=by_length, policy=policy, records=records, verdicts=verdicts,
+                           gate=roll_up(verdicts), validation=cite(r, digest, records))  # fmt: skip
+    files = {"dossier.json": dossier_bytes(dossier), "validation-report.json": data}
+    assert "recomputed" in _step7_recompute_judgement(_State(files=files, anchors=[]))
+    padded = by_length.model_copy(update={"processing": {**by_length.processing, "batching": "left-padded"}})
+    forged = make_dossier(model=padded, policy=policy, records=records, verdicts=verdicts,
+                          gate=roll_up(verdicts), validation=cite(r, digest, records))  # fmt: skip
+    with pytest.raises(_Failed, match="recomputes as 'pass'"):
+        _step7_recompute_judgement(_State(files={**files, "dossier.json": dossier_bytes(forged)}, anchors=[]))
+
+
 def test_validation_records_the_batching_of_the_members_it_measured():
     from evidence.validation import _batching
 
