@@ -34,7 +34,7 @@ from evidence.measure.methods.behaviour import (
     stop_token_ids,
 )
 from evidence.measure.methods.deception import ReadPoint, last_position_activations
-from evidence.measure.methods.directions import activations_at
+from evidence.measure.methods.directions import activations_at, earlier_position_means
 from evidence.measure.methods.kv_cache import kv_cache
 from evidence.runspec import Prompt
 
@@ -259,3 +259,20 @@ def test_prompt_batches_shrink_under_a_small_memory_budget(models, monkeypatch):
     logits = last_position_logits(model.bridge, seqs, 8)
     alone = _alone_logits(model, seqs)
     assert float((logits - alone).abs().max()) <= padding_tolerance(float(alone.abs().max()))
+
+
+@pytest.mark.parametrize("name", ["llama", "demo"])
+def test_earlier_position_means_from_padded_batches_equal_those_of_each_prompt_alone(name, models):
+    model = models[name]
+    seqs = _prompts(model)
+    names = ["blocks.1.hook_resid_pre"]
+    padded = earlier_position_means(model, seqs, names, 2, 4)[names[0]]
+    rows = []
+    for seq in seqs:
+        if len(seq) > 2:
+            acts = {}
+            with torch.no_grad(), model.bridge.hooks(fwd_hooks=[(names[0], _keep(acts, "a"))]):
+                model.bridge(torch.tensor([seq]))
+            rows.append(acts["a"][0, :-2].double())
+    expected = torch.cat(rows).mean(dim=0).float()
+    assert float((padded - expected).abs().max()) <= 1e-5 * max(1.0, float(expected.abs().max()))
