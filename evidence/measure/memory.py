@@ -64,7 +64,7 @@ __all__ = [
 BUDGET_VARIABLE = "INTERP_DOSSIER_MEMORY_BUDGET"
 #: Sequences per forward pass assumed for a measurement without a ``batch_size`` parameter.
 DEFAULT_BATCH = 32
-#: The most sequences :func:`batch_rows` puts in one forward pass, however much memory there is.
+#: The most sequences :func:`batch_rows` puts in one forward pass when the caller names no batch size.
 MAX_ROWS = 256
 #: The share of the available memory that one forward pass's activations may take (:func:`batch_rows`).
 BATCH_SHARE = 0.25
@@ -199,12 +199,13 @@ def row_bytes(size: ModelSize, dtype: str, tokens: int) -> int:
 def batch_rows(size: ModelSize, dtype: str, tokens: int, available: int | None, cap: int | None = None) -> int:
     """Sequences of ``tokens`` per forward pass: as many as fit :data:`BATCH_SHARE` of ``available`` bytes.
 
-    At least one, at most ``cap`` (the caller's batch size) and :data:`MAX_ROWS`; with
-    ``available`` None (memory unknown), ``cap`` or :data:`DEFAULT_BATCH`.
+    At least one, and at most ``cap`` (the caller's batch size: a measurement's ``batch_size``
+    parameter), or :data:`MAX_ROWS` when the caller names none; with ``available`` None (memory
+    unknown), ``cap`` or :data:`DEFAULT_BATCH`.
     """
-    limit = min(cap, MAX_ROWS) if cap is not None else MAX_ROWS
+    limit = max(cap, 1) if cap is not None else MAX_ROWS
     if available is None:
-        return max(1, min(limit, cap if cap is not None else DEFAULT_BATCH))
+        return limit if cap is not None else DEFAULT_BATCH
     fits = int(available * BATCH_SHARE) // row_bytes(size, dtype, tokens)
     return max(1, min(limit, fits))
 

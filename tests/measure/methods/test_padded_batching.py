@@ -237,7 +237,9 @@ def test_rows_per_batch_follow_the_memory_budget_with_a_cap():
     assert batch_rows(SIZE, "float32", 400, available=40 * one, cap=64) < 10  # longer rows, fewer of them
     assert batch_rows(SIZE, "float32", 100, available=one, cap=64) == 1  # never fewer than one
     assert batch_rows(SIZE, "float32", 100, available=10**15, cap=64) == 64  # the caller's batch size caps it
-    assert batch_rows(SIZE, "float32", 100, available=10**15) == MAX_ROWS
+    assert batch_rows(SIZE, "float32", 100, available=10**15) == MAX_ROWS  # no batch size named
+    assert batch_rows(SIZE, "float32", 100, available=10**15, cap=512) == 512  # a named one is kept
+    assert batch_rows(SIZE, "float32", 100, available=None) == 32
     assert batch_rows(SIZE, "float32", 100, available=None, cap=8) == 8
 
 
