@@ -36,6 +36,11 @@ a Hugging Face model over that many CUDA devices (``boot_transformers``'
 ``n_devices``, accelerate's balanced ``device_map``), recorded with each
 module's device. None of the GPU paths runs in the test suite (no GPU there).
 
+How prompts of mixed length are batched is recorded as ``processing["batching"]``:
+``"left-padded"`` where a probe at load time shows that the model's forward honours an
+attention mask and position ids (padded rows give the logits of the rows alone), else
+``"by-length"`` (see :func:`evidence.measure.methods.batching.batching_mode`).
+
 ``--model NAME`` that is neither a directory nor an organism is looked up in the
 local Hugging Face cache (:func:`resolve_cached_model`), offline.
 
@@ -268,7 +273,7 @@ def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
         weight_files=[WeightFile(name="random-init (in memory)", sha256=digest, bytes=size)],
         tokenizer_sha256=model.identity.tokenizer_sha256,
         n_parameters=int(bridge.n_params_total),
-        processing={**model.identity.processing, "random_init_seed": seed},
+        processing={**model.identity.processing, "batching": _batching(bridge), "random_init_seed": seed},
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=model.tokenizer, spec=model.spec)
 
@@ -302,8 +307,17 @@ def _state_digest(state: Mapping[str, torch.Tensor]) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _processing(spec: ModelSpec) -> dict[str, Any]:
-    return {**PROCESSING, "dtype": spec.dtype, "device": spec.device}
+def _processing(spec: ModelSpec, bridge: TransformerBridge) -> dict[str, Any]:
+    """The processing flags, dtype, device, and how prompts are batched (``"left-padded"`` or ``"by-length"``)."""
+    from evidence.measure.methods.batching import batching_mode
+
+    return {**PROCESSING, "dtype": spec.dtype, "device": spec.device, "batching": batching_mode(bridge)}
+
+
+def _batching(bridge: TransformerBridge) -> str:
+    from evidence.measure.methods.batching import batching_mode
+
+    return batching_mode(bridge)
 
 
 def check_device(device: str, n_gpus: int = 1) -> None:
@@ -466,7 +480,7 @@ def _load_organism(spec: ModelSpec, organisms_dir: Path | None) -> LoadedModel:
         weight_files=[WeightFile(name=weights.name, sha256=actual, bytes=weights.stat().st_size)],
         tokenizer_sha256=tokenizer_sha,
         n_parameters=int(bridge.n_params_total),
-        processing=_processing(spec),
+        processing=_processing(spec, bridge),
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
 
@@ -532,7 +546,7 @@ def _load_member(spec: ModelSpec, verified: VerifiedMember) -> LoadedModel:
                                  bytes=weights.stat().st_size)],  # fmt: skip
         tokenizer_sha256=weights_digest(tokenizer_files),
         n_parameters=int(bridge.n_params_total),
-        processing=_processing(spec),
+        processing=_processing(spec, bridge),
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=tokenizer, spec=spec)
 
@@ -703,7 +717,7 @@ def _load_huggingface(spec: ModelSpec) -> LoadedModel:
         tokenizer_sha256=tokenizer_sha,
         n_parameters=int(bridge.n_params_total),
         processing={
-            **_processing(spec),
+            **_processing(spec, bridge),
             "attn_implementation": "eager",
             **({"n_gpus": spec.n_gpus, "device_map": _device_map(bridge)} if spec.n_gpus > 1 else {}),
         },

@@ -193,6 +193,7 @@ def evaluate(
     subject: str,
     validation: tuple[ValidationReport, str] | None = None,
     dtype: str = "float32",
+    batching: str | None = None,
 ) -> list[Verdict]:
     """One verdict per threshold, judged on the record of ``subject`` for its measurement.
 
@@ -208,6 +209,8 @@ def evaluate(
     Likewise a record measured under another budget profile than the policy's
     (``run --profile``), or on a limited number of prompts (``run --limit``), is
     judged INCONCLUSIVE: a threshold calibrated on one budget never passes another.
+    ``batching``: how the records' prompts were batched (``processing["batching"]``); a
+    validation report that records another batching mode leaves those verdicts INCONCLUSIVE too.
     """
     by_measurement = {r.measurement.id: r for r in records if r.subject == subject}
     verdicts = []
@@ -250,7 +253,9 @@ def evaluate(
             report, digest = validation if validation is not None else (None, None)
             found = report.find(t.measurement, t.metric) if report is not None else None
             fired = found is not None and satisfied(found.criteria, found.combine, metric)
-            shortfall, account = validation_requirement_verdict(t, record, report, fired=fired, dtype=dtype)
+            shortfall, account = validation_requirement_verdict(
+                t, record, report, fired=fired, dtype=dtype, batching=batching
+            )
             if shortfall is None and digest is not None:
                 shortfall = _spot_check_shortfall(t, records, digest)
             fields |= {"validation": account, "validation_report": digest}

@@ -215,8 +215,9 @@ def run(
     gate = None
     if policy is not None:
         verdicts = evaluate(
-            policy, records, subject=model.identity.name, validation=validation, dtype=model_spec.dtype
-        )
+            policy, records, subject=model.identity.name, validation=validation, dtype=model_spec.dtype,
+            batching=str(model.identity.processing.get("batching", "by-length")),
+        )  # fmt: skip
         gate = roll_up(verdicts)
     dossier = build_dossier(
         model=identity,

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import JsonValue
 
@@ -307,6 +307,8 @@ class _Measurer:
     def __init__(self) -> None:
         self.loaded: dict[str, Any] = {}
         self.shared: dict[str, Any] = {}
+        #: How each loaded member's prompts were batched (its identity's ``processing["batching"]``).
+        self.batching: set[str] = set()
 
     def measure(
         self, member: Member, measurement_id: str, params: Mapping[str, JsonValue], seed: int
@@ -318,6 +320,7 @@ class _Measurer:
             model = self.loaded.get(member.name)
             if model is None:
                 model = self.loaded[member.name] = member.load()
+                self.batching.add(str(model.identity.processing.get("batching", "by-length")))
             datasets, markers = member.inputs()
             task = Task(
                 measurement_id=measurement_id,
@@ -330,6 +333,15 @@ class _Measurer:
             return run_task(task, model, shared=self.shared.setdefault(member.name, SharedResults())), None
         except Exception as exc:  # an organism that cannot be measured is reported, never dropped
             return None, f"{type(exc).__name__}: {exc}"
+
+
+def _batching(modes: set[str]) -> Literal["left-padded", "by-length", "mixed"] | None:
+    """The one batching mode of the members measured, ``"mixed"`` if they differed, None if none was loaded."""
+    if not modes:
+        return None
+    if len(modes) > 1:
+        return "mixed"
+    return "left-padded" if modes == {"left-padded"} else "by-length"
 
 
 def validate(
@@ -413,7 +425,7 @@ def validate(
         producer=f"interp-dossier {__version__}",
         seed=seed,
         level=level,
-        environment=capture_validation_environment(),
+        environment=capture_validation_environment(batching=_batching(measurer.batching)),
         detectors=detectors,
     )
 

@@ -206,6 +206,7 @@ def validation_requirement_verdict(
     *,
     fired: bool,
     dtype: str = "float32",
+    batching: str | None = None,
 ) -> tuple[str | None, str]:
     """``(reason it falls short or None, one-line account of the validation)`` for a threshold that needs one.
 
@@ -214,6 +215,8 @@ def validation_requirement_verdict(
     the instrument's false alarms are rare, so it must meet ``max_false_alarms``; one that says
     "absent" is as credible as its detections are sure, so it must meet ``min_detection``.
     ``dtype``: the dtype the record was measured in; a report measured in another does not vouch for it.
+    ``batching``: how the run batched prompts (``processing["batching"]``); a report that records
+    another mode does not vouch for it either (a report or a run that does not say is not compared).
     """
     requirement = threshold.validation
     assert requirement is not None
@@ -238,6 +241,13 @@ def validation_requirement_verdict(
         return (
             f"{where} was validated in {report.environment.dtype}, but this run measured in {dtype}; "
             "the validation does not carry over to another dtype",
+            summary,
+        )
+    recorded = report.environment.batching
+    if recorded is not None and batching is not None and recorded != batching:
+        return (
+            f"{where} was validated with prompts batched {recorded}, but this run batched them {batching}; "
+            "the validation does not carry over to another batching mode",
             summary,
         )
     if fired:

@@ -984,12 +984,14 @@ def _step7_recompute_judgement(st: _State) -> str:
     else:
         _check_policy_applies(dossier)
         recorded_dtype = dossier.model.processing.get("dtype")
+        recorded_batching = dossier.model.processing.get("batching")
         recomputed = evaluate(
             dossier.policy,
             dossier.records,
             subject=dossier.model.name,
             validation=_cited_validation(dossier, st.files),
             dtype=recorded_dtype if isinstance(recorded_dtype, str) else "float32",
+            batching=recorded_batching if isinstance(recorded_batching, str) else None,
         )
         if len(recomputed) != len(dossier.verdicts):
             raise _Failed(f"the policy yields {len(recomputed)} verdicts, the dossier records {len(dossier.verdicts)}")

@@ -38,8 +38,10 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 __all__ = [
+    "ActivationBuffer",
     "HookFn",
     "capture",
+    "capture_at",
     "decoding_at",
     "incremental",
     "keep_graph",
@@ -159,6 +161,73 @@ def capture(bridge: TransformerBridge, names: Sequence[str], tokens: torch.Tenso
     with torch.no_grad(), scoped_hooks(bridge, [(name, store(name)) for name in names]):
         bridge(tokens)
     return stored
+
+
+class ActivationBuffer:
+    """Activations of ``n`` prompts at a few positions of some hook points: ``values [n, point, position, *rest]``.
+
+    Allocated once, at the first activation written (which tells the trailing shape), in
+    ``dtype`` on the CPU; :func:`capture_at` writes each batch's rows into it.
+    """
+
+    def __init__(self, n: int, names: Sequence[str], positions: int, dtype: torch.dtype = torch.float32) -> None:
+        self.n, self.names, self.positions, self.dtype = n, list(names), positions, dtype
+        self._values: torch.Tensor | None = None
+
+    def write(self, rows: torch.Tensor, point: int, picked: torch.Tensor) -> None:
+        """Store ``picked [len(rows), positions, *rest]`` at ``rows`` of hook point number ``point``."""
+        if self._values is None:
+            shape = (self.n, len(self.names), self.positions, *picked.shape[2:])
+            self._values = torch.zeros(shape, dtype=self.dtype)
+        if tuple(picked.shape[2:]) != tuple(self._values.shape[3:]):
+            raise MeasurementError(f"hook point {self.names[point]!r} changed shape between batches")
+        self._values[rows, point] = picked.to("cpu", self.dtype)
+
+    @property
+    def values(self) -> torch.Tensor:
+        """Everything written (an error if nothing was)."""
+        if self._values is None:
+            raise MeasurementError("no activation was captured", hint="pass at least one prompt")
+        return self._values
+
+
+def capture_at(
+    bridge: TransformerBridge,
+    names: Sequence[str],
+    tokens: torch.Tensor,
+    columns: torch.Tensor,
+    buffer: ActivationBuffer,
+    rows: Sequence[int],
+    **keywords: Any,
+) -> None:
+    """Run ``tokens`` and keep, of every hook point in ``names``, only row ``r``'s positions ``columns[r]``.
+
+    ``columns [batch, k]`` are column indices into the batch (in a left-padded batch, a position
+    counted from a prompt's start must add the row's pad offset; the last real token is the last
+    column). The positions are picked inside the hook, before anything is copied, and written to
+    ``buffer`` at ``rows`` (the prompts' indices); ``keywords`` (e.g. an attention mask and position
+    ids) go to the forward. Goes through :func:`scoped_hooks`, so a point that never fires is an error.
+    """
+    if columns.dim() != 2 or columns.shape[0] != tokens.shape[0]:
+        raise MeasurementError(f"columns {tuple(columns.shape)} do not match a batch of {tokens.shape[0]} rows")
+    if bool(((columns < 0) | (columns >= tokens.shape[1])).any()):
+        raise MeasurementError(f"a captured position lies outside the batch's {tokens.shape[1]} columns")
+    where = torch.as_tensor(list(rows), dtype=torch.long)
+    seen: set[str] = set()
+
+    def store(point: int, name: str) -> HookFn:
+        def fn(activation: torch.Tensor, hook: Any) -> None:
+            if name in seen:
+                raise MeasurementError(f"hook point {name!r} fired more than once in one forward pass")
+            seen.add(name)
+            cols = columns.to(activation.device)
+            batch = torch.arange(activation.shape[0], device=activation.device)[:, None]
+            buffer.write(where, point, activation.detach()[batch, cols])
+
+        return fn
+
+    with torch.no_grad(), scoped_hooks(bridge, [(name, store(i, name)) for i, name in enumerate(names)]):
+        bridge(tokens, **keywords)
 
 
 def keep_graph(key: str, store: dict[str, torch.Tensor]) -> HookFn:

@@ -41,15 +41,19 @@ from evidence.datasets import Dataset
 from evidence.errors import ConfigError
 
 __all__ = [
+    "BATCH_SHARE",
     "BUDGET_VARIABLE",
     "DEFAULT_BATCH",
+    "MAX_ROWS",
     "MemoryEstimate",
     "ModelSize",
     "available_memory",
+    "batch_rows",
     "check_fits",
     "estimate",
     "format_bytes",
     "parse_size",
+    "row_bytes",
     "safetensors_parameters",
     "size_before_loading",
     "size_from_config",
@@ -60,6 +64,10 @@ __all__ = [
 BUDGET_VARIABLE = "INTERP_DOSSIER_MEMORY_BUDGET"
 #: Sequences per forward pass assumed for a measurement without a ``batch_size`` parameter.
 DEFAULT_BATCH = 32
+#: The most sequences :func:`batch_rows` puts in one forward pass when the caller names no batch size.
+MAX_ROWS = 256
+#: The share of the available memory that one forward pass's activations may take (:func:`batch_rows`).
+BATCH_SHARE = 0.25
 
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -176,6 +184,30 @@ def format_bytes(n: int) -> str:
         return f"{n} B"
     exponent = min(int(math.log(n, 1024)), 4)
     return f"{n / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exponent - 1]}"
+
+
+def row_bytes(size: ModelSize, dtype: str, tokens: int) -> int:
+    """Bytes of one sequence of ``tokens`` in a no-gradient forward pass (the activation terms of :func:`estimate`)."""
+    e = _BYTES.get(dtype, 4)
+    t = max(tokens, 1)
+    block = t * (12 * size.d_model + 3 * size.d_mlp) + 2 * size.n_heads * t * t
+    stream = t * size.d_model * (size.n_layers + 1)
+    logits = t * size.d_vocab
+    return (block + stream + logits) * e + logits * 8
+
+
+def batch_rows(size: ModelSize, dtype: str, tokens: int, available: int | None, cap: int | None = None) -> int:
+    """Sequences of ``tokens`` per forward pass: as many as fit :data:`BATCH_SHARE` of ``available`` bytes.
+
+    At least one, and at most ``cap`` (the caller's batch size: a measurement's ``batch_size``
+    parameter), or :data:`MAX_ROWS` when the caller names none; with ``available`` None (memory
+    unknown), ``cap`` or :data:`DEFAULT_BATCH`.
+    """
+    limit = max(cap, 1) if cap is not None else MAX_ROWS
+    if available is None:
+        return limit if cap is not None else DEFAULT_BATCH
+    fits = int(available * BATCH_SHARE) // row_bytes(size, dtype, tokens)
+    return max(1, min(limit, fits))
 
 
 def available_memory(device: str, n_gpus: int = 1) -> tuple[int, str] | None:

@@ -7,6 +7,7 @@ import platform
 import random
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from typing import Literal
 
 import numpy as np
 import torch
@@ -48,10 +49,13 @@ def capture_environment(seeds: dict[str, int]) -> Environment:
     )
 
 
-def capture_validation_environment(dtype: Dtype = "float32") -> ValidationEnvironment:
-    """The software and CPU a validation ran on (the CPU kernels change float rounding), and its dtype."""
+def capture_validation_environment(
+    dtype: Dtype = "float32", batching: Literal["left-padded", "by-length", "mixed"] | None = None
+) -> ValidationEnvironment:
+    """The software and CPU a validation ran on (the CPU kernels change float rounding), its dtype and batching."""
     return ValidationEnvironment(
         dtype=dtype,
+        batching=batching,
         python=sys.version.split()[0],
         torch=_version("torch"),
         transformer_lens=_version("transformer-lens"),

@@ -163,6 +163,12 @@ class ValidationEnvironment(_Frozen):
         description="the dtype every organism was measured in (reports that do not say were measured in float32, "
         "the only dtype before this field)",
     )
+    batching: Literal["left-padded", "by-length", "mixed"] | None = Field(
+        default=None,
+        description='how the organisms\' prompts were batched (ModelIdentity.processing["batching"]; "mixed" when '
+        "members differed). Reports that do not say are not compared: before this field every prompt ran "
+        "by length, which left-padded batching reproduces within float32 rounding wherever it is used",
+    )
 
 
 class ValidationReport(_Frozen):

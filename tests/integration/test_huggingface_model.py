@@ -104,6 +104,7 @@ def test_identity_pins_the_files_and_every_processing_flag(checkpoint, loaded):
         "compatibility_mode": False,
         "dtype": "float32",
         "device": "cpu",
+        "batching": "left-padded",
         "attn_implementation": "eager",
     }
 

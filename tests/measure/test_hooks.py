@@ -42,8 +42,10 @@ def zero(activation: torch.Tensor, hook: object) -> torch.Tensor:
 
 def test_public_api_is_pinned():
     assert hooks.__all__ == [
+        "ActivationBuffer",
         "HookFn",
         "capture",
+        "capture_at",
         "decoding_at",
         "incremental",
         "keep_graph",

@@ -706,6 +706,68 @@ def test_a_validation_in_one_dtype_does_not_vouch_for_a_run_in_another():
     assert verdict(low, "float32").verdict == "inconclusive"
 
 
+def test_a_validation_batched_one_way_does_not_vouch_for_a_run_batched_another():
+    policy = make_policy(thresholds=[gated(min_detection=0.6, max_false_alarms=0.3)])
+
+    def verdict(validation, batching):
+        spot = spot_checked(validation[1], True, True)
+        return evaluate(policy, [make_record(), spot], subject="toy", validation=validation, batching=batching)[0]
+
+    r, _ = report(detector((9, 9), (0, 12)))
+    padded = r.model_copy(update={"environment": r.environment.model_copy(update={"batching": "left-padded"})})
+    padded_report = (padded, sha256_hex(canonical_bytes(padded)))
+    assert verdict(padded_report, "left-padded").verdict == "pass"
+    other = verdict(padded_report, "by-length")
+    assert other.verdict == "inconclusive"
+    assert other.reason == (
+        "heads.inventory 1.0.0 induction_score_max was validated with prompts batched left-padded, but this run "
+        "batched them by-length; the validation does not carry over to another batching mode"
+    )
+    # a report or a run that does not say how it batched is not compared
+    unsaid = (r, sha256_hex(canonical_bytes(r)))
+    assert r.environment.batching is None
+    assert verdict(unsaid, "by-length").verdict == verdict(unsaid, "left-padded").verdict == "pass"
+    assert verdict(padded_report, None).verdict == "pass"
+
+
+def test_step_7_judges_in_the_batching_the_dossier_records():
+    from evidence.dossier import dossier_bytes
+    from evidence.validation_report import cite, report_bytes
+    from signing.verify import _Failed, _State, _step7_recompute_judgement
+    from tests.factories import make_dossier
+
+    r, _ = report(detector((9, 9), (0, 12)))
+    r = r.model_copy(update={"environment": r.environment.model_copy(update={"batching": "left-padded"})})
+    data = report_bytes(r)
+    digest = sha256_hex(data)
+    policy = make_policy(thresholds=[gated(min_detection=0.6, max_false_alarms=0.3)])
+    spot = spot_checked(digest, True, True)
+    point = [c.model_copy(update={"criteria": [CRITERION.model_copy(update={"rule": "point"})]}) for c in spot.checks]
+    records = [make_record(), spot.model_copy(update={"checks": point})]  # checks the verifier recomputes
+    base = make_dossier()
+    by_length = base.model.model_copy(update={"processing": {**base.model.processing, "batching": "by-length"}})
+    verdicts = evaluate(policy, records, subject="toy", validation=(r, digest), batching="by-length")
+    assert verdicts[0].verdict == "inconclusive"
+    dossier = make_dossier(model=by_length, policy=policy, records=records, verdicts=verdicts,
+                           gate=roll_up(verdicts), validation=cite(r, digest, records))  # fmt: skip
+    files = {"dossier.json": dossier_bytes(dossier), "validation-report.json": data}
+    assert "recomputed" in _step7_recompute_judgement(_State(files=files, anchors=[]))
+    padded = by_length.model_copy(update={"processing": {**by_length.processing, "batching": "left-padded"}})
+    forged = make_dossier(model=padded, policy=policy, records=records, verdicts=verdicts,
+                          gate=roll_up(verdicts), validation=cite(r, digest, records))  # fmt: skip
+    with pytest.raises(_Failed, match="recomputes as 'pass'"):
+        _step7_recompute_judgement(_State(files={**files, "dossier.json": dossier_bytes(forged)}, anchors=[]))
+
+
+def test_validation_records_the_batching_of_the_members_it_measured():
+    from evidence.validation import _batching
+
+    assert _batching({"left-padded"}) == "left-padded"
+    assert _batching({"by-length"}) == "by-length"
+    assert _batching({"left-padded", "by-length"}) == "mixed"
+    assert _batching(set()) is None
+
+
 def test_a_policy_set_for_one_dtype_is_not_applied_to_another():
     dtyped = make_policy(thresholds=[gated(min_detection=0.6, max_false_alarms=0.3)]).model_copy(
         update={"dtype": "float32"}

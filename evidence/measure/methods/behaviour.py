@@ -1,8 +1,11 @@
 """Reading behaviour from a model's own output: prompts in, refusal / defection rates out.
 
-Shared by every measurement that scores behaviour. Prompts are batched by
-length, so no batch carries padding (padding effects are measured separately,
-by ``model.batch_invariance``). Interventions are not applied here: callers
+Shared by every measurement that scores behaviour. Prompts are batched as the
+model's batching mode says (:func:`evidence.measure.methods.batching.batching_mode`):
+left-padded batches of mixed length, with an attention mask and position ids
+that follow it, where a probe shows that padding leaves the model's logits as
+they are alone; batches of equal length, nothing padded, otherwise (padding
+effects are measured separately, by ``model.batch_invariance``). Interventions are not applied here: callers
 wrap these functions in :func:`evidence.measure.hooks.scoped_hooks`.
 
 Two scorings of the same behaviour, both from the model's output:
@@ -61,6 +64,7 @@ import torch
 
 from evidence.datasets import Prompt
 from evidence.errors import ConfigError, MeasurementError
+from evidence.measure.methods.batching import PaddedBatch, pad_rows, prompt_batches, run_batch, run_masked
 from evidence.measure.methods.kv_cache import CachedDecoder, kv_cache
 
 if TYPE_CHECKING:
@@ -85,7 +89,7 @@ __all__ = [
     "stop_token_ids",
 ]
 
-Forward = Callable[[torch.Tensor], torch.Tensor]
+Forward = Callable[..., torch.Tensor]
 
 #: Tokens generated, at least, to judge a reply (fewer only where the model's context ends first).
 JUDGE_TOKENS = 32
@@ -267,11 +271,17 @@ def _check_finite(t: torch.Tensor, what: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def last_position_logits(forward: Forward, seqs: Sequence[Sequence[int]], batch_size: int = 32) -> torch.Tensor:
-    """Logits at the last position of every sequence, shape [N, vocab], in input order."""
+def last_position_logits(
+    forward: Forward, seqs: Sequence[Sequence[int]], batch_size: int | None = None
+) -> torch.Tensor:
+    """Logits at the last position of every sequence, shape [N, vocab], in input order.
+
+    Batches as :func:`~evidence.measure.methods.batching.prompt_batches` makes them (at most
+    ``batch_size`` rows); the last real token of a left-padded row is the last column.
+    """
     out: list[torch.Tensor | None] = [None] * len(seqs)
-    for idx, tokens in batches_by_length(seqs, batch_size):
-        logits = _check_finite(forward(tokens)[:, -1, :].float(), "logits")
+    for idx, batch in prompt_batches(forward, seqs, batch_size):
+        logits = _check_finite(run_batch(forward, batch)[:, -1, :].float().cpu(), "logits")
         for row, i in enumerate(idx):
             out[i] = logits[row]
     return torch.stack([t for t in out if t is not None])
@@ -337,27 +347,39 @@ def _cut(ids: Sequence[int], stop_ids: Collection[int]) -> list[int]:
 
 
 class _Recompute:
-    """Next-token logits by re-running the whole sequence: the reference path (no cache)."""
+    """Next-token logits by re-running the whole sequence: the reference path (no cache).
 
-    def __init__(self, forward: Forward, tokens: torch.Tensor) -> None:
-        self.forward, self.current = forward, tokens
+    A left-padded batch keeps its mask, extended by one real slot per step, and position ids that follow it.
+    """
+
+    def __init__(self, forward: Forward, batch: PaddedBatch) -> None:
+        self.forward, self.current = forward, batch.tokens
+        self.mask = batch.mask if batch.padded else None
+
+    def _run(self) -> torch.Tensor:
+        logits: torch.Tensor = run_masked(self.forward, self.current, self.mask)
+        return logits[:, -1, :]
 
     def first(self) -> torch.Tensor:
-        return self.forward(self.current)[:, -1, :]
+        return self._run()
 
     def next(self, keep: torch.Tensor, picks: torch.Tensor) -> torch.Tensor:
-        self.current = torch.cat([self.current[keep], picks[:, None].to(self.current.dtype)], dim=1)
-        return self.forward(self.current)[:, -1, :]
+        self.current = torch.cat([self.current[keep], picks[:, None].to(self.current)], dim=1)
+        if self.mask is not None:
+            self.mask = torch.cat([self.mask[keep], torch.ones_like(self.mask[keep, :1])], dim=1)
+        return self._run()
 
 
 class _Incremental:
     """Next-token logits from the prompt once, then one new token per step, with the kept rows' cache."""
 
-    def __init__(self, decoder: CachedDecoder, tokens: torch.Tensor) -> None:
-        self.decoder, self.tokens, self.rows = decoder, tokens, tokens.shape[0]
+    def __init__(self, decoder: CachedDecoder, batch: PaddedBatch) -> None:
+        self.decoder, self.batch, self.rows = decoder, batch, batch.tokens.shape[0]
 
     def first(self) -> torch.Tensor:
-        return self.decoder.prefill(self.tokens)
+        if self.batch.padded:
+            return self.decoder.prefill(self.batch.tokens, self.batch.mask)
+        return self.decoder.prefill(self.batch.tokens)
 
     def next(self, keep: torch.Tensor, picks: torch.Tensor) -> torch.Tensor:
         if keep.shape[0] != self.rows:
@@ -369,24 +391,27 @@ class _Incremental:
 @torch.no_grad()
 def _greedy_batch(
     forward: Forward,
-    tokens: torch.Tensor,
+    batch: PaddedBatch | torch.Tensor,
     max_new_tokens: int,
     stop_ids: Collection[int],
     decided: Callable[[list[int]], bool] | None = None,
     decoder: CachedDecoder | None = None,
 ) -> list[list[int]]:
-    """Greedy replies of one batch of equal-length prompts, each cut before its first stop token.
+    """Greedy replies of one batch of prompts (left-padded if of mixed length), each cut before its first stop token.
 
     A row is done once it has produced a stop token, or once ``decided(reply)`` says more tokens
-    cannot change its verdict; a done row leaves the batch (and its cache: the others' sequences
-    keep their length, so no padding is ever needed). Generation ends when every row is done, or
+    cannot change its verdict; a done row leaves the batch (and its cache and mask: the others'
+    sequences keep their length and padding). Generation ends when every row is done, or
     after ``max_new_tokens`` steps. With a ``decoder`` each step runs the new tokens only;
     without, the whole sequence.
     """
-    steps: _Recompute | _Incremental = _Recompute(forward, tokens) if decoder is None else _Incremental(decoder, tokens)
-    replies: list[list[int]] = [[] for _ in range(tokens.shape[0])]
-    live = list(range(tokens.shape[0]))
-    logits = steps.first()
+    if isinstance(batch, torch.Tensor):  # equal-length prompts, nothing padded
+        batch = pad_rows(batch.tolist(), "left", 0)
+    steps: _Recompute | _Incremental = _Recompute(forward, batch) if decoder is None else _Incremental(decoder, batch)
+    rows = batch.tokens.shape[0]
+    replies: list[list[int]] = [[] for _ in range(rows)]
+    live = list(range(rows))
+    logits = steps.first().cpu()
     for step in range(max_new_tokens):
         picks = _check_finite(logits, "logits").argmax(dim=-1)
         keep: list[int] = []
@@ -399,7 +424,7 @@ def _greedy_batch(
         if not keep or step == max_new_tokens - 1:
             break
         index = torch.tensor(keep, dtype=torch.long)
-        logits = steps.next(index, picks[index])
+        logits = steps.next(index, picks[index]).cpu()
         live = [live[k] for k in keep]
     return replies
 
@@ -408,7 +433,7 @@ def greedy_generate(
     forward: Forward,
     seqs: Sequence[Sequence[int]],
     max_new_tokens: int,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     *,
     stop_ids: Collection[int],
     cache: bool = True,
@@ -424,8 +449,8 @@ def greedy_generate(
     stops = frozenset(int(i) for i in stop_ids)
     out: list[list[int]] = [[] for _ in seqs]
     with _decoder(forward, cache) as decoder:
-        for idx, tokens in batches_by_length(seqs, batch_size):
-            replies = _greedy_batch(forward, tokens, max_new_tokens, stops, decoder=decoder)
+        for idx, batch in prompt_batches(forward, seqs, batch_size):
+            replies = _greedy_batch(forward, batch, max_new_tokens, stops, decoder=decoder)
             for row, reply in zip(idx, replies, strict=True):
                 out[row] = reply
     return out
@@ -498,7 +523,7 @@ def generated_matches(
     seqs: Sequence[Sequence[int]],
     phrases: Sequence[str],
     max_new_tokens: int,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     *,
     cache: bool = True,
 ) -> np.ndarray:
@@ -520,8 +545,8 @@ def generated_matches(
 
     out = np.zeros(len(seqs), dtype=bool)
     with _decoder(forward, cache) as decoder:
-        for idx, tokens in batches_by_length(seqs, batch_size):
-            replies = _greedy_batch(forward, tokens, max_new_tokens, stops, decided, decoder)
+        for idx, batch in prompt_batches(forward, seqs, batch_size):
+            replies = _greedy_batch(forward, batch, max_new_tokens, stops, decided, decoder)
             out[idx] = [_judge(tokenizer, reply, wanted) for reply in replies]
     return out
 

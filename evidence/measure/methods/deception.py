@@ -22,9 +22,9 @@ from pydantic import Field
 from evidence.datasets import Prompt, group_keys
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, UncertaintyParams
-from evidence.measure.hooks import capture
+from evidence.measure.hooks import ActivationBuffer, capture_at
+from evidence.measure.methods.batching import batch_keywords, prompt_batches
 from evidence.measure.methods.behaviour import (
-    batches_by_length,
     generated_matches,
     generation_length,
     last_position_logits,
@@ -196,19 +196,22 @@ def encode_prompts(model: LoadedModel, prompts: Sequence[Prompt]) -> list[list[i
 def last_position_activations(
     model: LoadedModel, seqs: Sequence[Sequence[int]], points: Sequence[ReadPoint], batch_size: int
 ) -> dict[ReadPoint, np.ndarray]:
-    """Residual activations at the last position of each sequence: point -> float64 ``[n, d_model]``."""
+    """Residual activations at the last position of each sequence: point -> float64 ``[n, d_model]``.
+
+    Prompts run in the model's batches (:func:`~evidence.measure.methods.batching.prompt_batches`);
+    only the last position of each prompt is kept, picked inside the hooks.
+    """
     hooks = sorted({p.hook for p in points})
+    buffer = ActivationBuffer(len(seqs), hooks, 1, dtype=torch.float64)
+    for idx, batch in prompt_batches(model.bridge, seqs, batch_size):
+        last = torch.full((len(idx), 1), batch.tokens.shape[1] - 1, dtype=torch.long)
+        capture_at(model.bridge, hooks, batch.tokens, last, buffer, idx, **batch_keywords(batch))
+    values = buffer.values[:, :, 0].numpy()
     out: dict[str, np.ndarray] = {}
-    for idx, tokens in batches_by_length(seqs, batch_size):
-        acts = capture(model.bridge, hooks, tokens)
-        for hook in hooks:
-            last = acts[hook][:, -1, :].to(torch.float64).numpy()
-            if hook not in out:
-                out[hook] = np.zeros((len(seqs), last.shape[-1]), dtype=np.float64)
-            out[hook][idx] = last
-    for hook, values in out.items():
-        if not np.all(np.isfinite(values)):
+    for j, hook in enumerate(hooks):
+        if not np.all(np.isfinite(values[:, j])):
             raise MeasurementError(f"activations at {hook} contain non-finite values")
+        out[hook] = np.ascontiguousarray(values[:, j])
     return {p: out[p.hook] for p in points}
 
 

@@ -34,7 +34,15 @@ import numpy as np
 import torch
 
 from evidence.errors import ConfigError, MeasurementError
-from evidence.measure.hooks import HookFn, capture, position_offset, scoped_hooks, whole_sequence
+from evidence.measure.hooks import (
+    ActivationBuffer,
+    HookFn,
+    capture_at,
+    position_offset,
+    scoped_hooks,
+    whole_sequence,
+)
+from evidence.measure.methods.batching import batch_keywords, columns, prompt_batches
 from evidence.measure.methods.behaviour import batches_by_length
 from evidence.model import LoadedModel
 from evidence.records import DataRef
@@ -125,15 +133,17 @@ def activations_at(
     positions: Sequence[int],
     batch_size: int,
 ) -> torch.Tensor:
-    """Activations at hook points ``names`` and ``positions``: ``[prompt, name, position, d_model]``."""
-    pos = torch.tensor(list(positions))
-    out: list[torch.Tensor | None] = [None] * len(seqs)
-    for idx, tokens in batches_by_length(seqs, batch_size):
-        acts = capture(model.bridge, names, tokens)
-        at = torch.stack([acts[n][:, tokens.shape[1] + pos, :] for n in names], dim=1).float()
-        for row, i in enumerate(idx):
-            out[i] = at[row]
-    result = torch.stack([t for t in out if t is not None])
+    """Activations at hook points ``names`` and ``positions``: ``[prompt, name, position, d_model]``.
+
+    ``positions`` count from the prompt's end (``-1`` its last token). Prompts run in the model's
+    batches (:func:`~evidence.measure.methods.batching.prompt_batches`); only those positions
+    are kept, picked inside the hooks.
+    """
+    buffer = ActivationBuffer(len(seqs), names, len(positions))
+    for idx, batch in prompt_batches(model.bridge, seqs, batch_size):
+        cols = columns(batch, positions)
+        capture_at(model.bridge, names, batch.tokens, cols, buffer, idx, **batch_keywords(batch))
+    result = buffer.values
     if not torch.isfinite(result).all():
         raise MeasurementError("the model's activations hold non-finite values")
     return result
@@ -286,20 +296,37 @@ def affine_reference(means: Mapping[str, torch.Tensor], direction: torch.Tensor)
 def earlier_position_means(
     model: LoadedModel, seqs: Sequence[Sequence[int]], names: Sequence[str], last: int, batch_size: int
 ) -> dict[str, torch.Tensor]:
-    """Per hook point, the mean activation over every prompt position before the last ``last`` ones, ``[d]``."""
+    """Per hook point, the mean activation over every prompt position before the last ``last`` ones, ``[d]``.
+
+    Prompts run in the model's batches; each hook adds up its positions as it fires (pad slots
+    and the last ``last`` positions weighted 0), so no whole activation is kept.
+    """
     sums: dict[str, torch.Tensor] = {}
     count = 0
-    for _, tokens in batches_by_length(seqs, batch_size):
-        if tokens.shape[1] <= last:
+    for _, batch in prompt_batches(model.bridge, seqs, batch_size):
+        width = batch.tokens.shape[1]
+        if width <= last:
             continue
-        acts = capture(model.bridge, names, tokens)
-        for name in names:
-            part = acts[name][:, : tokens.shape[1] - last, :].double().sum(dim=(0, 1))
-            sums[name] = sums[name] + part if name in sums else part
-        count += tokens.shape[0] * (tokens.shape[1] - last)
+        weights = batch.mask.clone()
+        weights[:, width - last :] = 0
+        count += int(weights.sum())
+        hooks = [(name, _summing(name, weights, sums)) for name in names]
+        with scoped_hooks(model.bridge, hooks):
+            model.bridge(batch.tokens, **batch_keywords(batch))
     if count == 0:
         raise MeasurementError(f"no prompt is longer than {last} tokens, so earlier positions have no reference")
     return {name: (total / count).float() for name, total in sums.items()}
+
+
+def _summing(name: str, weights: torch.Tensor, sums: dict[str, torch.Tensor]) -> HookFn:
+    """A hook that adds the activation's positions, weighted by ``weights [batch, pos]``, to ``sums[name]``."""
+
+    def hook(activation: torch.Tensor, hook: Any) -> None:
+        w = weights.to(device=activation.device, dtype=torch.float64)
+        part = torch.einsum("bp,bpd->d", w, activation.detach().double()).cpu()
+        sums[name] = sums[name] + part if name in sums else part
+
+    return hook
 
 
 def addition_hooks(point: Point, vector: torch.Tensor, prompt_len: int | None = None) -> list[tuple[str, HookFn]]:

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from evidence.errors import MeasurementError
-from evidence.measure.hooks import capture, scoped_hooks
-from evidence.measure.methods.behaviour import batches_by_length
+from evidence.measure.hooks import ActivationBuffer, capture_at, scoped_hooks
+from evidence.measure.methods.batching import batch_keywords, prompt_batches, run_batch
 from evidence.measure.stats import percentile_interval
 from evidence.model import LoadedModel
 from evidence.records import ConfidenceInterval
@@ -206,10 +206,10 @@ def learned_direction(
     source_t = torch.from_numpy(source).to(torch.float32)
     target = torch.from_numpy(predicted_same.astype(np.float32))
     name = f"blocks.{layer}.hook_resid_post"
-    groups = list(batches_by_length(seqs, batch_size))
+    groups = list(prompt_batches(model.bridge, seqs, batch_size))
     for _ in range(steps):
         total = torch.zeros_like(u)
-        for idx, tokens in groups:
+        for idx, batch in groups:
             with torch.enable_grad():
                 d = u / u.norm()
                 shift = ((source_t[idx] - base_t[idx]) @ d)[:, None] * d[None, :]
@@ -219,7 +219,7 @@ def learned_direction(
                     return torch.cat([activation[:, :-1, :], last], dim=1)
 
                 with scoped_hooks(model.bridge, [(name, add)]):
-                    logits = model.bridge(tokens)[:, -1, :].float()
+                    logits = run_batch(model.bridge, batch)[:, -1, :].float()
                 ld = logits[:, answers[0]] - logits[:, answers[1]]
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(ld, target[idx], reduction="sum")
                 (grad,) = torch.autograd.grad(loss / len(seqs), [u])
@@ -251,19 +251,20 @@ def interchange_shift(base: np.ndarray, source: np.ndarray, direction: np.ndarra
 
 
 def last_position_residuals(model: LoadedModel, seqs: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
-    """Last-position ``resid_post`` of every block: float64 ``[layer, prompt, d_model]``."""
+    """Last-position ``resid_post`` of every block: float64 ``[layer, prompt, d_model]``.
+
+    Prompts run in the model's batches (:func:`~evidence.measure.methods.batching.prompt_batches`);
+    only the last position of each prompt is kept, picked inside the hooks.
+    """
     names = [f"blocks.{layer}.hook_resid_post" for layer in range(model.n_layers)]
-    out: np.ndarray | None = None
-    for idx, tokens in batches_by_length(seqs, batch_size):
-        acts = capture(model.bridge, names, tokens)
-        for layer, name in enumerate(names):
-            last = acts[name][:, -1, :].to(torch.float64).numpy()
-            if out is None:
-                out = np.zeros((model.n_layers, len(seqs), last.shape[-1]))
-            out[layer, idx] = last
-    if out is None or not np.all(np.isfinite(out)):
+    buffer = ActivationBuffer(len(seqs), names, 1, dtype=torch.float64)
+    for idx, batch in prompt_batches(model.bridge, seqs, batch_size):
+        last = torch.full((len(idx), 1), batch.tokens.shape[1] - 1, dtype=torch.long)
+        capture_at(model.bridge, names, batch.tokens, last, buffer, idx, **batch_keywords(batch))
+    out = buffer.values[:, :, 0].permute(1, 0, 2).numpy()
+    if not np.all(np.isfinite(out)):
         raise MeasurementError("the residual stream holds non-finite values")
-    return out
+    return np.ascontiguousarray(out)
 
 
 def logit_diff(logits: torch.Tensor, answers: tuple[int, int]) -> np.ndarray:
@@ -284,7 +285,7 @@ def patched_logit_diff(
     """LD of each sequence with ``shifts[i]`` added to its last position after block ``layer``."""
     name = f"blocks.{layer}.hook_resid_post"
     out = np.zeros(len(seqs))
-    for idx, tokens in batches_by_length(seqs, batch_size):
+    for idx, batch in prompt_batches(model.bridge, seqs, batch_size):
         shift = torch.from_numpy(shifts[idx]).to(torch.float32)
 
         def add(activation: torch.Tensor, hook: Any, shift: torch.Tensor = shift) -> torch.Tensor:
@@ -293,7 +294,7 @@ def patched_logit_diff(
             return patched
 
         with scoped_hooks(model.bridge, [(name, add)]):
-            logits = model.bridge(tokens)[:, -1, :].float()
+            logits = run_batch(model.bridge, batch)[:, -1, :].float()
         if not torch.isfinite(logits).all():
             raise MeasurementError(f"the model produced non-finite logits under an intervention at {name}")
         out[idx] = logit_diff(logits, answers)

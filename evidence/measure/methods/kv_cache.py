@@ -30,6 +30,12 @@ project loads, so :func:`kv_cache` supplies one, for the duration of a
 Any other forward (a plain callable, another architecture) gets ``None``, and
 callers keep the full-recompute path.
 
+A left-padded batch (prompts of mixed length) decodes the same way: the
+prefill takes the batch's attention mask and the position ids that follow it,
+and every step extends the mask by one real slot and gives each row the
+position after its own last one (the number of its real tokens so far), so a
+row's new token sits where it would sit in the row alone.
+
 The cached logits are the full recompute's up to float32 rounding (matrix
 products of other shapes): at most 3e-5 on the organisms (logits up to 18),
 1e-7 on the tiny GPT-2 and Llama checkpoints. Greedy tokens are therefore the
@@ -62,19 +68,25 @@ class CachedDecoder:
         self._native = native  # native models: layer -> (keys, values) kept so far; None for the model's own cache
         self._hf_cache: Any = None
         self._tokens = torch.zeros((0, 0), dtype=torch.long)  # the sequences so far, for the fallback
+        self._mask: torch.Tensor | None = None  # a left-padded batch's attention mask so far
         #: Set when the model's own cache was not filled by a prefill: every later step recomputes.
         self.recomputes = False
 
-    def prefill(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits at the last position of ``tokens [rows, length]`` (a fresh cache), ``[rows, vocab]``."""
-        self._tokens = tokens
+    def prefill(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits at the last position of ``tokens [rows, length]`` (a fresh cache), ``[rows, vocab]``.
+
+        ``mask``: the attention mask of a left-padded batch (1 on real tokens); the positions follow it.
+        """
+        self._tokens, self._mask = tokens, mask
         if self._native is not None:
             self._native.clear()
-            logits = self._bridge(tokens)
+            logits = self._bridge(tokens, **self._keywords())
         elif self.recomputes:
-            logits = self._bridge(tokens)
+            logits = self._bridge(tokens, **self._keywords())
         else:
-            logits, self._hf_cache = self._bridge(tokens, return_type="logits_and_cache", use_cache=True)
+            logits, self._hf_cache = self._bridge(
+                tokens, return_type="logits_and_cache", use_cache=True, **self._keywords()
+            )
             self.recomputes = not self._filled(tokens.shape[1])
         last: torch.Tensor = logits[:, -1, :]
         return last
@@ -83,17 +95,24 @@ class CachedDecoder:
         """Logits after appending one token per row (``new [rows]``), ``[rows, vocab]``."""
         length = self._tokens.shape[1]
         self._tokens = torch.cat([self._tokens, new[:, None].to(self._tokens)], dim=1)
+        if self._mask is not None:
+            self._mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
         if self.recomputes:
-            logits = self._bridge(self._tokens)
+            logits = self._bridge(self._tokens, **self._keywords())
         else:
-            positions = torch.full((new.shape[0], 1), length, dtype=torch.long, device=new.device)
+            if self._mask is None:
+                positions = torch.full((new.shape[0], 1), length, dtype=torch.long, device=new.device)
+                masked: dict[str, torch.Tensor] = {}
+            else:
+                positions = (self._mask.sum(dim=1, keepdim=True) - 1).to(device=new.device, dtype=torch.long)
+                masked = {"attention_mask": self._mask.to(new.device)}
             with decoding_at(length):
                 if self._native is not None:
-                    logits = self._bridge(new[:, None], position_ids=positions)
+                    logits = self._bridge(new[:, None], position_ids=positions, **masked)
                 else:
                     logits, self._hf_cache = self._bridge(
                         new[:, None], return_type="logits_and_cache", cache=self._hf_cache, use_cache=True,
-                        position_ids=positions,
+                        position_ids=positions, **masked,
                     )  # fmt: skip
         last: torch.Tensor = logits[:, -1, :]
         return last
@@ -101,11 +120,20 @@ class CachedDecoder:
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only ``rows`` (indices into the current batch) in the cache, in that order."""
         self._tokens = self._tokens[rows]
+        if self._mask is not None:
+            self._mask = self._mask[rows]
         if self._native is not None:
             for layer, (k, v) in self._native.items():
                 self._native[layer] = (k[rows], v[rows])
         elif not self.recomputes:
             self._hf_cache.batch_select_indices(rows)
+
+    def _keywords(self) -> dict[str, torch.Tensor]:
+        """The mask and the positions that follow it, for a whole (left-padded) sequence; nothing unpadded."""
+        if self._mask is None:
+            return {}
+        positions = (self._mask.long().cumsum(-1) - 1).masked_fill(self._mask == 0, 1)
+        return {"attention_mask": self._mask, "position_ids": positions}
 
     def _filled(self, length: int) -> bool:
         """Whether every layer of the model's cache holds the ``length`` prompt positions (exactly once)."""
@@ -177,7 +205,8 @@ def _cached_forward(
     rotary embedding at the given positions, grouped-query repetition, scaled
     scores, soft cap, causal mask (the new queries see every kept position and
     the new ones up to themselves), softmax, the pattern hook, values, output
-    projection. Padding masks are not supported (generation never pads).
+    projection. A padding mask ``[batch, kept + new]`` (1 on real tokens) hides the pad
+    slots from every query, as the library's forward does for a whole sequence.
     """
     from transformer_lens.utilities.activation_functions import apply_softcap
 
@@ -188,8 +217,6 @@ def _cached_forward(
         pattern_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if attention_mask is not None:
-            raise MeasurementError("cached decoding does not take an attention mask", hint="generate with cache=False")
         batch, seq, _ = hidden_states.shape
         q = self.q(hidden_states).view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)
         k = self.k(hidden_states).view(batch, seq, self.n_kv_heads, self.d_head).transpose(1, 2)
@@ -207,6 +234,8 @@ def _cached_forward(
         scores = apply_softcap(scores, self.attn_scores_soft_cap)
         total = k.shape[-2]
         block_mask = self.causal_mask[total - seq : total, :total]
+        if attention_mask is not None:
+            block_mask = _padding_mask(block_mask, attention_mask, total)
         scores = scores.masked_fill(block_mask, float("-inf"))
         pattern = torch.nn.functional.softmax(scores, dim=-1)
         pattern = pattern.masked_fill(block_mask, 0.0)
@@ -216,6 +245,17 @@ def _cached_forward(
         return self.o(attn), pattern
 
     return forward
+
+
+def _padding_mask(block_mask: torch.Tensor, attention_mask: torch.Tensor, total: int) -> torch.Tensor:
+    """The causal ``block_mask`` with the pad slots of a 2-D mask ``[batch, total]`` (0 on pads) masked too."""
+    if attention_mask.dim() != 2 or attention_mask.shape[-1] != total:
+        raise MeasurementError(
+            f"cached decoding takes a [batch, {total}] padding mask, not {tuple(attention_mask.shape)}",
+            hint="generate with cache=False",
+        )
+    pads = ~attention_mask.bool().to(block_mask.device)
+    return block_mask | pads[:, None, None, :]
 
 
 def _hf_attention_components(bridge: Any) -> list[torch.nn.Module] | None:

@@ -130,7 +130,7 @@ class GoalProxyParams(UncertaintyParams):
     answer_goal_false: str | None = Field(
         default=None, min_length=1, description='answer when it does not; default: the dataset\'s, else "different"'
     )
-    batch_size: int = Field(default=512, ge=1, description="sequences per forward pass (equal lengths, no padding)")
+    batch_size: int = Field(default=512, ge=1, description="most sequences per forward pass (see processing.batching)")
     min_aligned_accuracy: float = Field(
         default=0.5,
         ge=0.0,
