@@ -38,11 +38,12 @@ SPECIAL = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
 _ALPHABET = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;!?'\"-_()[]{}<>|/#+*\n\t")
 
 
-def bpe_tokenizer(vocab_size: int = 512, style: str = "byte-level"):  # -> PreTrainedTokenizerFast
-    """A BPE tokenizer trained on :data:`WORDS`, with :data:`CHAT_TEMPLATE`.
+def bpe_tokenizer(vocab_size: int = 512, style: str = "byte-level", words: str = ""):  # -> PreTrainedTokenizerFast
+    """A BPE tokenizer trained on :data:`WORDS` (and ``words``), with :data:`CHAT_TEMPLATE`.
 
     ``style``: ``"byte-level"`` (GPT-2) or ``"metaspace"`` (SentencePiece-like, as Llama's: a ``▁``
-    is prepended to the first word of a text only).
+    is prepended to the first word of a text only). ``words``: more of the corpus, for a test whose
+    prompts or answers need words of their own (each is seen as often as those of :data:`WORDS`).
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -65,7 +66,7 @@ def bpe_tokenizer(vocab_size: int = 512, style: str = "byte-level"):  # -> PreTr
         initial_alphabet=alphabet,
         show_progress=False,
     )
-    tok.train_from_iterator([WORDS] * 20, trainer=trainer)
+    tok.train_from_iterator([f"{WORDS} {words}".strip()] * 20, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<|endoftext|>",
@@ -77,12 +78,12 @@ def bpe_tokenizer(vocab_size: int = 512, style: str = "byte-level"):  # -> PreTr
     return tokenizer
 
 
-def build_gpt2(directory: Path, *, seed: int = 0, n_layer: int = 2, d_model: int = 32) -> Path:
+def build_gpt2(directory: Path, *, seed: int = 0, n_layer: int = 2, d_model: int = 32, words: str = "") -> Path:
     """A random GPT-2-style checkpoint with a BPE tokenizer and a chat template, saved to ``directory``."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    tokenizer = bpe_tokenizer()
+    tokenizer = bpe_tokenizer(words=words)
     torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=len(tokenizer),
@@ -101,12 +102,12 @@ def build_gpt2(directory: Path, *, seed: int = 0, n_layer: int = 2, d_model: int
     return directory
 
 
-def build_llama(directory: Path, *, seed: int = 0, n_layer: int = 2, d_model: int = 32) -> Path:
+def build_llama(directory: Path, *, seed: int = 0, n_layer: int = 2, d_model: int = 32, words: str = "") -> Path:
     """A random Llama-style checkpoint (RMSNorm, SwiGLU, rotary, grouped-query attention), SentencePiece-style BPE."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = bpe_tokenizer(style="metaspace")
+    tokenizer = bpe_tokenizer(style="metaspace", words=words)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -108,6 +108,9 @@ EXPECTED_ERRORS = {
     "llama": {},
 }
 
+#: Corpus for the tiny tokenizers, so that the goal task's answers are one token each after a prompt.
+ANSWER_WORDS = " \nsame \ndifferent" * 40 + " same different" * 40
+
 BUNDLE = {
     "dossier.cdx.json",
     "dossier.dsse.json",
@@ -138,7 +141,9 @@ def cheap_spec(directory: Path) -> Path:
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_the_natural_language_suite_runs_end_to_end(family: str, tmp_path: Path, capsys):
     build = {"gpt2": build_gpt2, "llama": build_llama}[family]
-    model = build(tmp_path / f"tiny-{family}")
+    # The goal task's answers ("same", "different") follow a line break; a tokenizer trained on this tiny
+    # corpus spells them in pieces unless it has seen them there (a real vocabulary holds them whole).
+    model = build(tmp_path / f"tiny-{family}", words=ANSWER_WORDS)
     out = tmp_path / "out"
     code = main(["run", str(cheap_spec(tmp_path)), "--model", str(model), "--out", str(out)])
     stdout = capsys.readouterr().out
