@@ -39,7 +39,7 @@ def test_the_dataset_layer_loads_no_measurement_code() -> None:
 def test_the_public_names_are_pinned() -> None:
     import evidence.datasets
 
-    assert evidence.datasets.__all__ == ["Dataset", "Prompt", "group_keys", "read_dataset"]
+    assert evidence.datasets.__all__ == ["Dataset", "Prompt", "group_keys", "limit_prompts", "read_dataset"]
 
 
 def test_a_group_is_read_and_an_unknown_field_is_still_refused(tmp_path: Path) -> None:

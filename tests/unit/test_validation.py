@@ -327,7 +327,7 @@ class _Named:
 
         from evidence.model import ModelSpec
 
-        self.identity = SimpleNamespace(name=name, weights_sha256="a" * 64)
+        self.identity = SimpleNamespace(name=name, weights_sha256="a" * 64, processing={"batching": "left-padded"})
         self.spec = ModelSpec(organism=name)
 
 
