@@ -239,7 +239,9 @@ def _cmd_view(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
     else:
-        base = target.absolute() if target.is_dir() else target.absolute().parent / target.stem
+        # Beside the bundle, never inside it (a bundle holds only its own files): a dossier.json's view
+        # goes beside the directory that holds it.
+        base = target.absolute() if target.is_dir() else target.absolute().parent
         out = base.with_name(base.name + ".view")
     index = write_view(target, out, force=args.force)
     print(f"view: {index} (open it in a browser; it needs no server and no network)")

@@ -172,3 +172,12 @@ def test_the_cited_validation_report_is_shown_only_when_it_is_the_one_cited(tmp_
     page = (tmp_path / "v3" / "index.html").read_text(encoding="utf-8")
     assert "calibration appendix is not shown" not in page
     assert "Organism by organism" in page  # the report's per-organism tables
+
+
+def test_the_view_of_a_bundles_dossier_json_goes_beside_the_bundle_not_into_it(bundle, tmp_path, capsys):
+    copy = tmp_path / "filed"
+    copy.mkdir()
+    (copy / "dossier.json").write_bytes((bundle / "dossier.json").read_bytes())
+    assert main(["view", str(copy / "dossier.json")]) == 0
+    assert (tmp_path / "filed.view" / "index.html").is_file()
+    assert sorted(p.name for p in copy.iterdir()) == ["dossier.json"]
