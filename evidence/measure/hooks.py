@@ -20,6 +20,13 @@ of the first position it sees); a hook whose edit of earlier positions changes
 as the sequence grows (e.g. one counted from the end of the sequence) cannot
 run incrementally: it is marked with :func:`whole_sequence`, and generation
 under it recomputes the whole sequence at every step (:func:`incremental`).
+
+Prompts of mixed length run in left-padded batches, where every row's prompt
+ends at the same column. A hook that edits "the prompt's positions" of such a
+batch reads :func:`prompt_width` (the columns the current batch's prompts
+occupy, padding included), which the batching code sets for each batch
+(:func:`prompts_of_width`); editing a pad slot changes nothing, since the
+attention mask hides it from every real position.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ __all__ = [
     "incremental",
     "keep_graph",
     "position_offset",
+    "prompt_width",
+    "prompts_of_width",
     "record",
     "scoped_hooks",
     "whole_sequence",
@@ -55,6 +64,7 @@ __all__ = [
 HookFn = Callable[[torch.Tensor, Any], "torch.Tensor | None"]
 
 _OFFSET: ContextVar[int] = ContextVar("position_offset", default=0)
+_PROMPT_WIDTH: ContextVar[int | None] = ContextVar("prompt_width", default=None)
 _WHOLE_SEQUENCE: WeakSet[Callable[..., Any]] = WeakSet()
 
 
@@ -75,6 +85,31 @@ def decoding_at(offset: int) -> Iterator[None]:
         yield
     finally:
         _OFFSET.reset(token)
+
+
+def prompt_width() -> int:
+    """The columns the prompts of the batch being run occupy (left padding included).
+
+    Set by the code that batches prompts (:func:`prompts_of_width`); a hook that asks
+    outside such a batch is an error, never a guess.
+    """
+    width = _PROMPT_WIDTH.get()
+    if width is None:
+        raise MeasurementError(
+            "an edit of the prompt's positions ran outside a batch of prompts",
+            hint="give the edit the prompt's length, or run it through the batched readers",
+        )
+    return width
+
+
+@contextmanager
+def prompts_of_width(width: int) -> Iterator[None]:
+    """Forward passes inside the block run a batch whose prompts occupy ``width`` columns (see :func:`prompt_width`)."""
+    token = _PROMPT_WIDTH.set(int(width))
+    try:
+        yield
+    finally:
+        _PROMPT_WIDTH.reset(token)
 
 
 def whole_sequence(fn: HookFn) -> HookFn:

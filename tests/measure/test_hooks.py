@@ -50,6 +50,8 @@ def test_public_api_is_pinned():
         "incremental",
         "keep_graph",
         "position_offset",
+        "prompt_width",
+        "prompts_of_width",
         "record",
         "scoped_hooks",
         "whole_sequence",

@@ -64,6 +64,7 @@ import torch
 
 from evidence.datasets import Prompt
 from evidence.errors import ConfigError, MeasurementError
+from evidence.measure.hooks import prompts_of_width
 from evidence.measure.methods.batching import PaddedBatch, pad_rows, prompt_batches, run_batch, run_masked
 from evidence.measure.methods.kv_cache import CachedDecoder, kv_cache
 
@@ -281,7 +282,8 @@ def last_position_logits(
     """
     out: list[torch.Tensor | None] = [None] * len(seqs)
     for idx, batch in prompt_batches(forward, seqs, batch_size):
-        logits = _check_finite(run_batch(forward, batch)[:, -1, :].float().cpu(), "logits")
+        with prompts_of_width(batch.tokens.shape[1]):
+            logits = _check_finite(run_batch(forward, batch)[:, -1, :].float().cpu(), "logits")
         for row, i in enumerate(idx):
             out[i] = logits[row]
     return torch.stack([t for t in out if t is not None])
@@ -450,7 +452,8 @@ def greedy_generate(
     out: list[list[int]] = [[] for _ in seqs]
     with _decoder(forward, cache) as decoder:
         for idx, batch in prompt_batches(forward, seqs, batch_size):
-            replies = _greedy_batch(forward, batch, max_new_tokens, stops, decoder=decoder)
+            with prompts_of_width(batch.tokens.shape[1]):
+                replies = _greedy_batch(forward, batch, max_new_tokens, stops, decoder=decoder)
             for row, reply in zip(idx, replies, strict=True):
                 out[row] = reply
     return out
@@ -546,7 +549,8 @@ def generated_matches(
     out = np.zeros(len(seqs), dtype=bool)
     with _decoder(forward, cache) as decoder:
         for idx, batch in prompt_batches(forward, seqs, batch_size):
-            replies = _greedy_batch(forward, batch, max_new_tokens, stops, decided, decoder)
+            with prompts_of_width(batch.tokens.shape[1]):
+                replies = _greedy_batch(forward, batch, max_new_tokens, stops, decided, decoder)
             out[idx] = [_judge(tokenizer, reply, wanted) for reply in replies]
     return out
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -39,11 +39,12 @@ from evidence.measure.hooks import (
     HookFn,
     capture_at,
     position_offset,
+    prompt_width,
+    prompts_of_width,
     scoped_hooks,
     whole_sequence,
 )
-from evidence.measure.methods.batching import batch_keywords, columns, prompt_batches
-from evidence.measure.methods.behaviour import batches_by_length
+from evidence.measure.methods.batching import batch_keywords, columns, prompt_batches, run_batch
 from evidence.model import LoadedModel
 from evidence.records import DataRef
 
@@ -329,19 +330,25 @@ def _summing(name: str, weights: torch.Tensor, sums: dict[str, torch.Tensor]) ->
     return hook
 
 
-def addition_hooks(point: Point, vector: torch.Tensor, prompt_len: int | None = None) -> list[tuple[str, HookFn]]:
+def addition_hooks(
+    point: Point, vector: torch.Tensor, prompt_len: int | Literal["batch"] | None = None
+) -> list[tuple[str, HookFn]]:
     """A hook that adds ``vector`` to the residual stream at ``point``.
 
     At every position, or, with ``prompt_len``, at the first ``prompt_len`` positions only (the
     prompt), so that generated tokens follow from the steered prompt without being steered
     (positions are absolute: a cached generation step, which sees only new positions, edits none).
+    ``prompt_len="batch"``: the prompt columns of the batch being run
+    (:func:`~evidence.measure.hooks.prompt_width`), for left-padded batches of prompts of mixed
+    length, whose prompts all end at that column (pad slots are hidden by the attention mask).
     """
 
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
         v = vector.to(activation)
         if prompt_len is None:
             return activation + v
-        end = prompt_len - position_offset()  # the prompt's end among the positions this pass sees
+        length = prompt_width() if prompt_len == "batch" else prompt_len
+        end = length - position_offset()  # the prompt's end among the positions this pass sees
         if end <= 0:
             return activation
         out = activation.clone()
@@ -373,17 +380,23 @@ def text_kl(
     prompt's own text. An edit that is meant to change only the response decision should leave
     these predictions alone, on harmful and harmless prompts alike.
     """
+    if any(len(s) < 2 for s in seqs):
+        raise MeasurementError("a prompt of one token has no text positions to read the KL on")
     out = np.zeros(len(seqs))
-    for idx, tokens in batches_by_length(seqs, batch_size):
-        if tokens.shape[1] < 2:
-            raise MeasurementError("a prompt of one token has no text positions to read the KL on")
-        base = model.bridge(tokens)[:, :-1, :]
-        with scoped_hooks(model.bridge, list(hooks)):
-            edited = model.bridge(tokens)[:, :-1, :]
-        kl = kl_divergence(base.reshape(-1, base.shape[-1]), edited.reshape(-1, edited.shape[-1]))
-        per_prompt = kl.reshape(tokens.shape[0], -1).mean(axis=1)
-        for row, i in enumerate(idx):
-            out[i] = per_prompt[row]
+    for idx, batch in prompt_batches(model.bridge, seqs, batch_size):
+        # The predictions read: every real position but the last (pad slots are never read).
+        read = batch.mask[:, :-1].bool() & batch.mask[:, 1:].bool()
+        with prompts_of_width(batch.tokens.shape[1]):
+            base = run_batch(model.bridge, batch)[:, :-1, :]
+            with scoped_hooks(model.bridge, list(hooks)):
+                edited = run_batch(model.bridge, batch)[:, :-1, :]
+        base, edited = base[read.to(base.device)], edited[read.to(edited.device)]
+        kl = kl_divergence(base, edited)
+        rows = read.sum(dim=1).tolist()
+        for row, (i, part) in enumerate(zip(idx, np.split(kl, np.cumsum(rows)[:-1]), strict=True)):
+            if len(part) != rows[row]:  # unreachable: the split follows the counts
+                raise AssertionError("per-prompt KL split mismatch")
+            out[i] = float(part.mean())
     return out
 
 def split_half_cosines(

@@ -313,18 +313,14 @@ class Reader:
     def refused_steered(self, seqs: Sequence[Sequence[int]], point: Point, vector: torch.Tensor) -> np.ndarray:
         """Refusal under activation addition of ``vector`` at ``point`` on the prompt tokens only.
 
-        Prompts are generated in groups of equal length, each group with the addition limited
-        to its prompt positions: the first response token sees exactly the steered prompt (as
-        the log-odds read-out does), later tokens follow the model's own continuation.
+        The addition is limited to each batch's prompt columns (prompts of mixed length share
+        left-padded batches where the model allows it): the first response token sees exactly
+        the steered prompt (as the log-odds read-out does), later tokens follow the model's own
+        continuation.
         """
-        groups: dict[int, list[int]] = {}
-        for i, s in enumerate(seqs):
-            groups.setdefault(len(s), []).append(i)
-        out = np.zeros(len(seqs), dtype=bool)
-        for length, idx in sorted(groups.items()):
-            hooks = addition_hooks(point, vector, prompt_len=length)
-            out[idx] = self.refused([seqs[i] for i in idx], hooks)
-        return out
+        if not seqs:
+            return np.zeros(0, dtype=bool)
+        return self.refused(seqs, addition_hooks(point, vector, prompt_len="batch"))
 
 
 def make_reader(model: LoadedModel, ctx: MeasureContext, max_new_tokens: int | None, batch_size: int) -> Reader:

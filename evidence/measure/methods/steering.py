@@ -20,7 +20,7 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, UncertaintyParams
-from evidence.measure.hooks import HookFn, position_offset, scoped_hooks
+from evidence.measure.hooks import HookFn, position_offset, prompt_width, scoped_hooks
 from evidence.measure.methods.behaviour import (
     JUDGE_TOKENS,
     generated_matches,
@@ -56,28 +56,33 @@ __all__ = [
 ]
 
 
-def steering_hook(vector: torch.Tensor, prompt_length: int, positions: str) -> HookFn:
+def steering_hook(vector: torch.Tensor, prompt_length: int | None, positions: str) -> HookFn:
     """Add ``vector`` to the residual stream at the prompt's positions (all, or the last one).
 
     Positions after ``prompt_length`` (tokens generated since) are left alone:
     the edit is an intervention on how the prompt is processed, and the model's
     continuation is its own. Positions are absolute: a cached generation step,
     which sees only new positions (:func:`~evidence.measure.hooks.position_offset`), edits none.
+    ``prompt_length=None``: the prompt columns of the batch being run
+    (:func:`~evidence.measure.hooks.prompt_width`), for left-padded batches of
+    prompts of mixed length, whose prompts all end at that column (pad slots,
+    hidden by the attention mask, may be edited too: it changes nothing).
     """
-    start = prompt_length - 1 if positions == "last" else 0
 
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+        length = prompt_width() if prompt_length is None else prompt_length
+        start = length - 1 if positions == "last" else 0
         offset = position_offset()
         if (
             activation.dim() != 3
             or activation.shape[-1] != vector.shape[0]
-            or offset + activation.shape[1] < prompt_length
+            or offset + activation.shape[1] < length
         ):
             raise MeasurementError(
                 f"cannot steer {hook.name}: shape {tuple(activation.shape)} from position {offset}, expected "
-                f"[batch, >= {prompt_length}, {vector.shape[0]}]"
+                f"[batch, >= {length}, {vector.shape[0]}]"
             )
-        lo, hi = max(start - offset, 0), prompt_length - offset
+        lo, hi = max(start - offset, 0), length - offset
         if hi <= 0:
             return activation
         out = activation.clone()
@@ -113,21 +118,19 @@ class BehaviourReader:
 
     def __call__(self, seqs: Sequence[Sequence[int]], vector: torch.Tensor | None, generate: bool = True) -> Behaviour:
         """Marker log-odds at the first response position and (``generate``) whether the greedy reply shows a marker."""
-        log_odds = np.zeros(len(seqs), dtype=np.float64)
         defects = np.zeros(len(seqs), dtype=bool)
-        by_length: dict[int, list[int]] = {}
-        for i, s in enumerate(seqs):
-            by_length.setdefault(len(s), []).append(i)
-        for length, idx in sorted(by_length.items()):
-            group = [seqs[i] for i in idx]
-            hooks = [] if vector is None else [(self.hook_name, steering_hook(vector, length, self.positions))]
-            with scoped_hooks(self.model.bridge, hooks):
-                logits = last_position_logits(self.model.bridge, group, self.batch_size)
-                log_odds[idx] = marker_log_odds(logits, self.marker_ids).to(torch.float64).numpy()
-                if generate:
-                    defects[idx] = generated_matches(
-                        self.model.bridge, self.model.tokenizer, group, self.phrases, self.tokens, self.batch_size
-                    )
+        if not seqs:
+            return Behaviour(log_odds=np.zeros(0, dtype=np.float64), defects=defects)
+        # Prompts of mixed length share batches (left-padded where the model allows it): the edit
+        # reads each batch's prompt columns as it runs.
+        hooks = [] if vector is None else [(self.hook_name, steering_hook(vector, None, self.positions))]
+        with scoped_hooks(self.model.bridge, hooks):
+            logits = last_position_logits(self.model.bridge, seqs, self.batch_size)
+            log_odds = np.asarray(marker_log_odds(logits, self.marker_ids).to(torch.float64).numpy(), dtype=np.float64)
+            if generate:
+                defects = generated_matches(
+                    self.model.bridge, self.model.tokenizer, seqs, self.phrases, self.tokens, self.batch_size
+                )
         return Behaviour(log_odds=log_odds, defects=defects)
 
 

@@ -216,10 +216,13 @@ def _examples_table(
     stops = stop_token_ids(model.tokenizer)
     examples = []
     for condition, seqs, names, edit, behaviour in conditions:
-        for i in range(min(N_EXAMPLES, len(seqs))):
-            hooks = [] if edit is None else [(read.hook_name, steering_hook(edit, len(seqs[i]), read.positions))]
-            with scoped_hooks(model.bridge, hooks):
-                reply = greedy_generate(model.bridge, [seqs[i]], read.tokens, 1, stop_ids=stops)[0]
+        first = list(seqs[: min(N_EXAMPLES, len(seqs))])
+        if not first:
+            continue
+        hooks = [] if edit is None else [(read.hook_name, steering_hook(edit, None, read.positions))]
+        with scoped_hooks(model.bridge, hooks):
+            replies = greedy_generate(model.bridge, first, read.tokens, read.batch_size, stop_ids=stops)
+        for i, reply in enumerate(replies):
             judged = "defected" if behaviour.defects[i] else "did not defect"
             examples.append(Example(condition, names[i], seqs[i], reply, judged))
     return examples_table(

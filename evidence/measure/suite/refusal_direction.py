@@ -643,9 +643,7 @@ def _examples_table(reader: Reader, found: DirectionSearch, reads: _Readouts) ->
     ablated = replies(harmful_seqs, found.ablate(chosen.direction, chosen.position))
     plain_harmless = replies(harmless_seqs)
     # the addition covers the prompt's own positions, as in the rate it illustrates
-    added = [
-        replies([seq], addition_hooks(chosen.point, chosen.direction, prompt_len=len(seq)))[0] for seq in harmless_seqs
-    ]
+    added = replies(harmless_seqs, addition_hooks(chosen.point, chosen.direction, prompt_len="batch"))
     examples = [
         *(Example("harmful, no intervention", sets.harmful_eval_ids[i], sets.harmful_eval[i], plain_harmful[k],
                   judged(bool(reads.base_refused[i]))) for k, i in enumerate(harmful)),

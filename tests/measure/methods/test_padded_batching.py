@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from evidence.errors import MeasurementError
-from evidence.measure.hooks import ActivationBuffer, capture_at
+from evidence.measure.hooks import ActivationBuffer, capture_at, scoped_hooks
 from evidence.measure.memory import MAX_ROWS, ModelSize, batch_rows, row_bytes
 from evidence.measure.methods.batching import (
     batch_keywords,
@@ -34,8 +34,9 @@ from evidence.measure.methods.behaviour import (
     stop_token_ids,
 )
 from evidence.measure.methods.deception import ReadPoint, last_position_activations
-from evidence.measure.methods.directions import activations_at, earlier_position_means
+from evidence.measure.methods.directions import Point, activations_at, addition_hooks, earlier_position_means, text_kl
 from evidence.measure.methods.kv_cache import kv_cache
+from evidence.measure.methods.steering import BehaviourReader, steering_hook
 from evidence.runspec import Prompt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -278,3 +279,108 @@ def test_earlier_position_means_from_padded_batches_equal_those_of_each_prompt_a
             rows.append(acts["a"][0, :-2].double())
     expected = torch.cat(rows).mean(dim=0).float()
     assert float((padded - expected).abs().max()) <= 1e-5 * max(1.0, float(expected.abs().max()))
+
+
+# -- edits of the prompt's positions in padded batches ------------------------------------------
+
+
+def _steering_vector(model, scale: float = 4.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    v = torch.randn(model.bridge.cfg.d_model, generator=g)
+    return scale * v / v.norm()
+
+
+def _alone_steered_logits(model, seqs, hook_name, vector, positions) -> torch.Tensor:
+    """Each prompt alone, with the edit on its own prompt positions (the reference the padded batch must match)."""
+    rows = []
+    for seq in seqs:
+        with torch.no_grad(), scoped_hooks(model.bridge, [(hook_name, steering_hook(vector, len(seq), positions))]):
+            rows.append(model.bridge(torch.tensor([seq]))[0, -1].float())
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("positions", ["prompt", "last"])
+@pytest.mark.parametrize("name", MODELS)
+def test_a_steering_edit_in_padded_batches_equals_each_prompt_alone(name, positions, models):
+    model = models[name]
+    seqs = _prompts(model)
+    hook_name = "blocks.1.hook_resid_pre"
+    vector = _steering_vector(model)
+    alone = _alone_steered_logits(model, seqs, hook_name, vector, positions)
+    plain = _alone_logits(model, seqs)
+    assert float((alone - plain).abs().max()) > 1e-2  # the edit changes the logits, so the comparison can fail
+    with scoped_hooks(model.bridge, [(hook_name, steering_hook(vector, None, positions))]):
+        padded = last_position_logits(model.bridge, seqs, 4)
+    scale = float(alone.abs().max())
+    assert float((padded - alone).abs().max()) <= padding_tolerance(scale)
+
+
+def test_an_edit_that_took_the_first_columns_of_a_padded_batch_would_be_caught(models):
+    """The check above can fail: the same vector on the first ``len`` columns (pad slots first) differs."""
+    model = models["llama"]
+    seqs = _prompts(model)
+    hook_name = "blocks.1.hook_resid_pre"
+    vector = _steering_vector(model)
+    alone = _alone_steered_logits(model, seqs, hook_name, vector, "last")
+    with scoped_hooks(model.bridge, [(hook_name, steering_hook(vector, min(len(s) for s in seqs), "last"))]):
+        wrong = last_position_logits(model.bridge, seqs, 4)
+    assert float((wrong - alone).abs().max()) > padding_tolerance(float(alone.abs().max()))
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_steered_behaviour_reads_in_padded_batches_equal_those_by_length(name, models):
+    model = models[name]
+    seqs = _prompts(model)
+    vector = _steering_vector(model)
+    marker_ids = ordinary_token_ids(model)[:3]
+    read = BehaviourReader(model, [int(t) for t in marker_ids], ("sure", "the"), "blocks.1.hook_resid_pre", "prompt", 4,
+                           tokens=10)  # fmt: skip
+    padded = read(seqs, vector)
+    with batched_as(model.bridge, "by-length"):
+        by_length = read(seqs, vector)
+    np.testing.assert_allclose(padded.log_odds, by_length.log_odds, atol=1e-4)
+    assert padded.defects.tolist() == by_length.defects.tolist()
+    # the greedy replies under the edit, padded and prompt by prompt at each prompt's own length
+    stops = stop_token_ids(model.tokenizer)
+    with scoped_hooks(model.bridge, [("blocks.1.hook_resid_pre", steering_hook(vector, None, "prompt"))]):
+        replies = greedy_generate(model.bridge, seqs, 10, 4, stop_ids=stops)
+    for seq, reply in zip(seqs, replies, strict=True):
+        with scoped_hooks(model.bridge, [("blocks.1.hook_resid_pre", steering_hook(vector, len(seq), "prompt"))]):
+            assert greedy_generate(model.bridge, [seq], 10, 1, stop_ids=stops)[0] == reply
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_addition_on_each_batchs_prompt_columns_equals_each_prompt_alone(name, models):
+    model = models[name]
+    seqs = _prompts(model)
+    vector = _steering_vector(model)
+    point = Point(layer=1, hook="blocks.1.hook_resid_pre")
+    stops = stop_token_ids(model.tokenizer)
+    with scoped_hooks(model.bridge, addition_hooks(point, vector, prompt_len="batch")):
+        padded = greedy_generate(model.bridge, seqs, 10, 4, stop_ids=stops)
+    alone = []
+    for seq in seqs:
+        with scoped_hooks(model.bridge, addition_hooks(point, vector, prompt_len=len(seq))):
+            alone.append(greedy_generate(model.bridge, [seq], 10, 1, stop_ids=stops)[0])
+    assert padded == alone
+
+
+def test_an_edit_of_the_batchs_prompt_columns_outside_a_batch_is_refused(models):
+    model = models["demo"]
+    point = Point(layer=0, hook="blocks.0.hook_resid_pre")
+    with pytest.raises(MeasurementError, match="outside a batch of prompts"):
+        with torch.no_grad(), scoped_hooks(model.bridge, addition_hooks(point, torch.zeros(model.bridge.cfg.d_model),
+                                                                         prompt_len="batch")):  # fmt: skip
+            model.bridge(torch.tensor([_prompts(model)[0]]))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_text_kl_in_padded_batches_equals_each_prompt_alone(name, models):
+    model = models[name]
+    seqs = [s for s in _prompts(model) if len(s) >= 2]
+    point = Point(layer=1, hook="blocks.1.hook_resid_pre")
+    hooks = addition_hooks(point, _steering_vector(model, 2.0))
+    padded = text_kl(model, seqs, hooks, 4)
+    alone = np.array([text_kl(model, [seq], hooks, 1)[0] for seq in seqs])
+    assert alone.min() > 0  # the edit moves the predictions, so equality is not trivial
+    np.testing.assert_allclose(padded, alone, rtol=1e-3, atol=1e-7)
