@@ -382,6 +382,7 @@ class Preflight:
                 definition.id, params.model_dump(), size, model_spec.dtype,
                 backprop=definition.backprop, model_copies=definition.model_copies,
                 datasets=[self.spec.datasets[d.name] for d in definition.datasets if d.name in self.spec.datasets],
+                extra=definition.memory,
             )
             for definition, params in self.checked
         }  # fmt: skip

@@ -14,7 +14,11 @@ element of the run's dtype, ``B`` sequences per forward pass (its ``batch_size``
   float64); a measurement that backpropagates keeps every block's working set and the logits'
   gradient as well;
 * gradients: a measurement that backpropagates through the model also gets a gradient for every
-  weight (the weights keep ``requires_grad``): parameters x ``e``.
+  weight (the weights keep ``requires_grad``): parameters x ``e``;
+* what a measurement keeps of its own, declared on its decorator (``memory=``, an
+  :data:`ExtraFn`) and counted with the activations: e.g. edge scoring
+  (:func:`edge_scoring_bytes`), whose sender changes and per-example edge scores grow with the
+  number of edges.
 
 ``T`` is the longest prompt the measurement reads, counted in characters (a sub-word token
 covers at least one character, so this bounds the token count from above) plus 64 for a chat
@@ -33,7 +37,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,12 +48,16 @@ __all__ = [
     "BATCH_SHARE",
     "BUDGET_VARIABLE",
     "DEFAULT_BATCH",
+    "ExtraFn",
     "MAX_ROWS",
+    "SCORE_CHUNK_BYTES",
     "MemoryEstimate",
     "ModelSize",
     "available_memory",
     "batch_rows",
     "check_fits",
+    "edge_count",
+    "edge_scoring_bytes",
     "estimate",
     "format_bytes",
     "parse_size",
@@ -69,6 +77,10 @@ MAX_ROWS = 256
 #: The share of the available memory that one forward pass's activations may take (:func:`batch_rows`).
 BATCH_SHARE = 0.25
 
+#: The memory edge scoring forms its float64 products in, a block of senders at a time
+#: (:meth:`evidence.measure.methods.edges.EdgeModel.edge_scores`).
+SCORE_CHUNK_BYTES = 64 * 2**20
+
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _TEMPLATE_AND_GENERATION = 64
@@ -85,6 +97,8 @@ class ModelSize:
     n_heads: int
     d_vocab: int
     n_ctx: int
+    #: Key/value heads under grouped-query attention; 0: as many as query heads.
+    n_kv_heads: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,11 @@ class MemoryEstimate:
         )
 
 
+#: ``extra(params, size, dtype, batch, tokens) -> bytes``: what a measurement keeps beyond one forward
+#: (or backward) pass's working set, for ``batch`` sequences of ``tokens`` tokens per pass.
+ExtraFn = Callable[[Mapping[str, object], "ModelSize", str, int, int], int]
+
+
 def estimate(
     measurement: str,
     params: Mapping[str, object],
@@ -121,10 +140,12 @@ def estimate(
     backprop: bool,
     model_copies: int,
     datasets: Iterable[Dataset] = (),
+    extra: ExtraFn | None = None,
 ) -> MemoryEstimate:
     """The estimated peak of ``measurement`` with ``params`` on a model of ``size`` in ``dtype`` (see the module).
 
     ``model_copies`` 0: the measurement never runs the subject (its own models are the small organisms).
+    ``extra``: what the measurement keeps of its own (counted with the activations).
     """
     e = _BYTES[dtype]
     batch = params.get("batch_size")
@@ -142,6 +163,8 @@ def estimate(
     else:
         activations = (block + stream + logits) * e + logits * 8
         gradients = 0
+    if extra is not None:
+        activations += extra(params, size, dtype, b, t)
     return MemoryEstimate(
         measurement=measurement,
         weights=size.n_params * e * model_copies,
@@ -150,6 +173,54 @@ def estimate(
         batch=b,
         tokens=t,
     )
+
+
+def edge_count(size: ModelSize) -> int:
+    """Edges of the model's graph (:class:`evidence.measure.methods.edges.EdgeModel`), from its shape alone.
+
+    Senders: the input, each head, each MLP. Receivers: each head's query, each key/value head's
+    key and value, each MLP, the logits. Every receiver reads every sender of earlier layers and
+    the input; an MLP also reads its own layer's heads; the logits read every sender.
+    """
+    h, layers = size.n_heads, size.n_layers
+    kv = size.n_kv_heads or h
+    mlp = 1 if size.d_mlp > 0 else 0
+    per_layer = h + mlp  # senders each layer adds
+    edges = 1 + layers * per_layer  # the logits read every sender
+    for layer in range(layers):
+        before = 1 + layer * per_layer
+        edges += (h + 2 * kv) * before + mlp * (before + h)
+    return edges
+
+
+def edge_scoring_bytes(params: Mapping[str, object], size: ModelSize, dtype: str, batch: int, tokens: int) -> int:
+    """What scoring and verifying a model's edges keeps (``circuit.faithfulness``); 0 when edges are not scored.
+
+    Edges are scored when ``params["edges"]`` (default true) and the model has at most
+    ``params["max_edges"]`` (default 4,096). Per batch of ``batch`` x ``tokens``: every sender's
+    output on the clean and on the source run and their difference, in the run's dtype; the
+    receivers' gradients, at once in float64 when they fit :data:`SCORE_CHUNK_BYTES`, else one
+    layer's heads at a time plus the chunk and their products; and the per-example scores of every
+    edge in float64 for ``params["n_examples"]`` (default 128) examples.
+    """
+    max_edges = params.get("max_edges", 4096)
+    edges = edge_count(size)
+    if params.get("edges", True) is False or (isinstance(max_edges, int) and edges > max_edges):
+        return 0
+    e = _BYTES[dtype]
+    h = size.n_heads
+    mlp = 1 if size.d_mlp > 0 else 0
+    senders = 1 + size.n_layers * (h + mlp)
+    receivers = size.n_layers * (h + 2 * (size.n_kv_heads or h) + mlp) + 1
+    stream = batch * tokens * size.d_model  # one sender's (or receiver's) values for the batch
+    outputs = 3 * senders * stream * e
+    if receivers * stream * 8 <= SCORE_CHUNK_BYTES:
+        gradients = receivers * stream * 8 + batch * senders * receivers * 8
+    else:
+        gradients = h * stream * (e + 8) + SCORE_CHUNK_BYTES + batch * senders * h * 8
+    n = params.get("n_examples", 128)
+    examples = n if isinstance(n, int) and n > 0 else 128
+    return outputs + gradients + (examples + batch) * edges * 8
 
 
 def _tokens(params: Mapping[str, object], datasets: Iterable[Dataset], n_ctx: int) -> int:
@@ -310,7 +381,8 @@ def size_from_config(config: Mapping[str, object], n_params: int) -> ModelSize |
         if not isinstance(value, int):
             return None
         found[field_name] = value
-    return ModelSize(n_params=n_params, **found)
+    kv = next((v for k in ("n_key_value_heads", "num_key_value_heads") if isinstance(v := config.get(k), int)), 0)
+    return ModelSize(n_params=n_params, **found, n_kv_heads=kv)
 
 
 def safetensors_parameters(path: Path) -> int:
@@ -370,4 +442,5 @@ def size_of_loaded(n_params: int, cfg: object) -> ModelSize:
         n_heads=get("n_heads", 1),
         d_vocab=get("d_vocab", 1),
         n_ctx=get("n_ctx"),
+        n_kv_heads=get("n_key_value_heads"),
     )

@@ -42,6 +42,7 @@ from evidence.records import PROFILES, ClauseRef, Criterion, Tolerance
 if TYPE_CHECKING:
     from evidence.measure.context import MeasureContext, MeasurementResult
     from evidence.measure.cost import CostFn
+    from evidence.measure.memory import ExtraFn
     from evidence.model import LoadedModel
 
 __all__ = [
@@ -180,6 +181,8 @@ class MeasurementDef:
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     #: The passes through the model it makes, for time estimates (:mod:`evidence.measure.cost`); None: undeclared.
     cost: CostFn | None = None
+    #: What it keeps beyond one pass's working set, for the memory preflight (:mod:`evidence.measure.memory`).
+    memory: ExtraFn | None = None
 
     @property
     def required_datasets(self) -> tuple[str, ...]:
@@ -246,6 +249,7 @@ def measurement(
     headline: str | None = None,
     profiles: Mapping[str, Mapping[str, Any]] | None = None,
     cost: CostFn | None = None,
+    memory: ExtraFn | None = None,
 ) -> Callable[[F], F]:
     """Register ``fn(model, params, ctx) -> MeasurementResult`` with everything known about it.
 
@@ -255,6 +259,7 @@ def measurement(
     preflight (:mod:`evidence.measure.memory`). ``profiles``: parameter overrides for the
     ``quick`` and ``thorough`` budgets (only parameters the model has, each valid). ``cost``:
     ``cost(params, dataset_sizes) -> Passes``, the passes it makes, for the run's time estimate.
+    ``memory``: what it keeps beyond one pass's working set (:data:`evidence.measure.memory.ExtraFn`).
     """
     if not _ID_PATTERN.match(id):
         raise ValueError(f"measurement id {id!r} must look like 'family.name' (lower case)")
@@ -300,6 +305,7 @@ def measurement(
             headline=headline,
             profiles=budgets,
             cost=cost,
+            memory=memory,
         )
         return fn
 

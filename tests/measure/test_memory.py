@@ -116,3 +116,62 @@ def test_a_model_that_cannot_fit_the_budget_is_refused_before_any_measurement(tm
     err = " ".join(capsys.readouterr().err.split())  # the progress console wraps long lines
     assert "memory preflight: at most about " in err and "for heads.inventory; 64.0 GiB of the budget" in err
     assert "measuring heads.inventory" in err
+
+
+# -- edge scoring (circuit.faithfulness) ---------------------------------------------------------
+
+GPT2_SMALL = ModelSize(n_params=124_439_808, n_layers=12, d_model=768, d_mlp=3072, n_heads=12, d_vocab=50257,
+                       n_ctx=1024)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "demo"])
+def test_the_edge_count_from_the_shape_is_that_of_the_models_edge_graph(name, tmp_path, organism):
+    from evidence.measure.methods.edges import EdgeModel
+    from tests.hf_models import build_llama
+
+    if name == "demo":
+        model = organism("demo")
+    else:
+        build = build_gpt2 if name == "gpt2" else build_llama
+        model = load_model(ModelSpec(path=build(tmp_path / name, n_layer=3)))
+    size = memory.size_of_loaded(model.identity.n_parameters, model.bridge.cfg)
+    graph = EdgeModel(model)
+    if name == "llama":
+        assert 0 < size.n_kv_heads < size.n_heads  # grouped-query attention: fewer key/value receivers
+    assert memory.edge_count(size) == len(graph.edges)
+
+
+def test_gpt2_small_has_about_32_thousand_edges():
+    assert memory.edge_count(GPT2_SMALL) == 32_491
+
+
+def test_scoring_edges_adds_what_it_keeps_only_when_the_edges_are_scored():
+    base = {"batch_size": 16, "seq_len": 24, "n_examples": 128}
+    common = {"backprop": True, "model_copies": 2, "extra": memory.edge_scoring_bytes}
+    skipped = estimate("circuit.faithfulness", base, GPT2_SMALL, "float32", **common)  # default max_edges 4,096
+    scored = estimate("circuit.faithfulness", {**base, "max_edges": 40_000}, GPT2_SMALL, "float32", **common)
+    off = estimate("circuit.faithfulness", {**base, "max_edges": 40_000, "edges": False}, GPT2_SMALL, "float32",
+                   **common)  # fmt: skip
+    assert skipped.total == off.total
+    tokens = scored.tokens
+    senders, receivers, d = 1 + 12 * 13, 12 * (3 * 12 + 1) + 1, 768
+    stream = 16 * tokens * d
+    kept = 3 * senders * stream * 4  # clean and source outputs of every sender, and their difference
+    # the receivers' gradients do not fit the chunk at this size: one layer's heads at a time
+    assert receivers * stream * 8 > memory.SCORE_CHUNK_BYTES
+    kept += 12 * stream * (4 + 8) + memory.SCORE_CHUNK_BYTES + 16 * senders * 12 * 8
+    kept += (128 + 16) * 32_491 * 8  # the per-example scores of every edge
+    assert scored.total - off.total == kept
+    assert scored.activations - off.activations == kept
+
+
+def test_a_budget_that_fits_the_nodes_but_not_the_edges_refuses_with_the_remedies():
+    base = {"batch_size": 16, "seq_len": 24}
+    common = {"backprop": True, "model_copies": 2, "extra": memory.edge_scoring_bytes}
+    nodes = estimate("circuit.faithfulness", base, GPT2_SMALL, "float32", **common)
+    edges = estimate("circuit.faithfulness", {**base, "max_edges": 40_000}, GPT2_SMALL, "float32", **common)
+    room = (nodes.total + edges.total) // 2
+    assert check_fits([nodes], (room, "the budget X"), dtype="float32", device="cpu") is nodes
+    with pytest.raises(ConfigError, match="circuit.faithfulness would need about") as info:
+        check_fits([edges], (room, "the budget X"), dtype="float32", device="cpu", batched=["circuit.faithfulness"])
+    assert 'a smaller batch_size in [measurements."circuit.faithfulness"]' in (info.value.hint or "")

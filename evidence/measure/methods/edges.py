@@ -40,6 +40,7 @@ import torch
 
 from evidence.errors import MeasurementError
 from evidence.measure.hooks import HookFn, capture, keep_graph, record, scoped_hooks
+from evidence.measure.memory import SCORE_CHUNK_BYTES  # the bytes of float64 operands multiplied at once
 from evidence.measure.methods.attribution import path_hooks
 from evidence.measure.methods.circuit_tasks import Rows
 from evidence.measure.methods.patching import PatchingInputs, task_metric
@@ -59,8 +60,6 @@ __all__ = [
 _EMBED = "hook_embed"
 _FINAL = "ln_final.hook_in"
 _CHECK_TOLERANCE = 1e-3
-#: Bytes of float64 operands :meth:`EdgeModel.edge_scores` multiplies at once.
-SCORE_CHUNK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)

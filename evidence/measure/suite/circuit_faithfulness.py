@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 
 from evidence.errors import MeasurementError
 from evidence.measure import DatasetUse, Detector, MeasureContext, MeasurementResult, UncertaintyParams, measurement
+from evidence.measure.memory import edge_scoring_bytes
 from evidence.measure.methods.attribution import attribution_scores
 from evidence.measure.methods.circuit_tasks import CircuitTask, RefusalTask, TaskUnavailable, refusal_task
 from evidence.measure.methods.edges import (
@@ -906,6 +907,7 @@ def _summary(run: _Analysis, metrics: list[Metric], nodes: list[Node], params: C
     version="2.2.0",
     backprop=True,  # attribution patching: gradients of the metric through the model
     model_copies=2,  # the randomly initialised twin
+    memory=edge_scoring_bytes,  # sender changes, receiver gradients and per-example scores of every edge
     headline="edge_circuit_found",
     params=CircuitParams,
     profiles={
