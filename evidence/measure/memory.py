@@ -51,6 +51,7 @@ __all__ = [
     "ExtraFn",
     "MAX_ROWS",
     "SCORE_CHUNK_BYTES",
+    "SENDER_BATCH_BYTES",
     "MemoryEstimate",
     "ModelSize",
     "available_memory",
@@ -80,6 +81,11 @@ BATCH_SHARE = 0.25
 #: The memory edge scoring forms its float64 products in, a block of senders at a time
 #: (:meth:`evidence.measure.methods.edges.EdgeModel.edge_scores`).
 SCORE_CHUNK_BYTES = 64 * 2**20
+
+#: The most that every sender's output on one batch of edge scoring may take (``[senders, b, pos,
+#: d_model]`` in the run's dtype): a larger batch is scored a part at a time
+#: (:class:`evidence.measure.methods.edges.EdgePatchingInputs`).
+SENDER_BATCH_BYTES = 512 * 2**20
 
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -197,7 +203,8 @@ def edge_scoring_bytes(params: Mapping[str, object], size: ModelSize, dtype: str
     """What scoring and verifying a model's edges keeps (``circuit.faithfulness``); 0 when edges are not scored.
 
     Edges are scored when ``params["edges"]`` (default true) and the model has at most
-    ``params["max_edges"]`` (default 4,096). Per batch of ``batch`` x ``tokens``: every sender's
+    ``params["max_edges"]`` (default 4,096). Per batch of ``batch`` x ``tokens`` (fewer rows
+    where every sender's output would exceed :data:`SENDER_BATCH_BYTES`): every sender's
     output on the clean and on the source run and their difference, in the run's dtype; the
     receivers' gradients, at once in float64 when they fit :data:`SCORE_CHUNK_BYTES`, else one
     layer's heads at a time plus the chunk and their products; and the per-example scores of every
@@ -212,6 +219,8 @@ def edge_scoring_bytes(params: Mapping[str, object], size: ModelSize, dtype: str
     mlp = 1 if size.d_mlp > 0 else 0
     senders = 1 + size.n_layers * (h + mlp)
     receivers = size.n_layers * (h + 2 * (size.n_kv_heads or h) + mlp) + 1
+    # a batch whose senders' outputs exceed SENDER_BATCH_BYTES is scored a part at a time
+    batch = max(1, min(batch, SENDER_BATCH_BYTES // max(1, senders * tokens * size.d_model * e)))
     stream = batch * tokens * size.d_model  # one sender's (or receiver's) values for the batch
     outputs = 3 * senders * stream * e
     if receivers * stream * 8 <= SCORE_CHUNK_BYTES:

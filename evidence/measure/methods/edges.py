@@ -40,7 +40,7 @@ import torch
 
 from evidence.errors import MeasurementError
 from evidence.measure.hooks import HookFn, capture, keep_graph, record, scoped_hooks
-from evidence.measure.memory import SCORE_CHUNK_BYTES  # the bytes of float64 operands multiplied at once
+from evidence.measure.memory import SCORE_CHUNK_BYTES, SENDER_BATCH_BYTES
 from evidence.measure.methods.attribution import path_hooks
 from evidence.measure.methods.circuit_tasks import Rows
 from evidence.measure.methods.patching import PatchingInputs, task_metric
@@ -146,6 +146,9 @@ class EdgeModel:
                     f"edge patching needs key and value heads shared by equal groups of query heads; layer {layer} "
                     f"has weights {shapes}"
                 )
+        self.d_model = int(bridge.cfg.d_model)
+        #: bytes per element of the model's activations (its weights' dtype)
+        self.dtype_bytes = int(self.weights[0]["W_Q"].element_size()) if self.weights else 4
         #: key/value heads per layer (fewer than query heads under grouped-query attention)
         self.n_kv_heads = int(self.weights[0]["W_K"].shape[0]) if self.weights else self.n_heads
         grouped = self.n_kv_heads != self.n_heads
@@ -591,9 +594,27 @@ class EdgePatchingInputs:
     inputs: PatchingInputs
     _mean: torch.Tensor | None = None
 
+    def _rows(self) -> Iterable[tuple[Rows, torch.Tensor, torch.Tensor]]:
+        """The task's batches, cut so that every sender's output on one fits :data:`SENDER_BATCH_BYTES`.
+
+        Every sender's output is kept for a whole batch (``[senders, b, pos, d_model]``, for the
+        clean run, the source and their difference), which on a large model exceeds what the
+        other measurements keep; examples are independent, so a smaller batch changes no score.
+        """
+        per_row_bytes = len(self.graph.senders) * self.graph.d_model * self.graph.dtype_bytes
+        for part, clean, corrupted in self.inputs.batches():
+            rows = max(1, SENDER_BATCH_BYTES // max(1, per_row_bytes * clean.shape[1]))
+            if rows >= clean.shape[0]:
+                yield part, clean, corrupted
+                continue
+            for lo in range(0, clean.shape[0], rows):
+                hi = min(lo + rows, clean.shape[0])
+                sub = slice(part.start + lo, part.start + hi) if isinstance(part, slice) else part[lo:hi]
+                yield sub, clean[lo:hi], corrupted[lo:hi]
+
     def batches(self) -> Iterable[tuple[Rows, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(part, clean tokens, corrupted tokens, sender patch values [senders, b or 1, pos, d])``."""
-        for part, clean, corrupted in self.inputs.batches():
+        for part, clean, corrupted in self._rows():
             if self.inputs.ablation == "corrupted":
                 source = self.graph.outputs(corrupted)
             else:
@@ -603,7 +624,7 @@ class EdgePatchingInputs:
     def _means(self) -> torch.Tensor:
         if self._mean is None:
             total: torch.Tensor | None = None
-            for _, _, corrupted in self.inputs.batches():
+            for _, _, corrupted in self._rows():
                 part = self.graph.outputs(corrupted).to(torch.float64).sum(dim=1, keepdim=True)
                 total = part if total is None else total + part
             assert total is not None

@@ -492,6 +492,35 @@ def test_edges_scored_a_group_of_receivers_at_a_time_give_the_same_record(induct
         assert a.name == b.name and a.value == pytest.approx(b.value, rel=1e-9, abs=1e-12), a.name
 
 
+def test_edges_of_a_batch_too_large_for_the_senders_budget_are_scored_a_part_at_a_time(induction, monkeypatch):
+    # Every sender's output on a whole batch must fit SENDER_BATCH_BYTES; with a budget of about three
+    # rows, the batches are cut, and every score and metric is that of the whole batches.
+    from evidence.measure.methods import edges
+
+    params = {"n_examples": 16, "bootstrap_resamples": 200, "twin_baseline": False, "max_patched_edges": 16}
+    whole = run_task(Task("circuit.faithfulness", params, 0, SPEC), induction)
+    cuts: list[int] = []
+    original = edges.EdgePatchingInputs._rows
+
+    def counted(self):
+        for part, clean, corrupted in original(self):
+            cuts.append(clean.shape[0])
+            yield part, clean, corrupted
+
+    graph = edges.EdgeModel(induction)
+    seq = 2 * 16 + 2  # more than any induction example's tokens here
+    monkeypatch.setattr(edges, "SENDER_BATCH_BYTES", 3 * len(graph.senders) * graph.d_model * 4 * seq)
+    monkeypatch.setattr(edges.EdgePatchingInputs, "_rows", counted)
+    parts = run_task(Task("circuit.faithfulness", params, 0, SPEC), induction)
+    assert cuts and max(cuts) <= 3 < params["n_examples"] // 2  # the batches were cut
+    assert whole.status == parts.status == "ok" and whole.metric("edges_scored").value == 1
+    before, after = table(whole, "edges"), table(parts, "edges")
+    assert [(r["sender"], r["receiver"]) for r in before] == [(r["sender"], r["receiver"]) for r in after]
+    assert [r["attribution"] for r in after] == pytest.approx([r["attribution"] for r in before], rel=1e-6)
+    for a, b in zip(whole.metrics, parts.metrics, strict=True):
+        assert a.name == b.name and a.value == pytest.approx(b.value, rel=1e-6, abs=1e-9), a.name
+
+
 # -- the refusal task ----------------------------------------------------------------------------
 
 #: Small budgets: 48 pairs (24 to choose the circuit on, 24 to score it on), fewer curve points and draws.
