@@ -149,7 +149,7 @@ def attribution_scores(
             delta = (src - act).to(torch.float64) * grad.to(torch.float64)
             if node.head is not None:
                 delta = delta[:, :, node.head]
-            scores[part, j] = delta.reshape(delta.shape[0], -1).sum(dim=-1).numpy()
+            scores[part, j] = delta.reshape(delta.shape[0], -1).sum(dim=-1).cpu().numpy()
             later = [name for layer, name in zip(layers, pattern_names, strict=True) if layer > node.layer]
             later = [name for name in later if grads[name] is not None]
             if not later:
@@ -163,8 +163,8 @@ def attribution_scores(
                 pattern_grad = grads[name]
                 assert pattern_grad is not None  # filtered above
                 through = change * pattern_grad.to(torch.float64)
-                scores[part, j] += through.reshape(through.shape[0], -1).sum(dim=-1).numpy()
-        clean_metric[part] = value.detach().numpy()
+                scores[part, j] += through.reshape(through.shape[0], -1).sum(dim=-1).cpu().numpy()
+        clean_metric[part] = value.detach().cpu().numpy()
     if not np.all(np.isfinite(scores)):
         raise MeasurementError("attribution scores are not finite")
     return scores, clean_metric

@@ -123,7 +123,8 @@ class Attack:
             hooks.insert(0, ("hook_embed", embed_edit))
         with torch.set_grad_enabled(grad), scoped_hooks(self.model.bridge, hooks):
             logits = self.model.bridge(tokens)
-            score = stored["a"][:, end, :].float() @ self.weights + self.bias
+            read = stored["a"][:, end, :].float()  # on the model's device; the probe's weights follow it
+            score = (read @ self.weights.to(read.device) + self.bias).cpu()
             log_odds = marker_log_odds(logits[:, end, :], self.marker_ids)
             n = len(self.completion)
             logp = torch.log_softmax(logits[:, end : end + n, :].double(), dim=-1)
@@ -251,7 +252,7 @@ def suffix_activations(atk: Attack, suffix: Sequence[int], delta: torch.Tensor |
             tokens = torch.tensor([atk.with_suffix(r, suffix) for r in part], dtype=torch.long)
             with scoped_hooks(atk.model.bridge, hooks):
                 atk.model.bridge(tokens)
-            acts = stored["a"][:, group.end, :].double().numpy()
+            acts = stored["a"][:, group.end, :].double().cpu().numpy()
             if out is None:
                 out = np.zeros((len(rows), acts.shape[1]), dtype=np.float64)
             out[part] = acts
