@@ -12,7 +12,11 @@ The organisms are always measured with **their own** prompt sets and markers
 (``evidence/organisms/data/organisms.toml``), never with the run's: a user's
 prompts in another language would make the planted behaviour invisible and
 fail the checks for reasons that have nothing to do with the instruments or
-the user's model. The record lists those prompt sets by digest.
+the user's model. The record lists those prompt sets by digest. Under
+``run --limit N`` the organisms' prompt sets are cut to N prompts each, the
+same seeded, label-stratified way as the run's own (each calibration record
+says so in its ``prompt_limit``); the spot checks against the validation report
+are not, because they must be measured as the report measured them.
 
 Organism names may carry the suffix ``#untrained``: the organism's architecture,
 randomly initialised with a seed derived from the task's. The expectations are
@@ -31,6 +35,7 @@ from typing import Any
 from pydantic import Field, JsonValue, field_validator
 
 from evidence.canonical import canonical_bytes, sha256_hex
+from evidence.datasets import limit_prompts
 from evidence.measure import (
     Expectation,
     MeasureContext,
@@ -151,7 +156,10 @@ class _Runs:
         self.shared = SharedResults()
         self.models: dict[str, LoadedModel] = {}
         self.records: dict[tuple[str, str, str], EvidenceRecord] = {}
-        self.datasets, self.markers = organism_inputs()
+        datasets, self.markers = organism_inputs()
+        if ctx.prompt_limit is not None:
+            datasets = {name: limit_prompts(d, ctx.prompt_limit, ctx.seed) for name, d in datasets.items()}
+        self.datasets = datasets
 
     def subject(self, organism: str) -> LoadedModel:
         """The organism, or with ``#untrained`` its randomly initialised twin (seed derived from the task's)."""
@@ -178,11 +186,17 @@ class _Runs:
                     subject=subject.spec,
                     datasets=self.datasets,
                     markers=self.markers,
+                    prompt_limit=self.ctx.prompt_limit,
                 )
                 self.records[key] = run_task(task, subject, shared=self.shared)
             except Exception as exc:  # a calibration that cannot run fails its checks, visibly
                 return None, f"{type(exc).__name__}: {exc}"
         return self.records[key], None
+
+
+def _cut(limit: int | None) -> str:
+    """What a prompt set's description adds under ``run --limit``."""
+    return "" if limit is None else f", at most {limit} prompts of it (--limit)"
 
 
 def _table(rows: list[CalibrationCheck]) -> Table:
@@ -282,7 +296,12 @@ def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext
     metrics, summary = _metrics_and_summary(rows, spots)
     rows += spots
     data = [
-        DataRef(name=ds.name, sha256=ds.sha256, count=ds.count, description="the organisms' own prompt set")
+        DataRef(
+            name=ds.name,
+            sha256=ds.sha256,
+            count=ds.count,
+            description="the organisms' own prompt set" + _cut(ctx.prompt_limit),
+        )
         for ds in runs.datasets.values()
     ]
     return MeasurementResult(metrics=metrics, tables=[_table(rows)], checks=rows, data=data, summary=summary)
