@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure import Detector, Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
-from evidence.measure.cost import Passes
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.hooks import HookFn, capture, scoped_hooks
 from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids
 from evidence.measure.stats import bootstrap_mean, bounded_mean
@@ -546,7 +545,7 @@ def _joint(
     return [count, *metrics], f"All {len(joint)} heads above {params.score_threshold} together: m" + sentence[1:]
 
 
-def _cost(params: HeadsInventoryParams, _sizes: Mapping[str, int]) -> Passes:
+def _cost(params: HeadsInventoryParams, _work: Workload) -> Passes:
     """Passes over each half of the sequences: scores of model and twin, means, clean loss, two ablation checks."""
     half = params.n_sequences // 2
     passes_per_half = 2 + 2 + 1 + 1 + 2 * (1 + params.random_ablation_draws)

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from evidence.crossref import Rule
 from evidence.measure import DatasetUse, Detector, Expectation, MeasureContext, MeasurementResult, measurement
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.hooks import HookFn
 from evidence.measure.methods.directions import (
     addition_hooks,
@@ -36,6 +37,7 @@ from evidence.measure.methods.refusal_search import (
     DirectionSearch,
     Reader,
     RefusalSearchParams,
+    SearchWork,
     make_reader,
     shared_search,
 )
@@ -742,11 +744,35 @@ def _summary(
     return summary
 
 
+def _cost(params: RefusalDirectionParams, work: Workload) -> Passes:
+    """The shared search; per candidate the generated rates; the readouts; the random directions; the examples."""
+    sw = SearchWork.of(params, work)
+    harmful_train, harmful_select, harmful_eval = sw.harmful
+    harmless_eval = sw.harmless[2]
+    both = harmful_eval + harmless_eval
+    total = sw.search(params)
+    for _ in range(sw.candidates(params)):
+        total += sw.refused(harmful_eval) + sw.refused_steered(harmless_eval)
+    total += sw.refused(harmful_eval) + sw.refused(harmful_train) + sw.refused(harmful_select)
+    total += sw.refused(harmless_eval) + sw.refused(harmful_eval) + sw.logits(harmless_eval)
+    for _ in range(2):  # the headline edit and the other one
+        total += sw.logits(harmless_eval) + sw.text_kl(both) + sw.logits(harmful_eval)
+    for _ in range(params.n_random_directions):
+        total += sw.refused(harmful_eval) + sw.logits(harmful_eval) + sw.logits(harmless_eval)
+        total += sw.refused_steered(harmless_eval) + sw.logits(harmless_eval)
+    examples = harmful_eval[:N_EXAMPLES]
+    total += sw.refused(examples) + sw.refused(examples) + sw.refused(harmless_eval[:N_EXAMPLES])
+    for length in harmless_eval[:N_EXAMPLES]:
+        total += sw.refused([length])
+    return total
+
+
 @measurement(
     "refusal.direction",
     version="2.1.0",
     headline="refusal_rate_baseline",
     params=RefusalDirectionParams,
+    cost=_cost,
     profiles={
         "quick": {"bootstrap_resamples": 200, "n_random_directions": 4},
         "thorough": {"bootstrap_resamples": 4000, "n_random_directions": 64},
