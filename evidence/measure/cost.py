@@ -95,6 +95,7 @@ class Workload:
     n_layers: int = 1
     n_heads: int = 1
     n_ctx: int = 1024
+    has_mlp: bool = True
     #: The model is a reference organism (some measurements reword only the organisms' language).
     organism: bool = False
 
@@ -116,6 +117,7 @@ class Workload:
             n_layers=model.n_layers,
             n_heads=model.n_heads,
             n_ctx=model.n_ctx,
+            has_mlp=not bool(getattr(model.bridge.cfg, "attn_only", False)),
             organism=model.spec.organism is not None,
         )
 
