@@ -49,6 +49,7 @@ __all__ = [
     "estimate_seconds",
     "format_seconds",
     "organism_timing",
+    "organism_workload",
     "time_forward",
 ]
 
@@ -98,9 +99,11 @@ class Workload:
     has_mlp: bool = True
     #: The model is a reference organism (some measurements reword only the organisms' language).
     organism: bool = False
+    #: ``run --limit``: at most this many prompts per dataset (those of ``prompts`` are already cut).
+    prompt_limit: int | None = None
 
     @classmethod
-    def of(cls, model: LoadedModel, datasets: Mapping[str, Dataset]) -> Workload:
+    def of(cls, model: LoadedModel, datasets: Mapping[str, Dataset], prompt_limit: int | None = None) -> Workload:
         """The workload of ``datasets`` on ``model``: each prompt encoded as the measurements encode it."""
         from evidence.measure.methods.batching import batching_mode
         from evidence.measure.methods.behaviour import prompt_ids
@@ -119,6 +122,7 @@ class Workload:
             n_ctx=model.n_ctx,
             has_mlp=not bool(getattr(model.bridge.cfg, "attn_only", False)),
             organism=model.spec.organism is not None,
+            prompt_limit=prompt_limit,
         )
 
     def size(self, name: str, label: str | None = None) -> int:
@@ -255,9 +259,19 @@ def estimate_seconds(
 @cache
 def organism_timing() -> ForwardTiming:
     """A forward pass of the ``demo`` organism, timed once per process (the organisms share its size)."""
+    return time_forward(_demo())
+
+
+@cache
+def _demo() -> LoadedModel:
     from evidence.model import ModelSpec, load_model
 
-    return time_forward(load_model(ModelSpec(organism="demo")))
+    return load_model(ModelSpec(organism="demo"))
+
+
+def organism_workload(datasets: Mapping[str, Dataset], prompt_limit: int | None = None) -> Workload:
+    """The workload of the organisms' own ``datasets`` (the organisms share ``demo``'s tokenizer and batching)."""
+    return Workload.of(_demo(), datasets, prompt_limit)
 
 
 def format_seconds(seconds: float) -> str:

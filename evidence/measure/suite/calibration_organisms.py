@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field, JsonValue, field_validator
 
 from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.datasets import limit_prompts
+from evidence.errors import ConfigError
 from evidence.measure import (
     Expectation,
     MeasureContext,
@@ -48,6 +50,7 @@ from evidence.measure import (
     require_known,
     run_task,
 )
+from evidence.measure.cost import Passes, Workload, organism_workload
 from evidence.model import LoadedModel, ModelSpec, load_model, random_twin
 from evidence.policy import describe_all, satisfied
 from evidence.records import CalibrationCheck, ClauseRef, DataRef, EvidenceRecord, Metric, Table
@@ -273,6 +276,76 @@ def _spot_checks(params: CalibrationParams, ctx: MeasureContext) -> list[Calibra
     )
 
 
+def _cost(params: CalibrationParams, work: Workload) -> Passes:
+    """The passes of every calibration run and spot check, counted on the organisms with their own prompt sets.
+
+    Each (measurement, organism, parameters) run once, with the organism's shape; the spot checks' population
+    members are counted with ``demo``'s shape. The estimate times these passes on an organism
+    (:func:`evidence.measure.cost.estimate_seconds`), not on the subject.
+    """
+    from evidence.organisms import get_spec
+
+    defs = registered()
+    whole, _ = organism_inputs()
+    datasets = whole
+    if work.prompt_limit is not None:
+        datasets = {name: limit_prompts(d, work.prompt_limit, 0) for name, d in whole.items()}
+    base = organism_workload(datasets, work.prompt_limit)
+    runs: dict[tuple[str, str, str], Passes] = {}
+    for measurement_id, expectation in expectations(params.measurements):
+        definition = defs[measurement_id]
+        overrides = {**params.params.get(measurement_id, {}), **expectation.params}
+        key = (measurement_id, expectation.organism, json.dumps(overrides, sort_keys=True))
+        if definition.cost is None or key in runs:
+            continue
+        shape = get_spec(expectation.organism.partition("#")[0]).architecture
+        organism = replace(
+            base,
+            n_layers=int(shape["n_layers"]),
+            n_heads=int(shape["n_heads"]),
+            n_ctx=int(shape["n_ctx"]),
+            has_mlp=not bool(shape.get("attn_only", False)),
+        )
+        runs[key] = definition.cost(definition.params_for(overrides), organism)
+    total = sum(runs.values(), Passes(0, 0))
+    for d, _recorded in _spot_selection(params):
+        spot = defs.get(d.measurement)
+        if spot is not None and spot.cost is not None:
+            try:
+                total += spot.cost(spot.params_for(d.params), organism_workload(whole))  # never cut
+            except ConfigError:  # parameters this release refuses: the spot check fails without running
+                continue
+    return total
+
+
+def _spot_selection(params: CalibrationParams) -> list[tuple[Any, Any]]:
+    """The detectors and organisms the spot checks re-measure (none without a shipped report)."""
+    from evidence.validation import spot_check_selection
+    from evidence.validation_report import shipped_report
+
+    shipped = shipped_report()
+    if shipped is None or params.spot_check == 0:
+        return []
+    report = shipped[0]
+    if params.measurements is not None:
+        report = report.model_copy(
+            update={"detectors": [d for d in report.detectors if d.measurement in params.measurements]}
+        )
+    return spot_check_selection(report, params.spot_check, 0)  # which organisms depends on the seed; not how many
+
+
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "checks_passed",
+    "checks_total",
+    "planted_detected",
+    "controls_clean",
+    "spot_checks_total",
+    "spot_checks_agreeing",
+    "all_checks_passed",
+)
+
+
 # model_copies=0: it measures the bundled organisms, never the subject (for the memory preflight)
 @measurement(
     "calibration.organisms",
@@ -281,6 +354,8 @@ def _spot_checks(params: CalibrationParams, ctx: MeasureContext) -> list[Calibra
     clauses=CLAUSES,
     model_copies=0,
     headline="all_checks_passed",
+    metrics=METRICS,
+    cost=_cost,
 )
 def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext) -> MeasurementResult:
     """Run each calibrated measurement on its organisms and controls and check the outcome."""

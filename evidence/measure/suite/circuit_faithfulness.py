@@ -973,12 +973,48 @@ def _cost(params: CircuitParams, work: Workload) -> Passes:
     return total
 
 
+#: Metrics of the model rather than of a task: recorded once, unprefixed, with the induction task's.
+_MODEL_LEVEL = ("n_nodes", "n_edges", "edge_recompute_error")
+#: A task's circuit metrics, for nodes and (``edge_``) for edges; the refusal task's carry the prefix ``refusal_``.
+_CIRCUIT_METRICS = (
+    "heldout_faithfulness_at_k",
+    "heldout_faithfulness_gain_over_random",
+    "discovery_faithfulness_at_k",
+    "circuit_size_k",
+    "circuit_size_fraction",
+    "heldout_cpr",
+    "heldout_cmd",
+    "rank_agreement_spearman",
+    "heldout_faithfulness_at_k_patching_ranked",
+    "circuit_found",
+)
+_NODE_ONLY = (
+    "rank_agreement_spearman_atp",
+    "patching_topk_overlap",
+    "task_metric_clean",
+    "task_metric_all_patched",
+    "task_effect",
+    "n_verified_nodes",
+    "top_node_layer",
+    "top_node_head",
+)
+_TASK_METRICS = (*_CIRCUIT_METRICS, *_NODE_ONLY, *("edge_" + name for name in _CIRCUIT_METRICS))
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    *_TASK_METRICS,
+    *_MODEL_LEVEL,
+    *(REFUSAL + name for name in ("pairs", "task_run", "logodds_harmful", "behaviour_gap", *_TASK_METRICS)),
+    "edges_scored",
+)
+
+
 @measurement(
     "circuit.faithfulness",
     version="2.2.0",
     backprop=True,  # attribution patching: gradients of the metric through the model
     model_copies=2,  # the randomly initialised twin
     headline="edge_circuit_found",
+    metrics=METRICS,
     params=CircuitParams,
     cost=_cost,
     profiles={
@@ -1088,8 +1124,6 @@ def _span(ctx: MeasureContext, lo: float, hi: float) -> _Progress:
     return lambda fraction, message: ctx.progress(lo + (hi - lo) * fraction, message)
 
 
-#: Metrics of the model rather than of a task: recorded once, unprefixed, with the induction task's.
-_MODEL_LEVEL = ("n_nodes", "n_edges", "edge_recompute_error")
 
 
 def _add(

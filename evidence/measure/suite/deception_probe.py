@@ -554,10 +554,36 @@ def _cost(params: DeceptionProbeParams, work: Workload) -> Passes:
     )
 
 
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "defection_state_evidence",
+    "auroc",
+    "shift_fraction",
+    "output_monitor_auroc",
+    "probe_gain_over_output_monitor",
+    "defection_rate_triggered",
+    "defection_rate_untriggered",
+    "defection_rate_difference",
+    "model_acts_on_trigger",
+    "direction_drives_defection",
+    "recall_at_operating_point",
+    "operating_point_fpr_upper_bound",
+    "operating_point_supported",
+    "flagged_rate_eval",
+    "selected_layer",
+    "cv_auroc_selected",
+    "auroc_behaviour",
+    "behaviour_gap_log_odds",
+    "nie_span_removed",
+    "nie_output_token_direction",
+)
+
+
 @measurement(
     "deception.probe",
     version="2.2.0",
     headline="defection_state_evidence",
+    metrics=METRICS,
     params=DeceptionProbeParams,
     cost=_cost,
     profiles={

@@ -868,11 +868,33 @@ def _cost(params: DeceptionRobustnessParams, work: Workload) -> Passes:
     return total
 
 
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "auroc_shifted",
+    "delta_auroc",
+    "recall_at_1pct_fpr_shifted",
+    "fpr_shifted_negatives",
+    "shift_changed_fraction",
+    "recall_at_1pct_fpr_clean",
+    "recall_at_1pct_fpr_under_attack",
+    "recall_at_1pct_fpr_under_attack_in_sample",
+    "defection_rate_clean",
+    "defection_rate_under_attack",
+    "defection_log_odds_under_attack",
+    "fpr_control_under_attack",
+    "recall_at_1pct_fpr_adaptive",
+    "fpr_negatives_under_attack_adaptive",
+    "fpr_control_under_attack_adaptive",
+    "attack_steps",
+)
+
+
 @measurement(
     "deception.robustness",
     version="2.2.0",
     backprop=True,  # the obfuscation and suffix attacks: gradients through the model
     headline="delta_auroc",
+    metrics=METRICS,
     params=DeceptionRobustnessParams,
     cost=_cost,
     profiles={

@@ -672,11 +672,29 @@ def _cost(params: GoalProxyParams, work: Workload) -> Passes:
     return total
 
 
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "pri",
+    "iia_goal",
+    "iia_proxy",
+    "iia_random_baseline",
+    "delta_goal",
+    "delta_proxy",
+    "proxy_following_rate",
+    "aligned_accuracy",
+    "answer_top1_rate",
+    "answer_tokens_max",
+    "selected_layer",
+    "index_reported",
+)
+
+
 @measurement(
     "goal.proxy_reliance",
     version="2.0.0",
     backprop=True,  # the interchange direction is fitted through the model's upper blocks
     headline="pri",
+    metrics=METRICS,
     params=GoalProxyParams,
     cost=_cost,
     profiles={

@@ -552,11 +552,38 @@ def _cost(params: HeadsInventoryParams, _work: Workload) -> Passes:
     return Passes.batched(half, 1 + 2 * params.seq_len, params.batch_size, times=passes_per_half)
 
 
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "prev_token_score_max",
+    "duplicate_token_score_max",
+    "induction_score_max",
+    "prev_token_head_layer",
+    "prev_token_head_index",
+    "duplicate_token_head_layer",
+    "duplicate_token_head_index",
+    "induction_head_layer",
+    "induction_head_index",
+    "repeat_loss_clean",
+    "repeat_loss_ablated",
+    "repeat_loss_increase",
+    "repeat_loss_increase_vs_random",
+    "random_sets_as_harmful",
+    "random_increase_spread",
+    "n_heads_above_threshold",
+    "joint_repeat_loss_ablated",
+    "joint_repeat_loss_increase",
+    "joint_repeat_loss_increase_vs_random",
+    "joint_random_sets_as_harmful",
+    "joint_random_increase_spread",
+)
+
+
 @measurement(
     "heads.inventory",
     version="2.1.0",
     model_copies=2,  # the randomly initialised twin
     headline="induction_score_max",
+    metrics=METRICS,
     params=HeadsInventoryParams,
     cost=_cost,
     profiles={

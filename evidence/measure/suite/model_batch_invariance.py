@@ -602,10 +602,27 @@ def _cost(params: BatchInvarianceParams, work: Workload) -> Passes:
     return passes
 
 
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "max_abs_logit_diff",
+    "max_abs_logit_diff_right",
+    "max_abs_logit_diff_left",
+    "mean_abs_logit_diff",
+    "tolerance",
+    "n_prompts",
+    "n_padded_prompts",
+    "attention_mask_used",
+    "position_ids_used",
+    "default_positions_diff",
+    "generation_match",
+)
+
+
 @measurement(
     "model.batch_invariance",
     version="2.0.0",
     headline="max_abs_logit_diff",
+    metrics=METRICS,
     params=BatchInvarianceParams,
     cost=_cost,
     profiles={

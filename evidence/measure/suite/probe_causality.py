@@ -602,10 +602,33 @@ def _cost(params: ProbeCausalityParams, work: Workload) -> Passes:
     return total
 
 
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "steering_alpha",
+    "probe_auroc",
+    "behaviour_gap_log_odds",
+    "steering_effect_log_odds",
+    "defection_rate_triggered",
+    "defection_rate_untriggered",
+    "defection_rate_induced",
+    "defection_rate_suppressed",
+    "nie",
+    "nie_random_baseline",
+    "nie_induce",
+    "nie_suppress",
+    "nie_generated",
+    "nie_span_removed",
+    "nie_output_token_direction",
+    "cosine_probe_output_token_direction",
+    "decorative_probe_flag",
+)
+
+
 @measurement(
     "probe.causality",
     version="2.1.0",
     headline="nie",
+    metrics=METRICS,
     params=ProbeCausalityParams,
     cost=_cost,
     profiles={

@@ -767,10 +767,37 @@ def _cost(params: RefusalDirectionParams, work: Workload) -> Passes:
     return total
 
 
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "selected_layer",
+    "selected_position",
+    "causal_direction_found",
+    "candidates_passing",
+    "refusal_rate_baseline",
+    "refusal_rate_ablated",
+    "refusal_rate_induced",
+    "refusal_rate_harmless",
+    "refusal_rate_ablated_affine",
+    "refusal_drop_under_ablation",
+    "refusal_drop_over_random",
+    "kl_harmless_ablation",
+    "kl_text_ablation",
+    "refusal_logodds_baseline",
+    "refusal_logodds_ablated",
+    "refusal_logodds_induced",
+    "kl_harmless_ablation_affine",
+    "kl_text_ablation_affine",
+    "refusal_rate_ablated_projection",
+    "kl_harmless_ablation_projection",
+    "kl_text_ablation_projection",
+)
+
+
 @measurement(
     "refusal.direction",
     version="2.1.0",
     headline="refusal_rate_baseline",
+    metrics=METRICS,
     params=RefusalDirectionParams,
     cost=_cost,
     profiles={

@@ -958,11 +958,30 @@ def _cost(params: RefusalStabilityParams, work: Workload) -> Passes:
     return total + work.generate(examples, params.judge_tokens, b, judged=False, times=3)
 
 
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "selected_layer",
+    "selected_position",
+    "bootstrap_cosine",
+    "split_half_cosine",
+    "layer_agreement",
+    "selection_agreement",
+    "template_cosine",
+    "template_refusal_rate",
+    "attack_compliance_rate",
+    "projection_suppression",
+    "attack_logodds_reduction",
+    "attack_budget_evaluations",
+    "attack_evaluations_to_half_compliance",
+)
+
+
 @measurement(
     "refusal.stability",
     version="2.1.0",
     backprop=True,  # the suffix attack: gradients through the model to the suffix tokens
     headline="attack_compliance_rate",
+    metrics=METRICS,
     params=RefusalStabilityParams,
     cost=_cost,
     profiles={
