@@ -279,7 +279,8 @@ def _spot_checks(params: CalibrationParams, ctx: MeasureContext) -> list[Calibra
 def _cost(params: CalibrationParams, work: Workload) -> Passes:
     """The passes of every calibration run and spot check, counted on the organisms with their own prompt sets.
 
-    Each (measurement, organism, parameters) run once, with the organism's shape; the spot checks' population
+    Each (measurement, organism, parameters) run once, with the organism's shape (an organism without a tokenizer
+    reads no prompt set); the spot checks' population
     members are counted with ``demo``'s shape. The estimate times these passes on an organism
     (:func:`evidence.measure.cost.estimate_seconds`), not on the subject.
     """
@@ -298,9 +299,12 @@ def _cost(params: CalibrationParams, work: Workload) -> Passes:
         key = (measurement_id, expectation.organism, json.dumps(overrides, sort_keys=True))
         if definition.cost is None or key in runs:
             continue
-        shape = get_spec(expectation.organism.partition("#")[0]).architecture
+        spec = get_spec(expectation.organism.partition("#")[0])
+        shape = spec.architecture
         organism = replace(
-            base,
+            base if spec.tokenizer_loader is not None else Workload(),  # no tokenizer: no prompt is read
+            padded=base.padded,
+            organism=True,
             n_layers=int(shape["n_layers"]),
             n_heads=int(shape["n_heads"]),
             n_ctx=int(shape["n_ctx"]),
