@@ -1,5 +1,7 @@
 """Declared passes against counted ones: each measurement run on ``demo``, every forward and backward pass counted.
 
+Each run's record is also held to the measurement's declared metrics: every metric it emitted is declared.
+
 A counter wraps the forward of every TransformerBridge (the subject, its randomly initialised twin,
 the organisms calibration loads) and records each call and its input tokens; a forward run with
 gradients enabled is counted as run backward when the next backward pass (``Tensor.backward`` or
@@ -95,6 +97,12 @@ CASES = [
          "max_curve_points": 8},
     ),
     (
+        "circuit.faithfulness",
+        48,
+        {"tasks": ["refusal"], "refusal_min_pairs": 4, "max_patched_edges": 24, "max_edge_curve_points": 4,
+         "max_curve_points": 8},
+    ),
+    (
         "calibration.organisms",
         8,
         {"measurements": ["model.batch_invariance"], "spot_check": 0},
@@ -107,7 +115,9 @@ def test_every_measurement_declares_its_passes():
     assert all(definition.cost is not None for definition in registered().values())
 
 
-@pytest.mark.parametrize(("measurement_id", "limit", "overrides"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("measurement_id", "limit", "overrides"), CASES, ids=[f"{c[0]}-{c[2].get('tasks', [''])[0]}" for c in CASES]
+)
 def test_declared_passes_agree_with_the_counted_ones(organism, one_thread, counted, measurement_id, limit, overrides):
     spec = load_runspec(default_runspec_path())
     datasets = {name: limit_prompts(d, limit, spec.seed) for name, d in spec.datasets.items()}
@@ -121,6 +131,10 @@ def test_declared_passes_agree_with_the_counted_ones(organism, one_thread, count
                 profile="quick", prompt_limit=limit)  # fmt: skip
     record = run_task(task, model)
     assert record.status == "ok", record.error
+    # every metric the run emitted is declared, so that a policy may name it (and check knows it)
+    assert {m.name for m in record.metrics} <= set(definition.metrics), set(definition.metrics)
+    for check in record.checks:  # calibration: the metric each check read is its measurement's
+        assert check.metric in get(check.measurement).metrics, check
 
     found = (counted.calls, counted.tokens, counted.backward_calls, counted.backward_tokens)
     assert _within(declared.calls, counted.calls, CALLS), (declared, found)

@@ -20,7 +20,7 @@ docs/methods/circuit.faithfulness.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -917,14 +917,19 @@ def _edge_count(work: Workload) -> int:
     return edges
 
 
-def _analysis_passes(params: CircuitParams, work: Workload, halves: tuple[list[int], list[int]]) -> Passes:
-    """The node circuit (attribution, patching, curves), the twin, and the edge circuit, on one task's halves."""
+def _analysis_passes(
+    params: CircuitParams, work: Workload, halves: tuple[list[int], list[int]], *, padded: bool = False
+) -> Passes:
+    """The node circuit (attribution, patching, curves), the twin, and the edge circuit, on one task's halves.
+
+    ``padded``: the task pads its examples to the longest of a batch (refusal pairs); else equal lengths.
+    """
     discovery, evaluation = halves
     b, steps, runs = params.batch_size, params.ig_steps, 2 + params.random_rankings
     n_nodes = work.n_layers * (work.n_heads + (1 if work.has_mlp else 0))
 
     def each(lengths: list[int], per_batch: int, backward: int = 0) -> Passes:
-        batches = work.batches(lengths, b, equal=True)
+        batches = replace(work, padded=True).batches(lengths, b) if padded else work.batches(lengths, b, equal=True)
         tokens = sum(rows * width for rows, width in batches)
         return Passes(per_batch * len(batches), per_batch * tokens, backward * len(batches), backward * tokens)
 
@@ -969,7 +974,7 @@ def _cost(params: CircuitParams, work: Workload) -> Passes:
         harmful = work.sample(HARMFUL, pairs)
         halves = (harmful[::2], harmful[1::2])
         total += work.read(halves[0], params.batch_size, times=2, equal=True)  # the behaviour check
-        total += _analysis_passes(params, work, halves)
+        total += _analysis_passes(params, work, halves, padded=True)
     return total
 
 
