@@ -368,3 +368,29 @@ def test_check_reports_chat_messages_for_a_tokenizer_without_a_chat_template(tmp
         "tokenizer with a chat template next to the model (tokenizer.chat_template, then "
         "tokenizer.save_pretrained(DIR)), or write those prompts as 'text')",
     ]
+
+
+def test_an_unknown_metric_is_an_error_if_metrics_are_declared_else_a_warning(tmp_path: Path, temporary_measurement):
+    """A measurement that declares its metrics makes an unknown one an error; one that declares none, a warning."""
+    from evidence.check import Preflight
+    from evidence.runspec import load_runspec
+
+    temporary_measurement("test.declared", lambda model, params, ctx: None, metrics=["score"])
+    temporary_measurement("test.undeclared", lambda model, params, ctx: None)
+    policy = PLANTED_POLICY.split("[[threshold]]")[0]
+    for mid in ("test.declared", "test.undeclared"):
+        policy += (f'[[threshold]]\nid = "{mid}"\nmeasurement = "{mid}"\nmetric = "scor"\ncomparator = ">="\n'
+                   'threshold = 0.5\nrationale = "a misspelled metric"\n\n')  # fmt: skip
+    (tmp_path / "policy.toml").write_text(policy)
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[run]\nseed = 0\npolicy = "policy.toml"\nmeasurements = ["test.declared", "test.undeclared"]\n'
+                    '[model]\norganism = "demo"\n')  # fmt: skip
+    pre = Preflight(load_runspec(spec))
+    pre.check_spec()
+    where = f"policy {tmp_path / 'policy.toml'}: threshold"
+    assert [(p.severity, p.one_line()) for p in pre.problems if p.source == "policy"] == [
+        ("error", f"{where} 'test.declared': test.declared emits no metric 'scor', so the threshold could never be "
+                  "judged (did you mean 'score'? its metrics: score)"),
+        ("warning", f"{where} 'test.undeclared': test.undeclared declares no metric 'scor'; a record without it "
+                    "leaves the verdict INCONCLUSIVE (it declares none)"),
+    ]  # fmt: skip
