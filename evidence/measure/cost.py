@@ -111,9 +111,10 @@ class Workload:
         prompts: dict[str, tuple[tuple[int, str], ...]] = {}
         for name, dataset in datasets.items():
             try:
-                prompts[name] = tuple(sorted((len(prompt_ids(model.tokenizer, p)), p.label) for p in dataset.prompts))
-            except Exception:  # noqa: S112 - a prompt the model cannot encode is the check's to report; not counted
+                encoded = [(len(prompt_ids(model.tokenizer, p)), str(p.label or "")) for p in dataset.prompts]
+            except Exception:  # a prompt the model cannot encode is the check's to report: the set is not counted
                 continue
+            prompts[name] = tuple(sorted(encoded, key=lambda item: item[0]))
         return cls(
             prompts=prompts,
             padded=batching_mode(model.bridge) == "left-padded",
