@@ -246,14 +246,17 @@ def time_forward(model: LoadedModel, *, repeats: int = 3) -> ForwardTiming:
 def estimate_seconds(
     definition: MeasurementDef, params: BaseModel, workload: Workload, timing: ForwardTiming
 ) -> float | None:
-    """An estimate of the seconds ``definition`` takes with ``params``; None when it declares no cost.
+    """An estimate of the seconds ``definition`` takes with ``params``; None when it declares no cost or cannot count.
 
     A measurement that never runs the subject (``model_copies=0``) counts its passes on the
     reference organisms, and they are timed on an organism (:func:`organism_timing`), not with ``timing``.
     """
     if definition.cost is None:
         return None
-    passes = definition.cost(params, workload)
+    try:
+        passes = definition.cost(params, workload)
+    except (LookupError, ValueError, ArithmeticError):  # prompt sets it cannot count: "not estimated", never a stop
+        return None
     return (organism_timing() if definition.model_copies == 0 else timing).seconds(passes)
 
 

@@ -92,3 +92,12 @@ def test_the_estimate_is_within_five_times_the_measured_time_on_demo(organism, o
     measured = time.perf_counter() - start
     assert record.status == "ok", record.error
     assert measured / 5 <= estimate <= measured * 5, (estimate, measured)
+
+
+def test_a_cost_that_cannot_count_the_prompt_sets_gives_no_estimate_instead_of_stopping(temporary_measurement):
+    def needs_a_set(params, work):
+        return Passes(calls=1, tokens=max(work.lengths("refusal.harmful")))  # an empty set: max() of nothing
+
+    temporary_measurement("cost.uncountable", lambda model, params, ctx: None, cost=needs_a_set)
+    definition = get("cost.uncountable")
+    assert estimate_seconds(definition, definition.params_for({}), Workload(), ForwardTiming(0.01, 1e-5)) is None
