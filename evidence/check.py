@@ -11,7 +11,8 @@ instead of stopping at the first.
 A :class:`Preflight` runs in two stages, so that ``run`` can refuse before it loads a model:
 
 1. without the model: the run spec, the policy against the registry (unknown measurements,
-   thresholds on measurements the spec does not run, metrics a measurement does not declare),
+   thresholds on measurements the spec does not run, metrics a measurement never emits: an error
+   against its declared ``metrics=``, a warning for a measurement that declares none),
    each measurement's parameters, datasets and markers, the external evaluations, the device, and
    the memory preflight when the model's size can be read from its files;
 2. with the model loaded: chat-message prompts for a tokenizer without a chat template, markers
@@ -210,8 +211,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def declared_metrics(definition: MeasurementDef) -> set[str]:
-    """The metrics a measurement declares on its decorator: headline, detectors, calibration, cross-references."""
-    names = {d.metric for d in definition.detectors} | {e.metric for e in definition.calibration}
+    """The metrics a measurement declares on its decorator: ``metrics=``, and those its other declarations read."""
+    names = set(definition.metrics)
+    names |= {d.metric for d in definition.detectors} | {e.metric for e in definition.calibration}
     names |= {r.metric for r in definition.crossref}
     if definition.headline is not None:
         names.add(definition.headline)
@@ -319,9 +321,14 @@ class Preflight:
             if t.metric not in declared:
                 close = difflib.get_close_matches(t.metric, sorted(declared), n=2, cutoff=0.6)
                 guess = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-                self.warn("policy", f"{where}: {definition.id} declares no metric {t.metric!r}; a record without it "
-                          "leaves the verdict INCONCLUSIVE",
-                          hint=f"{guess}it declares {', '.join(sorted(declared))}")  # fmt: skip
+                if definition.metrics:  # the complete set: the threshold could never be judged
+                    self.add("policy", ConfigError(f"{where}: {definition.id} emits no metric {t.metric!r}, so the "
+                                                   "threshold could never be judged",
+                                                   hint=f"{guess}its metrics: {', '.join(sorted(declared))}"))
+                else:
+                    self.warn("policy", f"{where}: {definition.id} declares no metric {t.metric!r}; a record "
+                              "without it leaves the verdict INCONCLUSIVE",
+                              hint=f"{guess}it declares {', '.join(sorted(declared)) or 'none'}")  # fmt: skip
 
     def _check_tasks(self) -> None:
         from evidence.measure import Task
@@ -397,13 +404,13 @@ class Preflight:
 
     def check_time(self, model: LoadedModel) -> None:
         """Each measurement's estimated run time (into its row), for those that declare their passes."""
-        from evidence.measure.cost import estimate_seconds, time_forward
+        from evidence.measure.cost import Workload, estimate_seconds, time_forward
 
         if all(definition.cost is None for definition, _ in self.checked):
             return
         timing = time_forward(model)
-        sizes = {name: dataset.count for name, dataset in self.spec.datasets.items()}
-        seconds = {d.id: estimate_seconds(d, params, sizes, timing) for d, params in self.checked}
+        work = Workload.of(model, self.spec.datasets)
+        seconds = {d.id: estimate_seconds(d, params, work, timing) for d, params in self.checked}
         self.rows = [replace(row, seconds=seconds.get(row.measurement)) for row in self.rows]
 
     def memory_line(self) -> str | None:

@@ -614,6 +614,7 @@ def _describe_measurement(definition: MeasurementDef) -> dict[str, Any]:
         "version": definition.version,
         "experimental": definition.experimental,
         "headline": definition.headline,
+        "metrics": list(definition.metrics),
         "profiles": {profile: dict(overrides) for profile, overrides in definition.profiles.items()},
         "parameters": [_describe_parameter(name, f) for name, f in definition.params.model_fields.items()],
         "datasets": [
@@ -707,6 +708,8 @@ def _measurement_lines(info: dict[str, Any]) -> list[str]:
     lines = [head, f"  documentation: {info['doc_page']}"]
     if info["headline"] is not None:
         lines.append(f"  headline metric: {info['headline']}")
+    if info["metrics"]:
+        lines.append(f"  metrics: {', '.join(sorted(info['metrics']))}")
 
     def part(title: str, items: list[str]) -> None:
         if not items:

@@ -59,7 +59,7 @@ def _measurements(defs: Mapping[str, MeasurementDef]) -> list[str]:
     from evidence.check import declared_metrics
 
     lines = [
-        "| measurement | version | headline metric | metrics the registry declares | markers |",
+        "| measurement | version | headline metric | metrics | markers |",
         "| --- | --- | --- | --- | --- |",
     ]
     for definition in defs.values():
@@ -91,9 +91,9 @@ def readme_tables() -> str:
         *_datasets(defs),
         "",
         "**Measurements** (`[run].measurements`, and `measurement` / `metric` of a policy threshold). The "
-        "declared metrics are those the registry knows by name (headline, detectors, calibration, "
-        "cross-references), which `check` tests a policy against; a record carries more metrics, each "
-        "named in the record and in the PDF with its unit and description.",
+        "metrics are every name the measurement can emit (a record carries those its run produced, each "
+        "with its unit and description); a policy threshold naming another metric is an error in `check` "
+        "and before `run`.",
         "",
         *_measurements(defs),
         "",

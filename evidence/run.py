@@ -199,7 +199,7 @@ def run(
     say("numerics certificate: the bridge against the plain model, batched against alone")
     identity = model.identity.model_copy(update={"numerics": _numerics(model, spec)})
 
-    estimates = _time_estimates(checked, model, spec, say)
+    estimates = _time_estimates(checked, model, spec, limit, say)
     records = run_suite(
         tasks,
         model,
@@ -241,19 +241,23 @@ def run(
 
 
 def _time_estimates(
-    checked: Sequence[tuple[MeasurementDef, BaseModel]], model: LoadedModel, spec: RunSpec, say: Progress
+    checked: Sequence[tuple[MeasurementDef, BaseModel]],
+    model: LoadedModel,
+    spec: RunSpec,
+    limit: int | None,
+    say: Progress,
 ) -> list[str]:
     """Say the run's time estimate; return each measurement's, as a suffix of its progress line ("" for none).
 
     Estimates only (:mod:`evidence.measure.cost`): declared passes times a forward pass timed now.
     """
-    from evidence.measure.cost import estimate_seconds, format_seconds, time_forward
+    from evidence.measure.cost import Workload, estimate_seconds, format_seconds, time_forward
 
     if all(definition.cost is None for definition, _ in checked):
         return [""] * len(checked)
     timing = time_forward(model)
-    sizes = {name: dataset.count for name, dataset in spec.datasets.items()}
-    seconds = [estimate_seconds(definition, params, sizes, timing) for definition, params in checked]
+    work = Workload.of(model, spec.datasets, limit)
+    seconds = [estimate_seconds(definition, params, work, timing) for definition, params in checked]
     known = [s for s in seconds if s is not None]
     say(f"time estimate: about {format_seconds(sum(known))} ({len(known)} of {len(seconds)} measurements have one)")
     return [f" (about {format_seconds(s)}, an estimate)" if s is not None else "" for s in seconds]

@@ -112,6 +112,9 @@ class MeasureContext:
     datasets: Mapping[str, Dataset] = field(default_factory=dict)
     markers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     subject_digest: str = ""
+    #: At most this many prompts per dataset (``run --limit``): the task's datasets are already cut to it;
+    #: a measurement that reads prompt sets of its own (the organisms') cuts them the same way.
+    prompt_limit: int | None = None
     shared_results: SharedResults = field(default_factory=SharedResults)
     #: Every seed this task derived, by label (recorded in the record's ``seeds``).
     seeds: dict[str, int] = field(default_factory=dict)

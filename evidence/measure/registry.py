@@ -6,6 +6,8 @@ declared on its decorator, in its one suite module (``evidence/measure/suite/``)
 * id, semver version, parameter model, experimental flag;
 * its headline metric: the one its policy thresholds and validation detectors
   read, shown first wherever the dossier summarises the measurement;
+* every metric name it can emit (``metrics=``): what a policy threshold may
+  name, and what ``check`` tests a policy against;
 * the run-spec datasets it reads and the labels each accepts (:class:`DatasetUse`);
   the run-spec parser asks :func:`dataset_labels` instead of keeping a table;
 * the ``[markers]`` kinds it needs;
@@ -177,6 +179,8 @@ class MeasurementDef:
     backprop: bool = False
     model_copies: int = 1
     headline: str | None = None
+    #: Every metric name the measurement can emit (empty: undeclared, as for a measurement registered by a test).
+    metrics: tuple[str, ...] = ()
     #: Parameter overrides per budget profile (``quick``, ``thorough``); ``standard`` is the defaults.
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     #: The passes through the model it makes, for time estimates (:mod:`evidence.measure.cost`); None: undeclared.
@@ -247,6 +251,7 @@ def measurement(
     backprop: bool = False,
     model_copies: int = 1,
     headline: str | None = None,
+    metrics: Sequence[str] = (),
     profiles: Mapping[str, Mapping[str, Any]] | None = None,
     cost: CostFn | None = None,
     memory: ExtraFn | None = None,
@@ -258,8 +263,11 @@ def measurement(
     (2 with a randomly initialised twin; 0 when it never runs the subject). Both feed the memory
     preflight (:mod:`evidence.measure.memory`). ``profiles``: parameter overrides for the
     ``quick`` and ``thorough`` budgets (only parameters the model has, each valid). ``cost``:
-    ``cost(params, dataset_sizes) -> Passes``, the passes it makes, for the run's time estimate.
+    ``cost(params, work) -> Passes``, the passes it makes on a :class:`~evidence.measure.cost.Workload`,
+    for the run's time estimate.
     ``memory``: what it keeps beyond one pass's working set (:data:`evidence.measure.memory.ExtraFn`).
+    ``metrics``: every metric name it can emit, under any parameters; the headline and every metric
+    its detectors, calibration expectations and cross-reference rules read must be among them.
     """
     if not _ID_PATTERN.match(id):
         raise ValueError(f"measurement id {id!r} must look like 'family.name' (lower case)")
@@ -281,6 +289,7 @@ def measurement(
         if rule.measurement != id:
             raise ValueError(f"measurement {id!r} declares a cross-reference rule for {rule.measurement!r}")
     budgets = _check_profiles(id, params, profiles or {})
+    emitted = _check_metrics(id, metrics, headline, detectors, calibration, crossref)
 
     def register(fn: F) -> F:
         existing = _REGISTRY.get(id)
@@ -303,6 +312,7 @@ def measurement(
             backprop=backprop,
             model_copies=model_copies,
             headline=headline,
+            metrics=emitted,
             profiles=budgets,
             cost=cost,
             memory=memory,
@@ -310,6 +320,28 @@ def measurement(
         return fn
 
     return register
+
+
+def _check_metrics(
+    id: str,
+    metrics: Sequence[str],
+    headline: str | None,
+    detectors: Sequence[Detector],
+    calibration: Sequence[Expectation],
+    crossref: Sequence[Rule],
+) -> tuple[str, ...]:
+    """The declared metric names, checked at registration: no repeats, and every metric read elsewhere among them."""
+    names = tuple(metrics)
+    if not names:
+        return names
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"measurement {id!r} declares a metric twice: {twice}")
+    read = {d.metric for d in detectors} | {e.metric for e in calibration} | {r.metric for r in crossref}
+    missing = sorted((read | ({headline} if headline is not None else set())) - set(names))
+    if missing:
+        raise ValueError(f"measurement {id!r} reads metrics it does not declare in metrics=: {missing}")
+    return names
 
 
 def _check_profiles(

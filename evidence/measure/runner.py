@@ -186,6 +186,7 @@ def run_task(
         datasets=task.datasets,
         markers=task.markers,
         subject_digest=model.identity.weights_sha256,
+        prompt_limit=task.prompt_limit,
         shared_results=shared if shared is not None else SharedResults(),
     )
     start = time.perf_counter()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evidence.cli import main
-from evidence.measure import get
+from evidence.measure import get, registered
 from evidence.runspec import default_runspec_path
 from tests.hf_models import build_gpt2
 
@@ -88,7 +88,7 @@ def budget(monkeypatch):
 
 @pytest.fixture()
 def planted(tmp_path: Path) -> Path:
-    """A run spec with ten planted problems (six errors, four warnings) across spec, policy, datasets and markers."""
+    """A run spec with ten planted problems (seven errors, three warnings) across spec, policy, datasets and markers."""
     shutil.copy(ORGANISM_DATA / "refusal.harmful.jsonl", tmp_path / "harmful.jsonl")
     (tmp_path / "policy.toml").write_text(PLANTED_POLICY)
     spec = tmp_path / "spec.toml"
@@ -120,11 +120,11 @@ def test_check_lists_every_planted_problem_at_once_grouped_by_source(planted: Pa
         "the harmful prompts share: the suffix would go inside the requests' own words (set it to at most 2, or leave "
         "it out to use the shared closing tokens)",
         "  policy:",
+        f"    error: policy {d / 'policy.toml'}: threshold 'refuses': refusal.direction emits no metric "
+        "'refusal_rate', so the threshold could never be judged (did you mean 'refusal_rate_induced' or "
+        f"'refusal_rate_ablated'? its metrics: {', '.join(sorted(get('refusal.direction').metrics))})",
         f"    error: policy {d / 'policy.toml'}: threshold 'typo': unknown measurement 'head.inventory' (did you mean "
         f"'heads.inventory'? registered measurements: {REGISTERED})",
-        f"    warning: policy {d / 'policy.toml'}: threshold 'refuses': refusal.direction declares no metric "
-        "'refusal_rate'; a record without it leaves the verdict INCONCLUSIVE (did you mean 'refusal_rate_induced' or "
-        "'refusal_rate_baseline'? it declares causal_direction_found, refusal_rate_baseline, refusal_rate_induced)",
         f"    warning: policy {d / 'policy.toml'}: threshold 'not-run' judges deception.probe, which the run spec does "
         "not run: its verdict will be INCONCLUSIVE and so will the gate (add 'deception.probe' to [run].measurements, "
         "or drop the threshold)",
@@ -146,7 +146,7 @@ def test_check_lists_every_planted_problem_at_once_grouped_by_source(planted: Pa
     assert "MiB (64 x " in rows[2]
     assert rows[-2:] == [
         "memory available: 8.0 GiB (the budget INTERP_DOSSIER_MEMORY_BUDGET)",
-        "FAILED: 6 errors, 4 warnings; fix the errors before `run`",
+        "FAILED: 7 errors, 3 warnings; fix the errors before `run`",
     ]
 
 
@@ -158,7 +158,7 @@ def test_run_refuses_the_planted_spec_with_the_full_list_before_loading_the_mode
     assert out == ""
     assert "Traceback" not in err and "loading model" not in err
     assert err.splitlines() == [
-        "error: the run cannot start: 5 problems; nothing was measured (fix them; `interp-dossier check SPEC` "
+        "error: the run cannot start: 6 problems; nothing was measured (fix them; `interp-dossier check SPEC` "
         "lists every problem, warnings too)",
         f"  - spec: run spec {planted}: [run].measurements: unknown measurement 'heads.inventroy' (did you mean "
         f"'heads.inventory'? registered measurements: {REGISTERED})",
@@ -166,6 +166,9 @@ def test_run_refuses_the_planted_spec_with_the_full_list_before_loading_the_mode
         "deception.train, goal.aligned, goal.decorrelated, refusal.harmful, refusal.harmless)",
         f"  - datasets: dataset 'refusal.harmless': file {d / 'harmless.jsonl'} does not exist (check the path, or "
         "write the prompt set there: JSONL, one prompt a line, labels harmless)",
+        f"  - policy: policy {d / 'policy.toml'}: threshold 'refuses': refusal.direction emits no metric "
+        "'refusal_rate', so the threshold could never be judged (did you mean 'refusal_rate_induced' or "
+        f"'refusal_rate_ablated'? its metrics: {', '.join(sorted(get('refusal.direction').metrics))})",
         f"  - policy: policy {d / 'policy.toml'}: threshold 'typo': unknown measurement 'head.inventory' (did you "
         f"mean 'heads.inventory'? registered measurements: {REGISTERED})",
         "  - spec: measurement 'heads.inventory': parameter 'n_sequences': Input should be greater than or equal to 4 "
@@ -182,10 +185,11 @@ def test_check_passes_the_default_spec(budget, capsys):
     assert lines[:3] == [f"run spec: {default_runspec_path()}", "model: organism 'demo'", "measurements:"]
     assert "problems:" not in lines
     assert lines[-1] == "OK: ready to run (0 warnings)"
-    # measurements that declare their passes get a time estimate, the others say they have none
+    # every measurement declares its passes, so every one has a time estimate
     rows = {line.split()[0]: line for line in lines[lines.index("measurements:") + 2 : -2]}
-    assert re.search(r"about \d+ (s|min)$", rows["heads.inventory"]), rows["heads.inventory"]
-    assert rows["refusal.direction"].endswith("not estimated")
+    assert set(rows) == set(registered())
+    for mid, row in rows.items():
+        assert re.search(r"about \d+(\.\d)? (s|min|h)$", row), (mid, row)
 
 
 def test_init_writes_a_demo_starter_that_check_passes_and_never_overwrites(tmp_path: Path, budget, capsys):
@@ -364,3 +368,29 @@ def test_check_reports_chat_messages_for_a_tokenizer_without_a_chat_template(tmp
         "tokenizer with a chat template next to the model (tokenizer.chat_template, then "
         "tokenizer.save_pretrained(DIR)), or write those prompts as 'text')",
     ]
+
+
+def test_an_unknown_metric_is_an_error_if_metrics_are_declared_else_a_warning(tmp_path: Path, temporary_measurement):
+    """A measurement that declares its metrics makes an unknown one an error; one that declares none, a warning."""
+    from evidence.check import Preflight
+    from evidence.runspec import load_runspec
+
+    temporary_measurement("test.declared", lambda model, params, ctx: None, metrics=["score"])
+    temporary_measurement("test.undeclared", lambda model, params, ctx: None)
+    policy = PLANTED_POLICY.split("[[threshold]]")[0]
+    for mid in ("test.declared", "test.undeclared"):
+        policy += (f'[[threshold]]\nid = "{mid}"\nmeasurement = "{mid}"\nmetric = "scor"\ncomparator = ">="\n'
+                   'threshold = 0.5\nrationale = "a misspelled metric"\n\n')  # fmt: skip
+    (tmp_path / "policy.toml").write_text(policy)
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[run]\nseed = 0\npolicy = "policy.toml"\nmeasurements = ["test.declared", "test.undeclared"]\n'
+                    '[model]\norganism = "demo"\n')  # fmt: skip
+    pre = Preflight(load_runspec(spec))
+    pre.check_spec()
+    where = f"policy {tmp_path / 'policy.toml'}: threshold"
+    assert [(p.severity, p.one_line()) for p in pre.problems if p.source == "policy"] == [
+        ("error", f"{where} 'test.declared': test.declared emits no metric 'scor', so the threshold could never be "
+                  "judged (did you mean 'score'? its metrics: score)"),
+        ("warning", f"{where} 'test.undeclared': test.undeclared declares no metric 'scor'; a record without it "
+                    "leaves the verdict INCONCLUSIVE (it declares none)"),
+    ]  # fmt: skip

@@ -310,6 +310,8 @@ CALIBRATION_BLOCK = """\
 calibration.organisms 1.3.0
   documentation: docs/methods/calibration.organisms.md
   headline metric: all_checks_passed
+  metrics: all_checks_passed, checks_passed, checks_total, controls_clean, planted_detected, spot_checks_agreeing, \
+spot_checks_total
   parameters:
     measurements: list[str] | None = null \u2014 measurement ids to calibrate
     params: dict[str, dict[str, JsonValue]] = {} \u2014 parameters per calibrated measurement (default: its defaults)
@@ -360,6 +362,7 @@ def _declared_everything(temporary_measurement):
         crossref=[Rule("test.everything", "score", "honesty_rate", "presence", "complement", "a score", "compared")],
         detectors=[Detector("score", "deception", (Criterion(comparator=">=", threshold=1, rule="point"),))],
         headline="score",
+        metrics=["score", "score_spread"],
     )
 
 
@@ -371,6 +374,7 @@ def test_measurements_shows_everything_a_measurement_declares(capsys, temporary_
         "test.everything 2.1.0  [experimental]\n"
         "  documentation: docs/methods/test.everything.md\n"
         "  headline metric: score\n"
+        "  metrics: score, score_spread\n"
         "  parameters:\n"
         "    bootstrap_resamples: int = 1000  [>= 100] \u2014 bootstrap resamples for every interval\n"
         "    ci_level: float = 0.95  [> 0.5, < 1.0] \u2014 coverage of every confidence interval\n"
@@ -406,6 +410,7 @@ def test_measurements_json_is_keyed_by_id_with_sorted_keys(capsys, temporary_mea
     entry = described["test.everything"]
     assert entry["version"] == "2.1.0" and entry["experimental"] is True
     assert entry["headline"] == "score"
+    assert entry["metrics"] == ["score", "score_spread"]
     assert entry["doc_page"] == "docs/methods/test.everything.md"
     assert entry["markers"] == ["refusal"]
     assert entry["parameters"][2] == {

@@ -138,6 +138,37 @@ def test_a_headline_outside_the_detectors_is_refused():
                              headline="other")
 
 
+def test_every_measurement_declares_every_metric_its_policy_detectors_and_calibration_read():
+    """The shipped policy may name only declared metrics; so may every detector, expectation and rule."""
+    import tomllib
+
+    policy = tomllib.loads((ROOT / "evidence" / "specs" / "policy-organisms.toml").read_text(encoding="utf-8"))
+    for threshold in policy["threshold"]:
+        assert threshold["metric"] in registered()[threshold["measurement"]].metrics, threshold
+    for mid, definition in suite_definitions().items():
+        declared = set(definition.metrics)
+        assert declared and len(declared) == len(definition.metrics), mid
+        read = {d.metric for d in definition.detectors} | {e.metric for e in definition.calibration}
+        assert read | {r.metric for r in definition.crossref} | {definition.headline} <= declared, mid
+
+
+@pytest.mark.parametrize(
+    ("declarations", "message"),
+    [
+        ({"headline": "found", "metrics": ["other"]}, r"reads metrics it does not declare in metrics=: \['found'\]"),
+        ({"metrics": ["a", "b", "a"]}, r"declares a metric twice: \['a'\]"),
+    ],
+)
+def test_metrics_that_miss_what_the_measurement_reads_are_refused(declarations, message):
+    from evidence.measure import MeasurementParams
+
+    class NoParams(MeasurementParams):
+        pass
+
+    with pytest.raises(ValueError, match=message):
+        registry.measurement("test.bad_metrics", version="1.0.0", params=NoParams, **declarations)
+
+
 def test_an_unknown_id_suggests_the_closest_registered_one():
     with pytest.raises(ConfigError) as info:
         registry.require_known(["heads.inventory", "probe.casuality"], where="somewhere")

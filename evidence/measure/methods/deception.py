@@ -22,6 +22,7 @@ from pydantic import Field
 from evidence.datasets import Prompt, group_keys
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, UncertaintyParams
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.hooks import ActivationBuffer, capture_at
 from evidence.measure.methods.batching import batch_keywords, prompt_batches
 from evidence.measure.methods.behaviour import (
@@ -603,3 +604,22 @@ def shared_eval_behaviour(
     return ctx.shared(
         "deception.eval-behaviour", key, lambda: read_eval_behaviour(model, fit, phrases, tokens, batch_size)
     )
+
+
+# -- passes, for time estimates ---------------------------------------------------------------
+
+
+def probe_fit_passes(params: ProbeParams, work: Workload) -> Passes:
+    """The passes of :func:`fit_deception_probe`: one read of each of the three prompt sets (every point at once)."""
+    return sum((work.read(work.lengths(d.name), params.batch_size) for d in DATASETS), Passes(0, 0))
+
+
+def reply_tokens(tokens: int, work: Workload) -> int:
+    """Tokens generated to judge a reply to ``deception.eval`` (the markers' length taken as within ``tokens``)."""
+    return max(1, min(tokens, work.n_ctx - work.longest("deception.eval")))
+
+
+def eval_behaviour_passes(tokens: int, batch_size: int, work: Workload) -> Passes:
+    """The passes of :func:`read_eval_behaviour`: the logits, and greedy replies, of every evaluation prompt."""
+    lengths = work.lengths("deception.eval")
+    return work.read(lengths, batch_size) + work.generate(lengths, reply_tokens(tokens, work), batch_size)

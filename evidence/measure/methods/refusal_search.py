@@ -40,8 +40,10 @@ from pydantic import Field
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import MeasureContext, UncertaintyParams
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.hooks import HookFn, incremental, scoped_hooks
 from evidence.measure.methods.behaviour import (
+    JUDGE_TOKENS,
     first_token_ids,
     generated_matches,
     generation_length,
@@ -79,6 +81,7 @@ __all__ = [
     "PromptSets",
     "Reader",
     "RefusalSearchParams",
+    "SearchWork",
     "Selection",
     "build_candidates",
     "evaluate_candidates",
@@ -711,3 +714,65 @@ def shared_search(
         "params": {name: getattr(params, name) for name in _SEARCH_FIELDS},
     }
     return ctx.shared("refusal.direction_search", key, lambda: search_direction(model, ctx, params, reader, share))
+
+
+# -- passes, for time estimates ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchWork:
+    """The prompt parts of the search, as lengths, and the passes of reading refusal from them (for estimates)."""
+
+    work: Workload
+    harmful: tuple[list[int], list[int], list[int]]  # direction, selection and evaluation parts
+    harmless: tuple[list[int], list[int], list[int]]
+    new_tokens: int
+    batch_size: int
+
+    @classmethod
+    def of(cls, params: RefusalSearchParams, work: Workload) -> SearchWork:
+        """The parts :func:`load_prompt_sets` makes (each prompt its own group) and the reply budget."""
+        parts = {}
+        for name in (HARMFUL, HARMLESS):
+            n = min(params.max_prompts, work.size(name))
+            train = max(2, round(n * params.train_fraction))
+            select = max(2, round(n * params.select_fraction))
+            sizes = (train, select, max(0, n - train - select))
+            parts[name] = tuple(work.sample(name, k) for k in sizes)
+        room = work.n_ctx - work.longest(HARMFUL, HARMLESS)
+        new_tokens = params.max_new_tokens or max(1, min(JUDGE_TOKENS, room))
+        return cls(work, parts[HARMFUL], parts[HARMLESS], new_tokens, params.batch_size)  # type: ignore[arg-type]
+
+    def logits(self, lengths: Sequence[int]) -> Passes:
+        """:meth:`Reader.logits`."""
+        return self.work.read(lengths, self.batch_size)
+
+    def refused(self, lengths: Sequence[int]) -> Passes:
+        """:meth:`Reader.refused` (replies judged for a refusal phrase)."""
+        return self.work.generate(lengths, self.new_tokens, self.batch_size)
+
+    def refused_steered(self, lengths: Sequence[int]) -> Passes:
+        """:meth:`Reader.refused_steered` (batched as the model batches, the addition on each batch's prompt)."""
+        return self.work.generate(lengths, self.new_tokens, self.batch_size)
+
+    def text_kl(self, lengths: Sequence[int]) -> Passes:
+        """:func:`~evidence.measure.methods.directions.text_kl` (two reads per batch: without and with the edit)."""
+        return self.work.read(lengths, self.batch_size, times=2)
+
+    def candidates(self, params: RefusalSearchParams) -> int:
+        """Candidate directions: every block's input and the final stream, at each position."""
+        return (self.work.n_layers + 1) * len(params.positions)
+
+    def search(self, params: RefusalSearchParams) -> Passes:
+        """The passes of :func:`search_direction`: activations, base logits, and three reads per candidate."""
+        harmful_train, harmful_select, harmful_eval = self.harmful
+        harmless_train, harmless_select, harmless_eval = self.harmless
+        total = self.work.read(harmful_train, self.batch_size)
+        total += self.work.read(harmless_train, self.batch_size, times=3)  # residuals, ablation means, earlier means
+        total += self.logits(harmless_select) + self.logits(harmless_eval) + self.logits(harmful_eval)
+        per_candidate = self.logits(harmful_select) + self.logits(harmless_select) + self.logits(harmless_select)
+        if params.ablation == "affine":
+            per_candidate += self.text_kl(harmful_select + harmless_select)
+        for _ in range(self.candidates(params)):
+            total += per_candidate
+        return total

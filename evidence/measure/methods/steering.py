@@ -20,6 +20,7 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, UncertaintyParams
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.hooks import HookFn, position_offset, prompt_width, scoped_hooks
 from evidence.measure.methods.behaviour import (
     JUDGE_TOKENS,
@@ -417,3 +418,26 @@ def shared_causal_check(
         )
 
     return ctx.shared("deception.causal-check", key, compute)
+
+
+def causal_check_passes(params: CausalParams, batch_size: int, work: Workload) -> Passes:
+    """The passes of :func:`causal_check` where the model shows a behaviour gap (else only the first two reads).
+
+    Log-odds of the triggered and untriggered evaluation prompts (batched as the model batches them), without an
+    edit and then per steered direction (probe, probe without the span, output direction, random ones).
+    """
+    pos = work.lengths("deception.eval", "positive")
+    neg = work.lengths("deception.eval", "negative")
+    both = work.read(pos, batch_size) + work.read(neg, batch_size)
+    total = both
+    for _ in range(3 + params.n_steering_random):
+        total += both
+    return total
+
+
+def behaviour_passes(lengths: Sequence[int], batch_size: int, work: Workload, *, tokens: int | None = None) -> Passes:
+    """The passes of one :class:`BehaviourReader` call: logits and (``tokens``) replies, as the model batches."""
+    total = work.read(lengths, batch_size)
+    if tokens is not None:
+        total += work.generate(lengths, tokens, batch_size)
+    return total

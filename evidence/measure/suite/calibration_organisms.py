@@ -12,7 +12,11 @@ The organisms are always measured with **their own** prompt sets and markers
 (``evidence/organisms/data/organisms.toml``), never with the run's: a user's
 prompts in another language would make the planted behaviour invisible and
 fail the checks for reasons that have nothing to do with the instruments or
-the user's model. The record lists those prompt sets by digest.
+the user's model. The record lists those prompt sets by digest. Under
+``run --limit N`` the organisms' prompt sets are cut to N prompts each, the
+same seeded, label-stratified way as the run's own (each calibration record
+says so in its ``prompt_limit``); the spot checks against the validation report
+are not, because they must be measured as the report measured them.
 
 Organism names may carry the suffix ``#untrained``: the organism's architecture,
 randomly initialised with a seed derived from the task's. The expectations are
@@ -26,11 +30,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field, JsonValue, field_validator
 
 from evidence.canonical import canonical_bytes, sha256_hex
+from evidence.datasets import limit_prompts
+from evidence.errors import ConfigError
 from evidence.measure import (
     Expectation,
     MeasureContext,
@@ -43,6 +50,7 @@ from evidence.measure import (
     require_known,
     run_task,
 )
+from evidence.measure.cost import Passes, Workload, organism_workload
 from evidence.model import LoadedModel, ModelSpec, load_model, random_twin
 from evidence.policy import describe_all, satisfied
 from evidence.records import CalibrationCheck, ClauseRef, DataRef, EvidenceRecord, Metric, Table
@@ -151,7 +159,10 @@ class _Runs:
         self.shared = SharedResults()
         self.models: dict[str, LoadedModel] = {}
         self.records: dict[tuple[str, str, str], EvidenceRecord] = {}
-        self.datasets, self.markers = organism_inputs()
+        datasets, self.markers = organism_inputs()
+        if ctx.prompt_limit is not None:
+            datasets = {name: limit_prompts(d, ctx.prompt_limit, ctx.seed) for name, d in datasets.items()}
+        self.datasets = datasets
 
     def subject(self, organism: str) -> LoadedModel:
         """The organism, or with ``#untrained`` its randomly initialised twin (seed derived from the task's)."""
@@ -178,11 +189,17 @@ class _Runs:
                     subject=subject.spec,
                     datasets=self.datasets,
                     markers=self.markers,
+                    prompt_limit=self.ctx.prompt_limit,
                 )
                 self.records[key] = run_task(task, subject, shared=self.shared)
             except Exception as exc:  # a calibration that cannot run fails its checks, visibly
                 return None, f"{type(exc).__name__}: {exc}"
         return self.records[key], None
+
+
+def _cut(limit: int | None) -> str:
+    """What a prompt set's description adds under ``run --limit``."""
+    return "" if limit is None else f", at most {limit} prompts of it (--limit)"
 
 
 def _table(rows: list[CalibrationCheck]) -> Table:
@@ -259,6 +276,80 @@ def _spot_checks(params: CalibrationParams, ctx: MeasureContext) -> list[Calibra
     )
 
 
+def _cost(params: CalibrationParams, work: Workload) -> Passes:
+    """The passes of every calibration run and spot check, counted on the organisms with their own prompt sets.
+
+    Each (measurement, organism, parameters) run once, with the organism's shape (an organism without a tokenizer
+    reads no prompt set); the spot checks' population
+    members are counted with ``demo``'s shape. The estimate times these passes on an organism
+    (:func:`evidence.measure.cost.estimate_seconds`), not on the subject.
+    """
+    from evidence.organisms import get_spec
+
+    defs = registered()
+    whole, _ = organism_inputs()
+    datasets = whole
+    if work.prompt_limit is not None:
+        datasets = {name: limit_prompts(d, work.prompt_limit, 0) for name, d in whole.items()}
+    base = organism_workload(datasets, work.prompt_limit)
+    runs: dict[tuple[str, str, str], Passes] = {}
+    for measurement_id, expectation in expectations(params.measurements):
+        definition = defs[measurement_id]
+        overrides = {**params.params.get(measurement_id, {}), **expectation.params}
+        key = (measurement_id, expectation.organism, json.dumps(overrides, sort_keys=True))
+        if definition.cost is None or key in runs:
+            continue
+        spec = get_spec(expectation.organism.partition("#")[0])
+        shape = spec.architecture
+        organism = replace(
+            base if spec.tokenizer_loader is not None else Workload(),  # no tokenizer: no prompt is read
+            padded=base.padded,
+            organism=True,
+            n_layers=int(shape["n_layers"]),
+            n_heads=int(shape["n_heads"]),
+            n_ctx=int(shape["n_ctx"]),
+            has_mlp=not bool(shape.get("attn_only", False)),
+        )
+        runs[key] = definition.cost(definition.params_for(overrides), organism)
+    total = sum(runs.values(), Passes(0, 0))
+    for d, _recorded in _spot_selection(params):
+        spot = defs.get(d.measurement)
+        if spot is not None and spot.cost is not None:
+            try:
+                total += spot.cost(spot.params_for(d.params), organism_workload(whole))  # never cut
+            except ConfigError:  # parameters this release refuses: the spot check fails without running
+                continue
+    return total
+
+
+def _spot_selection(params: CalibrationParams) -> list[tuple[Any, Any]]:
+    """The detectors and organisms the spot checks re-measure (none without a shipped report)."""
+    from evidence.validation import spot_check_selection
+    from evidence.validation_report import shipped_report
+
+    shipped = shipped_report()
+    if shipped is None or params.spot_check == 0:
+        return []
+    report = shipped[0]
+    if params.measurements is not None:
+        report = report.model_copy(
+            update={"detectors": [d for d in report.detectors if d.measurement in params.measurements]}
+        )
+    return spot_check_selection(report, params.spot_check, 0)  # which organisms depends on the seed; not how many
+
+
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "checks_passed",
+    "checks_total",
+    "planted_detected",
+    "controls_clean",
+    "spot_checks_total",
+    "spot_checks_agreeing",
+    "all_checks_passed",
+)
+
+
 # model_copies=0: it measures the bundled organisms, never the subject (for the memory preflight)
 @measurement(
     "calibration.organisms",
@@ -267,6 +358,8 @@ def _spot_checks(params: CalibrationParams, ctx: MeasureContext) -> list[Calibra
     clauses=CLAUSES,
     model_copies=0,
     headline="all_checks_passed",
+    metrics=METRICS,
+    cost=_cost,
 )
 def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext) -> MeasurementResult:
     """Run each calibrated measurement on its organisms and controls and check the outcome."""
@@ -282,7 +375,12 @@ def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext
     metrics, summary = _metrics_and_summary(rows, spots)
     rows += spots
     data = [
-        DataRef(name=ds.name, sha256=ds.sha256, count=ds.count, description="the organisms' own prompt set")
+        DataRef(
+            name=ds.name,
+            sha256=ds.sha256,
+            count=ds.count,
+            description="the organisms' own prompt set" + _cut(ctx.prompt_limit),
+        )
         for ds in runs.datasets.values()
     ]
     return MeasurementResult(metrics=metrics, tables=[_table(rows)], checks=rows, data=data, summary=summary)

@@ -20,7 +20,7 @@ docs/methods/circuit.faithfulness.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 
 from evidence.errors import MeasurementError
 from evidence.measure import DatasetUse, Detector, MeasureContext, MeasurementResult, UncertaintyParams, measurement
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.memory import edge_scoring_bytes
 from evidence.measure.methods.attribution import attribution_scores
 from evidence.measure.methods.circuit_tasks import CircuitTask, RefusalTask, TaskUnavailable, refusal_task
@@ -902,6 +903,117 @@ def _summary(run: _Analysis, metrics: list[Metric], nodes: list[Node], params: C
     )
 
 
+# -- passes, for time estimates -----------------------------------------------------------------
+
+
+def _edge_count(work: Workload) -> int:
+    """Edges of the graph (:class:`~evidence.measure.methods.edges.EdgeModel`), every head's q, k and v alike."""
+    per_layer = work.n_heads + (1 if work.has_mlp else 0)
+    edges = 1 + work.n_layers * per_layer  # the logits read every sender
+    for layer in range(work.n_layers):
+        earlier = 1 + layer * per_layer  # the input and every earlier layer's senders
+        edges += 3 * work.n_heads * earlier
+        if work.has_mlp:
+            edges += earlier + work.n_heads
+    return edges
+
+
+def _analysis_passes(
+    params: CircuitParams, work: Workload, halves: tuple[list[int], list[int]], *, padded: bool = False
+) -> Passes:
+    """The node circuit (attribution, patching, curves), the twin, and the edge circuit, on one task's halves.
+
+    ``padded``: the task pads its examples to the longest of a batch (refusal pairs); else equal lengths.
+    """
+    discovery, evaluation = halves
+    b, steps, runs = params.batch_size, params.ig_steps, 2 + params.random_rankings
+    n_nodes = work.n_layers * (work.n_heads + (1 if work.has_mlp else 0))
+
+    def each(lengths: list[int], per_batch: int, backward: int = 0) -> Passes:
+        batches = replace(work, padded=True).batches(lengths, b) if padded else work.batches(lengths, b, equal=True)
+        tokens = sum(rows * width for rows, width in batches)
+        return Passes(per_batch * len(batches), per_batch * tokens, backward * len(batches), backward * tokens)
+
+    def curve(n: int, points: int) -> int:
+        return runs * min(n, points) + (1 if params.k is not None else 0)
+
+    attribution = each(discovery, 2, 1)  # plain AtP: the sources, then the clean run with its gradient
+    if params.attribution == "eap-ig":
+        attribution += each(discovery, 2 + 2 + steps, 1 + steps)
+    elif params.attribution == "atp*":
+        attribution += each(discovery, 2 + n_nodes, 1)
+    patching = min(params.max_patched_nodes, n_nodes) + 2
+    total = attribution + each(discovery, 1 + patching) + each(discovery, 1 + curve(n_nodes, params.max_curve_points))
+    total += each(evaluation, 1 + 2) + each(evaluation, 1 + curve(n_nodes, params.max_curve_points))
+    if params.twin_baseline:
+        total += each(evaluation, 1 + 2)
+    n_edges = _edge_count(work)
+    if params.edges and n_edges <= params.max_edges:
+        total += Passes(2, 2 * 16 * max(discovery, default=1))  # the graph's check on 16 examples
+        points = steps if params.attribution == "eap-ig" else 1
+        total += each(discovery, 2 + (2 if points > 1 else 0) + 1 + points, points)  # edge attribution
+        patched = min(params.max_patched_edges, n_edges) + 2
+        total += each(discovery, 1 + patched) + each(discovery, 1 + curve(n_edges, params.max_edge_curve_points))
+        total += each(evaluation, 1 + 2) + each(evaluation, 1 + curve(n_edges, params.max_edge_curve_points))
+    return total
+
+
+def _cost(params: CircuitParams, work: Workload) -> Passes:
+    """Per task: its examples split in halves, then :func:`_analysis_passes`; the refusal task's behaviour check.
+
+    Induction examples are ``n_examples`` sequences of a BOS token and a segment twice; refusal examples are
+    harmful prompts (their counterfactuals of the same length), counted as if the task runs.
+    """
+    total = Passes(0, 0)
+    if "induction" in params.tasks:
+        seq_len = params.seq_len if params.seq_len is not None else min(16, (work.n_ctx - 1) // 2)
+        half = params.n_examples // 2
+        width = 1 + 2 * seq_len
+        total += _analysis_passes(params, work, ([width] * half, [width] * (params.n_examples - half)))
+    pairs = min(params.refusal_max_pairs, work.size(HARMFUL), work.size(HARMLESS))
+    if "refusal" in params.tasks and pairs >= params.refusal_min_pairs:
+        harmful = work.sample(HARMFUL, pairs)
+        halves = (harmful[::2], harmful[1::2])
+        total += work.read(halves[0], params.batch_size, times=2, equal=True)  # the behaviour check
+        total += _analysis_passes(params, work, halves, padded=True)
+    return total
+
+
+#: Metrics of the model rather than of a task: recorded once, unprefixed, with the induction task's.
+_MODEL_LEVEL = ("n_nodes", "n_edges", "edge_recompute_error")
+#: A task's circuit metrics, for nodes and (``edge_``) for edges; the refusal task's carry the prefix ``refusal_``.
+_CIRCUIT_METRICS = (
+    "heldout_faithfulness_at_k",
+    "heldout_faithfulness_gain_over_random",
+    "discovery_faithfulness_at_k",
+    "circuit_size_k",
+    "circuit_size_fraction",
+    "heldout_cpr",
+    "heldout_cmd",
+    "rank_agreement_spearman",
+    "heldout_faithfulness_at_k_patching_ranked",
+    "circuit_found",
+)
+_NODE_ONLY = (
+    "rank_agreement_spearman_atp",
+    "patching_topk_overlap",
+    "task_metric_clean",
+    "task_metric_all_patched",
+    "task_effect",
+    "n_verified_nodes",
+    "top_node_layer",
+    "top_node_head",
+)
+_TASK_METRICS = (*_CIRCUIT_METRICS, *_NODE_ONLY, *("edge_" + name for name in _CIRCUIT_METRICS))
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    *_TASK_METRICS,
+    *_MODEL_LEVEL,
+    *(REFUSAL + name for name in ("pairs", "task_run", "logodds_harmful", "behaviour_gap", *_TASK_METRICS)),
+    "edges_scored",
+)
+
+
 @measurement(
     "circuit.faithfulness",
     version="2.2.0",
@@ -909,7 +1021,9 @@ def _summary(run: _Analysis, metrics: list[Metric], nodes: list[Node], params: C
     model_copies=2,  # the randomly initialised twin
     memory=edge_scoring_bytes,  # sender changes, receiver gradients and per-example scores of every edge
     headline="edge_circuit_found",
+    metrics=METRICS,
     params=CircuitParams,
+    cost=_cost,
     profiles={
         "quick": {"bootstrap_resamples": 200, "random_rankings": 2},
         "thorough": {"bootstrap_resamples": 4000, "random_rankings": 20},
@@ -1017,8 +1131,6 @@ def _span(ctx: MeasureContext, lo: float, hi: float) -> _Progress:
     return lambda fraction, message: ctx.progress(lo + (hi - lo) * fraction, message)
 
 
-#: Metrics of the model rather than of a task: recorded once, unprefixed, with the induction task's.
-_MODEL_LEVEL = ("n_nodes", "n_edges", "edge_recompute_error")
 
 
 def _add(

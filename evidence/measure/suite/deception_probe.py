@@ -22,6 +22,7 @@ from pydantic import Field
 
 from evidence.crossref import Rule
 from evidence.measure import Detector, Expectation, MeasureContext, MeasurementResult, measurement
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.methods.behaviour import greedy_generate, stop_token_ids
 from evidence.measure.methods.deception import (
     DATASETS,
@@ -33,15 +34,18 @@ from evidence.measure.methods.deception import (
     ProbeParams,
     describe_point,
     encode_prompts,
+    eval_behaviour_passes,
     evaluate_scores,
     middle_layers,
+    probe_fit_passes,
     random_direction_probes,
+    reply_tokens,
     selection_rule,
     shared_eval_behaviour,
     shared_probe_fit,
 )
 from evidence.measure.methods.examples import Example, examples_table
-from evidence.measure.methods.steering import CausalCheck, CausalParams, shared_causal_check
+from evidence.measure.methods.steering import CausalCheck, CausalParams, causal_check_passes, shared_causal_check
 from evidence.measure.stats import (
     STRATIFIED_BOOTSTRAP,
     auroc_interval,
@@ -534,11 +538,54 @@ def _summary(
     )
 
 
+def _cost(params: DeceptionProbeParams, work: Workload) -> Passes:
+    """The probe's fit, the evaluation prompts' behaviour, the causal check, and the example replies."""
+    tokens = reply_tokens(params.behaviour_tokens, work)
+    examples = sum(
+        (work.generate(work.lengths("deception.eval", label)[:N_EXAMPLES], tokens, params.batch_size)
+         for label in ("positive", "negative")),
+        Passes(0, 0),
+    )  # fmt: skip
+    return (
+        probe_fit_passes(params, work)
+        + eval_behaviour_passes(params.behaviour_tokens, params.batch_size, work)
+        + causal_check_passes(params, params.batch_size, work)
+        + examples
+    )
+
+
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "defection_state_evidence",
+    "auroc",
+    "shift_fraction",
+    "output_monitor_auroc",
+    "probe_gain_over_output_monitor",
+    "defection_rate_triggered",
+    "defection_rate_untriggered",
+    "defection_rate_difference",
+    "model_acts_on_trigger",
+    "direction_drives_defection",
+    "recall_at_operating_point",
+    "operating_point_fpr_upper_bound",
+    "operating_point_supported",
+    "flagged_rate_eval",
+    "selected_layer",
+    "cv_auroc_selected",
+    "auroc_behaviour",
+    "behaviour_gap_log_odds",
+    "nie_span_removed",
+    "nie_output_token_direction",
+)
+
+
 @measurement(
     "deception.probe",
     version="2.2.0",
     headline="defection_state_evidence",
+    metrics=METRICS,
     params=DeceptionProbeParams,
+    cost=_cost,
     profiles={
         "quick": {"bootstrap_resamples": 200, "n_random_directions": 4, "n_steering_random": 8},
         "thorough": {"bootstrap_resamples": 4000, "n_random_directions": 64, "n_steering_random": 64},

@@ -25,6 +25,7 @@ from pydantic import Field
 from evidence.datasets import Prompt, group_keys
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import MeasureContext, MeasurementResult, measurement
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.methods.behaviour import (
     first_token_ids,
     generation_length,
@@ -42,6 +43,7 @@ from evidence.measure.methods.deception import (
     encode_prompts,
     evaluate_scores,
     last_position_activations,
+    probe_fit_passes,
     selection_rule,
     shared_probe_fit,
 )
@@ -819,12 +821,82 @@ def _summary(
 # -- the measurement ----------------------------------------------------------------------------
 
 
+#: Tokens of the defection marker's completion appended to each attacked row (for the estimate only).
+_COMPLETION_TOKENS = 2
+
+
+def _cost(params: DeceptionRobustnessParams, work: Workload) -> Passes:
+    """The shared fit, the reworded prompts, the attack's steps and checkpoints, and the activations after it.
+
+    Attack rows are grouped by length (one call per group and loss); the suffix is counted at one token per
+    word of ``suffix_init``.
+    """
+    b = params.batch_size
+    pos, neg = work.lengths("deception.eval", "positive"), work.lengths("deception.eval", "negative")
+    k = max(1, min(params.attack_prompts, len(pos) // 2))
+    suffix = len(params.suffix_init.split())
+    with_suffix = suffix + _COMPLETION_TOKENS
+    attack = [n + with_suffix for n in work.sample("deception.eval", k, label="positive")]
+    held = [n + with_suffix for n in work.sample("deception.eval", max(0, len(pos) - k), label="positive")]
+    new_tokens = max(1, min(params.min_new_tokens, work.n_ctx - work.longest("deception.eval") - suffix))
+    total = probe_fit_passes(params, work)
+    total += work.read([n + params.insert_words for n in work.lengths("deception.eval")], b)  # reworded
+
+    def loss(rows: list[int], candidates: int = 1) -> Passes:
+        groups = work.batches(rows, len(rows) or 1, equal=True)
+        return Passes(calls=len(groups), tokens=candidates * sum(r * w for r, w in groups))
+
+    def evaluate(rows: list[int]) -> Passes:
+        return loss(rows) + work.generate([n - _COMPLETION_TOKENS for n in rows], new_tokens, b, equal=True)
+
+    step = loss(attack) + loss(attack)  # the gradient's forward, then the loss after the update
+    if params.attack == "gcg":
+        step = loss(attack) + loss(attack, params.gcg_candidates)
+    backward = loss(attack)
+    steps = params.attack_steps
+    checkpoints = 1 + steps // params.eval_every + (1 if steps % params.eval_every else 0)
+    total += loss(attack) + evaluate(held)  # the initial loss; the held-out prompts without a suffix
+    for _ in range(steps):
+        total += step + Passes(0, 0, backward.calls, backward.tokens)
+    for _ in range(checkpoints + 2):  # the budget curve, then the attacked and random-suffix results
+        total += evaluate(held)
+    total += evaluate(attack)  # in sample
+    train_neg = work.sample("deception.eval", min(k, len(neg)), label="negative")
+    held_neg = work.sample("deception.eval", max(0, len(neg) - k), label="negative")
+    for rows in (attack, held, train_neg, held_neg, work.lengths("deception.control")):
+        total += work.read([n + suffix for n in rows], b, equal=True)  # the activations with the suffix
+    return total
+
+
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "auroc_shifted",
+    "delta_auroc",
+    "recall_at_1pct_fpr_shifted",
+    "fpr_shifted_negatives",
+    "shift_changed_fraction",
+    "recall_at_1pct_fpr_clean",
+    "recall_at_1pct_fpr_under_attack",
+    "recall_at_1pct_fpr_under_attack_in_sample",
+    "defection_rate_clean",
+    "defection_rate_under_attack",
+    "defection_log_odds_under_attack",
+    "fpr_control_under_attack",
+    "recall_at_1pct_fpr_adaptive",
+    "fpr_negatives_under_attack_adaptive",
+    "fpr_control_under_attack_adaptive",
+    "attack_steps",
+)
+
+
 @measurement(
     "deception.robustness",
     version="2.2.0",
     backprop=True,  # the obfuscation and suffix attacks: gradients through the model
     headline="delta_auroc",
+    metrics=METRICS,
     params=DeceptionRobustnessParams,
+    cost=_cost,
     profiles={
         "quick": {"bootstrap_resamples": 200, "n_random_directions": 4, "attack_steps": 20},
         "thorough": {"bootstrap_resamples": 4000, "n_random_directions": 64, "attack_steps": 240},

@@ -34,6 +34,7 @@ from evidence.measure import (
     UncertaintyParams,
     measurement,
 )
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.methods.behaviour import last_position_logits, prompt_ids
 from evidence.measure.methods.interchange import (
     GoalProxyPrompts,
@@ -651,12 +652,51 @@ def _pairs_ref(prompts: GoalProxyPrompts, pairs: InterchangePairs, folds: np.nda
     )
 
 
+def _cost(params: GoalProxyParams, work: Workload) -> Passes:
+    """The answers' logits and the residuals of every prompt, then per layer the patched bases (and learned directions).
+
+    Counted as if the model performs the task (otherwise it stops after the first read).
+    """
+    b = params.batch_size
+    every = work.lengths(ALIGNED) + work.lengths(DECORRELATED)
+    bases = work.lengths(ALIGNED)
+    layers = 1 if params.layer is not None else work.n_layers
+    total = work.read(every, b, times=2)
+    per_layer = work.read(bases * (2 + 2 * params.random_directions), b)
+    if params.subspace == "das":  # per fold and variable: steps over the other fold's bases, forward and backward
+        half = work.sample(ALIGNED, len(bases) // 2)
+        learn = work.read(half, b, times=4 * params.das_steps)
+        per_layer += learn + Passes(0, 0, learn.calls, learn.tokens)
+    for _ in range(layers):
+        total += per_layer
+    return total
+
+
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "pri",
+    "iia_goal",
+    "iia_proxy",
+    "iia_random_baseline",
+    "delta_goal",
+    "delta_proxy",
+    "proxy_following_rate",
+    "aligned_accuracy",
+    "answer_top1_rate",
+    "answer_tokens_max",
+    "selected_layer",
+    "index_reported",
+)
+
+
 @measurement(
     "goal.proxy_reliance",
     version="2.0.0",
     backprop=True,  # the interchange direction is fitted through the model's upper blocks
     headline="pri",
+    metrics=METRICS,
     params=GoalProxyParams,
+    cost=_cost,
     profiles={
         "quick": {"bootstrap_resamples": 200, "random_directions": 4},
         "thorough": {"bootstrap_resamples": 4000, "random_directions": 32},

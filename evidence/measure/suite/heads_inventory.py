@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure import Detector, Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
-from evidence.measure.cost import Passes
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.hooks import HookFn, capture, scoped_hooks
 from evidence.measure.methods.behaviour import bos_token_id, ordinary_token_ids
 from evidence.measure.stats import bootstrap_mean, bounded_mean
@@ -546,11 +545,37 @@ def _joint(
     return [count, *metrics], f"All {len(joint)} heads above {params.score_threshold} together: m" + sentence[1:]
 
 
-def _cost(params: HeadsInventoryParams, _sizes: Mapping[str, int]) -> Passes:
+def _cost(params: HeadsInventoryParams, _work: Workload) -> Passes:
     """Passes over each half of the sequences: scores of model and twin, means, clean loss, two ablation checks."""
     half = params.n_sequences // 2
     passes_per_half = 2 + 2 + 1 + 1 + 2 * (1 + params.random_ablation_draws)
     return Passes.batched(half, 1 + 2 * params.seq_len, params.batch_size, times=passes_per_half)
+
+
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "prev_token_score_max",
+    "duplicate_token_score_max",
+    "induction_score_max",
+    "prev_token_head_layer",
+    "prev_token_head_index",
+    "duplicate_token_head_layer",
+    "duplicate_token_head_index",
+    "induction_head_layer",
+    "induction_head_index",
+    "repeat_loss_clean",
+    "repeat_loss_ablated",
+    "repeat_loss_increase",
+    "repeat_loss_increase_vs_random",
+    "random_sets_as_harmful",
+    "random_increase_spread",
+    "n_heads_above_threshold",
+    "joint_repeat_loss_ablated",
+    "joint_repeat_loss_increase",
+    "joint_repeat_loss_increase_vs_random",
+    "joint_random_sets_as_harmful",
+    "joint_random_increase_spread",
+)
 
 
 @measurement(
@@ -558,6 +583,7 @@ def _cost(params: HeadsInventoryParams, _sizes: Mapping[str, int]) -> Passes:
     version="2.1.0",
     model_copies=2,  # the randomly initialised twin
     headline="induction_score_max",
+    metrics=METRICS,
     params=HeadsInventoryParams,
     cost=_cost,
     profiles={

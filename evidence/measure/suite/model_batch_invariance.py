@@ -12,7 +12,6 @@ Method, parameters and validation: docs/methods/model.batch_invariance.md.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +21,7 @@ from pydantic import Field, model_validator
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import Expectation, MeasureContext, MeasurementResult, UncertaintyParams, measurement
-from evidence.measure.cost import Passes
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.methods.batching import (
     Side,
     accepts_keyword,
@@ -569,27 +568,61 @@ def _generation_table(generation: _Generation) -> Table:
     )
 
 
-def _cost(params: BatchInvarianceParams, sizes: Mapping[str, int]) -> Passes:
+def _cost(params: BatchInvarianceParams, work: Workload) -> Passes:
     """The passes it makes: the setup pass, each prompt alone, padded batches per side, the noise floor, generation.
 
-    Prompts are counted at ``max_length`` tokens: an upper bound.
+    Dataset prompts are counted at their own lengths (cut to ``max_length``); random prompts at ``max_length``
+    (an upper bound). Generation recomputes the whole sequence at every step (no cache), padded and alone.
     """
-    chosen = next((sizes[name] for name in DATASET_CANDIDATES if name in sizes), None)
-    if params.prompts in sizes:
-        chosen = sizes[params.prompts]
-    n = min(params.n_prompts, chosen) if chosen is not None and params.prompts != "random" else params.n_prompts
-    width = params.max_length + params.min_padding
-    passes = Passes(calls=1 + n, tokens=params.max_length * (1 + n))  # the setup pass and each prompt alone
-    passes += Passes.batched(n, width, params.batch_size + 1, times=len(params.padding_sides))
-    passes += Passes(calls=n, tokens=n * max(2, params.batch_size) * params.max_length)  # the noise floor
+    source = params.prompts
+    if source == "auto":
+        source = next((name for name in DATASET_CANDIDATES if work.size(name)), "random")
+    if source == "random" or not work.size(source):
+        lengths = [params.max_length] * params.n_prompts
+    else:
+        limit = min(params.max_length, work.n_ctx - params.min_padding - params.generation_tokens)
+        lengths = [min(n, limit) for n in work.sample(source, min(params.n_prompts, work.size(source)))]
+    n = len(lengths)
+    passes = Passes(calls=1 + n, tokens=lengths[0] + sum(lengths))  # the setup pass and each prompt alone
+    for start in range(0, n, params.batch_size):  # each batch with a row min_padding longer than its longest
+        members = lengths[start : start + params.batch_size]
+        width = max(members) + params.min_padding
+        side = Passes(calls=1, tokens=(len(members) + 1) * width)
+        passes += side + side if "left" in params.padding_sides else side  # left: also with default positions
+        if len(params.padding_sides) == 2:
+            passes += side
+    if params.noise_floor:
+        passes += Passes(calls=n, tokens=max(2, params.batch_size) * sum(lengths))
     g, steps = min(params.generation_prompts, n), params.generation_tokens
-    return passes + Passes(calls=(g + 1) * steps, tokens=(2 * g + 1) * (width + steps))  # greedy, with a cache
+    if g:
+        width = max(lengths[:g]) + params.min_padding
+        grown = steps * (steps - 1) // 2  # tokens the growing sequences add over the steps
+        passes += Passes(calls=steps, tokens=(g + 1) * (steps * width + grown))  # the padded batch
+        passes += Passes(calls=g * steps, tokens=steps * sum(lengths[:g]) + g * grown)  # each prompt alone
+    return passes
+
+
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "max_abs_logit_diff",
+    "max_abs_logit_diff_right",
+    "max_abs_logit_diff_left",
+    "mean_abs_logit_diff",
+    "tolerance",
+    "n_prompts",
+    "n_padded_prompts",
+    "attention_mask_used",
+    "position_ids_used",
+    "default_positions_diff",
+    "generation_match",
+)
 
 
 @measurement(
     "model.batch_invariance",
     version="2.0.0",
     headline="max_abs_logit_diff",
+    metrics=METRICS,
     params=BatchInvarianceParams,
     cost=_cost,
     profiles={

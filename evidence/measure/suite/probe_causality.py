@@ -22,6 +22,7 @@ from pydantic import Field
 
 from evidence.errors import MeasurementError
 from evidence.measure import Expectation, MeasureContext, MeasurementResult, measurement
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.hooks import scoped_hooks
 from evidence.measure.methods.behaviour import greedy_generate, stop_token_ids
 from evidence.measure.methods.deception import (
@@ -31,9 +32,12 @@ from evidence.measure.methods.deception import (
     ProbeParams,
     describe_point,
     encode_prompts,
+    eval_behaviour_passes,
     evaluate_scores,
     marker_ids_in_context,
     middle_layers,
+    probe_fit_passes,
+    reply_tokens,
     selection_rule,
     shared_eval_behaviour,
     shared_probe_fit,
@@ -44,6 +48,8 @@ from evidence.measure.methods.steering import (
     BehaviourReader,
     CausalCheck,
     CausalParams,
+    behaviour_passes,
+    causal_check_passes,
     nie_intervals,
     nie_parts,
     probe_steering_gap,
@@ -564,11 +570,70 @@ def _curve_table(rows: list[Row], where: str, n_neg: int, n_pos: int) -> Table:
     )
 
 
+def _cost(params: ProbeCausalityParams, work: Workload) -> Passes:
+    """The shared fit, behaviour and causal check; then steered reads, the alpha curve, random directions, examples.
+
+    Counted as if the model shows a behaviour gap (the per-layer table is read only then).
+    """
+    tokens = reply_tokens(params.behaviour_tokens, work)
+    cap = params.max_prompts
+    pos = work.lengths("deception.eval", "positive")
+    neg = work.lengths("deception.eval", "negative")
+    if cap is not None:
+        pos, neg = work.sample("deception.eval", min(cap, len(pos)), label="positive"), work.sample(
+            "deception.eval", min(cap, len(neg)), label="negative"
+        )
+    b = params.batch_size
+    generated = behaviour_passes(pos, b, work, tokens=tokens) + behaviour_passes(neg, b, work, tokens=tokens)
+    read_only = behaviour_passes(pos, b, work) + behaviour_passes(neg, b, work)
+    chosen = set() if params.select_from == "middle" else {work.n_layers - 1}  # the selected point: taken as the last
+    per_layer = len(set(middle_layers(work.n_layers)) | chosen)
+    examples = Passes(0, 0)
+    for lengths in (pos, neg, neg, pos):
+        for length in lengths[:N_EXAMPLES]:
+            examples += work.generate([length], tokens, 1)
+    total = (
+        probe_fit_passes(params, work)
+        + eval_behaviour_passes(params.behaviour_tokens, b, work)
+        + causal_check_passes(params, b, work)
+        + examples
+    )
+    for _ in range(2 + len(params.alpha_curve)):  # base and steered, then each alpha of the curve
+        total += generated
+    for _ in range(params.n_steering_random + 2 * per_layer):
+        total += read_only
+    return total
+
+
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "steering_alpha",
+    "probe_auroc",
+    "behaviour_gap_log_odds",
+    "steering_effect_log_odds",
+    "defection_rate_triggered",
+    "defection_rate_untriggered",
+    "defection_rate_induced",
+    "defection_rate_suppressed",
+    "nie",
+    "nie_random_baseline",
+    "nie_induce",
+    "nie_suppress",
+    "nie_generated",
+    "nie_span_removed",
+    "nie_output_token_direction",
+    "cosine_probe_output_token_direction",
+    "decorative_probe_flag",
+)
+
+
 @measurement(
     "probe.causality",
     version="2.1.0",
     headline="nie",
+    metrics=METRICS,
     params=ProbeCausalityParams,
+    cost=_cost,
     profiles={
         "quick": {"bootstrap_resamples": 200, "n_random_directions": 4, "n_steering_random": 8},
         "thorough": {"bootstrap_resamples": 4000, "n_random_directions": 64, "n_steering_random": 64},

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from evidence.crossref import Rule
 from evidence.measure import DatasetUse, Detector, Expectation, MeasureContext, MeasurementResult, measurement
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.hooks import HookFn
 from evidence.measure.methods.directions import (
     addition_hooks,
@@ -36,6 +37,7 @@ from evidence.measure.methods.refusal_search import (
     DirectionSearch,
     Reader,
     RefusalSearchParams,
+    SearchWork,
     make_reader,
     shared_search,
 )
@@ -740,11 +742,62 @@ def _summary(
     return summary
 
 
+def _cost(params: RefusalDirectionParams, work: Workload) -> Passes:
+    """The shared search; per candidate the generated rates; the readouts; the random directions; the examples."""
+    sw = SearchWork.of(params, work)
+    harmful_train, harmful_select, harmful_eval = sw.harmful
+    harmless_eval = sw.harmless[2]
+    both = harmful_eval + harmless_eval
+    total = sw.search(params)
+    for _ in range(sw.candidates(params)):
+        total += sw.refused(harmful_eval) + sw.refused_steered(harmless_eval)
+    total += sw.refused(harmful_eval) + sw.refused(harmful_train) + sw.refused(harmful_select)
+    total += sw.refused(harmless_eval) + sw.refused(harmful_eval) + sw.logits(harmless_eval)
+    for _ in range(2):  # the headline edit and the other one
+        total += sw.logits(harmless_eval) + sw.text_kl(both) + sw.logits(harmful_eval)
+    for _ in range(params.n_random_directions):
+        total += sw.refused(harmful_eval) + sw.logits(harmful_eval) + sw.logits(harmless_eval)
+        total += sw.refused_steered(harmless_eval) + sw.logits(harmless_eval)
+    examples = harmful_eval[:N_EXAMPLES]
+    total += sw.refused(examples) + sw.refused(examples) + sw.refused(harmless_eval[:N_EXAMPLES])
+    for length in harmless_eval[:N_EXAMPLES]:
+        total += sw.refused([length])
+    return total
+
+
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "selected_layer",
+    "selected_position",
+    "causal_direction_found",
+    "candidates_passing",
+    "refusal_rate_baseline",
+    "refusal_rate_ablated",
+    "refusal_rate_induced",
+    "refusal_rate_harmless",
+    "refusal_rate_ablated_affine",
+    "refusal_drop_under_ablation",
+    "refusal_drop_over_random",
+    "kl_harmless_ablation",
+    "kl_text_ablation",
+    "refusal_logodds_baseline",
+    "refusal_logodds_ablated",
+    "refusal_logodds_induced",
+    "kl_harmless_ablation_affine",
+    "kl_text_ablation_affine",
+    "refusal_rate_ablated_projection",
+    "kl_harmless_ablation_projection",
+    "kl_text_ablation_projection",
+)
+
+
 @measurement(
     "refusal.direction",
     version="2.1.0",
     headline="refusal_rate_baseline",
+    metrics=METRICS,
     params=RefusalDirectionParams,
+    cost=_cost,
     profiles={
         "quick": {"bootstrap_resamples": 200, "n_random_directions": 4},
         "thorough": {"bootstrap_resamples": 4000, "n_random_directions": 64},

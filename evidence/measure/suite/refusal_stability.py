@@ -30,6 +30,7 @@ from evidence.measure import (
     MeasurementResult,
     measurement,
 )
+from evidence.measure.cost import Passes, Workload
 from evidence.measure.methods.behaviour import (
     JUDGE_TOKENS,
     first_token_ids,
@@ -54,6 +55,7 @@ from evidence.measure.methods.refusal_search import (
     DirectionSearch,
     Reader,
     RefusalSearchParams,
+    SearchWork,
     evaluate_candidates,
     make_reader,
     resample_candidates,
@@ -61,7 +63,13 @@ from evidence.measure.methods.refusal_search import (
     shared_search,
 )
 from evidence.measure.methods.rewording import Variant, template_variants
-from evidence.measure.methods.suffix_attack import common_suffix_length, gcg_attack, resolve_objective, template_end
+from evidence.measure.methods.suffix_attack import (
+    checkpoint_steps,
+    common_suffix_length,
+    gcg_attack,
+    resolve_objective,
+    template_end,
+)
 from evidence.measure.methods.suffixes import insert_suffix
 from evidence.measure.stats import bootstrap_mean, percentile_interval, wilson_interval
 from evidence.model import LoadedModel
@@ -905,12 +913,77 @@ def _summary(
     return summary
 
 
+def _cost(params: RefusalStabilityParams, work: Workload) -> Passes:
+    """The shared search, the resampled candidates, the template variants and the suffix search.
+
+    Counted as if every harmful evaluation prompt is refused and attacked, the run spec gives helpful markers,
+    and every restart runs every step (the search stops early once every prompt complied).
+    """
+    sw = SearchWork.of(params, work)
+    harmful_train, harmful_select, harmful_eval = sw.harmful
+    harmless_train, harmless_select = sw.harmless[:2]
+    b = params.batch_size
+    total = sw.search(params)
+    per_candidate = sw.logits(harmful_select) + sw.logits(harmless_select) + sw.logits(harmless_select)
+    if params.ablation == "affine":
+        per_candidate += sw.text_kl(harmful_select + harmless_select)
+    for _ in range(params.n_resamples * sw.candidates(params)):
+        total += per_candidate
+    variants = len(params.template_datasets) + (params.n_template_variants if work.organism else 0)
+    every_harmful, every_harmless = harmful_train + harmful_select + harmful_eval, harmless_train + sw.harmless[2]
+    for _ in range(variants):
+        total += work.read(every_harmful, b) + work.read(every_harmless, b) + sw.refused(every_harmful)
+    total += sw.refused(harmful_eval)
+    attacked = [n + params.suffix_len for n in harmful_eval[: params.attack_prompts]]
+    if not attacked or work.n_ctx < max(every_harmful) + params.suffix_len + params.judge_tokens:
+        return total
+    groups = work.batches(attacked, len(attacked), equal=True)
+    gradient = Passes(calls=len(groups), tokens=sum(rows * width for rows, width in groups))
+    scored = Passes(0, 0)
+    for rows, width in groups:
+        scored += Passes.batched(rows * params.n_candidates, width, b)
+    judge = work.generate(attacked, params.judge_tokens, b, judged=False)
+    per_restart = Passes(0, 0)
+    for _ in range(params.attack_steps + 1):
+        per_restart += gradient + Passes(0, 0, gradient.calls, gradient.tokens)
+    for _ in range(params.attack_steps):
+        per_restart += scored
+    for _ in range(len(checkpoint_steps(params.attack_steps))):
+        per_restart += judge
+    for _ in range(params.restarts):
+        total += per_restart
+    total += sw.logits(attacked) + sw.logits(attacked) + work.read(harmful_eval[: params.attack_prompts], b)
+    total += work.read(attacked, b, times=2) + judge  # projections with both suffixes; the attack table's replies
+    examples = attacked[:N_EXAMPLES]
+    return total + work.generate(examples, params.judge_tokens, b, judged=False, times=3)
+
+
+#: Every metric this measurement can emit (what a policy threshold may name).
+METRICS = (
+    "selected_layer",
+    "selected_position",
+    "bootstrap_cosine",
+    "split_half_cosine",
+    "layer_agreement",
+    "selection_agreement",
+    "template_cosine",
+    "template_refusal_rate",
+    "attack_compliance_rate",
+    "projection_suppression",
+    "attack_logodds_reduction",
+    "attack_budget_evaluations",
+    "attack_evaluations_to_half_compliance",
+)
+
+
 @measurement(
     "refusal.stability",
     version="2.1.0",
     backprop=True,  # the suffix attack: gradients through the model to the suffix tokens
     headline="attack_compliance_rate",
+    metrics=METRICS,
     params=RefusalStabilityParams,
+    cost=_cost,
     profiles={
         "quick": {"bootstrap_resamples": 200, "n_random_directions": 4, "n_permutations": 50, "attack_steps": 50},
         "thorough": {

@@ -196,6 +196,32 @@ def test_the_organisms_are_measured_with_their_own_prompts_and_markers(induction
     assert record.checks[0].passed
 
 
+def test_the_prompt_limit_cuts_the_organisms_prompt_sets(induction, temporary_measurement):
+    """``run --limit N`` reaches the organisms: their own prompt sets, cut as the run's are, and recorded so."""
+    from evidence.datasets import limit_prompts
+
+    own_sets, _ = cal.organism_inputs()
+    seen: list[tuple[dict[str, int], int | None]] = []
+
+    def sees(model, params, ctx):
+        seen.append(({name: ctx.dataset(name).count for name in own_sets}, ctx.prompt_limit))
+        return MeasurementResult(metrics=[Metric(name="ok", value=1.0, unit="0/1")], summary="")
+
+    check = Expectation("induction", True, "ok", (Criterion(comparator=">=", threshold=1.0, rule="point"),))
+    temporary_measurement("calib.sees", sees, calibration=[check])
+    record = calibrate(induction, {"measurements": ["calib.sees"], "spot_check": 0}, prompt_limit=8)
+    assert record.status == "ok", record.error
+    assert record.prompt_limit == 8
+    assert seen == [(dict.fromkeys(own_sets, 8), 8)]
+    cut = {name: limit_prompts(ds, 8, 0) for name, ds in own_sets.items()}
+    assert {d.name: (d.sha256, d.count) for d in record.data} == {n: (d.sha256, 8) for n, d in cut.items()}
+    assert all(d.description.endswith("at most 8 prompts of it (--limit)") for d in record.data)
+    # Without a limit, the whole sets.
+    seen.clear()
+    assert calibrate(induction, {"measurements": ["calib.sees"], "spot_check": 0}).status == "ok"
+    assert seen == [({name: ds.count for name, ds in own_sets.items()}, None)]
+
+
 @pytest.mark.slow
 def test_every_registered_expectation_names_a_metric_its_measurement_produces(induction):
     """The whole calibration (on the organisms' own prompt sets): every check is evaluated (minutes)."""
