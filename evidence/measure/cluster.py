@@ -239,7 +239,7 @@ class _ModelWorker:
         self._progress: tuple[float, str] = (0.0, "")
 
     def about(self) -> dict[str, Any]:
-        """Who serves: process id, package version, node address, the loaded model's name."""
+        """Who serves: process id, package version, node id, the loaded model's name."""
         import ray
 
         from evidence import __version__
@@ -247,7 +247,7 @@ class _ModelWorker:
         return {
             "pid": os.getpid(),
             "version": __version__,
-            "node": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+            "node": ray.get_runtime_context().get_node_id(),
             "subject": self._model.identity.name,
         }
 
@@ -326,7 +326,9 @@ class ModelActorExecutor:
                 f"the Ray cluster loaded {about['subject']!r} for {self._spec.describe()}, not {self._subject!r}",
                 hint="give the cluster's nodes the same model files as this machine",
             )
-        self._say(f"ray: {self._spec.describe()} loaded by a worker on {about['node']} (pid {about['pid']})")
+        addresses = {n.get("NodeID"): n.get("NodeManagerAddress") for n in ray.nodes()}
+        node = addresses.get(about["node"]) or about["node"][:12]
+        self._say(f"ray: {self._spec.describe()} loaded by a worker on node {node} (pid {about['pid']})")
         self._actor = actor
         return actor
 
