@@ -368,8 +368,8 @@ def _add_executor(p: argparse.ArgumentParser, what: str) -> None:
                    help=f"where {what} run: in this process (the default), or as tasks on a Ray cluster (needs "
                    "the [ray] extra: pip install 'interp-dossier[ray]')")
     p.add_argument("--address", metavar="ADDR", help="with --executor ray: the cluster to use (e.g. "
-                   "127.0.0.1:6379 of `ray start --head`); default: a local cluster started for this command on "
-                   "127.0.0.1 and stopped after it")
+                   "127.0.0.1:6379 of `ray start --head`); default: a local cluster started for this command on this "
+                   "machine and stopped after it")
     p.add_argument("--workers", type=int, metavar="N", help="with --executor ray and no --address: the local "
                    "cluster's worker processes (default: one per CPU)")
 
@@ -585,7 +585,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         if args.executor == "ray":
             from evidence.measure.cluster import measure_members, ray_session
 
-            say("ray: connecting to the cluster" if args.address else "ray: starting a local cluster on 127.0.0.1")
+            say("ray: connecting to the cluster" if args.address else "ray: starting a local cluster")
             session = stack.enter_context(ray_session(args.address, workers=args.workers))
 
             def executor(work: Any, seed: int, progress: Callable[[str], None]) -> Any:

@@ -216,7 +216,7 @@ def run(
         if executor == "ray":
             from evidence.measure.cluster import ModelActorExecutor, ray_session
 
-            say("ray: connecting to the cluster" if address else "ray: starting a local cluster on 127.0.0.1")
+            say("ray: connecting to the cluster" if address else "ray: starting a local cluster")
             session = stack.enter_context(ray_session(address, workers=workers))
             say(f"ray: {session.description}")
             environment = environment.model_copy(update={"executor": session.description})

@@ -105,7 +105,7 @@ class RaySession:
     """A connection to a Ray cluster, and what this process created on it."""
 
     ray: ModuleType
-    #: How the dossier's environment names the executor, e.g. ``ray 2.60.0: a local cluster on 127.0.0.1 (2 CPUs)``.
+    #: How the dossier's environment names the executor, e.g. ``ray 2.60.0: a local cluster (2 CPUs)``.
     description: str
     actors: list[Any] = field(default_factory=list)
 
@@ -147,11 +147,13 @@ def _quiet_cluster_messages(ray: ModuleType) -> Callable[[], None]:
 
 @contextmanager
 def ray_session(address: str | None = None, *, workers: int | None = None) -> Iterator[RaySession]:
-    """Connect to the cluster at ``address``, or start a local one on 127.0.0.1; always closed on exit.
+    """Connect to the cluster at ``address``, or start a local one on this machine; always closed on exit.
 
     ``workers``: CPUs of a local cluster (default: this machine's); refused with ``address``.
     A Ray connection this process already holds (a notebook's, say) is used as it is and left open.
     Ray's logging stays off the terminal (workers' output is not forwarded; Ray logs errors only).
+    A local cluster registers its node under the machine's own address (Ray replaces a loopback
+    address by a reachable one) and admits only clients holding its token (Ray 2.60's default).
     """
     ray = import_ray()
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -169,7 +171,7 @@ def ray_session(address: str | None = None, *, workers: int | None = None) -> It
         if not owned:
             where = "the connection this process holds"
         elif address is None:
-            where = "a local cluster on 127.0.0.1"
+            where = "a local cluster"
         else:
             where = f"the cluster at {address}"
         session = RaySession(ray=ray, description=f"ray {ray.__version__}: {where} ({cpus} CPUs)")
@@ -206,7 +208,6 @@ def _connect(ray: ModuleType, address: str | None, workers: int | None) -> None:
             ray.init(
                 num_cpus=workers or os.cpu_count() or 1,
                 include_dashboard=False,
-                _node_ip_address="127.0.0.1",
                 runtime_env={"env_vars": {"PYTHONPATH": path}},
                 **common,
             )

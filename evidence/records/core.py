@@ -538,7 +538,7 @@ class Environment(_Frozen):
     executor: Name | None = Field(
         default=None,
         description="how the measurements were executed when not in the producing process, e.g. "
-        "'ray 2.60.0: a local cluster on 127.0.0.1 (2 CPUs)'; null: in-process",
+        "'ray 2.60.0: a local cluster (2 CPUs)'; null: in-process",
     )
 
 
