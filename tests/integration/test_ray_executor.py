@@ -304,3 +304,16 @@ def test_ctrl_c_ends_the_clusters_work_and_writes_nothing(cluster, tmp_path):
         time.sleep(0.5)
     else:
         raise AssertionError("the run's actor outlived it")
+
+
+def test_the_in_process_path_never_imports_ray():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, evidence.cli, evidence.run, evidence.measure, evidence.validation\n"
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == "[]"
