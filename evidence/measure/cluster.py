@@ -15,8 +15,11 @@ How work is placed:
   :class:`~evidence.measure.context.SharedResults` live in the actor, so an
   intermediate result several measurements share (a fitted probe, a selected
   direction) is computed once and reused in place: every task of a model goes
-  to that model's one actor, and nothing needs to travel between workers. A
-  CUDA placement asks Ray for ``n_gpus`` GPUs for the actor.
+  to that model's one actor. Each result is also published, by object
+  reference, to a small store actor (:class:`_SharedStore`, keyed by the same
+  digest of everything the result depends on), which owns it: a model actor
+  restarted after a loss takes the result from there instead of computing it
+  again. A CUDA placement asks Ray for ``n_gpus`` GPUs for the actor.
 * ``validate``: each population member is one Ray task (:func:`measure_members`)
   that loads the member and runs every measurement that applies to it, as
   :func:`evidence.validation.measure_member` does in-process; members run in
@@ -66,6 +69,7 @@ __all__ = [
     "MAX_RESTARTS",
     "MAX_TASK_RETRIES",
     "NAMESPACE",
+    "STORE_PREFIX",
     "ModelActorExecutor",
     "RaySession",
     "import_ray",
@@ -77,6 +81,8 @@ __all__ = [
 NAMESPACE = "interp-dossier"
 #: Model actors are named ``ACTOR_PREFIX`` + a random suffix (``ray list actors`` shows them).
 ACTOR_PREFIX = "interp-dossier-model-"
+#: The actor that keeps a model's shared intermediate results is named ``STORE_PREFIX`` + the same suffix.
+STORE_PREFIX = "interp-dossier-shared-"
 #: How often Ray restarts a model actor whose process was lost.
 MAX_RESTARTS = 2
 #: How often Ray submits a measurement again after the actor running it was lost.
@@ -84,7 +90,7 @@ MAX_TASK_RETRIES = 2
 #: How often Ray runs a population member's task again after its worker was lost.
 MAX_MEMBER_RETRIES = 2
 _POLL_SECONDS = 0.25
-_START_ATTEMPTS = 2
+_START_ATTEMPTS = 3
 
 Say = Callable[[str], None]
 
@@ -213,7 +219,7 @@ def _connect(ray: ModuleType, address: str | None, workers: int | None) -> None:
             )
             return
         except Exception as exc:  # noqa: BLE001 - any failure to start is one line for the user
-            # Ray gives its processes 30 s to start; a busy machine can need longer: try once more.
+            # Ray gives its processes 30 s to start; a busy machine can need longer: try again.
             if attempt < _START_ATTEMPTS and "timed out during startup" in str(exc):
                 continue
             raise ConfigError(
@@ -225,10 +231,70 @@ def _connect(ray: ModuleType, address: str | None, workers: int | None) -> None:
 # -- run: one actor per model ---------------------------------------------------------------------
 
 
+class _SharedStore:
+    """A Ray actor's body: the run's shared intermediate results, by key, as object references.
+
+    It owns the objects, so they outlive a model actor that is lost: the restarted actor takes the
+    fitted probe its predecessor published instead of fitting it again.
+    """
+
+    def __init__(self) -> None:
+        self._refs: dict[str, list[Any]] = {}
+        self.published = 0
+        self.taken = 0
+
+    def publish(self, key: str, value: Any) -> None:
+        """Keep ``value`` (``(result, seeds)``) for ``key`` in the object store."""
+        import ray
+
+        self._refs.setdefault(key, [ray.put(value)])
+        self.published += 1
+
+    def reference(self, key: str) -> list[Any] | None:
+        """``[object reference]`` of ``key``'s value (in a list, so that Ray passes it unresolved), or None."""
+        found = self._refs.get(key)
+        if found is not None:
+            self.taken += 1
+        return found
+
+    def counts(self) -> dict[str, int]:
+        """How many results were published and how often one was taken."""
+        return {"published": self.published, "taken": self.taken}
+
+
+def _cluster_shared_results(store: Any) -> Any:
+    """SharedResults that also publish each result to ``store`` and look there before computing one."""
+    import ray
+
+    from evidence.measure.context import SharedResults
+
+    class ClusterSharedResults(SharedResults):
+        def get_or_compute(
+            self, key: str, compute: Callable[[], Any], seeds: dict[str, int]
+        ) -> tuple[Any, dict[str, int]]:
+            if key not in self._store:
+                try:
+                    found = ray.get(store.reference.remote(key))
+                    if found:
+                        self._store[key] = ray.get(found[0])
+                except ray.exceptions.RayError:
+                    pass  # without the store, the result is computed here
+            known = key in self._store
+            value, used = super().get_or_compute(key, compute, seeds)
+            if not known:
+                try:
+                    ray.get(store.publish.remote(key, (value, used)))
+                except Exception:  # noqa: BLE001 - a result that cannot be sent stays here
+                    pass
+            return value, used
+
+    return ClusterSharedResults()
+
+
 class _ModelWorker:
     """A Ray actor's body: the model loaded once, the run's shared results, the latest progress."""
 
-    def __init__(self, spec: ModelSpec, seed: int, threads: int | None) -> None:
+    def __init__(self, spec: ModelSpec, seed: int, threads: int | None, store: Any = None) -> None:
         from evidence.measure.context import SharedResults
         from evidence.measure.runtime import configure_determinism
         from evidence.model import load_model
@@ -236,7 +302,7 @@ class _ModelWorker:
         configure_determinism(seed, threads=threads)
         self._seed, self._threads = seed, threads
         self._model = load_model(spec)
-        self._shared = SharedResults()
+        self._shared = _cluster_shared_results(store) if store is not None else SharedResults()
         self._progress: tuple[float, str] = (0.0, "")
 
     def about(self) -> dict[str, Any]:
@@ -313,8 +379,16 @@ class ModelActorExecutor:
             max_task_retries=MAX_TASK_RETRIES,
             concurrency_groups={"poll": 1},
         )(_ModelWorker)
-        name = f"{ACTOR_PREFIX}{uuid.uuid4().hex[:12]}"
-        actor = remote.options(name=name, namespace=NAMESPACE).remote(self._spec, self._seed, self._threads)
+        suffix = uuid.uuid4().hex[:12]
+        store = (
+            ray.remote(num_cpus=0, max_restarts=0)(_SharedStore)
+            .options(name=f"{STORE_PREFIX}{suffix}", namespace=NAMESPACE)
+            .remote()
+        )
+        self._session.actors.append(store)
+        actor = remote.options(name=f"{ACTOR_PREFIX}{suffix}", namespace=NAMESPACE).remote(
+            self._spec, self._seed, self._threads, store
+        )
         self._session.actors.append(actor)
         about = ray.get(actor.about.options(concurrency_group="poll").remote())
         if about["version"] != __version__:

@@ -152,11 +152,12 @@ def test_a_killed_worker_is_retried_and_one_lost_for_good_is_an_error_record(
     stops restarting it. The bundle is complete either way.
     """
     import evidence.cli as cli
-    from evidence.measure.cluster import ACTOR_PREFIX, NAMESPACE
+    from evidence.measure.cluster import ACTOR_PREFIX, NAMESPACE, STORE_PREFIX
 
     spec = _spec(tmp_path, DEMO, "demo")
     assert _run(spec, tmp_path / "here") == 0
     announced: list[str] = []
+    shared: list[dict[str, int]] = []
     killed: dict[str, list[int]] = {"[2/3]": [], "[3/3]": []}
 
     def kill_the_actor() -> int:
@@ -173,6 +174,10 @@ def test_a_killed_worker_is_retried_and_one_lost_for_good_is_an_error_record(
             if step == "[2/3]" and not killed[step]:
                 killed[step].append(kill_the_actor())
             elif step == "[3/3]":
+                if not shared:  # what the shared-results store did up to here
+                    (name,) = [n["name"] for n in ray.util.list_named_actors(all_namespaces=True)
+                               if n["name"].startswith(STORE_PREFIX)]  # fmt: skip
+                    shared.append(ray.get(ray.get_actor(name, namespace=NAMESPACE).counts.remote()))
                 try:
                     killed[step].append(kill_the_actor())
                 except ray.exceptions.RayActorError:
@@ -197,6 +202,8 @@ def test_a_killed_worker_is_retried_and_one_lost_for_good_is_an_error_record(
     assert len(killed["[2/3]"]) == 1 and killed["[3/3]"], killed
     here, there = _records(tmp_path / "here"), _records(tmp_path / "ray")
     assert [r["retries"] for r in there[:2]] == [None, 1]
+    # the probe deception.probe fitted was published by reference; the restarted actor took it, not refitted it
+    assert shared and shared[0]["published"] >= 1 and shared[0]["taken"] >= 1, shared
     assert _without_timing(there[:2]) == _without_timing(here[:2])
     lost = there[2]
     assert lost["status"] == "error" and lost["error"]["type"] == "WorkerLost", lost
