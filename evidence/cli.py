@@ -11,6 +11,7 @@ deployment gate failed; 2 usage error or unreadable input; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -110,6 +111,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise _usage("--no-cache reuses and stores nothing: drop --cache-dir, or drop --no-cache")
     if args.tsa and args.no_sign:
         raise _usage("--tsa timestamps the signatures: drop --no-sign, or pass --tsa to `sign` when signing the draft")
+    _check_executor_args(args)
     outcome = run(
         spec,
         Path(args.out),
@@ -127,6 +129,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=_progress(),
         detail=_detail(),
         spec_problems=[Problem.from_spec(p) for p in reading.problems],
+        executor=args.executor,
+        address=args.address,
+        workers=args.workers,
     )
 
     print(f"bundle:  {outcome.out_dir}")
@@ -358,6 +363,26 @@ def _recorded_text(value: object, default: str) -> str:
     return value if isinstance(value, str) else default
 
 
+def _add_executor(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--executor", choices=["in-process", "ray"], default="in-process",
+                   help=f"where {what} run: in this process (the default), or as tasks on a Ray cluster (needs "
+                   "the [ray] extra: pip install 'interp-dossier[ray]')")
+    p.add_argument("--address", metavar="ADDR", help="with --executor ray: the cluster to use (e.g. "
+                   "127.0.0.1:6379 of `ray start --head`); default: a local cluster started for this command on this "
+                   "machine and stopped after it")
+    p.add_argument("--workers", type=int, metavar="N", help="with --executor ray and no --address: the local "
+                   "cluster's worker processes (default: one per CPU)")
+
+
+def _check_executor_args(args: argparse.Namespace) -> None:
+    if args.executor != "ray" and (args.address is not None or args.workers is not None):
+        raise _usage("--address and --workers are for a Ray cluster: add --executor ray")
+    if args.workers is not None and args.workers < 1:
+        raise _usage(f"--workers must be a positive number of worker processes, not {args.workers}")
+    if args.workers is not None and args.address is not None:
+        raise _usage("--workers sizes a local cluster; a cluster at --address has its own: drop --workers")
+
+
 def _add_placement(p: argparse.ArgumentParser, *, default: str) -> None:
     from evidence.model import DEVICES, DTYPES
 
@@ -536,7 +561,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and out.is_dir():
         raise _usage(f"--out {out} is a directory; give the report's file name")
+    _check_executor_args(args)
     if args.merge:
+        if args.executor != "in-process":
+            raise _usage("--merge measures nothing: drop --executor")
         return _merge_validation(args, out)
     if args.population is None:
         args.population = "bundled"
@@ -552,13 +580,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     # Population members are tiny: one thread is as fast and is not slowed by a busy machine
     # (nor by a second `validate` measuring other instruments beside this one).
     configure_determinism(args.seed, threads=1)
-    report = validate(
-        population,
-        measurements=args.measurement or None,
-        params={m: p for m, p in params.items() if p},
-        seed=args.seed,
-        progress=say,
-    )
+    with contextlib.ExitStack() as stack:
+        executor = None
+        if args.executor == "ray":
+            from evidence.measure.cluster import measure_members, ray_session
+
+            say("ray: connecting to the cluster" if args.address else "ray: starting a local cluster")
+            session = stack.enter_context(ray_session(args.address, workers=args.workers))
+
+            def executor(work: Any, seed: int, progress: Callable[[str], None]) -> Any:
+                return measure_members(session, work, seed, threads=1, say=progress)
+
+        report = validate(
+            population,
+            measurements=args.measurement or None,
+            params={m: p for m, p in params.items() if p},
+            seed=args.seed,
+            progress=say,
+            executor=executor,
+        )
     write_file_atomically(out, report_bytes(report))
     for detector in report.detectors:
         print(detector.summary())
@@ -813,6 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "from the result cache and store none")
     p.add_argument("--cache-dir", metavar="DIR", help="the result cache (default: $INTERP_DOSSIER_CACHE_DIR, else "
                    "$XDG_CACHE_HOME/interp-dossier/results, else ~/.cache/interp-dossier/results)")
+    _add_executor(p, "the measurements")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check", help="everything knowable before measuring: spec, policy, datasets, markers in "
@@ -912,6 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure nothing: merge reports of one population measured in parts (e.g. one "
                         "process per instrument) into one")
     p.add_argument("--out", required=True, help="validation report (JSON) to write")
+    _add_executor(p, "the members' measurements")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("keygen", help="make a development key, or a key and certificate request for filing")

@@ -114,6 +114,7 @@ _EXTRA_PURPOSE = {
     "measure": "measuring models (torch, TransformerLens)",
     "render": "rendering the PDF (WeasyPrint)",
     "export": "the standard exports (CycloneDX)",
+    "ray": "running on a Ray cluster (--executor ray)",
 }
 
 

@@ -8,7 +8,9 @@ every file of it exists (it is written to a temporary directory first).
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,6 +113,9 @@ def run(
     profile: Profile = "standard",
     limit: int | None = None,
     spec_problems: Sequence[Problem] = (),
+    executor: str = "in-process",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> RunOutcome:
     """Measure, build, render, sign and write the bundle to ``out_dir``.
 
@@ -133,12 +138,17 @@ def run(
     run spec's parameters win over them); ``limit``: at most this many prompts of each dataset
     (:func:`evidence.datasets.limit_prompts`). Both are recorded, and a policy set for another
     profile, or for every prompt, judges the records INCONCLUSIVE.
+    ``executor``: ``"in-process"`` (the default) or ``"ray"``: the measurements run on a Ray cluster
+    (:mod:`evidence.measure.cluster`), at ``address`` or, without one, on a local cluster of
+    ``workers`` CPUs started for this run and stopped after it; the records are the same, and the
+    dossier's environment names the executor.
     """
     say = progress or (lambda _msg: None)
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}", hint=f"use one of {', '.join(PROFILES)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"--limit must be a positive number of prompts, not {limit!r}")
+    _check_executor(executor, address, workers)
     out_dir = check_output_dir(out_dir, replace=force)
     cache = _result_cache(cache_dir, say) if use_cache else None
     if sign:
@@ -200,15 +210,28 @@ def run(
     identity = model.identity.model_copy(update={"numerics": _numerics(model, spec)})
 
     estimates = _time_estimates(checked, model, spec, limit, say)
-    records = run_suite(
-        tasks,
-        model,
-        announce=lambda i, n, task: say(f"[{i}/{n}] measuring {task.measurement_id}{estimates[i - 1]}"),
-        progress=detail,
-        cache=cache,
-        reused=lambda i, n, task, key: say(f"[{i}/{n}] reused {task.measurement_id} "
-                                           f"from the result cache ({key[:16]})"),
-    )
+    environment = capture_environment({"run": spec.seed})
+    with ExitStack() as stack:
+        execute = None
+        if executor == "ray":
+            from evidence.measure.cluster import ModelActorExecutor, ray_session
+
+            say("ray: connecting to the cluster" if address else "ray: starting a local cluster")
+            session = stack.enter_context(ray_session(address, workers=workers))
+            say(f"ray: {session.description}")
+            environment = environment.model_copy(update={"executor": session.description})
+            threads = 1 if spec.model_organism else None
+            execute = ModelActorExecutor(session, model, seed=spec.seed, threads=threads, say=say)
+        records = run_suite(
+            tasks,
+            model,
+            announce=lambda i, n, task: say(f"[{i}/{n}] measuring {task.measurement_id}{estimates[i - 1]}"),
+            progress=detail,
+            cache=cache,
+            reused=lambda i, n, task, key: say(f"[{i}/{n}] reused {task.measurement_id} "
+                                               f"from the result cache ({key[:16]})"),
+            execute=execute,
+        )
     rules = [rule for definition in registered().values() for rule in definition.crossref]
 
     verdicts: list[Verdict] = []
@@ -221,7 +244,7 @@ def run(
         gate = roll_up(verdicts)
     dossier = build_dossier(
         model=identity,
-        environment=capture_environment({"run": spec.seed}),
+        environment=environment,
         records=records,
         policy=policy,
         verdicts=verdicts,
@@ -238,6 +261,23 @@ def run(
     return publish(
         dossier, out_dir, signer=signer, progress=say, validation_report=report_file, tsa=tsa, level=level, force=force
     )
+
+
+EXECUTORS = ("in-process", "ray")
+
+
+def _check_executor(executor: str, address: str | None, workers: int | None) -> None:
+    """Refuse, before any work, an unknown executor, options that need Ray without it, or Ray not installed."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}", hint=f"use one of {', '.join(EXECUTORS)}")
+    if executor != "ray" and (address is not None or workers is not None):
+        raise ConfigError("--address and --workers are for a Ray cluster", hint="add --executor ray")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"--workers must be a positive number of worker processes, not {workers!r}")
+    if workers is not None and address is not None:
+        raise ConfigError("--workers sizes a local cluster; a cluster at --address has its own", hint="drop --workers")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise missing_extra("ray")
 
 
 def _time_estimates(

@@ -335,6 +335,41 @@ class _Measurer:
             return None, f"{type(exc).__name__}: {exc}"
 
 
+Outcome = tuple[EvidenceRecord | None, str | None]
+#: ``(measurement id, member, parameters)``: one measurement of one member, in the order they are run.
+Work = Sequence[tuple[str, Member, Mapping[str, JsonValue]]]
+#: Measures every item of a :data:`Work` list with a seed; returns the outcome per ``(measurement id,
+#: member name)`` and the members' batching modes (e.g. :func:`evidence.measure.cluster.measure_members`).
+MemberExecutor = Callable[[Work, int, "ProgressFn"], tuple[dict[tuple[str, str], Outcome], set[str]]]
+
+
+def measure_member(
+    member: Member, items: Sequence[tuple[str, Mapping[str, JsonValue]]], seed: int
+) -> tuple[list[Outcome], list[str]]:
+    """Measure ``member`` with each ``(measurement id, parameters)`` in order, loading it once.
+
+    What one worker does with one member; the outcomes in the order of ``items``, and how the
+    member's prompts were batched (empty when it could not be loaded).
+    """
+    measurer = _Measurer()
+    outcomes = [measurer.measure(member, measurement_id, params, seed) for measurement_id, params in items]
+    return outcomes, sorted(measurer.batching)
+
+
+def _measure_here(work: Work, seed: int, say: ProgressFn) -> tuple[dict[tuple[str, str], Outcome], set[str]]:
+    """Measure ``work`` in this process, in order, each member loaded once."""
+    measurer = _Measurer()
+    results: dict[tuple[str, str], Outcome] = {}
+    for done, (measurement_id, member, params) in enumerate(work, start=1):
+        say(f"[{done}/{len(work)}] {measurement_id} on {member.name} ({member.role})")
+        started = time.perf_counter()
+        # an organism that cannot be measured counts against the instrument
+        record, error = results[(measurement_id, member.name)] = measurer.measure(member, measurement_id, params, seed)
+        failed = error is not None or (record is not None and record.status != "ok")
+        say(f"    {time.perf_counter() - started:.1f} s{' (failed)' if failed else ''}")
+    return results, measurer.batching
+
+
 def _batching(modes: set[str]) -> Literal["left-padded", "by-length", "mixed"] | None:
     """The one batching mode of the members measured, ``"mixed"`` if they differed, None if none was loaded."""
     if not modes:
@@ -352,8 +387,13 @@ def validate(
     seed: int = 0,
     level: float = 0.95,
     progress: ProgressFn | None = None,
+    executor: MemberExecutor | None = None,
 ) -> ValidationReport:
-    """Run every detector of ``measurements`` (default: all that declare one) over ``population``."""
+    """Run every detector of ``measurements`` (default: all that declare one) over ``population``.
+
+    ``executor``: where the members are measured (default: here, one after another); e.g. on a Ray
+    cluster (:func:`evidence.measure.cluster.measure_members`). The report is the same either way.
+    """
     from evidence import __version__
     from evidence.measure import registered, require_known
     from evidence.measure.runtime import capture_validation_environment
@@ -372,24 +412,15 @@ def validate(
     for measurement_id, raw in given.items():
         require_known([measurement_id], where="validate: parameters")
         defs[measurement_id].validate_params(raw)
-    measurer = _Measurer()
     detectors: list[DetectorValidation] = []
     jobs = [(m, b) for m in wanted for b in dict.fromkeys(d.behaviour for d in defs[m].detectors)]
     members_of = {b: [x for x in population.members if x.behaviour == b] for _, b in jobs}
-    total = sum(len(members_of[b]) for _, b in jobs)
-    done = 0
+    work = [(m, member, dict(given.get(m, {}))) for m, b in jobs for member in members_of[b]]
+    measured, batching = (executor or _measure_here)(work, seed, say)
     for measurement_id, behaviour in jobs:
         definition = defs[measurement_id]
         base = dict(given.get(measurement_id, {}))
-        results: dict[str, tuple[EvidenceRecord | None, str | None]] = {}
-        for member in members_of[behaviour]:
-            done += 1
-            say(f"[{done}/{total}] {measurement_id} on {member.name} ({member.role})")
-            started = time.perf_counter()
-            # an organism that cannot be measured counts against the instrument
-            record, error = results[member.name] = measurer.measure(member, measurement_id, base, seed)
-            failed = error is not None or (record is not None and record.status != "ok")
-            say(f"    {time.perf_counter() - started:.1f} s{' (failed)' if failed else ''}")
+        results = {member.name: measured[(measurement_id, member.name)] for member in members_of[behaviour]}
         effective = definition.validate_params(base).model_dump(mode="json")
         for detector in (d for d in definition.detectors if d.behaviour == behaviour):
             answerable = [
@@ -425,7 +456,7 @@ def validate(
         producer=f"interp-dossier {__version__}",
         seed=seed,
         level=level,
-        environment=capture_validation_environment(batching=_batching(measurer.batching)),
+        environment=capture_validation_environment(batching=_batching(batching)),
         detectors=detectors,
     )
 

@@ -19,6 +19,7 @@ Layout:
 * :mod:`~evidence.measure.registry` — the decorator, the registry, discovery of ``suite/``;
 * :mod:`~evidence.measure.context` — :class:`MeasureContext`, parameters base classes, results;
 * :mod:`~evidence.measure.runner` — :class:`Task`, :func:`run_task`, :func:`run_suite`;
+* :mod:`~evidence.measure.cluster` — the same tasks on a Ray cluster (``--executor ray``; imported on demand);
 * :mod:`~evidence.measure.stats` — every interval and test;
 * :mod:`~evidence.measure.hooks` — scoped, checked hooks;
 * :mod:`~evidence.measure.methods` — shared algorithms (no records);

@@ -39,7 +39,16 @@ from evidence.measure.registry import MeasurementDef, get
 from evidence.model import LoadedModel, ModelSpec
 from evidence.records import PROFILES, ErrorInfo, EvidenceRecord, MeasurementSpec
 
-__all__ = ["Task", "TaskProblem", "check_task", "run_suite", "run_task", "task_cache_key", "task_problems"]
+__all__ = [
+    "Task",
+    "TaskProblem",
+    "check_task",
+    "lost_task_record",
+    "run_suite",
+    "run_task",
+    "task_cache_key",
+    "task_problems",
+]
 
 _RECORD_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:@/-]")
 
@@ -159,6 +168,29 @@ def _error_message(exc: BaseException) -> str:
     return message
 
 
+def _common_fields(task: Task, definition: MeasurementDef, params: BaseModel, subject: str) -> dict[str, Any]:
+    """What every record of ``task`` says, whatever its outcome."""
+    return {
+        "record_id": _record_id(definition.id, subject),
+        "measurement": _spec(definition, params),
+        "subject": subject,
+        "clauses": list(definition.clauses),
+        "experimental": definition.experimental,
+        "profile": task.profile,
+        "prompt_limit": task.prompt_limit,
+    }
+
+
+def lost_task_record(task: Task, subject: str, error: ErrorInfo, *, retries: int | None = None) -> EvidenceRecord:
+    """The ``error`` record of a task that produced none (e.g. every worker that ran it was lost).
+
+    ``subject`` is the measured model's name (its identity's); ``retries``: how often it was started again.
+    """
+    definition, params = check_task(task)
+    common = _common_fields(task, definition, params, subject)
+    return EvidenceRecord(**common, status="error", error=error, headline=definition.headline, retries=retries)
+
+
 def run_task(
     task: Task,
     model: LoadedModel,
@@ -169,17 +201,7 @@ def run_task(
     """Run ``task`` on ``model`` and return its record (``status="error"`` on any failure inside)."""
     definition, params = check_task(task)
     _check_subject(task, model)
-    spec = _spec(definition, params)
-    subject = model.identity.name
-    common: dict[str, Any] = {
-        "record_id": _record_id(definition.id, subject),
-        "measurement": spec,
-        "subject": subject,
-        "clauses": list(definition.clauses),
-        "experimental": definition.experimental,
-        "profile": task.profile,
-        "prompt_limit": task.prompt_limit,
-    }
+    common = _common_fields(task, definition, params, model.identity.name)
     ctx = MeasureContext(
         seed=task.seed,
         progress=progress or (lambda _f, _m: None),
@@ -230,8 +252,13 @@ def run_suite(
     progress: ProgressFn | None = None,
     cache: ResultCache | None = None,
     reused: Callable[[int, int, Task, str], None] | None = None,
+    execute: Callable[[Task, ProgressFn | None], EvidenceRecord] | None = None,
 ) -> list[EvidenceRecord]:
     """Run every task on ``model`` in order, sharing intermediate results; one record per task.
+
+    ``execute(task, progress)``: where each task runs and how (default: here, :func:`run_task` on
+    ``model`` with the run's shared results); it returns the task's record, never raises for a
+    failure inside the measurement (e.g. :func:`evidence.measure.cluster.actor_executor`).
 
     ``cache``: finished records are taken from it instead of being recomputed (the
     record then carries ``reused_cache_key``, and ``reused`` is told instead of
@@ -255,7 +282,10 @@ def run_suite(
                 continue
         if announce is not None:
             announce(i, len(tasks), task)
-        record = run_task(task, model, progress=progress, shared=shared)
+        if execute is not None:
+            record = execute(task, progress)
+        else:
+            record = run_task(task, model, progress=progress, shared=shared)
         if cache is not None and key is not None:
             cache.put(key, record)
         records.append(record)

@@ -293,6 +293,11 @@ class EvidenceRecord(_Frozen):
         description="set when the run did not recompute this record but reused a finished one from its result "
         "cache: the cache key (sha256 of everything the record depends on); null: computed by this run",
     )
+    retries: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="set when the worker process measuring this was lost (killed, crashed) and the cluster ran "
+        "the measurement again from the start: how many times; null: it ran once",
+    )
 
     @model_validator(mode="after")
     def _status_consistent(self) -> EvidenceRecord:
@@ -530,6 +535,11 @@ class Environment(_Frozen):
     seeds: dict[str, int]
     deterministic_algorithms: bool
     threads: Annotated[int, Field(ge=1)]
+    executor: Name | None = Field(
+        default=None,
+        description="how the measurements were executed when not in the producing process, e.g. "
+        "'ray 2.60.0: a local cluster (2 CPUs)'; null: in-process",
+    )
 
 
 class SignerInfo(_Frozen):
