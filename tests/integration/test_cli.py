@@ -307,7 +307,7 @@ def test_a_replicate_seed_needs_an_output_directory(capsys):
 # -- interp-dossier measurements ------------------------------------------------------------
 
 CALIBRATION_BLOCK = """\
-calibration.organisms 1.3.0
+calibration.organisms 1.4.0
   documentation: docs/methods/calibration.organisms.md
   headline metric: all_checks_passed
   parameters:
