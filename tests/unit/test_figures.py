@@ -279,3 +279,18 @@ def test_the_pri_figure_renders_into_the_pdf():
     pdf = render.render_pdf(dossier, canonical_bytes(dossier))
     text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages))
     assert "(PRI vs rho)" in text
+
+
+def test_the_pdf_takes_figures_as_images_and_draws_the_same_pages_as_inline_svg():
+    dossier = make_dossier(records=[_calibration_record(PROXY_ROWS)])
+    data = canonical_bytes(dossier)
+    digest = render.sha256_hex(data)
+    inline = render._render_html(dossier, digest)
+    images = render._render_html(dossier, digest, inline_figures=False)
+    assert "<svg" in inline and '<img class="figure-svg"' not in inline  # the browsable view
+    assert "<svg" not in images and images.count('<img class="figure-svg" alt="PRI vs rho"') == 1
+    css = render.template_text(render.STYLESHEET)
+    files = {render.DOSSIER_JSON: data}
+    pdf = render._write_pdf(images, css, files, dossier.created_at)
+    assert pdf == render._write_pdf(inline, css, files, dossier.created_at)
+    assert pdf == render.render_pdf(dossier, data)
