@@ -10,7 +10,7 @@ minimum and median wall time and CPU time per render, and per page.
 ``--compare SRC`` times another source tree of the project (e.g. ``git archive`` of an earlier
 commit, unpacked) against this one, side by side: each round renders every dossier once in a fresh
 process with the other tree's ``evidence`` package and once with this tree's (after a warm-up render
-in each process), alternating, and the table gives both CPU times per render, their ratio, and
+in each process, of the dossier as it is), alternating, and the table gives both CPU times per render, their ratio, and
 whether the two trees wrote the same PDF bytes.
 
 Run with the project's environment (``make demo`` first)::
@@ -90,10 +90,11 @@ def _load(path: Path, records: int | None) -> tuple[str, Dossier, dict[str, byte
 
 
 def child(path: Path, records: int | None) -> None:
-    """One process's render of one dossier, after a warm-up render: a JSON line of CPU and wall time."""
-    name, dossier, attachments = _load(path, records)
+    """One process's render of one dossier, after a warm-up render of the dossier as it is: a JSON line of times."""
+    _, plain, plain_attachments = _load(path, None)
+    render_pdf(plain, canonical_bytes(plain), attachments=plain_attachments)  # warm-up: fonts, templates, figures
+    _, dossier, attachments = _load(path, records)
     data = canonical_bytes(dossier)
-    render_pdf(dossier, data, attachments=attachments)
     wall, cpu = time.perf_counter(), time.process_time()
     pdf = render_pdf(dossier, data, attachments=attachments)
     out = {"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall, "size": len(pdf),
@@ -113,14 +114,14 @@ def _median(runs: list[dict[str, object]], key: str) -> float:
     return statistics.median(float(r[key]) for r in runs)  # type: ignore[arg-type]
 
 
-def compare(before: Path, path: Path, records: int, repeats: int) -> int:
+def compare(before: Path, path: Path, sizes: list[int | None], repeats: int) -> int:
     """Both trees side by side, alternating per round: CPU per render, ratio, same bytes or not."""
     after = Path(__file__).resolve().parents[1]
     print(f"before: {before}\nafter: {after}\n")
     print("| dossier | pages (before / after) | CPU before (s) | CPU after (s) | before / after | wall before (s) "
           "| wall after (s) | same PDF bytes |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    for size in (None, records):
+    for size in sizes:
         runs: dict[str, list[dict[str, object]]] = {"before": [], "after": []}
         for _ in range(repeats):
             runs["before"].append(_run_child(before, path, size))
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.compare / "evidence" / "render.py").is_file():
             print(f"error: {args.compare} is not a source tree of the project (no evidence/render.py)", file=sys.stderr)
             return 2
-        return compare(args.compare.resolve(), args.dossier.resolve(), args.records, args.repeats)
+        return compare(args.compare.resolve(), args.dossier.resolve(), [None, args.records], args.repeats)
     dossier = Dossier.model_validate_json(args.dossier.read_bytes())
     report = args.dossier.parent / REPORT
     attachments = {REPORT: report.read_bytes()} if dossier.validation is not None and report.is_file() else {}
