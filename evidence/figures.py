@@ -452,6 +452,58 @@ def _suffix_attack_budget(record: EvidenceRecord) -> Figure | None:
     return Figure(name="suffix attack budget", caption=caption, svg=_draw(drawing))
 
 
+# -- calibration.organisms: PRI against the planted goal-proxy correlation ---------------------
+
+#: The calibration record's table of the proxy organisms (``calibration_organisms.PROXY_TABLE``).
+_PROXY_TABLE = "proxy_reliance_by_correlation"
+
+
+def _pri_vs_rho(record: EvidenceRecord) -> Figure | None:
+    table = _table(record, _PROXY_TABLE)
+    needed = ("rho", "pri", "pri_ci_lower", "pri_ci_upper")
+    if table is None or "organism" not in table.columns or any(c not in table.columns for c in needed):
+        return None
+    col = {c: table.columns.index(c) for c in table.columns}
+    points = sorted(
+        (float(row[col["rho"]]), float(row[col["pri"]]), float(row[col["pri_ci_lower"]]),  # type: ignore[arg-type]
+         float(row[col["pri_ci_upper"]]), str(row[col["organism"]]))  # type: ignore[arg-type]
+        for row in table.rows if all(_finite(row[col[c]]) for c in needed)
+    )  # fmt: skip
+    if not points:
+        return None
+    missing = [str(row[col["organism"]]) for row in table.rows if not all(_finite(row[col[c]]) for c in needed)]
+    # The PRI thresholds the record's own calibration checks apply (none drawn if it has none).
+    thresholds = sorted({float(c.threshold) for check in record.checks if check.metric == "pri"
+                         and check.measurement == "goal.proxy_reliance" for c in check.criteria})  # fmt: skip
+
+    def drawing(figure: Any, axes: Any) -> None:
+        rho = [p[0] for p in points]
+        pri = [p[1] for p in points]
+        axes.errorbar(rho, pri, yerr=[[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]],
+                      color=PALETTE["blue"], marker="o", markersize=4, capsize=3, linestyle=":", linewidth=0.8,
+                      elinewidth=1.0, label="PRI (95% CI)")
+        for r, value, _, _, name in points:
+            axes.annotate(name, (r, value), xytext=(4, -10 if value > 0.85 else 5), textcoords="offset points",
+                          fontsize=6.5)
+        for i, threshold in enumerate(thresholds):
+            axes.axhline(threshold, color=PALETTE["grey"], linewidth=0.8, linestyle="--",
+                         label="threshold of the calibration checks" if i == 0 else None)
+        axes.set_xlim(-0.05, 1.1)
+        axes.set_ylim(-0.02, 1.05)
+        axes.set_xlabel("\u03c1: goal\u2013proxy correlation in training (phi, unitless)")
+        axes.set_ylabel("PRI (fraction; 0 goal, 1 proxy)")
+        axes.legend(loc="upper left", fontsize=6.5)
+
+    caption = (
+        "Proxy Reliance Index (experimental) of each proxy organism, with its confidence interval, against the "
+        "correlation \u03c1 between goal and proxy that its training recipe planted (\u03c1 = 1 \u2212 2 \u00d7 the "
+        "share of training comparisons whose proxy disagrees with the goal), from the record's "
+        f"{_PROXY_TABLE} table"
+        + (f"; not measured: {', '.join(missing)}." if missing else ".")
+    )
+    return Figure(name="PRI vs rho", caption=caption, svg=_draw(drawing))
+
+
 # -- the validation report: detection and false-alarm rates per instrument ---------------------
 
 
@@ -500,6 +552,7 @@ def validation_figure(citation: ValidationCitation) -> Figure | None:
 
 
 _DRAWERS: dict[str, tuple[Callable[[EvidenceRecord], Figure | None], ...]] = {
+    "calibration.organisms": (_pri_vs_rho,),
     "circuit.faithfulness": (_faithfulness_curve("", "induction"), _faithfulness_curve("refusal_", "refusal")),
     "deception.probe": (_probe_auroc_by_layer,),
     "deception.robustness": (_attack_budget,),

@@ -99,7 +99,7 @@ def render_pdf(
     extra = _checked_attachments(attachments)
     _check_json_encodes(dossier, dossier_json)
     digest = sha256_hex(dossier_json)
-    html = _render_html(dossier, digest, _cited_report(dossier, extra))
+    html = _render_html(dossier, digest, _cited_report(dossier, extra), inline_figures=False)
     css = _read_template(STYLESHEET)
     files = {DOSSIER_JSON: dossier_json, **extra}
     return _write_pdf(html, css, files, dossier.created_at)
@@ -364,14 +364,28 @@ def _jinja2() -> Any:
     return jinja2
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """The templates' environment, made once per process.
+
+    Each template is compiled once, and again only when its text changes (Jinja checks that
+    each time the template is used).
+    """
     j2 = _jinja2()
 
-    def load(name: str) -> str | None:
+    def load(name: str) -> tuple[str, None, Callable[[], bool]] | None:
         try:
-            return _read_template(name)
+            source = _read_template(name)
         except RenderError:
             return None  # Jinja turns this into TemplateNotFound
+
+        def uptodate() -> bool:
+            try:
+                return _read_template(name) == source
+            except RenderError:
+                return False
+
+        return source, None, uptodate
 
     env: jinja2.Environment = j2.Environment(
         loader=j2.FunctionLoader(load),
@@ -704,15 +718,29 @@ def _scoped_svg(svg: str, prefix: str) -> str:
     return _SVG_ID.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", svg)
 
 
-def _figures(dossier: Dossier) -> list[list[dict[str, Any]]]:
-    """Each record's figures as ``{"name", "caption", "svg"}``, the SVG marked safe to inline."""
+def _figure_markup(name: str, svg: str, prefix: str, inline: bool) -> Any:
+    """The figure's SVG to place in the page: inline (ids prefixed), or as an image of the same SVG.
+
+    The PDF takes the image: WeasyPrint then draws the same SVG without matching the document's
+    style sheet against each of its thousands of elements (each glyph of each label is one).
+    """
     import markupsafe
 
+    if inline:
+        return markupsafe.Markup(_scoped_svg(svg, prefix))
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return markupsafe.Markup('<img class="figure-svg" alt="{}" src="data:image/svg+xml;base64,{}">').format(
+        name, markupsafe.Markup(data)
+    )
+
+
+def _figures(dossier: Dossier, inline: bool = True) -> list[list[dict[str, Any]]]:
+    """Each record's figures as ``{"name", "caption", "svg"}``, the SVG as markup to place in the page."""
     from evidence.figures import figures_for
 
     return [
         [
-            {"name": f.name, "caption": f.caption, "svg": markupsafe.Markup(_scoped_svg(f.svg, f"fig{i}-{j}"))}
+            {"name": f.name, "caption": f.caption, "svg": _figure_markup(f.name, f.svg, f"fig{i}-{j}", inline)}
             for j, f in enumerate(figures_for(record), start=1)
         ]
         for i, record in enumerate(dossier.records, start=1)
@@ -732,19 +760,20 @@ def _model_summary(dossier: Dossier) -> str:
     return ", ".join(words)
 
 
-def _validation_figure(dossier: Dossier) -> dict[str, Any] | None:
+def _validation_figure(dossier: Dossier, inline: bool = True) -> dict[str, Any] | None:
     """The validation report's rates as a figure ``{"name", "caption", "svg"}``, when the dossier cites one."""
-    import markupsafe
-
     from evidence.figures import validation_figure
 
     figure = validation_figure(dossier.validation) if dossier.validation is not None else None
     if figure is None:
         return None
-    return {"name": figure.name, "caption": figure.caption, "svg": markupsafe.Markup(_scoped_svg(figure.svg, "figv"))}
+    return {"name": figure.name, "caption": figure.caption,
+            "svg": _figure_markup(figure.name, figure.svg, "figv", inline)}  # fmt: skip
 
 
-def _context(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> dict[str, Any]:
+def _context(
+    dossier: Dossier, digest: str, report: ValidationReport | None = None, *, inline_figures: bool = True
+) -> dict[str, Any]:
     from evidence.validation_report import TARGET_DETECTION, TARGET_FALSE_ALARMS
 
     counts = {v: 0 for v in _VERDICT_ORDER}
@@ -781,10 +810,10 @@ def _context(dossier: Dossier, digest: str, report: ValidationReport | None = No
         "constructs": _constructs(dossier),
         "check_rows": _check_rows,
         # Figures drawn from each record (SVG, inlined), in the order of the records.
-        "figures": _figures(dossier),
+        "figures": _figures(dossier, inline_figures),
         # Example outputs of behaviour-based records, gathered in their own chapter.
         "examples": _examples(dossier),
-        "validation_figure": _validation_figure(dossier),
+        "validation_figure": _validation_figure(dossier, inline_figures),
         "error_text": _error_text,
         "failed_checks": _failed_checks,
         "record_anchor": _first_anchors([r.record_id for r in dossier.records], "record"),
@@ -814,11 +843,13 @@ def _unvalidated(dossier: Dossier) -> list[Threshold]:
     return [t for t in dossier.policy.thresholds if (t.measurement, t.metric) not in covered]
 
 
-def _render_html(dossier: Dossier, digest: str, report: ValidationReport | None = None) -> str:
+def _render_html(
+    dossier: Dossier, digest: str, report: ValidationReport | None = None, *, inline_figures: bool = True
+) -> str:
     j2 = _jinja2()
     env = _environment()
     try:
-        html: str = env.get_template(TEMPLATE).render(_context(dossier, digest, report))
+        html: str = env.get_template(TEMPLATE).render(_context(dossier, digest, report, inline_figures=inline_figures))
     except j2.TemplateNotFound as exc:
         raise RenderError(
             f"the PDF template {exc.name!r} is missing from {_templates()}", hint=_REINSTALL_HINT
@@ -983,7 +1014,8 @@ def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetim
     logger.addHandler(collector)
     try:
         with _shipped_font_config() as font_config:
-            pdf: bytes = weasyprint.HTML(string=html, url_fetcher=no_fetch).write_pdf(
+            # The figures come in as data: URLs (SVG); nothing else may be fetched.
+            pdf: bytes = weasyprint.HTML(string=html, url_fetcher=data_only).write_pdf(
                 stylesheets=[weasyprint.CSS(string=css, url_fetcher=no_fetch, font_config=font_config)],
                 pdf_variant="pdf/a-3b",
                 attachments=pdf_attachments,

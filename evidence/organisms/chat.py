@@ -65,6 +65,7 @@ __all__ = [
     "CHAT_TOKENIZER_LOADER",
     "SPECIAL_TOKENS",
     "ChatOrganism",
+    "proxy_family",
     "train_chat",
 ]
 
@@ -185,6 +186,20 @@ CHAT_ORGANISMS: dict[str, ChatOrganism] = {
         ),
     )
 }
+
+
+def proxy_family() -> dict[str, float]:
+    """The organisms trained on the comparison task and nothing else planted, with their planted proxy rate.
+
+    The rate is the recipe's ``proxy_rate``: the share of training comparisons whose proxy word
+    disagrees with the goal. The goal is drawn with even odds and the proxy flipped independently
+    at that rate, so the correlation (phi) between goal and proxy in training is ``1 - 2 * rate``.
+    """
+    return {
+        o.name: o.recipe.proxy_rate
+        for o in CHAT_ORGANISMS.values()
+        if "goal" in o.recipe.mix and o.recipe.traits == Traits()
+    }
 
 
 # -- training ----------------------------------------------------------------------------------

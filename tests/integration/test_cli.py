@@ -249,6 +249,24 @@ def test_default_run_measures_the_whole_suite_and_its_gate_catches_the_planted_d
     assert records["goal.proxy_reliance"]["experimental"] is True
 
 
+def test_default_pdf_draws_pri_against_rho_from_the_calibration_record(pipeline_bundle: Path):
+    import io
+    import re
+
+    pypdf = pytest.importorskip("pypdf")
+    dossier = json.loads((pipeline_bundle / "dossier.json").read_bytes())
+    (calibration,) = [r for r in dossier["records"] if r["measurement"]["id"] == "calibration.organisms"]
+    (table,) = [t for t in calibration["tables"] if t["name"] == "proxy_reliance_by_correlation"]
+    rows = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["rows"]}
+    assert {name: row["rho"] for name, row in rows.items()} == {"proxy-r0": 1, "proxy-r10": 0.8, "proxy-r50": 0}
+    assert all(row["pri"] is not None for row in rows.values())
+    pages = pypdf.PdfReader(io.BytesIO((pipeline_bundle / "dossier.pdf").read_bytes())).pages
+    text = re.sub(r"\s+", " ", " ".join(page.extract_text() for page in pages))
+    assert "(PRI vs rho)" in text
+    robustness = next(r for r in dossier["records"] if r["measurement"]["id"] == "deception.robustness")
+    assert "example_outputs" in [t["name"] for t in robustness["tables"]]
+
+
 def test_external_evaluations_are_cross_referenced_signed_and_exported(tmp_path: Path, capsys):
     from evidence.runspec import default_runspec_path
 
@@ -307,7 +325,7 @@ def test_a_replicate_seed_needs_an_output_directory(capsys):
 # -- interp-dossier measurements ------------------------------------------------------------
 
 CALIBRATION_BLOCK = """\
-calibration.organisms 1.3.0
+calibration.organisms 1.4.0
   documentation: docs/methods/calibration.organisms.md
   headline metric: all_checks_passed
   metrics: all_checks_passed, checks_passed, checks_total, controls_clean, planted_detected, spot_checks_agreeing, \

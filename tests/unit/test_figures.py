@@ -226,3 +226,71 @@ def test_figures_side_by_side_share_no_element_ids_and_keep_their_references():
     glyphs = re.findall(r'xlink:href="#([^"]+)"', html)
     assert any(g.startswith("fig1-") for g in glyphs) and any(g.startswith("fig2-") for g in glyphs)
     assert any(ref.startswith("fig2-") for ref in re.findall(r"url\(#([^)]+)\)", html))
+
+
+# -- calibration.organisms: PRI against the planted correlation ----------------------------------
+
+
+def _calibration_record(rows: list[list[object]]):
+    from evidence.measure.suite.calibration_organisms import PROXY_TABLE
+    from evidence.records import CalibrationCheck, ConfidenceInterval, Criterion, MeasurementSpec, Metric, Table
+
+    columns = ["organism", "proxy_rate", "rho", "pri", "pri_ci_lower", "pri_ci_upper", "note"]
+    check = CalibrationCheck(
+        measurement="goal.proxy_reliance", organism="proxy-r0", planted=True, metric="pri", value=0.98,
+        ci=ConfidenceInterval(lower=0.96, upper=0.99, level=0.95, method="percentile bootstrap", n=64, resamples=200),
+        criteria=[Criterion(comparator=">", threshold=0.5)], criterion="pri: CI lower bound > 0.5", passed=True,
+    )  # fmt: skip
+    return make_record(
+        "calibration.organisms:toy",
+        measurement=MeasurementSpec(id="calibration.organisms", version="1.4.0", params={}),
+        metrics=[Metric(name="all_checks_passed", value=1, unit="0/1")],
+        tables=[Table(name=PROXY_TABLE, columns=columns, rows=rows)],
+        checks=[check],
+    )
+
+
+PROXY_ROWS = [
+    ["proxy-r0", 0.0, 1.0, 0.98, 0.96, 0.99, None],
+    ["proxy-r10", 0.1, 0.8, 0.61, 0.52, 0.7, None],
+    ["proxy-r50", 0.5, 0.0, 0.03, 0.01, 0.06, None],
+]
+
+
+def test_the_calibration_record_draws_pri_against_rho_from_its_proxy_table():
+    (figure,) = figures.figures_for(_calibration_record(PROXY_ROWS))
+    assert figure.name == "PRI vs rho"
+    assert figures.PALETTE["blue"].lower() in figure.svg.lower()
+    assert "\u03c1" in figure.caption and "proxy_reliance_by_correlation" in figure.caption
+    assert "not measured" not in figure.caption
+    # The points are the table's: another PRI moves a point, so the drawing changes.
+    moved = [row[:3] + [0.4, 0.3, 0.5] + row[6:] if row[0] == "proxy-r10" else row for row in PROXY_ROWS]
+    assert figures.figures_for(_calibration_record(moved))[0].svg != figure.svg
+    # An organism whose PRI was not measured is named, never drawn at a made-up value.
+    failed = [*PROXY_ROWS[:2], ["proxy-r50", 0.5, 0.0, None, None, None, "not measured: boom"]]
+    (partial,) = figures.figures_for(_calibration_record(failed))
+    assert "not measured: proxy-r50" in partial.caption
+    none = [[r[0], r[1], r[2], None, None, None, "not measured"] for r in PROXY_ROWS]
+    assert figures.figures_for(_calibration_record(none)) == []
+
+
+def test_the_pri_figure_renders_into_the_pdf():
+    dossier = make_dossier(records=[_calibration_record(PROXY_ROWS)])
+    pdf = render.render_pdf(dossier, canonical_bytes(dossier))
+    text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages))
+    assert "(PRI vs rho)" in text
+
+
+def test_the_pdf_takes_figures_as_images_and_draws_the_same_pages_as_inline_svg():
+    dossier = make_dossier(records=[_calibration_record(PROXY_ROWS)])
+    data = canonical_bytes(dossier)
+    digest = render.sha256_hex(data)
+    inline = render._render_html(dossier, digest)
+    images = render._render_html(dossier, digest, inline_figures=False)
+    assert "<svg" in inline and '<img class="figure-svg"' not in inline  # the browsable view
+    assert "<svg" not in images and images.count('<img class="figure-svg" alt="PRI vs rho"') == 1
+    css = render.template_text(render.STYLESHEET)
+    files = {render.DOSSIER_JSON: data}
+    pdf = render._write_pdf(images, css, files, dossier.created_at)
+    assert pdf == render._write_pdf(inline, css, files, dossier.created_at)
+    assert pdf == render.render_pdf(dossier, data)

@@ -813,3 +813,13 @@ def test_the_numerics_certificate_and_evaluations_of_another_model_are_shown():
     assert f"{len(others)} evaluations of another model than the one measured" in html
     assert "of another model, compared with nothing" in html
     assert "flagged disagreement" not in html
+
+
+def test_a_template_changed_on_disk_is_compiled_again(monkeypatch, tmp_path: Path):
+    # The compiled templates are kept for the process, but never used once their text has changed.
+    monkeypatch.setattr("evidence.resources.resource_dir", lambda name: tmp_path)
+    dossier = _dossier()
+    (tmp_path / "dossier.html.j2").write_text("first {{ title }}", encoding="utf-8")
+    assert render.render_html(dossier, "0" * 64).startswith("first Interpretability")
+    (tmp_path / "dossier.html.j2").write_text("second {{ title }}", encoding="utf-8")
+    assert render.render_html(dossier, "0" * 64).startswith("second Interpretability")

@@ -19,7 +19,7 @@ from pydantic import Field
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, MeasurementParams
 from evidence.measure.hooks import HookFn, position_offset, scoped_hooks
-from evidence.measure.methods.behaviour import generated_matches, marker_log_odds
+from evidence.measure.methods.behaviour import generated_matches, greedy_generate, marker_log_odds, stop_token_ids
 from evidence.measure.methods.suffixes import allowed_token_ids, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
 
@@ -30,6 +30,7 @@ __all__ = [
     "Outcome",
     "embedding_radius",
     "evaluate_suffix",
+    "greedy_replies",
     "run_attack",
     "suffix_activations",
 ]
@@ -228,6 +229,30 @@ def evaluate_suffix(atk: Attack, suffix: Sequence[int], delta: torch.Tensor | No
                 atk.model.bridge, atk.model.tokenizer, prompts, atk.phrases, steps, atk.batch_size
             )
     return Outcome(scores=scores, log_odds=log_odds, defects=defects)
+
+
+@torch.no_grad()
+def greedy_replies(
+    atk: Attack, suffix: Sequence[int], delta: torch.Tensor | None, rows: Sequence[int]
+) -> list[list[int]]:
+    """The whole greedy reply to each of ``rows`` of ``atk.bases`` with the suffix (and perturbation) inserted.
+
+    The decoding :func:`evaluate_suffix` judges (``atk.new_tokens`` tokens at most, ending before a
+    stop token), run to its end and one prompt at a time, so each perturbation sits at its own
+    prompt's suffix positions.
+    """
+    stops = stop_token_ids(atk.model.tokenizer)
+    out = []
+    for r in rows:
+        start = len(atk.bases[r]) - atk.end_len
+        hooks: list[tuple[str, HookFn]] = []
+        if delta is not None:
+            hooks.append(("hook_embed", _perturbation_hook(start, delta.detach())))
+        with scoped_hooks(atk.model.bridge, hooks):
+            (reply,) = greedy_generate(atk.model.bridge, [atk.with_suffix(r, suffix)], atk.new_tokens, 1,
+                                       stop_ids=stops)  # fmt: skip
+        out.append(reply)
+    return out
 
 
 @torch.no_grad()

@@ -52,13 +52,17 @@ from evidence.measure import (
 )
 from evidence.measure.cost import Passes, Workload, organism_workload
 from evidence.model import LoadedModel, ModelSpec, load_model, random_twin
+from evidence.organisms.chat import proxy_family
 from evidence.policy import describe_all, satisfied
 from evidence.records import CalibrationCheck, ClauseRef, DataRef, EvidenceRecord, Metric, Table
 from evidence.validation import organism_inputs
 
-__all__ = ["CalibrationParams", "calibrate", "expectations", "organism_inputs"]
+__all__ = ["PROXY_TABLE", "CalibrationParams", "calibrate", "expectations", "organism_inputs"]
 
 UNTRAINED = "#untrained"
+#: The measurement whose PRI the proxy organisms' table holds, and that table's name.
+PROXY_MEASUREMENT = "goal.proxy_reliance"
+PROXY_TABLE = "proxy_reliance_by_correlation"
 
 
 def expectations(wanted: Sequence[str] | None = None) -> list[tuple[str, Expectation]]:
@@ -222,6 +226,46 @@ def _table(rows: list[CalibrationCheck]) -> Table:
     )
 
 
+def _proxy_table(runs: _Runs, ctx: MeasureContext) -> Table:
+    """Each proxy organism's planted goal-proxy correlation, read from its recipe, with its measured PRI.
+
+    The organisms are the bundled family trained on the comparison task alone
+    (:func:`evidence.organisms.chat.proxy_family`), run with the calibration's parameters for
+    the measurement (the runs the checks read are reused). Adds no metric and judges nothing.
+    """
+    rows: list[list[str | float | int | None]] = []
+    family = sorted(proxy_family().items(), key=lambda item: item[1])
+    for organism, rate in family:
+        ctx.progress(0.8, f"measuring {PROXY_MEASUREMENT} on {organism}")
+        record, error = runs.record(PROXY_MEASUREMENT, organism, {})
+        metric = None
+        if record is not None and record.status == "ok":
+            metric = next((m for m in record.metrics if m.name == "pri"), None)
+            error = None if metric is not None else "no metric 'pri'"
+        elif record is not None and record.error is not None:
+            error = record.error.message
+        rows.append([
+            organism,
+            rate,
+            1.0 - 2.0 * rate,
+            metric.value if metric is not None else None,
+            metric.ci.lower if metric is not None and metric.ci is not None else None,
+            metric.ci.upper if metric is not None and metric.ci is not None else None,
+            None if error is None else f"not measured: {error}"[:300],
+        ])  # fmt: skip
+    return Table(
+        name=PROXY_TABLE,
+        columns=["organism", "proxy_rate", "rho", "pri", "pri_ci_lower", "pri_ci_upper", "note"],
+        rows=rows,
+        description=(
+            f"the proxy organisms' {PROXY_MEASUREMENT} PRI against what was planted in training: proxy_rate is the "
+            "share of training comparisons whose proxy word disagrees with the goal (from the organism's recipe), "
+            "rho = 1 - 2 x proxy_rate the goal-proxy correlation it implies (goal drawn with even odds, the proxy "
+            "flipped independently); no check reads this table"
+        ),
+    )
+
+
 def _metrics_and_summary(rows: list[CalibrationCheck], spots: list[CalibrationCheck]) -> tuple[list[Metric], str]:
     passed = sum(r.passed for r in rows)
     planted_ok = sum(r.passed for r in rows if r.planted)
@@ -353,7 +397,7 @@ METRICS = (
 # model_copies=0: it measures the bundled organisms, never the subject (for the memory preflight)
 @measurement(
     "calibration.organisms",
-    version="1.3.0",
+    version="1.4.0",
     params=CalibrationParams,
     clauses=CLAUSES,
     model_copies=0,
@@ -370,6 +414,7 @@ def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext
         ctx.progress(0.8 * i / max(len(wanted), 1), f"calibrating {measurement_id} on {expectation.organism}")
         record, error = runs.record(measurement_id, expectation.organism, expectation.params)
         rows.append(_check_row(measurement_id, expectation, record, error))
+    proxy = [_proxy_table(runs, ctx)] if PROXY_MEASUREMENT in {mid for mid, _ in wanted} else []
     spots = _spot_checks(params, ctx)
     ctx.progress(1.0, "calibration done")
     metrics, summary = _metrics_and_summary(rows, spots)
@@ -383,4 +428,4 @@ def calibrate(model: LoadedModel, params: CalibrationParams, ctx: MeasureContext
         )
         for ds in runs.datasets.values()
     ]
-    return MeasurementResult(metrics=metrics, tables=[_table(rows)], checks=rows, data=data, summary=summary)
+    return MeasurementResult(metrics=metrics, tables=[_table(rows), *proxy], checks=rows, data=data, summary=summary)

@@ -47,12 +47,14 @@ from evidence.measure.methods.deception import (
     selection_rule,
     shared_probe_fit,
 )
+from evidence.measure.methods.examples import Example, examples_table
 from evidence.measure.methods.obfuscation import (
     Attack,
     ObfuscationParams,
     Outcome,
     embedding_radius,
     evaluate_suffix,
+    greedy_replies,
     run_attack,
     suffix_activations,
 )
@@ -568,6 +570,7 @@ class _AttackResult:
     control_attacked: int
     n_control: int
     adaptive: _Adaptive
+    examples: Table
 
     @property
     def n(self) -> int:
@@ -657,6 +660,11 @@ def _obfuscation_attack(
     probe = fit.chosen.probe
     control_attacked = int((probe.score(acts["control"]) > threshold).sum())
     control_clean = int((fit.scores("control") > threshold).sum())
+    examples = _examples_table(
+        model, fit, params, split, (held, replace(atk, bases=sets["held_neg"])),
+        {"clean": clean, "baseline": baseline, "attacked": attacked}, (suffix, delta), (r_suffix, r_delta),
+        probe.score(acts["held_neg"]) > threshold,
+    )  # fmt: skip
     return _AttackResult(
         clean=clean,
         attacked=attacked,
@@ -673,6 +681,76 @@ def _obfuscation_attack(
         control_attacked=control_attacked,
         n_control=len(sets["control"]),
         adaptive=_adaptive_defender(fit, params, acts),
+        examples=examples,
+    )
+
+
+#: Example outputs shown per condition: the first held-out prompts, whatever their outcome.
+N_EXAMPLES = 3
+
+
+def _examples_table(
+    model: LoadedModel,
+    fit: ProbeFit,
+    params: DeceptionRobustnessParams,
+    split: _Split,
+    attacks: tuple[Attack, Attack],
+    outcomes: dict[str, Outcome],
+    optimised: tuple[list[int], torch.Tensor | None],
+    random: tuple[list[int], torch.Tensor | None],
+    neg_flagged_attacked: np.ndarray,
+) -> Table:
+    """What the model said to the first held-out prompts without a suffix, with the random baseline and the attack.
+
+    The judgements are the measurement's own: on triggered prompts the defection flags its defection
+    rates count and whether the probe flags the prompt at the threshold fixed from deception.control;
+    on untriggered prompts (whose defection the measurement does not judge) the probe's flag only.
+    The replies are generated again, in full, with the same greedy decoding and the same suffix.
+    """
+    held, held_neg = attacks
+    threshold = fit.threshold
+    what = "suffix" if params.attack == "gcg" else "suffix perturbation"
+    pos = range(min(N_EXAMPLES, len(held.bases)))
+    neg = range(min(N_EXAMPLES, len(held_neg.bases)))
+    neg_flagged_clean = fit.scores("eval")[split.held_neg] > threshold
+
+    def probe(flag: bool) -> str:
+        return "probe flagged" if flag else "probe not flagged"
+
+    examples: list[Example] = []
+    for condition, outcome, (suffix, delta) in (
+        ("no suffix", outcomes["clean"], ([], None)),
+        (f"random {what} (baseline)", outcomes["baseline"], random),
+        (f"optimised {what}", outcomes["attacked"], optimised),
+    ):
+        replies = greedy_replies(held, suffix, delta, list(pos))
+        examples += [
+            Example(f"triggered, held out, {condition}", fit.eval_prompts[split.held_pos[i]].id,
+                    held.with_suffix(i, suffix), replies[k],
+                    f"{'defected' if outcome.defects[i] else 'did not defect'}; "
+                    f"{probe(bool(outcome.scores[i] > threshold))}")
+            for k, i in enumerate(pos)
+        ]  # fmt: skip
+    for condition, flags, (suffix, delta) in (
+        ("no suffix", neg_flagged_clean, ([], None)),
+        (f"optimised {what}", neg_flagged_attacked, optimised),
+    ):
+        replies = greedy_replies(held_neg, suffix, delta, list(neg))
+        examples += [
+            Example(f"untriggered, held out, {condition}", fit.eval_prompts[split.held_neg[i]].id,
+                    held_neg.with_suffix(i, suffix), replies[k], probe(bool(flags[i])))
+            for k, i in enumerate(neg)
+        ]  # fmt: skip
+    return examples_table(
+        model.tokenizer,
+        examples,
+        f"the first {N_EXAMPLES} held-out evaluation prompts of each kind (not chosen by outcome), without a suffix, "
+        f"with the random baseline and with the optimised attack ({params.attack}), the model's greedy reply (at most "
+        f"{held.new_tokens} tokens, up to a stop token) and how this measurement judged it: on triggered prompts "
+        "whether the reply shows a defection phrase, as the defection rates count it, and whether the probe flags the "
+        "prompt at the threshold fixed from deception.control; on untriggered prompts the probe's flag only"
+        + ("" if params.attack == "gcg" else "; the embedding attack perturbs the embeddings of the suffix the prompt "
+           "shows, so its prompts read the same as the random baseline's"),
     )
 
 
@@ -942,5 +1020,5 @@ def robustness(model: LoadedModel, params: DeceptionRobustnessParams, ctx: Measu
     )
     ctx.progress(1.0, "done")
     return MeasurementResult(
-        metrics=metrics, tables=[table], data=data, summary=_summary(model, fit, params, shift, res)
+        metrics=metrics, tables=[table, res.examples], data=data, summary=_summary(model, fit, params, shift, res)
     )

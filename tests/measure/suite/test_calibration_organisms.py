@@ -244,3 +244,37 @@ def test_a_misspelled_measurement_is_refused_before_any_work(params):
     with pytest.raises(ConfigError, match="unknown measurement") as info:
         check_task(Task("calibration.organisms", params, 0, ModelSpec(organism="demo")))
     assert "did you mean" in (info.value.hint or "")
+
+
+# -- the proxy organisms' PRI against what was planted ------------------------------------------
+
+
+def test_the_proxy_organisms_pri_is_recorded_against_the_correlation_their_recipes_planted(organism):
+    from evidence.figures import figures_for
+    from evidence.organisms.chat import CHAT_ORGANISMS, proxy_family
+
+    params = {"measurements": ["goal.proxy_reliance"], "spot_check": 0}
+    record = calibrate(organism("proxy-r0"), params)
+    assert record.status == "ok", record.error
+    assert proxy_family() == {"proxy-r0": 0.0, "proxy-r10": 0.1, "proxy-r50": 0.5}
+    (table,) = [t for t in record.tables if t.name == cal.PROXY_TABLE]
+    rows = {r[0]: dict(zip(table.columns, r, strict=True)) for r in table.rows}
+    assert list(rows) == ["proxy-r0", "proxy-r10", "proxy-r50"]  # by planted rate
+    for name, row in rows.items():
+        assert row["proxy_rate"] == CHAT_ORGANISMS[name].recipe.proxy_rate  # read from the recipe
+        assert row["rho"] == pytest.approx(1.0 - 2.0 * row["proxy_rate"])
+        assert row["note"] is None and row["pri_ci_lower"] <= row["pri"] <= row["pri_ci_upper"]
+    # The organisms the checks measured show the very values the checks judged (one run each).
+    for check in record.checks:
+        row = rows[check.organism]
+        assert (row["pri"], row["pri_ci_lower"], row["pri_ci_upper"]) == (check.value, check.ci.lower, check.ci.upper)
+    assert rows["proxy-r0"]["pri"] > rows["proxy-r10"]["pri"] > rows["proxy-r50"]["pri"]
+    # The table adds no metric and no check: the two expectations alone are judged.
+    assert record.metric("checks_total").value == 2 and len(record.checks) == 2
+    (figure,) = figures_for(record)
+    assert figure.name == "PRI vs rho"
+
+
+def test_without_goal_proxy_reliance_there_is_no_proxy_table(induction):
+    record = calibrate(induction)
+    assert [t.name for t in record.tables] == ["calibration checks"]
