@@ -337,13 +337,16 @@ def _cost(params: CalibrationParams, work: Workload) -> Passes:
         datasets = {name: limit_prompts(d, work.prompt_limit, 0) for name, d in whole.items()}
     base = organism_workload(datasets, work.prompt_limit)
     runs: dict[tuple[str, str, str], Passes] = {}
-    for measurement_id, expectation in expectations(params.measurements):
+    wanted = [(mid, e.organism, e.params) for mid, e in expectations(params.measurements)]
+    if PROXY_MEASUREMENT in {mid for mid, _, _ in wanted}:  # the proxy table's runs (most are the checks')
+        wanted += [(PROXY_MEASUREMENT, organism, {}) for organism in proxy_family()]
+    for measurement_id, organism_name, expected in wanted:
         definition = defs[measurement_id]
-        overrides = {**params.params.get(measurement_id, {}), **expectation.params}
-        key = (measurement_id, expectation.organism, json.dumps(overrides, sort_keys=True))
+        overrides = {**params.params.get(measurement_id, {}), **expected}
+        key = (measurement_id, organism_name, json.dumps(overrides, sort_keys=True))
         if definition.cost is None or key in runs:
             continue
-        spec = get_spec(expectation.organism.partition("#")[0])
+        spec = get_spec(organism_name.partition("#")[0])
         shape = spec.architecture
         organism = replace(
             base if spec.tokenizer_loader is not None else Workload(),  # no tokenizer: no prompt is read
