@@ -116,3 +116,25 @@ def test_a_model_that_cannot_fit_the_budget_is_refused_before_any_measurement(tm
     err = " ".join(capsys.readouterr().err.split())  # the progress console wraps long lines
     assert "memory preflight: at most about " in err and "for heads.inventory; 64.0 GiB of the budget" in err
     assert "measuring heads.inventory" in err
+
+
+def test_the_chat_model_suite_is_not_refused_for_one_measurement_s_batch_on_a_gpt2_small_sized_model():
+    """On GPT-2 small's shape (124M), no measurement of the natural-language spec needs more than the batches of 64
+    the others share: goal.proxy_reliance's default of 512 sequences made it need ~122 GiB by the estimate."""
+    from evidence.measure.registry import get
+    from evidence.runspec import load_runspec, natural_language_runspec_path
+
+    spec = load_runspec(natural_language_runspec_path())
+    gpt2_small = ModelSize(n_params=124_439_808, n_layers=12, d_model=768, d_mlp=3072, n_heads=12, d_vocab=50257,
+                           n_ctx=1024)  # fmt: skip
+    totals = {}
+    for mid, params in spec.measurements.items():
+        definition = get(mid)
+        datasets = [spec.datasets[use.name] for use in definition.datasets if use.name in spec.datasets]
+        totals[mid] = estimate(mid, definition.validate_params(params).model_dump(), gpt2_small, "float32",
+                               backprop=definition.backprop, model_copies=definition.model_copies,
+                               datasets=datasets).total  # fmt: skip
+    assert spec.measurements["goal.proxy_reliance"]["batch_size"] == 64
+    others = max(total for mid, total in totals.items() if mid != "goal.proxy_reliance")
+    assert totals["goal.proxy_reliance"] <= others * 1.01
+    assert max(totals.values()) < 17 * 2**30
