@@ -164,6 +164,8 @@ class PassCounter:
     def __init__(self) -> None:
         self.current = "(outside measurements)"
         self.stats: dict[str, dict[str, float]] = {}
+        #: each finished measurement's record status and error (``type: message``)
+        self.outcomes: dict[str, dict[str, str | None]] = {}
         self._pending = 0.0  # FLOPs of grad-enabled forward passes not yet run backward
         self._depth = 0
         self._shapes: dict[int, tuple[int, int, int]] = {}
@@ -242,10 +244,17 @@ class PassCounter:
         def announced(task: Any, *args: Any, **kwargs: Any) -> Any:
             counter.current, counter._pending = task.measurement_id, 0.0
             cpu, wall = time.process_time(), time.perf_counter()
+            record = None
             try:
-                return run_task(task, *args, **kwargs)
+                record = run_task(task, *args, **kwargs)
+                return record
             finally:
                 row = counter._row()
+                error = getattr(record, "error", None)
+                counter.outcomes[task.measurement_id] = {
+                    "status": getattr(record, "status", "crashed"),
+                    "error": None if error is None else f"{error.type}: {error.message}",
+                }
                 row["cpu_s"] = row.get("cpu_s", 0.0) + time.process_time() - cpu
                 row["wall_s"] = row.get("wall_s", 0.0) + time.perf_counter() - wall
                 row["load_average"] = os.getloadavg()[0]
@@ -264,7 +273,11 @@ def child_suite(model: Path, profile: str, spec: Path | None, out: Path, result:
     from evidence.cli import main as cli
 
     counter = PassCounter()
-    counter.install(after=lambda: result.write_text(json.dumps({"exit": None, "records": [], "passes": counter.stats})))
+    counter.install(
+        after=lambda: result.write_text(
+            json.dumps({"exit": None, "records": [], "passes": counter.stats, "outcomes": counter.outcomes})
+        )
+    )
     argv = [
         "run",
         *([str(spec)] if spec else []),
@@ -296,7 +309,8 @@ def child_suite(model: Path, profile: str, spec: Path | None, out: Path, result:
                     "error": record.get("error"),
                 }
             )
-    result.write_text(json.dumps({"exit": code, "wall_s": wall, "records": records, "passes": counter.stats}, indent=1))
+    finished = {"exit": code, "wall_s": wall, "records": records, "passes": counter.stats, "outcomes": counter.outcomes}
+    result.write_text(json.dumps(finished, indent=1))
     return code
 
 
@@ -637,6 +651,20 @@ def spec_with(
 
 PHASES = ("suite", "attribution", "forward", "tiny", "profile")
 NATURAL = ROOT / "evidence" / "specs" / "natural-language.toml"
+#: The natural-language spec's measurements, the ones with the fewest passes first, so that a run cut short
+#: (the machine is shared) has measured as many as it could; each still runs on its own task and seed.
+SUITE_ORDER = [
+    "model.batch_invariance",
+    "refusal.direction",
+    "deception.probe",
+    "probe.causality",
+    "goal.proxy_reliance",
+    "refusal.stability",
+    "deception.robustness",
+    "calibration.organisms",
+    "circuit.faithfulness",
+    "heads.inventory",
+]
 FOUR = ["refusal.direction", "refusal.stability", "probe.causality", "deception.robustness"]
 
 
@@ -683,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
 
     save("matmul-start", {"flops": matmul_flops()})
     if "suite" in phases:
-        suite_spec = spec_with(NATURAL, results, "natural-language-suite")
+        suite_spec = spec_with(NATURAL, results, "natural-language-suite", measurements=SUITE_ORDER)
         for kind in models:
             save(
                 f"suite-{kind}",
@@ -784,41 +812,42 @@ def _suite_table(results: Path, kind: str) -> list[str]:
     if suite is None:
         return []
     peak = suite["matmul_flops_after"]
-    records = {r["id"]: r for r in suite.get("records", [])}
     passes = suite.get("passes", {})
+    outcomes = suite.get("outcomes", {})
+    durations = {r["id"]: r.get("duration_s") for r in suite.get("records", [])}
     profile = suite["profile"]
     finished = suite.get("exit") is not None
+    total_wall = suite.get("wall_s") or suite["process_wall_s"]
     lines = [
         f"### Full default suite: {NAMES.get(kind, kind)}, profile `{profile}`",
         "",
-        f"Measured {suite['measured_at']}; `interp-dossier run --model DIR --profile {profile} --no-sign "
-        f"--no-cache` (the natural-language spec, with one override: see below), in a child process; load "
-        f"average {suite['load_average_start']:.1f} at its start, {suite['load_average_end']:.1f} at its end."
+        f"Measured {suite['measured_at']}: `interp-dossier run --model DIR --profile {profile} --no-sign "
+        "--no-cache` with the natural-language spec (its measurements in the order below), in a child process; "
+        f"load average {suite['load_average_start']:.1f} at its start, {suite['load_average_end']:.1f} at its end."
         + (
             ""
             if profile == "standard"
-            else " **Profile `quick`, not `standard`**: fewer bootstrap resamples, "
-            "random baselines and attack steps (`interp-dossier measurements ID` lists each profile's "
-            "overrides); the standard profile's numbers are not measured here."
+            else " **Profile `quick`, not `standard`**: fewer bootstrap resamples, random baselines and attack "
+            "steps (`interp-dossier measurements ID` lists each profile's overrides); no standard-profile "
+            "number is given here."
         ),
         "",
         "| measurement | status | wall s | CPU s | forward calls / tokens | backward calls | FLOPs | floor CPU s "
-        "| CPU / floor (wall / floor) | in model passes | target <= 3x floor |",
+        "| CPU / floor (wall / floor) | wall in model passes | target: at most 3x floor |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    for name in [*dict.fromkeys([*records, *(k for k in passes if not k.startswith("("))])]:
-        record, counted = records.get(name, {}), passes.get(name)
-        status = record.get("status", "not finished" if not finished else "-")
-        if record.get("error"):
-            status = f"error: {record['error'].get('type')}: {record['error'].get('message')}"
-        if counted is None:
-            lines.append(f"| {name} | {status} | {_s(record.get('duration_s'))} | - | - | - | - | - | - | - | - |")
+    for name in SUITE_ORDER:
+        counted, outcome = passes.get(name), outcomes.get(name)
+        if counted is None or outcome is None:
+            reached = "not reached: the run was stopped" if not finished else "not run"
+            lines.append(f"| {name} | {reached} | - | - | - | - | - | - | - | - | - |")
             continue
+        status = outcome["status"] if not outcome.get("error") else f"{outcome['status']}: {outcome['error']}"
         flops = counted["forward_flops"] + counted["backward_flops"]
         floor_cpu, floor_wall = flops / peak["cpu"], flops / peak["wall"]
-        cpu, wall = counted.get("cpu_s"), counted.get("wall_s") or record.get("duration_s")
-        ratio = cpu / floor_cpu if cpu and floor_cpu else None
-        wall_ratio = wall / floor_wall if wall and floor_wall else None
+        cpu, wall = counted["cpu_s"], durations.get(name) or counted["wall_s"]
+        ratio = cpu / floor_cpu if floor_cpu else None
+        wall_ratio = wall / floor_wall if floor_wall else None
         inside = (counted["forward_s"] + counted["backward_s"]) / wall if wall else None
         lines.append(
             f"| {name} | {status} | {_s(wall)} | {_s(cpu)} | {int(counted['forward_calls']):,} / "
@@ -827,27 +856,31 @@ def _suite_table(results: Path, kind: str) -> list[str]:
             f"{'-' if inside is None else f'{inside:.0%}'} | {_target(ratio, 3.0)} |"
         )
     outside = passes.get("(outside measurements)")
-    total_wall = suite.get("wall_s") or suite["process_wall_s"]
     gib = suite["peak_rss_bytes"] / 2**30
-    lines += [
-        "",
-        f"Whole run (loading, checks, numerics certificate, every measurement, the dossier and its PDF): "
-        f"{total_wall / 60:.1f} min wall, {suite['cpu_s'] / 60:.1f} min CPU, peak RSS {gib:.2f} GiB, "
-        f"exit status {suite['exit_status']}"
-        + (
-            f"; outside the measurements the model made {int(outside['forward_calls']):,} forward calls "
-            f"({outside['forward_s']:.0f} s)"
-            if outside
-            else ""
+    done = sum(1 for name in SUITE_ORDER if name in outcomes)
+    if finished:
+        whole = (
+            f"Whole run (loading, checks, numerics certificate, every measurement, the dossier and its PDF): "
+            f"{total_wall / 60:.1f} min wall, {suite['cpu_s'] / 60:.1f} min CPU, peak RSS {gib:.2f} GiB, exit "
+            f"status {suite['exit_status']}. Target (under 15 min on 2 cores, peak RSS under 4 GiB): time "
+            f"{_target(total_wall / 60, 15.0)}, memory {_target(gib, 4.0)}"
+            + ("" if profile == "standard" else " (and this was the quick profile)")
+            + "."
         )
-        + ". "
-        f"Target (the default suite under 15 min on 2 cores, peak RSS under 4 GiB): "
-        f"time {_target(total_wall / 60, 15.0)}, memory {_target(gib, 4.0)}"
-        + ("" if profile == "standard" else " (and this was the quick profile)")
-        + ".",
-        "",
-    ]
-    if suite["exit_status"] != 0:
+    else:
+        whole = (
+            f"The run was stopped after {total_wall / 60:.1f} min wall ({suite['cpu_s'] / 60:.1f} min CPU), with "
+            f"{done} of {len(SUITE_ORDER)} measurements finished; peak RSS until then {gib:.2f} GiB. Target "
+            f"(the whole suite under 15 min on 2 cores, peak RSS under 4 GiB): time missed (not finished in "
+            f"{total_wall / 60:.0f} min on this shared machine), memory {_target(gib, 4.0)} so far."
+        )
+    if outside:
+        whole += (
+            f" Outside the measurements (the pre-run check's timing and the numerics certificate) the model made "
+            f"{int(outside['forward_calls']):,} forward calls ({outside['forward_s']:.0f} s wall)."
+        )
+    lines += ["", whole, ""]
+    if finished and suite["exit_status"] != 0:
         lines += ["Last lines of its output: " + " / ".join(f"`{t.strip()}`" for t in suite["log_tail"]), ""]
     return lines
 
