@@ -265,6 +265,10 @@ class PassCounter:
         runner.run_task = announced  # type: ignore[assignment]
 
 
+#: Set by the profile phase: ``run --limit N`` (at most N prompts of each dataset) in the child.
+LIMIT_VARIABLE = "REAL_SCALE_LIMIT"
+
+
 def child_suite(model: Path, profile: str, spec: Path | None, out: Path, result: Path) -> int:
     """Run ``interp-dossier run`` in this process with the passes counted; write what was counted to ``result``.
 
@@ -290,6 +294,7 @@ def child_suite(model: Path, profile: str, spec: Path | None, out: Path, result:
         "--force",
         "--profile",
         profile,
+        *(["--limit", os.environ[LIMIT_VARIABLE]] if os.environ.get(LIMIT_VARIABLE) else []),
     ]
     start = time.perf_counter()
     try:
@@ -542,8 +547,8 @@ def phase_forward(directory: Path, repeats: int, prompts: int, batch_sizes: list
     return out
 
 
-def phase_profile(model: Path, measurement: str, profile: str, work: Path) -> dict[str, Any]:
-    """One measurement under cProfile in a child process; the time split by where it goes."""
+def phase_profile(model: Path, measurement: str, profile: str, limit: int, work: Path) -> dict[str, Any]:
+    """One measurement under cProfile in a child process, at most ``limit`` prompts per dataset; where its time goes."""
     work.mkdir(parents=True, exist_ok=True)
     spec = spec_with(ROOT / "evidence" / "specs" / "natural-language.toml", work, "one", measurements=[measurement])
     stats_file = work / "profile.pstats"
@@ -561,11 +566,12 @@ def phase_profile(model: Path, measurement: str, profile: str, work: Path) -> di
         str(work / "out"),
         str(work / "result.json"),
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", LIMIT_VARIABLE: str(limit)}
     with (work / "log").open("w") as log:
         subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     result = json.loads((work / "result.json").read_text())
-    return {"measurement": measurement, "profile": profile, "result": result, "split": profile_split(stats_file)}
+    split = profile_split(stats_file)
+    return {"measurement": measurement, "profile": profile, "limit": limit, "result": result, "split": split}
 
 
 #: Where a measurement's time goes: (label, module path fragment, function name or "" for any). Each label's
@@ -718,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
                 phase_suite(directories[kind], args.suite_profile, suite_spec, results / f"suite-{kind}"),
             )
     if "attribution" in phases:
-        examples, seq_len = (4, 16) if args.quick else (8, 16)
+        examples, seq_len = 8, 16
         save("attribution", phase_attribution(directories["gpt2"], examples, seq_len, min(repeats, 2), 8))
     if "forward" in phases:
         for kind in models:
@@ -731,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append(phase_suite(model, "standard", four, results / f"tiny-{name}-{round_}"))
         save("tiny", runs)
     if "profile" in phases:
-        save("profile", phase_profile(directories["gpt2"], "refusal.direction", "quick", results / "profile"))
+        save("profile", phase_profile(directories["gpt2"], "refusal.direction", "quick", 32, results / "profile"))
     save("matmul-end", {"flops": matmul_flops()})
 
     table = write_table(results, models)
@@ -1043,7 +1049,9 @@ def _profile_table(results: Path) -> list[str]:
     lines = [
         f"### Where the time goes: `{prof['measurement']}` on the GPT-2-shaped checkpoint under cProfile",
         "",
-        f"Measured {prof['measured_at']}; profile `{prof['profile']}`; the whole child process (loading and "
+        f"Measured {prof['measured_at']}; profile `{prof['profile']}`, `--limit {prof.get('limit')}` (at most that "
+        "many prompts of each dataset, to fit the profiler's overhead into the run); the whole child process "
+        "(loading and "
         f"checks included) took {total:.0f} s under the profiler. Seconds are cumulative (what a function "
         "calls is included), so rows nest: generation includes the forward passes it makes.",
         "",
