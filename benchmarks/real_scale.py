@@ -677,7 +677,11 @@ FOUR = ["refusal.direction", "refusal.stability", "probe.causality", "deception.
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="gpt2,llama", help="the 124M checkpoints: gpt2, llama (default: both)")
-    parser.add_argument("--phases", default=",".join(PHASES), help=f"what to measure (default: {','.join(PHASES)})")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"what to measure (default: {','.join(PHASES)}; empty: only write the tables)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repeats and examples (a smoke run)")
     parser.add_argument(
         "--suite-profile",
@@ -715,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         (results / f"{name}.json").write_text(json.dumps(value, indent=1))
         print(f"[{time.strftime('%H:%M:%S')}] {name} done", flush=True)
 
-    save("matmul-start", {"flops": matmul_flops()})
+    if phases:  # none: only the tables, from the results already there
+        save("matmul-start", {"flops": matmul_flops()})
     if "suite" in phases:
         suite_spec = spec_with(NATURAL, results, "natural-language-suite", measurements=SUITE_ORDER)
         for kind in models:
@@ -738,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         save("tiny", runs)
     if "profile" in phases:
         save("profile", phase_profile(directories["gpt2"], "refusal.direction", "quick", 32, results / "profile"))
-    save("matmul-end", {"flops": matmul_flops()})
+    if phases:
+        save("matmul-end", {"flops": matmul_flops()})
 
     table = write_table(results, models)
     print(table)
