@@ -1014,7 +1014,7 @@ def _tiny_table(results: Path) -> list[str]:
     lines = [
         "### A user's tiny checkpoint vs the `demo` organism of the same size",
         "",
-        f"Measured {tiny['measured_at']}: the four measurements of issue 12 under the organisms' run spec "
+        f"Measured {tiny['measured_at']}: four behaviour measurements under the organisms' run spec "
         "(`evidence/specs/default.toml`: their prompt sets, markers and attack budget; profile `standard`), on "
         "`demo` and on a 3-layer, 64-wide Llama-style checkpoint built as the tests build theirs "
         "(`tests/hf_models.py`, its tokenizer also trained on the organisms' prompt words), alternating, "
@@ -1033,6 +1033,21 @@ def _tiny_table(results: Path) -> list[str]:
                 continue
             cells[who] = {k: statistics.median(r.get(k, 0.0) for r in rows) for k in rows[0]}
         demo, mine = cells["demo"], cells["tiny-llama"]
+        stopped = [run for run in tiny["tiny-llama"] if run.get("exit") is None and name not in run["passes"]]
+        if demo is not None and mine is None and stopped:
+            first = name == next((m for m in FOUR if m not in stopped[0]["passes"]), None)
+            cell = (
+                f"not finished when the run was stopped, after at most {_since_last(stopped[0]):.0f} CPU s"
+                if first
+                else "not reached"
+            )
+            lines.append(
+                f"| {name} | {_cell({'cpu': demo['cpu_s'], 'wall': demo['wall_s']})} | {cell} | - | "
+                f"{int(demo['forward_calls']):,} / {int(demo['forward_tokens']):,} | - | "
+                + ("missed (see the text)" if first else "-")
+                + " |"
+            )
+            continue
         if demo is None or mine is None:
             lines.append(f"| {name} | - | - | - | - | - | not measured |")
             continue
@@ -1044,6 +1059,12 @@ def _tiny_table(results: Path) -> list[str]:
             f"{_target(ratio, 1.5)} |"
         )
     return [*lines, ""]
+
+
+def _since_last(run: dict[str, Any]) -> float:
+    """CPU seconds of a stopped run's process not spent in the measurements it finished (loading included)."""
+    finished = sum(row.get("cpu_s", 0.0) for name, row in run["passes"].items() if not name.startswith("("))
+    return float(run["cpu_s"]) - finished
 
 
 def _profile_table(results: Path) -> list[str]:
