@@ -1044,7 +1044,7 @@ def _tiny_table(results: Path) -> list[str]:
             lines.append(
                 f"| {name} | {_cell({'cpu': demo['cpu_s'], 'wall': demo['wall_s']})} | {cell} | - | "
                 f"{int(demo['forward_calls']):,} / {int(demo['forward_tokens']):,} | - | "
-                + ("missed (see the text)" if first else "-")
+                + ("not settled" if first else "-")
                 + " |"
             )
             continue
