@@ -137,7 +137,17 @@ def matmul_parameters(bridge: Any) -> tuple[int, int, int]:
     is a ``d_model x d_vocab`` product whether or not it shares the token table's weights.
     """
     cfg = bridge.cfg
-    blocks = sum(p.numel() for name, p in bridge.named_parameters() if not _EMBEDDING.search(name))
+    # A bridge over a Hugging Face model with fused attention weights (GPT-2's c_attn, listed as ``qkv``) also
+    # lists split copies (``q``, ``k``, ``v``); the forward pass multiplies by one of the two, counted once.
+    named = dict(bridge.named_parameters())
+    fused = {name.split(".qkv.")[0] for name in named if ".qkv." in name}
+    split = re.compile(r"^(.*)\.[qkv]\.")
+
+    def counted(name: str) -> bool:
+        found = split.match(name)
+        return not _EMBEDDING.search(name) and not (found and found.group(1) in fused)
+
+    blocks = sum(p.numel() for name, p in named.items() if counted(name))
     return blocks + int(cfg.d_model) * int(cfg.d_vocab), int(cfg.n_layers), int(cfg.d_model)
 
 
@@ -467,7 +477,8 @@ def phase_forward(directory: Path, repeats: int, prompts: int, batch_sizes: list
     model = load_model(ModelSpec(path=str(directory)))
     bridge = model.bridge
     params, layers, width = matmul_parameters(bridge)
-    out: dict[str, Any] = {"parameters": int(sum(p.numel() for p in bridge.parameters())), "matmul_parameters": params}
+    hf_parameters = int(sum(p.numel() for p in bridge.original_model.parameters()))
+    out: dict[str, Any] = {"parameters": hf_parameters, "matmul_parameters": params}
 
     seqs = _chat_prompts(model, prompts)
     out["prompt_tokens"] = [min(map(len, seqs)), max(map(len, seqs))]
