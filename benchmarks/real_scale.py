@@ -542,7 +542,10 @@ def phase_forward(directory: Path, repeats: int, prompts: int, batch_sizes: list
         "max_abs_diff": float((results["hooks where needed"][:, :, 0, :] - kept).abs().max()),
     }
 
-    hf = bridge.original_model
+    # A separate plain model: the bridge rewires the modules of the one it wraps (``original_model``).
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(directory).eval()
 
     def plain() -> Any:
         with torch.no_grad():
