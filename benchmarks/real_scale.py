@@ -897,7 +897,7 @@ def _suite_table(results: Path, kind: str) -> list[str]:
         whole = (
             f"The run was stopped after {total_wall / 60:.1f} min wall ({suite['cpu_s'] / 60:.1f} min CPU), with "
             f"{done} of {len(SUITE_ORDER)} measurements finished; peak RSS until then {gib:.2f} GiB. Target "
-            f"(the whole suite under 15 min on 2 cores, peak RSS under 4 GiB): time missed (not finished in "
+            f"(the whole suite under 15 min on 2 cores, peak RSS under 4 GiB): time not settled (stopped after "
             f"{total_wall / 60:.0f} min on this shared machine), memory {_target(gib, 4.0)} so far."
         )
     if outside:
