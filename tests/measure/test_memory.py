@@ -175,3 +175,23 @@ def test_a_budget_that_fits_the_nodes_but_not_the_edges_refuses_with_the_remedie
     with pytest.raises(ConfigError, match="circuit.faithfulness would need about") as info:
         check_fits([edges], (room, "the budget X"), dtype="float32", device="cpu", batched=["circuit.faithfulness"])
     assert 'a smaller batch_size in [measurements."circuit.faithfulness"]' in (info.value.hint or "")
+
+
+def test_the_chat_model_suite_is_not_refused_for_one_measurement_s_batch_on_a_gpt2_small_sized_model():
+    """On GPT-2 small's shape (124M), no measurement of the natural-language spec needs more than the batches of 64
+    the others share: goal.proxy_reliance's default of 512 sequences made it need ~122 GiB by the estimate."""
+    from evidence.measure.registry import get
+    from evidence.runspec import load_runspec, natural_language_runspec_path
+
+    spec = load_runspec(natural_language_runspec_path())
+    totals = {}
+    for mid, params in spec.measurements.items():
+        definition = get(mid)
+        datasets = [spec.datasets[use.name] for use in definition.datasets if use.name in spec.datasets]
+        totals[mid] = estimate(mid, definition.validate_params(params).model_dump(), GPT2_SMALL, "float32",
+                               backprop=definition.backprop, model_copies=definition.model_copies,
+                               datasets=datasets, extra=definition.memory).total  # fmt: skip
+    assert spec.measurements["goal.proxy_reliance"]["batch_size"] == 64
+    others = max(total for mid, total in totals.items() if mid != "goal.proxy_reliance")
+    assert totals["goal.proxy_reliance"] <= others * 1.01
+    assert max(totals.values()) < 20 * 2**30  # the 24 GiB machines the project is tested on (edges scored included)
