@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from evidence.files import write_file_atomically
 from evidence.records import SCHEMA_VERSION, Dossier, EvidenceRecord, ValidationReport, Verdict
+from evidence.records.trend import TrendDossier
 
 __all__ = ["SCHEMA_FILES", "check_schemas", "generate_schemas", "load_schema", "write_schemas"]
 
@@ -22,6 +23,7 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "record.schema.json": EvidenceRecord,
     "verdict.schema.json": Verdict,
     "validation-report.schema.json": ValidationReport,
+    "trend.schema.json": TrendDossier,
 }
 
 
