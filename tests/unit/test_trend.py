@@ -55,7 +55,11 @@ def test_the_trend_follows_each_gated_metric_and_finds_the_first_verdict_change(
     assert [p.verdict for p in series.points] == ["pass", "pass", "fail"]
     change = series.first_change
     assert change is not None and (change.checkpoint, change.previous, change.before, change.after) == (
-        "step-3", "step-2", "pass", "fail")
+        "step-3",
+        "step-2",
+        "pass",
+        "fail",
+    )
     # the threshold on a measurement that was not run is inconclusive throughout: no change
     absent = next(s for s in trend.verdicts if s.verdict_id == "absent-measurement")
     assert absent.first_change is None
