@@ -166,6 +166,85 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed or not outcome.gate_passed else EXIT_OK
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from evidence.check import Problem
+    from evidence.runspec import default_runspec_path, read_runspec
+    from evidence.sweep import resolve_checkpoints, sweep
+
+    checkpoints = resolve_checkpoints(args.checkpoints, order=args.order)
+    spec_path = Path(args.runspec) if args.runspec else default_runspec_path(checkpoints[0][1])
+    reading = read_runspec(spec_path, data_overrides=_data_overrides(args.data))
+    if reading.spec is None:
+        raise reading.problems[0].error
+    spec = reading.spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
+    if args.limit is not None and args.limit < 1:
+        raise _usage(f"--limit must be a positive number of prompts, not {args.limit}")
+    if args.cache_dir and args.no_cache:
+        raise _usage("--no-cache reuses and stores nothing: drop --cache-dir, or drop --no-cache")
+    if args.tsa and args.no_sign:
+        raise _usage("--tsa timestamps the signatures: drop --no-sign")
+    _check_executor_args(args)
+    title = args.title or _sweep_title([model for _, model in checkpoints])
+    outcome = sweep(
+        spec,
+        checkpoints,
+        Path(args.out),
+        title=title,
+        order=args.order,
+        key=Path(args.key) if args.key else None,
+        sign=not args.no_sign,
+        tsa=args.tsa,
+        level=args.level,
+        force=args.force,
+        strict=args.strict,
+        use_cache=not args.no_cache,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        profile=args.profile,
+        limit=args.limit,
+        spec_problems=[Problem.from_spec(p) for p in reading.problems],
+        executor=args.executor,
+        address=args.address,
+        workers=args.workers,
+        progress=_progress(),
+        detail=_detail(),
+    )
+    print(f"sweep:   {outcome.out_dir}")
+    if outcome.kept_previous is not None:
+        print(f"the sweep it replaced held other files too; kept as {outcome.kept_previous}")
+    for label, run in outcome.runs:
+        gate = run.dossier.gate
+        failed = len(run.failed_records)
+        print(f"  {label}: gate {gate.decision.upper() if gate else 'none (no policy)'}"
+              + (f", {failed} measurement(s) failed" if failed else "")
+              + f"; dossier.json sha256 {run.dossier_sha256}")  # fmt: skip
+    print(f"trend:   {outcome.out_dir / 'trend'} (dossier.json sha256 {outcome.trend_sha256})")
+    trend = outcome.trend
+    for series in trend.verdicts:
+        change = series.first_change
+        if change is not None:
+            print(f"verdict change: {series.verdict_id}: {change.before} on {change.previous}, "
+                  f"{change.after} from {change.checkpoint}")  # fmt: skip
+    if trend.gate is not None and trend.gate.first_change is not None:
+        change = trend.gate.first_change
+        print(f"gate change: {change.before} on {change.previous}, {change.after} from {change.checkpoint}")
+    elif trend.policy is not None:
+        print("no verdict changes across the checkpoints" if not any(s.first_change for s in trend.verdicts)
+              else "the gate is the same on every checkpoint")  # fmt: skip
+    if not outcome.signed:
+        print("unsigned (--no-sign): this sweep cannot be verified")
+    elif trend.signer is not None and trend.signer.development_key:
+        print(f"signed with a {trend.signer.notice}")
+    return EXIT_OK if outcome.gates_passed and not outcome.failed_records else EXIT_FAILED
+
+
+def _sweep_title(models: Sequence[str]) -> str:
+    """What the trend's cover says was swept: the checkpoints' common directory, else their names."""
+    parents = {str(Path(m).expanduser().absolute().parent) for m in models if Path(m).expanduser().exists()}
+    if len(parents) == 1 and len(models) > 0 and all(Path(m).expanduser().exists() for m in models):
+        return f"checkpoints in {parents.pop()}"
+    return "checkpoints " + ", ".join(Path(m).name or m for m in models)
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from evidence.check import check_spec
     from evidence.runspec import default_runspec_path
@@ -266,6 +345,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     target, anchors = Path(args.bundle), [Path(t) for t in args.trust or []]
     at = _parse_time(args.at) if args.at else None
     revocation_data = [Path(p) for p in args.revocation_data or []]
+    from signing.sweep import is_sweep
+
+    if target.is_dir() and is_sweep(target):
+        return _verify_sweep(args, target, anchors, policy, at, revocation_data)
     verify = verify_pdf if target.is_file() else verify_bundle
     pdf_only = verify is verify_pdf
     report = verify(target, anchors, signer_policy=policy, at=at, revocation=args.revocation,
@@ -288,6 +371,41 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             first = report.first_failure()
             where = f", first failure at step ({first.number}) {first.title}" if first is not None else ""
             print(f"FAILED: {args.bundle} did not verify{where}")
+    return EXIT_OK if report.bottom_line else EXIT_FAILED
+
+
+def _verify_sweep(
+    args: argparse.Namespace, target: Path, anchors: list[Path], policy: Any, at: datetime | None,
+    revocation_data: list[Path],
+) -> int:
+    """``verify SWEEP``: every checkpoint's bundle, then the trend; one bottom line."""
+    from signing.sweep import verify_sweep
+
+    report = verify_sweep(target, anchors, signer_policy=policy, at=at, revocation=args.revocation,
+                          revocation_data=revocation_data)  # fmt: skip
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        return EXIT_OK if report.bottom_line else EXIT_FAILED
+    for name, bundle in report.bundles:
+        print(f"== {name} ==")
+        if bundle is None:
+            print("[FAIL] the bundle could not be verified (see below)")
+            continue
+        for step in bundle.steps:
+            print(f"[{step.status.upper()}] ({step.number}) {step.title}: {step.detail}")
+        for warning in bundle.warnings:
+            print(f"WARNING: {warning}")
+    for problem in report.problems:
+        print(f"SWEEP PROBLEM: {problem}")
+    if any(b is not None and b.development_key for _, b in report.bundles):
+        print("note: signed with a development key \u2014 not for filing")
+    checkpoints = len(report.bundles) - 1
+    if report.bottom_line:
+        print(f"OK: {args.bundle} verified ({checkpoints} checkpoint bundles and the trend, every step passed)")
+    else:
+        failed = [name for name, b in report.bundles if b is None or not b.bottom_line]
+        print(f"FAILED: {args.bundle} did not verify"
+              + (f" (failed: {', '.join(failed)})" if failed else " (see the sweep problems above)"))  # fmt: skip
     return EXIT_OK if report.bottom_line else EXIT_FAILED
 
 
@@ -856,6 +974,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor(p, "the measurements")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("sweep", help="measure several checkpoints: one signed dossier each, and a signed trend "
+                       "dossier over them")
+    p.add_argument("runspec", nargs="?", help="run spec (TOML) run on every checkpoint; its [model] is replaced by "
+                   "each checkpoint (default: as `run --model` would choose for the first checkpoint)")
+    p.add_argument("--checkpoints", nargs="+", required=True, metavar="DIR",
+                   help="the checkpoints: model directories (or organism names), or a quoted glob such as "
+                   "'runs/step-*'; each is named after its directory")
+    p.add_argument("--order", choices=["natural", "given"], default="natural",
+                   help="the checkpoints' order in the trend: by name with numbers compared as numbers, so "
+                   "step-200 comes before step-1000 (natural, the default), or as given")
+    p.add_argument("--title", help="what was swept, for the trend's cover (default: the checkpoints' directory)")
+    _add_placement(p, default="the spec's [model]")
+    p.add_argument("--data", action="append", metavar="NAME=FILE", help="override a dataset of the spec")
+    p.add_argument("--out", default="sweep", help="sweep directory to write: checkpoints/<name>/ and trend/ "
+                   "(default: sweep)")
+    p.add_argument("--key", help="signing key for every bundle: a PKCS#12 file, or a key on a PKCS#11 token as "
+                   "'pkcs11:token=LABEL;object=KEY'; default: a development key, not for filing")
+    p.add_argument("--tsa", metavar="URL", help="timestamp authority (RFC 3161) for every signature")
+    p.add_argument("--level", choices=["B-B", "B-T", "B-LT", "B-LTA"], help="PAdES level of every PDF (as for run)")
+    p.add_argument("--no-sign", action="store_true", help="write unsigned draft bundles")
+    p.add_argument("--force", action="store_true", help="replace the sweep already in --out (kept as "
+                   "OUT.previous-TIME if it holds files besides its bundles)")
+    p.add_argument("--strict", action="store_true", help="as for run")
+    p.add_argument("--profile", choices=["quick", "standard", "thorough"], default="standard",
+                   help="measurement budget of every checkpoint (as for run; default: standard)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N prompts of each dataset (as for run)")
+    p.add_argument("--no-cache", action="store_true", help="measure everything again (as for run)")
+    p.add_argument("--cache-dir", metavar="DIR", help="the result cache (as for run); a sweep that stops keeps "
+                   "the checkpoints measured so far there, and the next sweep reuses them")
+    _add_executor(p, "the measurements")
+    p.set_defaults(func=_cmd_sweep)
+
     p = sub.add_parser("check", help="everything knowable before measuring: spec, policy, datasets, markers in "
                        "context, model, memory")
     p.add_argument("runspec", nargs="?", help="run spec (TOML); default: the bundled reference organisms")
@@ -906,7 +1056,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_view)
 
     p = sub.add_parser("verify", help="verify a bundle, or a dossier PDF on its own, offline (the auditor's check)")
-    p.add_argument("bundle", help="bundle directory, or a dossier PDF to verify on its own")
+    p.add_argument("bundle", help="bundle directory, a sweep directory (every checkpoint's bundle and the "
+                   "trend), or a dossier PDF to verify on its own")
     p.add_argument("--trust", action="append", metavar="CERT.pem", help="trust anchor (repeatable; required)")
     p.add_argument("--signer-fingerprint", action="append", metavar="SHA256",
                    help="accept only a signer certificate with this sha256 fingerprint (repeatable)")

@@ -18,6 +18,7 @@ __all__ = [
     "README_BEGIN",
     "README_END",
     "STEPS",
+    "TREND_STEPS",
     "VerificationStep",
     "readme_list",
     "step_titles",
@@ -92,14 +93,41 @@ STEPS: tuple[VerificationStep, ...] = (
     ),
 )
 
+#: The steps for the trend dossier of a sweep (``interp-dossier sweep``): the same numbers, with steps 2, 4 and 7
+#: reading a trend instead of a dossier. Each checkpoint's own bundle is verified with :data:`STEPS`.
+TREND_STEPS: tuple[VerificationStep, ...] = tuple(
+    {
+        2: VerificationStep(
+            2,
+            "in-toto statement v1 with the trend predicate",
+            "The envelope's payload is an in-toto Statement v1 whose predicate type is interp-dossier's trend "
+            "predicate, naming every checkpoint's dossier by SHA-256.",
+        ),
+        4: VerificationStep(
+            4,
+            "the trend's dossier.json is canonical, validates, and agrees with the signed statement and signer",
+            "The trend parses strictly, is exactly its canonical RFC 8785 bytes, has a supported schema version "
+            "and validates against trend.schema.json; the signed statement and the signer it names agree with it.",
+        ),
+        7: VerificationStep(
+            7,
+            "every series, verdict change and gate recompute from the checkpoints' dossiers",
+            "Every checkpoint's dossier.json beside the trend has the SHA-256 the trend records (and no other "
+            "checkpoint is there); every metric series, verdict series, first verdict change and the gate series "
+            "recompute from those dossiers.",
+        ),
+    }.get(step.number, step)
+    for step in STEPS
+)
+
 #: The markers around the README's numbered list of the steps.
 README_BEGIN = "<!-- verification-steps: begin -->"
 README_END = "<!-- verification-steps: end -->"
 
 
-def step_titles() -> dict[int, str]:
-    """Each step's number and title, in order."""
-    return {step.number: step.title for step in STEPS}
+def step_titles(steps: tuple[VerificationStep, ...] = STEPS) -> dict[int, str]:
+    """Each step's number and title, in order (of the dossier procedure, or of ``steps``)."""
+    return {step.number: step.title for step in steps}
 
 
 def readme_list() -> str:

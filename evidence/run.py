@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from evidence.measure import MeasurementDef
     from evidence.measure.cache import ResultCache
+    from evidence.measure.cluster import RaySession
     from evidence.model import LoadedModel
     from signing.keys import Signer
 
@@ -116,6 +117,8 @@ def run(
     executor: str = "in-process",
     address: str | None = None,
     workers: int | None = None,
+    signer: Signer | None = None,
+    session: RaySession | None = None,
 ) -> RunOutcome:
     """Measure, build, render, sign and write the bundle to ``out_dir``.
 
@@ -141,20 +144,26 @@ def run(
     ``executor``: ``"in-process"`` (the default) or ``"ray"``: the measurements run on a Ray cluster
     (:mod:`evidence.measure.cluster`), at ``address`` or, without one, on a local cluster of
     ``workers`` CPUs started for this run and stopped after it; the records are the same, and the
-    dossier's environment names the executor.
+    dossier's environment names the executor. ``signer``: sign with this signer (already opened, e.g.
+    for several runs) instead of the one ``key`` names; ``session``: with ``executor="ray"``, measure on
+    this open cluster session instead of connecting (or starting one) for this run alone.
     """
     say = progress or (lambda _msg: None)
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}", hint=f"use one of {', '.join(PROFILES)}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"--limit must be a positive number of prompts, not {limit!r}")
-    _check_executor(executor, address, workers)
+    if session is None:
+        _check_executor(executor, address, workers)
     out_dir = check_output_dir(out_dir, replace=force)
     cache = _result_cache(cache_dir, say) if use_cache else None
     if sign:
         _check_level(level, tsa)
     started = datetime.now(UTC)
-    signer = _signer_for(key) if sign else None
+    if sign and signer is None:
+        signer = _signer_for(key)
+    elif not sign:
+        signer = None
     previous = load_predecessor(predecessor) if predecessor is not None else None
     report_file = shipped_report_file()
     validation = (
@@ -216,9 +225,10 @@ def run(
         if executor == "ray":
             from evidence.measure.cluster import ModelActorExecutor, ray_session
 
-            say("ray: connecting to the cluster" if address else "ray: starting a local cluster")
-            session = stack.enter_context(ray_session(address, workers=workers))
-            say(f"ray: {session.description}")
+            if session is None:
+                say("ray: connecting to the cluster" if address else "ray: starting a local cluster")
+                session = stack.enter_context(ray_session(address, workers=workers))
+                say(f"ray: {session.description}")
             environment = environment.model_copy(update={"executor": session.description})
             threads = 1 if spec.model_organism else None
             execute = ModelActorExecutor(session, model, seed=spec.seed, threads=threads, say=say)

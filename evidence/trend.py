@@ -46,6 +46,7 @@ __all__ = [
     "checkpoint_ref",
     "natural_key",
     "parse_trend",
+    "trend_predicate",
 ]
 
 TREND_SCHEMA_VERSION: Literal["1.0"] = "1.0"
@@ -231,6 +232,21 @@ def _first_change(labels: Sequence[str], decisions: Sequence[str | None]) -> Ver
             return VerdictChange(checkpoint=labels[i], previous=labels[i - 1], before=decisions[i - 1],  # type: ignore[arg-type]
                                  after=decisions[i])  # type: ignore[arg-type]  # fmt: skip
     return None
+
+
+def trend_predicate(trend: TrendDossier) -> dict[str, object]:
+    """The signed statement's predicate for a trend: what it says of the trend, which must equal what the trend says.
+
+    It names every checkpoint's dossier by sha256, so that the signature over the statement
+    also binds the dossiers the trend was computed from.
+    """
+    return {
+        "trend_id": trend.trend_id,
+        "schema_version": trend.schema_version,
+        "created_at": trend.created_at.isoformat(),
+        "checkpoints": [{"label": c.label, "dossier_sha256": c.dossier_sha256} for c in trend.checkpoints],
+        "development_key": bool(trend.signer and trend.signer.development_key),
+    }
 
 
 def parse_trend(data: bytes, *, source: str = "dossier.json") -> TrendDossier:

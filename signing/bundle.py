@@ -20,7 +20,7 @@ from typing import Any
 from pyhanko.sign.timestamps.api import TimeStamper
 
 from evidence.files import BUNDLE_MARKER, check_output_dir, write_directory_atomically
-from signing.dsse import build_statement, parse_envelope, sign_envelope
+from signing.dsse import PREDICATE_TYPE, build_statement, parse_envelope, sign_envelope
 from signing.errors import BundleError
 from signing.keys import Signer, certificate_chain_pem
 from signing.pades import sign_pdf
@@ -62,6 +62,7 @@ def seal(
     *,
     timestamper: TimeStamper | None = None,
     level: str | None = None,
+    predicate_type: str = PREDICATE_TYPE,
 ) -> dict[str, bytes]:
     """The bundle's files (name -> bytes): the PDF PAdES-signed, every data file attested by DSSE.
 
@@ -69,7 +70,8 @@ def seal(
     subjects; they cannot take the name of a core file. With ``timestamper`` (a timestamp
     authority) the PDF signature is PAdES B-T and the DSSE signature gets a timestamp token,
     written as ``dossier.dsse.tst`` (checked by verification step 8). ``level``: the PAdES
-    level (:data:`signing.pades.LEVELS`; B-LT and B-LTA embed validation data).
+    level (:data:`signing.pades.LEVELS`; B-LT and B-LTA embed validation data). ``predicate_type``:
+    the statement's (a sweep's trend dossier has its own, :data:`signing.dsse.TREND_PREDICATE_TYPE`).
     """
     extra = dict(extra or {})
     clash = sorted(set(extra) & set(BUNDLE_FILES))
@@ -77,7 +79,7 @@ def seal(
         raise BundleError(f"extra bundle files may not be named {', '.join(clash)}")
     signed_pdf = sign_pdf(pdf, signer, timestamper=timestamper, level=level)
     subjects = {DOSSIER_JSON: dossier_json, DOSSIER_PDF: signed_pdf, **extra}
-    statement = build_statement(subjects, predicate)
+    statement = build_statement(subjects, predicate, predicate_type)
     envelope = sign_envelope(statement, signer)
     files = {**subjects, DSSE_ENVELOPE: envelope, SIGNER_PEM: certificate_chain_pem(signer)}
     if timestamper is not None:

@@ -31,6 +31,7 @@ __all__ = [
     "PAYLOAD_TYPE",
     "PREDICATE_TYPE",
     "STATEMENT_TYPE",
+    "TREND_PREDICATE_TYPE",
     "Envelope",
     "build_statement",
     "pae",
@@ -44,6 +45,8 @@ __all__ = [
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://interp-dossier.dev/attestation/dossier/v1"
+#: The predicate type of a sweep's trend dossier (``interp-dossier sweep``).
+TREND_PREDICATE_TYPE = "https://interp-dossier.dev/attestation/trend/v1"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ENVELOPE_KEYS = {"payload", "payloadType", "signatures"}
@@ -57,7 +60,9 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %b %d %b" % (len(type_bytes), type_bytes, len(payload), payload)
 
 
-def build_statement(subjects: Mapping[str, bytes], predicate: Mapping[str, Any]) -> bytes:
+def build_statement(
+    subjects: Mapping[str, bytes], predicate: Mapping[str, Any], predicate_type: str = PREDICATE_TYPE
+) -> bytes:
     """Canonical bytes of an in-toto Statement v1 naming each file (name -> bytes) by sha256."""
     return canonical_bytes(
         {
@@ -66,7 +71,7 @@ def build_statement(subjects: Mapping[str, bytes], predicate: Mapping[str, Any])
                 {"name": name, "digest": {"sha256": sha256_hex(data)}}
                 for name, data in sorted(subjects.items())
             ],
-            "predicateType": PREDICATE_TYPE,
+            "predicateType": predicate_type,
             "predicate": dict(predicate),
         }
     )

@@ -53,6 +53,13 @@ whose dependency did not pass is not run: it is reported with the status
 ``not evaluated`` and names the step that failed; the bottom line is then
 failure.
 
+The trend dossier of a sweep (``interp-dossier sweep``) is a bundle of the same
+four files and is verified by the same steps, with steps 2, 4 and 7 reading a
+trend (:data:`evidence.procedure.TREND_STEPS`): the trend predicate, the trend
+schema, and the trend recomputed from the checkpoints' dossiers beside it,
+each named by sha256 (:func:`evidence.trend.check_trend`). A whole sweep
+directory is verified by :func:`signing.sweep.verify_sweep`.
+
 Verification never raises for a bundle that fails a check: it returns a
 :class:`VerificationReport`. Exceptions are only for material that cannot be
 evaluated at all (:class:`BundleError`, :class:`TrustError`).
@@ -62,6 +69,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
 import re
 import stat
@@ -89,7 +97,7 @@ from evidence.clauses import build_clause_index
 from evidence.dossier import parse_dossier, statement_predicate
 from evidence.errors import EvidenceError
 from evidence.policy import check_passes, evaluate, roll_up
-from evidence.procedure import step_titles
+from evidence.procedure import TREND_STEPS, step_titles
 from evidence.records import (
     DEVELOPMENT_KEY_NOTICE,
     SUPPORTED_SCHEMA_VERSIONS,
@@ -97,7 +105,9 @@ from evidence.records import (
     Dossier,
     ValidationReport,
 )
+from evidence.records.trend import TREND_DOCUMENT, TrendDossier
 from evidence.schema import load_schema
+from evidence.trend import check_trend, parse_trend, trend_predicate
 from evidence.validation_report import cite, parse_report
 from signing._aio import run_sync
 from signing._json import parse_object
@@ -115,6 +125,7 @@ from signing.dsse import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
+    TREND_PREDICATE_TYPE,
     Envelope,
     parse_envelope,
     parse_statement,
@@ -136,10 +147,28 @@ from signing.longterm import (
 from signing.timestamps import TimestampCheck, check_signature_timestamp
 from signing.trust import SignerPolicy, anchor_problems, signer_problems
 
-__all__ = ["STEP_TITLES", "StepResult", "VerificationReport", "load_trust_anchors", "verify_bundle", "verify_pdf"]
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "STEP_TITLES",
+    "TREND_STEP_TITLES",
+    "StepResult",
+    "VerificationReport",
+    "is_trend_document",
+    "load_trust_anchors",
+    "verify_bundle",
+    "verify_pdf",
+]
 
+#: The directory of a sweep that holds the checkpoints' bundles, beside the trend's bundle.
+CHECKPOINTS_DIR = "checkpoints"
 #: The steps' names, from the procedure's one definition (:mod:`evidence.procedure`).
 STEP_TITLES: dict[int, str] = step_titles()
+#: The steps' names for a sweep's trend dossier.
+TREND_STEP_TITLES: dict[int, str] = step_titles(TREND_STEPS)
+#: The trend schema versions this release verifies.
+SUPPORTED_TREND_VERSIONS = frozenset({"1.0"})
+#: The largest checkpoint dossier.json a trend's step 7 reads.
+_MAX_CHECKPOINT_DOSSIER = MAX_FILE_BYTES
 #: step -> the steps whose results it relies on (see the module docstring).
 _DEPENDS_ON: dict[int, tuple[int, ...]] = {1: (), 2: (1,), 3: (2,), 4: (3,), 5: (3,), 6: (3, 5), 7: (3, 4), 8: (1,)}
 #: A step's status: it passed, it failed, or it was not run because a step it depends on did not pass.
@@ -260,6 +289,10 @@ class _State:
     warnings: list[str] = field(default_factory=list)
     #: a PDF verified on its own: its embedded files stand in for the bundle's, and no envelope exists
     pdf_only: bool = False
+    #: the bundle holds a sweep's trend dossier, not a model's dossier
+    trend: bool = False
+    #: the bundle's directory (a trend's step 7 reads the checkpoints' dossiers beside it)
+    bundle_dir: Path | None = None
 
     def validation_data(self) -> ValidationData:
         """The PDF's DSS and what the auditor supplied: revocation data, signed by its issuers, so usable before (3)."""
@@ -520,10 +553,11 @@ def _step2_statement_type(st: _State) -> str:
         raise _Failed(str(exc)) from None
     if statement["_type"] != STATEMENT_TYPE:
         raise _Failed(f"statement _type is {statement['_type']!r}, expected {STATEMENT_TYPE!r}")
-    if statement["predicateType"] != PREDICATE_TYPE:
-        raise _Failed(f"predicateType is {statement['predicateType']!r}, expected {PREDICATE_TYPE!r}")
+    expected = TREND_PREDICATE_TYPE if st.trend else PREDICATE_TYPE
+    if statement["predicateType"] != expected:
+        raise _Failed(f"predicateType is {statement['predicateType']!r}, expected {expected!r}")
     st.statement = statement
-    return "in-toto Statement v1, interp-dossier predicate v1"
+    return f"in-toto Statement v1, interp-dossier {'trend' if st.trend else 'dossier'} predicate v1"
 
 
 # (3)
@@ -570,13 +604,15 @@ def _step4_schema(st: _State) -> str:
             "a dossier is signed as its one canonical serialization"
         )
     version = doc.get("schema_version")
-    supported = ", ".join(sorted(SUPPORTED_SCHEMA_VERSIONS))
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
+    versions = SUPPORTED_TREND_VERSIONS if st.trend else SUPPORTED_SCHEMA_VERSIONS
+    supported = ", ".join(sorted(versions))
+    if version not in versions:
         raise _Failed(
             f"{DOSSIER_JSON} has schema_version {version!r}; this release supports {supported} "
             "only (upgrade interp-dossier to verify newer dossiers)"
         )
-    validator = jsonschema.Draft202012Validator(load_schema("dossier.schema.json"))
+    schema = "trend.schema.json" if st.trend else "dossier.schema.json"
+    validator = jsonschema.Draft202012Validator(load_schema(schema))
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         where = "/".join(map(str, errors[0].absolute_path)) or "(root)"
@@ -584,7 +620,7 @@ def _step4_schema(st: _State) -> str:
         raise _Failed(f"{DOSSIER_JSON} does not validate at {where}: {errors[0].message}{more}")
     _check_binding(st)
     agrees = "the PDF's signer" if st.pdf_only else "the signed statement and signer"
-    return f"schema_version {version}, valid against dossier.schema.json; agrees with {agrees}"
+    return f"schema_version {version}, valid against {schema}; agrees with {agrees}"
 
 
 def _check_binding(st: _State) -> None:
@@ -595,11 +631,14 @@ def _check_binding(st: _State) -> None:
     signed, development flag included.
     """
     try:
-        dossier = parse_dossier(st.files[DOSSIER_JSON])
+        dossier: Dossier | TrendDossier = (
+            parse_trend(st.files[DOSSIER_JSON]) if st.trend else parse_dossier(st.files[DOSSIER_JSON])
+        )
     except EvidenceError as exc:
         raise _Failed(exc.one_line()) from None
     if st.statement is not None:
-        signed, says = st.statement.get("predicate"), statement_predicate(dossier)
+        says = trend_predicate(dossier) if isinstance(dossier, TrendDossier) else statement_predicate(dossier)
+        signed = st.statement.get("predicate")
         if signed != says:
             keys = sorted(set(says) | set(signed or {}))
             differ = [k for k in keys if not isinstance(signed, dict) or signed.get(k) != says.get(k)]
@@ -973,6 +1012,8 @@ def _cited_validation(dossier: Dossier, files: Mapping[str, bytes]) -> tuple[Val
 
 # (7)
 def _step7_recompute_judgement(st: _State) -> str:
+    if st.trend:
+        return _step7_recompute_trend(st)
     try:
         dossier = parse_dossier(st.files[DOSSIER_JSON])
     except EvidenceError as exc:
@@ -1029,6 +1070,73 @@ def _step7_recompute_judgement(st: _State) -> str:
     if n_checks:
         verdicts_note += f"; {n_checks} calibration checks recomputed"
     return verdicts_note
+
+
+def _step7_recompute_trend(st: _State) -> str:
+    """A trend: the checkpoints' dossiers beside it are the ones it names, and it recomputes from them."""
+    try:
+        trend = parse_trend(st.files[DOSSIER_JSON])
+    except EvidenceError as exc:
+        raise _Failed(exc.one_line()) from None
+    if st.bundle_dir is None:
+        raise _Failed(
+            "a trend recomputes only from its checkpoints' dossiers, which a PDF on its own does not carry: "
+            "verify the sweep directory"
+        )
+    sweep = st.bundle_dir.resolve().parent
+    dossiers: dict[str, bytes] = {}
+    named: set[Path] = set()
+    for ref in trend.checkpoints:
+        where = (st.bundle_dir / ref.bundle).resolve()
+        if where.parent != sweep / CHECKPOINTS_DIR:
+            raise _Failed(
+                f"checkpoint {ref.label!r}: its bundle {ref.bundle!r} is not a directory of the sweep's "
+                f"{CHECKPOINTS_DIR}/"
+            )
+        named.add(where)
+        data = _read_small(where / DOSSIER_JSON)
+        if data is not None:
+            dossiers[ref.label] = data
+    folder = sweep / CHECKPOINTS_DIR
+    present = {p.resolve() for p in folder.iterdir()} if folder.is_dir() else set()
+    extra = sorted(p.name for p in present - named)
+    if extra:
+        raise _Failed(f"the sweep's {CHECKPOINTS_DIR}/ holds {', '.join(extra)}, which the trend does not name")
+    try:
+        return check_trend(trend, dossiers)
+    except EvidenceError as exc:
+        raise _Failed(exc.one_line()) from None
+
+
+def _read_small(path: Path) -> bytes | None:
+    """A checkpoint's dossier.json, or None when it is missing; a file too large to be one is a failure."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    if info.st_size > _MAX_CHECKPOINT_DOSSIER:
+        raise _Failed(f"{path} is {_mib(info.st_size)}, larger than a dossier.json may be; it was not read")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _Failed(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def is_trend_document(data: bytes | None) -> bool:
+    """Whether ``data`` (a bundle's dossier.json, not yet verified) says it is a sweep's trend dossier.
+
+    It only chooses which procedure runs: a bundle that claims the wrong kind fails step 2 (the
+    signed statement's predicate type) or step 4 (the schema).
+    """
+    if data is None:
+        return False
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("document") == TREND_DOCUMENT
 
 
 def _check_policy_applies(dossier: Dossier) -> None:
@@ -1117,7 +1225,8 @@ def verify_bundle(
     supplied = load_revocation_data(revocation_data)
     files, others = _read_bundle(bundle_dir)
     state = _State(files=files, anchors=[_asn1(a) for a in anchors], others=others, policy=signer_policy,
-                   at=_validation_time(at), revocation=revocation, supplied=supplied)  # fmt: skip
+                   at=_validation_time(at), revocation=revocation, supplied=supplied,
+                   trend=is_trend_document(files.get(DOSSIER_JSON)), bundle_dir=Path(bundle_dir))  # fmt: skip
     own = (Path(bundle_dir) / SIGNER_PEM).resolve()
     if any(Path(t).resolve() == own for t in trust_anchors):
         state.warnings.append(
@@ -1205,7 +1314,8 @@ def verify_pdf(
     except Exception:  # an unreadable PDF fails step 5 with pyHanko's reading, in a sentence
         pass
     state = _State(files=files, anchors=[_asn1(a) for a in anchors], policy=signer_policy, pdf_only=True,
-                   at=_validation_time(at), revocation=revocation, supplied=supplied)  # fmt: skip
+                   at=_validation_time(at), revocation=revocation, supplied=supplied,
+                   trend=is_trend_document(files.get(DOSSIER_JSON)))  # fmt: skip
     results: dict[int, StepResult] = {}
 
     def run(number: int, check: Callable[[_State], str]) -> None:
@@ -1254,7 +1364,7 @@ def _run_step(
     *,
     depends_on: Mapping[int, tuple[int, ...]] | None = None,
 ) -> StepResult:
-    title = STEP_TITLES[number]
+    title = (TREND_STEP_TITLES if state.trend else STEP_TITLES)[number]
     blocked = [d for d in (depends_on or _DEPENDS_ON)[number] if not results[d].passed]
     if blocked:
         # name the step that actually failed, not one that was itself not evaluated
