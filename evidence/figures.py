@@ -642,7 +642,9 @@ def trend_figure(series: MetricSeries, verdicts: Sequence[VerdictSeries]) -> Fig
             axes.set_xticks(xs, labels)
         axes.set_xlabel("checkpoint (in sweep order)")
         axes.set_ylabel(f"{series.metric} ({series.unit})" if series.unit else series.metric)
-        axes.legend(loc="best", fontsize=6.5)
+        # Above the axes, where it hides no point and no threshold.
+        figure.subplots_adjust(top=0.84)
+        axes.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=3, fontsize=6.5, borderaxespad=0.0)
 
     gaps = [f"{p.checkpoint} ({'measurement failed' if p.status == 'error' else 'not measured'})"
             for p in points if p.status != "ok"]  # fmt: skip
