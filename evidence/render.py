@@ -43,6 +43,7 @@ from evidence.records import (
     EXAMPLES_TABLE,
     ChangeEntry,
     ClauseIndexEntry,
+    ConfidenceInterval,
     Criterion,
     CrossReference,
     Dossier,
@@ -965,6 +966,18 @@ def _ci_heading(series: MetricSeries) -> str:
     return f"{_format_percent(levels.pop())} CI" if len(levels) == 1 else "CI (level)"
 
 
+def _ci_description(ci: ConfidenceInterval) -> str:
+    """How an interval was obtained, as the dossier's tables say it: ``95% percentile bootstrap, n=8``."""
+    words = f"{_format_percent(ci.level)} {ci.method}, n={ci.n}"
+    return words + (f", {ci.resamples} resamples" if ci.resamples else "")
+
+
+def _ci_shared(series: MetricSeries) -> str | None:
+    """How every interval of the series was obtained, when that is the same for all of them (and there are some)."""
+    described = {_ci_description(p.ci) for p in series.points if p.ci is not None}
+    return described.pop() if len(described) == 1 else None
+
+
 def _trend_figures(trend: TrendDossier, inline: bool) -> list[dict[str, Any] | None]:
     """Each metric series' figure as ``{"name", "caption", "svg"}`` (None where no checkpoint has a value)."""
     from evidence.figures import trend_figure
@@ -997,6 +1010,8 @@ def _trend_context(trend: TrendDossier, digest: str, *, inline_figures: bool = T
         "gate_runs": _decision_runs(labels, [p.decision for p in gate.points]) if gate is not None else [],
         "threshold_words": _threshold_words,
         "ci_heading": _ci_heading,
+        "ci_shared": _ci_shared,
+        "ci_description": _ci_description,
         "point_status": _POINT_STATUS,
         "figures": _trend_figures(trend, inline_figures),
         "changed": [v for v in trend.verdicts if v.first_change is not None],
