@@ -272,3 +272,15 @@ def test_no_trend_figure_without_a_value_and_long_labels_are_rotated(rendered):
     assert figure is not None and "no threshold of the policy gates this metric" in figure.caption
     assert "<!-- checkpoint-000100 -->" in figure.svg
     assert figure.svg.count("rotate(-30)") == 2  # the two checkpoint labels; the y label is rotate(-90)
+
+
+def test_a_long_sweep_splits_the_verdicts_into_tables_of_five_checkpoints():
+    checkpoints = [_checkpoint(f"step-{n}", 0.9 if n < 6 else 0.2) for n in range(1, 8)]
+    trend = _trend(checkpoints)
+    text = _pages(render.render_trend_pdf(trend, canonical_bytes(trend)))
+    body = _squash("\n".join(text[1:]))
+    verdicts = body[body.index("2Verdictsacrosscheckpoints") : body.index("3Metricsacrosscheckpoints")]
+    assert verdicts.count("Threshold") == 2
+    assert _squash("Threshold step-1 step-2 step-3 step-4 step-5") in verdicts
+    assert _squash("Threshold step-6 step-7") in verdicts
+    assert _squash("induction-present: first change: step-6 (pass \u2192 fail), after step-5") in verdicts
