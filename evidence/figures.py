@@ -22,8 +22,9 @@ from typing import Any
 
 from evidence.errors import missing_extra
 from evidence.records import EvidenceRecord, Metric, Table, ValidationCitation
+from evidence.records.trend import MetricSeries, VerdictSeries
 
-__all__ = ["PALETTE", "Figure", "figures_for", "validation_figure"]
+__all__ = ["PALETTE", "VERDICT_COLOURS", "Figure", "figures_for", "trend_figure", "validation_figure"]
 
 #: Okabe & Ito's colour-blind-safe palette, in the order the figures use it.
 PALETTE = {
@@ -549,6 +550,119 @@ def validation_figure(citation: ValidationCitation) -> Figure | None:
         "lines mark the targets. From the validation report the dossier cites."
     )
     return Figure(name="validation rates", caption=caption, svg=_draw(drawing))
+
+
+# -- a sweep's trend: one metric across the checkpoints ----------------------------------------
+
+#: The colour (from the palette) and marker of each verdict: the marker tells them apart without colour.
+VERDICT_COLOURS = {
+    "pass": (PALETTE["green"], "o"),
+    "fail": (PALETTE["vermillion"], "s"),
+    "inconclusive": (PALETTE["orange"], "D"),
+    "n/a": (PALETTE["grey"], "^"),
+}
+_SIGNS = {">=": "\u2265", ">": ">", "<=": "\u2264", "<": "<"}
+_GAP_WORDS = {"error": "measurement\nfailed", "absent": "not\nmeasured"}
+
+
+def trend_figure(series: MetricSeries, verdicts: Sequence[VerdictSeries]) -> Figure | None:
+    """One metric of a sweep's trend on each checkpoint, in sweep order; None when no checkpoint has a value.
+
+    Drawn from the trend alone: each checkpoint's value with its interval, the marker coloured by the
+    verdict of the first threshold that gates the metric (as recorded for that checkpoint), each gating
+    threshold as a dashed line, and the checkpoints without a value (the measurement failed, or the
+    record has no such metric) marked as gaps.
+    """
+    points = series.points
+    if not any(p.value is not None and _finite(p.value) for p in points):
+        return None
+    # The policy's thresholds on this metric, in the order the series names them.
+    by_id = {v.verdict_id: v for v in verdicts if (v.measurement, v.metric) == (series.measurement, series.metric)}
+    gating = [by_id[i] for i in series.gated_by if i in by_id] or list(by_id.values())
+    judged = gating[0] if gating else None
+    decisions: list[str | None] = [p.verdict for p in judged.points] if judged is not None else [None] * len(points)
+    labels = [p.checkpoint for p in points]
+    rotate = len(labels) > 6 or max(len(label) for label in labels) > 8
+    levels = sorted({p.ci.level for p in points if p.ci is not None})
+    level = f"{levels[0] * 100:.4g}% CI" if len(levels) == 1 else "CI"
+
+    def drawing(figure: Any, axes: Any) -> None:
+        xs = list(range(len(points)))
+        values = [float(p.value) if p.value is not None and _finite(p.value) else math.nan for p in points]
+        axes.plot(xs, values, color=PALETTE["grey"], linewidth=0.8, linestyle=":", zorder=1)
+        groups: dict[str | None, list[int]] = {}
+        for i, decision in enumerate(decisions):
+            if math.isfinite(values[i]):
+                groups.setdefault(decision, []).append(i)
+        for decision, members in groups.items():
+            colour, marker = VERDICT_COLOURS.get(decision or "", (PALETTE["blue"], "o"))
+            ci = [points[i].ci for i in members]
+            lower = [values[i] - c.lower if c is not None else 0.0 for i, c in zip(members, ci, strict=True)]
+            upper = [c.upper - values[i] if c is not None else 0.0 for i, c in zip(members, ci, strict=True)]
+            if judged is None:
+                label = f"value ({level})" if levels else "value"
+            else:
+                label = f"{judged.verdict_id}: {decision if decision is not None else 'no verdict'}"
+            axes.errorbar(
+                members,
+                [values[i] for i in members],
+                yerr=[lower, upper],
+                color=colour,
+                marker=marker,
+                markersize=4.5,
+                capsize=3,
+                linestyle="none",
+                elinewidth=1.0,
+                label=label,
+                zorder=3,
+            )
+        for i, threshold in enumerate(gating):
+            axes.axhline(float(threshold.threshold), color=PALETTE["black"] if i == 0 else PALETTE["grey"],
+                         linewidth=0.8, linestyle="--" if i == 0 else "-.", zorder=2,
+                         label=f"threshold {_SIGNS[threshold.comparator]} {threshold.threshold:g} "
+                               f"({threshold.verdict_id})")  # fmt: skip
+        for i, point in enumerate(points):
+            if point.status != "ok":
+                axes.axvspan(i - 0.4, i + 0.4, color=PALETTE["grey"], alpha=0.12, linewidth=0, zorder=0)
+                axes.text(
+                    i,
+                    0.04,
+                    _GAP_WORDS.get(point.status, point.status),
+                    transform=axes.get_xaxis_transform(),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6.5,
+                    color="#555555",
+                )
+        axes.set_xlim(-0.5, len(points) - 0.5)
+        if rotate:
+            figure.subplots_adjust(bottom=0.3)
+            axes.set_xticks(xs, labels, rotation=30, ha="right", fontsize=6.5)
+        else:
+            axes.set_xticks(xs, labels)
+        axes.set_xlabel("checkpoint (in sweep order)")
+        axes.set_ylabel(f"{series.metric} ({series.unit})" if series.unit else series.metric)
+        # Above the axes, where it hides no point and no threshold.
+        figure.subplots_adjust(top=0.84)
+        axes.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=3, fontsize=6.5, borderaxespad=0.0)
+
+    gaps = [f"{p.checkpoint} ({'measurement failed' if p.status == 'error' else 'not measured'})"
+            for p in points if p.status != "ok"]  # fmt: skip
+    caption = (
+        f"{series.metric} of {series.measurement} on each checkpoint, in sweep order"
+        + (f", with its {level}" if levels else "")
+        + (
+            f"; markers coloured by the verdict of {judged.verdict_id} on that checkpoint (pass green circle, "
+            "fail vermillion square, inconclusive orange diamond); dashed: the "
+            + ("threshold" if len(gating) == 1 else "thresholds")
+            + " of the policy on this metric"
+            if judged is not None
+            else "; no threshold of the policy gates this metric"
+        )
+        + (f". No value: {', '.join(gaps)}." if gaps else ".")
+        + " Read from the checkpoints' dossiers as the trend records them."
+    )
+    return Figure(name=f"{series.metric} across checkpoints", caption=caption, svg=_draw(drawing))
 
 
 _DRAWERS: dict[str, tuple[Callable[[EvidenceRecord], Figure | None], ...]] = {

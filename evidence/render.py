@@ -43,6 +43,7 @@ from evidence.records import (
     EXAMPLES_TABLE,
     ChangeEntry,
     ClauseIndexEntry,
+    ConfidenceInterval,
     Criterion,
     CrossReference,
     Dossier,
@@ -55,17 +56,21 @@ from evidence.records import (
     ValidationReport,
     Verdict,
 )
+from evidence.records.trend import MetricSeries, TrendDossier, VerdictSeries
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
     import jinja2
 
-__all__ = ["render_html", "render_pdf", "template_text"]
+__all__ = ["render_html", "render_pdf", "render_trend_pdf", "template_text"]
 
 #: The page template and the stylesheet, inside ``templates/``.
 TEMPLATE = "dossier.html.j2"
 STYLESHEET = "dossier.css"
+#: The trend dossier's page template, and what its stylesheet adds to the dossier's.
+TREND_TEMPLATE = "trend.html.j2"
+TREND_STYLESHEET = "trend.css"
 #: The name under which the dossier is embedded in the PDF.
 DOSSIER_JSON = "dossier.json"
 
@@ -103,6 +108,22 @@ def render_pdf(
     css = _read_template(STYLESHEET)
     files = {DOSSIER_JSON: dossier_json, **extra}
     return _write_pdf(html, css, files, dossier.created_at)
+
+
+def render_trend_pdf(trend: TrendDossier, trend_json: bytes) -> bytes:
+    """Render a sweep's trend dossier as PDF/A-3b bytes with ``trend_json`` embedded as dossier.json.
+
+    ``trend_json`` must be the exact bytes of the trend bundle's dossier.json (embedded verbatim,
+    their sha256 printed on page 1), and must encode ``trend``. The document reuses the dossier's
+    stylesheet, fonts and PDF/A machinery; its figures are drawn from the trend alone.
+
+    Raises :class:`~evidence.errors.RenderError` as :func:`render_pdf` does.
+    """
+    _check_trend_json_encodes(trend, trend_json)
+    digest = sha256_hex(trend_json)
+    html = _render_template(TREND_TEMPLATE, lambda: _trend_context(trend, digest, inline_figures=False))
+    css = _read_template(STYLESHEET) + "\n" + _read_template(TREND_STYLESHEET)
+    return _write_pdf(html, css, {DOSSIER_JSON: trend_json}, trend.created_at)
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -172,6 +193,27 @@ def _check_json_encodes(dossier: Dossier, dossier_json: bytes) -> None:
         raise RenderError(
             "dossier_json does not encode the dossier being rendered",
             hint="render from the same dossier that was serialised to dossier.json",
+        )
+
+
+def _check_trend_json_encodes(trend: TrendDossier, trend_json: bytes) -> None:
+    # As for a dossier: the digest printed on page 1 and the content rendered describe one trend.
+    if not isinstance(trend_json, bytes):
+        raise RenderError(
+            f"trend_json must be bytes, not {type(trend_json).__name__}",
+            hint="pass the exact bytes written to the trend bundle's dossier.json",
+        )
+    try:
+        parsed = TrendDossier.model_validate_json(trend_json)
+    except ValueError as exc:
+        raise RenderError(
+            "trend_json is not a valid trend dossier",
+            hint="pass the exact bytes written to the trend bundle's dossier.json",
+        ) from exc
+    if parsed != trend:
+        raise RenderError(
+            "trend_json does not encode the trend being rendered",
+            hint="render from the same trend that was serialised to dossier.json",
         )
 
 
@@ -846,10 +888,15 @@ def _unvalidated(dossier: Dossier) -> list[Threshold]:
 def _render_html(
     dossier: Dossier, digest: str, report: ValidationReport | None = None, *, inline_figures: bool = True
 ) -> str:
+    return _render_template(TEMPLATE, lambda: _context(dossier, digest, report, inline_figures=inline_figures))
+
+
+def _render_template(name: str, context: Callable[[], dict[str, Any]]) -> str:
+    """The page template ``name`` rendered with ``context()``; one RenderError for whatever goes wrong."""
     j2 = _jinja2()
     env = _environment()
     try:
-        html: str = env.get_template(TEMPLATE).render(_context(dossier, digest, report, inline_figures=inline_figures))
+        html: str = env.get_template(name).render(context())
     except j2.TemplateNotFound as exc:
         raise RenderError(
             f"the PDF template {exc.name!r} is missing from {_templates()}", hint=_REINSTALL_HINT
@@ -862,6 +909,115 @@ def _render_html(
             hint=_REINSTALL_HINT,
         ) from exc
     return html
+
+
+# -- the trend dossier of a sweep ---------------------------------------------------------
+
+#: How an auditor verifies a sweep, in the order ``interp-dossier verify`` runs it on a sweep directory.
+TREND_VERIFICATION_STEPS = (
+    "Run interp-dossier verify SWEEP_DIR --trust CERT.pem on the sweep directory, with the certificate of "
+    "the issuer you trust.",
+    "It verifies every checkpoint's bundle with the dossier procedure: signature, timestamp, the embedded "
+    "dossier.json against the bundle's, and every record.",
+    "It then verifies this trend bundle the same way: its signature, and the dossier.json embedded in this "
+    "PDF against the bundle's (the digest on page 1).",
+    "Its last step re-reads every checkpoint's dossier.json by its SHA-256 (the table of checkpoints) and "
+    "recomputes every metric series, every verdict change and the gate series from them; the sweep verifies "
+    "only if the trend is exactly what they yield.",
+)
+
+#: What a metric point's status means, in words.
+_POINT_STATUS = {"ok": "ok", "error": "error: the measurement failed", "absent": "absent: no record carries it"}
+
+
+def _decision_runs(labels: Sequence[str], decisions: Sequence[str | None]) -> list[dict[str, Any]]:
+    """Consecutive checkpoints with the same decision, as ``{"decision", "where"}``: "on a, b", "from c"."""
+    runs: list[tuple[str | None, list[str]]] = []
+    for label, decision in zip(labels, decisions, strict=True):
+        if runs and runs[-1][0] == decision:
+            runs[-1][1].append(label)
+        else:
+            runs.append((decision, [label]))
+    out = []
+    for i, (decision, members) in enumerate(runs):
+        if len(runs) == 1:
+            where = "on every checkpoint" if len(members) > 1 else f"on {members[0]}"
+        elif i == len(runs) - 1 and len(members) > 1:
+            where = f"from {members[0]} on"
+        elif i == len(runs) - 1:
+            where = f"from {members[0]}"
+        elif len(members) > 4:
+            where = f"on {members[0]} to {members[-1]} ({len(members)} checkpoints)"
+        else:
+            where = "on " + ", ".join(members)
+        out.append({"decision": decision, "where": where})
+    return out
+
+
+def _threshold_words(series: VerdictSeries) -> str:
+    """``≥ 0.5`` (with its margin, if any)."""
+    words = f"{_COMPARATOR_SIGNS[series.comparator]} {_format_number(series.threshold)}"
+    return words + (f" (margin {_format_number(series.margin)})" if series.margin else "")
+
+
+def _ci_heading(series: MetricSeries) -> str:
+    """The interval column's heading: ``95% CI`` when every interval has that level."""
+    levels = {p.ci.level for p in series.points if p.ci is not None}
+    return f"{_format_percent(levels.pop())} CI" if len(levels) == 1 else "CI (level)"
+
+
+def _ci_description(ci: ConfidenceInterval) -> str:
+    """How an interval was obtained, as the dossier's tables say it: ``95% percentile bootstrap, n=8``."""
+    words = f"{_format_percent(ci.level)} {ci.method}, n={ci.n}"
+    return words + (f", {ci.resamples} resamples" if ci.resamples else "")
+
+
+def _ci_shared(series: MetricSeries) -> str | None:
+    """How every interval of the series was obtained, when that is the same for all of them (and there are some)."""
+    described = {_ci_description(p.ci) for p in series.points if p.ci is not None}
+    return described.pop() if len(described) == 1 else None
+
+
+def _trend_figures(trend: TrendDossier, inline: bool) -> list[dict[str, Any] | None]:
+    """Each metric series' figure as ``{"name", "caption", "svg"}`` (None where no checkpoint has a value)."""
+    from evidence.figures import trend_figure
+
+    out: list[dict[str, Any] | None] = []
+    for i, series in enumerate(trend.metrics, start=1):
+        figure = trend_figure(series, trend.verdicts)
+        out.append(
+            None
+            if figure is None
+            else {
+                "name": figure.name,
+                "caption": figure.caption,
+                "svg": _figure_markup(figure.name, figure.svg, f"trend{i}", inline),
+            }
+        )
+    return out
+
+
+def _trend_context(trend: TrendDossier, digest: str, *, inline_figures: bool = True) -> dict[str, Any]:
+    labels = [c.label for c in trend.checkpoints]
+    gate = trend.gate
+    return {
+        "trend": trend,
+        "title": f"Trend dossier — {trend.title}",
+        "producer": f"{trend.producer.name} {trend.producer.version}",
+        "created_w3c": trend.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "json_sha256": digest,
+        "json_name": DOSSIER_JSON,
+        "gate_runs": _decision_runs(labels, [p.decision for p in gate.points]) if gate is not None else [],
+        "threshold_words": _threshold_words,
+        "ci_heading": _ci_heading,
+        "ci_shared": _ci_shared,
+        "ci_description": _ci_description,
+        "point_status": _POINT_STATUS,
+        "figures": _trend_figures(trend, inline_figures),
+        "changed": [v for v in trend.verdicts if v.first_change is not None],
+        "verification_steps": TREND_VERIFICATION_STEPS,
+        "plural": _plural,
+    }
 
 
 # -- PDF ----------------------------------------------------------------------------------
