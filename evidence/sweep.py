@@ -348,4 +348,3 @@ def _only_bundles(sweep_dir: Path) -> bool:
             if entry.is_symlink() or not entry.is_file() or entry.name not in _BUNDLE_FILES:
                 return False
     return True
-

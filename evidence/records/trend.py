@@ -168,12 +168,13 @@ class TrendDossier(_Frozen):
         labels = [c.label for c in self.checkpoints]
         if len(set(labels)) != len(labels):
             raise ValueError(f"checkpoint labels repeat: {sorted({x for x in labels if labels.count(x) > 1})}")
-        for series in [*self.metrics, *self.verdicts]:
-            if [p.checkpoint for p in series.points] != labels:
-                raise ValueError(
-                    f"series {getattr(series, 'verdict_id', None) or series.metric!r} does not give one point per "
-                    "checkpoint in the checkpoints' order"
-                )
+        named: list[tuple[str, list[MetricPoint] | list[VerdictPoint]]] = [
+            *((f"{m.measurement}/{m.metric}", m.points) for m in self.metrics),
+            *((v.verdict_id, v.points) for v in self.verdicts),
+        ]
+        for name, points in named:
+            if [p.checkpoint for p in points] != labels:
+                raise ValueError(f"series {name!r} does not give one point per checkpoint in the checkpoints' order")
         if self.gate is not None and [p.checkpoint for p in self.gate.points] != labels:
             raise ValueError("the gate series does not give one point per checkpoint in the checkpoints' order")
         return self

@@ -114,9 +114,9 @@ def test_the_sweep_verifies_offline_and_each_bundle_on_its_own(swept, capsys):
     capsys.readouterr()
     assert main(["verify", str(swept), *trust, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    from evidence.schema import load_schema
-
     import jsonschema
+
+    from evidence.schema import load_schema
 
     jsonschema.Draft202012Validator(load_schema("verify-output.schema.json")).validate(report)
     assert [b["bundle"] for b in report["sweep"]["bundles"]] == [
