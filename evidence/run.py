@@ -242,6 +242,8 @@ def run(
                                                f"from the result cache ({key[:16]})"),
             execute=execute,
         )
+        if execute is not None:
+            execute.close()  # the model's actor is done; on a shared session (a sweep) it would hold the model
     rules = [rule for definition in registered().values() for rule in definition.crossref]
 
     verdicts: list[Verdict] = []

@@ -364,6 +364,8 @@ class ModelActorExecutor:
         self._seed, self._threads = seed, threads
         self._say = say or (lambda _m: None)
         self._actor: Any = None
+        #: the actors this executor started (its model's actor and its store)
+        self._own: list[Any] = []
         #: why the cluster cannot run this model's tasks at all (every later task is recorded with it)
         self._unavailable: str | None = None
 
@@ -386,10 +388,12 @@ class ModelActorExecutor:
             .remote()
         )
         self._session.actors.append(store)
+        self._own.append(store)
         actor = remote.options(name=f"{ACTOR_PREFIX}{suffix}", namespace=NAMESPACE).remote(
             self._spec, self._seed, self._threads, store
         )
         self._session.actors.append(actor)
+        self._own.append(actor)
         about = ray.get(actor.about.options(concurrency_group="poll").remote())
         if about["version"] != __version__:
             raise ConfigError(
@@ -406,6 +410,18 @@ class ModelActorExecutor:
         self._say(f"ray: {self._spec.describe()} loaded by a worker on node {node} (pid {about['pid']})")
         self._actor = actor
         return actor
+
+    def close(self) -> None:
+        """End this model's actor and store: its tasks are done (a sweep's next checkpoint needs the memory)."""
+        for actor in self._own:
+            try:
+                self._session.ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            if actor in self._session.actors:
+                self._session.actors.remove(actor)
+        self._own.clear()
+        self._actor = None
 
     def _pid(self, actor: Any) -> int:
         return int(self._session.ray.get(actor.about.options(concurrency_group="poll").remote())["pid"])
@@ -432,8 +448,7 @@ class ModelActorExecutor:
         except errors.RayError as exc:
             where = self._spec.describe()
             self._unavailable = f"the Ray cluster could not start a worker for {where}: {_first_line(exc)}"
-            self._session.kill_actors()
-            self._actor = None
+            self.close()
             return self._lost(task, self._unavailable, "WorkerUnavailable", 0)
         ref = actor.run.remote(task)
         shown: tuple[int, float, str] | None = None

@@ -324,3 +324,66 @@ def test_the_in_process_path_never_imports_ray():
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert done.stdout.strip() == "[]"
+
+
+def test_a_sweep_on_ray_equals_the_in_process_one_through_a_killed_worker(
+    cluster, tmp_path, monkeypatch, capsys, one_thread
+):
+    """`sweep --executor ray` over three checkpoints; the second one's actor is killed (by pid) once, mid-task."""
+    import shutil
+
+    import evidence.cli as cli
+    from evidence.measure.cluster import ACTOR_PREFIX, NAMESPACE
+    from tests.integration.test_sweep import CONTROL, MEMBERS, PLANTED, POLICY, SPEC
+
+    (tmp_path / "spec.toml").write_text(SPEC)
+    (tmp_path / "policy.toml").write_text(POLICY)
+    for name, member in (("step-1", CONTROL), ("step-2", CONTROL), ("step-3", PLANTED)):
+        shutil.copytree(MEMBERS / member, tmp_path / "runs" / name)
+    common = ["sweep", str(tmp_path / "spec.toml"), "--checkpoints", str(tmp_path / "runs" / "step-*"),
+              "--profile", "quick", "--no-cache"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "here")]) == 1
+
+    announced: list[str] = []
+    killed: list[int] = []
+
+    def detail():
+        def report(fraction: float, message: str) -> None:
+            if not killed and any(line.startswith("step-2: [1/1] measuring") for line in announced):
+                (name,) = [n["name"] for n in ray.util.list_named_actors(all_namespaces=True)
+                           if n["name"].startswith(ACTOR_PREFIX)]  # fmt: skip
+                actor = ray.get_actor(name, namespace=NAMESPACE)
+                pid = ray.get(actor.about.options(concurrency_group="poll").remote(), timeout=60)["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        return report
+
+    real_progress = cli._progress
+
+    def progress():
+        say = real_progress()
+
+        def both(message: str) -> None:
+            announced.append(message)
+            say(message)
+
+        return both
+
+    monkeypatch.setattr(cli, "_detail", detail)
+    monkeypatch.setattr(cli, "_progress", progress)
+    assert main([*common, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 1
+    assert killed, "the second checkpoint's actor was never killed"
+    assert any("one session for every checkpoint" in line for line in announced)
+    for label in ("step-1", "step-2", "step-3"):
+        here = _records(tmp_path / "here" / "checkpoints" / label)
+        there = _records(tmp_path / "ray" / "checkpoints" / label)
+        assert _without_timing(there) == _without_timing(here), label
+        assert [r["retries"] for r in there] == ([1] if label == "step-2" else [None])
+    trends = [json.loads((tmp_path / d / "trend" / "dossier.json").read_bytes()) for d in ("here", "ray")]
+    assert trends[0]["metrics"] == trends[1]["metrics"] and trends[0]["verdicts"] == trends[1]["verdicts"]
+    assert trends[1]["verdicts"][0]["first_change"]["checkpoint"] == "step-3"
+    # each checkpoint's actor ended with its checkpoint: none holds a model now
+    assert not [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(ACTOR_PREFIX)]
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "ray"), "--trust", str(tmp_path / "ray" / "trend" / "signer.pem")]) == 0
