@@ -23,7 +23,10 @@ def loaded_after_import(module: str) -> set[str]:
     [
         "signing",
         "signing.verify",
+        "signing.sweep",
         "signing.bundle",
+        "evidence.trend",
+        "evidence.sweep",
         "evidence",
         "evidence.records",
         "evidence.dossier",
@@ -93,6 +96,7 @@ LIGHT_CORE = (
     "evidence.records",
     "evidence.resources",
     "evidence.schema",
+    "evidence.trend",
     "evidence.validation_report",
 )
 
