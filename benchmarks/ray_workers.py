@@ -6,7 +6,9 @@ task submitted to the last one finished (the command's own "members measured in"
 leaves out starting and stopping the local cluster. The reports are compared: they must be equal
 but for their creation time and the records' digests (which cover each record's duration).
 
-    .venv/bin/python benchmarks/ray_workers.py [--measurement heads.inventory] [--members NAME ...]
+    .venv/bin/python benchmarks/ray_workers.py [--measurement ID ...] [--members NAME ...]
+
+By default the whole development split of the calibration population, every detector.
 """
 
 from __future__ import annotations
@@ -22,14 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MEMBERS = [
-    "induction-planted-attn-only-L1-s5101",
-    "induction-no-repeats-attn-only-L1-s5101",
-    "induction-planted-gpt2-L2-s5111",
-    "induction-no-repeats-gpt2-L2-s5111",
-    "induction-planted-llama-L2-s5121",
-    "induction-no-repeats-llama-L2-s5121",
-]
 
 
 def comparable(path: Path) -> dict:
@@ -41,9 +35,10 @@ def comparable(path: Path) -> dict:
     return report
 
 
-def run(members: list[str], measurement: str, out: Path, extra: list[str]) -> tuple[float, float | None]:
-    command = [sys.executable, "-m", "evidence.cli", "validate", "--population", "dev", "--measurement", measurement,
-               "--out", str(out), *extra]  # fmt: skip
+def run(members: list[str], measurements: list[str], out: Path, extra: list[str]) -> tuple[float, float | None]:
+    command = [sys.executable, "-m", "evidence.cli", "validate", "--population", "dev", "--out", str(out), *extra]
+    for measurement in measurements:
+        command += ["--measurement", measurement]
     for member in members:
         command += ["--member", member]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -58,8 +53,8 @@ def run(members: list[str], measurement: str, out: Path, extra: list[str]) -> tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--measurement", default="heads.inventory")
-    parser.add_argument("--members", nargs="+", default=DEFAULT_MEMBERS)
+    parser.add_argument("--measurement", nargs="+", default=[], help="default: every detector")
+    parser.add_argument("--members", nargs="+", default=[], help="default: every member of the dev split")
     args = parser.parse_args()
     configs = {
         "in-process": [],
@@ -70,16 +65,23 @@ def main() -> None:
         rows = []
         for name, extra in configs.items():
             out = Path(tmp) / f"{len(rows)}.json"
+            print(f"{name}: running", file=sys.stderr, flush=True)
             wall, measuring = run(args.members, args.measurement, out, extra)
+            print(f"{name}: {wall:.1f} s", file=sys.stderr, flush=True)
             rows.append((name, wall, measuring, out))
         reference = comparable(rows[0][3])
-        print(f"{len(args.members)} members x {args.measurement}, load average {os.getloadavg()[0]:.1f}")
-        print("| executor | command wall time (s) | members measured (s) | report equals in-process |")
-        print("| --- | ---: | ---: | --- |")
+        members = f"{len(args.members)} members" if args.members else "the dev split"
+        measured = ", ".join(args.measurement) or "every detector"
+        print(f"{members} x {measured}, load average {os.getloadavg()[0]:.1f}")
+        one = rows[1][2]
+        print("| executor | command wall time (s) | members measured (s) | 1 worker / this (members measured) "
+              "| report equals in-process |")  # fmt: skip
+        print("| --- | ---: | ---: | ---: | --- |")
         for name, wall, measuring, out in rows:
             same = "yes" if comparable(out) == reference else "NO"
             shown = f"{measuring:.1f}" if measuring is not None else "-"
-            print(f"| {name} | {wall:.1f} | {shown} | {same} |")
+            ratio = f"{one / measuring:.2f}x" if measuring and one else "-"
+            print(f"| {name} | {wall:.1f} | {shown} | {ratio} | {same} |")
 
 
 if __name__ == "__main__":

@@ -304,6 +304,15 @@ def _cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise _usage(f"the directory of --out {out} does not exist")
+    from evidence.trend import is_trend_document
+
+    if is_trend_document(data):  # a sweep's trend dossier renders with its own template
+        from evidence.render import render_trend_pdf
+        from evidence.trend import parse_trend
+
+        write_file_atomically(out, render_trend_pdf(parse_trend(data, source=str(source)), data))
+        print(f"pdf: {out} (unsigned; a trend is signed by `interp-dossier sweep`)")
+        return EXIT_OK
     dossier = parse_dossier(data)
     attachments = {}
     if dossier.validation is not None:  # the cited report, when it lies beside dossier.json as in a bundle

@@ -111,6 +111,11 @@ def parse_dossier(data: bytes) -> Dossier:
         raw = parse_json(data, "dossier.json")
     except ValueError as exc:
         raise RecordError(str(exc)) from None
+    if isinstance(raw, dict) and raw.get("document") == "trend":
+        raise RecordError(
+            "dossier.json is a sweep's trend dossier, not a model's dossier",
+            hint="open the trend's dossier.pdf, or verify the whole sweep directory with `interp-dossier verify`",
+        )
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         raise UnsupportedVersionError(

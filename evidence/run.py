@@ -413,6 +413,12 @@ def sign_draft(
     force: bool = False,
 ) -> RunOutcome:
     """Sign an unsigned draft bundle (``run --no-sign``) into a new, signed bundle (``force``: replacing one)."""
+    if (draft_dir / "trend").is_dir() and (draft_dir / "checkpoints").is_dir() or _is_trend_bundle(draft_dir):
+        raise ConfigError(
+            f"{draft_dir} is a sweep (or its trend): a sweep is signed as it is made, since its trend names each "
+            "checkpoint's signed dossier by digest",
+            hint="run the sweep again with --key; the result cache reuses every measurement already made",
+        )
     out_dir = check_output_dir(out_dir, replace=force)
     _check_level(level, tsa)
     source = draft_dir / "dossier.json"
@@ -446,6 +452,16 @@ def sign_draft(
         close = getattr(signer, "close", None)  # a token's session ends here
         if close is not None:
             close()
+
+
+def _is_trend_bundle(directory: Path) -> bool:
+    """Whether ``directory`` holds a sweep's trend dossier."""
+    from evidence.trend import is_trend_document
+
+    try:
+        return is_trend_document((directory / "dossier.json").read_bytes())
+    except OSError:
+        return False
 
 
 def _check_level(level: str | None, tsa: str | None) -> None:

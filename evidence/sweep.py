@@ -334,7 +334,9 @@ _BUNDLE_FILES = frozenset({"dossier.json", "dossier.pdf", "dossier.dsse.json", "
 
 
 def _only_bundles(sweep_dir: Path) -> bool:
-    """Whether a previous sweep holds nothing but its bundles' own files."""
+    """Whether a previous sweep (or the empty directory it replaced) holds nothing but its bundles' own files."""
+    if not (sweep_dir / CHECKPOINTS_DIR).is_dir():
+        return not any(sweep_dir.iterdir())
     bundles = [sweep_dir / TREND_DIR]
     for entry in sweep_dir.iterdir():
         if entry.is_symlink() or not entry.is_dir() or entry.name not in (TREND_DIR, CHECKPOINTS_DIR):

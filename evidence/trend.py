@@ -14,6 +14,7 @@ without torch, TransformerLens or WeasyPrint.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,7 @@ __all__ = [
     "Checkpoint",
     "build_trend",
     "check_trend",
+    "is_trend_document",
     "checkpoint_ref",
     "natural_key",
     "parse_trend",
@@ -249,12 +251,35 @@ def trend_predicate(trend: TrendDossier) -> dict[str, object]:
     }
 
 
+def is_trend_document(data: bytes | None) -> bool:
+    """Whether ``data`` (a bundle's dossier.json, not yet verified) says it is a sweep's trend dossier.
+
+    It only chooses which procedure runs: a bundle that claims the wrong kind fails step 2 (the
+    signed statement's predicate type) or step 4 (the schema).
+    """
+    if data is None:
+        return False
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("document") == TREND_DOCUMENT
+
+
 def parse_trend(data: bytes, *, source: str = "dossier.json") -> TrendDossier:
     """A trend dossier from its JSON bytes; :class:`EvidenceError` naming ``source`` if it is not one."""
     from pydantic import ValidationError
 
+    from evidence.canonical import parse_json
+
     try:
-        return TrendDossier.model_validate_json(data)
+        raw = parse_json(data, source)  # duplicate keys, non-finite numbers and lone surrogates are refused
+    except ValueError as exc:
+        raise EvidenceError(str(exc)) from None
+    if isinstance(raw, dict) and raw.get("document") != TREND_DOCUMENT:
+        raise EvidenceError(f"{source} is a model's dossier, not a sweep's trend dossier")
+    try:
+        return TrendDossier.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = "/".join(map(str, first.get("loc", ()))) or "(root)"

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evidence.trend import is_trend_document
 from signing.bundle import DOSSIER_JSON, MAX_FILE_BYTES
 from signing.errors import BundleError
 from signing.longterm import RevocationPolicy
 from signing.trust import SignerPolicy
-from signing.verify import CHECKPOINTS_DIR, VerificationReport, is_trend_document, verify_bundle
+from signing.verify import CHECKPOINTS_DIR, VerificationReport, verify_bundle
 
 __all__ = ["TREND_DIR", "SweepReport", "is_sweep", "verify_sweep"]
 

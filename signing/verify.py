@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import logging
 import re
 import stat
@@ -105,9 +104,9 @@ from evidence.records import (
     Dossier,
     ValidationReport,
 )
-from evidence.records.trend import TREND_DOCUMENT, TrendDossier
+from evidence.records.trend import TrendDossier
 from evidence.schema import load_schema
-from evidence.trend import check_trend, parse_trend, trend_predicate
+from evidence.trend import check_trend, is_trend_document, parse_trend, trend_predicate
 from evidence.validation_report import cite, parse_report
 from signing._aio import run_sync
 from signing._json import parse_object
@@ -153,7 +152,6 @@ __all__ = [
     "TREND_STEP_TITLES",
     "StepResult",
     "VerificationReport",
-    "is_trend_document",
     "load_trust_anchors",
     "verify_bundle",
     "verify_pdf",
@@ -1122,21 +1120,6 @@ def _read_small(path: Path) -> bytes | None:
         return path.read_bytes()
     except OSError as exc:
         raise _Failed(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def is_trend_document(data: bytes | None) -> bool:
-    """Whether ``data`` (a bundle's dossier.json, not yet verified) says it is a sweep's trend dossier.
-
-    It only chooses which procedure runs: a bundle that claims the wrong kind fails step 2 (the
-    signed statement's predicate type) or step 4 (the schema).
-    """
-    if data is None:
-        return False
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return False
-    return isinstance(doc, dict) and doc.get("document") == TREND_DOCUMENT
 
 
 def _check_policy_applies(dossier: Dossier) -> None:

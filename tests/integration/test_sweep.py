@@ -219,6 +219,23 @@ def test_a_sweep_that_stops_writes_nothing_and_the_next_one_reuses_what_was_meas
     assert "step-1000: [1/1] measuring goal.proxy_reliance" in err
 
 
+def test_an_empty_output_directory_is_used_and_other_commands_say_what_a_trend_is(swept, tmp_path, setup, capsys):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert _sweep(setup, out) == 1
+    assert (out / "trend" / "dossier.json").is_file() and not list(tmp_path.glob("empty.previous-*"))
+    capsys.readouterr()
+    # `render` renders a trend with its own template; `view` and `sign` say what it is and what to do
+    assert main(["render", str(out / "trend" / "dossier.json"), "--out", str(tmp_path / "trend.pdf")]) == 0
+    assert (tmp_path / "trend.pdf").read_bytes().startswith(b"%PDF-")
+    capsys.readouterr()
+    assert main(["view", str(out / "trend"), "--out", str(tmp_path / "view")]) == 2
+    assert "a sweep's trend dossier, not a model's dossier" in capsys.readouterr().err
+    assert main(["sign", str(out), "--out", str(tmp_path / "signed")]) == 2
+    assert "a sweep is signed as it is made" in capsys.readouterr().err
+    assert not (tmp_path / "signed").exists()
+
+
 def test_force_replaces_a_sweep_and_keeps_what_the_user_added(swept, tmp_path, capsys, setup):
     copy = _copy(swept, tmp_path)
     assert _sweep(setup, copy) == 2  # without --force an existing sweep is kept
