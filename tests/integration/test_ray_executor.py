@@ -387,3 +387,43 @@ def test_a_sweep_on_ray_equals_the_in_process_one_through_a_killed_worker(
     assert not [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(ACTOR_PREFIX)]
     capsys.readouterr()
     assert main(["verify", str(tmp_path / "ray"), "--trust", str(tmp_path / "ray" / "trend" / "signer.pem")]) == 0
+
+
+def test_a_model_the_workers_cannot_load_is_an_error_record_for_each_task(cluster, tmp_path, monkeypatch, capsys):
+    """The driver loads the model; the worker cannot (its files are gone on the worker's node)."""
+    import shutil
+
+    from evidence.measure import cluster as cluster_module
+    from tests.integration.test_sweep import CONTROL, L2, MEMBERS
+
+    model = tmp_path / "model"
+    shutil.copytree(MEMBERS / CONTROL, model)
+    spec = _spec(tmp_path, f"""\
+[run]
+seed = 0
+measurements = ["goal.proxy_reliance", "model.batch_invariance"]
+[datasets]
+"goal.aligned" = "{L2}/goal.aligned.jsonl"
+"goal.decorrelated" = "{L2}/goal.decorrelated.jsonl"
+[measurements."model.batch_invariance"]
+bootstrap_resamples = 100
+""", "spec")  # fmt: skip
+    real_start = cluster_module.ModelActorExecutor._start
+
+    def start_where_the_files_are_missing(self):
+        model.rename(tmp_path / "elsewhere")
+        try:
+            return real_start(self)
+        finally:
+            (tmp_path / "elsewhere").rename(model)
+
+    monkeypatch.setattr(cluster_module.ModelActorExecutor, "_start", start_where_the_files_are_missing)
+    assert _run(spec, tmp_path / "out", "--model", str(model), "--executor", "ray") == 1
+    records = _records(tmp_path / "out")
+    assert [r["status"] for r in records] == ["error", "error"]
+    assert {r["error"]["type"] for r in records} == {"WorkerUnavailable"}
+    assert "the Ray cluster could not start a worker for Hugging Face directory" in records[0]["error"]["message"]
+    assert "measurement failed: goal.proxy_reliance" in capsys.readouterr().out
+    from evidence.measure.cluster import ACTOR_PREFIX
+
+    assert not [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(ACTOR_PREFIX)]
