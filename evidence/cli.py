@@ -184,6 +184,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.tsa and args.no_sign:
         raise _usage("--tsa timestamps the signatures: drop --no-sign")
     _check_executor_args(args)
+    if args.parallel is not None and args.executor != "ray":
+        raise _usage("--parallel measures checkpoints at once on a Ray cluster: add --executor ray")
+    if args.parallel is not None and args.parallel < 1:
+        raise _usage(f"--parallel must be a positive number of checkpoints, not {args.parallel}")
     title = args.title or _sweep_title([model for _, model in checkpoints])
     outcome = sweep(
         spec,
@@ -207,6 +211,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=_progress(),
         detail=_detail(),
+        parallel=args.parallel,
     )
     print(f"sweep:   {outcome.out_dir}")
     if outcome.kept_previous is not None:
@@ -1013,6 +1018,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR", help="the result cache (as for run); a sweep that stops keeps "
                    "the checkpoints measured so far there, and the next sweep reuses them")
     _add_executor(p, "the measurements")
+    p.add_argument("--parallel", type=int, metavar="N", help="with --executor ray: measure at most N checkpoints "
+                   "at once, one actor each (default: one per CPU of the cluster); each is also held in this "
+                   "machine's memory while it is measured")
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("check", help="everything knowable before measuring: spec, policy, datasets, markers in "

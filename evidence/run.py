@@ -9,12 +9,12 @@ every file of it exists (it is written to a temporary directory first).
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from evidence.canonical import sha256_hex
 from evidence.changelog import diff_dossiers, load_predecessor
@@ -119,6 +119,7 @@ def run(
     workers: int | None = None,
     signer: Signer | None = None,
     session: RaySession | None = None,
+    held: SupportsLock | None = None,
 ) -> RunOutcome:
     """Measure, build, render, sign and write the bundle to ``out_dir``.
 
@@ -146,7 +147,9 @@ def run(
     ``workers`` CPUs started for this run and stopped after it; the records are the same, and the
     dossier's environment names the executor. ``signer``: sign with this signer (already opened, e.g.
     for several runs) instead of the one ``key`` names; ``session``: with ``executor="ray"``, measure on
-    this open cluster session instead of connecting (or starting one) for this run alone.
+    this open cluster session instead of connecting (or starting one) for this run alone. ``held``: a
+    lock the caller holds and that this run releases while its measurements run on the cluster (a sweep
+    measures several checkpoints at once that way, and prepares, renders and signs them one at a time).
     """
     say = progress or (lambda _msg: None)
     if profile not in PROFILES:
@@ -232,16 +235,17 @@ def run(
             environment = environment.model_copy(update={"executor": session.description})
             threads = 1 if spec.model_organism else None
             execute = ModelActorExecutor(session, model, seed=spec.seed, threads=threads, say=say)
-        records = run_suite(
-            tasks,
-            model,
-            announce=lambda i, n, task: say(f"[{i}/{n}] measuring {task.measurement_id}{estimates[i - 1]}"),
-            progress=detail,
-            cache=cache,
-            reused=lambda i, n, task, key: say(f"[{i}/{n}] reused {task.measurement_id} "
-                                               f"from the result cache ({key[:16]})"),
-            execute=execute,
-        )
+        with _released(held):
+            records = run_suite(
+                tasks,
+                model,
+                announce=lambda i, n, task: say(f"[{i}/{n}] measuring {task.measurement_id}{estimates[i - 1]}"),
+                progress=detail,
+                cache=cache,
+                reused=lambda i, n, task, key: say(f"[{i}/{n}] reused {task.measurement_id} "
+                                                   f"from the result cache ({key[:16]})"),
+                execute=execute,
+            )
         if execute is not None:
             execute.close()  # the model's actor is done; on a shared session (a sweep) it would hold the model
     rules = [rule for definition in registered().values() for rule in definition.crossref]
@@ -276,6 +280,27 @@ def run(
 
 
 EXECUTORS = ("in-process", "ray")
+
+
+class SupportsLock(Protocol):
+    """A lock: :class:`threading.Lock`, or one that refuses to be taken again once its work is cancelled."""
+
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+@contextmanager
+def _released(lock: SupportsLock | None) -> Iterator[None]:
+    """Release ``lock`` (which the caller holds) for the block, and take it again after."""
+    if lock is None:
+        yield
+        return
+    lock.release()
+    try:
+        yield
+    finally:
+        lock.acquire()
 
 
 def _check_executor(executor: str, address: str | None, workers: int | None) -> None:

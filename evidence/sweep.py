@@ -22,7 +22,9 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -39,6 +41,7 @@ from evidence.runspec import RunSpec
 from evidence.trend import Checkpoint, build_trend, natural_key, trend_predicate
 
 if TYPE_CHECKING:
+    from evidence.measure.cluster import RaySession
     from evidence.records.core import Profile
     from evidence.run import RunOutcome
     from signing.keys import Signer
@@ -164,12 +167,16 @@ def sweep(
     workers: int | None = None,
     progress: Progress | None = None,
     detail: Callable[[float, str], None] | None = None,
+    parallel: int | None = None,
 ) -> SweepOutcome:
     """Run ``spec`` on every checkpoint (label, model argument), then build, sign and write the trend.
 
     The arguments are those of :func:`evidence.run.run`, applied to every checkpoint;
     ``checkpoints`` come from :func:`resolve_checkpoints` (in sweep order). ``title`` names
-    what was swept on the trend's cover.
+    what was swept on the trend's cover. ``parallel``: with ``executor="ray"``, at most this many
+    checkpoints are measured at once, each on its own actor (default: one per CPU of the cluster);
+    each is prepared (loaded on this machine for the pre-run check and the numerics certificate),
+    rendered and signed one at a time, and held in this machine's memory while it is measured.
     """
     from evidence.run import _check_executor, _check_level, _signer_for, run
 
@@ -199,9 +206,10 @@ def sweep(
                 session = stack.enter_context(ray_session(address, workers=workers))
                 say(f"ray: {session.description} (one session for every checkpoint)")
             (staging / CHECKPOINTS_DIR).mkdir()
-            for i, (label, checkpoint_spec) in enumerate(specs, start=1):
+
+            def measure(i: int, label: str, checkpoint_spec: RunSpec, held: _TurnLock | None = None) -> RunOutcome:
                 say(f"== checkpoint {i}/{len(specs)}: {label} ==")
-                outcome = run(
+                return run(
                     checkpoint_spec,
                     staging / CHECKPOINTS_DIR / label,
                     sign=sign,
@@ -217,9 +225,17 @@ def sweep(
                     executor=executor,
                     session=session,
                     progress=_prefixed(say, label),
-                    detail=detail,
+                    detail=_prefixed_detail(detail, label) if detail is not None and held is not None else detail,
+                    held=held,
                 )
-                runs.append((label, outcome))
+
+            side_by_side = _side_by_side(session, len(specs), parallel)
+            if session is None or side_by_side < 2:
+                for i, (label, checkpoint_spec) in enumerate(specs, start=1):
+                    runs.append((label, measure(i, label, checkpoint_spec)))
+            else:
+                say(f"ray: up to {side_by_side} checkpoints measured at once")
+                runs.extend(_side_by_side_runs(specs, measure, session, side_by_side))
         say("== the trend over the checkpoints ==")
         trend, trend_json = _write_trend(staging, runs, title=title, order=order, signer=signer, tsa=tsa,
                                          level=level, say=say)  # fmt: skip
@@ -244,6 +260,78 @@ def sweep(
     runs = [(label, replace(outcome, out_dir=out_dir / CHECKPOINTS_DIR / label)) for label, outcome in runs]
     return SweepOutcome(out_dir=out_dir, runs=runs, trend=trend, trend_sha256=sha256_hex(trend_json),
                         signed=signer is not None, kept_previous=kept)  # fmt: skip
+
+
+class _TurnLock:
+    """The lock a checkpoint holds except while it is measured; once cancelled, taking it stops the checkpoint."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self.cancelled = threading.Event()
+
+    def acquire(self) -> bool:
+        self._lock.acquire()
+        if self.cancelled.is_set():
+            self._lock.release()
+            raise KeyboardInterrupt
+        self._owner = threading.get_ident()
+        return True
+
+    def release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+    def release_if_held(self) -> None:
+        """Release the lock if this thread holds it (a checkpoint stopped while it was measured does not)."""
+        if self._owner == threading.get_ident():
+            self.release()
+
+
+def _side_by_side(session: RaySession | None, checkpoints: int, parallel: int | None) -> int:
+    """How many checkpoints to measure at once: ``parallel``, else one per CPU of the cluster."""
+    if session is None:
+        return 1
+    if parallel is not None:
+        return max(1, min(parallel, checkpoints))
+    cpus = int(session.ray.cluster_resources().get("CPU", 1))
+    return max(1, min(cpus, checkpoints))
+
+
+def _side_by_side_runs(
+    specs: Sequence[tuple[str, RunSpec]],
+    measure: Callable[[int, str, RunSpec, _TurnLock | None], RunOutcome],
+    session: RaySession,
+    width: int,
+) -> list[tuple[str, RunOutcome]]:
+    """Each checkpoint's run, ``width`` at a time, in sweep order; Ctrl-C or a failure stops them all."""
+    turn = _TurnLock()
+
+    def one(i: int, label: str, checkpoint_spec: RunSpec) -> RunOutcome:
+        turn.acquire()
+        try:
+            return measure(i, label, checkpoint_spec, turn)
+        finally:
+            turn.release_if_held()
+
+    pool = ThreadPoolExecutor(max_workers=width, thread_name_prefix="checkpoint")
+    futures = [pool.submit(one, i, label, s) for i, (label, s) in enumerate(specs, start=1)]
+    try:
+        return [(label, future.result()) for (label, _), future in zip(specs, futures, strict=True)]
+    except BaseException:
+        turn.cancelled.set()  # no checkpoint prepares, renders or signs any more
+        session.cancel()  # and none measures: their actors end, their executors stop
+        for future in futures:
+            future.cancel()
+        wait(futures)  # every thread is done before the caller removes what they were writing
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _prefixed_detail(detail: Callable[[float, str], None], label: str) -> Callable[[float, str], None]:
+    """``detail`` with each message prefixed by the checkpoint's label (checkpoints measured at once)."""
+    return lambda fraction, message: detail(fraction, f"{label}: {message}")
 
 
 def _prefixed(say: Progress, label: str) -> Progress:

@@ -114,6 +114,13 @@ class RaySession:
     #: How the dossier's environment names the executor, e.g. ``ray 2.60.0: a local cluster (2 CPUs)``.
     description: str
     actors: list[Any] = field(default_factory=list)
+    #: set by :meth:`cancel`: no task starts any more (a sweep's other checkpoints stop too)
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        """Stop the session's work: every actor ends, and every executor on the session stops at its next step."""
+        self.cancelled = True
+        self.kill_actors()
 
     def kill_actors(self) -> None:
         """End every actor this session started (their running tasks with them)."""
@@ -440,12 +447,16 @@ class ModelActorExecutor:
         """``task``'s record, measured on the model's actor (an ``error`` record if the cluster lost it for good)."""
         ray = self._session.ray
         errors = ray.exceptions
+        if self._session.cancelled:
+            raise KeyboardInterrupt
         if self._unavailable is not None:
             return self._lost(task, self._unavailable, "WorkerUnavailable", 0)
         try:
             actor = self._actor if self._actor is not None else self._start()
             pids = {self._pid(actor)}
         except errors.RayError as exc:
+            if self._session.cancelled:
+                raise KeyboardInterrupt from None
             where = self._spec.describe()
             self._unavailable = f"the Ray cluster could not start a worker for {where}: {_first_line(exc)}"
             self.close()
@@ -454,6 +465,8 @@ class ModelActorExecutor:
         shown: tuple[int, float, str] | None = None
         try:
             while not ray.wait([ref], timeout=_POLL_SECONDS)[0]:
+                if self._session.cancelled:
+                    raise KeyboardInterrupt
                 try:
                     fraction, message, pid = ray.get(
                         actor.progress.options(concurrency_group="poll").remote(), timeout=_POLL_SECONDS * 8
@@ -473,8 +486,12 @@ class ModelActorExecutor:
             self._session.kill_actors()  # a measurement in an actor ends with its process
             raise
         except errors.RayTaskError as exc:  # not the measurement (run_task records its failures): the call itself
+            if self._session.cancelled:  # the session was cancelled under it: no record, the work stops
+                raise KeyboardInterrupt from None
             return self._lost(task, f"the Ray worker failed: {_first_line(exc)}", type(exc).__name__, len(pids) - 1)
         except errors.RayError as exc:  # the actor was lost more often than Ray restarts it
+            if self._session.cancelled:
+                raise KeyboardInterrupt from None
             self._session.ray.kill(actor, no_restart=True)
             self._actor = None
             message = (

@@ -329,11 +329,11 @@ def test_the_in_process_path_never_imports_ray():
 def test_a_sweep_on_ray_equals_the_in_process_one_through_a_killed_worker(
     cluster, tmp_path, monkeypatch, capsys, one_thread
 ):
-    """`sweep --executor ray` over three checkpoints; the second one's actor is killed (by pid) once, mid-task."""
+    """`sweep --executor ray` over three checkpoints, two at a time; step-2's actor is killed (by pid) mid-task."""
     import shutil
 
     import evidence.cli as cli
-    from evidence.measure.cluster import ACTOR_PREFIX, NAMESPACE
+    from evidence.measure.cluster import ACTOR_PREFIX
     from tests.integration.test_sweep import CONTROL, MEMBERS, PLANTED, POLICY, SPEC
 
     (tmp_path / "spec.toml").write_text(SPEC)
@@ -349,11 +349,10 @@ def test_a_sweep_on_ray_equals_the_in_process_one_through_a_killed_worker(
 
     def detail():
         def report(fraction: float, message: str) -> None:
-            if not killed and any(line.startswith("step-2: [1/1] measuring") for line in announced):
-                (name,) = [n["name"] for n in ray.util.list_named_actors(all_namespaces=True)
-                           if n["name"].startswith(ACTOR_PREFIX)]  # fmt: skip
-                actor = ray.get_actor(name, namespace=NAMESPACE)
-                pid = ray.get(actor.about.options(concurrency_group="poll").remote(), timeout=60)["pid"]
+            # checkpoints are measured two at a time: kill the actor that loaded step-2, by the pid it reported
+            loaded = [line for line in announced if line.startswith("step-2: ray: ") and "loaded by a worker" in line]
+            if not killed and loaded and message.startswith("step-2: "):
+                pid = int(loaded[0].rsplit("(pid ", 1)[1].rstrip(")"))
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
@@ -375,6 +374,7 @@ def test_a_sweep_on_ray_equals_the_in_process_one_through_a_killed_worker(
     assert main([*common, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 1
     assert killed, "the second checkpoint's actor was never killed"
     assert any("one session for every checkpoint" in line for line in announced)
+    assert "ray: up to 2 checkpoints measured at once" in announced
     for label in ("step-1", "step-2", "step-3"):
         here = _records(tmp_path / "here" / "checkpoints" / label)
         there = _records(tmp_path / "ray" / "checkpoints" / label)
@@ -427,3 +427,45 @@ bootstrap_resamples = 100
     from evidence.measure.cluster import ACTOR_PREFIX
 
     assert not [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(ACTOR_PREFIX)]
+
+
+def test_ctrl_c_stops_a_sweep_measuring_checkpoints_side_by_side(cluster, tmp_path):
+    """SIGINT to `sweep --executor ray` while two checkpoints are measured at once: 130, nothing written."""
+    import shutil
+    import subprocess
+    import sys
+
+    from evidence.measure.cluster import ACTOR_PREFIX
+    from tests.integration.test_sweep import CONTROL, MEMBERS, PLANTED, POLICY, SPEC
+
+    (tmp_path / "spec.toml").write_text(SPEC)
+    (tmp_path / "policy.toml").write_text(POLICY)
+    for name, member in (("step-1", CONTROL), ("step-2", PLANTED), ("step-3", CONTROL)):
+        shutil.copytree(MEMBERS / member, tmp_path / "runs" / name)
+    address = ray.get_runtime_context().gcs_address
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "sweep"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evidence.cli", "sweep", str(tmp_path / "spec.toml"), "--checkpoints",
+         str(tmp_path / "runs" / "step-*"), "--no-sign", "--no-cache", "--profile", "quick", "--out", str(out),
+         "--executor", "ray", "--address", address],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("     ") and "step-" in line:  # a checkpoint's progress within its measurement
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=180) == 130, "".join(seen) + rest
+    assert "interrupted; nothing was written" in rest
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".sweep")]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(ACTOR_PREFIX)]:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the sweep's actors outlived it")
