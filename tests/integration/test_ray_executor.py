@@ -63,6 +63,15 @@ helpful = ["sure"]
 """
 
 
+def _interruptible() -> None:
+    """In a child about to run a command: Ctrl-C (SIGINT) raises KeyboardInterrupt, as in a terminal.
+
+    A test session started in the background by a non-interactive shell ignores SIGINT, and a child
+    inherits that; Python then installs no handler, and the signal the test sends would do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _ray_processes(marker: str, grace: float = 0.0) -> list[int]:
     """Running processes whose command line names ``marker`` (a cluster's temporary directory).
 
@@ -293,7 +302,7 @@ def test_ctrl_c_ends_the_clusters_work_and_writes_nothing(cluster, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "evidence.cli", "run", str(spec), "--no-sign", "--no-cache", "--profile", "quick",
          "--out", str(out), "--executor", "ray", "--address", address],
-        env=env, stderr=subprocess.PIPE, text=True,
+        env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible,
     )  # fmt: skip
     assert process.stderr is not None
     for line in process.stderr:
@@ -449,7 +458,7 @@ def test_ctrl_c_stops_a_sweep_measuring_checkpoints_side_by_side(cluster, tmp_pa
         [sys.executable, "-m", "evidence.cli", "sweep", str(tmp_path / "spec.toml"), "--checkpoints",
          str(tmp_path / "runs" / "step-*"), "--no-sign", "--no-cache", "--profile", "quick", "--out", str(out),
          "--executor", "ray", "--address", address],
-        env=env, stderr=subprocess.PIPE, text=True,
+        env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible,
     )  # fmt: skip
     assert process.stderr is not None
     seen = []
