@@ -301,7 +301,9 @@ def _cluster_shared_results(store: Any) -> Any:
 class _ModelWorker:
     """A Ray actor's body: the model loaded once, the run's shared results, the latest progress."""
 
-    def __init__(self, spec: ModelSpec, seed: int, threads: int | None, store: Any = None) -> None:
+    def __init__(self, spec: ModelSpec, seed: int, threads: int | None, store_name: str | None = None) -> None:
+        import ray
+
         from evidence.measure.context import SharedResults
         from evidence.measure.runtime import configure_determinism
         from evidence.model import load_model
@@ -309,6 +311,9 @@ class _ModelWorker:
         configure_determinism(seed, threads=threads)
         self._seed, self._threads = seed, threads
         self._model = load_model(spec)
+        # The store is found by its name, not passed as a handle: an actor whose constructor takes a
+        # reference cannot be restarted once the reference is gone (ray-project/ray#53727).
+        store = ray.get_actor(store_name, namespace=NAMESPACE) if store_name is not None else None
         self._shared = _cluster_shared_results(store) if store is not None else SharedResults()
         self._progress: tuple[float, str] = (0.0, "")
 
@@ -397,7 +402,7 @@ class ModelActorExecutor:
         self._session.actors.append(store)
         self._own.append(store)
         actor = remote.options(name=f"{ACTOR_PREFIX}{suffix}", namespace=NAMESPACE).remote(
-            self._spec, self._seed, self._threads, store
+            self._spec, self._seed, self._threads, f"{STORE_PREFIX}{suffix}"
         )
         self._session.actors.append(actor)
         self._own.append(actor)

