@@ -104,7 +104,7 @@ def verify_sweep(
     for name in names:
         try:
             report = verify_bundle(sweep_dir / name, trust_anchors, signer_policy=signer_policy, at=at,
-                                   revocation=revocation, revocation_data=revocation_data)  # fmt: skip
+                                   revocation=revocation, revocation_data=revocation_data, in_sweep=True)  # fmt: skip
         except BundleError as exc:  # an incomplete bundle: a failure of the sweep, not of the verifier
             problems.append(f"{name}: {exc.message}")
             bundles.append((name, None))

@@ -1194,6 +1194,7 @@ def verify_bundle(
     at: dt.datetime | None = None,
     revocation: RevocationPolicy = "soft-fail",
     revocation_data: Sequence[Path] = (),
+    in_sweep: bool = False,
 ) -> VerificationReport:
     """Check the bundle in ``bundle_dir`` against the auditor's trust anchors, step by step.
 
@@ -1202,7 +1203,8 @@ def verify_bundle(
     ``at``: the validation time (default now); a timestamped signature's certificates
     are judged as of its timestamp instead. ``revocation`` and ``revocation_data``:
     how missing revocation data is treated, and CRLs / OCSP responses the auditor
-    obtained (see :mod:`signing.longterm`).
+    obtained (see :mod:`signing.longterm`). ``in_sweep``: the bundle is verified as part of its sweep
+    (:func:`signing.sweep.verify_sweep`), which verifies the checkpoints' own bundles too.
     """
     anchors = load_trust_anchors(trust_anchors)
     supplied = load_revocation_data(revocation_data)
@@ -1217,6 +1219,12 @@ def verify_bundle(
             "since the key in that certificate signed them, not who holds the key; compare its sha256 "
             "fingerprint with one obtained from the signer through another channel, or pin it with "
             "--signer-fingerprint"
+        )
+    if state.trend and not in_sweep:
+        state.warnings.append(
+            "this is a sweep's trend, verified on its own: the checkpoints' dossiers it was computed from were "
+            "checked against the digests it records, but their own bundles (signatures, PDFs, verdicts) were "
+            "not verified; verify the sweep directory for that"
         )
     results: dict[int, StepResult] = {}
 

@@ -110,8 +110,13 @@ def test_the_sweep_verifies_offline_and_each_bundle_on_its_own(swept, capsys):
     assert "== checkpoints/step-90 ==" in out and "== trend ==" in out
     assert "(7) every series, verdict change and gate recompute from the checkpoints' dossiers" in out
     assert "OK: " in out and "3 checkpoint bundles and the trend" in out
+    assert "verified on its own" not in out
     assert main(["verify", str(swept / "checkpoints" / "step-400"), *trust]) == 0
     capsys.readouterr()
+    # the trend's bundle alone: it verifies against the dossiers beside it, and says what it did not check
+    assert main(["verify", str(swept / "trend"), *trust]) == 0
+    alone = " ".join(capsys.readouterr().out.split())
+    assert "[PASS] (7)" in alone and "their own bundles (signatures, PDFs, verdicts) were not verified" in alone
     assert main(["verify", str(swept), *trust, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     import jsonschema
