@@ -105,13 +105,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     spec = spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
     if args.external_evals:
         spec = spec.with_external_evals([Path(p) for p in args.external_evals])
-    if args.limit is not None and args.limit < 1:
-        raise _usage(f"--limit must be a positive number of prompts, not {args.limit}")
-    if args.cache_dir and args.no_cache:
-        raise _usage("--no-cache reuses and stores nothing: drop --cache-dir, or drop --no-cache")
-    if args.tsa and args.no_sign:
-        raise _usage("--tsa timestamps the signatures: drop --no-sign, or pass --tsa to `sign` when signing the draft")
-    _check_executor_args(args)
+    _check_measuring_args(args, tsa_remedy="drop --no-sign, or pass --tsa to `sign` when signing the draft")
     outcome = run(
         spec,
         Path(args.out),
@@ -177,13 +171,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if reading.spec is None:
         raise reading.problems[0].error
     spec = reading.spec.with_placement(device=args.device, dtype=args.dtype, n_gpus=args.n_gpus)
-    if args.limit is not None and args.limit < 1:
-        raise _usage(f"--limit must be a positive number of prompts, not {args.limit}")
-    if args.cache_dir and args.no_cache:
-        raise _usage("--no-cache reuses and stores nothing: drop --cache-dir, or drop --no-cache")
-    if args.tsa and args.no_sign:
-        raise _usage("--tsa timestamps the signatures: drop --no-sign")
-    _check_executor_args(args)
+    _check_measuring_args(args, tsa_remedy="drop --no-sign")
     if args.parallel is not None and args.executor != "ray":
         raise _usage("--parallel measures checkpoints at once on a Ray cluster: add --executor ray")
     if args.parallel is not None and args.parallel < 1:
@@ -504,6 +492,17 @@ def _add_executor(p: argparse.ArgumentParser, what: str) -> None:
                    "machine and stopped after it")
     p.add_argument("--workers", type=int, metavar="N", help="with --executor ray and no --address: the local "
                    "cluster's worker processes (default: one per CPU)")
+
+
+def _check_measuring_args(args: argparse.Namespace, *, tsa_remedy: str) -> None:
+    """What `run` and `sweep` refuse of their options before any work: budget, cache, signing, executor."""
+    if args.limit is not None and args.limit < 1:
+        raise _usage(f"--limit must be a positive number of prompts, not {args.limit}")
+    if args.cache_dir and args.no_cache:
+        raise _usage("--no-cache reuses and stores nothing: drop --cache-dir, or drop --no-cache")
+    if args.tsa and args.no_sign:
+        raise _usage(f"--tsa timestamps the signatures: {tsa_remedy}")
+    _check_executor_args(args)
 
 
 def _check_executor_args(args: argparse.Namespace) -> None:

@@ -18,12 +18,18 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from evidence.errors import ConfigError, UserFacingError
 
-__all__ = ["BUNDLE_MARKER", "check_output_dir", "write_directory_atomically", "write_file_atomically"]
+__all__ = [
+    "BUNDLE_MARKER",
+    "check_output_dir",
+    "replace_directory",
+    "write_directory_atomically",
+    "write_file_atomically",
+]
 
 #: The file whose presence makes a directory a previous bundle, which may be replaced.
 BUNDLE_MARKER = "dossier.json"
@@ -83,28 +89,42 @@ def write_directory_atomically(
     Callers check the target first with :func:`check_output_dir` and the names
     themselves.
     """
-    parent = out_dir.parent
     staging: Path | None = None
-    previous: Path | None = None
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
         for name, data in files.items():
             _write_file(staging / name, data)
         staging.chmod(0o755)
-        if out_dir.exists():
-            previous = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
-            os.replace(out_dir, previous)
-        os.replace(staging, out_dir)
+        kept = replace_directory(staging, out_dir, disposable=lambda old: _only_replaceable(old, replaceable))
         staging = None
+        return kept
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-            if previous is not None and not out_dir.exists():
-                os.replace(previous, out_dir)  # put the previous directory back
-                previous = None
+
+
+def replace_directory(staging: Path, out_dir: Path, *, disposable: Callable[[Path], bool]) -> Path | None:
+    """Rename the finished directory ``staging`` to ``out_dir`` (beside it), replacing what is there.
+
+    An existing ``out_dir`` is moved aside first, and put back if the rename fails. Once the new
+    one is in place, the previous one is removed if ``disposable(previous)`` (it holds nothing of the
+    user's); otherwise it is kept beside the new one as ``<out_dir>.previous-<UTC time>`` and that
+    path is returned.
+    """
+    parent = out_dir.parent
+    previous: Path | None = None
+    if out_dir.exists():
+        previous = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
+        os.replace(out_dir, previous)
+    try:
+        os.replace(staging, out_dir)
+    except BaseException:
+        if previous is not None and not out_dir.exists():
+            os.replace(previous, out_dir)  # put the previous directory back
+        raise
     if previous is None:
         return None
-    if _only_replaceable(previous, replaceable):
+    if disposable(previous):
         shutil.rmtree(previous, ignore_errors=True)
         return None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -119,7 +119,7 @@ def render_trend_pdf(trend: TrendDossier, trend_json: bytes) -> bytes:
 
     Raises :class:`~evidence.errors.RenderError` as :func:`render_pdf` does.
     """
-    _check_trend_json_encodes(trend, trend_json)
+    _check_json_encodes(trend, trend_json)
     digest = sha256_hex(trend_json)
     html = _render_template(TREND_TEMPLATE, lambda: _trend_context(trend, digest, inline_figures=False))
     css = _read_template(STYLESHEET) + "\n" + _read_template(TREND_STYLESHEET)
@@ -174,46 +174,29 @@ def _cited_report(dossier: Dossier, attachments: Mapping[str, bytes]) -> Validat
         raise RenderError(exc.message, hint=exc.hint) from None
 
 
-def _check_json_encodes(dossier: Dossier, dossier_json: bytes) -> None:
-    # The PDF prints the digest of these bytes next to the dossier's content:
-    # both must describe the same dossier.
-    if not isinstance(dossier_json, bytes):
-        raise RenderError(
-            f"dossier_json must be bytes, not {type(dossier_json).__name__}",
-            hint="pass the exact bytes written to dossier.json",
-        )
-    try:
-        parsed = Dossier.model_validate_json(dossier_json)
-    except ValueError as exc:
-        raise RenderError(
-            "dossier_json is not a valid dossier",
-            hint="pass the exact bytes written to dossier.json",
-        ) from exc
-    if parsed != dossier:
-        raise RenderError(
-            "dossier_json does not encode the dossier being rendered",
-            hint="render from the same dossier that was serialised to dossier.json",
-        )
+def _check_json_encodes(document: Dossier | TrendDossier, data: bytes) -> None:
+    """``data`` are bytes that encode ``document`` (a dossier, or a sweep's trend); RenderError otherwise.
 
-
-def _check_trend_json_encodes(trend: TrendDossier, trend_json: bytes) -> None:
-    # As for a dossier: the digest printed on page 1 and the content rendered describe one trend.
-    if not isinstance(trend_json, bytes):
-        raise RenderError(
-            f"trend_json must be bytes, not {type(trend_json).__name__}",
-            hint="pass the exact bytes written to the trend bundle's dossier.json",
-        )
+    The PDF prints the digest of these bytes next to the document's content: both must describe the
+    same document.
+    """
+    if isinstance(document, TrendDossier):
+        argument, kind, file = "trend_json", "trend", "the trend bundle's dossier.json"
+        model: type[Dossier] | type[TrendDossier] = TrendDossier
+        valid = "a valid trend dossier"
+    else:
+        argument, kind, file, model, valid = "dossier_json", "dossier", "dossier.json", Dossier, "a valid dossier"
+    if not isinstance(data, bytes):
+        raise RenderError(f"{argument} must be bytes, not {type(data).__name__}",
+                          hint=f"pass the exact bytes written to {file}")  # fmt: skip
     try:
-        parsed = TrendDossier.model_validate_json(trend_json)
+        parsed = model.model_validate_json(data)
     except ValueError as exc:
+        raise RenderError(f"{argument} is not {valid}", hint=f"pass the exact bytes written to {file}") from exc
+    if parsed != document:
         raise RenderError(
-            "trend_json is not a valid trend dossier",
-            hint="pass the exact bytes written to the trend bundle's dossier.json",
-        ) from exc
-    if parsed != trend:
-        raise RenderError(
-            "trend_json does not encode the trend being rendered",
-            hint="render from the same trend that was serialised to dossier.json",
+            f"{argument} does not encode the {kind} being rendered",
+            hint=f"render from the same {kind} that was serialised to dossier.json",
         )
 
 

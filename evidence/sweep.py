@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Literal
 from evidence.canonical import canonical_bytes, sha256_hex
 from evidence.check import Preflight, Problem
 from evidence.errors import ConfigError
-from evidence.files import check_output_dir
+from evidence.files import check_output_dir, replace_directory
 from evidence.records import SignerInfo
 from evidence.records.trend import TrendDossier
 from evidence.runspec import RunSpec
@@ -239,7 +239,8 @@ def sweep(
         say("== the trend over the checkpoints ==")
         trend, trend_json = _write_trend(staging, runs, title=title, order=order, signer=signer, tsa=tsa,
                                          level=level, say=say)  # fmt: skip
-        kept = _move_into_place(staging, out_dir)
+        staging.chmod(0o755)
+        kept = replace_directory(staging, out_dir, disposable=_only_bundles)
         moved = True
     except BaseException:
         finished = len(runs)
@@ -388,41 +389,10 @@ def _write_trend(
     return trend, data
 
 
-def _move_into_place(staging: Path, out_dir: Path) -> Path | None:
-    """Rename the finished sweep into ``out_dir``; a previous sweep is removed, or kept if it held other files."""
-    previous = None
-    if out_dir.exists():
-        previous = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-        os.replace(out_dir, previous)
-    try:
-        staging.chmod(0o755)
-        os.replace(staging, out_dir)
-    except OSError:
-        if previous is not None:
-            os.replace(previous, out_dir)
-        raise
-    if previous is None:
-        return None
-    if _only_bundles(previous):
-        shutil.rmtree(previous, ignore_errors=True)
-        return None
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    kept = out_dir.parent / f"{out_dir.name}.previous-{stamp}"
-    suffix = 1
-    while kept.exists():
-        suffix += 1
-        kept = out_dir.parent / f"{out_dir.name}.previous-{stamp}-{suffix}"
-    os.replace(previous, kept)
-    return kept
-
-
-#: The files a bundle writes (anything else in a previous sweep is the user's, and is kept).
-_BUNDLE_FILES = frozenset({"dossier.json", "dossier.pdf", "dossier.dsse.json", "signer.pem", "dossier.dsse.tst",
-                           "dossier.cdx.json", "model-index.yaml", "validation-report.json"})  # fmt: skip
-
-
 def _only_bundles(sweep_dir: Path) -> bool:
     """Whether a previous sweep (or the empty directory it replaced) holds nothing but its bundles' own files."""
+    from signing.bundle import OWN_FILES
+
     if not (sweep_dir / CHECKPOINTS_DIR).is_dir():
         return not any(sweep_dir.iterdir())
     bundles = [sweep_dir / TREND_DIR]
@@ -435,6 +405,6 @@ def _only_bundles(sweep_dir: Path) -> bool:
         bundles.append(entry)
     for bundle in bundles:
         for entry in bundle.iterdir():
-            if entry.is_symlink() or not entry.is_file() or entry.name not in _BUNDLE_FILES:
+            if entry.is_symlink() or not entry.is_file() or entry.name not in OWN_FILES:
                 return False
     return True

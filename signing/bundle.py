@@ -32,6 +32,7 @@ __all__ = [
     "DOSSIER_PDF",
     "DSSE_ENVELOPE",
     "MAX_FILE_BYTES",
+    "OWN_FILES",
     "SIGNER_PEM",
     "TIMESTAMP_FILE",
     "UNSIGNED_FILES",
@@ -48,6 +49,11 @@ BUNDLE_FILES = (DOSSIER_JSON, DOSSIER_PDF, DSSE_ENVELOPE, SIGNER_PEM)
 #: Files of a bundle that are not statement subjects (the signature, the public chain and,
 #: when the bundle was timestamped, the signature's timestamp token).
 UNSIGNED_FILES = (DSSE_ENVELOPE, SIGNER_PEM, TIMESTAMP_FILE)
+#: Every file a bundle of this release may hold (the optional exports included): a previous bundle holding
+#: only these holds nothing of the user's, and may be replaced.
+OWN_FILES = frozenset(
+    {*BUNDLE_FILES, TIMESTAMP_FILE, "dossier.cdx.json", "model-index.yaml", "validation-report.json"}
+)
 #: The largest bundle file verification reads (64 MiB, far above any real dossier, PDF or export);
 #: a larger file is refused from its size, without being read.
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -102,7 +108,7 @@ def write_bundle_atomically(files: Mapping[str, bytes], out_dir: Path, *, replac
         if not name or name in (".", "..") or "/" in name or os.sep in name:
             raise BundleError(f"invalid bundle file name {name!r}")
     check_output_dir(out_dir, error=BundleError, replace=replace)
-    own = {*files, *BUNDLE_FILES, TIMESTAMP_FILE, "dossier.cdx.json", "model-index.yaml", "validation-report.json"}
+    own = {*files, *OWN_FILES}
     try:
         return write_directory_atomically(files, out_dir, replaceable=own)
     except OSError as exc:

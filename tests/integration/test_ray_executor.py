@@ -120,6 +120,25 @@ def cluster():
     assert _ray_processes(temp, grace=60) == [], "the cluster left processes behind"
 
 
+def _watch_progress(monkeypatch: pytest.MonkeyPatch, announced: list[str], detail) -> None:
+    """The command line's progress lines also go to ``announced``; ``detail`` replaces its within-stage reports."""
+    import evidence.cli as cli
+
+    real_progress = cli._progress
+
+    def progress():
+        say = real_progress()
+
+        def both(message: str) -> None:
+            announced.append(message)
+            say(message)
+
+        return both
+
+    monkeypatch.setattr(cli, "_detail", detail)
+    monkeypatch.setattr(cli, "_progress", progress)
+
+
 def _spec(tmp_path: Path, text: str, name: str) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
@@ -165,7 +184,6 @@ def test_a_killed_worker_is_retried_and_one_lost_for_good_is_an_error_record(
     process: the retry fits it again), then every time it measures heads.inventory, until Ray
     stops restarting it. The bundle is complete either way.
     """
-    import evidence.cli as cli
     from evidence.measure.cluster import ACTOR_PREFIX, NAMESPACE, STORE_PREFIX
 
     spec = _spec(tmp_path, DEMO, "demo")
@@ -199,19 +217,7 @@ def test_a_killed_worker_is_retried_and_one_lost_for_good_is_an_error_record(
 
         return report
 
-    real_progress = cli._progress
-
-    def progress():
-        say = real_progress()
-
-        def both(message: str) -> None:
-            announced.append(message)
-            say(message)
-
-        return both
-
-    monkeypatch.setattr(cli, "_detail", detail)
-    monkeypatch.setattr(cli, "_progress", progress)
+    _watch_progress(monkeypatch, announced, detail)
     assert _run(spec, tmp_path / "ray", "--executor", "ray") == 1  # a measurement failed: exit 1, bundle written
     assert len(killed["[2/3]"]) == 1 and killed["[3/3]"], killed
     here, there = _records(tmp_path / "here"), _records(tmp_path / "ray")
@@ -347,7 +353,6 @@ def test_a_sweep_on_ray_equals_the_in_process_one_through_a_killed_worker(
     """`sweep --executor ray` over three checkpoints, two at a time; step-2's actor is killed (by pid) mid-task."""
     import shutil
 
-    import evidence.cli as cli
     from evidence.measure.cluster import ACTOR_PREFIX
     from tests.integration.test_sweep import CONTROL, MEMBERS, PLANTED, POLICY, SPEC
 
@@ -373,19 +378,7 @@ def test_a_sweep_on_ray_equals_the_in_process_one_through_a_killed_worker(
 
         return report
 
-    real_progress = cli._progress
-
-    def progress():
-        say = real_progress()
-
-        def both(message: str) -> None:
-            announced.append(message)
-            say(message)
-
-        return both
-
-    monkeypatch.setattr(cli, "_detail", detail)
-    monkeypatch.setattr(cli, "_progress", progress)
+    _watch_progress(monkeypatch, announced, detail)
     capfd.readouterr()
     assert main([*common, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 1
     captured = capfd.readouterr()
