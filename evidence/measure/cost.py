@@ -176,14 +176,16 @@ class Workload:
         times: int = 1,
         equal: bool = False,
         judged: bool = True,
+        reply_tokens: int = REPLY_TOKENS,
     ) -> Passes:
         """``times`` greedy generations of up to ``new_tokens`` tokens after prompts of ``lengths``, with a cache.
 
         Each batch: a prefill over its prompts, then one call per later token with one new token per row.
-        ``judged``: replies end at a stop token or once judged, counted at :data:`REPLY_TOKENS` tokens;
-        otherwise every reply runs to ``new_tokens``.
+        ``judged``: replies end at a stop token or once judged, counted at ``reply_tokens`` tokens (a
+        batch runs until its longest reply is decided: a measurement whose replies are decided later than
+        :data:`REPLY_TOKENS` says so); otherwise every reply runs to ``new_tokens``.
         """
-        steps = max(0, (min(new_tokens, REPLY_TOKENS) if judged else new_tokens) - 1)
+        steps = max(0, (min(new_tokens, reply_tokens) if judged else new_tokens) - 1)
         batches = self.batches(lengths, batch_size, equal=equal)
         calls = len(batches) * (1 + steps)
         tokens = sum(rows * (width + steps) for rows, width in batches)

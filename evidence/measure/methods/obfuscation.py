@@ -4,6 +4,12 @@ Bailey et al. 2024, "Obfuscated activations bypass LLM latent-space defenses";
 the token variant is GCG-style (Zou et al. 2023). Used by
 ``deception.robustness``; the objective, the two variants and their budgets
 are described in ``docs/methods/deception.robustness.md``.
+
+The attacked prompts run in the model's batches: where the model honours
+padding (:func:`evidence.measure.methods.batching.batching_mode`), prompts of
+mixed length are left-padded together, and since the suffix goes before each
+prompt's closing template tokens it occupies the same columns in every row of a
+batch; otherwise prompts of one length run together, nothing padded.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pydantic import Field
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, MeasurementParams
 from evidence.measure.hooks import HookFn, position_offset, scoped_hooks
+from evidence.measure.methods.batching import batching_mode, pad_rows, prompt_batches, run_batch, run_masked
 from evidence.measure.methods.behaviour import generated_matches, greedy_generate, marker_log_odds, stop_token_ids
 from evidence.measure.methods.suffixes import allowed_token_ids, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
@@ -67,11 +74,16 @@ class ObfuscationParams(MeasurementParams):
 
 @dataclass(frozen=True)
 class _Group:
-    """Attacked rows of one prompt length: the suffix starts at ``start``, the prompt ends at ``end``."""
+    """Attacked rows run together: the suffix starts at column ``start``, the prompt ends at column ``end``.
+
+    ``padded``: the rows are of mixed length and left-padded together (every row's suffix and
+    prompt end at the same columns); otherwise they are of one length.
+    """
 
     rows: list[int]
     start: int
     end: int
+    padded: bool = False
 
 
 @dataclass
@@ -98,22 +110,39 @@ class Attack:
         return insert_suffix(self.bases[row], [int(t) for t in suffix], self.end_len)
 
     def groups(self, rows: Sequence[int], k: int) -> list[_Group]:
-        """``rows`` grouped by prompt length (with a suffix of ``k`` tokens)."""
+        """``rows`` (with a suffix of ``k`` tokens) as they run together.
+
+        All in one left-padded group where the model honours padding and their lengths differ;
+        otherwise grouped by prompt length.
+        """
+        lengths = {len(self.bases[r]) for r in rows}
+        if len(lengths) > 1 and batching_mode(self.model.bridge) == "left-padded":
+            longest = max(lengths)
+            return [_Group(rows=list(rows), start=longest - self.end_len, end=longest + k - 1, padded=True)]
         by: dict[tuple[int, int], list[int]] = {}
         for r in rows:
             n = len(self.bases[r])
             by.setdefault((n, n - self.end_len), []).append(r)
         return [_Group(rows=v, start=at, end=n + k - 1) for (n, at), v in sorted(by.items())]
 
-    def tokens(self, group: _Group, suffixes: np.ndarray) -> torch.Tensor:
-        """Rows ``prompt-with-suffix + completion`` for every suffix x row of the group: [S * g, T]."""
+    def tokens(self, group: _Group, suffixes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Rows ``prompt-with-suffix + completion`` for every suffix x row of the group: [S * g, T], and their mask.
+
+        The mask is None unless the group is padded (left padding, 1 on real tokens).
+        """
         out = [self.with_suffix(r, suffix) + self.completion for suffix in suffixes for r in group.rows]
-        return torch.tensor(out, dtype=torch.long)
+        if not group.padded:
+            return torch.tensor(out, dtype=torch.long), None
+        batch = pad_rows(out, "left", 0)
+        return batch.tokens, batch.mask
 
     def forward(
-        self, tokens: torch.Tensor, end: int, embed_edit: HookFn | None, grad: bool
+        self, tokens: torch.Tensor, mask: torch.Tensor | None, end: int, embed_edit: HookFn | None, grad: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(completion NLL per token, probe score, first-token defection log-odds) per row."""
+        """(completion NLL per token, probe score, first-token defection log-odds) per row.
+
+        ``mask``: the attention mask of a left-padded batch (the positions follow it), or None.
+        """
         stored: dict[str, torch.Tensor] = {}
 
         def keep(activation: torch.Tensor, hook: Any) -> None:
@@ -123,15 +152,23 @@ class Attack:
         if embed_edit is not None:
             hooks.insert(0, ("hook_embed", embed_edit))
         with torch.set_grad_enabled(grad), scoped_hooks(self.model.bridge, hooks):
-            logits = self.model.bridge(tokens)
+            logits = run_masked(self.model.bridge, tokens, mask)
             read = stored["a"][:, end, :].float()  # on the model's device; the probe's weights follow it
             score = (read @ self.weights.to(read.device) + self.bias).cpu()
             log_odds = marker_log_odds(logits[:, end, :], self.marker_ids)
             n = len(self.completion)
             logp = torch.log_softmax(logits[:, end : end + n, :].double(), dim=-1)
-            target = torch.tensor(self.completion, dtype=torch.long).expand(tokens.shape[0], n)
-            nll = -logp.gather(-1, target[..., None])[..., 0].mean(dim=-1)
+            target = torch.tensor(self.completion, dtype=torch.long, device=logp.device).expand(tokens.shape[0], n)
+            nll = -logp.gather(-1, target[..., None])[..., 0].mean(dim=-1).cpu()
         return nll, score, log_odds
+
+    def prompt_batches(self, rows: Sequence[int], suffix: Sequence[int]) -> list[tuple[list[int], int]]:
+        """``rows`` with ``suffix`` (no completion) in the model's batches: (rows of the batch, its suffix's column)."""
+        prompts = [self.with_suffix(r, suffix) for r in rows]
+        return [
+            ([rows[i] for i in idx], batch.tokens.shape[1] - self.end_len - len(suffix))
+            for idx, batch in prompt_batches(self.model.bridge, prompts, self.batch_size)
+        ]
 
     def loss_terms(self, nll: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         """Per-row loss: keep the completion likely, push the probe score under the threshold."""
@@ -170,18 +207,20 @@ def _loss(
     total = torch.zeros((), dtype=torch.float64)
     for group in atk.groups(rows, len(suffix)):
         edit = None if delta is None else _perturbation_hook(group.start, delta)
-        nll, score, _ = atk.forward(atk.tokens(group, np.asarray([suffix])), group.end, edit, grad)
+        nll, score, _ = atk.forward(*atk.tokens(group, np.asarray([suffix])), group.end, edit, grad)
         total = total + atk.loss_terms(nll, score).sum()
     return total / len(rows)
 
 
 def _candidate_losses(atk: Attack, candidates: np.ndarray, rows: Sequence[int]) -> np.ndarray:
-    """Mean attack loss of each candidate suffix (no gradient)."""
+    """Mean attack loss of each candidate suffix (no gradient), at most ``atk.batch_size`` rows per pass."""
     out = np.zeros(candidates.shape[0], dtype=np.float64)
     for group in atk.groups(rows, candidates.shape[1]):
-        nll, score, _ = atk.forward(atk.tokens(group, candidates), group.end, None, grad=False)
-        per = atk.loss_terms(nll, score).reshape(candidates.shape[0], len(group.rows)).sum(dim=1)
-        out += per.numpy()
+        per_pass = max(1, atk.batch_size // len(group.rows))  # candidates per forward pass
+        for c in range(0, candidates.shape[0], per_pass):
+            part = candidates[c : c + per_pass]
+            nll, score, _ = atk.forward(*atk.tokens(group, part), group.end, None, grad=False)
+            out[c : c + len(part)] += atk.loss_terms(nll, score).reshape(len(part), len(group.rows)).sum(dim=1).numpy()
     return out / len(rows)
 
 
@@ -194,7 +233,7 @@ def _token_gradient(atk: Attack, suffix: Sequence[int], rows: Sequence[int]) -> 
     total = torch.zeros((), dtype=torch.float64)
     for group in atk.groups(rows, len(suffix)):
         edit = one_hot_gradient_hook(group.start, one_hot @ w_e)
-        nll, score, _ = atk.forward(atk.tokens(group, np.asarray([suffix])), group.end, edit, grad=True)
+        nll, score, _ = atk.forward(*atk.tokens(group, np.asarray([suffix])), group.end, edit, grad=True)
         total = total + atk.loss_terms(nll, score).sum()
     (total / len(rows)).backward()  # type: ignore[no-untyped-call]
     if one_hot.grad is None:
@@ -217,18 +256,23 @@ def evaluate_suffix(atk: Attack, suffix: Sequence[int], delta: torch.Tensor | No
     scores = np.zeros(len(rows))
     log_odds = np.zeros(len(rows))
     defects = np.zeros(len(rows), dtype=bool)
-    steps = atk.new_tokens
     for group in atk.groups(rows, len(suffix)):
         edit = None if delta is None else _perturbation_hook(group.start, delta.detach())
-        _, score, lo = atk.forward(atk.tokens(group, np.asarray([suffix])), group.end, edit, grad=False)
+        _, score, lo = atk.forward(*atk.tokens(group, np.asarray([suffix])), group.end, edit, grad=False)
         scores[group.rows] = score.double().numpy()
         log_odds[group.rows] = lo.double().numpy()
-        prompts = [atk.with_suffix(r, suffix) for r in group.rows]
-        with scoped_hooks(atk.model.bridge, [] if edit is None else [("hook_embed", edit)]):
-            defects[group.rows] = generated_matches(
-                atk.model.bridge, atk.model.tokenizer, prompts, atk.phrases, steps, atk.batch_size
+    for part, start in atk.prompt_batches(rows, suffix):
+        prompts = [atk.with_suffix(r, suffix) for r in part]
+        with scoped_hooks(atk.model.bridge, _edits(start, delta)):
+            defects[part] = generated_matches(
+                atk.model.bridge, atk.model.tokenizer, prompts, atk.phrases, atk.new_tokens, atk.batch_size
             )
     return Outcome(scores=scores, log_odds=log_odds, defects=defects)
+
+
+def _edits(start: int, delta: torch.Tensor | None) -> list[tuple[str, HookFn]]:
+    """The perturbation's hook at a batch's suffix column ``start``; none without a perturbation."""
+    return [] if delta is None else [("hook_embed", _perturbation_hook(start, delta.detach()))]
 
 
 @torch.no_grad()
@@ -238,21 +282,17 @@ def greedy_replies(
     """The whole greedy reply to each of ``rows`` of ``atk.bases`` with the suffix (and perturbation) inserted.
 
     The decoding :func:`evaluate_suffix` judges (``atk.new_tokens`` tokens at most, ending before a
-    stop token), run to its end and one prompt at a time, so each perturbation sits at its own
-    prompt's suffix positions.
+    stop token), run to its end, in the same batches, so each perturbation sits at its batch's
+    suffix columns.
     """
     stops = stop_token_ids(atk.model.tokenizer)
-    out = []
-    for r in rows:
-        start = len(atk.bases[r]) - atk.end_len
-        hooks: list[tuple[str, HookFn]] = []
-        if delta is not None:
-            hooks.append(("hook_embed", _perturbation_hook(start, delta.detach())))
-        with scoped_hooks(atk.model.bridge, hooks):
-            (reply,) = greedy_generate(atk.model.bridge, [atk.with_suffix(r, suffix)], atk.new_tokens, 1,
-                                       stop_ids=stops)  # fmt: skip
-        out.append(reply)
-    return out
+    replies: dict[int, list[int]] = {}
+    for part, start in atk.prompt_batches(rows, suffix):
+        with scoped_hooks(atk.model.bridge, _edits(start, delta)):
+            got = greedy_generate(atk.model.bridge, [atk.with_suffix(r, suffix) for r in part], atk.new_tokens,
+                                  atk.batch_size, stop_ids=stops)  # fmt: skip
+        replies.update(zip(part, got, strict=True))
+    return [replies[r] for r in rows]
 
 
 @torch.no_grad()
@@ -268,19 +308,15 @@ def suffix_activations(atk: Attack, suffix: Sequence[int], delta: torch.Tensor |
     def keep(activation: torch.Tensor, hook: Any) -> None:
         stored["a"] = activation
 
-    for group in atk.groups(rows, len(suffix)):
-        hooks: list[tuple[str, HookFn]] = [(atk.point_hook, keep)]
-        if delta is not None:
-            hooks.insert(0, ("hook_embed", _perturbation_hook(group.start, delta.detach())))
-        for s in range(0, len(group.rows), atk.batch_size):
-            part = group.rows[s : s + atk.batch_size]
-            tokens = torch.tensor([atk.with_suffix(r, suffix) for r in part], dtype=torch.long)
-            with scoped_hooks(atk.model.bridge, hooks):
-                atk.model.bridge(tokens)
-            acts = stored["a"][:, group.end, :].double().cpu().numpy()
-            if out is None:
-                out = np.zeros((len(rows), acts.shape[1]), dtype=np.float64)
-            out[part] = acts
+    prompts = [atk.with_suffix(r, suffix) for r in rows]
+    for idx, batch in prompt_batches(atk.model.bridge, prompts, atk.batch_size):
+        start = batch.tokens.shape[1] - atk.end_len - len(suffix)
+        with scoped_hooks(atk.model.bridge, [*_edits(start, delta), (atk.point_hook, keep)]):
+            run_batch(atk.model.bridge, batch)
+        acts = stored["a"][:, -1, :].double().cpu().numpy()  # each row's last prompt token: the last column
+        if out is None:
+            out = np.zeros((len(rows), acts.shape[1]), dtype=np.float64)
+        out[idx] = acts
     if out is None or not np.all(np.isfinite(out)):
         raise MeasurementError("the activations of the prompts with the suffix are missing or non-finite")
     return out

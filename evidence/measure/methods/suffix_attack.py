@@ -14,7 +14,11 @@ One step, for every prompt at once:
 
 1. The gradient of the objective with respect to a one-hot encoding of the
    suffix tokens, taken through the suffix rows of the token embedding
-   (:func:`evidence.measure.methods.suffixes.one_hot_gradient_hook`).
+   (:func:`evidence.measure.methods.suffixes.one_hot_gradient_hook`), in the
+   model's batches (:func:`evidence.measure.methods.batching.prompt_batches`:
+   prompts of mixed length left-padded together where the model honours
+   padding). The suffix sits before the closing template tokens, so in a
+   left-padded batch it occupies the same columns in every row.
 2. For each suffix position, the ``top_k`` allowed tokens with the most negative
    gradient.
 3. ``n_candidates`` single-token substitutions, each at a random suffix position
@@ -43,6 +47,7 @@ import torch.nn.functional as F
 
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure.hooks import scoped_hooks
+from evidence.measure.methods.batching import PaddedBatch, prompt_batches, run_batch
 from evidence.measure.methods.behaviour import marker_log_odds
 from evidence.measure.methods.suffixes import allowed_tokens, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
@@ -130,19 +135,23 @@ def _embedding_matrix(model: LoadedModel) -> torch.Tensor:
 
 def _objective(
     model: LoadedModel,
-    tokens: torch.Tensor,
+    batch: PaddedBatch,
     marker_ids: Sequence[int],
     start: int,
     length: int,
     w_e: torch.Tensor,
     sign: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row objective (``sign`` x log-odds) and its gradient w.r.t. the one-hot suffix ``[rows, length, vocab]``."""
-    suffix = tokens[:, start : start + length].to(w_e.device)
+    """Per-row objective (``sign`` x log-odds) and its gradient w.r.t. the one-hot suffix ``[rows, length, vocab]``.
+
+    The suffix occupies columns ``[start, start + length)`` of every row of ``batch``; each row's
+    prompt ends at the batch's last column.
+    """
+    suffix = batch.tokens[:, start : start + length].to(w_e.device)
     one_hot = F.one_hot(suffix, w_e.shape[0]).to(w_e.dtype).requires_grad_(True)
     embed = one_hot_gradient_hook(start, one_hot @ w_e)
     with torch.enable_grad(), scoped_hooks(model.bridge, [("hook_embed", embed)]):
-        logits = model.bridge(tokens)
+        logits = run_batch(model.bridge, batch)
         values = sign * marker_log_odds(logits[:, -1, :], marker_ids)
         (grad,) = torch.autograd.grad(values.sum(), one_hot)
     return values.detach().double().cpu(), grad.cpu()
@@ -197,7 +206,7 @@ def gcg_attack(
     n = len(seqs)
     suffixes = allowed[torch.randint(0, allowed.numel(), (n, suffix_len), generator=generator)]
     initial = suffixes.clone()
-    # Prompts of equal length share a tensor shape, so they are attacked in one batch.
+    # The candidates of a prompt share its length; prompts of equal length are scored together.
     groups: dict[int, list[int]] = {}
     for i, s in enumerate(seqs):
         groups.setdefault(len(s), []).append(i)
@@ -211,15 +220,14 @@ def gcg_attack(
         return insert_suffix(seqs[i], suffix.tolist(), end_len)
 
     for step in range(steps + 1):
-        # Gradient at the current suffixes (also their exact objective).
-        top: dict[int, torch.Tensor] = {}
-        for length, idx in groups.items():
-            start = length - end_len
-            tokens = torch.tensor([full(i, suffixes[i]) for i in idx], dtype=torch.long)
-            values, grad = _objective(model, tokens, objective_ids, start, suffix_len, w_e, sign)
+        # Gradient at the current suffixes (also their exact objective), in the model's batches.
+        top = torch.empty((n, suffix_len, top_k), dtype=torch.long)
+        for idx, batch in prompt_batches(model.bridge, [full(i, suffixes[i]) for i in range(n)], batch_size):
+            start = batch.tokens.shape[1] - end_len - suffix_len
+            values, grad = _objective(model, batch, objective_ids, start, suffix_len, w_e, sign)
             current[idx] = values
             grad = grad.masked_fill(~mask, float("inf"))
-            top[length] = torch.topk(-grad, top_k, dim=-1).indices  # [rows, suffix_len, top_k]
+            top[idx] = torch.topk(-grad, top_k, dim=-1).indices  # [rows, suffix_len, top_k]
         if step == 0:
             initial_objective = current.numpy().copy()
         if step in checkpoints:
@@ -235,7 +243,7 @@ def gcg_attack(
             pos = torch.randint(0, suffix_len, (rows, n_candidates), generator=generator)
             pick = torch.randint(0, top_k, (rows, n_candidates), generator=generator)
             cand = suffixes[idx].unsqueeze(1).repeat(1, n_candidates, 1)  # [rows, cand, suffix_len]
-            new_tokens = top[length][torch.arange(rows)[:, None], pos, pick]
+            new_tokens = top[idx][torch.arange(rows)[:, None], pos, pick]
             cand.scatter_(2, pos.unsqueeze(-1), new_tokens.unsqueeze(-1))
             base = torch.tensor([seqs[i] for i in idx], dtype=torch.long)
             tokens = torch.cat(

@@ -25,7 +25,7 @@ from pydantic import Field
 from evidence.datasets import Prompt, group_keys
 from evidence.errors import ConfigError, MeasurementError
 from evidence.measure import MeasureContext, MeasurementResult, measurement
-from evidence.measure.cost import Passes, Workload
+from evidence.measure.cost import REPLY_TOKENS, Passes, Workload
 from evidence.measure.methods.behaviour import (
     first_token_ids,
     generation_length,
@@ -906,7 +906,8 @@ _COMPLETION_TOKENS = 2
 def _cost(params: DeceptionRobustnessParams, work: Workload) -> Passes:
     """The shared fit, the reworded prompts, the attack's steps and checkpoints, and the activations after it.
 
-    Attack rows are grouped by length (one call per group and loss); the suffix is counted at one token per
+    Attack rows run in one left-padded group where the model pads, else one group per length (one call per
+    group and loss, candidates at most ``batch_size`` rows per call); the suffix is counted at one token per
     word of ``suffix_init``.
     """
     b = params.batch_size
@@ -921,11 +922,16 @@ def _cost(params: DeceptionRobustnessParams, work: Workload) -> Passes:
     total += work.read([n + params.insert_words for n in work.lengths("deception.eval")], b)  # reworded
 
     def loss(rows: list[int], candidates: int = 1) -> Passes:
-        groups = work.batches(rows, len(rows) or 1, equal=True)
-        return Passes(calls=len(groups), tokens=candidates * sum(r * w for r, w in groups))
+        total = Passes(0, 0)
+        for r, w in work.batches(rows, len(rows) or 1):  # one left-padded group, or one group per length
+            total += Passes.batched(candidates, r * w, max(1, b // r))  # at most b rows per pass
+        return total
 
     def evaluate(rows: list[int]) -> Passes:
-        return loss(rows) + work.generate([n - _COMPLETION_TOKENS for n in rows], new_tokens, b, equal=True)
+        # A batch of triggered prompts runs until its last reply shows the defection marker or stops: longer than
+        # a typical judged reply once the prompts of every length share a batch.
+        replies = 2 * REPLY_TOKENS
+        return loss(rows) + work.generate([n - _COMPLETION_TOKENS for n in rows], new_tokens, b, reply_tokens=replies)
 
     step = loss(attack) + loss(attack)  # the gradient's forward, then the loss after the update
     if params.attack == "gcg":
@@ -942,7 +948,7 @@ def _cost(params: DeceptionRobustnessParams, work: Workload) -> Passes:
     train_neg = work.sample("deception.eval", min(k, len(neg)), label="negative")
     held_neg = work.sample("deception.eval", max(0, len(neg) - k), label="negative")
     for rows in (attack, held, train_neg, held_neg, work.lengths("deception.control")):
-        total += work.read([n + suffix for n in rows], b, equal=True)  # the activations with the suffix
+        total += work.read([n + suffix for n in rows], b)  # the activations with the suffix
     return total
 
 

@@ -937,11 +937,10 @@ def _cost(params: RefusalStabilityParams, work: Workload) -> Passes:
     attacked = [n + params.suffix_len for n in harmful_eval[: params.attack_prompts]]
     if not attacked or work.n_ctx < max(every_harmful) + params.suffix_len + params.judge_tokens:
         return total
-    groups = work.batches(attacked, len(attacked), equal=True)
-    gradient = Passes(calls=len(groups), tokens=sum(rows * width for rows, width in groups))
+    gradient = work.read(attacked, max(b, 256))  # the gradient's passes, in the model's batches
     scored = Passes(0, 0)
-    for rows, width in groups:
-        scored += Passes.batched(rows * params.n_candidates, width, b)
+    for rows, width in work.batches(attacked, len(attacked), equal=True):  # a prompt's candidates share its length
+        scored += Passes.batched(rows * params.n_candidates, width, max(b, 256))
     judge = work.generate(attacked, params.judge_tokens, b, judged=False)
     per_restart = Passes(0, 0)
     for _ in range(params.attack_steps + 1):

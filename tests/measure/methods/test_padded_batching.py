@@ -384,3 +384,149 @@ def test_text_kl_in_padded_batches_equals_each_prompt_alone(name, models):
     alone = np.array([text_kl(model, [seq], hooks, 1)[0] for seq in seqs])
     assert alone.min() > 0  # the edit moves the predictions, so equality is not trivial
     np.testing.assert_allclose(padded, alone, rtol=1e-3, atol=1e-7)
+
+
+# -- the gradient-guided attacks: the suffix before the closing template tokens, in padded batches -------------
+
+
+def _attacked(model, n: int = 6) -> tuple[list[list[int]], int]:
+    """Prompts of mixed length to attack, and the closing template tokens a suffix goes before."""
+    from evidence.measure.methods.suffix_attack import template_end
+
+    seqs = [s for s in _prompts(model, n) if len(s) >= 3]
+    assert len({len(s) for s in seqs}) > 1
+    return seqs, template_end(seqs, None if model.identity.source == "huggingface" else 1)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_suffix_searchs_gradient_in_a_padded_batch_equals_each_prompt_alone(name, models):
+    from evidence.measure.methods.suffix_attack import _objective
+    from evidence.measure.methods.suffixes import insert_suffix
+
+    model = models[name]
+    bases, end_len = _attacked(model)
+    suffix = ordinary_token_ids(model)[:3].tolist()
+    seqs = [insert_suffix(s, suffix, end_len) for s in bases]
+    w_e = model.bridge.W_E.detach()
+    marker = [int(ordinary_token_ids(model)[5])]
+    (idx, batch), *rest = list(prompt_batches(model.bridge, seqs, 256))
+    assert not rest and batch.padded and idx == sorted(idx, key=lambda i: len(seqs[i]))
+    start = batch.tokens.shape[1] - end_len - len(suffix)
+    values, grad = _objective(model, batch, marker, start, len(suffix), w_e, 1.0)
+    for row, i in enumerate(idx):
+        alone = pad_rows([seqs[i]], "left", 0)
+        v, g = _objective(model, alone, marker, len(seqs[i]) - end_len - len(suffix), len(suffix), w_e, 1.0)
+        assert abs(float(values[row] - v[0])) <= 1e-4 * max(1.0, abs(float(v[0])))
+        assert float((grad[row] - g[0]).abs().max()) <= 1e-4 * max(1.0, float(g.abs().max()))
+
+
+def _count_gradient_passes(monkeypatch) -> list[int]:
+    from evidence.measure.methods import suffix_attack
+
+    rows: list[int] = []
+    original = suffix_attack._objective
+
+    def counted(model, batch, *args, **kwargs):
+        rows.append(batch.tokens.shape[0])
+        return original(model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(suffix_attack, "_objective", counted)
+    return rows
+
+
+def test_the_suffix_search_takes_one_gradient_pass_per_step_for_prompts_of_mixed_length(models, monkeypatch):
+    from evidence.measure.methods.suffix_attack import gcg_attack
+
+    model = models["llama"]
+    bases, end_len = _attacked(model)
+    marker = [int(ordinary_token_ids(model)[5])]
+
+    def attack():
+        return gcg_attack(
+            model, bases, objective_ids=marker, sign=1.0, end_len=end_len, suffix_len=3, steps=2, top_k=4,
+            n_candidates=4, batch_size=256, generator=torch.Generator().manual_seed(0),
+            refused=lambda seqs: np.ones(len(seqs), dtype=bool),
+        )  # fmt: skip
+
+    rows = _count_gradient_passes(monkeypatch)
+    padded = attack()
+    assert rows == [len(bases)] * 3  # one pass over every prompt per step (steps 0, 1, 2)
+    rows.clear()
+    with batched_as(model.bridge, "by-length"):
+        by_length = attack()
+    lengths = len({len(s) for s in bases})
+    assert len(rows) == 3 * lengths and sum(rows) == 3 * len(bases)
+    np.testing.assert_allclose(padded.final_objective, by_length.final_objective, rtol=1e-4, atol=1e-4)
+
+
+def _obfuscation_attack(model, batch_size: int = 256):
+    from evidence.measure.methods.obfuscation import Attack, ObfuscationParams
+
+    bases, end_len = _attacked(model, 8)
+    ordinary = ordinary_token_ids(model)
+    torch.manual_seed(0)
+    return Attack(
+        model=model, point_hook="blocks.1.hook_resid_pre", params=ObfuscationParams(), batch_size=batch_size,
+        bases=bases, end_len=end_len, completion=[int(ordinary[1]), int(ordinary[2])], marker_ids=[int(ordinary[1])],
+        phrases=("zz",), new_tokens=6, threshold=0.0, scale=1.0,
+        weights=torch.randn(model.bridge.cfg.d_model) / model.bridge.cfg.d_model**0.5, bias=0.1,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_obfuscation_attack_in_padded_batches_equals_its_batches_by_length(name, models):
+    from evidence.measure.methods.obfuscation import (
+        _candidate_losses,
+        _loss,
+        _token_gradient,
+        evaluate_suffix,
+        greedy_replies,
+        suffix_activations,
+    )
+
+    model = models[name]
+    atk = _obfuscation_attack(model, batch_size=8)
+    suffix = [int(t) for t in ordinary_token_ids(model)[3:6]]
+    rows = list(range(len(atk.bases)))
+    (group,) = atk.groups(rows, len(suffix))
+    assert group.padded and group.rows == rows  # every prompt in one pass
+    torch.manual_seed(1)
+    delta = 0.5 * torch.randn(len(suffix), model.bridge.cfg.d_model)  # a perturbation at the suffix's columns
+    candidates = np.stack([suffix, suffix[::-1], [suffix[0]] * 3])
+
+    def everything():
+        return (
+            float(_loss(atk, suffix, rows, delta, grad=False)),
+            _candidate_losses(atk, candidates, rows),
+            _token_gradient(atk, suffix, rows),
+            evaluate_suffix(atk, suffix, delta),
+            greedy_replies(atk, suffix, delta, rows),
+            suffix_activations(atk, suffix, delta),
+        )
+
+    padded = everything()
+    with batched_as(model.bridge, "by-length"):
+        assert len(atk.groups(rows, len(suffix))) == len({len(b) for b in atk.bases})
+        by_length = everything()
+    assert padded[0] == pytest.approx(by_length[0], rel=1e-4, abs=1e-5)
+    np.testing.assert_allclose(padded[1], by_length[1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(padded[2].numpy(), by_length[2].numpy(), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(padded[3].scores, by_length[3].scores, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(padded[3].log_odds, by_length[3].log_odds, rtol=1e-4, atol=1e-4)
+    assert padded[3].defects.tolist() == by_length[3].defects.tolist()
+    assert padded[4] == by_length[4]
+    assert len({tuple(r) for r in padded[4]}) > 1  # replies that differ between prompts
+    np.testing.assert_allclose(padded[5], by_length[5], rtol=1e-4, atol=1e-4)
+
+
+def test_the_perturbation_moves_the_attack_so_its_columns_matter(models):
+    from evidence.measure.methods.obfuscation import suffix_activations
+
+    model = models["llama"]
+    atk = _obfuscation_attack(model)
+    suffix = [int(t) for t in ordinary_token_ids(model)[3:6]]
+    torch.manual_seed(1)
+    delta = 0.5 * torch.randn(len(suffix), model.bridge.cfg.d_model)
+    plain = suffix_activations(atk, suffix, None)
+    moved = suffix_activations(atk, suffix, delta)
+    assert np.abs(moved - plain).max() > 1e-3  # so the equality above is not that of an edit that did nothing
