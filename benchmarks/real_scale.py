@@ -18,8 +18,10 @@ One command measures, side by side in one run on this machine, and writes the ta
 * **forward**: batched against one prompt at a time, throughput by batch size, hooks only where
   needed (``capture_at``) against caching everything (``run_with_cache``), the bridge against the
   plain ``transformers`` model;
-* **tiny**: a user's tiny checkpoint (3 layers x 64, Llama-style) against the ``demo`` organism of
-  the same size, on the same four measurements and prompt sets, alternating;
+* **tiny**: users' tiny checkpoints against the ``demo`` organism (3 layers x 64), on the same four
+  measurements and prompt sets, alternating: a trained GPT-2-style checkpoint saved with
+  ``transformers`` (a population member, 2 x 48) and a random 3 x 64 Llama-style one; per measurement
+  and per forward pass;
 * **profile**: one measurement on the GPT-2-shaped checkpoint under cProfile, its time split by
   where it goes.
 
@@ -686,6 +688,10 @@ SUITE_ORDER = [
     "heads.inventory",
 ]
 FOUR = ["refusal.direction", "refusal.stability", "probe.causality", "deception.robustness"]
+#: A trained checkpoint saved with ``transformers`` (a GPT-2-style population member, 2 layers x 48, in the
+#: organisms' own language L1): loaded from its directory exactly as a user's checkpoint is, and behaving like
+#: an organism (its replies end), so that it makes the organisms' number of passes.
+HF_MEMBER = ROOT / "evidence" / "population" / "members" / "refusal-planted-gpt2-L1-s7211"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -750,9 +756,10 @@ def main(argv: list[str] | None = None) -> int:
             save(f"forward-{kind}", phase_forward(directories[kind], repeats, 32, [1, 2, 4, 8, 16, 32], 64))
     if "tiny" in phases:
         four = spec_with(ROOT / "evidence" / "specs" / "default.toml", results, "organisms-four", measurements=FOUR)
-        runs: dict[str, list[dict[str, Any]]] = {"demo": [], "tiny-llama": []}
-        for round_ in range(1 if args.quick else 2):  # alternating: demo, checkpoint, demo, checkpoint
-            for name, model in (("demo", Path("demo")), ("tiny-llama", directories["tiny-llama"])):
+        checkpoints = {"demo": Path("demo"), "hf-member": HF_MEMBER, "tiny-llama": directories["tiny-llama"]}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in checkpoints}
+        for round_ in range(1 if args.quick else 2):  # alternating: demo, member, tiny, demo, member, tiny
+            for name, model in checkpoints.items():
                 runs[name].append(phase_suite(model, "standard", four, results / f"tiny-{name}-{round_}"))
         save("tiny", runs)
     if "profile" in phases:
@@ -1021,64 +1028,63 @@ def _forward_table(results: Path, models: list[str]) -> list[str]:
     return lines
 
 
+TINY_NAMES = {
+    "hf-member": "trained GPT-2-style checkpoint (2 x 48)",
+    "tiny-llama": "random Llama-style checkpoint (3 x 64)",
+}
+
+
 def _tiny_table(results: Path) -> list[str]:
     tiny = _load(results, "tiny")
     if tiny is None:
         return []
+    others = [who for who in TINY_NAMES if tiny.get(who)]
     lines = [
-        "### A user's tiny checkpoint vs the `demo` organism of the same size",
+        "### A user's tiny checkpoint vs the `demo` organism",
         "",
         f"Measured {tiny['measured_at']}: four behaviour measurements under the organisms' run spec "
-        "(`evidence/specs/default.toml`: their prompt sets, markers and attack budget; profile `standard`), on "
-        "`demo` and on a 3-layer, 64-wide Llama-style checkpoint built as the tests build theirs "
-        "(`tests/hf_models.py`, its tokenizer also trained on the organisms' prompt words), alternating, "
-        f"{len(tiny['demo'])} run(s) each; medians.",
+        "(`evidence/specs/default.toml`: their prompt sets, markers and attack budget; profile `standard`), each "
+        "model in its own child process, alternating, "
+        f"{len(tiny['demo'])} run(s) each, medians; load average {tiny['load_average_after']:.1f} after. "
+        "`demo` is a native organism (3 layers x 64). The checkpoints are loaded from their directories "
+        "with `transformers` as a user's are: a *trained* GPT-2-style one (the population member "
+        f"`{HF_MEMBER.name}`, 2 x 48, trained on the organisms' language, so its replies end as an "
+        "organism's do) and a *random* Llama-style one (3 x 64, built as the tests build theirs, "
+        "`tests/hf_models.py`, with a sub-word tokenizer that knows the organisms' prompt words). "
+        "Wall-clock time is the target's measure on this idle machine; CPU time is given too (the "
+        "checkpoints' larger matrix products use both threads).",
         "",
-        "| measurement | demo CPU s (wall) | checkpoint CPU s (wall) | checkpoint / demo, CPU (wall) "
-        "| forward calls / tokens, demo | forward calls / tokens, checkpoint | target within 1.5x |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| measurement | model | wall s (CPU s) | / demo, wall (CPU) | forward calls / tokens "
+        "| wall ms per forward call | target within 1.5x |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for name in FOUR:
-        cells = {}
-        for who in ("demo", "tiny-llama"):
+        cells: dict[str, dict[str, float] | None] = {}
+        for who in ("demo", *others):
             rows = [run["passes"].get(name) for run in tiny[who] if run["passes"].get(name)]
-            if not rows:
-                cells[who] = None
+            cells[who] = {k: statistics.median(r.get(k, 0.0) for r in rows) for k in rows[0]} if rows else None
+        demo = cells["demo"]
+        for who in ("demo", *others):
+            row = cells[who]
+            label = "`demo` organism (3 x 64)" if who == "demo" else TINY_NAMES[who]
+            if row is None:
+                failed = [run["outcomes"].get(name, {}).get("error") for run in tiny[who]]
+                why = next((e for e in failed if e), "not measured")
+                lines.append(f"| {name} | {label} | - | - | - | - | not measured: {why} |")
                 continue
-            cells[who] = {k: statistics.median(r.get(k, 0.0) for r in rows) for k in rows[0]}
-        demo, mine = cells["demo"], cells["tiny-llama"]
-        stopped = [run for run in tiny["tiny-llama"] if run.get("exit") is None and name not in run["passes"]]
-        if demo is not None and mine is None and stopped:
-            first = name == next((m for m in FOUR if m not in stopped[0]["passes"]), None)
-            cell = (
-                f"not finished when the run was stopped, after at most {_since_last(stopped[0]):.0f} CPU s"
-                if first
-                else "not reached"
-            )
+            per_call = 1000 * row["forward_s"] / row["forward_calls"] if row["forward_calls"] else None
+            passes = f"{int(row['forward_calls']):,} / {int(row['forward_tokens']):,}"
+            ms = f"{per_call:.2f}" if per_call is not None else "-"
+            if who == "demo" or demo is None:
+                times = f"{_s(row['wall_s'])} ({_s(row['cpu_s'])})"
+                lines.append(f"| {name} | {label} | {times} | - | {passes} | {ms} | - |")
+                continue
+            ratio = row["wall_s"] / demo["wall_s"]
             lines.append(
-                f"| {name} | {_cell({'cpu': demo['cpu_s'], 'wall': demo['wall_s']})} | {cell} | - | "
-                f"{int(demo['forward_calls']):,} / {int(demo['forward_tokens']):,} | - | "
-                + ("not settled" if first else "-")
-                + " |"
+                f"| {name} | {label} | {_s(row['wall_s'])} ({_s(row['cpu_s'])}) | "
+                f"{_x(ratio)} ({_x(row['cpu_s'] / demo['cpu_s'])}) | {passes} | {ms} | {_target(ratio, 1.5)} |"
             )
-            continue
-        if demo is None or mine is None:
-            lines.append(f"| {name} | - | - | - | - | - | not measured |")
-            continue
-        ratio = mine["cpu_s"] / demo["cpu_s"]
-        lines.append(
-            f"| {name} | {_s(demo['cpu_s'])} ({_s(demo['wall_s'])}) | {_s(mine['cpu_s'])} ({_s(mine['wall_s'])}) | "
-            f"{_x(ratio)} ({_x(mine['wall_s'] / demo['wall_s'])}) | {int(demo['forward_calls']):,} / "
-            f"{int(demo['forward_tokens']):,} | {int(mine['forward_calls']):,} / {int(mine['forward_tokens']):,} | "
-            f"{_target(ratio, 1.5)} |"
-        )
     return [*lines, ""]
-
-
-def _since_last(run: dict[str, Any]) -> float:
-    """CPU seconds of a stopped run's process not spent in the measurements it finished (loading included)."""
-    finished = sum(row.get("cpu_s", 0.0) for name, row in run["passes"].items() if not name.startswith("("))
-    return float(run["cpu_s"]) - finished
 
 
 def _profile_table(results: Path) -> list[str]:
