@@ -191,7 +191,7 @@ class EdgeModel:
 
     def _head_outputs(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """``[heads, batch, pos, d_model]``: what each head of ``layer`` writes."""
-        return torch.einsum("bphe,hed->hbpd", z, self.weights[layer]["W_O"].to(z.dtype))
+        return torch.einsum("bphe,hed->hbpd", z, self.weights[layer]["W_O"].to(z))
 
     def _stack(self, embed: torch.Tensor, z: dict[int, torch.Tensor], mlp: dict[int, torch.Tensor]) -> torch.Tensor:
         parts = [embed[None]]
@@ -216,16 +216,16 @@ class EdgeModel:
         ``resid`` may carry a head axis (``[b, p, heads, d_model]``): head ``h`` then reads its own stream.
         """
         w = self.weights[layer]
-        normed = self.ln1[layer](resid)
-        weight, bias = w[f"W_{kind.upper()}"].to(normed.dtype), w[f"b_{kind.upper()}"].to(normed.dtype)
+        normed = self.ln1[layer](resid.to(w["W_Q"].device))  # on the layer's device; the result on resid's
+        weight, bias = w[f"W_{kind.upper()}"].to(normed), w[f"b_{kind.upper()}"].to(normed)
         pattern = "bphd,hde->bphe" if normed.dim() == 4 else "bpd,hde->bphe"
         out: torch.Tensor = torch.einsum(pattern, normed, weight) + bias
-        return out
+        return out.to(resid.device)
 
     def mlp_output(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         """``MLP(LN2(resid))``."""
-        out: torch.Tensor = self.mlp[layer](self.ln2[layer](resid))
-        return out
+        out: torch.Tensor = self.mlp[layer](self.ln2[layer](resid.to(self.weights[layer]["W_Q"].device)))
+        return out.to(resid.device)  # computed on the layer's device, returned on resid's
 
     def check(self, tokens: torch.Tensor) -> float:
         """Largest relative mismatch between the model's activations and their recomputation; raises if large."""
@@ -301,8 +301,8 @@ class EdgeModel:
         def shift(senders: list[int]) -> torch.Tensor:
             total = None
             for s in senders:
-                change = source[s] - current[s]
-                total = change if total is None else total + change
+                change = source[s].to(current[s].device) - current[s]  # on the sender's device (GPUs may differ)
+                total = change if total is None else total + change.to(total.device)
             assert total is not None
             return total
 
@@ -369,8 +369,8 @@ class EdgeModel:
             base = resid[key]
             for head, senders in wanted.items():
                 assert head is not None
-                recomputed = self.head_input(layer, kind, base + shift(senders).to(base.dtype))
-                out[:, :, head] = recomputed[:, :, head].to(out.dtype)
+                recomputed = self.head_input(layer, kind, base + shift(senders).to(base))
+                out[:, :, head] = recomputed[:, :, head].to(out)
             return out
 
         return hook
@@ -443,7 +443,7 @@ class EdgeModel:
                     heads = self._heads(kind)
                     spread = stream[:, :, None, :].expand(-1, -1, heads, -1).clone().requires_grad_(True)
                     recomputed = self.head_input(layer, kind, spread)  # [b, p, heads, d_head]
-                    (pulled,) = torch.autograd.grad(recomputed, spread, g.to(recomputed.dtype))
+                    (pulled,) = torch.autograd.grad(recomputed, spread, g.to(recomputed))
                     rows = [
                         index[Receiver(kind, layer, h, grouped=kind != "q" and heads != self.n_heads)]
                         for h in range(heads)
@@ -453,11 +453,12 @@ class EdgeModel:
                     g = grads[f"blocks.{layer}.hook_mlp_out"]
                     if g is not None:
                         mid = streams[f"blocks.{layer}.hook_resid_mid"].clone().requires_grad_(True)
-                        (pulled,) = torch.autograd.grad(self.mlp_output(layer, mid), mid, g.to(mid.dtype))
+                        out = self.mlp_output(layer, mid)
+                        (pulled,) = torch.autograd.grad(out, mid, g.to(out))
                         yield [index[Receiver("mlp", layer)]], pulled.detach()[None]
         final = grads[_FINAL]
         if final is not None:
-            yield [len(self.receivers) - 1], final.detach()[None]
+            yield [len(self.receivers) - 1], final.detach().cpu()[None]  # with the others, beside the CPU's deltas
 
     def receiver_gradients(
         self, tokens: torch.Tensor, metric: Callable[[torch.Tensor], torch.Tensor], embed_hook: HookFn | None
