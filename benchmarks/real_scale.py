@@ -178,6 +178,8 @@ class PassCounter:
         self.stats: dict[str, dict[str, float]] = {}
         #: each finished measurement's record status and error (``type: message``)
         self.outcomes: dict[str, dict[str, str | None]] = {}
+        #: each measurement's time estimate (seconds) from the run's own pre-run estimate
+        self.estimates: dict[str, float | None] = {}
         self._pending = 0.0  # FLOPs of grad-enabled forward passes not yet run backward
         self._depth = 0
         self._shapes: dict[int, tuple[int, int, int]] = {}
@@ -199,9 +201,18 @@ class PassCounter:
         import torch
         from transformer_lens.model_bridge import TransformerBridge
 
+        import evidence.measure.cost as cost
         import evidence.measure.runner as runner
 
         counter = self
+        estimate_seconds = cost.estimate_seconds
+
+        def recorded(definition: Any, *args: Any, **kwargs: Any) -> float | None:
+            seconds = estimate_seconds(definition, *args, **kwargs)
+            counter.estimates[definition.id] = seconds
+            return seconds
+
+        cost.estimate_seconds = recorded  # type: ignore[assignment]
         forward = TransformerBridge.forward
 
         def counted_forward(bridge: Any, input: Any, *args: Any, **kwargs: Any) -> Any:
@@ -254,6 +265,10 @@ class PassCounter:
         run_task = runner.run_task
 
         def announced(task: Any, *args: Any, **kwargs: Any) -> Any:
+            if os.environ.get(ESTIMATE_ONLY):  # the estimates are made: stop before measuring anything
+                if after is not None:
+                    after()
+                raise KeyboardInterrupt
             counter.current, counter._pending = task.measurement_id, 0.0
             cpu, wall = time.process_time(), time.perf_counter()
             record = None
@@ -279,6 +294,22 @@ class PassCounter:
 
 #: Set by the profile phase: ``run --limit N`` (at most N prompts of each dataset) in the child.
 LIMIT_VARIABLE = "REAL_SCALE_LIMIT"
+#: Set by the estimate phase: the child stops the run once its time estimates are made.
+ESTIMATE_ONLY = "REAL_SCALE_ESTIMATE_ONLY"
+
+
+def _counted(counter: PassCounter, **more: Any) -> dict[str, Any]:
+    """What the child has counted so far, with its own peak RSS (bytes)."""
+    import resource
+
+    return {
+        "records": [],
+        "passes": counter.stats,
+        "outcomes": counter.outcomes,
+        "estimates": counter.estimates,
+        "child_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        **more,
+    }
 
 
 def child_suite(model: Path, profile: str, spec: Path | None, out: Path, result: Path) -> int:
@@ -289,11 +320,7 @@ def child_suite(model: Path, profile: str, spec: Path | None, out: Path, result:
     from evidence.cli import main as cli
 
     counter = PassCounter()
-    counter.install(
-        after=lambda: result.write_text(
-            json.dumps({"exit": None, "records": [], "passes": counter.stats, "outcomes": counter.outcomes})
-        )
-    )
+    counter.install(after=lambda: result.write_text(json.dumps(_counted(counter, exit=None))))
     argv = [
         "run",
         *([str(spec)] if spec else []),
@@ -326,8 +353,7 @@ def child_suite(model: Path, profile: str, spec: Path | None, out: Path, result:
                     "error": record.get("error"),
                 }
             )
-    finished = {"exit": code, "wall_s": wall, "records": records, "passes": counter.stats, "outcomes": counter.outcomes}
-    result.write_text(json.dumps(finished, indent=1))
+    result.write_text(json.dumps({**_counted(counter, exit=code, wall_s=wall), "records": records}, indent=1))
     return code
 
 
@@ -368,7 +394,7 @@ def matmul_flops(size: int = 2048, repeats: int = 7) -> dict[str, float]:
     return {"wall": flops / times["mm"]["wall"], "cpu": flops / times["mm"]["cpu"], "threads": torch.get_num_threads()}
 
 
-def phase_suite(model: Path, profile: str, spec: Path, work: Path) -> dict[str, Any]:
+def phase_suite(model: Path, profile: str, spec: Path, work: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The suite in a child process (``interp-dossier run`` with its passes counted): records, passes, peak RSS."""
     out, result = work / "out", work / "result.json"
     work.mkdir(parents=True, exist_ok=True)
@@ -382,7 +408,7 @@ def phase_suite(model: Path, profile: str, spec: Path, work: Path) -> dict[str, 
         str(out),
         str(result),
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **(env or {})}
     load = os.getloadavg()[0]
     start = time.perf_counter()
     with (work / "log").open("w") as log:
@@ -606,10 +632,10 @@ PROFILE_BUCKETS = [
     ("backward passes", "torch/_tensor.py", "backward"),
     ("backward passes", "torch/autograd/__init__.py", "backward"),
     ("backward passes", "torch/autograd/__init__.py", "grad"),
-    (
+    (  # every greedy decoding (greedy_generate, generated_matches) runs its batches through _greedy_batch
         "generation (greedy decoding, its forward passes included)",
         "evidence/measure/methods/behaviour.py",
-        "greedy_generate",
+        "_greedy_batch",
     ),
     ("tokenization and chat templates", "evidence/measure/methods/behaviour.py", "prompt_ids"),
     ("tokenization and chat templates", "evidence/measure/methods/behaviour.py", "marker_tokens"),
@@ -666,12 +692,15 @@ def spec_with(
     if measurements is not None:
         listed = "measurements = [" + ", ".join(f'"{m}"' for m in measurements) + "]"
         text = re.sub(r"measurements = \[[^\]]*\]", listed, text, count=1)
+        # the parameter tables of the measurements left out go too (a spec may not set what it does not run)
+        table = re.compile(r'^\[measurements\."([^"]+)"\]\n(?:(?!\[).*\n?)*', re.MULTILINE)
+        text = table.sub(lambda m: m.group(0) if m.group(1) in measurements else "", text)
     path = directory / f"{name}.toml"
     path.write_text(text + "\n" + overrides, encoding="utf-8")
     return path
 
 
-PHASES = ("suite", "attribution", "forward", "tiny", "profile")
+PHASES = ("estimate", "suite", "attribution", "forward", "tiny", "profile")
 NATURAL = ROOT / "evidence" / "specs" / "natural-language.toml"
 #: The natural-language spec's measurements, the ones with the fewest passes first, so that a run cut short
 #: (the machine is shared) has measured as many as it could; each still runs on its own task and seed.
@@ -709,6 +738,16 @@ def main(argv: list[str] | None = None) -> int:
         default="quick",
         help="the suite's budget profile (default: quick; see the README for why)",
     )
+    parser.add_argument(
+        "--suite-measurements",
+        default=",".join(SUITE_ORDER),
+        help="the suite phase measures these (default: all ten); the others are given their time estimate",
+    )
+    parser.add_argument(
+        "--suite-resume",
+        action="store_true",
+        help="keep the measurements of the last suite run of each model and add these to them",
+    )
     parser.add_argument("--results", type=Path, default=CACHE / "results", help="where results and bundles go")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     parser.add_argument("--build", help=argparse.SUPPRESS)
@@ -741,13 +780,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if phases:  # none: only the tables, from the results already there
         save("matmul-start", {"flops": matmul_flops()})
-    if "suite" in phases:
+    if "estimate" in phases:  # each measurement's time estimate by the run's own pre-run estimate, nothing measured
         suite_spec = spec_with(NATURAL, results, "natural-language-suite", measurements=SUITE_ORDER)
         for kind in models:
-            save(
-                f"suite-{kind}",
-                phase_suite(directories[kind], args.suite_profile, suite_spec, results / f"suite-{kind}"),
+            estimated = phase_suite(
+                directories[kind], args.suite_profile, suite_spec, results / f"estimate-{kind}", {ESTIMATE_ONLY: "1"}
             )
+            save(f"estimate-{kind}", {"estimates": estimated.get("estimates", {}), "profile": args.suite_profile})
+    if "suite" in phases:
+        chosen = [m for m in SUITE_ORDER if m in args.suite_measurements.split(",")]
+        suite_spec = spec_with(NATURAL, results, "natural-language-suite-run", measurements=chosen)
+        for kind in models:
+            measured = phase_suite(directories[kind], args.suite_profile, suite_spec, results / f"suite-{kind}")
+            earlier = _load(results, f"suite-{kind}") if args.suite_resume else None
+            save(f"suite-{kind}", measured if earlier is None else merge_suites(earlier, measured))
     if "attribution" in phases:
         examples, seq_len = 8, 16
         save("attribution", phase_attribution(directories["gpt2"], examples, seq_len, min(repeats, 2), 8))
@@ -780,6 +826,55 @@ def main(argv: list[str] | None = None) -> int:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
         readme.write_text(text, encoding="utf-8")
     return 0
+
+
+def merge_suites(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """One suite result from two runs of one model (``--suite-resume``): each measurement as its latest run measured it.
+
+    Times and peak RSS are the runs' sums and maximum; the merged result counts as finished only if the later run is.
+    """
+    later = {**later, "measured_at": later.get("measured_at") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    parts = [*earlier.get("parts", [earlier]), later]
+    merged = {**later, "parts": [{k: v for k, v in part.items() if k not in ("passes", "parts")} for part in parts]}
+    for key in ("passes", "outcomes", "estimates"):
+        merged[key] = {**earlier.get(key, {}), **later.get(key, {})}
+    merged["passes"].pop("(outside measurements)", None)  # each run has its own; the table states the latest's
+    if "(outside measurements)" in later.get("passes", {}):
+        merged["passes"]["(outside measurements)"] = later["passes"]["(outside measurements)"]
+    merged["records"] = [*earlier.get("records", []), *later.get("records", [])]
+    merged["process_wall_s"] = sum(float(part.get("process_wall_s") or 0.0) for part in parts)
+    merged["wall_s"] = sum(float(part.get("wall_s") or part.get("process_wall_s") or 0.0) for part in parts)
+    merged["cpu_s"] = sum(float(part.get("cpu_s") or 0.0) for part in parts)
+    merged["peak_rss_bytes"] = max(
+        int(part.get("peak_rss_bytes") or part.get("child_peak_rss_bytes") or 0) for part in parts
+    )
+    merged["load_average_start"] = earlier.get("load_average_start", later.get("load_average_start"))
+    merged["measured_at"] = earlier.get("measured_at", later.get("measured_at"))
+    return merged
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _part_line(part: dict[str, Any]) -> str:
+    """One run of a merged suite result: when, what it measured, its totals."""
+    measured = [name for name in SUITE_ORDER if name in part.get("outcomes", {})]
+    line = f"{part.get('measured_at', 'at an unrecorded time')}, {', '.join(f'`{m}`' for m in measured) or 'nothing'}"
+    notes = [part["stopped_from_outside"]] if part.get("stopped_from_outside") else []
+    wall, cpu = part.get("wall_s") or part.get("process_wall_s"), part.get("cpu_s")
+    if wall is not None and cpu is not None:
+        notes.append(f"{wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU")
+    whole, finished = part.get("peak_rss_bytes"), part.get("child_peak_rss_bytes")
+    if part.get("exit") is None and finished:  # stopped: its measurements' peak, and the stopped one's
+        notes.append(f"peak RSS {finished / 2**30:.2f} GiB by the end of its last finished measurement")
+        if whole and whole > finished:
+            notes.append(f"{whole / 2**30:.2f} GiB with the measurement it was stopped in")
+    elif whole:
+        notes.append(f"peak RSS {whole / 2**30:.2f} GiB")
+    return f"{line} ({'; '.join(notes)})" if notes else line
 
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:
@@ -869,10 +964,13 @@ def _suite_table(results: Path, kind: str) -> list[str]:
         "| CPU / floor (wall / floor) | wall in model passes | target: at most 3x floor |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
+    estimated = {**((_load(results, f"estimate-{kind}") or {}).get("estimates") or {}), **suite.get("estimates", {})}
     for name in SUITE_ORDER:
         counted, outcome = passes.get(name), outcomes.get(name)
         if counted is None or outcome is None:
             reached = "not reached: the run was stopped" if not finished else "not run"
+            if estimated.get(name) is not None:
+                reached += f" (the run's own estimate: {_duration(estimated[name])})"
             lines.append(f"| {name} | {reached} | - | - | - | - | - | - | - | - | - |")
             continue
         status = outcome["status"] if not outcome.get("error") else f"{outcome['status']}: {outcome['error']}"
@@ -889,9 +987,47 @@ def _suite_table(results: Path, kind: str) -> list[str]:
             f"{'-' if inside is None else f'{inside:.0%}'} | {_target(ratio, 3.0)} |"
         )
     outside = passes.get("(outside measurements)")
-    gib = suite["peak_rss_bytes"] / 2**30
+    gib = (suite.get("peak_rss_bytes") or 0) / 2**30
     done = sum(1 for name in SUITE_ORDER if name in outcomes)
-    if finished:
+    parts = suite.get("parts", [suite])
+    finished_gib = (
+        max(((p.get("child_peak_rss_bytes") if p.get("exit") is None else p.get("peak_rss_bytes")) or 0) for p in parts)
+        / 2**30
+    )
+    any_gib = max(finished_gib, max((p.get("peak_rss_bytes") or 0) for p in parts) / 2**30)
+    if len(parts) > 1 or any(part.get("stopped_from_outside") for part in parts):
+        whole = (
+            f"The measurements above come from {len(parts)} runs of the suite on this checkpoint, each measuring "
+            "some of them (`real_scale.py --suite-measurements ... --suite-resume`): "
+            + "; ".join(_part_line(part) for part in parts)
+            + f". {done} of {len(SUITE_ORDER)} measurements were measured."
+        )
+        if estimated:
+            known = [v for v in estimated.values() if v is not None]
+            whole += (
+                f" The run's own estimate for the whole suite (declared passes times a forward pass timed at its "
+                f"start, `{profile}` profile): {_duration(sum(known))} for {len(known)} measurements. Target (the "
+                "whole suite under 15 min on 2 cores, peak RSS under 4 GiB): time "
+                + (_target(sum(known) / 60, 15.0) if done < len(SUITE_ORDER) else "see above")
+                + f" by that estimate; memory {_target(any_gib, 4.0)} ({any_gib:.2f} GiB at the most"
+                + (f", {finished_gib:.2f} GiB by the measurements that finished)." if any_gib > finished_gib else ").")
+            )
+        lines += ["", whole, ""]
+        return lines
+    if finished and done < len(SUITE_ORDER):
+        missing = [name for name in SUITE_ORDER if name not in outcomes]
+        rest = sum(estimated.get(name) or 0.0 for name in missing)
+        whole = (
+            f"This run measured {done} of the suite's {len(SUITE_ORDER)} measurements (`--suite-measurements`), "
+            f"leaving out {', '.join(f'`{m}`' for m in missing)}: {total_wall / 60:.1f} min wall (loading, "
+            f"checks, numerics certificate, those measurements, the dossier and its PDF), {suite['cpu_s'] / 60:.1f} "
+            f"min CPU, peak RSS {gib:.2f} GiB, exit status {suite['exit_status']}. With the measurements left out "
+            f"at the run's own estimate ({_duration(rest)}), the whole suite would take about "
+            f"{_duration(total_wall + rest)}. Target (under 15 min on 2 cores, peak RSS under 4 GiB): time "
+            f"{_target((total_wall + rest) / 60, 15.0)} by that estimate ({_target(total_wall / 60, 15.0)} by the "
+            f"measurements run alone), memory {_target(gib, 4.0)} by the measurements run."
+        )
+    elif finished:
         whole = (
             f"Whole run (loading, checks, numerics certificate, every measurement, the dossier and its PDF): "
             f"{total_wall / 60:.1f} min wall, {suite['cpu_s'] / 60:.1f} min CPU, peak RSS {gib:.2f} GiB, exit "
