@@ -261,6 +261,8 @@ def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
                 load_weights=False,
             )
     # Initialised in float32 on the CPU (the same numbers on every machine), then placed like the model.
+    if model.spec.n_gpus > 1 and _dispatched(model.bridge):
+        bridge = _dispatch_like(bridge, model)
     bridge = _place(bridge, model.spec)
     digest, size = _state_digest(bridge.state_dict())  # type: ignore[no-untyped-call]
     name = f"{model.identity.name}-random-init-{seed}"
@@ -276,6 +278,20 @@ def random_twin(model: LoadedModel, seed: int) -> LoadedModel:
         processing={**model.identity.processing, "batching": _batching(bridge), "random_init_seed": seed},
     )
     return LoadedModel(bridge=bridge, identity=identity, tokenizer=model.tokenizer, spec=model.spec)
+
+
+def _dispatch_like(bridge: TransformerBridge, model: LoadedModel) -> TransformerBridge:
+    """``bridge`` (a twin of ``model``) cast to the model's dtype and spread over the GPUs by the model's device map.
+
+    A model that needs several GPUs does not fit on the first one, and neither does its twin.
+    """
+    from accelerate import dispatch_model
+
+    if model.spec.dtype != "float32":
+        bridge = bridge.to(dtype=_torch_dtype(model.spec.dtype), print_details=False)
+    device_map = dict(model.bridge.original_model.hf_device_map)
+    dispatch_model(bridge.original_model, device_map=device_map)
+    return bridge
 
 
 def weights_digest(file_digests: Mapping[str, str]) -> str:

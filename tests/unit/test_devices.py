@@ -142,3 +142,30 @@ def test_n_gpus_without_cuda_on_the_command_line_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[-1] == (
         "error: --n-gpus spreads the model over several CUDA devices (add --device cuda)"
     )
+
+
+def test_the_random_twin_of_a_model_spread_over_gpus_is_spread_by_the_same_device_map(monkeypatch, tmp_path):
+    """Not run on GPUs here: accelerate's dispatch is replaced by one that records the map it is given."""
+    import accelerate
+
+    from evidence.model import LoadedModel, random_twin
+
+    model = load_model(ModelSpec(path=str(build_llama(tmp_path / "llama"))))
+    device_map = {"model.embed_tokens": 0, "model.layers": 1, "model.norm": 1, "lm_head": 1}
+    dispatched: list[tuple[torch.nn.Module, dict]] = []
+
+    def dispatch(module, device_map):
+        dispatched.append((module, dict(device_map)))
+        module.hf_device_map = dict(device_map)
+        return module
+
+    monkeypatch.setattr(accelerate, "dispatch_model", dispatch)
+    model.bridge.original_model.hf_device_map = dict(device_map)  # as accelerate leaves a model it spread
+    spread = LoadedModel(bridge=model.bridge, identity=model.identity, tokenizer=model.tokenizer,
+                         spec=ModelSpec(path=model.spec.path, device="cuda", dtype="bfloat16", n_gpus=2))  # fmt: skip
+    twin = random_twin(spread, seed=3)
+    ((module, given),) = dispatched
+    assert module is twin.bridge.original_model and given == device_map  # spread like the model, not moved whole
+    assert next(twin.bridge.parameters()).dtype == torch.bfloat16  # in the model's dtype
+    assert twin.identity.processing["random_init_seed"] == 3
+    assert not torch.equal(twin.bridge.W_E.float(), model.bridge.W_E.float())  # its own weights
