@@ -112,13 +112,19 @@ class Attack:
     def groups(self, rows: Sequence[int], k: int) -> list[_Group]:
         """``rows`` (with a suffix of ``k`` tokens) as they run together.
 
-        All in one left-padded group where the model honours padding and their lengths differ;
-        otherwise grouped by prompt length.
+        Where the model honours padding and their lengths differ: shortest first, at most
+        ``batch_size`` rows a group, each left-padded to its longest prompt; otherwise grouped by
+        prompt length.
         """
-        lengths = {len(self.bases[r]) for r in rows}
-        if len(lengths) > 1 and batching_mode(self.model.bridge) == "left-padded":
-            longest = max(lengths)
-            return [_Group(rows=list(rows), start=longest - self.end_len, end=longest + k - 1, padded=True)]
+        if len({len(self.bases[r]) for r in rows}) > 1 and batching_mode(self.model.bridge) == "left-padded":
+            ordered = sorted(rows, key=lambda r: len(self.bases[r]))
+            out = []
+            for i in range(0, len(ordered), max(1, self.batch_size)):
+                chunk = ordered[i : i + max(1, self.batch_size)]
+                longest = max(len(self.bases[r]) for r in chunk)
+                mixed = len({len(self.bases[r]) for r in chunk}) > 1
+                out.append(_Group(rows=chunk, start=longest - self.end_len, end=longest + k - 1, padded=mixed))
+            return out
         by: dict[tuple[int, int], list[int]] = {}
         for r in rows:
             n = len(self.bases[r])

