@@ -1187,8 +1187,9 @@ def _tiny_table(results: Path) -> list[str]:
         f"`{HF_MEMBER.name}`, 2 x 48, trained on the organisms' language, so its replies end as an "
         "organism's do) and a *random* Llama-style one (3 x 64, built as the tests build theirs, "
         "`tests/hf_models.py`, with a sub-word tokenizer that knows the organisms' prompt words). "
-        "Wall-clock time is the target's measure on this idle machine; CPU time is given too (the "
-        "checkpoints' larger matrix products use both threads).",
+        "Wall-clock time is the target's measure on this idle machine; CPU time is given too (`run` "
+        "measures an organism on one torch thread and any other model on all of them, so the "
+        "checkpoints' CPU time counts both cores).",
         "",
         "| measurement | model | wall s (CPU s) | / demo, wall (CPU) | forward calls / tokens "
         "| wall ms per forward call | target within 1.5x |",
