@@ -25,7 +25,14 @@ from pydantic import Field
 from evidence.errors import MeasurementError
 from evidence.measure.context import MeasureContext, MeasurementParams
 from evidence.measure.hooks import HookFn, position_offset, scoped_hooks
-from evidence.measure.methods.batching import batching_mode, pad_rows, prompt_batches, run_batch, run_masked
+from evidence.measure.methods.batching import (
+    PaddedBatch,
+    batching_mode,
+    pad_rows,
+    prompt_batches,
+    run_batch,
+    run_masked,
+)
 from evidence.measure.methods.behaviour import generated_matches, greedy_generate, marker_log_odds, stop_token_ids
 from evidence.measure.methods.suffixes import allowed_token_ids, insert_suffix, one_hot_gradient_hook
 from evidence.model import LoadedModel
@@ -168,11 +175,11 @@ class Attack:
             nll = -logp.gather(-1, target[..., None])[..., 0].mean(dim=-1).cpu()
         return nll, score, log_odds
 
-    def prompt_batches(self, rows: Sequence[int], suffix: Sequence[int]) -> list[tuple[list[int], int]]:
-        """``rows`` with ``suffix`` (no completion) in the model's batches: (rows of the batch, its suffix's column)."""
+    def prompt_batches(self, rows: Sequence[int], suffix: Sequence[int]) -> list[tuple[list[int], PaddedBatch, int]]:
+        """``rows`` with ``suffix`` (no completion) in the model's batches: (rows, the batch, its suffix's column)."""
         prompts = [self.with_suffix(r, suffix) for r in rows]
         return [
-            ([rows[i] for i in idx], batch.tokens.shape[1] - self.end_len - len(suffix))
+            ([rows[i] for i in idx], batch, batch.tokens.shape[1] - self.end_len - len(suffix))
             for idx, batch in prompt_batches(self.model.bridge, prompts, self.batch_size)
         ]
 
@@ -267,7 +274,7 @@ def evaluate_suffix(atk: Attack, suffix: Sequence[int], delta: torch.Tensor | No
         _, score, lo = atk.forward(*atk.tokens(group, np.asarray([suffix])), group.end, edit, grad=False)
         scores[group.rows] = score.double().numpy()
         log_odds[group.rows] = lo.double().numpy()
-    for part, start in atk.prompt_batches(rows, suffix):
+    for part, _, start in atk.prompt_batches(rows, suffix):
         prompts = [atk.with_suffix(r, suffix) for r in part]
         with scoped_hooks(atk.model.bridge, _edits(start, delta)):
             defects[part] = generated_matches(
@@ -293,7 +300,7 @@ def greedy_replies(
     """
     stops = stop_token_ids(atk.model.tokenizer)
     replies: dict[int, list[int]] = {}
-    for part, start in atk.prompt_batches(rows, suffix):
+    for part, _, start in atk.prompt_batches(rows, suffix):
         with scoped_hooks(atk.model.bridge, _edits(start, delta)):
             got = greedy_generate(atk.model.bridge, [atk.with_suffix(r, suffix) for r in part], atk.new_tokens,
                                   atk.batch_size, stop_ids=stops)  # fmt: skip
@@ -314,9 +321,7 @@ def suffix_activations(atk: Attack, suffix: Sequence[int], delta: torch.Tensor |
     def keep(activation: torch.Tensor, hook: Any) -> None:
         stored["a"] = activation
 
-    prompts = [atk.with_suffix(r, suffix) for r in rows]
-    for idx, batch in prompt_batches(atk.model.bridge, prompts, atk.batch_size):
-        start = batch.tokens.shape[1] - atk.end_len - len(suffix)
+    for idx, batch, start in atk.prompt_batches(rows, suffix):
         with scoped_hooks(atk.model.bridge, [*_edits(start, delta), (atk.point_hook, keep)]):
             run_batch(atk.model.bridge, batch)
         acts = stored["a"][:, -1, :].double().cpu().numpy()  # each row's last prompt token: the last column
