@@ -289,7 +289,8 @@ def _dispatch_like(bridge: TransformerBridge, model: LoadedModel) -> Transformer
 
     if model.spec.dtype != "float32":
         bridge = bridge.to(dtype=_torch_dtype(model.spec.dtype), print_details=False)
-    device_map = dict(model.bridge.original_model.hf_device_map)
+    hf_device_map: Any = model.bridge.original_model.hf_device_map  # set by accelerate when it spread the model
+    device_map = dict(hf_device_map)
     dispatch_model(bridge.original_model, device_map=device_map)
     return bridge
 
