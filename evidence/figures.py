@@ -4,9 +4,13 @@ Each figure reads what a record carries (its metrics, their intervals and
 baselines, its tables) and draws nothing the record does not hold. The figures
 use one colour-blind-safe palette (Okabe & Ito 2008), label their axes with
 units, and are deterministic: the same record gives the same SVG bytes on every
-machine. Text is drawn as paths from the font shipped with the package
-(``evidence/fonts/DejaVuSans.ttf``), so neither drawing nor viewing depends on
-the fonts a machine has installed.
+machine. Text is laid out with the font shipped with the package
+(``evidence/fonts/DejaVuSans.ttf``) and written as text in that one family
+(``DejaVu Sans``), never as another machine's font: the PDF draws it with the
+shipped fonts only (and the CJK fallback for characters DejaVu lacks), the
+browsable view with the same fonts, which it ships. Text rather than glyph
+outlines keeps the figures' labels searchable and readable by assistive
+technology, and the PDF small and quick to write.
 
 matplotlib (the ``[render]`` extra) is imported only when a figure is drawn.
 """
@@ -39,8 +43,10 @@ PALETTE = {
     "grey": "#999999",
 }
 
-#: A fixed salt for the ids matplotlib writes into an SVG (clip paths, glyphs): same input, same bytes.
+#: A fixed salt for the ids matplotlib writes into an SVG (clip paths, markers): same input, same bytes.
 _SVG_SALT = "interp-dossier"
+#: The one font family the figures' text is written in: the shipped ``DejaVuSans.ttf``.
+FONT_FAMILY = "DejaVu Sans"
 _WIDTH_IN, _HEIGHT_IN = 6.3, 2.6
 
 
@@ -78,7 +84,8 @@ def _matplotlib() -> Any:
 def _style() -> dict[str, Any]:
     return {
         "svg.hashsalt": _SVG_SALT,
-        "svg.fonttype": "path",
+        "svg.fonttype": "none",  # text as text, in FONT_FAMILY
+        "font.family": [FONT_FAMILY],
         "text.usetex": False,
         "axes.spines.top": False,
         "axes.spines.right": False,
@@ -101,7 +108,7 @@ def _new_figure() -> tuple[Any, Any]:
 
 
 def _to_svg(figure: Any) -> str:
-    """The figure as SVG text, every text in the shipped font, without prolog or varying metadata."""
+    """The figure as SVG text, every text laid out in the shipped font, without prolog or varying metadata."""
     from evidence.resources import shipped_fonts
 
     _, _, _, font_properties = _matplotlib()

@@ -89,13 +89,20 @@ def test_records_without_the_data_or_that_failed_draw_nothing():
     assert figures.figures_for(failed) == []
 
 
-def test_svg_is_deterministic_and_carries_no_date_and_no_text_that_needs_a_font():
+def _families(svg: str) -> set[str]:
+    return set(re.findall(r"font-family: ([^;\"]+)", svg))
+
+
+def test_svg_is_deterministic_and_writes_its_text_in_the_shipped_family_only():
     first = figures.figures_for(make_probe_record())[0].svg
     assert figures.figures_for(make_probe_record())[0].svg == first
     assert "<dc:date>" not in first
-    assert "<text" not in first  # text drawn as paths from the shipped font
-    assert "font-family" not in first
-    assert "<image" not in first
+    # Labels are text (searchable, readable aloud), every one in the family of the shipped DejaVuSans.ttf,
+    # which the PDF and the browsable view draw with the shipped fonts only.
+    assert len(re.findall(r"<text\b", first)) >= 10
+    assert _families(first) == {"'DejaVu Sans'"}
+    assert figures.FONT_FAMILY == render.FONT_FAMILIES["sans-serif"]
+    assert "<image" not in first and "@font-face" not in first and "url(" not in first.replace("url(#", "")
 
 
 _DRAW = """
@@ -180,7 +187,7 @@ def test_the_stability_record_draws_its_suffix_attack_budget_with_intervals_and_
     assert figures.PALETTE["vermillion"].lower() in figure.svg.lower()
     assert figures.PALETTE["blue"].lower() in figure.svg.lower()
     assert "fill-opacity: 0.2" in figure.svg  # the Wilson band
-    assert "<image" not in figure.svg and "<text" not in figure.svg
+    assert "<image" not in figure.svg and _families(figure.svg) == {"'DejaVu Sans'"}
 
 
 def test_the_validation_report_draws_detection_and_false_alarm_rates_per_detector():
@@ -209,6 +216,11 @@ def test_new_figures_render_into_the_pdf():
     text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages))
     for name in ("induction faithfulness curve", "suffix attack budget"):
         assert f"({name})" in text
+    # The figures' labels are text in the PDF, drawn from the shipped fonts (the PDF/A check refuses any other).
+    for record in dossier.records:
+        for figure in figures.figures_for(record):
+            labels = re.findall(r"<text\b[^>]*>([^<]{12,})</text>", figure.svg)
+            assert labels and all(re.sub(r"\s+", " ", label) in text for label in labels), labels
 
 
 def test_figures_side_by_side_share_no_element_ids_and_keep_their_references():
@@ -222,9 +234,9 @@ def test_figures_side_by_side_share_no_element_ids_and_keep_their_references():
     assert [name for name, count in ids.items() if count > 1] == []
     references = re.findall(r'(?:href="#|url\(#)([^")]+)', html)
     assert [ref for ref in references if ref not in ids] == []
-    # Glyphs (text drawn as paths) and clip paths of both figures are among them.
-    glyphs = re.findall(r'xlink:href="#([^"]+)"', html)
-    assert any(g.startswith("fig1-") for g in glyphs) and any(g.startswith("fig2-") for g in glyphs)
+    # Markers (the ticks) and clip paths of both figures are among them.
+    markers = re.findall(r'xlink:href="#([^"]+)"', html)
+    assert any(m.startswith("fig1-") for m in markers) and any(m.startswith("fig2-") for m in markers)
     assert any(ref.startswith("fig2-") for ref in re.findall(r"url\(#([^)]+)\)", html))
 
 
