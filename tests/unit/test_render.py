@@ -656,6 +656,55 @@ def test_long_tables_are_cut_in_the_pdf_with_a_note_and_kept_whole_in_the_json()
     assert len(dossier.records[0].tables[0].rows) == n
 
 
+def test_data_table_columns_get_room_for_their_numbers_and_text_in_proportion():
+    table = Table(name="edges", columns=["sender", "receiver", "attribution", "hook_name"],
+                  rows=[["L0H2", "logits", -0.000123456, "blocks.0.hook_resid_pre"],
+                        ["input", "L1H0.q", 12.5, "blocks.11.hook_resid_post"]])  # fmt: skip
+    widths = render._column_widths(table)
+    assert len(widths) == 4 and sum(widths) == pytest.approx(100, abs=0.05)
+    # The hook names (25 characters) get the most room, the short names the least; the number
+    # column is at least as wide as its widest number (never wrapped) needs.
+    sender, receiver, attribution, hook = widths
+    assert hook > 2 * max(sender, receiver, attribution) and sender < receiver
+    assert attribution / 100 * render._TABLE_CHARS >= len(render._format_number(-0.000123456))
+    # A table that needs more than the page holds shrinks every column alike: the widths still add up.
+    wide = Table(name="wide", columns=[f"column_{i}" for i in range(30)], rows=[[123456.5] * 30])
+    assert sum(render._column_widths(wide)) == pytest.approx(100, abs=30 * 0.005)  # each rounded to 0.01
+    assert len(set(render._column_widths(wide))) == 1
+    html = render._render_html(_dossier().model_copy(update={"records": [
+        _dossier().records[0].model_copy(update={"tables": [table]})]}), "0" * 64)
+    cols = re.search(r"<caption>edges</caption>\s*<colgroup>(.*?)</colgroup>", html).group(1)
+    assert re.findall(r'width: ([0-9.]+)%', cols) == [str(w) for w in widths]
+
+
+def test_rendering_pauses_the_garbage_collector_and_restores_it(monkeypatch):
+    import gc
+
+    seen = []
+    write = render._write_pdf
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(render, "_write_pdf", spy)
+    dossier = _dossier().model_copy(update={"signer": None, **NO_POLICY, **LEAN})
+    assert gc.isenabled()
+    render.render_pdf(dossier, canonical_bytes(dossier))
+    assert seen == [False] and gc.isenabled()
+    # A caller that had it off keeps it off; a failed render restores it too.
+    gc.disable()
+    try:
+        render.render_pdf(dossier, canonical_bytes(dossier))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    monkeypatch.setattr(render, "_write_pdf", lambda *a, **k: (_ for _ in ()).throw(RenderError("boom")))
+    with pytest.raises(RenderError):
+        render.render_pdf(dossier, canonical_bytes(dossier))
+    assert gc.isenabled()
+
+
 def _method_page(measurement_id: str, summary: str) -> str:
     from evidence.methods_docs import SECTIONS
 
