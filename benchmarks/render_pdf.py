@@ -1,4 +1,4 @@
-"""Time rendering a dossier to PDF/A-3b: the default dossier, and one grown to 50 records.
+"""Time rendering a dossier to PDF/A-3a (PDF/UA-1): the default dossier, and one grown to 50 records.
 
 The default dossier is the ``dossier.json`` that ``make demo`` (``interp-dossier run``) writes to
 ``out/``; the validation report beside it is attached as in a run. The larger dossier repeats the

@@ -1059,7 +1059,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "timestamp over them); default B-T with --tsa, else B-B; all but B-B need --tsa")
     p.set_defaults(func=_cmd_sign)
 
-    p = sub.add_parser("render", help="render a dossier.json to PDF/A-3b (unsigned)")
+    p = sub.add_parser("render", help="render a dossier.json to PDF/A-3a (PDF/UA-1), unsigned")
     p.add_argument("dossier", help="dossier.json")
     p.add_argument("--out", required=True, help="PDF file to write")
     p.set_defaults(func=_cmd_render)

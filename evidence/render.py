@@ -1,4 +1,4 @@
-"""Render a dossier as a PDF/A-3b document with dossier.json embedded.
+"""Render a dossier as a PDF/A-3a (PDF/UA-1) document with dossier.json embedded.
 
 The PDF is the human-readable face of the dossier. It carries, on its first
 page, the sha256 of the exact ``dossier.json`` bytes, and it embeds those bytes
@@ -79,6 +79,9 @@ DOSSIER_JSON = "dossier.json"
 #: CSS generic family maps to one of them, and every family falls back to the CJK-capable one.
 FONT_FAMILIES = {"sans-serif": "DejaVu Sans", "serif": "DejaVu Serif", "monospace": "DejaVu Sans Mono"}
 FALLBACK_FONT_FAMILY = "Droid Sans Fallback"
+#: The PDF/A part and level WeasyPrint writes: PDF/A-3 level A, tagged (a structure tree, reading
+#: order, alternative texts); the finisher adds the PDF/UA-1 identification (see README, "The PDF").
+PDF_VARIANT = "pdf/a-3a"
 
 _VERDICT_ORDER = ("pass", "fail", "inconclusive", "n/a")
 _CHANGE_AREAS = ("model", "suite", "policy", "verdicts")
@@ -91,12 +94,13 @@ def render_pdf(
     *,
     attachments: Mapping[str, bytes] | None = None,
 ) -> bytes:
-    """Render ``dossier`` as PDF/A-3b bytes with ``dossier_json`` embedded.
+    """Render ``dossier`` as PDF/A-3a (PDF/UA-1) bytes with ``dossier_json`` embedded.
 
     ``dossier_json`` must be the exact bytes of dossier.json (they are
     embedded verbatim and their sha256 is printed on page 1); they must
     encode ``dossier``. ``attachments`` (file name -> bytes) are embedded
-    beside it, also as associated files with relationship ``Data``.
+    beside it, also as associated files: the standard exports with relationship
+    ``Supplement``, anything else (the validation report) with ``Data``.
 
     Raises :class:`~evidence.errors.RenderError` when the inputs disagree,
     the templates are missing or broken, or WeasyPrint cannot produce a
@@ -113,7 +117,7 @@ def render_pdf(
 
 
 def render_trend_pdf(trend: TrendDossier, trend_json: bytes) -> bytes:
-    """Render a sweep's trend dossier as PDF/A-3b bytes with ``trend_json`` embedded as dossier.json.
+    """Render a sweep's trend dossier as PDF/A-3a (PDF/UA-1) bytes with ``trend_json`` embedded as dossier.json.
 
     ``trend_json`` must be the exact bytes of the trend bundle's dossier.json (embedded verbatim,
     their sha256 printed on page 1), and must encode ``trend``. The document reuses the dossier's
@@ -1111,6 +1115,86 @@ def _finish(document: Any, pdf: Any) -> None:
         pdf.catalog["ViewerPreferences"] = pydyf.Dictionary({"DisplayDocTitle": "true"})
     else:
         viewer["DisplayDocTitle"] = "true"
+    _describe_links(document)
+    _declare_pdf_ua(pdf)
+
+
+def _describe_links(document: Any) -> None:
+    """Give each link annotation the description PDF/UA-1 asks for: its text and the page it leads to.
+
+    WeasyPrint describes a link by its target's anchor name (``record-3``); a reader of the tagged
+    PDF hears the link's own words instead, and where it goes.
+    """
+    import pydyf
+
+    first_page: dict[str, int] = {}
+    for number, page in enumerate(document.pages, start=1):
+        for name in page.anchors:
+            first_page.setdefault(name, number)
+    for page in document.pages:
+        for kind, target, _, box in page.links:
+            annotation = getattr(box, "link_annotation", None)
+            if annotation is None:
+                continue
+            element = getattr(box, "element", None)
+            text = " ".join("".join(element.itertext()).split()) if element is not None else ""
+            where = f"page {first_page[target]}" if kind == "internal" and target in first_page else str(target)
+            annotation["Contents"] = pydyf.String(f"{text} ({where})" if text else where)
+
+
+#: The XMP that identifies the file as PDF/UA-1, with the PDF/A extension schema that declares
+#: the ``pdfuaid`` namespace (PDF/A-3 admits no undeclared XMP property).
+_PDF_UA_XMP = (
+    b'<rdf:Description xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" rdf:about="" '
+    b'xmlns:pdfaExtension="http://www.aiim.org/pdfa/ns/extension/" '
+    b'xmlns:pdfaSchema="http://www.aiim.org/pdfa/ns/schema#" '
+    b'xmlns:pdfaProperty="http://www.aiim.org/pdfa/ns/property#">'
+    b"<pdfaExtension:schemas><rdf:Bag><rdf:li rdf:parseType=\"Resource\">"
+    b"<pdfaSchema:schema>PDF/UA identification schema</pdfaSchema:schema>"
+    b"<pdfaSchema:namespaceURI>http://www.aiim.org/pdfua/ns/id/</pdfaSchema:namespaceURI>"
+    b"<pdfaSchema:prefix>pdfuaid</pdfaSchema:prefix>"
+    b"<pdfaSchema:property><rdf:Seq><rdf:li rdf:parseType=\"Resource\">"
+    b"<pdfaProperty:name>part</pdfaProperty:name>"
+    b"<pdfaProperty:valueType>Integer</pdfaProperty:valueType>"
+    b"<pdfaProperty:category>internal</pdfaProperty:category>"
+    b"<pdfaProperty:description>The part of ISO 14289 the file conforms to</pdfaProperty:description>"
+    b"</rdf:li></rdf:Seq></pdfaSchema:property>"
+    b"</rdf:li></rdf:Bag></pdfaExtension:schemas></rdf:Description>"
+    b'<rdf:Description xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" rdf:about="" '
+    b'xmlns:pdfuaid="http://www.aiim.org/pdfua/ns/id/"><pdfuaid:part>1</pdfuaid:part></rdf:Description>'
+)
+
+
+def _declare_pdf_ua(pdf: Any) -> None:
+    """Add the PDF/UA-1 identification to the XMP metadata WeasyPrint wrote (inside its one rdf:RDF)."""
+    reference = pdf.catalog["Metadata"]
+    number = int(reference.split()[0])
+    stream = pdf.objects[number]
+    content = b"".join(part if isinstance(part, bytes) else str(part).encode() for part in stream.stream)
+    end = b"</rdf:RDF>"
+    if content.count(end) != 1:
+        raise RenderError("the PDF's XMP metadata is not one RDF document", hint=_REINSTALL_HINT)
+    stream.stream = [content.replace(end, _PDF_UA_XMP + end)]
+
+
+#: What an embedded file is, for a reader of the PDF's attachments.
+_ATTACHMENT_DESCRIPTIONS = {
+    DOSSIER_JSON: "The machine-readable dossier (canonical JSON) this document renders",
+    "dossier.cdx.json": "The dossier exported as a CycloneDX ML-BOM (derived from dossier.json)",
+    "model-index.yaml": "The dossier's metrics exported as a model-index (derived from dossier.json)",
+}
+
+
+def _relationship(name: str) -> str:
+    """How an embedded file relates to the document (its ``/AFRelationship``, ISO 32000-2, 14.13).
+
+    ``Data`` for what the pages are drawn from: dossier.json, and the validation report the
+    calibration appendix shows. ``Supplement`` for the standard exports: the same dossier, written
+    for other tools to read.
+    """
+    from evidence.export import CYCLONEDX_FILE, MODEL_INDEX_FILE
+
+    return "Supplement" if name in (CYCLONEDX_FILE, MODEL_INDEX_FILE) else "Data"
 
 
 def _mime_type(name: str) -> str:
@@ -1205,14 +1289,10 @@ def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetim
             url=f"data:{_mime_type(name)};base64,{base64.b64encode(data).decode('ascii')}",
             url_fetcher=data_only,
             name=name,
-            description=(
-                "The machine-readable dossier (canonical JSON) this document renders"
-                if name == DOSSIER_JSON
-                else None
-            ),
+            description=_ATTACHMENT_DESCRIPTIONS.get(name),
             created=when,
             modified=when,
-            relationship="Data",
+            relationship=_relationship(name),
         )
         for name, data in files.items()
     ]
@@ -1225,7 +1305,7 @@ def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetim
             # The figures come in as data: URLs (SVG); nothing else may be fetched.
             pdf: bytes = weasyprint.HTML(string=html, url_fetcher=data_only).write_pdf(
                 stylesheets=[weasyprint.CSS(string=css, url_fetcher=no_fetch, font_config=font_config)],
-                pdf_variant="pdf/a-3b",
+                pdf_variant=PDF_VARIANT,
                 attachments=pdf_attachments,
                 finisher=_finish,
                 font_config=font_config,

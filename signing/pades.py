@@ -9,8 +9,9 @@
 * **B-LTA**: B-LT, and a document timestamp over the whole file, so the
   validation data is itself dated.
 
-Every addition is an incremental update, so the rendered PDF/A-3b bytes stay
-intact underneath it; with an RSA or an ECDSA key the file keeps declaring PDF 1.7 at every
+Every addition is an incremental update, so the rendered PDF/A-3a bytes stay
+intact underneath it (the signature's field goes into the structure tree, as
+PDF/UA-1 asks); with an RSA or an ECDSA key the file keeps declaring PDF 1.7 at every
 level.
 """
 
@@ -112,6 +113,99 @@ def _authority_certificates(timestamper: TimeStamper) -> list[Any]:
     return [c.chosen for c in token["content"]["certificates"] or []]
 
 
+#: How a reader of the tagged PDF hears each field (its ``/TU``, and its ``/Form`` element's ``/Alt``).
+_FIELD_DESCRIPTIONS = {
+    SIGNATURE_FIELD: "Digital signature (PAdES) of this dossier; verify it with interp-dossier verify",
+    TIMESTAMP_FIELD: "Document timestamp (PAdES B-LTA) over this dossier and its validation data",
+}
+
+
+def _add_tagged_fields(writer: IncrementalPdfFileWriter, names: list[str]) -> None:
+    """Create the (invisible) signature fields ``names`` on page 1, each inside the structure tree.
+
+    PDF/UA-1 admits no annotation outside the structure tree: each field's widget gets a
+    ``/StructParent`` and a ``/Form`` structure element that points back at it, under the document's
+    top element, and the parent tree maps one to the other. The fields are made in the same
+    incremental update as the signature, so the signature covers them; pyHanko then fills them.
+    An untagged PDF gets the fields alone.
+    """
+    from pyhanko.pdf_utils import generic as pdf_generic
+
+    generic: Any = pdf_generic  # pyHanko's object model is untyped
+    out: Any = writer
+    for name in names:
+        fields.append_signature_field(writer, fields.SigFieldSpec(sig_field_name=name, on_page=0))
+    struct_root_ref = writer.root.raw_get("/StructTreeRoot") if "/StructTreeRoot" in writer.root else None
+    if struct_root_ref is None:
+        return
+    struct_root = struct_root_ref.get_object()
+    top_ref = struct_root.raw_get("/K")
+    if isinstance(top_ref, generic.ArrayObject):
+        top_ref = top_ref[0]
+    top = top_ref.get_object()
+    kids = top.get("/K")
+    if not isinstance(kids, generic.ArrayObject):
+        kids = generic.ArrayObject([] if kids is None else [top.raw_get("/K")])
+        top[generic.NameObject("/K")] = kids
+    parent_tree = struct_root["/ParentTree"]
+    if "/Nums" not in parent_tree:
+        raise SignatureError(
+            "the PDF's structure tree has a parent tree this signer cannot extend",
+            hint="sign a PDF rendered by interp-dossier",
+        )
+    nums = parent_tree["/Nums"]
+    used = [int(nums[i]) for i in range(0, len(nums), 2)]
+    key = max([*used, int(struct_root.get("/ParentTreeNextKey", 0)) - 1]) + 1
+    page_ref = out.find_page_for_modification(0)[0]
+    by_name = {str(f.get_object().get("/T")): f for f in writer.root["/AcroForm"]["/Fields"]}
+    for name in names:
+        widget_ref = by_name[name]
+        widget = widget_ref.get_object()
+        description = _FIELD_DESCRIPTIONS[name]
+        widget[generic.NameObject("/TU")] = generic.TextStringObject(description)
+        widget[generic.NameObject("/StructParent")] = generic.NumberObject(key)
+        form = generic.DictionaryObject({
+            generic.NameObject("/Type"): generic.NameObject("/StructElem"),
+            generic.NameObject("/S"): generic.NameObject("/Form"),
+            generic.NameObject("/P"): top_ref,
+            generic.NameObject("/Pg"): page_ref,
+            generic.NameObject("/Alt"): generic.TextStringObject(description),
+            generic.NameObject("/K"): generic.DictionaryObject({
+                generic.NameObject("/Type"): generic.NameObject("/OBJR"),
+                generic.NameObject("/Obj"): widget_ref,
+                generic.NameObject("/Pg"): page_ref,
+            }),
+        })  # fmt: skip
+        form_ref = writer.add_object(form)
+        kids.append(form_ref)
+        nums.extend([generic.NumberObject(key), form_ref])
+        writer.update_container(widget)
+        key += 1
+    struct_root[generic.NameObject("/ParentTreeNextKey")] = generic.NumberObject(key)
+    writer.update_container(top)
+    writer.update_container(parent_tree)
+    writer.update_container(struct_root)
+
+
+def _align_producer(writer: IncrementalPdfFileWriter) -> None:
+    """Name pyHanko alone as the producer in the document information, as its XMP rewrite does.
+
+    pyHanko rewrites the XMP's ``pdf:Producer`` as itself but appends itself to the information
+    dictionary's ``/Producer``; PDF/A wants the two to say the same.
+    """
+    from pyhanko.pdf_utils import generic as pdf_generic
+    from pyhanko.pdf_utils.metadata.model import VENDOR
+
+    generic: Any = pdf_generic
+    out: Any = writer
+    info_ref = out.trailer.raw_get("/Info") if "/Info" in out.trailer else None
+    if info_ref is None:
+        return
+    info = info_ref.get_object()
+    info[generic.NameObject("/Producer")] = generic.TextStringObject(VENDOR)
+    out.update_container(info)
+
+
 def _pdf_version(pdf: bytes) -> tuple[int, int]:
     version: tuple[int, int] = PdfFileReader(io.BytesIO(pdf)).input_version
     return version
@@ -139,6 +233,8 @@ def sign_pdf(pdf: bytes, signer: Signer, *, timestamper: TimeStamper | None = No
         )
         before = _pdf_version(pdf)
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+        _add_tagged_fields(writer, [SIGNATURE_FIELD, *([TIMESTAMP_FIELD] if level == "B-LTA" else [])])
+        _align_producer(writer)
         pdf_signer = _Pdf17Signer(meta, signer.pyhanko_signer(), timestamper=timestamper)
 
         async def _sign() -> bytes:

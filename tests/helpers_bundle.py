@@ -1,7 +1,7 @@
 """Build small signed bundles for tests, without the measuring and rendering pipeline.
 
 The dossier is a minimal schema-valid :class:`evidence.records.Dossier`; the
-PDF is a one-page PDF/A-3b made with WeasyPrint directly, embedding
+PDF is a one-page PDF/A-3a made by the renderer's PDF machinery, embedding
 dossier.json (AFRelationship /Data) and printing its sha256 on page 1, as the
 real renderer does. The hostile mutations are named after the attack.
 """
@@ -91,23 +91,30 @@ def render_pdf(
     printed_digest: str | None = None,
     embed_dossier: bool = True,
 ) -> bytes:
-    """A one-page PDF/A-3b embedding ``dossier_json`` (and ``extra`` files) and printing its sha256.
+    """A one-page PDF/A-3a (PDF/UA-1) embedding ``dossier_json`` (and ``extra`` files) and printing its sha256.
 
-    ``printed_digest`` and ``embed_dossier=False`` make a dishonest PDF: another digest on the
-    cover, or no dossier.json embedded.
+    Written by the renderer's own PDF machinery (shipped fonts, tags, associated files), from a
+    one-page document. ``printed_digest`` and ``embed_dossier=False`` make a dishonest PDF: another
+    digest on the cover, or no dossier.json embedded.
     """
     from weasyprint import HTML, Attachment
 
+    from evidence import render
+
     digest = printed_digest or sha256_hex(dossier_json)
     html = (
-        "<html><head><title>Test dossier</title></head><body>"
+        '<html lang="en"><head><title>Test dossier</title></head><body>'
         "<h1>Interpretability evidence dossier</h1>"
         f"<p>dossier.json sha256</p><p style='font-family: monospace; font-size: 8pt'>{digest}</p>"
         "</body></html>"
     )
-    attachments = [Attachment(string=dossier_json, name=DOSSIER_JSON, relationship="Data")] if embed_dossier else []
-    attachments += [Attachment(string=data, name=name, relationship="Data") for name, data in (extra or {}).items()]
-    pdf: bytes = HTML(string=html).write_pdf(pdf_variant="pdf/a-3b", attachments=attachments)
+    # A list, not a mapping: a hostile PDF may embed two files of one name.
+    files = [(DOSSIER_JSON, dossier_json)] if embed_dossier else []
+    attachments = [Attachment(string=data, name=name, relationship="Data") for name, data in
+                   [*files, *(extra or {}).items()]]  # fmt: skip
+    with render._shipped_font_config() as fonts:
+        pdf: bytes = HTML(string=html).write_pdf(pdf_variant=render.PDF_VARIANT, attachments=attachments,
+                                                 finisher=render._finish, font_config=fonts)  # fmt: skip
     return pdf
 
 

@@ -94,12 +94,12 @@ def test_the_pdf_states_a_non_standard_budget_and_a_reused_record():
     from tests.factories import make_dossier, make_record
 
     standard = render._render_html(make_dossier(), "0" * 64)
-    assert "<th>Budget</th>" not in standard and "<th>Reused</th>" not in standard
+    assert ">Budget</th>" not in standard and ">Reused</th>" not in standard
     record = make_record(profile="quick", prompt_limit=8, reused_cache_key="e" * 64)
     html = render._render_html(make_dossier(records=[record], profile="quick", prompt_limit=8), "0" * 64)
-    assert "<tr><th>Budget</th><td>profile quick, at most 8 prompts per dataset" in html
+    assert '<tr><th scope="row">Budget</th><td>profile quick, at most 8 prompts per dataset' in html
     assert (
-        "<th>Reused</th><td>from the result cache of an earlier run with the same inputs, key "
+        '<th scope="row">Reused</th><td>from the result cache of an earlier run with the same inputs, key '
         f'<code class="digest">{"e" * 64}</code>' in html
     )
 

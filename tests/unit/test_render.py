@@ -1,4 +1,4 @@
-"""The PDF renderer: PDF/A-3b structure, the embedded dossier.json, page-1 digest, escaping."""
+"""The PDF renderer: PDF/A-3a and PDF/UA-1 structure, the embedded dossier.json, page-1 digest, escaping."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ from evidence.records import (  # noqa: E402
     WeightFile,
 )
 from tests.factories import cross_reference  # noqa: E402
+from tests.pdf_structure import pdf_problems  # noqa: E402
 
 SET_AT = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)
 CREATED = datetime(2025, 7, 14, 9, 30, 5, tzinfo=UTC)
@@ -342,17 +343,18 @@ def _anchor_page(reader: pypdf.PdfReader, anchor: str) -> int:
     return reader.get_destination_page_number(reader.named_destinations[anchor]) + 1
 
 
-# -- PDF/A-3b structure -------------------------------------------------------------------
+# -- PDF/A-3a and PDF/UA-1 structure ------------------------------------------------------
 
 
-def test_pdf_a_3b_header_metadata_and_output_intent(rendered):
+def test_pdf_a_3a_and_pdf_ua_1_header_metadata_and_output_intent(rendered):
     dossier, _, pdf = rendered
     assert pdf.startswith(b"%PDF-1.7\n")
     with pikepdf.open(io.BytesIO(pdf)) as doc:
         assert doc.pdf_version == "1.7"
         meta = doc.open_metadata()
         assert meta["pdfaid:part"] == "3"
-        assert meta["pdfaid:conformance"] == "B"
+        assert meta["pdfaid:conformance"] == "A"
+        assert meta["pdfuaid:part"] == "1"
         assert meta["dc:title"] == "Interpretability evidence dossier \u2014 demo"
         assert len(doc.Root.OutputIntents) == 1
         assert doc.Root.OutputIntents[0].S == "/GTS_PDFA1"
@@ -362,6 +364,7 @@ def test_pdf_a_3b_header_metadata_and_output_intent(rendered):
         assert str(info.Author) == "interp-dossier 0.1.0"
         assert str(info.Creator) == "interp-dossier 0.1.0"
         assert str(info.CreationDate) == "D:20250714093005Z"
+    assert pdf_problems(pdf) == []
 
 
 def test_dossier_json_is_embedded_byte_identical_as_associated_data(rendered):
@@ -377,7 +380,7 @@ def test_dossier_json_is_embedded_byte_identical_as_associated_data(rendered):
         assert spec.obj.objgen in af
         assert len(af) == len(set(af)) == 2  # each associated file listed once
         cdx = files["dossier.cdx.json"]
-        assert cdx.obj.AFRelationship == "/Data"
+        assert cdx.obj.AFRelationship == "/Supplement"  # an export: the same dossier, for other tools
         assert cdx.get_file().read_bytes() == CDX["dossier.cdx.json"]
 
 

@@ -164,7 +164,7 @@ def test_calibration_status_is_coloured_as_a_failure():
     dossier = _summary_dossier()
     html = render._render_html(dossier, "0" * 64)
     assert re.search(r'<span class="status status-error">3 of 5 checks failed</span>', html)
-    assert not re.search(r'status-ok">ok</span></td>\s*</tr>\s*<tr>\s*<td><a href="#record-3"', html)
+    assert not re.search(r'status-ok">ok</span></td>\s*</tr>\s*<tr>\s*<td><code><a href="#record-3"', html)
 
 
 def test_an_internal_error_is_told_in_words_with_its_parameters_and_remedy(pages):

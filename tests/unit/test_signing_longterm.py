@@ -36,6 +36,7 @@ from tests.helpers_bundle import (
     write_files,
 )
 from tests.helpers_pki import NOW, LocalPKI
+from tests.pdf_structure import pdf_problems
 
 DAY = dt.timedelta(days=1)
 
@@ -81,14 +82,20 @@ def test_every_level_signs_and_verifies_with_the_test_pki(bundles, anchor, level
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_every_level_stays_pdf_a_3b_at_version_1_7(bundles, level):
+def test_every_level_stays_pdf_a_3a_and_pdf_ua_1_at_version_1_7(bundles, level):
     data = (bundles[level] / DOSSIER_PDF).read_bytes()
     assert data.startswith(b"%PDF-1.7")
     with pikepdf.open(io.BytesIO(data)) as pdf:
         assert pdf.pdf_version == "1.7"
         assert all(str(ext.BaseVersion) == "/1.7" for ext in pdf.Root.get("/Extensions", {}).values())
         meta = pdf.open_metadata()
-        assert meta.get("pdfaid:part") == "3" and meta.get("pdfaid:conformance") == "B"
+        assert meta.get("pdfaid:part") == "3" and meta.get("pdfaid:conformance") == "A"
+        assert meta.get("pdfuaid:part") == "1"
+        # The signature's widget (and B-LTA's document timestamp's) sits in the structure tree, described.
+        widgets = [a for a in pdf.pages[0].Annots if a.get("/Subtype") == "/Widget"]
+        assert len(widgets) == (2 if level == "B-LTA" else 1)
+        assert all("/StructParent" in w and str(w.TU) for w in widgets)
+    assert pdf_problems(data) == []
 
 
 def test_long_term_levels_embed_crls_and_ocsp_fetched_from_the_pki(bundles, pki):

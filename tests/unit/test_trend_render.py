@@ -1,4 +1,4 @@
-"""The trend dossier's PDF: PDF/A-3b, its dossier.json embedded, the digest on page 1, verdicts and figures."""
+"""The trend dossier's PDF: PDF/A-3a (PDF/UA-1), its dossier.json embedded, the digest on page 1, verdicts, figures."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from evidence.records import DEVELOPMENT_KEY_NOTICE, ConfidenceInterval, ErrorIn
 from evidence.records.trend import TrendDossier  # noqa: E402
 from evidence.trend import Checkpoint, build_trend  # noqa: E402
 from tests.factories import make_dossier, make_policy, make_record  # noqa: E402
+from tests.pdf_structure import pdf_problems  # noqa: E402
 
 AFTER = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
 TREND_ID = "5f0c8a52-8d0e-4f5e-9a57-2b8f3c1d4e6a"
@@ -88,22 +89,24 @@ def _page_of(text: list[str], words: str) -> int:
     return pages[0]
 
 
-# -- the PDF/A-3b file ------------------------------------------------------------------------
+# -- the PDF/A-3a (PDF/UA-1) file -------------------------------------------------------------
 
 
-def test_the_trend_pdf_is_pdf_a_3b_with_an_output_intent_and_its_title(rendered):
+def test_the_trend_pdf_is_pdf_a_3a_and_pdf_ua_1_with_an_output_intent_and_its_title(rendered):
     _, _, pdf = rendered
     assert pdf.startswith(b"%PDF-1.7\n")
     with pikepdf.open(io.BytesIO(pdf)) as doc:
         meta = doc.open_metadata()
         assert meta["pdfaid:part"] == "3"
-        assert meta["pdfaid:conformance"] == "B"
+        assert meta["pdfaid:conformance"] == "A"
+        assert meta["pdfuaid:part"] == "1"
         assert meta["dc:title"] == "Trend dossier \u2014 run-2026"
         assert len(doc.Root.OutputIntents) == 1
         assert doc.Root.OutputIntents[0].S == "/GTS_PDFA1"
         assert "/DestOutputProfile" in doc.Root.OutputIntents[0]
         assert str(doc.docinfo.CreationDate) == "D:20261201083000Z"
         assert doc.Root.Lang == "en"
+    assert pdf_problems(pdf) == []
 
 
 def test_the_trend_json_is_embedded_byte_identical_as_associated_data(rendered):
