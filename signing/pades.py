@@ -182,9 +182,9 @@ def _add_tagged_fields(writer: IncrementalPdfFileWriter, names: list[str]) -> No
         writer.update_container(widget)
         key += 1
     struct_root[generic.NameObject("/ParentTreeNextKey")] = generic.NumberObject(key)
-    writer.update_container(top)
-    writer.update_container(parent_tree)
-    writer.update_container(struct_root)
+    # Whichever of these is an indirect object of its own (or holds the others) goes into the update.
+    for changed in (kids, top, nums, parent_tree, struct_root):
+        writer.update_container(changed)
 
 
 def _align_producer(writer: IncrementalPdfFileWriter) -> None:
