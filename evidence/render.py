@@ -575,6 +575,37 @@ def _what_it_measures(dossier: Dossier) -> dict[str, str]:
     return summaries
 
 
+#: The method page's section a record's chapter shows as its limitations.
+LIMITATIONS_SECTION = "What it can and cannot show"
+
+
+def _limitations(dossier: Dossier) -> dict[str, Any]:
+    """The "What it can and cannot show" section of each recorded measurement's method page, as HTML, by id.
+
+    The section's Markdown (paragraphs, lists, emphasis, code) is rendered by markdown-it in its
+    CommonMark mode with raw HTML off, so the page's text can only be shown, never inject markup.
+    """
+    import markupsafe
+
+    from evidence.methods_docs import find_doc_page
+
+    try:
+        from markdown_it import MarkdownIt
+    except ImportError as exc:
+        raise missing_extra("render", exc) from None
+    markdown = MarkdownIt("commonmark", {"html": False})
+    limitations: dict[str, Any] = {}
+    for measurement_id in sorted({r.measurement.id for r in dossier.records}):
+        try:
+            page = find_doc_page(measurement_id)
+            text = page.section(LIMITATIONS_SECTION) if page is not None else ""
+        except (ConfigError, KeyError):
+            continue  # a malformed page is reported by _what_it_measures
+        if text.strip():
+            limitations[measurement_id] = markupsafe.Markup(markdown.render(text))  # raw HTML escaped
+    return limitations
+
+
 def _constructs(dossier: Dossier) -> dict[str, str]:
     """What each recorded measurement measures, in a few words, by id.
 
@@ -903,6 +934,8 @@ def _context(
         "num": {anchor: i for i, (anchor, _) in enumerate(sections, start=1)},
         # "What this measures": from the method page of the record's measurement (docs/methods/<id>.md).
         "what_it_measures": _what_it_measures(dossier),
+        # Its limitations: the method page's "What it can and cannot show", after the results.
+        "limitations": _limitations(dossier),
         "summary_rows": rows,
         "summary_sentences": _summary_sentences(dossier, rows),
         "constructs": _constructs(dossier),

@@ -729,6 +729,27 @@ def test_a_record_shows_what_its_measurement_measures_from_the_method_page(monke
     assert _squash(f"What this measures. {summary}") in body
 
 
+def test_a_record_shows_what_its_measurement_can_and_cannot_show_from_the_method_page(monkeypatch, tmp_path: Path):
+    dossier = _dossier().model_copy(update={"signer": None, **NO_POLICY, **LEAN})
+    first = dossier.records[0]
+    limits = ("It can show that *one* direction is necessary on `these` prompts.\n\n"
+              "It cannot show:\n\n* other templates;\n* that <script>no</script> other mechanism exists.\n")  # fmt: skip
+    page = _method_page(first.measurement.id, "What it measures.").replace(
+        f"## {render.LIMITATIONS_SECTION}\n\nText.", f"## {render.LIMITATIONS_SECTION}\n\n{limits}")
+    (tmp_path / f"{first.measurement.id}.md").write_text(page)
+    monkeypatch.setattr("evidence.methods_docs._directory", lambda: tmp_path)
+    html = render._render_html(dossier, "0" * 64)
+    # The Markdown is rendered (emphasis, code, a list); raw HTML in the page is shown, not obeyed.
+    assert "<em>one</em>" in html and "<code>these</code>" in html and "<li>other templates;</li>" in html
+    assert "&lt;script&gt;no&lt;/script&gt;" in html and "<script>" not in html
+    counted = sum(r.measurement.id == first.measurement.id for r in dossier.records)
+    assert html.count("What this measurement can and cannot show") == counted
+    pdf = render.render_pdf(dossier, canonical_bytes(dossier))
+    body = _squash("\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages))
+    assert _squash("It can show that one direction is necessary on these prompts.") in body
+    assert _squash("that <script>no</script> other mechanism exists.") in body
+
+
 def test_a_malformed_method_page_is_one_render_error(monkeypatch, tmp_path: Path):
     dossier = _dossier()
     (tmp_path / f"{dossier.records[0].measurement.id}.md").write_text("no title\n")
