@@ -34,8 +34,11 @@ sys.stdout.buffer.write(render.render_pdf(dossier, canonical_bytes(dossier)))
 
 
 def _lean_dossier(summary: str | None = None) -> Dossier:
+    from tests.factories import make_probe_record
+
     dossier = _dossier()
-    records = dossier.records[:4]
+    # Four records of the rich dossier, and one that draws a figure (its labels are text in the PDF).
+    records = [*dossier.records[:4], make_probe_record("deception.probe:figure")]
     if summary is not None:
         records[3] = records[3].model_copy(update={"summary": summary})
     return dossier.model_copy(update={"records": records, **NO_POLICY, **LEAN})
@@ -109,6 +112,9 @@ def test_the_shipped_fonts_come_with_their_licences():
 
 
 def test_only_shipped_fonts_are_embedded(reference):
+    from evidence import figures
+
+    assert any(figures.figures_for(r) for r in _lean_dossier().records)  # a figure's text is among it
     embedded = _embedded_font_names(reference)
     assert embedded
     assert embedded <= _shipped_font_names()
