@@ -732,8 +732,10 @@ def test_a_record_shows_what_its_measurement_measures_from_the_method_page(monke
 def test_a_record_shows_what_its_measurement_can_and_cannot_show_from_the_method_page(monkeypatch, tmp_path: Path):
     dossier = _dossier().model_copy(update={"signer": None, **NO_POLICY, **LEAN})
     first = dossier.records[0]
-    limits = ("It can show that *one* direction is necessary on `these` prompts.\n\n"
-              "It cannot show:\n\n* other templates;\n* that <script>no</script> other mechanism exists.\n")  # fmt: skip
+    limits = (
+        "It can show that *one* direction is necessary on `these` prompts.\n\n"
+        "It cannot show:\n\n* other templates;\n* that <script>no</script> other mechanism exists.\n"
+    )
     page = _method_page(first.measurement.id, "What it measures.").replace(
         f"## {render.LIMITATIONS_SECTION}\n\nText.", f"## {render.LIMITATIONS_SECTION}\n\n{limits}")
     (tmp_path / f"{first.measurement.id}.md").write_text(page)
