@@ -587,23 +587,35 @@ def _limitations(dossier: Dossier) -> dict[str, Any]:
     """
     import markupsafe
 
-    from evidence.methods_docs import find_doc_page
-
     try:
         from markdown_it import MarkdownIt
     except ImportError as exc:
         raise missing_extra("render", exc) from None
     markdown = MarkdownIt("commonmark", {"html": False})
-    limitations: dict[str, Any] = {}
+    return {
+        measurement_id: markupsafe.Markup(markdown.render(text))  # raw HTML escaped
+        for measurement_id, text in _method_sections(dossier, LIMITATIONS_SECTION).items()
+        if text.strip()
+    }
+
+
+def _method_sections(dossier: Dossier, name: str) -> dict[str, str]:
+    """Section ``name`` of each recorded measurement's method page, by id.
+
+    None for a measurement without a page or that section; a malformed page is reported by
+    :func:`_what_it_measures`, which reads every page first.
+    """
+    from evidence.methods_docs import find_doc_page
+
+    sections: dict[str, str] = {}
     for measurement_id in sorted({r.measurement.id for r in dossier.records}):
         try:
             page = find_doc_page(measurement_id)
-            text = page.section(LIMITATIONS_SECTION) if page is not None else ""
+            if page is not None:
+                sections[measurement_id] = page.section(name)
         except (ConfigError, KeyError):
-            continue  # a malformed page is reported by _what_it_measures
-        if text.strip():
-            limitations[measurement_id] = markupsafe.Markup(markdown.render(text))  # raw HTML escaped
-    return limitations
+            continue
+    return sections
 
 
 def _constructs(dossier: Dossier) -> dict[str, str]:
@@ -612,15 +624,8 @@ def _constructs(dossier: Dossier) -> dict[str, str]:
     The opening clause of the method page's "Construct" section (up to its first colon or full
     stop), Markdown emphasis removed; none for a measurement without a page or that section.
     """
-    from evidence.methods_docs import find_doc_page
-
     constructs: dict[str, str] = {}
-    for measurement_id in sorted({r.measurement.id for r in dossier.records}):
-        try:
-            page = find_doc_page(measurement_id)
-            text = page.section("Construct") if page is not None else ""
-        except (ConfigError, KeyError):
-            continue  # a malformed page is reported by _what_it_measures; no section, no construct
+    for measurement_id, text in _method_sections(dossier, "Construct").items():
         words = " ".join(text.replace("*", "").replace("`", "").split())
         cut = min((i for i in (words.find(": "), words.find(". ")) if i > 0), default=len(words))
         if words:

@@ -312,13 +312,14 @@ def test_the_pdf_takes_figures_as_images_and_draws_the_same_pages_as_inline_svg(
     assert _page_pixels(pdf, tmp_path / "image") == _page_pixels(drawn, tmp_path / "inline")
 
 
-def _page_pixels(pdf: bytes, out: Path) -> list[bytes]:
-    """Every page of ``pdf`` rasterised in grey at 60 dpi (poppler's pdftoppm)."""
+def _page_pixels(pdf: bytes, out: Path) -> list[tuple[int, int, bytes]]:
+    """Every page of ``pdf`` in grey pixels (the page-image tests' pdftoppm rendering)."""
+    from tests.unit.test_render_pages import _grey_pages
+
     if shutil.which("pdftoppm") is None:
         pytest.skip("poppler-utils (pdftoppm) is not installed")
     out.mkdir()
     (out / "doc.pdf").write_bytes(pdf)
-    subprocess.run(["pdftoppm", "-r", "60", "-gray", str(out / "doc.pdf"), str(out / "p")], check=True, timeout=120)
-    pages = sorted(out.glob("p*.pgm"))
+    pages = _grey_pages(out / "doc.pdf", out)
     assert pages
-    return [page.read_bytes() for page in pages]
+    return pages
