@@ -303,7 +303,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
         from evidence.render import render_trend_pdf
         from evidence.trend import parse_trend
 
-        write_file_atomically(out, render_trend_pdf(parse_trend(data, source=str(source)), data))
+        trend = parse_trend(data, source=str(source))
+        write_file_atomically(out, render_trend_pdf(trend, data, progress=_progress()))
         print(f"pdf: {out} (unsigned; a trend is signed by `interp-dossier sweep`)")
         return EXIT_OK
     dossier = parse_dossier(data)
@@ -312,7 +313,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         report = source.parent / dossier.validation.file
         if report.is_file():
             attachments[report.name] = report.read_bytes()
-    pdf = render_pdf(dossier, data, attachments=attachments)
+    pdf = render_pdf(dossier, data, attachments=attachments, progress=_progress())
     write_file_atomically(out, pdf)
     print(f"pdf: {out} (unsigned; use `interp-dossier sign` on a draft bundle to seal)")
     return EXIT_OK

@@ -31,6 +31,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,6 +83,8 @@ FALLBACK_FONT_FAMILY = "Droid Sans Fallback"
 #: The PDF/A part and level WeasyPrint writes: PDF/A-3 level A, tagged (a structure tree, reading
 #: order, alternative texts); the finisher adds the PDF/UA-1 identification (see README, "The PDF").
 PDF_VARIANT = "pdf/a-3a"
+#: A render reports how far it got (the page it lays out) at most this often, in seconds.
+PROGRESS_INTERVAL_S = 2.0
 
 _VERDICT_ORDER = ("pass", "fail", "inconclusive", "n/a")
 _CHANGE_AREAS = ("model", "suite", "policy", "verdicts")
@@ -93,6 +96,7 @@ def render_pdf(
     dossier_json: bytes,
     *,
     attachments: Mapping[str, bytes] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> bytes:
     """Render ``dossier`` as PDF/A-3a (PDF/UA-1) bytes with ``dossier_json`` embedded.
 
@@ -101,6 +105,8 @@ def render_pdf(
     encode ``dossier``. ``attachments`` (file name -> bytes) are embedded
     beside it, also as associated files: the standard exports with relationship
     ``Supplement``, anything else (the validation report) with ``Data``.
+    ``progress``, when given, is told which page is being laid out (at most every
+    :data:`PROGRESS_INTERVAL_S` seconds), each further layout pass, and when the pages are written.
 
     Raises :class:`~evidence.errors.RenderError` when the inputs disagree,
     the templates are missing or broken, or WeasyPrint cannot produce a
@@ -113,24 +119,26 @@ def render_pdf(
         html = _render_html(dossier, digest, _cited_report(dossier, extra), inline_figures=False)
         css = _read_template(STYLESHEET)
         files = {DOSSIER_JSON: dossier_json, **extra}
-        return _write_pdf(html, css, files, dossier.created_at)
+        return _write_pdf(html, css, files, dossier.created_at, progress)
 
 
-def render_trend_pdf(trend: TrendDossier, trend_json: bytes) -> bytes:
+def render_trend_pdf(
+    trend: TrendDossier, trend_json: bytes, *, progress: Callable[[str], None] | None = None
+) -> bytes:
     """Render a sweep's trend dossier as PDF/A-3a (PDF/UA-1) bytes with ``trend_json`` embedded as dossier.json.
 
     ``trend_json`` must be the exact bytes of the trend bundle's dossier.json (embedded verbatim,
     their sha256 printed on page 1), and must encode ``trend``. The document reuses the dossier's
     stylesheet, fonts and PDF/A machinery; its figures are drawn from the trend alone.
 
-    Raises :class:`~evidence.errors.RenderError` as :func:`render_pdf` does.
+    ``progress`` and the errors raised are as for :func:`render_pdf`.
     """
     _check_json_encodes(trend, trend_json)
     digest = sha256_hex(trend_json)
     with _collector_paused():
         html = _render_template(TREND_TEMPLATE, lambda: _trend_context(trend, digest, inline_figures=False))
         css = _read_template(STYLESHEET) + "\n" + _read_template(TREND_STYLESHEET)
-        return _write_pdf(html, css, {DOSSIER_JSON: trend_json}, trend.created_at)
+        return _write_pdf(html, css, {DOSSIER_JSON: trend_json}, trend.created_at, progress)
 
 
 @contextlib.contextmanager
@@ -1123,6 +1131,81 @@ class _MissingGlyphsError(Exception):
         self.codepoints = codepoints
 
 
+# WeasyPrint announces its steps on this logger (INFO), with these messages (checked by a test).
+_PROGRESS_LOGGER = "weasyprint.progress"
+_PAGE_STEP = "Step 5 - Creating layout - Page %d"
+_PAGE_KEPT_STEP = "Step 5 - Creating layout - Page %d (up-to-date)"
+_PASS_STEP = "Step 5 - Creating layout - Repagination #%d"
+_WRITE_STEP = "Step 6 - Creating PDF"
+
+
+class _ProgressRelay(logging.Handler):
+    """Turns WeasyPrint's step announcements into a few lines for ``progress``.
+
+    The first page of the layout, each further layout pass (links that print a later page's number
+    send the pages that show them through layout again) and the writing are always told; the pages
+    in between at most every :data:`PROGRESS_INTERVAL_S` seconds. A ``progress`` that raises is not
+    called again: the render goes on without it.
+    """
+
+    def __init__(self, progress: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self._progress: Callable[[str], None] | None = progress
+        self._told_at = -math.inf
+        self._passes = 1
+        self._pages = 0  # the last page number of the latest pass: the document's length
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg in (_PAGE_STEP, _PAGE_KEPT_STEP):
+            args = record.args if isinstance(record.args, tuple) else ()
+            page = args[0] if args and isinstance(args[0], int) else 0
+            self._pages = page
+            if record.msg == _PAGE_STEP and self._passes == 1:
+                self._tell(f"PDF: laying out page {page}", always=page == 1)
+        elif record.msg == _PASS_STEP:
+            self._passes += 1
+            self._tell(
+                f"PDF: layout pass {self._passes}, for the pages whose links print a later page's number",
+                always=True,
+            )
+        elif record.msg == _WRITE_STEP:
+            self._tell(f"PDF: writing {self._pages} pages", always=True)
+
+    def _tell(self, message: str, *, always: bool) -> None:
+        now = time.monotonic()
+        if self._progress is None or (not always and now - self._told_at < PROGRESS_INTERVAL_S):
+            return
+        self._told_at = now
+        try:
+            self._progress(message)
+        except Exception:  # progress is a courtesy; a failing one (a closed terminal) must not fail the render
+            self._progress = None
+
+
+@contextlib.contextmanager
+def _layout_progress(progress: Callable[[str], None] | None) -> Iterator[None]:
+    """Relay WeasyPrint's progress to ``progress`` while the block runs; its logger is left as found.
+
+    Its announcements are INFO records, which the logging defaults drop: the logger is opened to INFO
+    and kept from passing them on to the application's handlers, for the block only.
+    """
+    if progress is None:
+        yield
+        return
+    logger = logging.getLogger(_PROGRESS_LOGGER)
+    level, propagate = logger.level, logger.propagate
+    relay = _ProgressRelay(progress)
+    logger.addHandler(relay)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(relay)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 class _LogCollector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -1305,7 +1388,13 @@ def _shipped_font_config() -> Iterator[Any]:
         yield font_config
 
 
-def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetime) -> bytes:
+def _write_pdf(
+    html: str,
+    css: str,
+    files: Mapping[str, bytes],
+    created: datetime,
+    progress: Callable[[str], None] | None = None,
+) -> bytes:
     try:
         import weasyprint
         from weasyprint.urls import URLFetcher
@@ -1339,7 +1428,7 @@ def _write_pdf(html: str, css: str, files: Mapping[str, bytes], created: datetim
     logger = logging.getLogger("weasyprint")
     logger.addHandler(collector)
     try:
-        with _shipped_font_config() as font_config:
+        with _shipped_font_config() as font_config, _layout_progress(progress):
             # The figures come in as data: URLs (SVG); nothing else may be fetched.
             pdf: bytes = weasyprint.HTML(string=html, url_fetcher=data_only).write_pdf(
                 stylesheets=[weasyprint.CSS(string=css, url_fetcher=no_fetch, font_config=font_config)],

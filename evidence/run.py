@@ -406,7 +406,7 @@ def publish(
     say("rendering the PDF")
     from evidence.render import render_pdf
 
-    pdf = render_pdf(dossier, data, attachments=exports)
+    pdf = render_pdf(dossier, data, attachments=exports, progress=say)
 
     from signing.bundle import seal, write_bundle_atomically
 

@@ -369,7 +369,7 @@ def _write_trend(
     say("rendering the trend's PDF")
     from evidence.render import render_trend_pdf
 
-    pdf = render_trend_pdf(trend, data)
+    pdf = render_trend_pdf(trend, data, progress=say)
     from signing.bundle import seal, write_bundle_atomically
 
     if signer is not None:

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pypdf
 import pytest
 
 from evidence.cli import main
@@ -196,8 +197,11 @@ def test_draft_then_sign_then_verify(light_spec: Path, tmp_path: Path, capsys):
 
 def test_render_stage_writes_a_pdf(pipeline_bundle: Path, tmp_path: Path, capsys):
     out = tmp_path / "copy.pdf"
-    code, _, _ = run_cli(capsys, "render", str(pipeline_bundle / "dossier.json"), "--out", str(out))
+    code, _, err = run_cli(capsys, "render", str(pipeline_bundle / "dossier.json"), "--out", str(out))
     assert code == 0 and out.read_bytes().startswith(b"%PDF-1.7")
+    # A render of many pages is not silent: it tells where it is, on stderr.
+    pages = len(pypdf.PdfReader(out).pages)
+    assert "PDF: laying out page 1" in err and f"PDF: writing {pages} pages" in err
 
 
 def test_failing_gate_exits_1_and_still_writes_a_verified_bundle_with_changelog(

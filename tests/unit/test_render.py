@@ -708,6 +708,66 @@ def test_rendering_pauses_the_garbage_collector_and_restores_it(monkeypatch):
     assert gc.isenabled()
 
 
+def _progress_logger_state() -> tuple[int, bool, list[logging.Handler]]:
+    logger = logging.getLogger("weasyprint.progress")
+    return logger.level, logger.propagate, list(logger.handlers)
+
+
+def test_a_render_tells_its_progress_page_by_page_and_leaves_weasyprints_logger_as_found(monkeypatch, capsys):
+    dossier = _dossier().model_copy(update={"signer": None, **NO_POLICY, **LEAN})
+    data = canonical_bytes(dossier)
+    before = _progress_logger_state()
+    root = logging.getLogger()
+    heard: list[logging.LogRecord] = []
+
+    class Listener(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(record)
+
+    listener = Listener(logging.DEBUG)
+    root.addHandler(listener)
+    try:
+        monkeypatch.setattr(render, "PROGRESS_INTERVAL_S", 0.0)
+        told: list[str] = []
+        pdf = render.render_pdf(dossier, data, progress=told.append)
+        pages = len(pypdf.PdfReader(io.BytesIO(pdf)).pages)
+        first_pass = [int(m.rsplit(" ", 1)[1]) for m in told if m.startswith("PDF: laying out page ")]
+        assert first_pass == list(range(1, pages + 1))
+        assert told[-1] == f"PDF: writing {pages} pages"
+        assert _progress_logger_state() == before
+        # The application's own handlers never see WeasyPrint's step announcements.
+        assert not [r for r in heard if r.name.startswith("weasyprint")]
+
+        # Throttled, only the first page, each further pass and the writing are told.
+        monkeypatch.setattr(render, "PROGRESS_INTERVAL_S", 1e9)
+        told.clear()
+        assert render.render_pdf(dossier, data, progress=told.append) == pdf
+        assert told[0] == "PDF: laying out page 1" and told[-1] == f"PDF: writing {pages} pages"
+        assert all(m.startswith("PDF: layout pass ") for m in told[1:-1])
+
+        # A progress that fails is dropped, quietly; the render goes on and gives the same PDF.
+        calls = []
+
+        def broken(message: str) -> None:
+            calls.append(message)
+            raise BrokenPipeError("stderr closed")
+
+        assert render.render_pdf(dossier, data, progress=broken) == pdf
+        assert calls == ["PDF: laying out page 1"]
+        assert "Logging error" not in capsys.readouterr().err
+
+        # A failed render leaves the logger as found too.
+        def refuse(document, pdf):
+            raise render._MissingGlyphsError([0x10FFFF])
+
+        monkeypatch.setattr(render, "_finish", refuse)
+        with pytest.raises(RenderError):
+            render.render_pdf(dossier, data, progress=told.append)
+        assert _progress_logger_state() == before
+    finally:
+        root.removeHandler(listener)
+
+
 def _method_page(measurement_id: str, summary: str) -> str:
     from evidence.methods_docs import SECTIONS
 
