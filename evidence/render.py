@@ -1151,11 +1151,14 @@ class _ProgressRelay(logging.Handler):
     def __init__(self, progress: Callable[[str], None]) -> None:
         super().__init__(logging.INFO)
         self._progress: Callable[[str], None] | None = progress
+        self._thread = threading.get_ident()  # WeasyPrint lays out in the caller's thread
         self._told_at = -math.inf
         self._passes = 1
         self._pages = 0  # the last page number of the latest pass: the document's length
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self._thread:  # another thread's render
+            return
         if record.msg in (_PAGE_STEP, _PAGE_KEPT_STEP):
             args = record.args if isinstance(record.args, tuple) else ()
             page = args[0] if args and isinstance(args[0], int) else 0
@@ -1169,7 +1172,7 @@ class _ProgressRelay(logging.Handler):
                 always=True,
             )
         elif record.msg == _WRITE_STEP:
-            self._tell(f"PDF: writing {self._pages} pages", always=True)
+            self._tell(f"PDF: writing {self._pages} page{'' if self._pages == 1 else 's'}", always=True)
 
     def _tell(self, message: str, *, always: bool) -> None:
         now = time.monotonic()
@@ -1182,28 +1185,41 @@ class _ProgressRelay(logging.Handler):
             self._progress = None
 
 
+_RELAYS_LOCK = threading.Lock()
+_relays: list[_ProgressRelay] = []
+_progress_logger_found: tuple[int, bool] = (logging.NOTSET, True)
+
+
 @contextlib.contextmanager
 def _layout_progress(progress: Callable[[str], None] | None) -> Iterator[None]:
     """Relay WeasyPrint's progress to ``progress`` while the block runs; its logger is left as found.
 
     Its announcements are INFO records, which the logging defaults drop: the logger is opened to INFO
-    and kept from passing them on to the application's handlers, for the block only.
+    and kept from passing them on to the application's handlers while any render relays it (renders
+    in several threads each hear their own), and set back as found after the last.
     """
+    global _progress_logger_found
     if progress is None:
         yield
         return
     logger = logging.getLogger(_PROGRESS_LOGGER)
-    level, propagate = logger.level, logger.propagate
     relay = _ProgressRelay(progress)
-    logger.addHandler(relay)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    with _RELAYS_LOCK:
+        if not _relays:
+            _progress_logger_found = (logger.level, logger.propagate)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+        _relays.append(relay)
+        logger.addHandler(relay)
     try:
         yield
     finally:
-        logger.removeHandler(relay)
-        logger.setLevel(level)
-        logger.propagate = propagate
+        with _RELAYS_LOCK:
+            logger.removeHandler(relay)
+            _relays.remove(relay)
+            if not _relays:
+                logger.setLevel(_progress_logger_found[0])
+                logger.propagate = _progress_logger_found[1]
 
 
 class _LogCollector(logging.Handler):

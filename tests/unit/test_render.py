@@ -768,6 +768,42 @@ def test_a_render_tells_its_progress_page_by_page_and_leaves_weasyprints_logger_
         root.removeHandler(listener)
 
 
+def test_renders_in_two_threads_each_hear_their_own_progress_and_the_logger_is_restored_after_the_last():
+    import threading
+
+    before = _progress_logger_state()
+    logger = logging.getLogger("weasyprint.progress")
+    mine: list[str] = []
+    theirs: list[str] = []
+    opened = threading.Event()
+    may_close = threading.Event()
+
+    def other_render() -> None:
+        with render._layout_progress(theirs.append):
+            logger.info("Step 5 - Creating layout - Page %d", 1)
+            opened.set()
+            may_close.wait(10)
+
+    worker = threading.Thread(target=other_render)
+    worker.start()
+    assert opened.wait(10)
+    with render._layout_progress(mine.append):  # opened after the other render, closed after it
+        logger.info("Step 5 - Creating layout - Page %d", 1)
+        logger.info("Step 6 - Creating PDF")
+        may_close.set()
+        worker.join(10)
+        # The other render has ended; this one still hears its logger.
+        assert logger.level == logging.INFO and not logger.propagate
+        logger.info("Step 5 - Creating layout - Repagination #%d", 1)
+    assert theirs == ["PDF: laying out page 1"]
+    assert mine == [
+        "PDF: laying out page 1",
+        "PDF: writing 1 page",
+        "PDF: layout pass 2, for the pages whose links print a later page's number",
+    ]
+    assert _progress_logger_state() == before
+
+
 def _method_page(measurement_id: str, summary: str) -> str:
     from evidence.methods_docs import SECTIONS
 
