@@ -1186,7 +1186,7 @@ class _ProgressRelay(logging.Handler):
 
 
 _RELAYS_LOCK = threading.Lock()
-_relays: list[_ProgressRelay] = []
+_relays_open = 0
 _progress_logger_found: tuple[int, bool] = (logging.NOTSET, True)
 
 
@@ -1198,26 +1198,26 @@ def _layout_progress(progress: Callable[[str], None] | None) -> Iterator[None]:
     and kept from passing them on to the application's handlers while any render relays it (renders
     in several threads each hear their own), and set back as found after the last.
     """
-    global _progress_logger_found
+    global _progress_logger_found, _relays_open
     if progress is None:
         yield
         return
     logger = logging.getLogger(_PROGRESS_LOGGER)
     relay = _ProgressRelay(progress)
     with _RELAYS_LOCK:
-        if not _relays:
+        if not _relays_open:
             _progress_logger_found = (logger.level, logger.propagate)
             logger.setLevel(logging.INFO)
             logger.propagate = False
-        _relays.append(relay)
+        _relays_open += 1
         logger.addHandler(relay)
     try:
         yield
     finally:
         with _RELAYS_LOCK:
             logger.removeHandler(relay)
-            _relays.remove(relay)
-            if not _relays:
+            _relays_open -= 1
+            if not _relays_open:
                 logger.setLevel(_progress_logger_found[0])
                 logger.propagate = _progress_logger_found[1]
 
